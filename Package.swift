@@ -1,0 +1,65 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Caravan: distributed LLaMA-family inference over ZeroMQ.
+///
+/// Dependencies point downward:
+///   executables -> Coordinator/Worker/CaravanClient -> Llama/Tokenizer/ChatTemplate/Sampling
+///   -> GGUF/CKernels/CaravanCore;  CaravanWire -> ZeroMQ -> CZeroMQ.
+let package = Package(
+    name: "Caravan",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "caravan", targets: ["caravan"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    ],
+    targets: [
+        // MARK: Core values and seams (no I/O)
+        .target(name: "CaravanCore"),
+
+        // MARK: Model file
+        .target(name: "GGUF"),
+
+        // MARK: Hot loops in C (SIMD dispatched at run time)
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+
+        // MARK: Model execution
+        .target(name: "Llama", dependencies: ["CaravanCore", "GGUF", "CKernels"]),
+
+        // MARK: Text
+        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "ChatTemplate"),
+        .target(name: "Sampling", dependencies: ["CaravanCore"]),
+
+        // MARK: Network
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "CaravanWire", dependencies: [
+            "CaravanCore",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
+
+        // MARK: Executables
+        .executableTarget(name: "caravan", dependencies: [
+            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["GGUF"], path: "Tests/TestSupport"),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "TestSupport"]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CKernels", "TestSupport"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
+        .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
