@@ -35,6 +35,9 @@ let package = Package(
         .target(name: "ChatTemplate"),
         .target(name: "Sampling", dependencies: ["CaravanCore"]),
 
+        // MARK: Generation (sessions, batching) over a forward engine seam
+        .target(name: "Inference", dependencies: ["CaravanCore", "Llama", "Tokenizer", "Sampling", "ChatTemplate"]),
+
         // MARK: Network
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
@@ -45,7 +48,7 @@ let package = Package(
 
         // MARK: Executables
         .executableTarget(name: "caravan", dependencies: [
-            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling",
+            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -55,6 +58,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "TestSupport"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CKernels", "TestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Llama", "Tokenizer", "Sampling", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
         .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
