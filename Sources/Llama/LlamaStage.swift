@@ -37,7 +37,7 @@ public final class LlamaStage: @unchecked Sendable {
     ///   - contextLimit: maximum positions per sequence (defaults to the model's training context).
     ///   - runner: threads for the kernels.
     public init(file: GGUFFile, layers: LayerRange? = nil, contextLimit: Int? = nil,
-                runner: any ParallelRunner = DispatchParallelRunner(threads: 1)) throws(GGUFError) {
+                runner: any ParallelRunner = SerialRunner()) throws(GGUFError) {
         let config = try LlamaConfiguration(file: file)
         let range = layers ?? LayerRange(0, config.layerCount)!
         self.configuration = config
@@ -144,6 +144,8 @@ public final class LlamaStage: @unchecked Sendable {
         for (i, e) in entries.enumerated() {
             rope.apply(q + i * qd, heads: c.headCount, position: e.position, cos: cosT, sin: sinT)
             rope.apply(k + i * kvd, heads: c.kvHeadCount, position: e.position, cos: cosT, sin: sinT)
+            // llama.cpp multiplies F16 keys with queries converted to F16: round them the same way.
+            roundToHalf(q + i * qd, count: qd)
             let s = seqs[i]
             ck_f32_to_f16(k + i * kvd, s.keys[local] + e.position * kvd, Int64(kvd))
             ck_f32_to_f16(v + i * kvd, s.values[local] + e.position * kvd, Int64(kvd))
@@ -167,6 +169,8 @@ public final class LlamaStage: @unchecked Sendable {
                     sc[j] = ck_dot_f16_f32(keys + j * kvd + kvOffset, qh, Int64(hd)) * scale
                 }
                 LlamaMath.softmax(sc, n: count)
+                // ...and multiplies F16 values with probabilities converted to F16.
+                roundToHalf(sc, count: count)
                 let out = att + i * qd + h * hd
                 out.initialize(repeating: 0, count: hd)
                 for j in 0..<count {
@@ -198,6 +202,11 @@ public final class LlamaStage: @unchecked Sendable {
             }
             w.multiply(quantized: scratch.quantized.raw, count: count, into: out, outStride: w.rows, runner: runner)
         }
+    }
+
+    /// Rounds `count` floats to the nearest F16 value, in place.
+    private func roundToHalf(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { p[i] = Float(Float16(p[i])) }
     }
 
     /// Checks a batch without changing any state.
