@@ -13,7 +13,7 @@
 /* ---- float-format rows: nblk = number of elements ---- */
 
 #define ROW_FLOAT_AVX2(NAME, ET, LOAD, CONV)                                                     \
-  CK_AVX2 static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
                            float *s) {                                                           \
     __m256 acc[CK_ACT_GROUP][2];                                                                 \
     for (int j = 0; j < CK_ACT_GROUP; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();          \
