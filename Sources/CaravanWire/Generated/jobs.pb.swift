@@ -448,6 +448,10 @@ public nonisolated struct Caravan_V1_JobFinished: Sendable {
   /// Total time, milliseconds.
   public var totalMs: UInt32 = 0
 
+  /// The last text to show, held back until the end (characters that could have begun a stop
+  /// string or an incomplete UTF-8 sequence); may be empty.
+  public var text: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1009,7 +1013,7 @@ nonisolated extension Caravan_V1_JobTokenAlternative: SwiftProtobuf.Message, Swi
 
 nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobFinished"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}time_to_first_token_ms\0\u{3}total_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}time_to_first_token_ms\0\u{3}total_ms\0\u{1}text\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1022,6 +1026,7 @@ nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.completionTokens) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.timeToFirstTokenMs) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.totalMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.text) }()
       default: break
       }
     }
@@ -1043,6 +1048,9 @@ nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtob
     if self.totalMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.totalMs, fieldNumber: 5)
     }
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1052,6 +1060,7 @@ nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtob
     if lhs.completionTokens != rhs.completionTokens {return false}
     if lhs.timeToFirstTokenMs != rhs.timeToFirstTokenMs {return false}
     if lhs.totalMs != rhs.totalMs {return false}
+    if lhs.text != rhs.text {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
