@@ -1,4 +1,98 @@
+/*
+ * CKernels: the hot loops of Caravan's inference engine.
+ *
+ * Block formats, dequantization, activation quantization and quantized matrix
+ * products with the same memory layouts and numerics as ggml / GGUF, with a
+ * portable scalar path and SIMD paths (AVX2+FMA+F16C on x86-64, NEON on arm64)
+ * chosen at run time.
+ *
+ * All functions are pure functions of their arguments (thread-safe) and never
+ * allocate, except that the ISA choice is a process-wide setting.
+ */
 #ifndef CKERNELS_H
 #define CKERNELS_H
-int ck_placeholder(void);
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+/** Tensor type ids: the same numbers as ggml's GGML_TYPE_* (and GGUF's tensor type field). */
+enum {
+  CK_TYPE_F32 = 0, CK_TYPE_F16 = 1, CK_TYPE_Q4_0 = 2, CK_TYPE_Q4_1 = 3, CK_TYPE_Q5_0 = 6,
+  CK_TYPE_Q5_1 = 7, CK_TYPE_Q8_0 = 8, CK_TYPE_Q8_1 = 9, CK_TYPE_Q2_K = 10, CK_TYPE_Q3_K = 11,
+  CK_TYPE_Q4_K = 12, CK_TYPE_Q5_K = 13, CK_TYPE_Q6_K = 14, CK_TYPE_Q8_K = 15, CK_TYPE_BF16 = 30
+};
+
+/** 1 if this library knows the type (block layout), else 0. */
+int     ck_type_supported(int type);
+/** Elements per block (1 for F32/F16/BF16), 0 for an unknown type. */
+int64_t ck_block_elements(int type);
+/** Bytes per block, 0 for an unknown type. */
+int64_t ck_block_bytes(int type);
+/** Bytes of n elements of the type; n must be a multiple of the block size (else 0). */
+int64_t ck_row_bytes(int type, int64_t n);
+/** Short ggml-style name of the type ("q4_K", "f16", ...), or "?" if unknown. */
+const char *ck_type_name(int type);
+
+/** Weights -> float. Returns 0, or -1 for an unsupported type or bad n. */
+int ck_dequantize_row(int type, const void *src, float *dst, int64_t n);
+
+/** The activation type a weight type is multiplied with (as ggml: Q4_0,Q5_0,Q8_0 -> Q8_0;
+    Q4_1,Q5_1 -> Q8_1; K-quants -> Q8_K; F16 -> F16; BF16 -> BF16; F32 -> F32), -1 if none. */
+int ck_vec_dot_type(int weight_type);
+/** Float activations -> activation type (F32, F16, BF16, Q8_0, Q8_1, Q8_K),
+    with ggml's reference numerics. Returns 0, or -1 for another type or bad n. */
+int ck_quantize_row(int type, const float *src, void *dst, int64_t n);
+
+/** Matrix product on quantized blocks, for a range of weight rows (so callers split rows across
+    threads): for r in [r0, r1), b in [0, nb):  out[b * out_stride + r] = dot(W row r, activation b).
+    W: rows of k elements of wtype, ck_row_bytes(wtype, k) bytes apart.
+    x: nb activations, each k elements already quantized to ck_vec_dot_type(wtype),
+       ck_row_bytes(ck_vec_dot_type(wtype), k) bytes apart.
+    Each loaded weight block is reused for up to 4 activations.
+    Returns 0, or -1 (unsupported type, k not a multiple of the block size, bad range).
+    No allocation, thread-safe. */
+int ck_matmul(int wtype, const void *w, const void *x, int64_t k,
+              int64_t r0, int64_t r1, int64_t nb, float *out, int64_t out_stride);
+
+/** float -> IEEE half, round to nearest even. */
+void  ck_f32_to_f16(const float *src, uint16_t *dst, int64_t n);
+/** IEEE half -> float (exact). */
+void  ck_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
+/** float -> bfloat16, round to nearest even (NaN stays a quiet NaN), as ggml. */
+void  ck_f32_to_bf16(const float *src, uint16_t *dst, int64_t n);
+/** bfloat16 -> float (exact). */
+void  ck_bf16_to_f32(const uint16_t *src, float *dst, int64_t n);
+/** One half -> float. */
+float ck_f16_to_f32_1(uint16_t h);
+/** One float -> half (round to nearest even). */
+uint16_t ck_f32_to_f16_1(float f);
+/** sum a[i] * b[i]. */
+float ck_dot_f32(const float *a, const float *b, int64_t n);
+/** sum half(a[i]) * b[i]. */
+float ck_dot_f16_f32(const uint16_t *a, const float *b, int64_t n);
+/** y += a * x, x in half precision. */
+void  ck_axpy_f16_f32(float a, const uint16_t *x, float *y, int64_t n);
+/** y += a * x. */
+void  ck_axpy_f32(float a, const float *x, float *y, int64_t n);
+
+/** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
+enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
+/** Best instruction set this CPU supports (and this library implements). */
+int ck_isa_best(void);
+/** Instruction set currently used. */
+int ck_isa_active(void);
+/** Force an instruction set (clamped to what the CPU supports); returns the one now active.
+    Process-wide: meant for tests and benchmarks, not to be flipped while kernels run. */
+int ck_set_isa(int isa);
+/** "scalar", "avx2", "avx512", "neon", or "?". */
+const char *ck_isa_name(int isa);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CKERNELS_H */

@@ -1,0 +1,178 @@
+/* AVX2+FMA+F16C: float-format matmul rows (F32, F16, BF16), float helpers, and activation
+   quantization to Q8_0 / Q8_1 (bit-exact with the scalar reference: same 1/d multiplier and
+   roundf's ties-away-from-zero). */
+#include "ck_avx2.h"
+#include "ck_mm_driver.h"
+
+#if defined(__x86_64__)
+
+#define LDF(p) _mm256_loadu_ps(p)
+#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define LDB(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+
+/* ---- float-format rows: nblk = number of elements ---- */
+
+#define ROW_FLOAT_AVX2(NAME, ET, LOAD, CONV)                                                     \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
+                           float *s) {                                                           \
+    __m256 acc[CK_ACT_GROUP][2];                                                                 \
+    for (int j = 0; j < CK_ACT_GROUP; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();          \
+    const ET *wv = (const ET *)w;                                                                \
+    int64_t i = 0;                                                                               \
+    for (; i + 16 <= n; i += 16) {                                                               \
+      const __m256 w0 = LOAD(wv + i), w1 = LOAD(wv + i + 8);                                     \
+      for (int j = 0; j < g; j++) {                                                              \
+        const ET *xv = (const ET *)(x + j * xrow) + i;                                           \
+        acc[j][0] = _mm256_fmadd_ps(w0, LOAD(xv), acc[j][0]);                                    \
+        acc[j][1] = _mm256_fmadd_ps(w1, LOAD(xv + 8), acc[j][1]);                                \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < g; j++) {                                                                \
+      float t = ck_hsum_ps(_mm256_add_ps(acc[j][0], acc[j][1]));                                 \
+      const ET *xv = (const ET *)(x + j * xrow);                                                 \
+      for (int64_t l = i; l < n; l++) t += CONV(wv[l]) * CONV(xv[l]);                            \
+      s[j] = t;                                                                                  \
+    }                                                                                            \
+  }
+
+#define CK_ID(v) (v)
+ROW_FLOAT_AVX2(row_f32, float, LDF, CK_ID)
+ROW_FLOAT_AVX2(row_f16, uint16_t, LDH, ck_h2f)
+ROW_FLOAT_AVX2(row_bf16, uint16_t, LDB, ck_bf2f)
+
+CK_DEFINE_MM(mm_f32, row_f32, CK_AVX2)
+CK_DEFINE_MM(mm_f16, row_f16, CK_AVX2)
+CK_DEFINE_MM(mm_bf16, row_bf16, CK_AVX2)
+
+/* ---- float helpers ---- */
+
+CK_AVX2 static void f32_to_f16(const float *src, uint16_t *dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(LDF(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) dst[i] = ck_f2h(src[i]);
+}
+
+CK_AVX2 static void f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LDH(src + i));
+  for (; i < n; i++) dst[i] = ck_h2f(src[i]);
+}
+
+CK_AVX2 static float dot_f32(const float *a, const float *b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(LDF(a + i), LDF(b + i), s0);
+    s1 = _mm256_fmadd_ps(LDF(a + i + 8), LDF(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDF(a + i), LDF(b + i), s0);
+  float t = ck_hsum_ps(_mm256_add_ps(s0, s1));
+  for (; i < n; i++) t += a[i] * b[i];
+  return t;
+}
+
+CK_AVX2 static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(LDH(a + i), LDF(b + i), s0);
+    s1 = _mm256_fmadd_ps(LDH(a + i + 8), LDF(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDH(a + i), LDF(b + i), s0);
+  float t = ck_hsum_ps(_mm256_add_ps(s0, s1));
+  for (; i < n; i++) t += ck_h2f(a[i]) * b[i];
+  return t;
+}
+
+CK_AVX2 static void axpy_f16_f32(float a, const uint16_t *x, float *y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, LDH(x + i), LDF(y + i)));
+  for (; i < n; i++) y[i] += a * ck_h2f(x[i]);
+}
+
+CK_AVX2 static void axpy_f32(float a, const float *x, float *y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, LDF(x + i), LDF(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* ---- activation quantization ---- */
+
+/* roundf(v) for |v| < 2^23: trunc, then step away from zero when the dropped part is >= 0.5 */
+CK_AVX2_INLINE __m256i ck_roundf_epi32(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
+  const __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
+  const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
+                                    _mm256_or_ps(_mm256_set1_ps(1.0f), sign));
+  return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+}
+
+/* 32 floats -> 32 int8 with multiplier id; returns the sum of the quants */
+CK_AVX2_INLINE int ck_q8_block(const float *x, float id, int8_t *qs) {
+  const __m256 m = _mm256_set1_ps(id);
+  const __m256i a = ck_roundf_epi32(_mm256_mul_ps(LDF(x), m));
+  const __m256i b = ck_roundf_epi32(_mm256_mul_ps(LDF(x + 8), m));
+  const __m256i c = ck_roundf_epi32(_mm256_mul_ps(LDF(x + 16), m));
+  const __m256i d = ck_roundf_epi32(_mm256_mul_ps(LDF(x + 24), m));
+  __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+  p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256((__m256i *)qs, p);
+  return ck_hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d)));
+}
+
+CK_AVX2_INLINE float ck_amax32(const float *x) {
+  const __m256 ab = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_max_ps(_mm256_andnot_ps(ab, LDF(x)), _mm256_andnot_ps(ab, LDF(x + 8)));
+  m = _mm256_max_ps(m, _mm256_max_ps(_mm256_andnot_ps(ab, LDF(x + 16)), _mm256_andnot_ps(ab, LDF(x + 24))));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+CK_AVX2 static int quantize_avx2(int type, const float *src, void *dst, int64_t n) {
+  if (n < 0) return -1;
+  if (type == CK_TYPE_Q8_0 && n % CK_QK == 0) {
+    ck_block_q8_0 *y = dst;
+    for (int64_t i = 0; i < n / CK_QK; i++, src += CK_QK) {
+      const float d = ck_amax32(src) / 127.0f;
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      y[i].d = ck_f2h(d);
+      (void)ck_q8_block(src, id, y[i].qs);
+    }
+    return 0;
+  }
+  if (type == CK_TYPE_Q8_1 && n % CK_QK == 0) {
+    ck_block_q8_1 *y = dst;
+    for (int64_t i = 0; i < n / CK_QK; i++, src += CK_QK) {
+      const float d = ck_amax32(src) / 127.0f;
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      y[i].d = ck_f2h(d);
+      const int sum = ck_q8_block(src, id, y[i].qs);
+      y[i].s = ck_f2h((float)sum * d);
+    }
+    return 0;
+  }
+  if (type == CK_TYPE_F16) { f32_to_f16(src, dst, n); return 0; }
+  return ck_quantize_row_scalar(type, src, dst, n);
+}
+
+void ck_fill_avx2_float(ck_kernels *k);
+void ck_fill_avx2_float(ck_kernels *k) {
+  k->mm[CK_TYPE_F32] = mm_f32;
+  k->mm[CK_TYPE_F16] = mm_f16;
+  k->mm[CK_TYPE_BF16] = mm_bf16;
+  k->quantize = quantize_avx2;
+  k->f32_to_f16 = f32_to_f16;
+  k->f16_to_f32 = f16_to_f32;
+  k->dot_f32 = dot_f32;
+  k->dot_f16_f32 = dot_f16_f32;
+  k->axpy_f16_f32 = axpy_f16_f32;
+  k->axpy_f32 = axpy_f32;
+}
+
+#endif

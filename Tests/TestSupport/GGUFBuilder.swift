@@ -1,0 +1,91 @@
+import Foundation
+
+/// Writes small GGUF v3 files for tests (synthetic models, corrupt variants).
+public struct GGUFBuilder {
+    /// A metadata value to write.
+    public enum Value {
+        case u32(UInt32), i32(Int32), f32(Float), bool(Bool), string(String)
+        case strings([String]), i32s([Int32]), f32s([Float])
+    }
+
+    private var kvs: [(String, Value)] = []
+    private var tensors: [(name: String, type: UInt32, dims: [Int], data: [UInt8])] = []
+    /// Data alignment written as `general.alignment` when not 32.
+    public var alignment = 32
+
+    public init() {}
+
+    /// Adds a metadata key.
+    public mutating func set(_ key: String, _ value: Value) { kvs.append((key, value)) }
+
+    /// Adds a tensor with raw bytes (`dims` innermost first).
+    public mutating func addTensor(_ name: String, type: UInt32, dims: [Int], data: [UInt8]) {
+        tensors.append((name, type, dims, data))
+    }
+
+    /// Adds an F32 tensor.
+    public mutating func addF32(_ name: String, dims: [Int], values: [Float]) {
+        precondition(values.count == dims.reduce(1, *))
+        var bytes = [UInt8](); bytes.reserveCapacity(values.count * 4)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        addTensor(name, type: 0, dims: dims, data: bytes)
+    }
+
+    /// The file's bytes.
+    public func build() -> [UInt8] {
+        var out = [UInt8]()
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func str(_ s: String) { u64(UInt64(s.utf8.count)); out.append(contentsOf: s.utf8) }
+        var allKVs = kvs
+        if alignment != 32 { allKVs.insert(("general.alignment", .u32(UInt32(alignment))), at: 0) }
+        u32(0x4655_4747); u32(3); u64(UInt64(tensors.count)); u64(UInt64(allKVs.count))
+        for (k, v) in allKVs {
+            str(k)
+            switch v {
+            case let .u32(x): u32(4); u32(x)
+            case let .i32(x): u32(5); u32(UInt32(bitPattern: x))
+            case let .f32(x): u32(6); u32(x.bitPattern)
+            case let .bool(x): u32(7); out.append(x ? 1 : 0)
+            case let .string(s): u32(8); str(s)
+            case let .strings(a): u32(9); u32(8); u64(UInt64(a.count)); a.forEach(str)
+            case let .i32s(a): u32(9); u32(5); u64(UInt64(a.count)); a.forEach { u32(UInt32(bitPattern: $0)) }
+            case let .f32s(a): u32(9); u32(6); u64(UInt64(a.count)); a.forEach { u32($0.bitPattern) }
+            }
+        }
+        var offset = 0
+        var offsets: [Int] = []
+        for t in tensors {
+            offsets.append(offset)
+            offset += (t.data.count + alignment - 1) / alignment * alignment
+        }
+        for (i, t) in tensors.enumerated() {
+            str(t.name); u32(UInt32(t.dims.count)); t.dims.forEach { u64(UInt64($0)) }
+            u32(t.type); u64(UInt64(offsets[i]))
+        }
+        while out.count % alignment != 0 { out.append(0) }
+        for t in tensors {
+            out.append(contentsOf: t.data)
+            while out.count % alignment != 0 { out.append(0) }
+        }
+        return out
+    }
+
+    /// Writes the file to a new temporary path and returns it.
+    public func write(name: String = "test") throws -> String {
+        try TempFiles.write(build(), name: name + ".gguf")
+    }
+}
+
+/// Temporary files for tests.
+public enum TempFiles {
+    /// Writes `bytes` to a fresh temporary file and returns its path.
+    public static func write(_ bytes: [UInt8], name: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("caravan-tests-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let url = dir.appendingPathComponent(UUID().uuidString + "-" + name)
+        try Data(bytes).write(to: url)
+        return url.path
+    }
+}
