@@ -1,7 +1,7 @@
 /* arm64 NEON kernels (Advanced SIMD of ARMv8.0 only, no dot-product extension):
    legacy quants and K-quants against their activation types, float formats, float helpers.
    int8 products through vmull_s8 + pairwise accumulation into int32. K-quant super-blocks
-   are unpacked with the portable unpackers (ck_kq_unpack.c). Activation quantization stays on
+   are unpacked into the common form of ck_kquant.h (NEON for Q4_K/Q6_K, else ck_kq_unpack.c). Activation quantization stays on
    the scalar reference code. */
 #include "ck_internal.h"
 
@@ -98,17 +98,49 @@ CK_ROW_INLINE void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_fn unpack, 
     unpack(w + (size_t)i * wbs, &k);
     for (int j = 0; j < g; j++) {
       const ck_block_q8_K *y = (const ck_block_q8_K *)(x + j * xrow) + i;
-      int32_t isum = 0;
+      int32x4_t iacc = vdupq_n_s32(0);
       for (int gi = 0; gi < 16; gi++) {
         const int32x4_t a = ck_dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vld1q_u8(k.u + 16 * gi)),
                                      vld1q_s8(y->qs + 16 * gi));
-        isum += k.sc[gi] * vaddvq_s32(a);
+        iacc = vmlaq_n_s32(iacc, a, k.sc[gi]);
       }
+      const int32_t isum = vaddvq_s32(iacc);
       const int32_t imin = ck_kq_mins(&k, y->bsums);
       acc[j] += y->d * (k.d * (float)isum - k.dm * (float)imin);
     }
   }
   for (int j = 0; j < g; j++) s[j] = acc[j];
+}
+
+/* NEON unpackers for the most used K-quants (the others use the portable ones) */
+static void unpack_q4_K(const void *blk, ck_kq_unpacked *k) {
+  const ck_block_q4_K *b = blk;
+  const uint8x16_t mf = vdupq_n_u8(0x0F);
+  for (int c = 0; c < 4; c++) {
+    const uint8x16_t v0 = vld1q_u8(b->qs + 32 * c), v1 = vld1q_u8(b->qs + 32 * c + 16);
+    vst1q_u8(k->u + 64 * c, vandq_u8(v0, mf));
+    vst1q_u8(k->u + 64 * c + 16, vandq_u8(v1, mf));
+    vst1q_u8(k->u + 64 * c + 32, vshrq_n_u8(v0, 4));
+    vst1q_u8(k->u + 64 * c + 48, vshrq_n_u8(v1, 4));
+  }
+  ck_kq_meta_q45_K(b->scales, b->d, b->dmin, k);
+}
+
+static void unpack_q6_K(const void *blk, ck_kq_unpacked *k) {
+  const ck_block_q6_K *b = blk;
+  const uint8x16_t mf = vdupq_n_u8(0x0F), m30 = vdupq_n_u8(0x30);
+  for (int h = 0; h < 2; h++) {
+    for (int l = 0; l < 32; l += 16) {
+      const uint8x16_t l0 = vld1q_u8(b->ql + 64 * h + l), l1 = vld1q_u8(b->ql + 64 * h + 32 + l);
+      const uint8x16_t qh = vld1q_u8(b->qh + 32 * h + l);
+      uint8_t *u = k->u + 128 * h + l;
+      vst1q_u8(u, vorrq_u8(vandq_u8(l0, mf), vandq_u8(vshlq_n_u8(qh, 4), m30)));
+      vst1q_u8(u + 32, vorrq_u8(vandq_u8(l1, mf), vandq_u8(vshlq_n_u8(qh, 2), m30)));
+      vst1q_u8(u + 64, vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(qh, m30)));
+      vst1q_u8(u + 96, vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(qh, 2), m30)));
+    }
+  }
+  ck_kq_meta_q6_K(b, k);
 }
 
 #define ROW_KQ_NEON(NAME, WT, UNPACK)                                                            \
@@ -118,9 +150,9 @@ CK_ROW_INLINE void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_fn unpack, 
   }
 ROW_KQ_NEON(row_q2_K, ck_block_q2_K, ck_kq_unpack_q2_K)
 ROW_KQ_NEON(row_q3_K, ck_block_q3_K, ck_kq_unpack_q3_K)
-ROW_KQ_NEON(row_q4_K, ck_block_q4_K, ck_kq_unpack_q4_K)
+ROW_KQ_NEON(row_q4_K, ck_block_q4_K, unpack_q4_K)
 ROW_KQ_NEON(row_q5_K, ck_block_q5_K, ck_kq_unpack_q5_K)
-ROW_KQ_NEON(row_q6_K, ck_block_q6_K, ck_kq_unpack_q6_K)
+ROW_KQ_NEON(row_q6_K, ck_block_q6_K, unpack_q6_K)
 
 /* ---- float formats ---- */
 
