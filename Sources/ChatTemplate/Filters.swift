@@ -29,7 +29,7 @@ enum Builtins {
         switch name {
         case "trim":
             let chars = arg(0, "chars").flatMap { if case .string(let s) = $0 { return s } else { return nil } }
-            return .string(ScalarString.strip(try requireString(input, "trim", pos), chars: chars, leading: true, trailing: true))
+            return .string(ScalarString.strip(input.text, chars: chars, leading: true, trailing: true))
         case "length", "count":
             switch input {
             case .string(let s): return .int(s.unicodeScalars.count)
