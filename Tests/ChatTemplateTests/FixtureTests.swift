@@ -79,3 +79,36 @@ final class FixtureTests: XCTestCase {
         }
     }
 }
+
+/// 400 random expressions rendered by jinja2: same text, or an error where jinja2 failed.
+final class RandomExpressionTests: XCTestCase {
+    func testRandomExpressionsMatchJinja() throws {
+        let fixture = try Fixtures.load("random_expressions.json")
+        let variables = fixture["variables"]?.variables ?? [:]
+        let cases = try XCTUnwrap(fixture["cases"]).array
+        XCTAssertGreaterThanOrEqual(cases.count, 400)
+        var mismatches = 0
+        for c in cases {
+            let source = try XCTUnwrap(c["template"]?.string)
+            let result: Result<String, ChatTemplateError>
+            do {
+                result = .success(try ChatTemplate(source).render(messages: [], addGenerationPrompt: false, variables: variables))
+            } catch {
+                result = .failure(error)
+            }
+            switch (result, c["expected"]?.string, c["error"]?.string) {
+            case (.success(let out), let expected?, _):
+                if out != expected { mismatches += 1; XCTFail("\(source): got \(out.debugDescription), jinja2 \(expected.debugDescription)") }
+            case (.failure(let e), let expected?, _):
+                mismatches += 1
+                XCTFail("\(source): failed with \(e), jinja2 rendered \(expected.debugDescription)")
+            case (.success(let out), nil, let jinjaError):
+                mismatches += 1
+                XCTFail("\(source): rendered \(out.debugDescription), jinja2 failed: \(jinjaError ?? "?")")
+            case (.failure(let e), nil, _):
+                if case .render = e {} else { XCTFail("\(source): expected a render error, got \(e)") }
+            }
+        }
+        XCTAssertEqual(mismatches, 0)
+    }
+}

@@ -79,6 +79,15 @@ void  ck_axpy_f16_f32(float a, const uint16_t *x, float *y, int64_t n);
 /** y += a * x. */
 void  ck_axpy_f32(float a, const float *x, float *y, int64_t n);
 
+/* Extras (not in the original contract): ggml-style norms and activations. */
+/** RMS norm as ggml: y = x / sqrt(mean(x^2) + eps) (sum of squares in double), then * w
+    elementwise when w is not NULL. y may alias x. */
+void  ck_rmsnorm_f32(const float *x, const float *w, float *y, int64_t n, float eps);
+/** SwiGLU product: y = silu(g) * u with silu(v) = v / (1 + exp(-v)). y may alias g or u. */
+void  ck_silu_mul_f32(const float *g, const float *u, float *y, int64_t n);
+/** In-place softmax: x = exp(x - max) / sum (sum in double). -inf entries give 0. */
+void  ck_softmax_f32(float *x, int64_t n);
+
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
 /** Best instruction set this CPU supports (and this library implements). */
