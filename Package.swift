@@ -50,7 +50,8 @@ let package = Package(
         ]),
 
         // MARK: Cluster daemons
-        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire"]),
+        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire"],
+                swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
             "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
             .product(name: "Logging", package: "swift-log"),
