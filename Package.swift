@@ -42,7 +42,7 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "CaravanWire", dependencies: [
-            "CaravanCore",
+            "CaravanCore", "ZeroMQ",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
 

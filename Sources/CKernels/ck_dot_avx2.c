@@ -11,7 +11,7 @@
 
 /* x signed weights, y signed activations: abs(x) * sign(y, x) keeps maddubs in range */
 #define ROW_SYM_AVX2(NAME, WT, LOADQ)                                                            \
-  CK_AVX2 static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, \
                            float *s) {                                                           \
     __m256 acc[CK_ACT_GROUP];                                                                    \
     for (int j = 0; j < CK_ACT_GROUP; j++) acc[j] = _mm256_setzero_ps();                         \
@@ -44,7 +44,7 @@ ROW_SYM_AVX2(row_q8_0, ck_block_q8_0, _mm256_loadu_si256((const __m256i *)wb[i].
 /* ---- Q4_1 / Q5_1 (unsigned quants with a min) x Q8_1 ---- */
 
 #define ROW_MIN_AVX2(NAME, WT, LOADQ)                                                            \
-  CK_AVX2 static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, \
                            float *s) {                                                           \
     __m256 acc[CK_ACT_GROUP];                                                                    \
     float macc[CK_ACT_GROUP] = { 0 };                                                            \

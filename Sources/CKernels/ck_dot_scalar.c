@@ -25,7 +25,7 @@ static inline int dot32(const int8_t *a, const int8_t *b) {
 
 /* Weight formats whose activations are Q8_0 (symmetric: Q4_0, Q5_0, Q8_0). */
 #define ROW_SYM(NAME, WT, UNPACK)                                                                \
-  static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) { \
+  CK_ROW_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) { \
     float acc[CK_ACT_GROUP] = { 0 };                                                             \
     const WT *wb = (const WT *)w;                                                                \
     for (int64_t i = 0; i < nblk; i++) {                                                         \
@@ -42,7 +42,7 @@ static inline int dot32(const int8_t *a, const int8_t *b) {
 
 /* Weight formats with a min (Q4_1, Q5_1) against Q8_1: d*dy*sum(q*y) + m*sy. */
 #define ROW_MIN(NAME, WT, UNPACK)                                                                \
-  static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) { \
+  CK_ROW_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) { \
     float acc[CK_ACT_GROUP] = { 0 };                                                             \
     const WT *wb = (const WT *)w;                                                                \
     for (int64_t i = 0; i < nblk; i++) {                                                         \
@@ -65,7 +65,7 @@ ROW_MIN(row_q5_1, ck_block_q5_1, unpack_q5(wb[i].qs, wb[i].qh, 0, q))
 
 /* ---- K-quants: unpack the super-block once (ck_kquant.h), then integer dots per 16 ---- */
 
-static inline void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_fn unpack, const uint8_t *x,
+CK_ROW_INLINE void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_fn unpack, const uint8_t *x,
                           size_t xrow, int64_t nblk, int g, float *s) {
   float acc[CK_ACT_GROUP] = { 0 };
   ck_kq_unpacked k;
@@ -87,7 +87,7 @@ static inline void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_fn unpack, 
 }
 
 #define ROW_KQ(NAME, WT, UNPACK)                                                                 \
-  static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) { \
+  CK_ROW_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) { \
     row_kq(w, sizeof(WT), UNPACK, x, xrow, nblk, g, s);                                          \
   }
 ROW_KQ(row_q2_K, ck_block_q2_K, ck_kq_unpack_q2_K)
@@ -99,7 +99,7 @@ ROW_KQ(row_q6_K, ck_block_q6_K, ck_kq_unpack_q6_K)
 /* ---- float formats: nblk is the element count; converted in chunks of 32 ---- */
 
 #define ROW_FLOAT(NAME, ET, CONV)                                                                \
-  static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g, float *s) { \
+  CK_ROW_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g, float *s) { \
     float acc[CK_ACT_GROUP][4] = { { 0 } };                                                      \
     const ET *wv = (const ET *)w;                                                                \
     for (int64_t i0 = 0; i0 < n; i0 += 32) {                                                     \

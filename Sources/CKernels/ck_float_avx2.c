@@ -1,6 +1,6 @@
 /* AVX2+FMA+F16C: float-format matmul rows (F32, F16, BF16), float helpers, and activation
-   quantization to Q8_0 / Q8_1 (bit-exact with the scalar reference: same 1/d multiplier and
-   roundf's ties-away-from-zero). */
+   quantization to Q8_0 / Q8_1 / Q8_K (bit-exact with the scalar reference: same 1/d multiplier and
+   roundf's ties-away-from-zero for Q8_0/Q8_1, ties-to-even for Q8_K). */
 #include "ck_avx2.h"
 #include "ck_mm_driver.h"
 
@@ -13,7 +13,7 @@
 /* ---- float-format rows: nblk = number of elements ---- */
 
 #define ROW_FLOAT_AVX2(NAME, ET, LOAD, CONV)                                                     \
-  CK_AVX2 static void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
                            float *s) {                                                           \
     __m256 acc[CK_ACT_GROUP][2];                                                                 \
     for (int j = 0; j < CK_ACT_GROUP; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();          \
@@ -134,6 +134,38 @@ CK_AVX2_INLINE float ck_amax32(const float *x) {
   return _mm_cvtss_f32(h);
 }
 
+/* Q8_K: same arithmetic as the reference (iscale * x, round half to even, clamp at 127) */
+CK_AVX2_INLINE void ck_q8_K_block(const float *x, ck_block_q8_K *y) {
+  const __m256 ab = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  for (int j = 0; j < CK_QK_K; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(ab, LDF(x + j)));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  const float amax = _mm_cvtss_f32(h);
+  if (amax == 0.0f) { memset(y, 0, sizeof(*y)); return; }
+  float max = amax;  /* the signed value of the first element of largest magnitude */
+  for (int j = 0; j < CK_QK_K; j++) {
+    if (fabsf(x[j]) == amax) { max = x[j]; break; }
+  }
+  const float iscale = -127.0f / max;
+  const __m256 is = _mm256_set1_ps(iscale), lim = _mm256_set1_ps(127.0f);
+  for (int j = 0; j < CK_QK_K; j += 32) {
+    __m256i v[4];
+    for (int t = 0; t < 4; t++) {
+      const __m256 r = _mm256_round_ps(_mm256_mul_ps(is, LDF(x + j + 8 * t)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v[t] = _mm256_cvtps_epi32(_mm256_min_ps(r, lim));
+    }
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)(y->qs + j), p);
+    /* bsums of the two groups of 16 */
+    y->bsums[j / 16] = (int16_t)ck_hsum_epi32(_mm256_add_epi32(v[0], v[1]));
+    y->bsums[j / 16 + 1] = (int16_t)ck_hsum_epi32(_mm256_add_epi32(v[2], v[3]));
+  }
+  y->d = 1.0f / iscale;
+}
+
 CK_AVX2 static int quantize_avx2(int type, const float *src, void *dst, int64_t n) {
   if (n < 0) return -1;
   if (type == CK_TYPE_Q8_0 && n % CK_QK == 0) {
@@ -155,6 +187,11 @@ CK_AVX2 static int quantize_avx2(int type, const float *src, void *dst, int64_t 
       const int sum = ck_q8_block(src, id, y[i].qs);
       y[i].s = ck_f2h((float)sum * d);
     }
+    return 0;
+  }
+  if (type == CK_TYPE_Q8_K && n % CK_QK_K == 0) {
+    ck_block_q8_K *y = dst;
+    for (int64_t i = 0; i < n / CK_QK_K; i++) ck_q8_K_block(src + i * CK_QK_K, &y[i]);
     return 0;
   }
   if (type == CK_TYPE_F16) { f32_to_f16(src, dst, n); return 0; }

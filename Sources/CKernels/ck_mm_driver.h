@@ -1,5 +1,5 @@
 /* The shared loop structure of ck_matmul kernels.
-   A row kernel computes, for one weight row and a group of g <= CK_ACT_GROUP activations,
+   A row kernel (always inlined, so that g is a constant in each copy) computes, for one weight row and a group of g <= CK_ACT_GROUP activations,
    the g dot products, loading (and unpacking) each weight block once for the whole group:
      void ROWFN(const uint8_t *wrow, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s);
    CK_DEFINE_MM wraps it into a ck_mm_fn that tiles rows so that a tile of weight rows stays in
@@ -8,6 +8,8 @@
 #define CK_MM_DRIVER_H
 
 #include "ck_internal.h"
+
+#define CK_ROW_INLINE __attribute__((always_inline)) static inline
 
 #define CK_DEFINE_MM(NAME, ROWFN, ATTR)                                                          \
   ATTR static void NAME(const void *w, size_t wrow, const void *x, size_t xrow, int64_t nblk,    \
@@ -19,7 +21,14 @@
         const int g = (int)(nb - b0 < CK_ACT_GROUP ? nb - b0 : CK_ACT_GROUP);                    \
         for (int64_t r = rt; r < re; r++) {                                                      \
           float s[CK_ACT_GROUP];                                                                 \
-          ROWFN(W + (size_t)r * wrow, X + (size_t)b0 * xrow, xrow, nblk, g, s);                  \
+          const uint8_t *wr_ = W + (size_t)r * wrow, *xg_ = X + (size_t)b0 * xrow;               \
+          /* literal group sizes: each call is specialized, accumulators stay in registers */    \
+          switch (g) {                                                                           \
+            case 4: ROWFN(wr_, xg_, xrow, nblk, 4, s); break;                                    \
+            case 3: ROWFN(wr_, xg_, xrow, nblk, 3, s); break;                                    \
+            case 2: ROWFN(wr_, xg_, xrow, nblk, 2, s); break;                                    \
+            default: ROWFN(wr_, xg_, xrow, nblk, 1, s); break;                                   \
+          }                                                                                      \
           for (int j = 0; j < g; j++) out[(b0 + j) * ostride + r] = s[j];                        \
         }                                                                                        \
       }                                                                                          \

@@ -1,0 +1,95 @@
+/// One row of a pipeline step: which sequence it belongs to and where.
+public struct SequenceRow: Sendable, Equatable {
+    /// The sequence (KV-cache slot of a job) this row belongs to.
+    public var sequenceID: UInt64
+    /// Position of the token in the sequence, 0-based.
+    public var position: UInt32
+    /// The input token for first-stage rows; nil when the row is an activation.
+    public var tokenID: UInt32?
+    /// True when the last stage must sample a token for this row.
+    public var sample: Bool
+
+    /// Creates a row.
+    public init(sequenceID: UInt64, position: UInt32, tokenID: UInt32? = nil, sample: Bool = false) {
+        self.sequenceID = sequenceID
+        self.position = position
+        self.tokenID = tokenID
+        self.sample = sample
+    }
+}
+
+/// A pipeline step travelling from one stage to the next: the rows it covers and, except for
+/// first-stage input (token ids only), their activations.
+public struct ActivationStep: Sendable {
+    /// The job the step serves (non-empty).
+    public var jobID: String
+    /// The plan epoch the sender runs (positive).
+    public var planEpoch: UInt64
+    /// Step number within the job.
+    public var stepID: UInt64
+    /// One entry per tensor row (non-empty).
+    public var rows: [SequenceRow]
+    /// `[rows.count, hidden]` activations; nil for first-stage input, where every row has a token.
+    public var tensor: ActivationTensor?
+
+    /// Creates a step (validated when encoded).
+    public init(jobID: String, planEpoch: UInt64, stepID: UInt64, rows: [SequenceRow], tensor: ActivationTensor?) {
+        self.jobID = jobID
+        self.planEpoch = planEpoch
+        self.stepID = stepID
+        self.rows = rows
+        self.tensor = tensor
+    }
+}
+
+/// The token sampled for one sequence in a step.
+public struct SampledToken: Sendable, Equatable {
+    /// The sequence this token extends.
+    public var sequenceID: UInt64
+    /// Position the new token takes.
+    public var position: UInt32
+    /// The token id.
+    public var tokenID: UInt32
+    /// Its log-probability, when asked for.
+    public var logprob: Float?
+    /// Most likely alternatives (token id, logprob), best first.
+    public var topLogprobs: [(tokenID: UInt32, logprob: Float)]
+
+    /// Creates a sampled token.
+    public init(sequenceID: UInt64, position: UInt32, tokenID: UInt32, logprob: Float? = nil,
+                topLogprobs: [(tokenID: UInt32, logprob: Float)] = []) {
+        self.sequenceID = sequenceID
+        self.position = position
+        self.tokenID = tokenID
+        self.logprob = logprob
+        self.topLogprobs = topLogprobs
+    }
+
+    public static func == (a: SampledToken, b: SampledToken) -> Bool {
+        a.sequenceID == b.sequenceID && a.position == b.position && a.tokenID == b.tokenID
+            && a.logprob == b.logprob && a.topLogprobs.elementsEqual(b.topLogprobs) { $0 == $1 }
+    }
+}
+
+/// The outcome of a step, from the last stage to the coordinator.
+public struct StepOutcome: Sendable, Equatable {
+    /// The job of the step.
+    public var jobID: String
+    /// The plan epoch the step ran under.
+    public var planEpoch: UInt64
+    /// The step id.
+    public var stepID: UInt64
+    /// Sampled tokens in row order.
+    public var tokens: [SampledToken]
+    /// Set when the step failed (tokens then empty).
+    public var error: String?
+
+    /// Creates an outcome.
+    public init(jobID: String, planEpoch: UInt64, stepID: UInt64, tokens: [SampledToken], error: String? = nil) {
+        self.jobID = jobID
+        self.planEpoch = planEpoch
+        self.stepID = stepID
+        self.tokens = tokens
+        self.error = error
+    }
+}

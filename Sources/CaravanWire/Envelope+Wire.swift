@@ -1,0 +1,115 @@
+/// Required-field rules for control, job and admin messages, applied to every message sent or
+/// received through ``WireCodec`` (activations and step results have their own, in
+/// `ActivationStep+Wire.swift`).
+enum MessageRules {
+    static func validate(_ body: Caravan_V1_Envelope.OneOf_Body) throws(WireError) {
+        switch body {
+        case .hello(let m):
+            guard m.protocolVersion != 0 else { throw .missingField("hello.protocol_version") }
+            guard WireProtocol.supportedVersions.contains(m.protocolVersion) else {
+                throw .unsupportedVersion(m.protocolVersion)
+            }
+            guard m.role != .unspecified else { throw .missingField("hello.role") }
+            try known(m.role.rawValue, "hello.role", m.role)
+            try nonEmpty(m.nodeID, "hello.node_id")
+        case .register(let m):
+            try nonEmpty(m.workerID, "register.worker_id")
+            try nonEmpty(m.dataAddress, "register.data_address")
+            guard m.hasCapabilities else { throw .missingField("register.capabilities") }
+            guard m.capabilities.cores > 0 else { throw .missingField("register.capabilities.cores") }
+            for (i, held) in m.capabilities.models.enumerated() {
+                try model(held.model, "register.capabilities.models[\(i)].model", present: held.hasModel)
+            }
+            for (i, dtype) in m.capabilities.activationDtypes.enumerated() {
+                try checkDType(dtype, "register.capabilities.activation_dtypes[\(i)]")
+            }
+        case .registerAck(let m):
+            if m.accepted {
+                guard m.heartbeatIntervalMs > 0 else { throw .missingField("register_ack.heartbeat_interval_ms") }
+            } else {
+                try nonEmpty(m.reason, "register_ack.reason")
+            }
+        case .heartbeat(let m):
+            try nonEmpty(m.senderID, "heartbeat.sender_id")
+            try known(m.state.rawValue, "heartbeat.state", m.state)
+        case .stageAssignment(let m):
+            guard m.planEpoch > 0 else { throw .missingField("stage_assignment.plan_epoch") }
+            try model(m.model, "stage_assignment.model", present: m.hasModel)
+            guard m.layerStart < m.layerEnd else {
+                throw .invalidField("stage_assignment.layer_end",
+                                    reason: "layer range [\(m.layerStart), \(m.layerEnd)) is empty")
+            }
+            if m.model.layerCount > 0, m.layerEnd > m.model.layerCount {
+                throw .invalidField("stage_assignment.layer_end",
+                                    reason: "\(m.layerEnd) exceeds the model's \(m.model.layerCount) layers")
+            }
+            guard m.stageCount > 0, m.stageIndex < m.stageCount else {
+                throw .invalidField("stage_assignment.stage_index", reason: "stage \(m.stageIndex) of \(m.stageCount)")
+            }
+            try nonEmpty(m.nextHopAddress, "stage_assignment.next_hop_address")
+            try checkDType(m.activationDtype, "stage_assignment.activation_dtype")
+            guard m.maxContextTokens > 0 else { throw .missingField("stage_assignment.max_context_tokens") }
+            guard m.maxBatchSequences > 0 else { throw .missingField("stage_assignment.max_batch_sequences") }
+            guard m.maxBatchTokens > 0 else { throw .missingField("stage_assignment.max_batch_tokens") }
+        case .assignmentReady(let m):
+            guard m.planEpoch > 0 else { throw .missingField("assignment_ready.plan_epoch") }
+            try nonEmpty(m.workerID, "assignment_ready.worker_id")
+            if !m.ready { try nonEmpty(m.error, "assignment_ready.error") }
+        case .drain:
+            break
+        case .activation, .stepResult:
+            break  // validated with their domain conversions
+        case .jobSubmit(let m):
+            switch m.input {
+            case .prompt(let p): try nonEmpty(p, "job_submit.prompt")
+            case .chat(let c): guard !c.messages.isEmpty else { throw .missingField("job_submit.chat.messages") }
+            case nil: throw .missingField("job_submit.input")
+            }
+        case .jobEvent(let m):
+            try nonEmpty(m.jobID, "job_event.job_id")
+            guard m.event != nil else { throw .missingField("job_event.event") }
+        case .jobStatusRequest(let m):
+            try nonEmpty(m.jobID, "job_status_request.job_id")
+        case .jobStatus(let m):
+            try nonEmpty(m.jobID, "job_status.job_id")
+            guard m.state != .unspecified else { throw .missingField("job_status.state") }
+        case .jobCancel(let m):
+            try nonEmpty(m.jobID, "job_cancel.job_id")
+        case .clusterStatusRequest, .clusterStatus, .planPreviewRequest, .adminResult:
+            break
+        case .planPreview(let m):
+            if !m.feasible { try nonEmpty(m.reason, "plan_preview.reason") }
+        case .drainRequest(let m):
+            try nonEmpty(m.workerID, "drain_request.worker_id")
+        case .error(let m):
+            try nonEmpty(m.code, "error.code")
+        }
+    }
+
+    private static func nonEmpty(_ value: String, _ name: String) throws(WireError) {
+        if value.isEmpty { throw .missingField(name) }
+    }
+
+    private static func known<E: CaseIterable & Equatable>(_ raw: Int, _ name: String, _ value: E) throws(WireError) {
+        // Generated enums list only their declared cases in `allCases` (not UNRECOGNIZED).
+        if !E.allCases.contains(value) {
+            throw .invalidField(name, reason: "unknown value \(raw)")
+        }
+    }
+
+    private static func checkDType(_ dtype: Caravan_V1_DType, _ name: String) throws(WireError) {
+        do {
+            _ = try TensorDType(wire: dtype)
+        } catch {
+            throw .invalidField(name, reason: error.description)
+        }
+    }
+
+    private static func model(_ m: Caravan_V1_ModelIdentity, _ name: String, present: Bool) throws(WireError) {
+        guard present else { throw .missingField(name) }
+        try nonEmpty(m.sha256, "\(name).sha256")
+        guard m.sha256.utf8.count == 64, m.sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw .invalidField("\(name).sha256", reason: "'\(m.sha256)' is not 64 lowercase hex digits")
+        }
+    }
+}

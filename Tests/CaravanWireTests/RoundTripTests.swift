@@ -1,0 +1,107 @@
+import XCTest
+import CaravanWire
+import ZeroMQ
+
+final class RoundTripTests: XCTestCase {
+    let codec = WireCodec()
+
+    func testEveryMessageKindRoundTrips() throws {
+        var kinds: Set<String> = []
+        for (index, body) in Samples.bodies.enumerated() {
+            let frames = try codec.encode(body, requestID: UInt64(100 + index))
+            XCTAssertEqual(frames.count, 1)
+            guard case .message(let decoded, let requestID) = try codec.decode(frames) else {
+                return XCTFail("\(Samples.kind(body)) did not decode as a message")
+            }
+            XCTAssertEqual(decoded, body, Samples.kind(body))
+            XCTAssertEqual(requestID, UInt64(100 + index))
+            kinds.insert(Samples.kind(body))
+        }
+        kinds.insert(Samples.kind(.activation(Caravan_V1_ActivationHeader())))  // covered below
+        kinds.insert(Samples.kind(.stepResult(Caravan_V1_StepResult())))        // covered below
+        XCTAssertEqual(kinds.count, Samples.allKindCount, "some message kind has no round-trip sample")
+    }
+
+    func testActivationRoundTripsInBothDTypes() throws {
+        for dtype in TensorDType.allCases {
+            let step = try Samples.step(dtype: dtype)
+            let frames = try codec.encode(step, requestID: 9)
+            XCTAssertEqual(frames.count, 2)
+            XCTAssertEqual(frames[1].count, 8 * dtype.byteSize)
+            guard case .activation(let decoded, let requestID) = try codec.decode(frames) else {
+                return XCTFail("not an activation")
+            }
+            XCTAssertEqual(requestID, 9)
+            XCTAssertEqual(decoded.jobID, "job-7")
+            XCTAssertEqual(decoded.planEpoch, 3)
+            XCTAssertEqual(decoded.stepID, 11)
+            XCTAssertEqual(decoded.rows, step.rows)
+            XCTAssertEqual(decoded.tensor?.dtype, dtype)
+            XCTAssertEqual(decoded.tensor?.shape, [2, 4])
+            XCTAssertEqual(decoded.tensor?.floats(), step.tensor?.floats())
+            if dtype == .f32 { XCTAssertEqual(decoded.tensor?.floats().last, 42) }
+        }
+    }
+
+    func testReceivedTensorIsForwardedWithoutCopy() throws {
+        let frames = try codec.encode(try Samples.step())
+        guard case .activation(var step, _) = try codec.decode(frames) else { return XCTFail() }
+        step.stepID += 1
+        let forwarded = try codec.encode(step)
+        XCTAssertTrue(forwarded[1] === frames[1], "the received payload frame should be sent on as is")
+    }
+
+    func testTokenOnlyStepHasNoPayloadFrame() throws {
+        let step = ActivationStep(jobID: "job-8", planEpoch: 1, stepID: 0, rows: [
+            SequenceRow(sequenceID: 4, position: 0, tokenID: 1),
+            SequenceRow(sequenceID: 4, position: 1, tokenID: 9690, sample: true),
+        ], tensor: nil)
+        let frames = try codec.encode(step)
+        XCTAssertEqual(frames.count, 1)
+        guard case .activation(let decoded, _) = try codec.decode(frames) else { return XCTFail() }
+        XCTAssertNil(decoded.tensor)
+        XCTAssertEqual(decoded.rows, step.rows)
+    }
+
+    func testStepResultRoundTrips() throws {
+        let outcome = StepOutcome(jobID: "job-7", planEpoch: 3, stepID: 11, tokens: [
+            SampledToken(sequenceID: 2, position: 10, tokenID: 28, logprob: -0.5,
+                         topLogprobs: [(tokenID: 28, logprob: -0.5), (tokenID: 30, logprob: -1.5)]),
+            SampledToken(sequenceID: 3, position: 4, tokenID: 0),
+        ])
+        let frames = try codec.encode(outcome, requestID: 5)
+        guard case .stepResult(let decoded, 5) = try codec.decode(frames) else { return XCTFail() }
+        XCTAssertEqual(decoded, outcome)
+        XCTAssertNil(decoded.tokens[1].logprob)
+        XCTAssertNil(decoded.error)
+    }
+
+    func testActivationCrossesARealSocket() throws {
+        let context = try Context()
+        let router = try Socket(context: context, type: .router)
+        try router.set(.receiveTimeout, 2000)
+        try router.set(.maxMessageSize, 1 << 20)
+        try router.bind("tcp://127.0.0.1:*")
+        let dealer = try Socket(context: context, type: .dealer)
+        try dealer.connect(try router.lastEndpoint)
+
+        let rows = 64, hidden = 576
+        let tensor = try ActivationTensor(zeros: .f16, shape: [rows, hidden])
+        tensor.withUnsafeMutableBytes { raw in
+            for i in 0..<(rows * hidden) {
+                raw.storeBytes(of: Float16(Float(i % 97) / 8).bitPattern, toByteOffset: i * 2, as: UInt16.self)
+            }
+        }
+        let step = ActivationStep(jobID: "job-net", planEpoch: 2, stepID: 1,
+                                  rows: (0..<rows).map { SequenceRow(sequenceID: 1, position: UInt32($0)) },
+                                  tensor: tensor)
+        try dealer.send(try codec.encode(step))
+        let received = try router.receive()
+        XCTAssertEqual(received.count, 3, "routing id + header + payload")
+        guard case .activation(let decoded, _) = try codec.decode(Array(received.dropFirst())) else {
+            return XCTFail("not an activation")
+        }
+        XCTAssertEqual(decoded.tensor?.shape, [rows, hidden])
+        XCTAssertEqual(decoded.tensor?.floats(), tensor.floats())
+    }
+}

@@ -1,0 +1,168 @@
+import XCTest
+import CaravanWire
+import SwiftProtobuf
+import ZeroMQ
+
+final class ValidationTests: XCTestCase {
+    let codec = WireCodec()
+
+    /// A valid activation's frames after `mutate` changed its envelope and `payload` its payload.
+    private func tampered(
+        _ mutate: (inout Caravan_V1_Envelope) -> Void = { _ in },
+        payload editPayload: (inout [UInt8]) -> Void = { _ in }
+    ) throws -> [ZeroMQ.Message] {
+        let frames = try codec.encode(try Samples.step())
+        var envelope = try Caravan_V1_Envelope(serializedBytes: frames[0].bytes)
+        mutate(&envelope)
+        var payload = frames[1].bytes
+        editPayload(&payload)
+        return [ZeroMQ.Message(try envelope.serializedBytes() as [UInt8]), ZeroMQ.Message(payload)]
+    }
+
+    private func assertRejected(_ frames: [ZeroMQ.Message], codec: WireCodec? = nil, _ expected: WireError,
+                                file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            let inbound = try (codec ?? self.codec).decode(frames)
+            XCTFail("accepted \(inbound), expected \(expected)", file: file, line: line)
+        } catch {
+            XCTAssertEqual(error, expected, file: file, line: line)
+            XCTAssertFalse(error.description.isEmpty)
+        }
+    }
+
+    private func withTensor(_ edit: @escaping (inout Caravan_V1_TensorHeader) -> Void) -> (inout Caravan_V1_Envelope) -> Void {
+        { envelope in
+            guard case .activation(var header) = envelope.body else { return }
+            edit(&header.tensor)
+            envelope.body = .activation(header)
+        }
+    }
+
+    func testUntamperedFramesAreAccepted() throws {
+        XCTAssertNoThrow(try codec.decode(try tampered()))
+    }
+
+    func testWrongShapeIsRejected() throws {
+        // 3 rows of 4 but only 2 sequence entries (length and checksum made consistent).
+        let threeRows = try tampered(withTensor { $0.shape = [3, 4]; $0.byteLength = 24 },
+                                     payload: { $0 += [UInt8](repeating: 0, count: 8) })
+        var envelope = try Caravan_V1_Envelope(serializedBytes: threeRows[0].bytes)
+        if case .activation(var h) = envelope.body {
+            h.tensor.crc32C = CRC32C.checksum(threeRows[1].bytes)
+            envelope.body = .activation(h)
+        }
+        let frames = [ZeroMQ.Message(try envelope.serializedBytes() as [UInt8]), threeRows[1]]
+        assertRejected(frames, .invalidShape("tensor has 3 rows but the step has 2 sequence entries"))
+
+        assertRejected(try tampered(withTensor { $0.shape = [] }), .invalidShape("shape is empty"))
+        assertRejected(try tampered(withTensor { $0.shape = [2, 0, 4] }), .invalidShape("dimension 1 is 0, must be positive"))
+        assertRejected(try tampered(withTensor { $0.shape = [2, 2, 2, 1, 1] }),
+                       .invalidShape("5 dimensions exceed the limit of 4"))
+        assertRejected(try tampered(withTensor { $0.shape = [UInt64.max / 2, 4] }),
+                       .invalidShape("[\(UInt64.max / 2), 4] has too many elements"))
+    }
+
+    func testLengthMismatchesAreRejected() throws {
+        assertRejected(try tampered(withTensor { $0.byteLength = 15 }), .lengthMismatch(declared: 15, expected: 16))
+        assertRejected(try tampered(payload: { $0.removeLast(2) }), .payloadSizeMismatch(declared: 16, actual: 14))
+        assertRejected(try tampered(payload: { $0.append(0) }), .payloadSizeMismatch(declared: 16, actual: 17))
+    }
+
+    func testBadChecksumIsRejected() throws {
+        let good = try codec.encode(try Samples.step())
+        let declared = CRC32C.checksum(good[1].bytes)
+        var flipped = good[1].bytes
+        flipped[3] ^= 0x10
+        assertRejected(try tampered(payload: { $0[3] ^= 0x10 }),
+                       .checksumMismatch(declared: declared, actual: CRC32C.checksum(flipped)))
+    }
+
+    func testUnknownDTypeIsRejected() throws {
+        assertRejected(try tampered(withTensor { $0.dtype = .UNRECOGNIZED(9) }), .unknownDType(9))
+        assertRejected(try tampered(withTensor { $0.dtype = .unspecified }), .unknownDType(0))
+    }
+
+    func testMissingFieldsAndUnknownVersionAreRejected() throws {
+        assertRejected(try tampered { e in
+            if case .activation(var h) = e.body { h.jobID = ""; e.body = .activation(h) }
+        }, .missingField("activation.job_id"))
+        assertRejected(try tampered { e in
+            if case .activation(var h) = e.body { h.planEpoch = 0; e.body = .activation(h) }
+        }, .missingField("activation.plan_epoch"))
+        assertRejected(try tampered { e in
+            if case .activation(var h) = e.body { h.sequences = []; e.body = .activation(h) }
+        }, .missingField("activation.sequences"))
+        assertRejected(try tampered { $0.protocolVersion = 0 }, .missingField("envelope.protocol_version"))
+        assertRejected(try tampered { $0.protocolVersion = 2 }, .unsupportedVersion(2))
+        assertRejected([ZeroMQ.Message(try Caravan_V1_Envelope.with { $0.protocolVersion = 1 }.serializedBytes() as [UInt8])],
+                       .missingField("envelope.body"))
+
+        // A tensor-less step must carry a token in every row.
+        let tokens = ActivationStep(jobID: "j", planEpoch: 1, stepID: 0, rows: [
+            SequenceRow(sequenceID: 1, position: 0, tokenID: 5), SequenceRow(sequenceID: 1, position: 1),
+        ], tensor: nil)
+        XCTAssertThrowsError(try codec.encode(tokens)) { error in
+            XCTAssertEqual(error as? WireError,
+                           .missingField("activation.sequences[1].token_id (a step without a tensor carries tokens)"))
+        }
+
+        // Control messages: a stage assignment without a model, or with an empty layer range.
+        var assignment = Samples.stageAssignment
+        assignment.clearModel()
+        let noModel = Caravan_V1_Envelope.with { $0.protocolVersion = 1; $0.stageAssignment = assignment }
+        assertRejected([ZeroMQ.Message(try noModel.serializedBytes() as [UInt8])], .missingField("stage_assignment.model"))
+        assignment = Samples.stageAssignment
+        assignment.layerEnd = assignment.layerStart
+        XCTAssertThrowsError(try codec.encode(.stageAssignment(assignment))) { error in
+            XCTAssertEqual(error as? WireError, .invalidField("stage_assignment.layer_end", reason: "layer range [0, 0) is empty"))
+        }
+        var hello = Caravan_V1_Hello()
+        hello.protocolVersion = 7
+        hello.role = .worker
+        hello.nodeID = "w"
+        XCTAssertThrowsError(try codec.encode(.hello(hello))) { XCTAssertEqual($0 as? WireError, .unsupportedVersion(7)) }
+    }
+
+    func testGarbageAndTruncatedFramesAreRejected() throws {
+        do {
+            _ = try codec.decode([ZeroMQ.Message([0xFF, 0xFF, 0xFF, 0xFF])])
+            XCTFail("garbage accepted")
+        } catch {
+            guard case .malformed = error else { return XCTFail("\(error)") }
+        }
+        let good = try codec.encode(try Samples.step())
+        let header = good[0].bytes
+        do {
+            _ = try codec.decode([ZeroMQ.Message(Array(header.prefix(header.count - 5))), good[1]])
+            XCTFail("truncated header accepted")
+        } catch {
+            guard case .malformed = error else { return XCTFail("\(error)") }
+        }
+        assertRejected([good[0]], .missingPayload)
+        assertRejected([], .frameCount(0))
+        assertRejected([good[0], good[1], good[1]], .frameCount(3))
+        let heartbeat = try codec.encode(Samples.bodies[3])
+        assertRejected([heartbeat[0], ZeroMQ.Message([1, 2])], .unexpectedPayload)
+    }
+
+    func testLimitsAreEnforced() throws {
+        let frames = try codec.encode(try Samples.step())
+        assertRejected(frames, codec: WireCodec(limits: WireLimits(maxPayloadBytes: 8)),
+                       .payloadTooLarge(bytes: 16, limit: 8))
+        assertRejected(frames, codec: WireCodec(limits: WireLimits(maxHeaderBytes: 4)),
+                       .headerTooLarge(bytes: frames[0].count, limit: 4))
+        assertRejected(frames, codec: WireCodec(limits: WireLimits(maxRows: 1)),
+                       .invalidField("activation.sequences", reason: "2 rows exceed the limit of 1"))
+        XCTAssertThrowsError(try WireCodec(limits: WireLimits(maxPayloadBytes: 8)).encode(try Samples.step()))
+    }
+
+    func testDomainTensorRejectsInconsistentStorage() {
+        XCTAssertThrowsError(try ActivationTensor(dtype: .f32, shape: [2, 3], storage: .buffer(FrameBuffer(count: 20)))) {
+            XCTAssertEqual($0 as? WireError, .lengthMismatch(declared: 20, expected: 24))
+        }
+        XCTAssertThrowsError(try ActivationTensor(zeros: .f16, shape: [4, -1])) {
+            XCTAssertEqual($0 as? WireError, .invalidShape("dimension 1 is -1, must be positive"))
+        }
+        XCTAssertThrowsError(try ActivationTensor(values: [1, 2, 3], shape: [2, 2]))
+    }
+}
