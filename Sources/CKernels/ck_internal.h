@@ -194,6 +194,6 @@ void ck_softmax_f32_scalar(float *x, int64_t n);
 /* Rows per tile in matmul: keeps a tile of weight rows hot in L1/L2 while activations stream. */
 #define CK_ROW_TILE 16
 /* Activations processed together against one loaded weight block. */
-#define CK_ACT_GROUP 4
+#define CK_ACT_GROUP 8
 
 #endif /* CK_INTERNAL_H */

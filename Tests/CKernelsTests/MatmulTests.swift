@@ -141,6 +141,7 @@ final class MatmulTests: XCTestCase {
         for wt in QType.weightTypes {
             var shapes = [(256, 1), (512, 3), (1536, 8)]
             if wt.blockElements == 32 { shapes.append((96, 5)) }
+            if wt.isKQuant { shapes.append((256, 13)) }  // activation groups of 8 + 4 + 1
             if wt.blockElements == 1 { shapes += [(100, 3), (7, 2)] }
             for (k, nb) in shapes {
                 seed += 1
