@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "Llama", dependencies: ["CaravanCore", "GGUF", "CKernels"]),
 
         // MARK: Text
-        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "ChatTemplate"),
         .target(name: "Sampling", dependencies: ["CaravanCore"]),
 

@@ -35,6 +35,8 @@ struct SpecialTokens: Sendable {
         var eot = model.eotId, eom = model.eomId
         var fim: [Int32?] = [nil, nil, nil]
         for (i, t) in model.tokens.enumerated() {
+            // every listed text starts with '<', '[' or '_'; skip the rest without hashing
+            guard let first = texts[i].first, first == 0x3C || first == 0x5B || first == 0x5F else { continue }
             let id = Int32(i)
             if eot == nil && Self.endOfTurnTexts.contains(t) { eot = id; markControl(id) }
             if eom == nil && t == "<|eom_id|>" { eom = id; markControl(id) }

@@ -65,8 +65,19 @@ enum SharedTokenizers {
     static let llamaBPE: Result<Tokenizer, any Error> = Result {
         try Tokenizer(gguf: GGUFFile(path: VocabFiles.requirePath("llama-bpe")))
     }
-    static let gpt2: Result<Tokenizer, any Error> = Result {
-        try Tokenizer(gguf: GGUFFile(path: VocabFiles.requirePath("gpt-2")))
+    static let gpt2Model: Result<TokenizerModel, any Error> = Result {
+        try TokenizerModel(gguf: GGUFFile(path: VocabFiles.requirePath("gpt-2")))
+    }
+    static let gpt2: Result<Tokenizer, any Error> = Result { try Tokenizer(model: gpt2Model.get()) }
+
+    /// The GPT-2 vocabulary with another pre-tokenizer, as the fixture script patches it
+    /// (defaults such as add_bos follow the new name, since the file does not set them).
+    static func gpt2(pre: String) throws -> Tokenizer {
+        let m = try gpt2Model.get()
+        return try Tokenizer(model: TokenizerModel(
+            kind: m.kind, preTokenizer: pre, tokens: m.tokens, tokenTypes: m.tokenTypes, scores: m.scores,
+            merges: m.merges, bosId: m.bosId, eosId: m.eosId, unkId: m.unkId, padId: m.padId,
+            eotId: m.eotId, eomId: m.eomId, chatTemplate: m.chatTemplate))
     }
 }
 
@@ -91,6 +102,9 @@ func checkFixture(_ tokenizer: Tokenizer, _ fixture: TokenizerFixture,
     }
     XCTAssertGreaterThan(fixture.cases.count, 100, file: file, line: line)
     XCTAssertEqual(failures, 0, "\(failures) of \(fixture.cases.count) cases differ", file: file, line: line)
+    if !fixture.vocab.hasPrefix("gpt-2-pre-") {
+        XCTAssertGreaterThan(fixture.pieces.count, 1000, file: file, line: line)
+    }
     for (key, expected) in fixture.pieces {
         guard let id = Int32(key) else { XCTFail("bad piece key \(key)"); continue }
         let got = hex(tokenizer.piece(id))

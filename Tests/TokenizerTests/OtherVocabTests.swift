@@ -19,6 +19,18 @@ final class OtherVocabTests: XCTestCase {
         checkFixture(try SharedTokenizers.gpt2.get(), try TokenizerFixture.load("gpt-2"))
     }
 
+    func testDefaultPreTokenizerMatchesFixtures() throws {
+        checkFixture(try SharedTokenizers.gpt2(pre: "default"), try TokenizerFixture.load("gpt-2-pre-default"))
+    }
+
+    func testSmolLMPreTokenizerOnGPT2VocabMatchesFixtures() throws {
+        checkFixture(try SharedTokenizers.gpt2(pre: "smollm"), try TokenizerFixture.load("gpt-2-pre-smollm"))
+    }
+
+    func testLlama3PreTokenizerOnGPT2VocabMatchesFixtures() throws {
+        checkFixture(try SharedTokenizers.gpt2(pre: "llama-bpe"), try TokenizerFixture.load("gpt-2-pre-llama-bpe"))
+    }
+
     func testSentencePieceDecodeDropsPrefixSpace() throws {
         let t = try SharedTokenizers.llamaSPM.get()
         let ids = t.encode("Hello world", addSpecial: true)
