@@ -33,7 +33,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Text
-        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "ChatTemplate"),
         .target(name: "Sampling", dependencies: ["CaravanCore"]),
 
@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CKernels", "TestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Llama", "Tokenizer", "Sampling", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
-        .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"]),
+        .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),

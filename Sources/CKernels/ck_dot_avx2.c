@@ -80,6 +80,7 @@ CK_DEFINE_MM(mm_q8_0, row_q8_0, CK_AVX2)
 
 void ck_fill_avx2_kquants(ck_kernels *k);
 void ck_fill_avx2_float(ck_kernels *k);
+void ck_fill_avx2_nn(ck_kernels *k);
 
 void ck_fill_avx2(ck_kernels *k) {
   k->mm[CK_TYPE_Q4_0] = mm_q4_0;
@@ -89,6 +90,7 @@ void ck_fill_avx2(ck_kernels *k) {
   k->mm[CK_TYPE_Q8_0] = mm_q8_0;
   ck_fill_avx2_kquants(k);
   ck_fill_avx2_float(k);
+  ck_fill_avx2_nn(k);
 }
 
 #else

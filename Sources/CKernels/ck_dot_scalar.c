@@ -154,4 +154,7 @@ void ck_fill_scalar(ck_kernels *k) {
   k->dot_f16_f32 = ck_dot_f16_f32_scalar;
   k->axpy_f16_f32 = ck_axpy_f16_f32_scalar;
   k->axpy_f32 = ck_axpy_f32_scalar;
+  k->rmsnorm = ck_rmsnorm_f32_scalar;
+  k->silu_mul = ck_silu_mul_f32_scalar;
+  k->softmax = ck_softmax_f32_scalar;
 }

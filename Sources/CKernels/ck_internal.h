@@ -166,6 +166,9 @@ typedef struct {
   float (*dot_f16_f32)(const uint16_t *, const float *, int64_t);
   void (*axpy_f16_f32)(float, const uint16_t *, float *, int64_t);
   void (*axpy_f32)(float, const float *, float *, int64_t);
+  void (*rmsnorm)(const float *, const float *, float *, int64_t, float);
+  void (*silu_mul)(const float *, const float *, float *, int64_t);
+  void (*softmax)(float *, int64_t);
 } ck_kernels;
 
 /* Fill a table; entries an ISA does not implement are left as they are (so fill scalar first). */
@@ -184,10 +187,13 @@ float ck_dot_f32_scalar(const float *a, const float *b, int64_t n);
 float ck_dot_f16_f32_scalar(const uint16_t *a, const float *b, int64_t n);
 void ck_axpy_f16_f32_scalar(float a, const uint16_t *x, float *y, int64_t n);
 void ck_axpy_f32_scalar(float a, const float *x, float *y, int64_t n);
+void ck_rmsnorm_f32_scalar(const float *x, const float *w, float *y, int64_t n, float eps);
+void ck_silu_mul_f32_scalar(const float *g, const float *u, float *y, int64_t n);
+void ck_softmax_f32_scalar(float *x, int64_t n);
 
 /* Rows per tile in matmul: keeps a tile of weight rows hot in L1/L2 while activations stream. */
 #define CK_ROW_TILE 16
 /* Activations processed together against one loaded weight block. */
-#define CK_ACT_GROUP 4
+#define CK_ACT_GROUP 8
 
 #endif /* CK_INTERNAL_H */

@@ -167,11 +167,11 @@ ROW_KQ(row_q4_K, ck_block_q4_K, unpack_q4_K)
 ROW_KQ(row_q5_K, ck_block_q5_K, unpack_q5_K)
 ROW_KQ(row_q6_K, ck_block_q6_K, unpack_q6_K)
 
-CK_DEFINE_MM(mm_q2_K, row_q2_K, CK_AVX2)
-CK_DEFINE_MM(mm_q3_K, row_q3_K, CK_AVX2)
-CK_DEFINE_MM(mm_q4_K, row_q4_K, CK_AVX2)
-CK_DEFINE_MM(mm_q5_K, row_q5_K, CK_AVX2)
-CK_DEFINE_MM(mm_q6_K, row_q6_K, CK_AVX2)
+CK_DEFINE_MM_G(mm_q2_K, row_q2_K, CK_AVX2, 8)
+CK_DEFINE_MM_G(mm_q3_K, row_q3_K, CK_AVX2, 8)
+CK_DEFINE_MM_G(mm_q4_K, row_q4_K, CK_AVX2, 8)
+CK_DEFINE_MM_G(mm_q5_K, row_q5_K, CK_AVX2, 8)
+CK_DEFINE_MM_G(mm_q6_K, row_q6_K, CK_AVX2, 8)
 
 void ck_fill_avx2_kquants(ck_kernels *k);
 void ck_fill_avx2_kquants(ck_kernels *k) {

@@ -6,10 +6,14 @@ extension Renderer {
             return Value(l)
         case .name(let n, _):
             return lookup(n)
-        case .list(let items), .tuple(let items):
+        case .list(let items):
             var out: [Value] = []
             for item in items { out.append(try eval(item)) }
             return .array(out)
+        case .tuple(let items):
+            var out: [Value] = []
+            for item in items { out.append(try eval(item)) }
+            return .tuple(out)
         case .dict(let pairs, let pos):
             var d = OrderedDict()
             for p in pairs {
@@ -110,7 +114,7 @@ extension Renderer {
             return d[k] ?? .undefined("'dict object' has no attribute '\(k)'")
         case (.namespace, .string(let k)):
             return try attribute(v, k, pos: pos)
-        case (.array(let a), _):
+        case (.array(let a), _), (.tuple(let a), _):
             guard let i = key.integer else {
                 if case .string(let k) = key { return .undefined("'list object' has no attribute '\(k)'") }
                 throw .render(message: "list indices must be integers, not \(key.typeName)", position: pos)
@@ -160,6 +164,8 @@ extension Renderer {
         switch v {
         case .array(let arr):
             return .array(try indices(arr.count).map { arr[$0] })
+        case .tuple(let arr):
+            return .tuple(try indices(arr.count).map { arr[$0] })
         case .string(let s):
             let scalars = Array(s.unicodeScalars)
             var view = String.UnicodeScalarView()

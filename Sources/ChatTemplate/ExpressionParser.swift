@@ -3,6 +3,8 @@
 /// (`.attr`, `[item]`, `(call)`) and filters/tests (`| filter`, `is test`).
 extension Parser {
     mutating func parseExpression(allowConditional: Bool = true) throws(ChatTemplateError) -> Expression {
+        try enter()
+        defer { depth -= 1 }
         guard allowConditional else { return try parseOr() }
         let value = try parseOr()
         if skipName("if") {
@@ -16,17 +18,31 @@ extension Parser {
 
     mutating func parseOr() throws(ChatTemplateError) -> Expression {
         var left = try parseAnd()
-        while skipName("or") { left = .or(left, try parseAnd()) }
+        var levels = 0
+        defer { depth -= levels }
+        while skipName("or") {
+            try enter()
+            levels += 1
+            left = .or(left, try parseAnd())
+        }
         return left
     }
 
     mutating func parseAnd() throws(ChatTemplateError) -> Expression {
         var left = try parseNot()
-        while skipName("and") { left = .and(left, try parseNot()) }
+        var levels = 0
+        defer { depth -= levels }
+        while skipName("and") {
+            try enter()
+            levels += 1
+            left = .and(left, try parseNot())
+        }
         return left
     }
 
     mutating func parseNot() throws(ChatTemplateError) -> Expression {
+        try enter()
+        defer { depth -= 1 }
         if skipName("not") { return .not(try parseNot()) }
         return try parseCompare()
     }
@@ -54,7 +70,11 @@ extension Parser {
 
     mutating func parseMath1() throws(ChatTemplateError) -> Expression {
         var left = try parseConcat()
+        var levels = 0
+        defer { depth -= levels }
         while true {
+            try enter()
+            levels += 1
             let pos = current.position
             if skipOp("+") {
                 left = .binary(.add, left, try parseConcat(), pos)
@@ -68,7 +88,11 @@ extension Parser {
 
     mutating func parseConcat() throws(ChatTemplateError) -> Expression {
         var left = try parseMath2()
+        var levels = 0
+        defer { depth -= levels }
         while true {
+            try enter()
+            levels += 1
             let pos = current.position
             guard skipOp("~") else { return left }
             left = .binary(.concat, left, try parseMath2(), pos)
@@ -77,7 +101,11 @@ extension Parser {
 
     mutating func parseMath2() throws(ChatTemplateError) -> Expression {
         var left = try parsePow()
+        var levels = 0
+        defer { depth -= levels }
         while true {
+            try enter()
+            levels += 1
             let pos = current.position
             guard case .op(let o) = current.kind, ["*", "/", "//", "%"].contains(o),
                   let op = BinaryOperator(rawValue: o) else { return left }
@@ -88,7 +116,11 @@ extension Parser {
 
     mutating func parsePow() throws(ChatTemplateError) -> Expression {
         var left = try parseUnary()
+        var levels = 0
+        defer { depth -= levels }
         while true {
+            try enter()
+            levels += 1
             let pos = current.position
             guard skipOp("**") else { return left }
             left = .binary(.power, left, try parseUnary(), pos)
@@ -96,6 +128,8 @@ extension Parser {
     }
 
     mutating func parseUnary(withFilter: Bool = true) throws(ChatTemplateError) -> Expression {
+        try enter()
+        defer { depth -= 1 }
         let pos = current.position
         var node: Expression
         if skipOp("-") {
@@ -164,7 +198,11 @@ extension Parser {
 
     mutating func parsePostfix(_ start: Expression) throws(ChatTemplateError) -> Expression {
         var node = start
+        var levels = 0
+        defer { depth -= levels }
         while true {
+            try enter()
+            levels += 1
             let pos = current.position
             if skipOp(".") {
                 switch current.kind {
@@ -224,7 +262,11 @@ extension Parser {
 
     mutating func parseFilterExpression(_ start: Expression) throws(ChatTemplateError) -> Expression {
         var node = start
+        var levels = 0
+        defer { depth -= levels }
         while true {
+            try enter()
+            levels += 1
             let pos = current.position
             if skipOp("|") {
                 let nameTok = current

@@ -4,7 +4,7 @@ enum Builtins {
         "trim", "length", "count", "upper", "lower", "default", "d", "tojson", "join", "first", "last",
         "items", "capitalize", "replace", "list", "selectattr", "rejectattr", "select", "reject", "map",
         "string", "int", "float", "abs", "reverse", "safe", "title", "unique", "sort", "sum", "indent",
-        "round", "min", "max", "dictsort", "wordcount", "e", "escape",
+        "round", "min", "max", "dictsort", "wordcount", "e", "escape", "format",
     ]
 
     static let globalFunctions: Set<String> = ["raise_exception", "namespace", "range", "dict", "strftime_now"]
@@ -33,7 +33,7 @@ enum Builtins {
         case "length", "count":
             switch input {
             case .string(let s): return .int(s.unicodeScalars.count)
-            case .array(let a): return .int(a.count)
+            case .array(let a), .tuple(let a): return .int(a.count)
             case .dict(let d): return .int(d.count)
             case .undefined: return .int(0)
             default: throw .render(message: "object of type '\(input.typeName)' has no len()", position: pos)
@@ -66,7 +66,7 @@ enum Builtins {
         case "items":
             switch input {
             case .undefined: return .array([])
-            case .dict(let d): return .array(d.pairs.map { .array([.string($0.0), $0.1]) })
+            case .dict(let d): return .array(d.pairs.map { .tuple([.string($0.0), $0.1]) })
             default: throw .render(message: "items filter expects a mapping, got \(input.typeName)", position: pos)
             }
         case "dictsort":
@@ -74,7 +74,7 @@ enum Builtins {
                 throw .render(message: "dictsort expects a mapping, got \(input.typeName)", position: pos)
             }
             let pairs = d.pairs.sorted { $0.0.lowercased() < $1.0.lowercased() }
-            return .array(pairs.map { .array([.string($0.0), $0.1]) })
+            return .array(pairs.map { .tuple([.string($0.0), $0.1]) })
         case "replace":
             let old = try requireString(arg(0, "old") ?? .undefined("replace needs 'old'"), "replace", pos)
             let new = try requireString(arg(1, "new") ?? .undefined("replace needs 'new'"), "replace", pos)
@@ -217,6 +217,9 @@ enum Builtins {
                 lines[i] = prefix + lines[i]
             }
             return .string(lines.joined(separator: "\n"))
+        case "format":
+            if !kwargs.isEmpty { throw .render(message: "format filter: keyword arguments are not supported", position: pos) }
+            return .string(try PercentFormat.format(input.text, .tuple(args), pos: pos))
         case "wordcount":
             return .int(ScalarString.split(input.text, separator: nil, maxSplit: -1).count)
         default:

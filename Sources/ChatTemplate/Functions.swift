@@ -44,7 +44,7 @@ extension Builtins {
         case "mapping": if case .dict = v { return true } else { return false }
         case "iterable", "sequence":
             switch v {
-            case .string, .array, .dict: return true
+            case .string, .array, .tuple, .dict: return true
             default: return false
             }
         case "callable":
@@ -107,7 +107,7 @@ extension Builtins {
                 var candidates: [String] = []
                 switch p {
                 case .string(let x): candidates = [x]
-                case .array(let xs):
+                case .array(let xs), .tuple(let xs):
                     for x in xs { candidates.append(try requireString(x, "\(name)()", pos)) }
                 default: throw .render(message: "\(name)() argument must be str or a tuple of str, not \(p.typeName)", position: pos)
                 }
@@ -140,7 +140,7 @@ extension Builtins {
                 while let j = ScalarString.find(n, in: a, from: i) { c += 1; i = j + n.count }
                 return .int(c)
             case "join":
-                guard let items = arg(0, "iterable"), case .array(let xs) = items else {
+                guard let xs = arg(0, "iterable")?.elements else {
                     throw .render(message: "join() expects a list", position: pos)
                 }
                 var parts: [String] = []
@@ -168,7 +168,7 @@ extension Builtins {
             }
         case .dict(let d):
             switch name {
-            case "items": return .array(d.pairs.map { .array([.string($0.0), $0.1]) })
+            case "items": return .array(d.pairs.map { .tuple([.string($0.0), $0.1]) })
             case "keys": return .array(d.keys.map { .string($0) })
             case "values": return .array(d.pairs.map { $0.1 })
             case "get":
@@ -255,7 +255,7 @@ enum JSON {
                 out += Value.formatDouble(d)
             }
         case .string(let s): out += quote(s)
-        case .array(let a):
+        case .array(let a), .tuple(let a):
             if a.isEmpty { out += "[]"; return }
             out += "["
             for (i, x) in a.enumerated() {

@@ -23,12 +23,16 @@ enum Operators {
         switch (op, a, b) {
         case (.add, .string(let x), .string(let y)): return .string(x + y)
         case (.add, .array(let x), .array(let y)): return .array(x + y)
+        case (.add, .tuple(let x), .tuple(let y)): return .tuple(x + y)
+        case (.modulo, .string(let format), _): return .string(try PercentFormat.format(format, b, pos: pos))
         case (.multiply, .string(let s), _) where b.integer != nil:
             return .string(String(repeating: s, count: max(0, b.integer ?? 0)))
         case (.multiply, _, .string(let s)) where a.integer != nil:
             return .string(String(repeating: s, count: max(0, a.integer ?? 0)))
         case (.multiply, .array(let x), _) where b.integer != nil:
             return .array(Array(repeatElement(x, count: max(0, b.integer ?? 0)).joined()))
+        case (.multiply, .tuple(let x), _) where b.integer != nil:
+            return .tuple(Array(repeatElement(x, count: max(0, b.integer ?? 0)).joined()))
         default: break
         }
         if let x = a.integer, let y = b.integer {
@@ -93,7 +97,7 @@ enum Operators {
         case (.string(let x), .string(let y)):
             if x.unicodeScalars.elementsEqual(y.unicodeScalars) { return 0 }
             return x.unicodeScalars.lexicographicallyPrecedes(y.unicodeScalars) ? -1 : 1
-        case (.array(let x), .array(let y)):
+        case (.array(let x), .array(let y)), (.tuple(let x), .tuple(let y)):
             for (p, q) in zip(x, y) where !Value.equal(p, q) { return order(p, q) }
             return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
         default:
@@ -128,7 +132,7 @@ enum Operators {
                 throw .render(message: "'in <string>' requires string as left operand, not \(needle.typeName)", position: pos)
             }
             return ScalarString.find(Array(n.unicodeScalars), in: Array(s.unicodeScalars)) != nil
-        case .array(let a): return a.contains { Value.equal($0, needle) }
+        case .array(let a), .tuple(let a): return a.contains { Value.equal($0, needle) }
         case .dict(let d):
             if case .string(let k) = needle { return d[k] != nil }
             return false

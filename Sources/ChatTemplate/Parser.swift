@@ -2,6 +2,18 @@
 struct Parser {
     var tokens: [Token]
     var index = 0
+    /// Current nesting depth of blocks and sub-expressions (bounded to keep recursion safe on
+    /// hostile input).
+    var depth = 0
+    static let maximumDepth = 500
+
+    /// Enters one nesting level; throws when the template nests too deeply.
+    mutating func enter() throws(ChatTemplateError) {
+        depth += 1
+        guard depth <= Parser.maximumDepth else {
+            throw error("template nests too deeply (more than \(Parser.maximumDepth) levels)")
+        }
+    }
 
     init(tokens: [Token]) {
         self.tokens = tokens
@@ -75,6 +87,8 @@ struct Parser {
     /// Parses nodes until a block tag whose name is in `until` (consumed up to the tag name; the
     /// name is returned) or the end of input (allowed only when `until` is empty).
     mutating func parseBody(until: Set<String>, opener: (String, Token)?) throws(ChatTemplateError) -> ([Node], String?) {
+        try enter()
+        defer { depth -= 1 }
         var nodes: [Node] = []
         while true {
             let t = current

@@ -81,7 +81,7 @@ final class Renderer {
     }
 
     private func unpack(_ value: Value, count: Int, pos: SourcePosition) throws(ChatTemplateError) -> [Value] {
-        guard case .array(let items) = value else {
+        guard let items = value.elements else {
             throw .render(message: "cannot unpack \(value.typeName) into \(count) variables", position: pos)
         }
         guard items.count == count else {
@@ -93,7 +93,7 @@ final class Renderer {
     func iterate(_ value: Value, pos: SourcePosition) throws(ChatTemplateError) -> [Value] {
         switch value {
         case .undefined: return []
-        case .array(let a): return a
+        case .array(let a), .tuple(let a): return a
         case .dict(let d): return d.keys.map { .string($0) }
         case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
         default: throw .render(message: "'\(value.typeName)' object is not iterable", position: pos)

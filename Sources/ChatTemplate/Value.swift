@@ -42,6 +42,9 @@ enum Value {
     case double(Double)
     case string(String)
     case array([Value])
+    /// A Python tuple (from `(a, b)` literals and `items()`); behaves like a list except for
+    /// printing, equality with lists and `%` formatting.
+    case tuple([Value])
     case dict(OrderedDict)
     case namespace(Namespace)
     case macro(MacroValue)
@@ -73,6 +76,14 @@ enum Value {
         }
     }
 
+    /// The elements of a list or tuple.
+    var elements: [Value]? {
+        switch self {
+        case .array(let a), .tuple(let a): return a
+        default: return nil
+        }
+    }
+
     var isUndefined: Bool {
         if case .undefined = self { return true }
         return false
@@ -88,6 +99,7 @@ enum Value {
         case .double: return "float"
         case .string: return "str"
         case .array: return "list"
+        case .tuple: return "tuple"
         case .dict: return "dict"
         case .namespace: return "Namespace"
         case .macro: return "Macro"
@@ -103,7 +115,7 @@ enum Value {
         case .int(let i): return i != 0
         case .double(let d): return d != 0
         case .string(let s): return !s.isEmpty
-        case .array(let a): return !a.isEmpty
+        case .array(let a), .tuple(let a): return !a.isEmpty
         case .dict(let d): return d.count > 0
         case .namespace, .macro, .function: return true
         }
@@ -146,6 +158,7 @@ enum Value {
         case .double(let d): return Value.formatDouble(d)
         case .string(let s): return Value.pythonRepr(s)
         case .array(let a): return "[" + a.map(\.repr).joined(separator: ", ") + "]"
+        case .tuple(let a): return "(" + a.map(\.repr).joined(separator: ", ") + (a.count == 1 ? ",)" : ")")
         case .dict(let d):
             return "{" + d.pairs.map { Value.pythonRepr($0.0) + ": " + $0.1.repr }.joined(separator: ", ") + "}"
         case .namespace(let n):
@@ -206,7 +219,7 @@ enum Value {
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case (.string(let x), .string(let y)): return x.unicodeScalars.elementsEqual(y.unicodeScalars)
-        case (.array(let x), .array(let y)):
+        case (.array(let x), .array(let y)), (.tuple(let x), .tuple(let y)):
             return x.count == y.count && zip(x, y).allSatisfy { equal($0, $1) }
         case (.dict(let x), .dict(let y)):
             return x.count == y.count && x.pairs.allSatisfy { k, v in y[k].map { equal(v, $0) } ?? false }

@@ -44,57 +44,54 @@ public struct TokenCandidates: Sendable, Equatable {
     /// whole vocabulary (a bounded heap, O(n log k)). `k >= count` keeps everything (sorted).
     public mutating func reset(topK k: Int, of vocabLogits: UnsafeBufferPointer<Float>) {
         precondition(k > 0, "top-k must be positive")
-        if k >= vocabLogits.count {
-            reset(allOf: vocabLogits)
-            sort()
-            return
-        }
-        // Min-heap of indices: the root is the worst of the kept tokens.
-        var heap: [Int32] = []
-        heap.reserveCapacity(k)
-        @inline(__always) func worse(_ a: Int32, _ b: Int32) -> Bool {
-            let la = vocabLogits[Int(a)], lb = vocabLogits[Int(b)]
-            return la < lb || (la == lb && a > b)
-        }
-        func siftDown(_ start: Int) {
-            var i = start
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < heap.count && worse(heap[l], heap[m]) { m = l }
-                if r < heap.count && worse(heap[r], heap[m]) { m = r }
-                if m == i { return }
-                heap.swapAt(i, m)
-                i = m
-            }
-        }
-        func siftUp(_ start: Int) {
-            var i = start
-            while i > 0 {
-                let p = (i - 1) / 2
-                if !worse(heap[i], heap[p]) { return }
-                heap.swapAt(i, p)
-                i = p
-            }
-        }
-        for i in 0..<vocabLogits.count {
-            let id = Int32(i)
-            if heap.count < k {
-                heap.append(id)
-                siftUp(heap.count - 1)
-            } else if worse(heap[0], id) {
-                heap[0] = id
-                siftDown(0)
-            }
-        }
+        let selected = Self.selectBest(k, of: vocabLogits, ids: nil)
         ids.removeAll(keepingCapacity: true)
         logits.removeAll(keepingCapacity: true)
-        for id in heap {
-            ids.append(id)
-            logits.append(vocabLogits[Int(id)])
+        for index in selected {
+            ids.append(Int32(index))
+            logits.append(vocabLogits[index])
         }
         isSorted = false
         sort()
+    }
+
+    /// Indices (into `values`) of the `k` best entries, in no particular order. "Better" means a
+    /// higher value, then a lower id (`ids[i]`, or `i` when `ids` is nil).
+    static func selectBest(_ k: Int, of values: UnsafeBufferPointer<Float>, ids: [Int32]?) -> [Int] {
+        if k >= values.count { return Array(0..<values.count) }
+        @inline(__always) func id(_ i: Int) -> Int32 { ids.map { $0[i] } ?? Int32(i) }
+        // "a is worse than b": the min-heap keeps the worst kept entry at the root.
+        @inline(__always) func worse(_ a: Int, _ b: Int) -> Bool {
+            let va = values[a], vb = values[b]
+            return va < vb || (va == vb && id(a) > id(b))
+        }
+        var heap: [Int] = []
+        heap.reserveCapacity(k)
+        for i in 0..<values.count {
+            if heap.count < k {
+                heap.append(i)
+                var c = heap.count - 1
+                while c > 0 {
+                    let p = (c - 1) / 2
+                    if !worse(heap[c], heap[p]) { break }
+                    heap.swapAt(c, p)
+                    c = p
+                }
+            } else if worse(heap[0], i) {
+                heap[0] = i
+                var p = 0
+                while true {
+                    let l = 2 * p + 1, r = l + 1
+                    var m = p
+                    if l < k && worse(heap[l], heap[m]) { m = l }
+                    if r < k && worse(heap[r], heap[m]) { m = r }
+                    if m == p { break }
+                    heap.swapAt(p, m)
+                    p = m
+                }
+            }
+        }
+        return heap
     }
 
     /// Sorts by logit descending, ties by lower id first.
@@ -108,18 +105,13 @@ public struct TokenCandidates: Sendable, Equatable {
         isSorted = true
     }
 
-    /// Top-k stage: keeps the `k` best candidates (`k <= 0` is a no-op).
+    /// Top-k stage: keeps the `k` best candidates, sorted (`k <= 0` is a no-op).
     public mutating func keepTopK(_ k: Int) {
         guard k > 0, k < ids.count else { return }
         if !isSorted {
-            var copy = logits
-            var scratch = TokenCandidates()
-            let savedIds = ids
-            copy.withUnsafeMutableBufferPointer { scratch.reset(topK: k, of: UnsafeBufferPointer($0)) }
-            // scratch ids index into `copy`; map back to the real ids.
-            ids = scratch.ids.map { savedIds[Int($0)] }
-            logits = scratch.logits
-            isSorted = false
+            let selected = logits.withUnsafeBufferPointer { Self.selectBest(k, of: $0, ids: ids) }
+            ids = selected.map { ids[$0] }
+            logits = selected.map { logits[$0] }
             sort()
             return
         }

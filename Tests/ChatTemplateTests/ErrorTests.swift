@@ -65,3 +65,66 @@ final class ErrorTests: XCTestCase {
         }
     }
 }
+
+final class HostileInputTests: XCTestCase {
+    func testDeepNestingIsRejectedNotCrashing() {
+        let deepParens = "{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}"
+        XCTAssertThrowsError(try ChatTemplate(deepParens)) { error in
+            XCTAssertTrue("\(error)".contains("nests too deeply"), "\(error)")
+        }
+        let deepNot = "{{ " + String(repeating: "not ", count: 5000) + "1 }}"
+        XCTAssertThrowsError(try ChatTemplate(deepNot))
+        let deepIf = String(repeating: "{% if true %}", count: 1000) + String(repeating: "{% endif %}", count: 1000)
+        XCTAssertThrowsError(try ChatTemplate(deepIf))
+        let fine = String(repeating: "{% if true %}", count: 50) + "x" + String(repeating: "{% endif %}", count: 50)
+        XCTAssertEqual(try ChatTemplate(fine).render(messages: [], addGenerationPrompt: false), "x")
+    }
+
+    func testRecursiveMacroIsBounded() throws {
+        let t = try ChatTemplate("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
+        XCTAssertThrowsError(try t.render(messages: [], addGenerationPrompt: false)) { error in
+            XCTAssertEqual((error as? ChatTemplateError)?.message, "macro recursion too deep")
+        }
+    }
+}
+
+final class LongChainTests: XCTestCase {
+    func testLongOperatorChainsAreBounded() {
+        let longSum = "{{ 1" + String(repeating: " + 1", count: 20_000) + " }}"
+        XCTAssertThrowsError(try ChatTemplate(longSum))
+        let longFilters = "{{ 'a'" + String(repeating: " | trim", count: 20_000) + " }}"
+        XCTAssertThrowsError(try ChatTemplate(longFilters))
+        XCTAssertEqual(try ChatTemplate("{{ 1" + String(repeating: " + 1", count: 50) + " }}")
+            .render(messages: [], addGenerationPrompt: false), "51")
+    }
+}
+
+final class DeepButValidTests: XCTestCase {
+    /// The deepest accepted templates still render on a secondary thread's smaller stack.
+    func testDeepestAcceptedTemplatesRenderInTask() async throws {
+        var n = 10
+        var deepest = ""
+        while true {
+            let candidate = "{{ " + String(repeating: "(", count: n) + "1" + String(repeating: ")", count: n) + " }}"
+            guard (try? ChatTemplate(candidate)) != nil else { break }
+            deepest = candidate
+            n += 5
+        }
+        XCTAssertGreaterThan(n, 20)
+        var chain = 10
+        var longest = ""
+        while true {
+            let candidate = "{{ 1" + String(repeating: " + 1", count: chain) + " }}"
+            guard (try? ChatTemplate(candidate)) != nil else { break }
+            longest = candidate
+            chain += 10
+        }
+        XCTAssertGreaterThan(chain, 100)
+        let sources = [deepest, longest]
+        let outputs = await Task.detached {
+            sources.map { try? ChatTemplate($0).render(messages: [], addGenerationPrompt: false) }
+        }.value
+        XCTAssertEqual(outputs[0], "1")
+        XCTAssertEqual(outputs[1], String(chain - 9))
+    }
+}

@@ -130,3 +130,17 @@ final class StageTests: XCTestCase {
         XCTAssertEqual(d2[1].probability, 3.0 / 7.0, accuracy: 1e-5)
     }
 }
+
+final class TopKOrderTests: XCTestCase {
+    func testKeepTopKOnFilteredUnsortedCandidatesUsesRealIds() {
+        // After min-p the candidates are unsorted and ids are not positions.
+        var c = TokenCandidates(logits: [0.0, 5.0, -9.0, 5.0, 4.0, -9.5, 4.5])
+        c.keepMinP(0.001)  // drops ids 2 and 5: threshold 5 + ln(0.001) = -1.9
+        XCTAssertEqual(c.ids, [0, 1, 3, 4, 6])
+        XCTAssertFalse(c.isSorted)
+        c.keepTopK(3)
+        XCTAssertEqual(c.ids, [1, 3, 6])
+        XCTAssertEqual(c.logits, [5.0, 5.0, 4.5])
+        XCTAssertTrue(c.isSorted)
+    }
+}

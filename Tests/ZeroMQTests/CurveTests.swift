@@ -17,7 +17,7 @@ final class CurveTests: XCTestCase {
     }
 
     /// Server with a ZAP authenticator admitting `allowed`; returns decisions seen.
-    private func curveExchange(clientKeys: CurveKeyPair, allowed: Set<String>) throws -> (received: Bool, decisions: [ZAPDecision]) {
+    private func curveExchange(clientKeys: CurveKeyPair, allowed: Set<String>, waitMilliseconds: Int32) throws -> (received: Bool, decisions: [ZAPDecision]) {
         let context = try Context()
         let serverKeys = try CurveKeyPair.generate()
         let decisions = Mutex<[ZAPDecision]>([])
@@ -27,7 +27,7 @@ final class CurveTests: XCTestCase {
         defer { auth.stop() }
         let (router, dealer, _) = try makeRouterDealer(
             context: context,
-            router: { try $0.apply(.curveServer(keys: serverKeys)); try $0.set(.receiveTimeout, 700) },
+            router: { try $0.apply(.curveServer(keys: serverKeys)); try $0.set(.receiveTimeout, waitMilliseconds) },
             dealer: { try $0.apply(.curveClient(keys: clientKeys, serverPublicKey: serverKeys.publicKey)) }
         )
         try dealer.send([Array("secret hello".utf8)], dontWait: true)
@@ -45,7 +45,7 @@ final class CurveTests: XCTestCase {
 
     func testAllowedCurveClientExchangesMessages() throws {
         let client = try CurveKeyPair.generate()
-        let result = try curveExchange(clientKeys: client, allowed: [client.publicKey])
+        let result = try curveExchange(clientKeys: client, allowed: [client.publicKey], waitMilliseconds: 3000)
         XCTAssertTrue(result.received)
         XCTAssertEqual(result.decisions.first?.allowed, true)
         XCTAssertEqual(result.decisions.first?.mechanism, "CURVE")
@@ -56,7 +56,7 @@ final class CurveTests: XCTestCase {
         let known = try CurveKeyPair.generate()
         let stranger = try CurveKeyPair.generate()
         let start = Date()
-        let result = try curveExchange(clientKeys: stranger, allowed: [known.publicKey])
+        let result = try curveExchange(clientKeys: stranger, allowed: [known.publicKey], waitMilliseconds: 700)
         XCTAssertFalse(result.received, "a client with an unknown key must not deliver messages")
         XCTAssertLessThan(Date().timeIntervalSince(start), 5)
         XCTAssertTrue(result.decisions.contains { !$0.allowed && $0.clientKey == stranger.publicKey },

@@ -8,6 +8,15 @@
  *
  * All functions are pure functions of their arguments (thread-safe) and never
  * allocate, except that the ISA choice is a process-wide setting.
+ *
+ * Numerics: dequantization is bit-exact with ggml / gguf-py; activation quantization is
+ * bit-exact with ggml's reference quantizers (quantize_row_q8_0_ref, _q8_1_ref, _q8_K_ref) on
+ * every ISA (ggml's own x86 runtime uses SIMD Q8_0/Q8_1 quantizers that can differ at rounding
+ * ties). Matmul integer sums inside blocks equal ggml's; only the float accumulation order
+ * differs, so results agree with ggml's vec_dot within float rounding.
+ *
+ * Buffers: block data must be at least 2-byte aligned (Q8_K activations 4-byte aligned), as
+ * GGUF tensor data and ordinary allocations are.
  */
 #ifndef CKERNELS_H
 #define CKERNELS_H
@@ -79,9 +88,20 @@ void  ck_axpy_f16_f32(float a, const uint16_t *x, float *y, int64_t n);
 /** y += a * x. */
 void  ck_axpy_f32(float a, const float *x, float *y, int64_t n);
 
+/* Extras (not in the original contract): ggml-style norms and activations. */
+/** RMS norm as ggml: y = x / sqrt(mean(x^2) + eps) (sum of squares in double), then * w
+    elementwise when w is not NULL. y may alias x. */
+void  ck_rmsnorm_f32(const float *x, const float *w, float *y, int64_t n, float eps);
+/** SwiGLU product: y = silu(g) * u with silu(v) = v / (1 + exp(-v)). y may alias g or u. */
+void  ck_silu_mul_f32(const float *g, const float *u, float *y, int64_t n);
+/** In-place softmax: x = exp(x - max) / sum (sum in double). -inf entries give 0. */
+void  ck_softmax_f32(float *x, int64_t n);
+
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
-/** Best instruction set this CPU supports (and this library implements). */
+/** Best instruction set this CPU supports and this library implements: AVX2 (needs FMA and
+    F16C too) on x86-64, NEON on arm64, else scalar. AVX-512 has no kernels yet: AVX-512 CPUs
+    run the AVX2 ones. */
 int ck_isa_best(void);
 /** Instruction set currently used. */
 int ck_isa_active(void);
