@@ -31,7 +31,9 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // MARK: Model execution
-        .target(name: "Llama", dependencies: ["CaravanCore", "GGUF", "CKernels"]),
+        .target(name: "Llama", dependencies: ["CaravanCore", "GGUF", "CKernels"],
+                // The forward pass is slow unoptimized; tests and debug runs use it heavily.
+                swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Text
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: [.unsafeFlags(["-O"])]),

@@ -3,6 +3,7 @@ import CaravanCore
 import Foundation
 import Inference
 import Llama
+import Sampling
 import Tokenizer
 
 /// `caravan generate`: continue a raw prompt, streaming the text.
@@ -52,7 +53,7 @@ enum LocalGeneration {
     }
 
     static func run(engine: any ForwardEngine, tokenizer: Tokenizer, prompt: [Int32],
-                    parameters: Sampling.SamplingParameters, json: Bool, echo: Bool = true) async throws -> Result {
+                    parameters: SamplingParameters, json: Bool, echo: Bool = true) async throws -> Result {
         let session = try GenerationSession(sequence: SequenceID(1), prompt: prompt, parameters: parameters,
                                             tokenizer: tokenizer, contextLimit: engine.contextLimit)
         let scheduler = BatchScheduler(engine: engine)

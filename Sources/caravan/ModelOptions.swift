@@ -38,7 +38,7 @@ struct ModelOptions: ParsableArguments {
     func stage(_ file: GGUFFile) throws -> LlamaStage {
         let config = try LlamaConfiguration(file: file)
         let ctx = min(context ?? min(config.contextLength, 4096), config.contextLength)
-        return try LlamaStage(file: file, contextLimit: ctx, runner: DispatchParallelRunner(threads: threadCount))
+        return try LlamaStage(file: file, contextLimit: ctx, runner: ComputeThreadPool(threads: threadCount))
     }
 }
 
