@@ -18,7 +18,9 @@ final class ClusterTests: XCTestCase {
             let model = try TestModel.requirePath()
             let c = try ClusterProcesses()
             cluster = c
-            try c.start(workers: 3, model: model)
+            // F32 activations: the pipeline then computes exactly what one node does (F16, the
+            // default, rounds the residual stream between stages and drifts after ~6-14 tokens).
+            try c.start(workers: 3, model: model, extraCoordinatorArguments: ["--activation-dtype", "f32"])
             context = try Context()
         } catch {
             startError = "\(error)"
@@ -34,7 +36,7 @@ final class ClusterTests: XCTestCase {
     }
 
     private func running() throws -> (ClusterProcesses, JobClient) {
-        if let startError { XCTFail("cluster did not start: \(startError)") }
+        if let startError = Self.startError { XCTFail("cluster did not start: \(startError)") }
         guard let cluster = Self.cluster, let context = Self.context, Self.startError == nil else {
             throw ClusterProcesses.Failure(description: "no cluster")
         }
@@ -64,7 +66,13 @@ final class ClusterTests: XCTestCase {
             let margins = g.top5.map { $0[0][1] - $0[1][1] }
             let comparable = margins.firstIndex { $0 < 0.15 } ?? margins.count
             XCTAssertGreaterThanOrEqual(comparable, 4, "prompt \(i) must have a comparable prefix")
-            XCTAssertEqual(Array(r.tokens.prefix(comparable)), Array(g.greedy_ids.prefix(comparable)), "prompt \(i): \(g.prompt)")
+            // The cluster stops at an end-of-generation token (not streamed); llama.cpp's raw run goes on.
+            let n = min(comparable, r.tokens.count)
+            XCTAssertEqual(Array(r.tokens.prefix(n)), Array(g.greedy_ids.prefix(n)), "prompt \(i): \(g.prompt)")
+            if r.tokens.count < comparable {
+                XCTAssertEqual(r.finish, .endOfSequence, "prompt \(i) ended early without end of generation")
+                XCTAssertEqual(g.greedy_ids[r.tokens.count], 2, "prompt \(i): the reference's next token is <|im_end|>")
+            }
         }
         let france = try XCTUnwrap(results["ref0"])
         XCTAssertEqual(Array(france.tokens.prefix(16)), [7042, 30, 198, 198, 504, 1797, 1918, 553, 253, 2155, 282, 4723, 216, 35, 33, 33])
