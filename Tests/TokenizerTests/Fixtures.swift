@@ -65,6 +65,9 @@ enum SharedTokenizers {
     static let llamaBPE: Result<Tokenizer, any Error> = Result {
         try Tokenizer(gguf: GGUFFile(path: VocabFiles.requirePath("llama-bpe")))
     }
+    static let qwen2: Result<Tokenizer, any Error> = Result {
+        try Tokenizer(gguf: GGUFFile(path: VocabFiles.requirePath("qwen2")))
+    }
     static let gpt2Model: Result<TokenizerModel, any Error> = Result {
         try TokenizerModel(gguf: GGUFFile(path: VocabFiles.requirePath("gpt-2")))
     }
