@@ -65,6 +65,7 @@ public struct SampledToken: Sendable, Equatable {
         self.topLogprobs = topLogprobs
     }
 
+    /// Field-wise equality (tuples are not `Equatable`, so it is spelled out).
     public static func == (a: SampledToken, b: SampledToken) -> Bool {
         a.sequenceID == b.sequenceID && a.position == b.position && a.tokenID == b.tokenID
             && a.logprob == b.logprob && a.topLogprobs.elementsEqual(b.topLogprobs) { $0 == $1 }

@@ -46,6 +46,12 @@ enum MessageRules {
             guard m.stageCount > 0, m.stageIndex < m.stageCount else {
                 throw .invalidField("stage_assignment.stage_index", reason: "stage \(m.stageIndex) of \(m.stageCount)")
             }
+            guard m.embedsTokens == (m.stageIndex == 0) else {
+                throw .invalidField("stage_assignment.embeds_tokens", reason: "must be set exactly for stage 0")
+            }
+            guard m.producesLogits == (m.stageIndex == m.stageCount - 1) else {
+                throw .invalidField("stage_assignment.produces_logits", reason: "must be set exactly for the last stage")
+            }
             try nonEmpty(m.nextHopAddress, "stage_assignment.next_hop_address")
             try checkDType(m.activationDtype, "stage_assignment.activation_dtype")
             guard m.maxContextTokens > 0 else { throw .missingField("stage_assignment.max_context_tokens") }

@@ -73,6 +73,13 @@ public struct WireCodec: Sendable {
 
     // MARK: Decoding
 
+    /// Decodes a message received on a ROUTER socket: the first frame is the sender's routing id,
+    /// the rest is decoded with ``decode(_:)``.
+    public func decodeRouted(_ frames: [ZeroMQ.Message]) throws(WireError) -> (routingID: [UInt8], message: Inbound) {
+        guard let first = frames.first else { throw .frameCount(0) }
+        return (first.bytes, try decode(Array(frames.dropFirst())))
+    }
+
     /// Decodes and validates one received message (routing-id frames already removed).
     public func decode(_ frames: [ZeroMQ.Message]) throws(WireError) -> Inbound {
         guard frames.count == 1 || frames.count == 2 else { throw .frameCount(frames.count) }

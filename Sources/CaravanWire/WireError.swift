@@ -32,6 +32,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Serializing a message failed.
     case encodingFailed(String)
 
+    /// The reason, for logs.
     public var description: String {
         switch self {
         case .frameCount(let n): "expected 1 protobuf frame (+1 payload frame for activations), got \(n) frames"

@@ -7,6 +7,7 @@ import Darwin
 
 /// Readiness flags for polling (`ZMQ_POLLIN`, `ZMQ_POLLOUT`, `ZMQ_POLLERR`).
 public struct PollEvents: OptionSet, Sendable, Hashable {
+    /// libzmq's bit mask.
     public let rawValue: Int16
     /// Creates flags from libzmq's bit mask.
     public init(rawValue: Int16) { self.rawValue = rawValue }

@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import XCTest
 
 /// ck_matmul for every weight type: scalar path, SIMD path and a float reference
@@ -159,5 +160,30 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(ck_matmul(QType.q4_0.id, w, x, 32, 3, 2, 1, &out, 4), -1, "r1 < r0")
         XCTAssertEqual(ck_matmul(QType.q4_0.id, w, x, 32, 0, 4, 2, &out, 3), -1, "stride < r1")
         XCTAssertEqual(ck_matmul(QType.q4_0.id, w, x, 32, 0, 4, 2, &out, 4), 0)
+    }
+}
+
+/// ck_matmul is a pure function: rows split across threads give the single-threaded result.
+final class MatmulThreadingTests: XCTestCase {
+    func testRowSplitAcrossThreadsMatchesOneCall() {
+        let wt = QType.q4_1, k = 576, rows = 96, nb = 5
+        var rng = TestRNG(seed: 77)
+        let w = MatmulTests.randomWeights(wt, rows: rows, k: k, rng: &rng)
+        let xf = (0..<(nb * k)).map { _ in rng.normal() }
+        var x = [UInt8](repeating: 0, count: QType.q8_1.rowBytes(nb * k))
+        XCTAssertEqual(ck_quantize_row(QType.q8_1.id, xf, &x, Int64(nb * k)), 0)
+        var whole = [Float](repeating: 0, count: rows * nb)
+        XCTAssertEqual(ck_matmul(wt.id, w, x, Int64(k), 0, Int64(rows), Int64(nb), &whole, Int64(rows)), 0)
+        let parts = 8
+        let xq = x
+        var split = [Float](repeating: 0, count: rows * nb)
+        split.withUnsafeMutableBufferPointer { out in
+            nonisolated(unsafe) let base = out.baseAddress
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                let r0 = rows * p / parts, r1 = rows * (p + 1) / parts
+                _ = ck_matmul(wt.id, w, xq, Int64(k), Int64(r0), Int64(r1), Int64(nb), base, Int64(rows))
+            }
+        }
+        XCTAssertEqual(split, whole)
     }
 }

@@ -98,9 +98,9 @@ final class RoundTripTests: XCTestCase {
         try dealer.send(try codec.encode(step))
         let received = try router.receive()
         XCTAssertEqual(received.count, 3, "routing id + header + payload")
-        guard case .activation(let decoded, _) = try codec.decode(Array(received.dropFirst())) else {
-            return XCTFail("not an activation")
-        }
+        let (routingID, inbound) = try codec.decodeRouted(received)
+        XCTAssertEqual(routingID, received[0].bytes)
+        guard case .activation(let decoded, _) = inbound else { return XCTFail("not an activation") }
         XCTAssertEqual(decoded.tensor?.shape, [rows, hidden])
         XCTAssertEqual(decoded.tensor?.floats(), tensor.floats())
     }

@@ -116,6 +116,12 @@ final class ValidationTests: XCTestCase {
         XCTAssertThrowsError(try codec.encode(.stageAssignment(assignment))) { error in
             XCTAssertEqual(error as? WireError, .invalidField("stage_assignment.layer_end", reason: "layer range [0, 0) is empty"))
         }
+        assignment = Samples.stageAssignment
+        assignment.producesLogits = true  // stage 0 of 2 is not the last stage
+        XCTAssertThrowsError(try codec.encode(.stageAssignment(assignment))) { error in
+            XCTAssertEqual(error as? WireError, .invalidField("stage_assignment.produces_logits",
+                                                              reason: "must be set exactly for the last stage"))
+        }
         var hello = Caravan_V1_Hello()
         hello.protocolVersion = 7
         hello.role = .worker

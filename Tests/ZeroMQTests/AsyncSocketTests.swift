@@ -106,6 +106,23 @@ final class AsyncSocketTests: XCTestCase {
         XCTAssertEqual(n, 0)
     }
 
+    func testShutdownFromTheLoopThreadDoesNotDeadlock() async throws {
+        let context = try Context()
+        let loop = try EventLoop(context: context)
+        let socket = try AsyncSocket(loop: loop, type: .dealer)
+        // The body runs on the loop thread; shutdown must notice and not wait for itself.
+        try await socket.withSocket { _ in loop.shutdown() }
+        XCTAssertFalse(loop.isRunning)
+        do {
+            _ = try await socket.receive(timeout: .seconds(2))
+            XCTFail("receive after shutdown returned")
+        } catch {
+            XCTAssertTrue(error.isClosed, "\(error)")
+        }
+        loop.shutdown()  // joins the (ended) thread from outside
+        context.terminate()
+    }
+
     func testLoopShutdownFailsWaitersAndRejectsNewSockets() async throws {
         let context = try Context()
         let loop = try EventLoop(context: context)

@@ -8,6 +8,15 @@
  *
  * All functions are pure functions of their arguments (thread-safe) and never
  * allocate, except that the ISA choice is a process-wide setting.
+ *
+ * Numerics: dequantization is bit-exact with ggml / gguf-py; activation quantization is
+ * bit-exact with ggml's reference quantizers (quantize_row_q8_0_ref, _q8_1_ref, _q8_K_ref) on
+ * every ISA (ggml's own x86 runtime uses SIMD Q8_0/Q8_1 quantizers that can differ at rounding
+ * ties). Matmul integer sums inside blocks equal ggml's; only the float accumulation order
+ * differs, so results agree with ggml's vec_dot within float rounding.
+ *
+ * Buffers: block data must be at least 2-byte aligned (Q8_K activations 4-byte aligned), as
+ * GGUF tensor data and ordinary allocations are.
  */
 #ifndef CKERNELS_H
 #define CKERNELS_H
@@ -90,7 +99,9 @@ void  ck_softmax_f32(float *x, int64_t n);
 
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
-/** Best instruction set this CPU supports (and this library implements). */
+/** Best instruction set this CPU supports and this library implements: AVX2 (needs FMA and
+    F16C too) on x86-64, NEON on arm64, else scalar. AVX-512 has no kernels yet: AVX-512 CPUs
+    run the AVX2 ones. */
 int ck_isa_best(void);
 /** Instruction set currently used. */
 int ck_isa_active(void);
