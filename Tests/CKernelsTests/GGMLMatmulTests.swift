@@ -60,8 +60,7 @@ final class GGMLMatmulTests: XCTestCase {
                         for r in 0..<c.rows {
                             var mag = 0.0
                             for i in 0..<c.k { mag += abs(Double(wf[r * c.k + i]) * Double(xf[b * c.k + i])) }
-                            // the Q8_1 min term m*s adds |m*s| per block; bound it by the same scale
-                            let tol = (xt.id == QType.q8_1.id ? 4e-5 : 2e-5) * mag + 1e-6
+                            let tol = 1e-6 * mag + 1e-7  // observed deviations are ~1e-8 * mag, like ggml SIMD vs generic
                             let got = Double(out[b * c.rows + r])
                             XCTAssertEqual(got, Double(c.ggmlSIMD[b * c.rows + r]), accuracy: tol,
                                            "\(wt) b=\(b) r=\(r) vs ggml SIMD [\(isaName(isa))]")

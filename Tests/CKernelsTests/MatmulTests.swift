@@ -114,7 +114,7 @@ final class MatmulTests: XCTestCase {
                         XCTAssertEqual(got, sentinel, "\(what): wrote outside the row range at b=\(b) r=\(r)")
                         continue
                     }
-                    let want = ref.value[b][r], tol = 3e-5 * ref.magnitude[b][r] + 1e-30
+                    let want = ref.value[b][r], tol = 2e-6 * ref.magnitude[b][r] + 1e-30
                     if !(abs(Double(got) - want) <= tol) {
                         if bad < 3 { XCTFail("\(what) b=\(b) r=\(r): got \(got), reference \(want) (tolerance \(tol))") }
                         bad += 1
@@ -130,7 +130,7 @@ final class MatmulTests: XCTestCase {
             for b in 0..<nb {
                 for r in r0..<r1 {
                     let a = Double(results[0].1[b * stride + r]), s = Double(results[1].1[b * stride + r])
-                    XCTAssertLessThanOrEqual(abs(a - s), 2e-5 * ref.magnitude[b][r] + 1e-30,
+                    XCTAssertLessThanOrEqual(abs(a - s), 2e-6 * ref.magnitude[b][r] + 1e-30,
                                              "\(wt) k=\(k) nb=\(nb) scalar vs \(isaName(results[1].0)) b=\(b) r=\(r)")
                 }
             }
