@@ -95,11 +95,71 @@ CK_AVX2_INLINE __m256i ck_load_q5_1(const ck_block_q5_1 *b) {
 ROW_MIN_AVX2(row_q4_1, ck_block_q4_1, LOADQ_Q4_1)
 ROW_MIN_AVX2(row_q5_1, ck_block_q5_1, LOADQ_Q5_1)
 
-CK_DEFINE_MM(mm_q4_0, row_q4_0, CK_AVX2)
-CK_DEFINE_MM(mm_q4_1, row_q4_1, CK_AVX2)
-CK_DEFINE_MM(mm_q5_0, row_q5_0, CK_AVX2)
-CK_DEFINE_MM(mm_q5_1, row_q5_1, CK_AVX2)
-CK_DEFINE_MM(mm_q8_0, row_q8_0, CK_AVX2)
+/* ---- two rows against one activation (decode) ---- */
+
+#define SYM2_STEP(LOADQ, WB, IB, YV, DY, ACC)                                                    \
+  do {                                                                                           \
+    const WT_ *wb = (WB);                                                                        \
+    const __m256i q = LOADQ(IB);                                                                 \
+    const __m256 p = _mm256_cvtepi32_ps(ck_dot_us8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(YV, q))); \
+    ACC = _mm256_fmadd_ps(_mm256_set1_ps(ck_h2f_avx2(wb[IB].d) * (DY)), p, ACC);                 \
+  } while (0)
+
+#define ROW2_SYM_AVX2(NAME, WT, LOADQ)                                                           \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, size_t wrow, const uint8_t *x, int64_t nblk, float *s) { \
+    typedef WT WT_;                                                                              \
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                   \
+    const WT *w0 = (const WT *)w, *w1 = (const WT *)(w + wrow);                                  \
+    const ck_block_q8_0 *y = (const ck_block_q8_0 *)x;                                           \
+    for (int64_t i = 0; i < nblk; i++) {                                                         \
+      const __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);                           \
+      const float dy = ck_h2f_avx2(y[i].d);                                                      \
+      SYM2_STEP(LOADQ, w0, i, yv, dy, a0);                                                       \
+      SYM2_STEP(LOADQ, w1, i, yv, dy, a1);                                                       \
+    }                                                                                            \
+    s[0] = ck_hsum_ps(a0); s[1] = ck_hsum_ps(a1);                                                \
+  }
+
+#define MIN2_STEP(LOADQ, WB, IB, YV, YDS, ACC, MACC)                                             \
+  do {                                                                                           \
+    const WT_ *wb = (WB);                                                                        \
+    const __m256i q = LOADQ(IB);                                                                 \
+    uint32_t wdm; memcpy(&wdm, &wb[IB], 4);                                                      \
+    const __m128 prod = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)wdm)), YDS);              \
+    ACC = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(ck_dot_us8(q, YV)), ACC); \
+    MACC = _mm_add_ps(MACC, prod);                                                               \
+  } while (0)
+
+#define ROW2_MIN_AVX2(NAME, WT, LOADQ)                                                           \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, size_t wrow, const uint8_t *x, int64_t nblk, float *s) { \
+    typedef WT WT_;                                                                              \
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                   \
+    __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                                         \
+    const WT *w0 = (const WT *)w, *w1 = (const WT *)(w + wrow);                                  \
+    const ck_block_q8_1 *y = (const ck_block_q8_1 *)x;                                           \
+    for (int64_t i = 0; i < nblk; i++) {                                                         \
+      const __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);                           \
+      uint32_t yds32; memcpy(&yds32, &y[i], 4);                                                  \
+      const __m128 yds = _mm_cvtph_ps(_mm_cvtsi32_si128((int)yds32));                            \
+      MIN2_STEP(LOADQ, w0, i, yv, yds, a0, m0);                                                  \
+      MIN2_STEP(LOADQ, w1, i, yv, yds, a1, m1);                                                  \
+    }                                                                                            \
+    s[0] = ck_hsum_ps(a0) + _mm_cvtss_f32(_mm_shuffle_ps(m0, m0, 1));                            \
+    s[1] = ck_hsum_ps(a1) + _mm_cvtss_f32(_mm_shuffle_ps(m1, m1, 1));                            \
+  }
+
+ROW2_SYM_AVX2(row2_q4_0, ck_block_q4_0, LOADQ_Q4_0)
+ROW2_SYM_AVX2(row2_q5_0, ck_block_q5_0, LOADQ_Q5_0)
+ROW2_SYM_AVX2(row2_q8_0, ck_block_q8_0, LOADQ_Q8_0)
+ROW2_MIN_AVX2(row2_q4_1, ck_block_q4_1, LOADQ_Q4_1)
+ROW2_MIN_AVX2(row2_q5_1, ck_block_q5_1, LOADQ_Q5_1)
+
+CK_DEFINE_MM_R2(mm_q4_0, row_q4_0, row2_q4_0, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q4_1, row_q4_1, row2_q4_1, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q5_0, row_q5_0, row2_q5_0, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q5_1, row_q5_1, row2_q5_1, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q8_0, row_q8_0, row2_q8_0, CK_AVX2)
+
 
 void ck_fill_avx2_kquants(ck_kernels *k);
 void ck_fill_avx2_float(ck_kernels *k);

@@ -87,7 +87,7 @@ final class MatmulTests: XCTestCase {
     }
 
     func run(_ wt: QType, k: Int, nb: Int, seed: UInt64) {
-        let rows = 37, r0 = 5, r1 = 37, stride = rows + 3
+        let rows = 37, r0 = 4, r1 = 37, stride = rows + 3  // odd row count: pairs + a single row
         var rng = TestRNG(seed: seed)
         let w = Self.randomWeights(wt, rows: rows, k: k, rng: &rng)
         let xt = QType(id: ck_vec_dot_type(wt.id), name: "act")
