@@ -87,7 +87,7 @@ final class MatmulTests: XCTestCase {
     }
 
     func run(_ wt: QType, k: Int, nb: Int, seed: UInt64) {
-        let rows = 37, r0 = 5, r1 = 37, stride = rows + 3
+        let rows = 37, r0 = 4, r1 = 37, stride = rows + 3  // odd row count: pairs + a single row
         var rng = TestRNG(seed: seed)
         let w = Self.randomWeights(wt, rows: rows, k: k, rng: &rng)
         let xt = QType(id: ck_vec_dot_type(wt.id), name: "act")
@@ -114,7 +114,7 @@ final class MatmulTests: XCTestCase {
                         XCTAssertEqual(got, sentinel, "\(what): wrote outside the row range at b=\(b) r=\(r)")
                         continue
                     }
-                    let want = ref.value[b][r], tol = 3e-5 * ref.magnitude[b][r] + 1e-30
+                    let want = ref.value[b][r], tol = 2e-6 * ref.magnitude[b][r] + 1e-30
                     if !(abs(Double(got) - want) <= tol) {
                         if bad < 3 { XCTFail("\(what) b=\(b) r=\(r): got \(got), reference \(want) (tolerance \(tol))") }
                         bad += 1
@@ -130,7 +130,7 @@ final class MatmulTests: XCTestCase {
             for b in 0..<nb {
                 for r in r0..<r1 {
                     let a = Double(results[0].1[b * stride + r]), s = Double(results[1].1[b * stride + r])
-                    XCTAssertLessThanOrEqual(abs(a - s), 2e-5 * ref.magnitude[b][r] + 1e-30,
+                    XCTAssertLessThanOrEqual(abs(a - s), 2e-6 * ref.magnitude[b][r] + 1e-30,
                                              "\(wt) k=\(k) nb=\(nb) scalar vs \(isaName(results[1].0)) b=\(b) r=\(r)")
                 }
             }
