@@ -25,12 +25,22 @@ public struct PlannedStage: Sendable, Equatable {
     public var layers: LayerRange
     /// Bytes it needs (weights, KV cache, overhead).
     public var memoryBytes: UInt64
+
+    /// Creates a stage.
+    public init(workerID: String, layers: LayerRange, memoryBytes: UInt64) {
+        self.workerID = workerID
+        self.layers = layers
+        self.memoryBytes = memoryBytes
+    }
 }
 
 /// A pipeline: stages in order, covering every layer exactly once.
 public struct PipelinePlan: Sendable, Equatable {
     /// The stages, first to last.
     public var stages: [PlannedStage]
+
+    /// Creates a plan.
+    public init(stages: [PlannedStage]) { self.stages = stages }
 }
 
 /// Why no plan exists.
