@@ -28,12 +28,17 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // MARK: Model execution
-        .target(name: "Llama", dependencies: ["CaravanCore", "GGUF", "CKernels"]),
+        .target(name: "Llama", dependencies: ["CaravanCore", "GGUF", "CKernels"],
+                // The forward pass is slow unoptimized; tests and debug runs use it heavily.
+                swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Text
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "ChatTemplate"),
         .target(name: "Sampling", dependencies: ["CaravanCore"]),
+
+        // MARK: Generation (sessions, batching) over a forward engine seam
+        .target(name: "Inference", dependencies: ["CaravanCore", "Llama", "Tokenizer", "Sampling", "ChatTemplate"]),
 
         // MARK: Network
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
@@ -45,7 +50,7 @@ let package = Package(
 
         // MARK: Executables
         .executableTarget(name: "caravan", dependencies: [
-            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling",
+            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -55,6 +60,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "TestSupport"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CKernels", "TestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Llama", "Tokenizer", "Sampling", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
         .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),

@@ -1,1 +1,0 @@
-// CaravanCore module.

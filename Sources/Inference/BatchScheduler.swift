@@ -1,0 +1,79 @@
+import CaravanCore
+import Llama
+
+/// Steps many ``GenerationSession``s together through one ``ForwardEngine``: each step gathers one
+/// row from every decoding session and prompt chunks from sessions still reading their prompt,
+/// runs a single forward pass over all of them (one pass over the weights), and hands each session
+/// its logits.
+public final class BatchScheduler: @unchecked Sendable {
+    /// The engine rows go through.
+    public let engine: any ForwardEngine
+    /// Most rows per forward step (prompt chunks are cut to fit).
+    public let maxBatchRows: Int
+    private(set) var sessions: [GenerationSession] = []
+
+    /// Creates a scheduler; `maxBatchRows` bounds the rows of one step (llama.cpp's n_batch).
+    public init(engine: any ForwardEngine, maxBatchRows: Int = 512) {
+        self.engine = engine
+        self.maxBatchRows = max(1, maxBatchRows)
+    }
+
+    /// Adds a session; it takes part from the next step on.
+    public func add(_ session: GenerationSession) { sessions.append(session) }
+
+    /// Whether any session is still generating.
+    public var hasWork: Bool { sessions.contains { !$0.isFinished } }
+
+    /// Cancels a session; returns its final event, or nil if unknown or already finished.
+    public func cancel(_ sequence: SequenceID) async -> GenerationEvent? {
+        guard let i = sessions.firstIndex(where: { $0.sequence == sequence }) else { return nil }
+        let event = sessions[i].cancel()
+        sessions.remove(at: i)
+        await engine.release(sequence)
+        return event
+    }
+
+    /// Runs one forward step; returns the events of every session that produced one.
+    /// Finished sessions are removed and their caches released.
+    public func step() async throws -> [(SequenceID, GenerationEvent)] {
+        let active = sessions.filter { !$0.isFinished }
+        guard !active.isEmpty else { return [] }
+        // Decoding sessions first (one row each), then prompt chunks in the remaining room.
+        var rows: [StageEntry] = []
+        var owners: [(GenerationSession, Int)] = []  // session, rows taken
+        let decoding = active.filter { $0.tokens.count - $0.processed == 1 }
+        let prefilling = active.filter { $0.tokens.count - $0.processed > 1 }
+        for s in decoding + prefilling {
+            let room = maxBatchRows - rows.count
+            guard room > 0 else { break }
+            let entries = s.pendingEntries(limit: room)
+            guard !entries.isEmpty else { continue }
+            rows.append(contentsOf: entries)
+            owners.append((s, entries.count))
+        }
+        guard !rows.isEmpty else { return [] }
+        let output = try await engine.forward(StageBatch(entries: rows))
+        guard case var .logits(values, entryIndices, vocabulary) = output else {
+            preconditionFailure("a full-model engine returns logits")
+        }
+        var rowOfEntry: [Int: Int] = [:]
+        for (r, e) in entryIndices.enumerated() { rowOfEntry[e] = r }
+
+        var events: [(SequenceID, GenerationEvent)] = []
+        var base = 0
+        for (session, count) in owners {
+            session.markProcessed(count)
+            let last = base + count - 1
+            if let r = rowOfEntry[last] {
+                values.withUnsafeMutableBufferPointer { buf in
+                    let row = UnsafeMutableBufferPointer(rebasing: buf[(r * vocabulary)..<((r + 1) * vocabulary)])
+                    for e in session.accept(logits: row) { events.append((session.sequence, e)) }
+                }
+            }
+            base += count
+        }
+        for s in sessions where s.isFinished { await engine.release(s.sequence) }
+        sessions.removeAll { $0.isFinished }
+        return events
+    }
+}

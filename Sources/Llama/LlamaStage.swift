@@ -1,0 +1,293 @@
+import CKernels
+import CaravanCore
+import GGUF
+
+/// Runs layers `[start, end)` of a LLaMA model over batches of sequences: the unit a worker serves.
+///
+/// The first stage embeds tokens; the last applies the final norm and the output matrix. The stage
+/// keeps a KV cache for its own layers only. Not thread-safe: use one stage from one task at a time
+/// (its kernels use `runner`'s threads internally).
+public final class LlamaStage: @unchecked Sendable {
+    /// The model's hyper-parameters.
+    public let configuration: LlamaConfiguration
+    /// The layers this stage runs.
+    public let layers: LayerRange
+    /// Maximum positions per sequence.
+    public let contextLimit: Int
+    /// The model file (kept open: weights are read from its mapping).
+    public let file: GGUFFile
+
+    let weights: StageWeights
+    let cache: KVCache
+    let rope: RotaryEmbedding
+    let runner: any ParallelRunner
+    private let scratch: StageScratch
+
+    /// Whether this stage embeds tokens.
+    public var isFirst: Bool { layers.start == 0 }
+    /// Whether this stage produces logits.
+    public var isLast: Bool { layers.end == configuration.layerCount }
+    /// Bytes of model weights this stage uses.
+    public var weightBytes: Int { weights.byteCount }
+    /// Bytes currently allocated for KV caches.
+    public var cacheBytes: Int { cache.byteCount }
+
+    /// Loads the tensors of `layers` from `file`.
+    /// - Parameters:
+    ///   - contextLimit: maximum positions per sequence (defaults to the model's training context).
+    ///   - runner: threads for the kernels.
+    public init(file: GGUFFile, layers: LayerRange? = nil, contextLimit: Int? = nil,
+                runner: any ParallelRunner = SerialRunner()) throws(GGUFError) {
+        let config = try LlamaConfiguration(file: file)
+        let range = layers ?? LayerRange(0, config.layerCount)!
+        self.configuration = config
+        self.layers = range
+        self.file = file
+        self.contextLimit = max(1, min(contextLimit ?? config.contextLength, config.contextLength))
+        self.weights = try StageWeights(file: file, config: config, range: range)
+        self.cache = KVCache(layerCount: range.count, kvDimension: config.kvDimension, contextLimit: self.contextLimit)
+        self.rope = RotaryEmbedding(headDimension: config.headDimension, dimensions: config.ropeDimensions,
+                                    base: config.ropeBase, linearScale: config.ropeLinearScale,
+                                    frequencyFactors: weights.ropeFrequencyFactors)
+        self.runner = runner
+        self.scratch = StageScratch(config: config, threads: runner.width, contextLimit: self.contextLimit)
+    }
+
+    // MARK: Sequences
+
+    /// Number of cached positions of `sequence`.
+    public func cachedLength(of sequence: SequenceID) -> Int { cache.length(of: sequence) }
+    /// Frees the cache of `sequence`.
+    public func removeSequence(_ sequence: SequenceID) { cache.remove(sequence) }
+    /// Keeps positions `[0, length)` of `sequence` (for reuse of a common prefix or rollback).
+    public func truncateSequence(_ sequence: SequenceID, to length: Int) { cache.truncate(sequence, to: length) }
+    /// Sequences with a cache.
+    public var sequences: [SequenceID] { Array(cache.sequences.keys) }
+
+    // MARK: Forward
+
+    /// Runs the stage's layers over `batch`.
+    public func forward(_ batch: StageBatch) throws(StageError) -> StageOutput {
+        let n = batch.entries.count
+        try validate(batch)
+        let c = configuration
+        let d = c.embeddingLength
+        scratch.reserve(rows: n)
+
+        // Prepare each sequence's cache: rewind to the batch's first position, make room.
+        var firstPosition: [SequenceID: Int] = [:]
+        var lastPosition: [SequenceID: Int] = [:]
+        for e in batch.entries {
+            if firstPosition[e.sequence] == nil { firstPosition[e.sequence] = e.position }
+            lastPosition[e.sequence] = e.position
+        }
+        var seqs: [KVCache.Sequence] = []
+        seqs.reserveCapacity(n)
+        for (id, first) in firstPosition {
+            let s = cache.sequence(id)
+            s.length = min(s.length, first)
+            s.reserve(lastPosition[id]! + 1, layers: cache.layerCount, kvDim: c.kvDimension, limit: contextLimit)
+        }
+        for e in batch.entries { seqs.append(cache.sequence(e.sequence)) }
+
+        // Input rows: x [n, d].
+        let x = scratch.x.pointer
+        if let emb = weights.embedding {
+            for (i, e) in batch.entries.enumerated() { emb.dequantizeRow(Int(e.token!), into: x + i * d) }
+        } else {
+            batch.hidden!.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: n * d) }
+        }
+
+        for (local, lw) in weights.layers.enumerated() {
+            runBlock(lw, local: local, entries: batch.entries, sequences: seqs)
+        }
+        for (id, last) in lastPosition { cache.sequence(id).length = last + 1 }
+
+        guard isLast, let outNorm = weights.outputNorm, let output = weights.output else {
+            return .hidden(values: Array(UnsafeBufferPointer(start: x, count: n * d)), rows: n, width: d)
+        }
+        let wanted = batch.entries.indices.filter { batch.entries[$0].wantsLogits }
+        let xn = scratch.xn.pointer
+        for (j, i) in wanted.enumerated() {
+            LlamaMath.rmsNorm(x + i * d, outNorm.values, xn + j * d, n: d, epsilon: c.rmsEpsilon)
+        }
+        let vocab = output.rows
+        var logits = [Float](repeating: 0, count: wanted.count * vocab)
+        if !wanted.isEmpty {
+            scratch.reserveQuantized(bytes: wanted.count * output.activationRowBytes)
+            output.quantizeActivations(xn, stride: d, count: wanted.count, into: scratch.quantized.raw, runner: runner)
+            logits.withUnsafeMutableBufferPointer { out in
+                output.multiply(quantized: scratch.quantized.raw, count: wanted.count, into: out.baseAddress!,
+                                outStride: vocab, runner: runner)
+            }
+        }
+        return .logits(values: logits, entryIndices: wanted, vocabulary: vocab)
+    }
+
+    /// One transformer block over all rows, updating `scratch.x` in place.
+    private func runBlock(_ lw: LayerWeights, local: Int, entries: [StageEntry], sequences seqs: [KVCache.Sequence]) {
+        let c = configuration
+        let n = entries.count
+        let d = c.embeddingLength, hd = c.headDimension, qd = c.headCount * hd, kvd = c.kvDimension
+        let f = c.feedForwardLength
+        let x = scratch.x.pointer, xn = scratch.xn.pointer
+        let q = scratch.q.pointer, k = scratch.k.pointer, v = scratch.v.pointer
+        let att = scratch.attention.pointer, tmp = scratch.tmp.pointer
+        let gate = scratch.gate.pointer, up = scratch.up.pointer
+
+        // Attention: norm, projections.
+        for i in 0..<n { LlamaMath.rmsNorm(x + i * d, lw.attnNorm.values, xn + i * d, n: d, epsilon: c.rmsEpsilon) }
+        project([(lw.wq, q), (lw.wk, k), (lw.wv, v)], input: xn, count: n)
+
+        // RoPE, then append keys and values to the cache as F16.
+        let cosT = scratch.ropeCos.pointer, sinT = scratch.ropeSin.pointer
+        for (i, e) in entries.enumerated() {
+            rope.apply(q + i * qd, heads: c.headCount, position: e.position, cos: cosT, sin: sinT)
+            rope.apply(k + i * kvd, heads: c.kvHeadCount, position: e.position, cos: cosT, sin: sinT)
+            // llama.cpp multiplies F16 keys with queries converted to F16: round them the same way.
+            roundToHalf(q + i * qd, count: qd)
+            let s = seqs[i]
+            ck_f32_to_f16(k + i * kvd, s.keys[local] + e.position * kvd, Int64(kvd))
+            ck_f32_to_f16(v + i * kvd, s.values[local] + e.position * kvd, Int64(kvd))
+        }
+
+        // Scaled dot-product attention per (row, head), causal by position.
+        let scale = 1 / Float(hd).squareRoot()
+        let heads = c.headCount, group = c.groupSize
+        let scoreStride = contextLimit
+        let scores = scratch.scores.pointer
+        runner.forEachChunk(of: n * heads) { range, chunk in
+            let sc = scores + chunk * scoreStride
+            for item in range {
+                let i = item / heads, h = item % heads
+                let kvOffset = (h / group) * hd
+                let qh = q + i * qd + h * hd
+                let s = seqs[i]
+                let keys = s.keys[local], values = s.values[local]
+                let count = entries[i].position + 1
+                for j in 0..<count {
+                    sc[j] = ck_dot_f16_f32(keys + j * kvd + kvOffset, qh, Int64(hd)) * scale
+                }
+                LlamaMath.softmax(sc, n: count)
+                // ...and multiplies F16 values with probabilities converted to F16.
+                roundToHalf(sc, count: count)
+                let out = att + i * qd + h * hd
+                out.initialize(repeating: 0, count: hd)
+                for j in 0..<count {
+                    ck_axpy_f16_f32(sc[j], values + j * kvd + kvOffset, out, Int64(hd))
+                }
+            }
+        }
+        project([(lw.wo, tmp)], input: att, count: n)
+        for i in 0..<(n * d) { x[i] += tmp[i] }
+
+        // Feed-forward (SwiGLU).
+        for i in 0..<n { LlamaMath.rmsNorm(x + i * d, lw.ffnNorm.values, xn + i * d, n: d, epsilon: c.rmsEpsilon) }
+        project([(lw.gate, gate), (lw.up, up)], input: xn, count: n)
+        for i in 0..<n { LlamaMath.swiglu(gate + i * f, up + i * f, n: f) }
+        project([(lw.down, tmp)], input: gate, count: n)
+        for i in 0..<(n * d) { x[i] += tmp[i] }
+    }
+
+    /// Multiplies `count` input rows (contiguous, `matrix.columns` wide) by each matrix, quantizing
+    /// the input once per activation type.
+    private func project(_ targets: [(WeightMatrix, UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
+                         count: Int) {
+        var quantizedAs: Int32 = -1
+        for (w, out) in targets {
+            if w.activationType != quantizedAs {
+                scratch.reserveQuantized(bytes: count * w.activationRowBytes)
+                w.quantizeActivations(input, stride: w.columns, count: count, into: scratch.quantized.raw, runner: runner)
+                quantizedAs = w.activationType
+            }
+            w.multiply(quantized: scratch.quantized.raw, count: count, into: out, outStride: w.rows, runner: runner)
+        }
+    }
+
+    /// Rounds `count` floats to the nearest F16 value, in place.
+    private func roundToHalf(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { p[i] = Float(Float16(p[i])) }
+    }
+
+    /// Checks a batch without changing any state.
+    private func validate(_ batch: StageBatch) throws(StageError) {
+        let n = batch.entries.count
+        guard n > 0 else { throw .emptyBatch }
+        guard n <= Self.maxBatchRows else { throw .batchTooLarge(rows: n, limit: Self.maxBatchRows) }
+        let c = configuration
+        if isFirst {
+            for (i, e) in batch.entries.enumerated() {
+                guard let t = e.token else { throw .missingToken(row: i) }
+                guard t >= 0, Int(t) < c.vocabularySize else {
+                    throw .tokenOutOfRange(row: i, token: t, vocabulary: c.vocabularySize)
+                }
+            }
+        } else {
+            let count = batch.hidden?.count ?? 0
+            guard count == n * c.embeddingLength else { throw .hiddenShape(expected: n * c.embeddingLength, actual: count) }
+        }
+        var next: [SequenceID: Int] = [:]
+        for (i, e) in batch.entries.enumerated() {
+            guard e.position >= 0, e.position < contextLimit else {
+                throw .contextFull(sequence: e.sequence, position: e.position, limit: contextLimit)
+            }
+            if let expected = next[e.sequence] {
+                guard e.position == expected else { throw .positionOrder(sequence: e.sequence, row: i) }
+            } else {
+                let cached = cache.length(of: e.sequence)
+                guard e.position <= cached else {
+                    throw .positionGap(sequence: e.sequence, position: e.position, cached: cached)
+                }
+            }
+            next[e.sequence] = e.position + 1
+        }
+    }
+
+    /// The most rows one forward step takes.
+    public static let maxBatchRows = 4096
+}
+
+/// Work buffers of a stage, sized for the largest batch seen so far.
+final class StageScratch {
+    let config: LlamaConfiguration
+    let threads: Int
+    let contextLimit: Int
+    let x = AlignedBuffer<Float>(capacity: 1)
+    let xn = AlignedBuffer<Float>(capacity: 1)
+    let q = AlignedBuffer<Float>(capacity: 1)
+    let k = AlignedBuffer<Float>(capacity: 1)
+    let v = AlignedBuffer<Float>(capacity: 1)
+    let attention = AlignedBuffer<Float>(capacity: 1)
+    let tmp = AlignedBuffer<Float>(capacity: 1)
+    let gate = AlignedBuffer<Float>(capacity: 1)
+    let up = AlignedBuffer<Float>(capacity: 1)
+    let quantized = AlignedBuffer<UInt8>(capacity: 1)
+    let scores: AlignedBuffer<Float>
+    let ropeCos: AlignedBuffer<Float>
+    let ropeSin: AlignedBuffer<Float>
+
+    init(config: LlamaConfiguration, threads: Int, contextLimit: Int) {
+        self.config = config
+        self.threads = threads
+        self.contextLimit = contextLimit
+        scores = AlignedBuffer(capacity: threads * contextLimit)
+        ropeCos = AlignedBuffer(capacity: config.headDimension)
+        ropeSin = AlignedBuffer(capacity: config.headDimension)
+    }
+
+    func reserve(rows n: Int) {
+        let c = config
+        let qd = c.headCount * c.headDimension
+        x.reserve(n * c.embeddingLength)
+        xn.reserve(n * max(c.embeddingLength, qd))
+        q.reserve(n * qd)
+        k.reserve(n * c.kvDimension)
+        v.reserve(n * c.kvDimension)
+        attention.reserve(n * qd)
+        tmp.reserve(n * c.embeddingLength)
+        gate.reserve(n * c.feedForwardLength)
+        up.reserve(n * c.feedForwardLength)
+    }
+
+    func reserveQuantized(bytes: Int) { quantized.reserve(bytes) }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import CaravanCore
+import Foundation
+import Llama
+
+/// `caravan bench`: prefill and decode speed, measured like llama-bench (pp N, tg N).
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure prefill (pp) and decode (tg) tokens/s for a model and thread count.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(name: [.customShort("p"), .customLong("prompt-tokens")], parsing: .upToNextOption,
+            help: "Prompt lengths to measure prefill with (pp).")
+    var promptTokens: [Int] = [128, 512]
+
+    @Option(name: [.customShort("g"), .customLong("gen-tokens")], help: "Tokens to decode one at a time (tg).")
+    var genTokens: Int = 128
+
+    @Option(name: [.customShort("s"), .customLong("sequences")], help: "Sequences decoding together in one batch (batched tg).")
+    var sequences: Int = 1
+
+    @Option(name: [.customShort("r"), .customLong("repetitions")], help: "Repetitions; the median is reported.")
+    var repetitions: Int = 3
+
+    @Flag(help: "Print results as JSON lines.")
+    var json = false
+
+    func validate() throws {
+        if promptTokens.contains(where: { $0 < 1 }) || genTokens < 0 || repetitions < 1 || sequences < 1 {
+            throw ValidationError("counts must be positive")
+        }
+    }
+
+    func run() async throws {
+        let (file, _) = try modelOptions.open()
+        var options = modelOptions
+        options.context = max(promptTokens.max() ?? 0, genTokens) + 8
+        let stage = try options.stage(file)
+        let vocab = stage.configuration.vocabularySize
+        func token(_ i: Int) -> Int32 { Int32((i * 7919 + 13) % vocab) }
+        let threads = modelOptions.threadCount
+        let name = (file.path as NSString).lastPathComponent
+
+        // Warm-up: touch all weights once.
+        _ = try stage.forward(StageBatch(entries: [StageEntry(sequence: SequenceID(999), position: 0, token: 1, wantsLogits: true)]))
+        stage.removeSequence(SequenceID(999))
+
+        for pp in promptTokens {
+            var times: [Double] = []
+            for r in 0..<repetitions {
+                let seq = SequenceID(UInt64(r))
+                let t0 = DispatchTime.now()
+                var p = 0
+                while p < pp {
+                    let n = min(512, pp - p)
+                    let entries = (p..<(p + n)).map { StageEntry(sequence: seq, position: $0, token: token($0), wantsLogits: $0 == pp - 1) }
+                    _ = try stage.forward(StageBatch(entries: entries))
+                    p += n
+                }
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1e9)
+                stage.removeSequence(seq)
+            }
+            report(test: "pp\(pp)", tokens: pp, times: times, model: name, threads: threads)
+        }
+        if genTokens > 0 {
+            var times: [Double] = []
+            for r in 0..<repetitions {
+                let seqs = (0..<sequences).map { SequenceID(UInt64(100 + r * sequences + $0)) }
+                let t0 = DispatchTime.now()
+                for p in 0..<genTokens {
+                    let entries = seqs.map { StageEntry(sequence: $0, position: p, token: token(p), wantsLogits: true) }
+                    _ = try stage.forward(StageBatch(entries: entries))
+                }
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1e9)
+                seqs.forEach(stage.removeSequence)
+            }
+            let label = sequences == 1 ? "tg\(genTokens)" : "tg\(genTokens)x\(sequences)"
+            report(test: label, tokens: genTokens * sequences, times: times, model: name, threads: threads)
+        }
+    }
+
+    private func report(test: String, tokens: Int, times: [Double], model: String, threads: Int) {
+        let sorted = times.sorted()
+        let median = sorted[sorted.count / 2]
+        let tps = Double(tokens) / median
+        if json {
+            Console.out("{\"engine\":\"caravan\",\"model\":\"\(model)\",\"threads\":\(threads),\"test\":\"\(test)\",\"tokens_per_second\":\(String(format: "%.2f", tps)),\"seconds\":\(String(format: "%.5f", median))}\n")
+        } else {
+            Console.out(String(format: "%@  threads=%d  %-10@ %9.2f tok/s  (median of %d, %.3f s)\n",
+                               model, threads, test, tps, times.count, median))
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import ChatTemplate
+import Foundation
+import Inference
+import Tokenizer
+
+/// `caravan chat`: an interactive conversation using the model's own chat template.
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat", abstract: "Chat interactively (reads lines from standard input; an empty line or EOF ends).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(name: .customLong("system"), help: "System message.")
+    var system: String?
+
+    func run() async throws {
+        let (file, tokenizer) = try modelOptions.open()
+        let stage = try modelOptions.stage(file)
+        guard let source = tokenizer.chatTemplate else {
+            throw ValidationError("the model has no chat template (tokenizer.chat_template); use `caravan generate`")
+        }
+        let template = try ChatTemplate(source)
+        let engine = LocalEngine(stage: stage)
+        var messages: [ChatMessage] = []
+        if let system { messages.append(ChatMessage(role: "system", content: system)) }
+        let bos = tokenizer.bosToken.map { String(decoding: tokenizer.piece($0), as: UTF8.self) } ?? ""
+        let eos = tokenizer.eosToken.map { String(decoding: tokenizer.piece($0), as: UTF8.self) } ?? ""
+        while true {
+            Console.status("> ")
+            guard let line = readLine(), !line.isEmpty else { break }
+            messages.append(ChatMessage(role: "user", content: line))
+            let rendered = try template.render(messages: messages, addGenerationPrompt: true, bosToken: bos, eosToken: eos)
+            // The template writes BOS itself when the model wants one.
+            let ids = tokenizer.encode(rendered, addSpecial: !(bos.isEmpty == false && rendered.hasPrefix(bos)), parseSpecial: true)
+            let result = try await LocalGeneration.run(engine: engine, tokenizer: tokenizer, prompt: ids,
+                                                       parameters: sampling.parameters, json: false)
+            messages.append(ChatMessage(role: "assistant", content: result.text))
+        }
+    }
+}
