@@ -143,7 +143,7 @@ final class MatmulTests: XCTestCase {
             var shapes = [(256, 1), (512, 3), (1536, 8)]
             if wt.blockElements == 32 { shapes.append((96, 5)) }
             if wt.isKQuant { shapes.append((256, 13)) }  // activation groups of 8 + 4 + 1
-            if wt.blockElements == 1 { shapes += [(100, 3), (7, 2)] }
+            if wt.blockElements == 1 { shapes += [(100, 3), (7, 2), (100, 1), (120, 1)] }
             for (k, nb) in shapes {
                 seed += 1
                 run(wt, k: k, nb: nb, seed: seed)
