@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["CaravanWire", "ZeroMQ", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
