@@ -138,6 +138,66 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(cluster.allRunning)
     }
 
+    /// Text prompts are tokenized by the coordinator; chats go through the model's template;
+    /// status and cancellation work.
+    func testTextChatStatusAndCancel() async throws {
+        let (_, client) = try running()
+        let france = try EngineReference.load().greedy[0]
+        var text = Caravan_V1_JobSubmit()
+        text.clientRequestID = "text"
+        text.input = .prompt(france.prompt)
+        text.sampling = Self.greedy(6)
+        var chat = Caravan_V1_JobSubmit()
+        chat.clientRequestID = "chat"
+        var message = Caravan_V1_ChatMessage()
+        message.role = "user"
+        message.content = "What is 2+2?"
+        chat.input = .chat(Caravan_V1_ChatConversation.with { $0.messages = [message] })
+        chat.sampling = Self.greedy(24)
+        let r = try await client.run([text, chat])
+        XCTAssertEqual(r["text"]?.tokens, Array(france.greedy_ids.prefix(6)))
+        XCTAssertEqual(r["text"]?.text.hasPrefix(" Paris"), true, r["text"]?.text ?? "")
+        let chatResult = try XCTUnwrap(r["chat"])
+        XCTAssertNil(chatResult.error)
+        XCTAssertFalse(chatResult.tokens.isEmpty)
+        XCTAssertTrue(chatResult.text.contains("4"), chatResult.text)
+
+        // Status of an unknown job, then cancel a long job right after it starts.
+        guard case .error(let e) = try await client.request(.jobStatusRequest(.with { $0.jobID = "job-999999" })) else {
+            return XCTFail("expected not_found")
+        }
+        XCTAssertEqual(e.code, "not_found")
+        try await client.socket.send(try client.codec.encode(.jobSubmit(JobClient.submit(prompt: france.prompt_ids,
+                                                                                          sampling: Self.greedy(200), id: "long"))))
+        var jobID = ""
+        var sawCancel = false
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !sawCancel, ContinuousClock.now < deadline {
+            let frames = try await client.socket.receive(timeout: .seconds(30))
+            guard case .message(.jobEvent(let ev), _) = try client.codec.decode(frames), ev.clientRequestID == "long" else { continue }
+            switch ev.event {
+            case .token?:
+                if jobID.isEmpty {
+                    jobID = ev.jobID
+                    try await client.socket.send(try client.codec.encode(.jobCancel(.with { $0.jobID = jobID })))
+                }
+            case .finished(let f)?:
+                XCTAssertEqual(f.reason, .cancelled)
+                XCTAssertLessThan(f.completionTokens, 200)
+                sawCancel = true
+            case .error(let err)?:
+                return XCTFail("job failed: \(err.message)")
+            default:
+                break
+            }
+        }
+        XCTAssertTrue(sawCancel)
+        guard case .jobStatus(let status) = try await client.request(.jobStatusRequest(.with { $0.jobID = jobID })) else {
+            return XCTFail("expected a status")
+        }
+        XCTAssertEqual(status.state, .cancelled)
+    }
+
     /// Garbage, truncated and inconsistent frames sent to every socket are dropped: the daemons keep
     /// running and still answer a job correctly.
     func testBadFramesLeaveDaemonsRunning() async throws {

@@ -32,6 +32,15 @@ final class JobClient: @unchecked Sendable {
         return m
     }
 
+    /// Sends one request and returns the first reply (bounded by `timeout`).
+    func request(_ body: Caravan_V1_Envelope.OneOf_Body, timeout: Duration = .seconds(10)) async throws -> Caravan_V1_Envelope.OneOf_Body {
+        try await socket.send(try codec.encode(body, requestID: 77), timeout: .seconds(5))
+        while true {
+            let frames = try await socket.receive(timeout: timeout)
+            if case .message(let reply, 77) = try codec.decode(frames) { return reply }
+        }
+    }
+
     /// Submits `jobs` at once and collects each one's tokens until it finishes (bounded by `timeout`).
     func run(_ jobs: [Caravan_V1_JobSubmit], timeout: Duration = .seconds(90)) async throws -> [String: Result] {
         for job in jobs { try await socket.send(try codec.encode(.jobSubmit(job)), timeout: .seconds(5)) }
