@@ -52,7 +52,7 @@ let package = Package(
         ]),
 
         // MARK: Cluster daemons
-        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire"],
+        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire", "ZeroMQ"],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
             "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
@@ -73,13 +73,13 @@ let package = Package(
         ]),
 
         .executableTarget(name: "caravan-worker", dependencies: [
-            "Worker", "ZeroMQ",
+            "Worker", "ZeroMQ", "ClusterSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "caravan-coordinator", dependencies: [
-            "Coordinator", "ZeroMQ",
+            "Coordinator", "ZeroMQ", "ClusterSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

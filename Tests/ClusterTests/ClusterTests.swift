@@ -43,7 +43,7 @@ final class ClusterTests: XCTestCase {
         guard let cluster = Self.cluster, let context = Self.context, Self.startError == nil else {
             throw ClusterProcesses.Failure(description: "no cluster")
         }
-        return (cluster, try JobClient(context: context, endpoint: cluster.clientsEndpoint))
+        return (cluster, try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey))
     }
 
     private static func greedy(_ n: Int) -> Caravan_V1_SamplingParameters {
@@ -239,9 +239,16 @@ final class ClusterTests: XCTestCase {
             [outcome[0].bytes, outcome[1].bytes],  // valid result of no pending step
             [activation],  // valid first-stage step nobody waits for (wrong stage for the others)
         ]
-        let endpoints = [cluster.controlEndpoint, cluster.clientsEndpoint, cluster.resultsEndpoint] + cluster.workerDataEndpoints
-        for endpoint in endpoints {
-            let socket = try AsyncSocket(loop: loop, type: .dealer) { try $0.connect(endpoint) }
+        // CURVE clients with a fresh key (they know the servers' public keys), so the frames get
+        // past the handshake and reach the decoders.
+        let endpoints = [(cluster.controlEndpoint, cluster.coordinatorKey), (cluster.clientsEndpoint, cluster.coordinatorKey),
+                         (cluster.resultsEndpoint, cluster.coordinatorKey)] + Array(zip(cluster.workerDataEndpoints, cluster.workerDataKeys))
+        for (endpoint, key) in endpoints {
+            let keys = try CurveKeyPair.generate()
+            let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
+                try socket.apply(.curveClient(keys: keys, serverPublicKey: key))
+                try socket.connect(endpoint)
+            }
             for frames in garbage { try await socket.send(frames, timeout: .seconds(5)) }
             // A client socket answers some garbage with an error reply; drain what comes quickly.
             while (try? await socket.receive(timeout: .milliseconds(300))) != nil {}
@@ -255,6 +262,12 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(r["after"]?.tokens, Array(france.greedy_ids.prefix(8)))
         XCTAssertTrue(cluster.allRunning)
         XCTAssertTrue(cluster.log("worker-0.log").contains("dropped a bad frame"), "worker logs the drop")
+        // A plain-text client gets nothing from the CURVE coordinator.
+        let plain = try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: nil)
+        try await plain.socket.send(try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2], sampling: Self.greedy(1), id: "plain"))),
+                                    timeout: .seconds(1))
+        let answer = try? await plain.socket.receive(timeout: .milliseconds(500))
+        XCTAssertNil(answer, "a client without CURVE must not be served")
         XCTAssertTrue(cluster.log("coordinator.log").contains("dropped a bad frame"), "coordinator logs the drop")
     }
 }
