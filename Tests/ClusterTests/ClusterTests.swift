@@ -62,7 +62,14 @@ final class ClusterTests: XCTestCase {
         for (i, g) in reference.greedy.enumerated() {
             jobs.append(JobClient.submit(prompt: g.prompt_ids, sampling: Self.greedy(g.greedy_ids.count), id: "ref\(i)"))
         }
+        let started = ContinuousClock.now
         let results = try await client.run(jobs)
+        let elapsed = ContinuousClock.now - started
+        let generated = results.values.reduce(0) { $0 + $1.tokens.count }
+        print("cluster: \(jobs.count) concurrent greedy jobs, \(generated) tokens in \(elapsed) (3 stages, F32 activations, CURVE)")
+        let soloStart = ContinuousClock.now
+        let solo = try await client.run([JobClient.submit(prompt: reference.greedy[0].prompt_ids, sampling: Self.greedy(24), id: "solo")])
+        print("cluster: one job, \(solo["solo"]?.tokens.count ?? 0) tokens in \(ContinuousClock.now - soloStart)")
         for (i, g) in reference.greedy.enumerated() {
             let r = try XCTUnwrap(results["ref\(i)"])
             XCTAssertNil(r.error, "job \(i)")
