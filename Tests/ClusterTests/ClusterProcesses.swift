@@ -35,6 +35,7 @@ final class ClusterProcesses: @unchecked Sendable {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         candidates.append(root.appendingPathComponent(".build/debug"))
         for dir in candidates where FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravan-worker").path)
+            && FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravanctl").path)
             && FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravan-coordinator").path) {
             return dir
         }

@@ -1,3 +1,4 @@
+import CaravanClient
 import CaravanCore
 import CaravanWire
 import Foundation
@@ -203,6 +204,41 @@ final class ClusterTests: XCTestCase {
             return XCTFail("expected a status")
         }
         XCTAssertEqual(status.state, .cancelled)
+    }
+
+    /// The client library and `caravanctl` drive the cluster too.
+    func testClientLibraryAndCaravanctl() async throws {
+        let (cluster, _) = try running()
+        let client = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        var job = Caravan_V1_JobSubmit()
+        job.clientRequestID = "library"
+        job.input = .prompt("The capital of France is")
+        job.sampling.maxTokens = 4
+        var updates: [JobUpdate] = []
+        try await client.run(job, timeout: .seconds(60)) { updates.append($0) }
+        guard case .accepted(let jobID, 5)? = updates.first else { return XCTFail("\(updates)") }
+        XCTAssertEqual(updates.dropFirst().prefix(4), [.token(id: 7042, text: " Paris"), .token(id: 30, text: "."),
+                                                      .token(id: 198, text: "\n"), .token(id: 198, text: "\n")])
+        XCTAssertEqual(updates.last, .finished(reason: .length, text: "", completionTokens: 4))
+        let status = try await client.status(jobID: jobID)
+        XCTAssertEqual(status.state, .finished)
+        XCTAssertEqual(status.completionTokens, 4)
+
+        let ctl = Process()
+        ctl.executableURL = cluster.binaries.appendingPathComponent("caravanctl")
+        ctl.arguments = ["generate", "--clients", cluster.clientsEndpoint, "--coordinator-key", cluster.coordinatorKey,
+                         "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "2"]
+        let out = Pipe()
+        ctl.standardOutput = out
+        ctl.standardError = Pipe()
+        try ctl.run()
+        let deadline = Date().addingTimeInterval(60)
+        while ctl.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        if ctl.isRunning { ctl.terminate() }
+        ctl.waitUntilExit()
+        XCTAssertEqual(ctl.terminationStatus, 0)
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(text, " Paris.\n")
     }
 
     /// Garbage, truncated and inconsistent frames sent to every socket are dropped: the daemons keep
