@@ -17,7 +17,7 @@
     for (int j = 0; j < CK_ACT_GROUP; j++) acc[j] = _mm256_setzero_ps();                         \
     const WT *wb = (const WT *)w;                                                                \
     for (int64_t i = 0; i < nblk; i++) {                                                         \
-      const __m256i q = LOADQ;                                                                   \
+      const __m256i q = LOADQ(i);                                                                \
       const __m256i aq = _mm256_sign_epi8(q, q);                                                 \
       const float d = ck_h2f_avx2(wb[i].d);                                                      \
       for (int j = 0; j < g; j++) {                                                              \
@@ -37,31 +37,52 @@ CK_AVX2_INLINE __m256i ck_load_q5_0(const ck_block_q5_0 *b) {
   return _mm256_or_si256(lo, hi);
 }
 
-ROW_SYM_AVX2(row_q4_0, ck_block_q4_0, _mm256_sub_epi8(ck_nibbles32(wb[i].qs), _mm256_set1_epi8(8)))
-ROW_SYM_AVX2(row_q5_0, ck_block_q5_0, ck_load_q5_0(&wb[i]))
-ROW_SYM_AVX2(row_q8_0, ck_block_q8_0, _mm256_loadu_si256((const __m256i *)wb[i].qs))
+#define LOADQ_Q4_0(ib) _mm256_sub_epi8(ck_nibbles32(wb[ib].qs), _mm256_set1_epi8(8))
+#define LOADQ_Q5_0(ib) ck_load_q5_0(&wb[ib])
+#define LOADQ_Q8_0(ib) _mm256_loadu_si256((const __m256i *)wb[ib].qs)
+ROW_SYM_AVX2(row_q4_0, ck_block_q4_0, LOADQ_Q4_0)
+ROW_SYM_AVX2(row_q5_0, ck_block_q5_0, LOADQ_Q5_0)
+ROW_SYM_AVX2(row_q8_0, ck_block_q8_0, LOADQ_Q8_0)
 
 /* ---- Q4_1 / Q5_1 (unsigned quants with a min) x Q8_1 ---- */
+
+/* Two blocks per step with separate accumulators. The weight's (d, m) and the activation's
+   (d, s) half pairs are converted together: lane 0 of their product is d*dy, lane 1 is m*s. */
+#define MIN_STEP(LOADQ, IB, ACC)                                                                 \
+  do {                                                                                           \
+    const __m256i q = LOADQ(IB);                                                                 \
+    uint32_t wdm; memcpy(&wdm, &wb[IB], 4);                                                      \
+    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)wdm));                                 \
+    for (int j = 0; j < g; j++) {                                                                \
+      const ck_block_q8_1 *y = (const ck_block_q8_1 *)(x + j * xrow) + (IB);                     \
+      uint32_t yds; memcpy(&yds, y, 4);                                                          \
+      const __m128 prod = _mm_mul_ps(dm, _mm_cvtph_ps(_mm_cvtsi32_si128((int)yds)));             \
+      const __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);                             \
+      const __m256 p = _mm256_cvtepi32_ps(ck_dot_us8(q, yv));                                    \
+      ACC[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), p, ACC[j]);                          \
+      macc[j] = _mm_add_ps(macc[j], prod);                                                       \
+    }                                                                                            \
+  } while (0)
 
 #define ROW_MIN_AVX2(NAME, WT, LOADQ)                                                            \
   CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, \
                            float *s) {                                                           \
-    __m256 acc[CK_ACT_GROUP];                                                                    \
-    float macc[CK_ACT_GROUP] = { 0 };                                                            \
-    for (int j = 0; j < CK_ACT_GROUP; j++) acc[j] = _mm256_setzero_ps();                         \
-    const WT *wb = (const WT *)w;                                                                \
-    for (int64_t i = 0; i < nblk; i++) {                                                         \
-      const __m256i q = LOADQ;                                                                   \
-      const float d = ck_h2f_avx2(wb[i].d), m = ck_h2f_avx2(wb[i].m);                            \
-      for (int j = 0; j < g; j++) {                                                              \
-        const ck_block_q8_1 *y = (const ck_block_q8_1 *)(x + j * xrow) + i;                      \
-        const __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);                           \
-        const __m256 p = _mm256_cvtepi32_ps(ck_dot_us8(q, yv));                                  \
-        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * ck_h2f_avx2(y->d)), p, acc[j]);              \
-        macc[j] += m * ck_h2f_avx2(y->s);                                                        \
-      }                                                                                          \
+    __m256 acc0[CK_ACT_GROUP], acc1[CK_ACT_GROUP];                                               \
+    __m128 macc[CK_ACT_GROUP];                                                                   \
+    for (int j = 0; j < CK_ACT_GROUP; j++) {                                                     \
+      acc0[j] = acc1[j] = _mm256_setzero_ps();                                                   \
+      macc[j] = _mm_setzero_ps();                                                                \
     }                                                                                            \
-    for (int j = 0; j < g; j++) s[j] = ck_hsum_ps(acc[j]) + macc[j];                             \
+    const WT *wb = (const WT *)w;                                                                \
+    int64_t i = 0;                                                                               \
+    for (; i + 2 <= nblk; i += 2) {                                                              \
+      MIN_STEP(LOADQ, i, acc0);                                                                  \
+      MIN_STEP(LOADQ, i + 1, acc1);                                                              \
+    }                                                                                            \
+    if (i < nblk) MIN_STEP(LOADQ, i, acc0);                                                      \
+    for (int j = 0; j < g; j++)                                                                  \
+      s[j] = ck_hsum_ps(_mm256_add_ps(acc0[j], acc1[j])) +                                       \
+             _mm_cvtss_f32(_mm_shuffle_ps(macc[j], macc[j], 1));                                 \
   }
 
 CK_AVX2_INLINE __m256i ck_load_q5_1(const ck_block_q5_1 *b) {
@@ -69,14 +90,76 @@ CK_AVX2_INLINE __m256i ck_load_q5_1(const ck_block_q5_1 *b) {
   return _mm256_or_si256(ck_nibbles32(b->qs), hi);
 }
 
-ROW_MIN_AVX2(row_q4_1, ck_block_q4_1, ck_nibbles32(wb[i].qs))
-ROW_MIN_AVX2(row_q5_1, ck_block_q5_1, ck_load_q5_1(&wb[i]))
+#define LOADQ_Q4_1(ib) ck_nibbles32(wb[ib].qs)
+#define LOADQ_Q5_1(ib) ck_load_q5_1(&wb[ib])
+ROW_MIN_AVX2(row_q4_1, ck_block_q4_1, LOADQ_Q4_1)
+ROW_MIN_AVX2(row_q5_1, ck_block_q5_1, LOADQ_Q5_1)
 
-CK_DEFINE_MM(mm_q4_0, row_q4_0, CK_AVX2)
-CK_DEFINE_MM(mm_q4_1, row_q4_1, CK_AVX2)
-CK_DEFINE_MM(mm_q5_0, row_q5_0, CK_AVX2)
-CK_DEFINE_MM(mm_q5_1, row_q5_1, CK_AVX2)
-CK_DEFINE_MM(mm_q8_0, row_q8_0, CK_AVX2)
+/* ---- two rows against one activation (decode) ---- */
+
+#define SYM2_STEP(LOADQ, WB, IB, YV, DY, ACC)                                                    \
+  do {                                                                                           \
+    const WT_ *wb = (WB);                                                                        \
+    const __m256i q = LOADQ(IB);                                                                 \
+    const __m256 p = _mm256_cvtepi32_ps(ck_dot_us8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(YV, q))); \
+    ACC = _mm256_fmadd_ps(_mm256_set1_ps(ck_h2f_avx2(wb[IB].d) * (DY)), p, ACC);                 \
+  } while (0)
+
+#define ROW2_SYM_AVX2(NAME, WT, LOADQ)                                                           \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, size_t wrow, const uint8_t *x, int64_t nblk, float *s) { \
+    typedef WT WT_;                                                                              \
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                   \
+    const WT *w0 = (const WT *)w, *w1 = (const WT *)(w + wrow);                                  \
+    const ck_block_q8_0 *y = (const ck_block_q8_0 *)x;                                           \
+    for (int64_t i = 0; i < nblk; i++) {                                                         \
+      const __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);                           \
+      const float dy = ck_h2f_avx2(y[i].d);                                                      \
+      SYM2_STEP(LOADQ, w0, i, yv, dy, a0);                                                       \
+      SYM2_STEP(LOADQ, w1, i, yv, dy, a1);                                                       \
+    }                                                                                            \
+    s[0] = ck_hsum_ps(a0); s[1] = ck_hsum_ps(a1);                                                \
+  }
+
+#define MIN2_STEP(LOADQ, WB, IB, YV, YDS, ACC, MACC)                                             \
+  do {                                                                                           \
+    const WT_ *wb = (WB);                                                                        \
+    const __m256i q = LOADQ(IB);                                                                 \
+    uint32_t wdm; memcpy(&wdm, &wb[IB], 4);                                                      \
+    const __m128 prod = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)wdm)), YDS);              \
+    ACC = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(ck_dot_us8(q, YV)), ACC); \
+    MACC = _mm_add_ps(MACC, prod);                                                               \
+  } while (0)
+
+#define ROW2_MIN_AVX2(NAME, WT, LOADQ)                                                           \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, size_t wrow, const uint8_t *x, int64_t nblk, float *s) { \
+    typedef WT WT_;                                                                              \
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                   \
+    __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                                         \
+    const WT *w0 = (const WT *)w, *w1 = (const WT *)(w + wrow);                                  \
+    const ck_block_q8_1 *y = (const ck_block_q8_1 *)x;                                           \
+    for (int64_t i = 0; i < nblk; i++) {                                                         \
+      const __m256i yv = _mm256_loadu_si256((const __m256i *)y[i].qs);                           \
+      uint32_t yds32; memcpy(&yds32, &y[i], 4);                                                  \
+      const __m128 yds = _mm_cvtph_ps(_mm_cvtsi32_si128((int)yds32));                            \
+      MIN2_STEP(LOADQ, w0, i, yv, yds, a0, m0);                                                  \
+      MIN2_STEP(LOADQ, w1, i, yv, yds, a1, m1);                                                  \
+    }                                                                                            \
+    s[0] = ck_hsum_ps(a0) + _mm_cvtss_f32(_mm_shuffle_ps(m0, m0, 1));                            \
+    s[1] = ck_hsum_ps(a1) + _mm_cvtss_f32(_mm_shuffle_ps(m1, m1, 1));                            \
+  }
+
+ROW2_SYM_AVX2(row2_q4_0, ck_block_q4_0, LOADQ_Q4_0)
+ROW2_SYM_AVX2(row2_q5_0, ck_block_q5_0, LOADQ_Q5_0)
+ROW2_SYM_AVX2(row2_q8_0, ck_block_q8_0, LOADQ_Q8_0)
+ROW2_MIN_AVX2(row2_q4_1, ck_block_q4_1, LOADQ_Q4_1)
+ROW2_MIN_AVX2(row2_q5_1, ck_block_q5_1, LOADQ_Q5_1)
+
+CK_DEFINE_MM_R2(mm_q4_0, row_q4_0, row2_q4_0, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q4_1, row_q4_1, row2_q4_1, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q5_0, row_q5_0, row2_q5_0, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q5_1, row_q5_1, row2_q5_1, CK_AVX2)
+CK_DEFINE_MM_R2(mm_q8_0, row_q8_0, row2_q8_0, CK_AVX2)
+
 
 void ck_fill_avx2_kquants(ck_kernels *k);
 void ck_fill_avx2_float(ck_kernels *k);

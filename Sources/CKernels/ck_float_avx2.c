@@ -19,6 +19,18 @@
     for (int j = 0; j < CK_ACT_GROUP; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();          \
     const ET *wv = (const ET *)w;                                                                \
     int64_t i = 0;                                                                               \
+    if (g == 1) { /* one activation: four independent chains hide the FMA latency */             \
+      const ET *xv = (const ET *)x;                                                              \
+      __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;                                \
+      for (; i + 32 <= n; i += 32) {                                                             \
+        c0 = _mm256_fmadd_ps(LOAD(wv + i), LOAD(xv + i), c0);                                    \
+        c1 = _mm256_fmadd_ps(LOAD(wv + i + 8), LOAD(xv + i + 8), c1);                            \
+        c2 = _mm256_fmadd_ps(LOAD(wv + i + 16), LOAD(xv + i + 16), c2);                          \
+        c3 = _mm256_fmadd_ps(LOAD(wv + i + 24), LOAD(xv + i + 24), c3);                          \
+      }                                                                                          \
+      acc[0][0] = _mm256_add_ps(c0, c2);                                                         \
+      acc[0][1] = _mm256_add_ps(c1, c3);                                                         \
+    }                                                                                            \
     for (; i + 16 <= n; i += 16) {                                                               \
       const __m256 w0 = LOAD(wv + i), w1 = LOAD(wv + i + 8);                                     \
       for (int j = 0; j < g; j++) {                                                              \

@@ -1,8 +1,8 @@
 /* arm64 NEON kernels (Advanced SIMD of ARMv8.0 only, no dot-product extension):
    legacy quants and K-quants against their activation types, float formats, float helpers.
    int8 products through vmull_s8 + pairwise accumulation into int32. K-quant super-blocks
-   are unpacked into the common form of ck_kquant.h (NEON for Q4_K/Q6_K, else ck_kq_unpack.c). Activation quantization stays on
-   the scalar reference code. */
+   are unpacked into the common form of ck_kquant.h (NEON for Q4_K/Q6_K, else ck_kq_unpack.c).
+   Q8_0/Q8_1 activation quantization in NEON (bit-exact), Q8_K on the scalar reference. */
 #include "ck_internal.h"
 
 #if defined(__aarch64__)
@@ -251,6 +251,47 @@ static void axpy_f32(float a, const float *x, float *y, int64_t n) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* ---- activation quantization, bit-exact with the scalar reference ---- */
+
+/* 32 floats times id -> int8 with roundf semantics (vcvtaq: ties away from zero); returns sum */
+static inline int ck_q8_32(const float *x, float id, int8_t *qs) {
+  int32x4_t sum = vdupq_n_s32(0);
+  for (int j = 0; j < 32; j += 8) {
+    const int32x4_t a = vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(x + j), id));
+    const int32x4_t b = vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(x + j + 4), id));
+    sum = vaddq_s32(sum, vaddq_s32(a, b));
+    vst1_s8(qs + j, vqmovn_s16(vcombine_s16(vqmovn_s32(a), vqmovn_s32(b))));
+  }
+  return vaddvq_s32(sum);
+}
+
+static inline float ck_amax32_neon(const float *x) {
+  float32x4_t m = vabsq_f32(vld1q_f32(x));
+  for (int j = 4; j < 32; j += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + j)));
+  return vmaxvq_f32(m);
+}
+
+static int quantize_neon(int type, const float *src, void *dst, int64_t n) {
+  if (n >= 0 && n % CK_QK == 0 && (type == CK_TYPE_Q8_0 || type == CK_TYPE_Q8_1)) {
+    for (int64_t i = 0; i < n / CK_QK; i++, src += CK_QK) {
+      const float d = ck_amax32_neon(src) / 127.0f;
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      if (type == CK_TYPE_Q8_0) {
+        ck_block_q8_0 *y = (ck_block_q8_0 *)dst + i;
+        y->d = ck_f2h(d);
+        (void)ck_q8_32(src, id, y->qs);
+      } else {
+        ck_block_q8_1 *y = (ck_block_q8_1 *)dst + i;
+        y->d = ck_f2h(d);
+        const int sum = ck_q8_32(src, id, y->qs);
+        y->s = ck_f2h((float)sum * d);
+      }
+    }
+    return 0;
+  }
+  return ck_quantize_row_scalar(type, src, dst, n);
+}
+
 void ck_fill_neon(ck_kernels *k) {
   k->mm[CK_TYPE_Q4_0] = mm_q4_0;
   k->mm[CK_TYPE_Q4_1] = mm_q4_1;
@@ -265,6 +306,7 @@ void ck_fill_neon(ck_kernels *k) {
   k->mm[CK_TYPE_F32] = mm_f32;
   k->mm[CK_TYPE_F16] = mm_f16;
   k->mm[CK_TYPE_BF16] = mm_bf16;
+  k->quantize = quantize_neon;
   k->f32_to_f16 = f32_to_f16;
   k->f16_to_f32 = f16_to_f32;
   k->dot_f32 = dot_f32;

@@ -1,8 +1,12 @@
 /// The Unicode classes the pre-tokenizer regexes ask about (`\p{L}`, `\p{N}`, `\p{P}`, `\s`), for one code point.
 ///
 /// Whitespace is llama.cpp's `\s` set (ASCII tab..CR, space, U+0085, U+00A0, U+1680, U+2000-200A,
-/// U+2028/9, U+202F, U+205F, U+3000); the rest comes from the general category.
+/// U+2028/9, U+202F, U+205F, U+3000); the rest comes from the general category. Code points assigned
+/// after Unicode ``unicodeVersion`` count as unassigned, because llama.cpp's tables stop there.
 struct CodepointClass: Equatable {
+    /// The Unicode version of llama.cpp's category tables (`unicode-data.cpp`).
+    static let unicodeVersion = (major: 15, minor: 1)
+
     /// General-category group.
     enum Group: UInt8 { case letter, number, punctuation, symbol, mark, separator, control, unassigned }
 
@@ -32,7 +36,9 @@ struct CodepointClass: Equatable {
     private init(computing cp: UInt32) {
         let group: Group
         if let scalar = Unicode.Scalar(cp) {
-            switch scalar.properties.generalCategory {
+            let age = scalar.properties.age
+            let tooNew = age.map { ($0.major, $0.minor) > CodepointClass.unicodeVersion } ?? false
+            switch tooNew ? .unassigned : scalar.properties.generalCategory {
             case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
                 group = .letter
             case .decimalNumber, .letterNumber, .otherNumber:

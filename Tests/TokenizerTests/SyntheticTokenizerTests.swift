@@ -40,6 +40,17 @@ final class SyntheticTokenizerTests: XCTestCase {
         XCTAssertFalse(t.isControl(8))
     }
 
+    func testHarmonyEndIsNotEndOfGeneration() throws {
+        let tokens = ["a", "<|end|>", "<|return|>", "<|call|>", "<|channel|>", "<|im_end|>"]
+        let t = try Tokenizer(model: TokenizerModel(
+            kind: .bpe, preTokenizer: "gpt2", tokens: tokens,
+            tokenTypes: [.normal] + Array(repeating: .control, count: 5), merges: []))
+        XCTAssertEqual(t.endOfGenerationTokens, [2, 3, 5])
+        XCTAssertFalse(t.isControl(1))  // became user-defined
+        XCTAssertFalse(t.isControl(4))
+        XCTAssertEqual(t.encode("<|end|>a", addSpecial: false, parseSpecial: false), [1, 0])
+    }
+
     func testUnknownPreTokenizerIsRejected() {
         XCTAssertThrowsError(try tinyBPE(pre: "no-such-pre")) { error in
             XCTAssertEqual(error as? TokenizerError, .unsupportedPreTokenizer("no-such-pre"))
