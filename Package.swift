@@ -11,11 +11,14 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "caravan", targets: ["caravan"]),
+        .executable(name: "caravan-worker", targets: ["caravan-worker"]),
+        .executable(name: "caravan-coordinator", targets: ["caravan-coordinator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // MARK: Core values and seams (no I/O)
@@ -48,11 +51,38 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
 
+        // MARK: Cluster daemons
+        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire"],
+                swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Worker", dependencies: [
+            "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "Coordinator", dependencies: [
+            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
         // MARK: Executables
         .executableTarget(name: "caravan", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .executableTarget(name: "caravan-worker", dependencies: [
+            "Worker", "ZeroMQ",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "caravan-coordinator", dependencies: [
+            "Coordinator", "ZeroMQ",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // MARK: Tests
@@ -66,6 +96,9 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

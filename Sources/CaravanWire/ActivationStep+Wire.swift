@@ -75,7 +75,7 @@ extension ActivationStep {
 extension StepOutcome {
     /// The wire message.
     public func wire() throws(WireError) -> Caravan_V1_StepResult {
-        try Self.validate(jobID: jobID, planEpoch: planEpoch)
+        try Self.validate(jobID: jobID, planEpoch: planEpoch, logitsShape: logits?.shape, logitsRows: logitsRows.count)
         var result = Caravan_V1_StepResult()
         result.jobID = jobID
         result.planEpoch = planEpoch
@@ -95,23 +95,47 @@ extension StepOutcome {
             return t
         }
         result.error = error ?? ""
+        if let logits {
+            result.logits = logits.wireHeader()
+            result.logitsRows = logitsRows.map(\.wire)
+        }
         return result
     }
 
-    /// Validates a received result and builds the outcome.
-    public init(wire: Caravan_V1_StepResult) throws(WireError) {
-        try Self.validate(jobID: wire.jobID, planEpoch: wire.planEpoch)
+    /// Validates a received result and its logits payload frame (if any) and builds the outcome.
+    public init(wire: Caravan_V1_StepResult, payload: Message? = nil, limits: WireLimits = WireLimits()) throws(WireError) {
+        var logits: ActivationTensor?
+        switch (wire.hasLogits, payload) {
+        case (true, nil): throw .missingPayload
+        case (false, .some): throw .unexpectedPayload
+        case (true, .some(let payload)):
+            logits = try ActivationTensor(wire: wire.logits, payload: payload, limits: limits)
+        case (false, nil): logits = nil
+        }
+        try Self.validate(jobID: wire.jobID, planEpoch: wire.planEpoch, logitsShape: logits?.shape,
+                          logitsRows: wire.logitsRows.count)
         let tokens = wire.tokens.map { t in
             SampledToken(sequenceID: t.sequenceID, position: t.position, tokenID: t.tokenID,
                          logprob: t.hasLogprob ? t.logprob : nil,
                          topLogprobs: t.topLogprobs.map { (tokenID: $0.tokenID, logprob: $0.logprob) })
         }
         self.init(jobID: wire.jobID, planEpoch: wire.planEpoch, stepID: wire.stepID, tokens: tokens,
-                  error: wire.error.isEmpty ? nil : wire.error)
+                  error: wire.error.isEmpty ? nil : wire.error,
+                  logits: logits, logitsRows: wire.logitsRows.map(SequenceRow.init(wire:)))
     }
 
-    static func validate(jobID: String, planEpoch: UInt64) throws(WireError) {
+    static func validate(jobID: String, planEpoch: UInt64, logitsShape: [Int]?, logitsRows: Int) throws(WireError) {
         guard !jobID.isEmpty else { throw .missingField("step_result.job_id") }
         guard planEpoch > 0 else { throw .missingField("step_result.plan_epoch") }
+        guard let shape = logitsShape else {
+            guard logitsRows == 0 else {
+                throw .invalidField("step_result.logits_rows", reason: "\(logitsRows) logits rows but no logits tensor")
+            }
+            return
+        }
+        guard shape.count == 2 else { throw .invalidShape("logits need [rows, vocabulary], got \(shape)") }
+        guard shape[0] == logitsRows else {
+            throw .invalidShape("logits have \(shape[0]) rows but the result names \(logitsRows) logits rows")
+        }
     }
 }

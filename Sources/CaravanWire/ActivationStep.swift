@@ -72,7 +72,9 @@ public struct SampledToken: Sendable, Equatable {
     }
 }
 
-/// The outcome of a step, from the last stage to the coordinator.
+/// The outcome of a step, from the last stage (or a failing stage) to the coordinator: sampled
+/// tokens when the last stage samples, or the logits of the rows that asked for them when the
+/// coordinator samples, or an error.
 public struct StepOutcome: Sendable, Equatable {
     /// The job of the step.
     public var jobID: String
@@ -82,15 +84,35 @@ public struct StepOutcome: Sendable, Equatable {
     public var stepID: UInt64
     /// Sampled tokens in row order.
     public var tokens: [SampledToken]
-    /// Set when the step failed (tokens then empty).
+    /// Set when the step failed (tokens and logits then empty).
     public var error: String?
+    /// `[logitsRows.count, vocabulary]` logits, travelling as the payload frame; nil when absent.
+    public var logits: ActivationTensor?
+    /// The rows the logits belong to (the step's rows that had `sample` set), in row order.
+    public var logitsRows: [SequenceRow]
 
     /// Creates an outcome.
-    public init(jobID: String, planEpoch: UInt64, stepID: UInt64, tokens: [SampledToken], error: String? = nil) {
+    public init(jobID: String, planEpoch: UInt64, stepID: UInt64, tokens: [SampledToken], error: String? = nil,
+                logits: ActivationTensor? = nil, logitsRows: [SequenceRow] = []) {
         self.jobID = jobID
         self.planEpoch = planEpoch
         self.stepID = stepID
         self.tokens = tokens
         self.error = error
+        self.logits = logits
+        self.logitsRows = logitsRows
+    }
+
+    /// Equal when every field is, logits compared by dtype, shape and bytes.
+    public static func == (a: StepOutcome, b: StepOutcome) -> Bool {
+        guard a.jobID == b.jobID, a.planEpoch == b.planEpoch, a.stepID == b.stepID, a.tokens == b.tokens,
+              a.error == b.error, a.logitsRows == b.logitsRows else { return false }
+        switch (a.logits, b.logits) {
+        case (nil, nil): return true
+        case let (x?, y?):
+            return x.dtype == y.dtype && x.shape == y.shape
+                && x.withUnsafeBytes { xb in y.withUnsafeBytes { yb in xb.elementsEqual(yb) } }
+        default: return false
+        }
     }
 }

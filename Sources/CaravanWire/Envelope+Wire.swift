@@ -57,18 +57,23 @@ enum MessageRules {
             guard m.maxContextTokens > 0 else { throw .missingField("stage_assignment.max_context_tokens") }
             guard m.maxBatchSequences > 0 else { throw .missingField("stage_assignment.max_batch_sequences") }
             guard m.maxBatchTokens > 0 else { throw .missingField("stage_assignment.max_batch_tokens") }
+            try nonEmpty(m.resultAddress, "stage_assignment.result_address")
         case .assignmentReady(let m):
             guard m.planEpoch > 0 else { throw .missingField("assignment_ready.plan_epoch") }
             try nonEmpty(m.workerID, "assignment_ready.worker_id")
             if !m.ready { try nonEmpty(m.error, "assignment_ready.error") }
         case .drain:
             break
+        case .releaseSequences(let m):
+            guard m.planEpoch > 0 else { throw .missingField("release_sequences.plan_epoch") }
+            guard !m.sequenceIds.isEmpty else { throw .missingField("release_sequences.sequence_ids") }
         case .activation, .stepResult:
             break  // validated with their domain conversions
         case .jobSubmit(let m):
             switch m.input {
             case .prompt(let p): try nonEmpty(p, "job_submit.prompt")
             case .chat(let c): guard !c.messages.isEmpty else { throw .missingField("job_submit.chat.messages") }
+            case .promptTokens(let t): guard !t.ids.isEmpty else { throw .missingField("job_submit.prompt_tokens.ids") }
             case nil: throw .missingField("job_submit.input")
             }
         case .jobEvent(let m):

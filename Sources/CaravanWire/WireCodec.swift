@@ -16,8 +16,8 @@ public enum Inbound: Sendable {
 /// inbound frame goes through ``decode(_:)``, which validates it fully and throws a ``WireError``
 /// whose description is the reason to log.
 ///
-/// Layout: frame 1 is a protobuf `caravan.v1.Envelope`; an activation adds frame 2, the raw tensor
-/// payload, sent without copying (``FrameBuffer``) and read in place on receipt.
+/// Layout: frame 1 is a protobuf `caravan.v1.Envelope`; an activation (or a step result with
+/// logits) adds frame 2, the raw tensor payload, sent without copying (``FrameBuffer``) and read in place on receipt.
 public struct WireCodec: Sendable {
     /// Size limits applied in both directions.
     public var limits: WireLimits
@@ -49,9 +49,14 @@ public struct WireCodec: Sendable {
         return [headerFrame, tensor.storage.message()]
     }
 
-    /// Encodes a step result as one frame.
+    /// Encodes a step result as one frame, plus the logits payload frame (zero-copy) when it has logits.
     public func encode(_ outcome: StepOutcome, requestID: UInt64 = 0) throws(WireError) -> [ZeroMQ.Message] {
-        [ZeroMQ.Message(try envelopeBytes(.stepResult(try outcome.wire()), requestID: requestID))]
+        if let logits = outcome.logits, logits.byteCount > limits.maxPayloadBytes {
+            throw .payloadTooLarge(bytes: UInt64(logits.byteCount), limit: limits.maxPayloadBytes)
+        }
+        let header = ZeroMQ.Message(try envelopeBytes(.stepResult(try outcome.wire()), requestID: requestID))
+        guard let logits = outcome.logits else { return [header] }
+        return [header, logits.storage.message()]
     }
 
     private func envelopeBytes(_ body: Caravan_V1_Envelope.OneOf_Body, requestID: UInt64) throws(WireError) -> [UInt8] {
@@ -103,11 +108,10 @@ public struct WireCodec: Sendable {
         case .activation(let activation):
             let step = try ActivationStep(wire: activation, payload: payload, limits: limits)
             return .activation(step, requestID: envelope.requestID)
+        case .stepResult(let result):
+            return .stepResult(try StepOutcome(wire: result, payload: payload, limits: limits), requestID: envelope.requestID)
         default:
             guard payload == nil else { throw .unexpectedPayload }
-            if case .stepResult(let result) = body {
-                return .stepResult(try StepOutcome(wire: result), requestID: envelope.requestID)
-            }
             try MessageRules.validate(body)
             return .message(body, requestID: envelope.requestID)
         }

@@ -76,6 +76,27 @@ final class RoundTripTests: XCTestCase {
         XCTAssertNil(decoded.error)
     }
 
+    func testStepResultWithLogitsRoundTripsAsTwoFrames() throws {
+        let logits = try ActivationTensor(values: [0.25, -3, 7.5, 1, 2, 3], shape: [2, 3], dtype: .f32)
+        let rows = [SequenceRow(sequenceID: 2, position: 10, sample: true), SequenceRow(sequenceID: 3, position: 4, sample: true)]
+        let outcome = StepOutcome(jobID: "job-7", planEpoch: 3, stepID: 12, tokens: [], logits: logits, logitsRows: rows)
+        let frames = try codec.encode(outcome)
+        XCTAssertEqual(frames.count, 2)
+        guard case .stepResult(let decoded, _) = try codec.decode(frames) else { return XCTFail() }
+        XCTAssertEqual(decoded, outcome)
+        XCTAssertEqual(decoded.logits?.floats(), [0.25, -3, 7.5, 1, 2, 3])
+        XCTAssertEqual(decoded.logitsRows, rows)
+        // Payload missing, truncated, or one logits row too many: rejected.
+        XCTAssertThrowsError(try codec.decode([frames[0]])) { XCTAssertEqual($0 as? WireError, .missingPayload) }
+        XCTAssertThrowsError(try codec.decode([frames[0], Message(Array(frames[1].bytes.dropLast(4)))]))
+        var wrongRows = outcome
+        wrongRows.logitsRows.append(SequenceRow(sequenceID: 9, position: 0))
+        XCTAssertThrowsError(try codec.encode(wrongRows))
+        var rowsWithoutLogits = StepOutcome(jobID: "job-7", planEpoch: 3, stepID: 12, tokens: [])
+        rowsWithoutLogits.logitsRows = rows
+        XCTAssertThrowsError(try codec.encode(rowsWithoutLogits))
+    }
+
     func testActivationCrossesARealSocket() throws {
         let context = try Context()
         let router = try Socket(context: context, type: .router)

@@ -43,6 +43,7 @@ enum Samples {
         s.maxContextTokens = 2048
         s.maxBatchSequences = 8
         s.maxBatchTokens = 512
+        s.resultAddress = "tcp://10.0.0.1:7200"
         return s
     }
 
@@ -168,6 +169,9 @@ enum Samples {
         var error = Caravan_V1_ErrorReply()
         error.code = "not_found"
         error.message = "no job job-9"
+        var release = Caravan_V1_ReleaseSequences()
+        release.planEpoch = 3
+        release.sequenceIds = [4, 9]
 
         return [
             .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
@@ -175,7 +179,7 @@ enum Samples {
             .jobSubmit(submit), .jobEvent(event), .jobStatusRequest(statusRequest), .jobStatus(jobStatus),
             .jobCancel(cancel), .clusterStatusRequest(clusterRequest), .clusterStatus(cluster),
             .planPreviewRequest(previewRequest), .planPreview(preview), .drainRequest(drainRequest),
-            .adminResult(result), .error(error),
+            .adminResult(result), .error(error), .releaseSequences(release),
         ]
     }
 
@@ -204,10 +208,11 @@ enum Samples {
         case .drainRequest: "drain_request"
         case .adminResult: "admin_result"
         case .error: "error"
+        case .releaseSequences: "release_sequences"
         }
     }
 
-    static let allKindCount = 21
+    static let allKindCount = 22
 
     /// A 2 x 4 activation step with a tensor.
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {

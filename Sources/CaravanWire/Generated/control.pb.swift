@@ -360,11 +360,36 @@ public nonisolated struct Caravan_V1_StageAssignment: @unchecked Sendable {
     set {_uniqueStorage()._maxBatchTokens = newValue}
   }
 
+  /// The coordinator's result endpoint: every stage reports a failed step there (`StepResult`
+  /// with `error`), and the last stage sends its results there (then equal to next_hop_address).
+  public var resultAddress: String {
+    get {_storage._resultAddress}
+    set {_uniqueStorage()._resultAddress = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Coordinator -> every worker: forget sequences (free their KV cache). Sent when a job ends or is
+/// cancelled, between steps of its lane, so no step of the sequence is in flight.
+public nonisolated struct Caravan_V1_ReleaseSequences: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The plan epoch the sequences live in.
+  public var planEpoch: UInt64 = 0
+
+  /// The sequences to drop; non-empty.
+  public var sequenceIds: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Worker -> coordinator: an assignment is loaded (or failed).
@@ -724,7 +749,7 @@ nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StageAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}layer_start\0\u{3}layer_end\0\u{3}stage_index\0\u{3}stage_count\0\u{3}embeds_tokens\0\u{3}produces_logits\0\u{3}next_hop_address\0\u{3}next_hop_public_key\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0\u{3}max_batch_tokens\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}layer_start\0\u{3}layer_end\0\u{3}stage_index\0\u{3}stage_count\0\u{3}embeds_tokens\0\u{3}produces_logits\0\u{3}next_hop_address\0\u{3}next_hop_public_key\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0\u{3}max_batch_tokens\0\u{3}result_address\0")
 
   fileprivate class _StorageClass {
     var _planEpoch: UInt64 = 0
@@ -741,6 +766,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
     var _maxContextTokens: UInt32 = 0
     var _maxBatchSequences: UInt32 = 0
     var _maxBatchTokens: UInt32 = 0
+    var _resultAddress: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -765,6 +791,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
       _maxContextTokens = source._maxContextTokens
       _maxBatchSequences = source._maxBatchSequences
       _maxBatchTokens = source._maxBatchTokens
+      _resultAddress = source._resultAddress
     }
   }
 
@@ -797,6 +824,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
         case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxContextTokens) }()
         case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxBatchSequences) }()
         case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxBatchTokens) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._resultAddress) }()
         default: break
         }
       }
@@ -851,6 +879,9 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
       if _storage._maxBatchTokens != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._maxBatchTokens, fieldNumber: 14)
       }
+      if !_storage._resultAddress.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._resultAddress, fieldNumber: 15)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -874,10 +905,46 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
         if _storage._maxContextTokens != rhs_storage._maxContextTokens {return false}
         if _storage._maxBatchSequences != rhs_storage._maxBatchSequences {return false}
         if _storage._maxBatchTokens != rhs_storage._maxBatchTokens {return false}
+        if _storage._resultAddress != rhs_storage._resultAddress {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_ReleaseSequences: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReleaseSequences"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{3}sequence_ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
+      case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.sequenceIds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.planEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.planEpoch, fieldNumber: 1)
+    }
+    if !self.sequenceIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.sequenceIds, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_ReleaseSequences, rhs: Caravan_V1_ReleaseSequences) -> Bool {
+    if lhs.planEpoch != rhs.planEpoch {return false}
+    if lhs.sequenceIds != rhs.sequenceIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -116,6 +116,14 @@ public nonisolated struct Caravan_V1_Envelope: Sendable {
     set {body = .drain(newValue)}
   }
 
+  public var releaseSequences: Caravan_V1_ReleaseSequences {
+    get {
+      if case .releaseSequences(let v)? = body {return v}
+      return Caravan_V1_ReleaseSequences()
+    }
+    set {body = .releaseSequences(newValue)}
+  }
+
   /// inference.proto (an activation header is followed by its payload frame)
   public var activation: Caravan_V1_ActivationHeader {
     get {
@@ -244,6 +252,7 @@ public nonisolated struct Caravan_V1_Envelope: Sendable {
     case stageAssignment(Caravan_V1_StageAssignment)
     case assignmentReady(Caravan_V1_AssignmentReady)
     case drain(Caravan_V1_Drain)
+    case releaseSequences(Caravan_V1_ReleaseSequences)
     /// inference.proto (an activation header is followed by its payload frame)
     case activation(Caravan_V1_ActivationHeader)
     case stepResult(Caravan_V1_StepResult)
@@ -309,7 +318,7 @@ nonisolated extension Caravan_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{2}\u{4}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{4}\u{6}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{4}\u{6}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -408,6 +417,19 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.body = .drain(v)
+        }
+      }()
+      case 17: try {
+        var v: Caravan_V1_ReleaseSequences?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .releaseSequences(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .releaseSequences(v)
         }
       }()
       case 20: try {
@@ -636,6 +658,10 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
     case .drain?: try {
       guard case .drain(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .releaseSequences?: try {
+      guard case .releaseSequences(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
     }()
     case .activation?: try {
       guard case .activation(let v)? = self.body else { preconditionFailure() }

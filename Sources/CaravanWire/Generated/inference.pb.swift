@@ -198,9 +198,26 @@ public nonisolated struct Caravan_V1_StepResult: Sendable {
   /// Non-empty when the step failed on some stage (e.g. "KV cache full"); tokens is then empty.
   public var error: String = String()
 
+  /// Logits of the rows that had `sample` set, when the coordinator samples (the default): shape
+  /// [rows, vocabulary], F32 or F16. Like an activation's tensor, the payload travels as the next
+  /// frame, exactly `byte_length` bytes, checked by CRC-32C. Absent on error.
+  public var logits: Caravan_V1_TensorHeader {
+    get {_logits ?? Caravan_V1_TensorHeader()}
+    set {_logits = newValue}
+  }
+  /// Returns true if `logits` has been explicitly set.
+  public var hasLogits: Bool {self._logits != nil}
+  /// Clears the value of `logits`. Subsequent reads from it will return its default value.
+  public mutating func clearLogits() {self._logits = nil}
+
+  /// One entry per logits row, in row order (the step's rows that had `sample` set).
+  public var logitsRows: [Caravan_V1_SequenceEntry] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _logits: Caravan_V1_TensorHeader? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -446,7 +463,7 @@ nonisolated extension Caravan_V1_SampledToken: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StepResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}plan_epoch\0\u{3}step_id\0\u{1}tokens\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}plan_epoch\0\u{3}step_id\0\u{1}tokens\0\u{1}error\0\u{1}logits\0\u{3}logits_rows\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -459,12 +476,18 @@ nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobu
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.stepID) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.tokens) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._logits) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.logitsRows) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.jobID.isEmpty {
       try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
     }
@@ -480,6 +503,12 @@ nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobu
     if !self.error.isEmpty {
       try visitor.visitSingularStringField(value: self.error, fieldNumber: 5)
     }
+    try { if let v = self._logits {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.logitsRows.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.logitsRows, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -489,6 +518,8 @@ nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobu
     if lhs.stepID != rhs.stepID {return false}
     if lhs.tokens != rhs.tokens {return false}
     if lhs.error != rhs.error {return false}
+    if lhs._logits != rhs._logits {return false}
+    if lhs.logitsRows != rhs.logitsRows {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

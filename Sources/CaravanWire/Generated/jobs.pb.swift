@@ -281,6 +281,20 @@ public nonisolated struct Caravan_V1_SamplingParameters: Sendable {
   fileprivate var _seed: UInt64? = nil
 }
 
+/// A prompt given as token ids.
+public nonisolated struct Caravan_V1_TokenIDs: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The ids, in order; non-empty.
+  public var ids: [UInt32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Client -> coordinator: start a job.
 public nonisolated struct Caravan_V1_JobSubmit: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -312,6 +326,15 @@ public nonisolated struct Caravan_V1_JobSubmit: Sendable {
     set {input = .chat(newValue)}
   }
 
+  /// Already tokenized input (token ids of the cluster's model), used as is.
+  public var promptTokens: Caravan_V1_TokenIDs {
+    get {
+      if case .promptTokens(let v)? = input {return v}
+      return Caravan_V1_TokenIDs()
+    }
+    set {input = .promptTokens(newValue)}
+  }
+
   /// How to sample.
   public var sampling: Caravan_V1_SamplingParameters {
     get {_sampling ?? Caravan_V1_SamplingParameters()}
@@ -328,6 +351,8 @@ public nonisolated struct Caravan_V1_JobSubmit: Sendable {
   public nonisolated enum OneOf_Input: Equatable, Sendable {
     case prompt(String)
     case chat(Caravan_V1_ChatConversation)
+    /// Already tokenized input (token ids of the cluster's model), used as is.
+    case promptTokens(Caravan_V1_TokenIDs)
 
   }
 
@@ -422,6 +447,10 @@ public nonisolated struct Caravan_V1_JobFinished: Sendable {
 
   /// Total time, milliseconds.
   public var totalMs: UInt32 = 0
+
+  /// The last text to show, held back until the end (characters that could have begun a stop
+  /// string or an incomplete UTF-8 sequence); may be empty.
+  public var text: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -735,9 +764,39 @@ nonisolated extension Caravan_V1_SamplingParameters: SwiftProtobuf.Message, Swif
   }
 }
 
+nonisolated extension Caravan_V1_TokenIDs: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TokenIDs"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt32Field(value: &self.ids) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ids.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.ids, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_TokenIDs, rhs: Caravan_V1_TokenIDs) -> Bool {
+    if lhs.ids != rhs.ids {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Caravan_V1_JobSubmit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSubmit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_request_id\0\u{1}model\0\u{1}prompt\0\u{1}chat\0\u{1}sampling\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}client_request_id\0\u{1}model\0\u{1}prompt\0\u{1}chat\0\u{1}sampling\0\u{3}prompt_tokens\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -769,6 +828,19 @@ nonisolated extension Caravan_V1_JobSubmit: SwiftProtobuf.Message, SwiftProtobuf
         }
       }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._sampling) }()
+      case 6: try {
+        var v: Caravan_V1_TokenIDs?
+        var hadOneofValue = false
+        if let current = self.input {
+          hadOneofValue = true
+          if case .promptTokens(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.input = .promptTokens(v)
+        }
+      }()
       default: break
       }
     }
@@ -794,10 +866,13 @@ nonisolated extension Caravan_V1_JobSubmit: SwiftProtobuf.Message, SwiftProtobuf
       guard case .chat(let v)? = self.input else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
-    case nil: break
+    default: break
     }
     try { if let v = self._sampling {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if case .promptTokens(let v)? = self.input {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -938,7 +1013,7 @@ nonisolated extension Caravan_V1_JobTokenAlternative: SwiftProtobuf.Message, Swi
 
 nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobFinished"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}time_to_first_token_ms\0\u{3}total_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}time_to_first_token_ms\0\u{3}total_ms\0\u{1}text\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -951,6 +1026,7 @@ nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.completionTokens) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.timeToFirstTokenMs) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.totalMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.text) }()
       default: break
       }
     }
@@ -972,6 +1048,9 @@ nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtob
     if self.totalMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.totalMs, fieldNumber: 5)
     }
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -981,6 +1060,7 @@ nonisolated extension Caravan_V1_JobFinished: SwiftProtobuf.Message, SwiftProtob
     if lhs.completionTokens != rhs.completionTokens {return false}
     if lhs.timeToFirstTokenMs != rhs.timeToFirstTokenMs {return false}
     if lhs.totalMs != rhs.totalMs {return false}
+    if lhs.text != rhs.text {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

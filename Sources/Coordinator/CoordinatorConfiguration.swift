@@ -1,0 +1,52 @@
+import CaravanWire
+
+/// How the coordinator daemon runs.
+public struct CoordinatorConfiguration: Sendable {
+    /// The model file (the coordinator tokenizes with it and plans from its tensor index).
+    public var modelPath: String
+    /// Control endpoint workers connect to (ROUTER, bound).
+    public var controlEndpoint: String
+    /// Client endpoint for jobs (ROUTER, bound).
+    public var clientsEndpoint: String
+    /// Where the last stage sends results (ROUTER, bound); nil = a free port on the control host.
+    public var resultsEndpoint: String?
+    /// Workers to wait for before planning.
+    public var expectedWorkers: Int
+    /// Activation dtype between stages.
+    public var activationDType: TensorDType
+    /// Context (positions per sequence) every stage's cache holds.
+    public var contextTokens: Int
+    /// Sequences per step the plan sizes KV caches for.
+    public var batchSequences: Int
+    /// Most rows per step.
+    public var maxBatchRows: Int
+    /// Heartbeat interval asked of workers.
+    public var heartbeatInterval: Duration
+    /// Silence after which a worker is lost.
+    public var heartbeatTimeout: Duration
+    /// Deadline for one pipeline step.
+    public var stepDeadline: Duration
+    /// Wire limits for received frames.
+    public var limits: WireLimits
+
+    /// Creates a configuration.
+    public init(modelPath: String, controlEndpoint: String, clientsEndpoint: String, resultsEndpoint: String? = nil,
+                expectedWorkers: Int, activationDType: TensorDType = .f16, contextTokens: Int = 2048,
+                batchSequences: Int = 8, maxBatchRows: Int = 512, heartbeatInterval: Duration = .milliseconds(500),
+                heartbeatTimeout: Duration = .seconds(10), stepDeadline: Duration = .seconds(60),
+                limits: WireLimits = WireLimits()) {
+        self.modelPath = modelPath
+        self.controlEndpoint = controlEndpoint
+        self.clientsEndpoint = clientsEndpoint
+        self.resultsEndpoint = resultsEndpoint
+        self.expectedWorkers = max(1, expectedWorkers)
+        self.activationDType = activationDType
+        self.contextTokens = max(1, contextTokens)
+        self.batchSequences = max(1, batchSequences)
+        self.maxBatchRows = max(1, maxBatchRows)
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatTimeout = heartbeatTimeout
+        self.stepDeadline = stepDeadline
+        self.limits = limits
+    }
+}

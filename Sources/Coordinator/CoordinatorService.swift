@@ -1,0 +1,188 @@
+import CaravanCore
+import CaravanWire
+import ChatTemplate
+import ClusterSupport
+import Foundation
+import GGUF
+import Inference
+import Logging
+import ServiceLifecycle
+import Tokenizer
+import ZeroMQ
+
+/// Why the coordinator cannot start.
+public struct CoordinatorStartError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong.
+    public let description: String
+}
+
+/// The coordinator daemon: waits for its workers (control ROUTER), plans the model's layers over
+/// them, assigns stages, and once every stage is ready serves jobs from clients (client ROUTER)
+/// through a ``RemotePipelineEngine`` with one ``Lane`` per stage. Results of the last stage come
+/// back on the result ROUTER.
+///
+/// One `Service`: graceful shutdown stops taking work, fails steps in flight and closes sockets.
+public final class CoordinatorService: Service {
+    /// The configuration.
+    public let configuration: CoordinatorConfiguration
+    private let logger: Logger
+
+    /// A coordinator with `configuration`, logging to `logger`.
+    public init(configuration: CoordinatorConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let config = configuration
+        let file: GGUFFile
+        let facts: ModelFacts
+        let tokenizer: Tokenizer
+        do {
+            file = try GGUFFile(path: config.modelPath)
+            facts = try ModelFacts(file: file)
+            tokenizer = try Tokenizer(gguf: file)
+        } catch {
+            throw CoordinatorStartError(description: "cannot open the model \(config.modelPath): \(error)")
+        }
+        let template = tokenizer.chatTemplate.flatMap { try? ChatTemplate($0) }
+        let fingerprint = try ModelFingerprint.of(path: config.modelPath)
+        let contextLimit = min(config.contextTokens, facts.contextLength > 0 ? facts.contextLength : config.contextTokens)
+
+        let context = try Context()
+        let loop = try EventLoop(context: context, name: "coordinator-zmq")
+        defer {
+            loop.shutdown()
+            context.terminate()
+        }
+        let codec = WireCodec(limits: config.limits)
+        let control = try AsyncSocket(loop: loop, type: .router) { try $0.bind(config.controlEndpoint) }
+        let results = try AsyncSocket(loop: loop, type: .router) { socket in
+            try socket.set(.receiveHighWaterMark, 256)
+            try socket.bind(config.resultsEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint))
+        }
+        let clients = try AsyncSocket(loop: loop, type: .router) { try $0.bind(config.clientsEndpoint) }
+        let resultAddress = Endpoints.advertisable(try await results.withSocket { s throws(ZMQError) in try s.lastEndpoint })
+        let controlAddress = try await control.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        let clientsAddress = try await clients.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        logger.info("coordinator started", metadata: [
+            "model": "\(fingerprint.name)", "sha256": "\(fingerprint.sha256)", "layers": "\(facts.layerCount)",
+            "control": "\(controlAddress)", "clients": "\(clientsAddress)", "results": "\(resultAddress)",
+            "workers": "\(config.expectedWorkers)",
+        ])
+
+        let template_ = AssignmentTemplate(
+            modelName: fingerprint.name, modelSHA256: fingerprint.sha256, modelSize: fingerprint.size,
+            modelLayerCount: facts.layerCount, resultAddress: resultAddress, activationDType: config.activationDType,
+            maxContextTokens: contextLimit, maxBatchSequences: config.batchSequences, maxBatchTokens: config.maxBatchRows)
+        let membership = LockedValue(Membership(expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
+                                                heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout))))
+        let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
+                           contextLimit: contextLimit, logger: logger)
+        let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
+        let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
+                                 template: template_, configuration: config, logger: logger, desk: desk,
+                                 serve: serveSignal)
+
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    do {
+                        for try await frames in control.messages() { await plane.handle(frames) }
+                    } catch {
+                        self.logger.error("control socket failed", metadata: ["reason": "\(error)"])
+                    }
+                }
+                group.addTask {
+                    do {
+                        for try await frames in results.messages() { self.deliver(frames, codec: codec, desk: desk) }
+                    } catch {
+                        self.logger.error("result socket failed", metadata: ["reason": "\(error)"])
+                    }
+                }
+                group.addTask {
+                    do {
+                        for try await frames in clients.messages() { await desk.handle(frames) }
+                    } catch {
+                        self.logger.error("client socket failed", metadata: ["reason": "\(error)"])
+                    }
+                }
+                group.addTask { await plane.tickLoop() }
+                group.addTask {
+                    // Runs the lanes of the pipeline once it is ready.
+                    for await serve in servings {
+                        await self.serve(serve, loop: loop, codec: codec, desk: desk, plane: plane,
+                                         vocabulary: facts.vocabularySize, contextLimit: contextLimit)
+                    }
+                }
+            }
+        }
+        serveSignal.finish()
+        desk.serving.withLock { $0?.engine.failAll(CancellationError()) }
+        logger.info("coordinator stopping")
+        await clients.close()
+        await results.close()
+        await control.close()
+    }
+
+    private func deliver(_ frames: [Message], codec: WireCodec, desk: JobDesk) {
+        guard frames.count >= 2 else { return }
+        do {
+            guard case .stepResult(let outcome, _) = try codec.decode(Array(frames.dropFirst())) else {
+                logger.warning("result socket: dropped a message that is not a step result")
+                return
+            }
+            guard let engine = desk.serving.withLock({ $0?.engine }), engine.deliver(outcome) else {
+                logger.warning("result socket: dropped a result for no pending step",
+                               metadata: ["step": "\(outcome.stepID)", "epoch": "\(outcome.planEpoch)"])
+                return
+            }
+        } catch {
+            logger.warning("result socket: dropped a bad frame", metadata: ["reason": "\(error)"])
+        }
+    }
+
+    private func serve(_ serve: ServeOrder, loop: EventLoop, codec: WireCodec, desk: JobDesk, plane: ControlPlane,
+                       vocabulary: Int, contextLimit: Int) async {
+        let first: AsyncSocket
+        do {
+            first = try AsyncSocket(loop: loop, type: .dealer) { socket in
+                try socket.set(.sendHighWaterMark, 64)
+                try socket.connect(serve.stages[0].address)
+            }
+        } catch {
+            logger.error("cannot connect to the first stage", metadata: ["reason": "\(error)"])
+            desk.setUnavailable("cannot connect to the first stage: \(error)")
+            return
+        }
+        let engine = RemotePipelineEngine(
+            firstStage: first, planEpoch: serve.epoch, vocabularySize: vocabulary, contextLimit: contextLimit,
+            codec: codec, deadline: configuration.stepDeadline, label: "epoch-\(serve.epoch)",
+            releaser: { ids in await plane.release(ids, epoch: serve.epoch) })
+        let lanes = (0..<max(1, serve.stages.count)).map { i in
+            Lane(index: i, engine: engine, maxBatchRows: configuration.maxBatchRows,
+                 sink: { sequence, event in await desk.laneEvent(sequence, event) })
+        }
+        desk.serving.withLock { $0 = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes) }
+        logger.info("serving", metadata: [
+            "epoch": "\(serve.epoch)", "stages": "\(serve.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " "))",
+            "lanes": "\(lanes.count)",
+        ])
+        await withDiscardingTaskGroup { group in
+            for lane in lanes { group.addTask { await lane.run() } }
+        }
+        engine.failAll(CancellationError())
+        await first.close()
+    }
+}
+
+/// A pipeline ready to serve (from the control plane to the lane runner).
+struct ServeOrder: Sendable {
+    struct Stage: Sendable {
+        let workerID: String
+        let layers: LayerRange
+        let address: String
+    }
+    let epoch: UInt64
+    let stages: [Stage]
+}

@@ -1,0 +1,46 @@
+import CaravanWire
+import Inference
+import Sampling
+
+extension SamplingParameters {
+    /// The parameters of a job request. Zero means "off" (or greedy for the temperature), as in
+    /// `jobs.proto`; `maxTokens` 0 means up to `contextLimit`; an absent seed is drawn at random.
+    public init(wire w: Caravan_V1_SamplingParameters, contextLimit: Int) {
+        self.init(temperature: w.temperature, topK: Int(w.topK), topP: w.topP == 0 ? 1 : w.topP, minP: w.minP,
+                  repeatPenalty: w.repetitionPenalty == 0 ? 1 : w.repetitionPenalty,
+                  seed: w.hasSeed ? w.seed : UInt64.random(in: 0...UInt64.max),
+                  maxTokens: w.maxTokens == 0 ? contextLimit : Int(w.maxTokens), stop: w.stop)
+    }
+}
+
+extension FinishReason {
+    /// The wire value.
+    public var wire: Caravan_V1_FinishReason {
+        switch self {
+        case .length, .contextFull: .length
+        case .stop: .stopString
+        case .endOfGeneration: .endOfSequence
+        case .cancelled: .cancelled
+        }
+    }
+}
+
+/// Builders for the job messages the coordinator sends.
+enum JobMessages {
+    static func event(jobID: String, clientRequestID: String, sequence: UInt64,
+                      _ body: Caravan_V1_JobEvent.OneOf_Event) -> Caravan_V1_Envelope.OneOf_Body {
+        var e = Caravan_V1_JobEvent()
+        e.jobID = jobID
+        e.clientRequestID = clientRequestID
+        e.sequence = sequence
+        e.event = body
+        return .jobEvent(e)
+    }
+
+    static func error(_ code: Caravan_V1_JobErrorCode, _ message: String) -> Caravan_V1_JobEvent.OneOf_Event {
+        var e = Caravan_V1_JobError()
+        e.code = code
+        e.message = message
+        return .error(e)
+    }
+}

@@ -1,0 +1,88 @@
+import CaravanCore
+import Inference
+
+/// What a lane reports about one of its sequences.
+public enum LaneEvent: Sendable, Equatable {
+    /// A generation event (token or finish).
+    case generation(GenerationEvent)
+    /// The pipeline failed while the sequence was active; it was released.
+    case failed(String)
+}
+
+/// One ``BatchScheduler`` driven by its own loop: the coordinator runs one lane per pipeline stage,
+/// so that while one lane's step is on stage 2, another lane's step can run on stage 1. New
+/// sessions and cancellations are queued and applied between steps (never while a step that
+/// includes the sequence is in flight).
+public actor Lane {
+    /// The lane's number (for logs).
+    public let index: Int
+    private let scheduler: BatchScheduler
+    private let sink: @Sendable (SequenceID, LaneEvent) async -> Void
+    private var incoming: [GenerationSession] = []
+    private var cancels: [SequenceID] = []
+    private var active: Set<SequenceID> = []
+    private let signals: AsyncStream<Void>
+    private let signal: AsyncStream<Void>.Continuation
+    /// Steps run (for status and tests).
+    public private(set) var steps = 0
+
+    /// A lane stepping `engine`, reporting every event to `sink`.
+    public init(index: Int, engine: any ForwardEngine, maxBatchRows: Int,
+                sink: @escaping @Sendable (SequenceID, LaneEvent) async -> Void) {
+        self.index = index
+        self.scheduler = BatchScheduler(engine: engine, maxBatchRows: maxBatchRows)
+        self.sink = sink
+        (signals, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Sessions queued or running: the load used to pick a lane.
+    public var load: Int { active.count }
+
+    /// Queues a new session.
+    public func submit(_ session: GenerationSession) {
+        incoming.append(session)
+        active.insert(session.sequence)
+        signal.yield()
+    }
+
+    /// Queues the cancellation of a sequence.
+    public func cancel(_ sequence: SequenceID) {
+        guard active.contains(sequence) else { return }
+        cancels.append(sequence)
+        signal.yield()
+    }
+
+    /// Steps until the task is cancelled.
+    public func run() async {
+        var wake = signals.makeAsyncIterator()
+        while !Task.isCancelled {
+            for s in incoming { scheduler.add(s) }
+            incoming.removeAll()
+            let toCancel = cancels
+            cancels.removeAll()
+            for sequence in toCancel {
+                active.remove(sequence)
+                if let event = await scheduler.cancel(sequence) { await sink(sequence, .generation(event)) }
+            }
+            guard scheduler.hasWork else {
+                guard await wake.next() != nil else { return }
+                continue
+            }
+            do {
+                let events = try await scheduler.step()
+                steps += 1
+                for (sequence, event) in events {
+                    if case .finished = event { active.remove(sequence) }
+                    await sink(sequence, .generation(event))
+                }
+            } catch {
+                let failed = active
+                active.removeAll()
+                for sequence in failed.sorted() {
+                    _ = await scheduler.cancel(sequence)
+                    await sink(sequence, .failed("\(error)"))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import CaravanCore
+import CaravanWire
+import ClusterSupport
+import Inference
+import Llama
+import Logging
+import ZeroMQ
+
+/// Why a remote forward step failed.
+public enum PipelineError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// No result came back before the deadline.
+    case timeout(step: UInt64, seconds: Double)
+    /// A stage reported an error.
+    case stageFailed(step: UInt64, message: String)
+    /// The step could not be sent to the first stage.
+    case sendFailed(String)
+    /// The result does not match the step.
+    case badResult(step: UInt64, reason: String)
+    /// The step was abandoned (shutdown, or a result already consumed).
+    case abandoned(step: UInt64)
+
+    public var description: String {
+        switch self {
+        case let .timeout(s, secs): "step \(s): no result within \(secs) s"
+        case let .stageFailed(s, m): "step \(s) failed: \(m)"
+        case let .sendFailed(m): "could not send the step to the first stage: \(m)"
+        case let .badResult(s, r): "step \(s): bad result: \(r)"
+        case let .abandoned(s): "step \(s) was abandoned"
+        }
+    }
+}
+
+/// A ``ForwardEngine`` whose layers run on a pipeline of workers: a step goes to the first stage's
+/// data socket as token rows, travels through every stage, and the last stage's logits come back
+/// on the coordinator's result socket (fed in with ``deliver(_:)``). Several steps may be in flight
+/// at once (one per lane), each matched to its result by step id and plan epoch, each with a
+/// deadline. ``release(_:)`` asks every stage to drop the sequence's cache.
+public final class RemotePipelineEngine: ForwardEngine, Sendable {
+    public let vocabularySize: Int
+    public let contextLimit: Int
+    /// The plan epoch steps run under.
+    public let planEpoch: UInt64
+    private let firstStage: AsyncSocket
+    private let codec: WireCodec
+    private let deadline: Duration
+    private let releaser: @Sendable ([UInt64]) async -> Void
+    private let pending = PendingSteps()
+    private let nextStep = LockedValue<UInt64>(1)
+    private let label: String
+
+    /// An engine sending steps of `planEpoch` through `firstStage` (a DEALER connected to the first
+    /// worker's data endpoint); `releaser` sends `ReleaseSequences` to every worker.
+    public init(firstStage: AsyncSocket, planEpoch: UInt64, vocabularySize: Int, contextLimit: Int, codec: WireCodec,
+                deadline: Duration = .seconds(30), label: String = "pipeline",
+                releaser: @escaping @Sendable ([UInt64]) async -> Void) {
+        self.firstStage = firstStage
+        self.planEpoch = planEpoch
+        self.vocabularySize = vocabularySize
+        self.contextLimit = contextLimit
+        self.codec = codec
+        self.deadline = deadline
+        self.label = label
+        self.releaser = releaser
+    }
+
+    /// Hands a result from the result socket to the step waiting for it. Returns false (the caller
+    /// logs and drops it) for results of another epoch or of no pending step.
+    @discardableResult
+    public func deliver(_ outcome: StepOutcome) -> Bool {
+        guard outcome.planEpoch == planEpoch else { return false }
+        return pending.deliver(outcome)
+    }
+
+    /// Fails every step in flight (shutdown or lost pipeline).
+    public func failAll(_ error: any Error) { pending.abandonAll(with: error) }
+
+    public func forward(_ batch: StageBatch) async throws -> StageOutput {
+        let id = nextStep.withLock { value -> UInt64 in
+            defer { value += 1 }
+            return value
+        }
+        let step = ActivationStep(tokens: batch, jobID: label, planEpoch: planEpoch, stepID: id)
+        let frames = try codec.encode(step)
+        pending.expect(id)
+        do {
+            try await firstStage.send(frames, timeout: deadline)
+        } catch {
+            pending.abandon(id, with: PipelineError.sendFailed("\(error)"))
+            throw PipelineError.sendFailed("\(error)")
+        }
+        let deadline = self.deadline
+        let outcome: StepOutcome = try await withThrowingTaskGroup(of: StepOutcome?.self) { group in
+            group.addTask { try await self.pending.wait(id) }
+            group.addTask {
+                try await Task.sleep(for: deadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let outcome = first else {
+                pending.abandon(id, with: PipelineError.timeout(step: id, seconds: Self.seconds(deadline)))
+                throw PipelineError.timeout(step: id, seconds: Self.seconds(deadline))
+            }
+            return outcome
+        }
+        if let message = outcome.error { throw PipelineError.stageFailed(step: id, message: message) }
+        do {
+            return try StageOutput(outcome: outcome, batch: batch, vocabulary: vocabularySize)
+        } catch {
+            throw PipelineError.badResult(step: id, reason: error.description)
+        }
+    }
+
+    public func release(_ sequence: SequenceID) async {
+        await releaser([sequence.rawValue])
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,72 @@
+import CaravanWire
+import ClusterSupport
+import Foundation
+
+/// What a worker tells the coordinator about itself.
+public struct WorkerCapabilities: Sendable, Equatable {
+    /// Cores used for compute.
+    public var cores: Int
+    /// Physical memory, bytes.
+    public var totalMemory: UInt64
+    /// Memory offered for weights and caches, bytes.
+    public var freeMemory: UInt64
+    /// Relative compute speed (higher is faster; only ratios between workers matter).
+    public var speed: Double
+    /// Model files held, with their hashes.
+    public var models: [ModelFingerprint]
+
+    /// Creates capabilities.
+    public init(cores: Int, totalMemory: UInt64, freeMemory: UInt64, speed: Double, models: [ModelFingerprint]) {
+        self.cores = cores
+        self.totalMemory = totalMemory
+        self.freeMemory = freeMemory
+        self.speed = speed
+        self.models = models
+    }
+
+    /// The `Register` message for a worker with data endpoint `dataAddress`.
+    public func register(workerID: String, dataAddress: String) -> Caravan_V1_Register {
+        var caps = Caravan_V1_WorkerCapabilities()
+        caps.cores = UInt32(clamping: cores)
+        caps.totalMemoryBytes = totalMemory
+        caps.freeMemoryBytes = freeMemory
+        caps.measuredGflops = speed
+        caps.models = models.map { m in
+            var held = Caravan_V1_HeldModel()
+            var identity = Caravan_V1_ModelIdentity()
+            identity.name = m.name
+            identity.sha256 = m.sha256
+            identity.sizeBytes = m.size
+            held.model = identity
+            return held
+        }
+        caps.activationDtypes = [.f16, .f32]
+        var r = Caravan_V1_Register()
+        r.workerID = workerID
+        r.capabilities = caps
+        r.dataAddress = dataAddress
+        return r
+    }
+}
+
+/// A short start-up benchmark: multiply-adds over a small float buffer spread over `threads`
+/// threads; returns giga-operations per second. Only the ratio between workers matters.
+public func measureSpeed(threads: Int) -> Double {
+    let count = 1 << 16
+    let rounds = 64
+    let a = [Float](repeating: 1.0001, count: count)
+    var b = [Float](repeating: 0.5, count: count)
+    let start = ContinuousClock.now
+    a.withUnsafeBufferPointer { pa in
+        b.withUnsafeMutableBufferPointer { pb in
+            for _ in 0..<rounds {
+                for i in 0..<count { pb[i] = pb[i] * pa[i] + 0.25 }
+            }
+        }
+    }
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    let sink = b[count / 2]
+    let ops = Double(count * rounds * 2) * Double(max(1, threads)) + (sink.isNaN ? 1 : 0)
+    return ops / max(seconds, 1e-6) / 1e9
+}

@@ -1,0 +1,168 @@
+import CaravanCore
+import CaravanWire
+import ClusterSupport
+import GGUF
+import Llama
+import Logging
+import ZeroMQ
+
+/// Why an assignment could not be loaded.
+public struct StageLoadError: Error, CustomStringConvertible, Sendable {
+    /// The reason, reported to the coordinator in `AssignmentReady.error`.
+    public let description: String
+}
+
+/// The data plane of a worker: the loaded stage and the sockets to its next hop and to the
+/// coordinator's result endpoint. Steps are executed one at a time in arrival order (the stage is
+/// not thread-safe); a bad step is logged and dropped, a failed forward is reported as a
+/// `StepResult` error, and nothing a peer sends stops the runtime.
+public actor StageRuntime {
+    private struct Installed {
+        let assignment: StageAssignment
+        let stage: LlamaStage
+        let next: AsyncSocket
+        let results: AsyncSocket
+    }
+
+    private let loop: EventLoop
+    private let codec: WireCodec
+    private let threads: Int
+    private let sendTimeout: Duration
+    private let logger: Logger
+    private var installed: Installed?
+    private var pool: ComputeThreadPool?
+    /// Steps executed (for logs and tests).
+    public private(set) var stepsRun = 0
+
+    /// A runtime creating its sockets on `loop`.
+    public init(loop: EventLoop, codec: WireCodec, threads: Int, sendTimeout: Duration, logger: Logger) {
+        self.loop = loop
+        self.codec = codec
+        self.threads = threads
+        self.sendTimeout = sendTimeout
+        self.logger = logger
+    }
+
+    /// Loads the layers of `assignment` from `path` (a file whose SHA-256 matched) and connects to
+    /// the next hop, replacing the stage running before. Returns the bytes the stage uses.
+    public func load(_ assignment: StageAssignment, path: String) async throws(StageLoadError) -> Int {
+        let file: GGUFFile
+        let stage: LlamaStage
+        let runner = pool ?? ComputeThreadPool(threads: threads)
+        pool = runner
+        do {
+            file = try GGUFFile(path: path)
+            stage = try LlamaStage(file: file, layers: assignment.layers, contextLimit: assignment.maxContextTokens,
+                                   runner: runner)
+        } catch {
+            throw StageLoadError(description: "cannot load layers \(assignment.layers) of \(path): \(error)")
+        }
+        guard stage.configuration.layerCount == assignment.modelLayerCount else {
+            throw StageLoadError(description: "the model has \(stage.configuration.layerCount) layers, the assignment says \(assignment.modelLayerCount)")
+        }
+        let next: AsyncSocket
+        let results: AsyncSocket
+        do {
+            next = try Self.dealer(loop: loop, endpoint: assignment.nextHop)
+            results = assignment.resultAddress == assignment.nextHop
+                ? next : try Self.dealer(loop: loop, endpoint: assignment.resultAddress)
+        } catch {
+            throw StageLoadError(description: "cannot connect to \(assignment.nextHop): \(error)")
+        }
+        if let old = installed {
+            await old.next.close()
+            await old.results.close()
+        }
+        installed = Installed(assignment: assignment, stage: stage, next: next, results: results)
+        logger.info("stage loaded", metadata: [
+            "epoch": "\(assignment.planEpoch)", "layers": "\(assignment.layers)",
+            "stage": "\(assignment.stageIndex + 1)/\(assignment.stageCount)", "next": "\(assignment.nextHop)",
+            "weight_bytes": "\(stage.weightBytes)",
+        ])
+        return stage.weightBytes
+    }
+
+    private static func dealer(loop: EventLoop, endpoint: String) throws -> AsyncSocket {
+        try AsyncSocket(loop: loop, type: .dealer) { socket in
+            try socket.set(.sendHighWaterMark, 64)
+            try socket.connect(endpoint)
+        }
+    }
+
+    /// Frees the KV caches of `sequences`.
+    public func release(_ sequences: [UInt64], epoch: UInt64) {
+        guard let installed, installed.assignment.planEpoch == epoch else { return }
+        for id in sequences { installed.stage.removeSequence(SequenceID(id)) }
+    }
+
+    /// Handles one received data message (frames after the routing id).
+    public func handle(frames: [Message]) async {
+        let step: ActivationStep
+        do {
+            guard case .activation(let s, _) = try codec.decode(frames) else {
+                logger.warning("data socket: dropped a message that is not an activation")
+                return
+            }
+            step = s
+        } catch {
+            logger.warning("data socket: dropped a bad frame", metadata: ["reason": "\(error)", "frames": "\(frames.count)"])
+            return
+        }
+        guard let installed else {
+            logger.warning("data socket: dropped step \(step.stepID): no stage loaded")
+            return
+        }
+        let assignment = installed.assignment
+        guard step.planEpoch == assignment.planEpoch else {
+            await report(step.failure("stage \(assignment.stageIndex) runs plan epoch \(assignment.planEpoch), step has \(step.planEpoch)"), to: installed)
+            return
+        }
+        let batch: StageBatch
+        do {
+            batch = try StageBatch(step: step, embedsTokens: assignment.embedsTokens,
+                                   hiddenWidth: installed.stage.configuration.embeddingLength)
+        } catch {
+            await report(step.failure("stage \(assignment.stageIndex): \(error)"), to: installed)
+            return
+        }
+        let output: StageOutput
+        do {
+            output = try installed.stage.forward(batch)
+        } catch {
+            await report(step.failure("stage \(assignment.stageIndex) (layers \(assignment.layers)): \(error)"), to: installed)
+            return
+        }
+        stepsRun += 1
+        do {
+            switch output {
+            case let .hidden(values, rows, width):
+                let next = try step.forwarding(hidden: values, rows: rows, width: width, dtype: assignment.activationDType)
+                try await installed.next.send(try codec.encode(next), timeout: sendTimeout)
+            case let .logits(values, entryIndices, vocabulary):
+                let outcome = try step.outcome(logits: values, entryIndices: entryIndices, vocabulary: vocabulary, dtype: .f32)
+                try await installed.next.send(try codec.encode(outcome), timeout: sendTimeout)
+            }
+        } catch {
+            logger.error("could not send the output of step \(step.stepID)", metadata: ["reason": "\(error)"])
+            await report(step.failure("stage \(assignment.stageIndex): could not send its output: \(error)"), to: installed)
+        }
+    }
+
+    private func report(_ outcome: StepOutcome, to installed: Installed) async {
+        logger.warning("step failed", metadata: ["step": "\(outcome.stepID)", "reason": "\(outcome.error ?? "")"])
+        do {
+            try await installed.results.send(try codec.encode(outcome), timeout: sendTimeout)
+        } catch {
+            logger.error("could not report a failed step", metadata: ["reason": "\(error)"])
+        }
+    }
+
+    /// Closes the sockets.
+    public func shutdown() async {
+        if let installed {
+            await installed.next.close()
+            await installed.results.close()
+        }
+        installed = nil
+    }
+}

@@ -1,0 +1,43 @@
+import CaravanWire
+
+/// How a worker daemon runs.
+public struct WorkerConfiguration: Sendable {
+    /// Stable id of the worker in the cluster (shown in logs and status).
+    public var workerID: String
+    /// The coordinator's control endpoint, e.g. `tcp://10.0.0.1:7000`.
+    public var coordinatorEndpoint: String
+    /// Where the data (activation) socket binds, e.g. `tcp://0.0.0.0:7001` or `tcp://127.0.0.1:0`.
+    public var dataEndpoint: String
+    /// The data endpoint other nodes connect to; nil = the bound endpoint (a wildcard host is
+    /// replaced by 127.0.0.1).
+    public var advertisedDataEndpoint: String?
+    /// Model files this worker holds.
+    public var modelPaths: [String]
+    /// Compute threads for the stage's kernels.
+    public var threads: Int
+    /// Memory offered to the cluster, bytes; nil = what `/proc/meminfo` reports available.
+    public var memoryLimit: UInt64?
+    /// Relative speed reported to the planner; nil = measured at start-up.
+    public var speed: Double?
+    /// Wire limits for received frames.
+    public var limits: WireLimits
+    /// How long a send to the next hop may wait for it before the step is dropped.
+    public var sendTimeout: Duration
+
+    /// Creates a configuration.
+    public init(workerID: String, coordinatorEndpoint: String, dataEndpoint: String,
+                advertisedDataEndpoint: String? = nil, modelPaths: [String], threads: Int,
+                memoryLimit: UInt64? = nil, speed: Double? = nil, limits: WireLimits = WireLimits(),
+                sendTimeout: Duration = .seconds(10)) {
+        self.workerID = workerID
+        self.coordinatorEndpoint = coordinatorEndpoint
+        self.dataEndpoint = dataEndpoint
+        self.advertisedDataEndpoint = advertisedDataEndpoint
+        self.modelPaths = modelPaths
+        self.threads = max(1, threads)
+        self.memoryLimit = memoryLimit
+        self.speed = speed
+        self.limits = limits
+        self.sendTimeout = sendTimeout
+    }
+}

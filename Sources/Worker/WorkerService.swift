@@ -1,0 +1,247 @@
+import CaravanWire
+import ClusterSupport
+import Foundation
+import Logging
+import ServiceLifecycle
+import ZeroMQ
+
+/// A worker daemon: registers with the coordinator over its control socket (DEALER → the
+/// coordinator's ROUTER), heartbeats, loads the stage it is assigned, and runs steps arriving on
+/// its data socket (ROUTER, bound), sending each output to the next hop.
+///
+/// It is one `Service`: graceful shutdown (SIGTERM) lets the step being computed finish, then closes
+/// the sockets and returns.
+public final class WorkerService: Service {
+    /// The configuration.
+    public let configuration: WorkerConfiguration
+    private let logger: Logger
+    private let session = SessionBox()
+
+    /// A worker with `configuration`, logging to `logger`.
+    public init(configuration: WorkerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let config = configuration
+        var fingerprints: [(ModelFingerprint, String)] = []
+        for path in config.modelPaths {
+            let started = ContinuousClock.now
+            let fp = try ModelFingerprint.of(path: path)
+            logger.info("model file", metadata: ["path": "\(path)", "sha256": "\(fp.sha256)", "took": "\(ContinuousClock.now - started)"])
+            fingerprints.append((fp, path))
+        }
+        let memory = HostInfo.memory()
+        let free = min(config.memoryLimit ?? UInt64.max, memory?.available ?? config.memoryLimit ?? 0)
+        let capabilities = WorkerCapabilities(
+            cores: config.threads, totalMemory: memory?.total ?? free, freeMemory: free,
+            speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0))
+
+        let context = try Context()
+        let loop = try EventLoop(context: context, name: "worker-zmq")
+        defer {
+            loop.shutdown()
+            context.terminate()
+        }
+        let codec = WireCodec(limits: config.limits)
+        let control = try AsyncSocket(loop: loop, type: .dealer) { socket in
+            try socket.set(.reconnectIntervalMax, 1000)
+            try socket.connect(config.coordinatorEndpoint)
+        }
+        let data = try AsyncSocket(loop: loop, type: .router) { socket in
+            try socket.set(.receiveHighWaterMark, 64)
+            try socket.bind(config.dataEndpoint)
+        }
+        let bound = try await data.withSocket { socket throws(ZMQError) in try socket.lastEndpoint }
+        let advertised = config.advertisedDataEndpoint ?? Endpoints.advertisable(bound)
+        logger.info("worker started", metadata: [
+            "id": "\(config.workerID)", "data": "\(advertised)", "coordinator": "\(config.coordinatorEndpoint)",
+            "threads": "\(config.threads)", "memory": "\(free)", "speed": "\(capabilities.speed)",
+        ])
+        let runtime = StageRuntime(loop: loop, codec: codec, threads: config.threads,
+                                   sendTimeout: config.sendTimeout, logger: logger)
+        let ports = Ports(control: control, codec: codec, logger: logger)
+        let register = capabilities.register(workerID: config.workerID, dataAddress: advertised)
+        let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
+
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    for directive in self.session.apply({ $0.start() }) {
+                        await self.execute(directive, ports: ports, runtime: runtime, register: register, paths: paths, group: nil)
+                    }
+                    do {
+                        for try await frames in control.messages() {
+                            await self.handleControl(frames, ports: ports, runtime: runtime, register: register, paths: paths)
+                        }
+                    } catch {
+                        self.logger.error("control socket failed", metadata: ["reason": "\(error)"])
+                    }
+                }
+                group.addTask {
+                    do {
+                        for try await frames in data.messages() {
+                            guard frames.count >= 2 else { continue }  // routing id + message
+                            await runtime.handle(frames: Array(frames.dropFirst()))
+                        }
+                    } catch {
+                        self.logger.error("data socket failed", metadata: ["reason": "\(error)"])
+                    }
+                }
+                group.addTask {
+                    await self.heartbeats(ports: ports, runtime: runtime)
+                }
+            }
+        }
+        logger.info("worker stopping")
+        await runtime.shutdown()
+        await data.close()
+        await control.close()
+    }
+
+    // MARK: Control plane
+
+    private func handleControl(_ frames: [Message], ports: Ports, runtime: StageRuntime,
+                               register: Caravan_V1_Register, paths: [String: String]) async {
+        let body: Caravan_V1_Envelope.OneOf_Body
+        do {
+            guard case .message(let b, _) = try ports.codec.decode(frames) else {
+                logger.warning("control socket: dropped an unexpected data message")
+                return
+            }
+            body = b
+        } catch {
+            logger.warning("control socket: dropped a bad frame", metadata: ["reason": "\(error)"])
+            return
+        }
+        var directives: [WorkerSession.Directive] = []
+        switch body {
+        case .hello(let m):
+            logger.debug("coordinator hello", metadata: ["node": "\(m.nodeID)"])
+        case .registerAck(let m):
+            directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
+                                                        heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs)) }
+        case .stageAssignment(let m):
+            do {
+                let assignment = try StageAssignment(wire: m)
+                directives = session.apply { $0.assigned(assignment) }
+            } catch {
+                logger.warning("dropped an invalid assignment", metadata: ["reason": "\(error)"])
+            }
+        case .releaseSequences(let m):
+            await runtime.release(m.sequenceIds, epoch: m.planEpoch)
+        case .heartbeat:
+            break
+        case .drain(let m):
+            logger.info("drain requested", metadata: ["reason": "\(m.reason)"])
+        default:
+            logger.warning("control socket: ignored an unexpected message kind")
+        }
+        for directive in directives {
+            await execute(directive, ports: ports, runtime: runtime, register: register, paths: paths, group: nil)
+        }
+    }
+
+    private func execute(_ directive: WorkerSession.Directive, ports: Ports, runtime: StageRuntime,
+                         register: Caravan_V1_Register, paths: [String: String], group: Void?) async {
+        switch directive {
+        case .sendHelloAndRegister:
+            var hello = Caravan_V1_Hello()
+            hello.protocolVersion = WireProtocol.version
+            hello.role = .worker
+            hello.nodeID = configuration.workerID
+            hello.softwareVersion = "caravan-worker 0.1"
+            await ports.send(.hello(hello))
+            await ports.send(.register(register))
+        case .startHeartbeats(let ms):
+            ports.heartbeatInterval.withLock { $0 = .milliseconds(ms) }
+        case .load(let assignment):
+            let started = ContinuousClock.now
+            var error: String?
+            var bytes = 0
+            if let path = paths[assignment.modelSHA256] {
+                do {
+                    bytes = try await runtime.load(assignment, path: path)
+                } catch let e {
+                    error = e.description
+                }
+            } else {
+                error = "no local file with sha256 \(assignment.modelSHA256) (\(assignment.modelName))"
+            }
+            let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
+            for d in next {
+                if case .reportReady(let epoch, let error) = d {
+                    var ready = Caravan_V1_AssignmentReady()
+                    ready.planEpoch = epoch
+                    ready.workerID = configuration.workerID
+                    ready.ready = error == nil
+                    ready.error = error ?? ""
+                    ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).components.seconds * 1000
+                        + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
+                    ready.memoryBytes = UInt64(bytes)
+                    await ports.send(.assignmentReady(ready))
+                }
+            }
+        case .reportReady:
+            break  // sent right after loading
+        case .stop(let reason):
+            logger.critical("\(reason)")
+        }
+    }
+
+    private func heartbeats(ports: Ports, runtime: StageRuntime) async {
+        var sequence: UInt64 = 0
+        while !Task.isCancelled {
+            let interval = ports.heartbeatInterval.withLock { $0 }
+            try? await Task.sleep(for: interval ?? .milliseconds(200))
+            guard interval != nil, !Task.isCancelled else { continue }
+            sequence += 1
+            var beat = Caravan_V1_Heartbeat()
+            beat.senderID = configuration.workerID
+            beat.sequence = sequence
+            beat.sentUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
+            let state = session.read { $0.state }
+            beat.planEpoch = session.read { $0.planEpoch }
+            switch state {
+            case .initial, .registering, .idle, .refused: beat.state = .idle
+            case .loading: beat.state = .loading
+            case .ready: beat.state = .ready
+            case .failed: beat.state = .failed
+            }
+            beat.freeMemoryBytes = HostInfo.memory()?.available ?? 0
+            await ports.send(.heartbeat(beat))
+        }
+    }
+}
+
+/// The control socket with its codec.
+final class Ports: Sendable {
+    let control: AsyncSocket
+    let codec: WireCodec
+    let logger: Logger
+    let heartbeatInterval = LockedValue<Duration?>(nil)
+
+    init(control: AsyncSocket, codec: WireCodec, logger: Logger) {
+        self.control = control
+        self.codec = codec
+        self.logger = logger
+    }
+
+    func send(_ body: Caravan_V1_Envelope.OneOf_Body) async {
+        do {
+            try await control.send(try codec.encode(body), timeout: .seconds(5))
+        } catch {
+            logger.warning("could not send a control message", metadata: ["reason": "\(error)"])
+        }
+    }
+}
+
+/// The session state machine behind a lock.
+final class SessionBox: Sendable {
+    private let value = LockedValue(WorkerSession())
+    func apply(_ body: (inout WorkerSession) -> [WorkerSession.Directive]) -> [WorkerSession.Directive] {
+        value.withLock { body(&$0) }
+    }
+    func read<T>(_ body: (WorkerSession) -> T) -> T { value.withLock { body($0) } }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import CaravanWire
+import Coordinator
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `caravan-coordinator`: plans a model over workers and serves jobs.
+@main
+struct CoordinatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "caravan-coordinator",
+        abstract: "Split a model's layers over Caravan workers and serve generation jobs.")
+
+    @Option(help: "The model file (GGUF).")
+    var model: String
+
+    @Option(help: "Control endpoint workers connect to.")
+    var control = "tcp://127.0.0.1:7000"
+
+    @Option(help: "Client endpoint for jobs.")
+    var clients = "tcp://127.0.0.1:7100"
+
+    @Option(help: "Result endpoint the last stage sends to (default: any free port on the control host).")
+    var results: String?
+
+    @Option(help: "Workers to wait for before planning.")
+    var workers = 1
+
+    @Option(name: .customLong("activation-dtype"), help: "Activations between stages: f16 or f32.")
+    var activationDType = "f16"
+
+    @Option(help: "Context (positions per sequence).")
+    var ctx = 2048
+
+    @Option(name: .customLong("batch-sequences"), help: "Sequences per step the KV caches are sized for.")
+    var batchSequences = 4
+
+    @Option(name: .customLong("batch-rows"), help: "Most rows per step.")
+    var batchRows = 512
+
+    @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
+    var stepTimeout = 60.0
+
+    @Flag(help: "Plain ZeroMQ connections (no CURVE). Required in this build: CURVE is not wired into the daemons yet.")
+    var insecure = false
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard insecure else {
+            throw ValidationError("CURVE security is not wired into the daemons yet: pass --insecure to run on a trusted network")
+        }
+        guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
+            throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "caravan.coordinator")
+        let config = CoordinatorConfiguration(
+            modelPath: model, controlEndpoint: control, clientsEndpoint: clients, resultsEndpoint: results,
+            expectedWorkers: workers, activationDType: activationDType == "f32" ? .f32 : .f16, contextTokens: ctx,
+            batchSequences: batchSequences, maxBatchRows: batchRows, stepDeadline: .milliseconds(Int(stepTimeout * 1000)))
+        let service = CoordinatorService(configuration: config, logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}

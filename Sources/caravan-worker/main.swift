@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import Worker
+
+/// `caravan-worker`: runs the pipeline stage the coordinator assigns.
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "caravan-worker",
+        abstract: "Run layers of a model for a Caravan coordinator.")
+
+    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:7000.")
+    var coordinator: String
+
+    @Option(name: .customLong("model"), help: "A model file this worker holds (repeatable).")
+    var models: [String]
+
+    @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
+    var dataEndpoint = "tcp://127.0.0.1:*"
+
+    @Option(help: "The data endpoint other nodes connect to (default: the bound endpoint).")
+    var advertise: String?
+
+    @Option(help: "Compute threads.")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Worker id (default: host name and process id).")
+    var id: String?
+
+    @Option(name: .customLong("memory-limit-mib"), help: "Memory offered to the cluster, MiB (default: available memory).")
+    var memoryLimitMiB: UInt64?
+
+    @Option(help: "Relative speed reported to the planner (default: measured).")
+    var speed: Double?
+
+    @Flag(help: "Plain ZeroMQ connections (no CURVE). Required in this build: CURVE is not wired into the daemons yet.")
+    var insecure = false
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard insecure else {
+            throw ValidationError("CURVE security is not wired into the daemons yet: pass --insecure to run on a trusted network")
+        }
+        guard !models.isEmpty else { throw ValidationError("give at least one --model FILE") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let workerID = id ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        let logger = Logger(label: "caravan.worker.\(workerID)")
+        let config = WorkerConfiguration(
+            workerID: workerID, coordinatorEndpoint: coordinator, dataEndpoint: dataEndpoint,
+            advertisedDataEndpoint: advertise, modelPaths: models, threads: threads,
+            memoryLimit: memoryLimitMiB.map { $0 << 20 }, speed: speed)
+        let service = WorkerService(configuration: config, logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import TestSupport
+
+/// Real `caravan-coordinator` and `caravan-worker` processes on 127.0.0.1 for integration tests.
+/// Every wait is bounded; ``stop()`` terminates every process it started (SIGTERM, then SIGKILL).
+final class ClusterProcesses: @unchecked Sendable {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    let directory: URL
+    let binaries: URL
+    private(set) var coordinator: Process?
+    private(set) var workers: [Process] = []
+    private(set) var controlEndpoint = ""
+    private(set) var clientsEndpoint = ""
+    private(set) var resultsEndpoint = ""
+    private(set) var workerDataEndpoints: [String] = []
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        binaries = try Self.locateBinaries()
+    }
+
+    /// The directory holding the built executables: next to the test bundle (`.build/<config>/`).
+    static func locateBinaries() throws -> URL {
+        var candidates: [URL] = []
+        if let exe = Bundle.main.executableURL { candidates.append(exe.deletingLastPathComponent()) }
+        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        candidates.append(Bundle.main.bundleURL)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        candidates.append(root.appendingPathComponent(".build/debug"))
+        for dir in candidates where FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravan-worker").path)
+            && FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravan-coordinator").path) {
+            return dir
+        }
+        throw Failure(description: "caravan-worker/caravan-coordinator not found in \(candidates.map(\.path)); run `swift build --build-tests`")
+    }
+
+    private func launch(_ name: String, _ arguments: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = binaries.appendingPathComponent(name)
+        p.arguments = arguments
+        let logURL = directory.appendingPathComponent(log)
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: logURL)
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)) ?? ""
+    }
+
+    /// Waits (at most `timeout`) until `name`'s log matches `pattern`; returns the first capture group.
+    func waitForLog(_ name: String, _ pattern: String, timeout: Duration) throws -> String {
+        let regex = try NSRegularExpression(pattern: pattern)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let text = log(name)
+            if let m = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) {
+                if m.numberOfRanges > 1, let r = Range(m.range(at: 1), in: text) { return String(text[r]) }
+                return ""
+            }
+            if let c = coordinator, !c.isRunning { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw Failure(description: "timed out waiting for /\(pattern)/ in \(name):\n\(log(name).suffix(3000))")
+    }
+
+    /// Starts a coordinator and `workers` workers and waits until the pipeline serves.
+    func start(workers count: Int, model: String, extraCoordinatorArguments: [String] = []) throws {
+        coordinator = try launch("caravan-coordinator", [
+            "--insecure", "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
+            "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
+        ] + extraCoordinatorArguments, log: "coordinator.log")
+        controlEndpoint = try waitForLog("coordinator.log", "control=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60))
+        clientsEndpoint = try waitForLog("coordinator.log", "clients=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
+        resultsEndpoint = try waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
+        for i in 0..<count {
+            workers.append(try launch("caravan-worker", [
+                "--insecure", "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1",
+                "--id", "worker-\(i)",
+            ], log: "worker-\(i).log"))
+        }
+        for i in 0..<count {
+            workerDataEndpoints.append(try waitForLog("worker-\(i).log", "data=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60)))
+        }
+        _ = try waitForLog("coordinator.log", "(serving)", timeout: .seconds(60))
+    }
+
+    /// Whether every process is still running.
+    var allRunning: Bool { (coordinator?.isRunning ?? false) && workers.allSatisfy(\.isRunning) }
+
+    /// Terminates every process (SIGTERM, then SIGKILL after 5 s) and waits for them.
+    func stop() {
+        let all = workers + (coordinator.map { [$0] } ?? [])
+        for p in all where p.isRunning { p.terminate() }
+        let deadline = Date().addingTimeInterval(5)
+        while all.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        for p in all { p.waitUntilExit() }
+    }
+}

@@ -1,0 +1,74 @@
+import CaravanWire
+import Foundation
+import ZeroMQ
+
+/// A minimal job client for tests: a DEALER on the coordinator's client endpoint.
+final class JobClient: @unchecked Sendable {
+    struct Result: Equatable {
+        var tokens: [Int32] = []
+        var text = ""
+        var finish: Caravan_V1_FinishReason?
+        var error: String?
+    }
+
+    let loop: EventLoop
+    let socket: AsyncSocket
+    let codec = WireCodec()
+
+    init(context: Context, endpoint: String) throws {
+        loop = try EventLoop(context: context, name: "test-client")
+        socket = try AsyncSocket(loop: loop, type: .dealer) { try $0.connect(endpoint) }
+    }
+
+    deinit { loop.shutdown() }
+
+    static func submit(prompt: [Int32], sampling: Caravan_V1_SamplingParameters, id: String) -> Caravan_V1_JobSubmit {
+        var m = Caravan_V1_JobSubmit()
+        m.clientRequestID = id
+        var t = Caravan_V1_TokenIDs()
+        t.ids = prompt.map { UInt32($0) }
+        m.input = .promptTokens(t)
+        m.sampling = sampling
+        return m
+    }
+
+    /// Sends one request and returns the first reply (bounded by `timeout`).
+    func request(_ body: Caravan_V1_Envelope.OneOf_Body, timeout: Duration = .seconds(10)) async throws -> Caravan_V1_Envelope.OneOf_Body {
+        try await socket.send(try codec.encode(body, requestID: 77), timeout: .seconds(5))
+        while true {
+            let frames = try await socket.receive(timeout: timeout)
+            if case .message(let reply, 77) = try codec.decode(frames) { return reply }
+        }
+    }
+
+    /// Submits `jobs` at once and collects each one's tokens until it finishes (bounded by `timeout`).
+    func run(_ jobs: [Caravan_V1_JobSubmit], timeout: Duration = .seconds(90)) async throws -> [String: Result] {
+        for job in jobs { try await socket.send(try codec.encode(.jobSubmit(job)), timeout: .seconds(5)) }
+        var results: [String: Result] = [:]
+        var done = Set<String>()
+        let deadline = ContinuousClock.now + timeout
+        while done.count < jobs.count {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw ZMQError(code: EAGAIN, operation: "job results", detail: "timed out; got \(results)") }
+            let frames = try await socket.receive(timeout: left)
+            guard case .message(.jobEvent(let e), _) = try codec.decode(frames) else { continue }
+            var r = results[e.clientRequestID] ?? Result()
+            switch e.event {
+            case .token(let t)?:
+                r.tokens.append(Int32(t.tokenID))
+                r.text += t.text
+            case .finished(let f)?:
+                r.finish = f.reason
+                r.text += f.text
+                done.insert(e.clientRequestID)
+            case .error(let err)?:
+                r.error = err.message
+                done.insert(e.clientRequestID)
+            default:
+                break
+            }
+            results[e.clientRequestID] = r
+        }
+        return results
+    }
+}

@@ -1,0 +1,89 @@
+import CaravanCore
+import ClusterSupport
+import Coordinator
+import XCTest
+
+final class MembershipTests: XCTestCase {
+    private let sha = String(repeating: "c", count: 64)
+    private let template = AssignmentTemplate(
+        modelName: "m.gguf", modelSHA256: String(repeating: "c", count: 64), modelSize: 100, modelLayerCount: 12,
+        resultAddress: "tcp://coord:9", activationDType: .f16, maxContextTokens: 256, maxBatchSequences: 4, maxBatchTokens: 512)
+
+    private func peer(_ n: UInt8) -> PeerID { PeerID([0, n]) }
+
+    private func join(_ m: inout Membership, _ n: UInt8, now: UInt64 = 0) -> [Membership.Directive] {
+        m.register(peer: peer(n), workerID: "w\(n)", dataAddress: "tcp://w\(n):1", memoryBytes: 1 << 30, speed: 1,
+                   heldModels: [sha], now: now)
+    }
+
+    func testPlansWhenEnoughWorkersJoinThenServesWhenAllReady() throws {
+        var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 1000)
+        XCTAssertEqual(join(&m, 1), [.acknowledge(peer(1), accepted: true, reason: "")])
+        let second = join(&m, 2)
+        XCTAssertEqual(second.first, .acknowledge(peer(2), accepted: true, reason: ""))
+        guard case .plan(let workers)? = second.last else { return XCTFail("expected a plan directive") }
+        XCTAssertEqual(workers.map(\.workerID), ["w1", "w2"])
+
+        let plan = PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
+            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
+        ])
+        let assigns = m.planned(plan, template: template)
+        XCTAssertEqual(assigns.count, 2)
+        guard case let .assign(p1, a1) = assigns[0], case let .assign(p2, a2) = assigns[1] else { return XCTFail() }
+        XCTAssertEqual(p1, peer(1))
+        XCTAssertEqual(p2, peer(2))
+        XCTAssertEqual(a1.nextHop, "tcp://w2:1", "stage 1 sends to stage 2's data socket")
+        XCTAssertEqual(a2.nextHop, "tcp://coord:9", "the last stage sends to the coordinator")
+        XCTAssertEqual(a1.planEpoch, 1)
+        XCTAssertTrue(a1.embedsTokens && !a1.producesLogits)
+        XCTAssertTrue(a2.producesLogits && !a2.embedsTokens)
+
+        XCTAssertEqual(m.assignmentReady(peer: peer(1), epoch: 1, error: nil, now: 5), [])
+        XCTAssertEqual(m.assignmentReady(peer: peer(2), epoch: 7, error: nil, now: 5), [], "wrong epoch is ignored")
+        XCTAssertEqual(m.assignmentReady(peer: peer(2), epoch: 1, error: nil, now: 5),
+                       [.serve(epoch: 1, stages: [a1, a2], peers: [peer(1), peer(2)])])
+        XCTAssertEqual(m.phase, .serving(epoch: 1, stages: [a1, a2], peers: [peer(1), peer(2)]))
+        // Late joiners are refused while serving.
+        guard case .acknowledge(_, false, _)? = join(&m, 3).first else { return XCTFail("expected a refusal") }
+    }
+
+    func testWorkerWithoutTheModelIsRefused() {
+        var m = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
+        let d = m.register(peer: peer(1), workerID: "w1", dataAddress: "tcp://w1:1", memoryBytes: 1, speed: 1,
+                           heldModels: [String(repeating: "d", count: 64)], now: 0)
+        guard case .acknowledge(_, false, let reason)? = d.first else { return XCTFail("expected a refusal") }
+        XCTAssertTrue(reason.contains(sha))
+        XCTAssertTrue(m.members.isEmpty)
+    }
+
+    func testLoadFailureAndLostWorkerFailTheCluster() {
+        var m = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
+        _ = join(&m, 1)
+        _ = m.planned(PipelinePlan(stages: [PlannedStage(workerID: "w1", layers: LayerRange(0, 12)!, memoryBytes: 1)]),
+                      template: template)
+        let d = m.assignmentReady(peer: peer(1), epoch: 1, error: "no file", now: 10)
+        guard case .fail(let reason)? = d.first else { return XCTFail("expected failure") }
+        XCTAssertTrue(reason.contains("no file"))
+
+        var n = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
+        _ = join(&n, 1, now: 0)
+        _ = n.planned(PipelinePlan(stages: [PlannedStage(workerID: "w1", layers: LayerRange(0, 12)!, memoryBytes: 1)]),
+                      template: template)
+        _ = n.assignmentReady(peer: peer(1), epoch: 1, error: nil, now: 500)
+        XCTAssertEqual(n.tick(now: 1400), [], "heard from 900 ms ago")
+        n.touch(peer(1), now: 1400)
+        XCTAssertEqual(n.tick(now: 2300), [])
+        let lost = n.tick(now: 2500)
+        guard case .fail(let why)? = lost.first else { return XCTFail("expected loss") }
+        XCTAssertTrue(why.contains("w1"))
+        XCTAssertEqual(n.tick(now: 9000), [], "fails once")
+    }
+
+    func testPlanFailureIsReported() {
+        var m = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
+        _ = join(&m, 1)
+        XCTAssertEqual(m.planFailed("too small"), [.fail(reason: "too small")])
+        XCTAssertEqual(m.phase, .failed(reason: "too small"))
+    }
+}

@@ -1,0 +1,63 @@
+import CaravanCore
+import ClusterSupport
+import Worker
+import XCTest
+
+final class WorkerSessionTests: XCTestCase {
+    private func assignment(epoch: UInt64, layers: (Int, Int) = (0, 10)) -> StageAssignment {
+        StageAssignment(planEpoch: epoch, modelName: "m.gguf", modelSHA256: String(repeating: "a", count: 64), modelSize: 1,
+                        modelLayerCount: 30, layers: LayerRange(layers.0, layers.1)!, stageIndex: 0, stageCount: 3,
+                        nextHop: "tcp://127.0.0.1:2", resultAddress: "tcp://127.0.0.1:3", activationDType: .f16,
+                        maxContextTokens: 256, maxBatchSequences: 4, maxBatchTokens: 512)
+    }
+
+    func testRegistrationThenAssignmentThenReady() {
+        var s = WorkerSession()
+        XCTAssertEqual(s.start(), [.sendHelloAndRegister])
+        XCTAssertEqual(s.start(), [], "starting twice does nothing")
+        XCTAssertEqual(s.state, .registering)
+        XCTAssertEqual(s.assigned(assignment(epoch: 1)), [], "no assignment before the acknowledgement")
+        XCTAssertEqual(s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 500),
+                       [.startHeartbeats(intervalMilliseconds: 500)])
+        XCTAssertEqual(s.state, .idle)
+        XCTAssertNil(s.runningAssignment)
+        let a = assignment(epoch: 1)
+        XCTAssertEqual(s.assigned(a), [.load(a)])
+        XCTAssertEqual(s.planEpoch, 1)
+        XCTAssertNil(s.runningAssignment, "steps are not accepted while loading")
+        XCTAssertEqual(s.loaded(epoch: 7, error: nil), [], "a result for another epoch is ignored")
+        XCTAssertEqual(s.loaded(epoch: 1, error: nil), [.reportReady(epoch: 1, error: nil)])
+        XCTAssertEqual(s.runningAssignment, a)
+    }
+
+    func testOlderAssignmentsAreIgnoredAndNewerReplace() {
+        var s = WorkerSession()
+        _ = s.start()
+        _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10)
+        _ = s.assigned(assignment(epoch: 2))
+        _ = s.loaded(epoch: 2, error: nil)
+        XCTAssertEqual(s.assigned(assignment(epoch: 1)), [])
+        XCTAssertEqual(s.assigned(assignment(epoch: 2, layers: (5, 9))), [], "same epoch again is ignored")
+        let newer = assignment(epoch: 3, layers: (10, 20))
+        XCTAssertEqual(s.assigned(newer), [.load(newer)])
+        XCTAssertEqual(s.state, .loading(newer))
+    }
+
+    func testFailedLoadAndRefusal() {
+        var s = WorkerSession()
+        _ = s.start()
+        _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10)
+        let a = assignment(epoch: 1)
+        _ = s.assigned(a)
+        XCTAssertEqual(s.loaded(epoch: 1, error: "no file"), [.reportReady(epoch: 1, error: "no file")])
+        XCTAssertEqual(s.state, .failed(a, reason: "no file"))
+        XCTAssertNil(s.runningAssignment)
+
+        var r = WorkerSession()
+        _ = r.start()
+        let d = r.registerAck(accepted: false, reason: "wrong model", heartbeatIntervalMilliseconds: 0)
+        XCTAssertEqual(r.state, .refused(reason: "wrong model"))
+        guard case .stop(let why)? = d.first else { return XCTFail("expected stop") }
+        XCTAssertTrue(why.contains("wrong model"))
+    }
+}
