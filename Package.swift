@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "CaravanWire", dependencies: [
             "CaravanCore", "ZeroMQ",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Cluster daemons
         .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire", "ZeroMQ"],
@@ -59,12 +59,12 @@ let package = Package(
             "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Coordinator", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(["-O"])]),
 
         .target(name: "CaravanClient", dependencies: ["CaravanWire", "ZeroMQ"]),
 
