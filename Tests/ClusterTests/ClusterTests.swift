@@ -206,6 +206,46 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(status.state, .cancelled)
     }
 
+    /// SIGTERM drains the coordinator (a running job finishes); a new coordinator on the same
+    /// endpoints gets the workers back (they register again after its silence) and serves.
+    /// Named to run last: it replaces the shared cluster's coordinator.
+    func testZCoordinatorDrainsThenRestartsWithTheSameWorkers() async throws {
+        let (cluster, client) = try running()
+        let france = try EngineReference.load().greedy[0]
+        try await client.socket.send(try client.codec.encode(.jobSubmit(JobClient.submit(prompt: france.prompt_ids,
+                                                                                          sampling: Self.greedy(24), id: "drain"))))
+        var tokens: [Int32] = []
+        var finished: Caravan_V1_JobFinished?
+        var terminated = false
+        let deadline = ContinuousClock.now + .seconds(60)
+        while finished == nil, ContinuousClock.now < deadline {
+            let frames = try await client.socket.receive(timeout: .seconds(30))
+            guard case .message(.jobEvent(let ev), _) = try client.codec.decode(frames), ev.clientRequestID == "drain" else { continue }
+            switch ev.event {
+            case .token(let t)?:
+                tokens.append(Int32(t.tokenID))
+                if !terminated {
+                    terminated = true
+                    cluster.coordinator?.terminate()  // SIGTERM while the job runs
+                }
+            case .finished(let f)?: finished = f
+            case .error(let e)?: return XCTFail("the job failed during the drain: \(e.message)")
+            default: break
+            }
+        }
+        XCTAssertEqual(finished?.reason, .length)
+        XCTAssertEqual(tokens, france.greedy_ids.prefix(24).map { $0 })
+        XCTAssertTrue(cluster.terminateCoordinator(timeout: 15), "the coordinator exits after draining")
+        XCTAssertTrue(cluster.log("coordinator.log").contains("drained"))
+
+        try cluster.restartCoordinator()
+        XCTAssertTrue(cluster.workers.allSatisfy(\.isRunning))
+        XCTAssertTrue(cluster.log("worker-0.log").contains("registering again"))
+        let again = try JobClient(context: try XCTUnwrap(Self.context), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "again")])
+        XCTAssertEqual(r["again"]?.tokens, Array(france.greedy_ids.prefix(8)))
+    }
+
     /// The client library and `caravanctl` drive the cluster too.
     func testClientLibraryAndCaravanctl() async throws {
         let (cluster, _) = try running()
