@@ -19,6 +19,8 @@ public struct Member: Sendable, Equatable {
     public var peer: PeerID
     /// Its data endpoint.
     public var dataAddress: String
+    /// CURVE public key of its data socket (empty in plain mode).
+    public var dataPublicKey: String = ""
     /// Memory offered, bytes.
     public var memoryBytes: UInt64
     /// Relative speed.
@@ -36,6 +38,8 @@ public struct AssignmentTemplate: Sendable, Equatable {
     public var modelSize: UInt64
     public var modelLayerCount: Int
     public var resultAddress: String
+    /// CURVE public key of the result socket (the coordinator's; empty in plain mode).
+    public var resultPublicKey: String = ""
     public var activationDType: TensorDType
     public var maxContextTokens: Int
     public var maxBatchSequences: Int
@@ -107,8 +111,8 @@ public struct Membership: Sendable {
     }
 
     /// A worker registered.
-    public mutating func register(peer: PeerID, workerID: String, dataAddress: String, memoryBytes: UInt64, speed: Double,
-                                  heldModels: [String], now: UInt64) -> [Directive] {
+    public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
+                                  memoryBytes: UInt64, speed: Double, heldModels: [String], now: UInt64) -> [Directive] {
         guard heldModels.contains(modelSHA256) else {
             return [.acknowledge(peer, accepted: false, reason: "the worker holds no file with the model's sha256 \(modelSHA256)")]
         }
@@ -121,8 +125,8 @@ public struct Membership: Sendable {
         guard phase == .gathering else {
             return [.acknowledge(peer, accepted: false, reason: "the cluster is already planned (re-planning is not supported yet)")]
         }
-        members.append(Member(workerID: workerID, peer: peer, dataAddress: dataAddress, memoryBytes: memoryBytes,
-                              speed: speed, lastSeen: now))
+        members.append(Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
+                              memoryBytes: memoryBytes, speed: speed, lastSeen: now))
         var out: [Directive] = [.acknowledge(peer, accepted: true, reason: "")]
         if members.count >= expectedWorkers { out.append(.plan(workers: members)) }
         return out
@@ -145,12 +149,15 @@ public struct Membership: Sendable {
         var assignments: [StageAssignment] = []
         for (i, stage) in plan.stages.enumerated() {
             let next = i + 1 < workers.count ? workers[i + 1].dataAddress : template.resultAddress
-            assignments.append(StageAssignment(
+            let nextKey = i + 1 < workers.count ? workers[i + 1].dataPublicKey : template.resultPublicKey
+            var assignment = StageAssignment(
                 planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
                 modelSize: template.modelSize, modelLayerCount: template.modelLayerCount, layers: stage.layers,
                 stageIndex: i, stageCount: plan.stages.count, nextHop: next, resultAddress: template.resultAddress,
                 activationDType: template.activationDType, maxContextTokens: template.maxContextTokens,
-                maxBatchSequences: template.maxBatchSequences, maxBatchTokens: template.maxBatchTokens))
+                maxBatchSequences: template.maxBatchSequences, maxBatchTokens: template.maxBatchTokens)
+            assignment.nextHopPublicKey = nextKey
+            assignments.append(assignment)
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)
         return zip(peers, assignments).map { .assign($0, $1) }

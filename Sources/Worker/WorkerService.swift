@@ -46,10 +46,12 @@ public final class WorkerService: Service {
         }
         let codec = WireCodec(limits: config.limits)
         let control = try AsyncSocket(loop: loop, type: .dealer) { socket in
+            try socket.apply(config.security.client(serverKey: config.coordinatorPublicKey))
             try socket.set(.reconnectIntervalMax, 1000)
             try socket.connect(config.coordinatorEndpoint)
         }
         let data = try AsyncSocket(loop: loop, type: .router) { socket in
+            try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 64)
             try socket.bind(config.dataEndpoint)
         }
@@ -58,11 +60,17 @@ public final class WorkerService: Service {
         logger.info("worker started", metadata: [
             "id": "\(config.workerID)", "data": "\(advertised)", "coordinator": "\(config.coordinatorEndpoint)",
             "threads": "\(config.threads)", "memory": "\(free)", "speed": "\(capabilities.speed)",
+            "security": "\(config.security == .plain ? "plain" : "curve")", "data_key": "\(config.security.publicKey)",
         ])
-        let runtime = StageRuntime(loop: loop, codec: codec, threads: config.threads,
-                                   sendTimeout: config.sendTimeout, logger: logger)
+        let runtime = StageRuntime(loop: loop, codec: codec, threads: config.threads, security: config.security,
+                                   coordinatorPublicKey: config.coordinatorPublicKey, sendTimeout: config.sendTimeout,
+                                   logger: logger)
         let ports = Ports(control: control, codec: codec, logger: logger)
-        let register = capabilities.register(workerID: config.workerID, dataAddress: advertised)
+        let register = {
+            var r = capabilities.register(workerID: config.workerID, dataAddress: advertised)
+            r.dataPublicKey = config.security.publicKey
+            return r
+        }()
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
 
         await cancelWhenGracefulShutdown {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaravanWire
+import ClusterSupport
 import Coordinator
 import Foundation
 import Logging
@@ -42,16 +43,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
     var stepTimeout = 60.0
 
-    @Flag(help: "Plain ZeroMQ connections (no CURVE). Required in this build: CURVE is not wired into the daemons yet.")
+    @Flag(help: "Plain ZeroMQ connections (no CURVE encryption); for trusted networks only.")
     var insecure = false
+
+    @Option(name: .customLong("key-file"), help: "CURVE secret key file; created with a new key when missing. Workers and clients need its public key (logged at start as public_key).")
+    var keyFile = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".config/caravan/coordinator.key").path
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
     func validate() throws {
-        guard insecure else {
-            throw ValidationError("CURVE security is not wired into the daemons yet: pass --insecure to run on a trusted network")
-        }
         guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
@@ -67,10 +68,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "caravan.coordinator")
+        var security = ClusterSecurity.plain
+        if !insecure {
+            try FileManager.default.createDirectory(at: URL(fileURLWithPath: keyFile).deletingLastPathComponent(),
+                                                    withIntermediateDirectories: true)
+            security = .curve(try ClusterSecurity.keyPair(file: keyFile))
+        }
         let config = CoordinatorConfiguration(
             modelPath: model, controlEndpoint: control, clientsEndpoint: clients, resultsEndpoint: results,
             expectedWorkers: workers, activationDType: activationDType == "f32" ? .f32 : .f16, contextTokens: ctx,
-            batchSequences: batchSequences, maxBatchRows: batchRows, stepDeadline: .milliseconds(Int(stepTimeout * 1000)))
+            batchSequences: batchSequences, maxBatchRows: batchRows, stepDeadline: .milliseconds(Int(stepTimeout * 1000)),
+            security: security)
         let service = CoordinatorService(configuration: config, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,

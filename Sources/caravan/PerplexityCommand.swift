@@ -21,7 +21,7 @@ struct PerplexityCommand: AsyncParsableCommand {
         var options = modelOptions
         options.context = context
         let stage = try options.stage(gguf)
-        let addsBos = gguf.bool("tokenizer.ggml.add_bos_token") ?? (tokenizer.bosToken != nil && gguf.string("tokenizer.ggml.model") == "llama")
+        let addsBos = tokenizer.model.addBos
         let tokens = tokenizer.encode(text, addSpecial: addsBos, parseSpecial: false)
         Console.status("\(tokens.count) tokens, \(tokens.count / context) chunks of \(context)")
         let started = Date()

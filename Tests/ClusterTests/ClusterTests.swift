@@ -1,3 +1,4 @@
+import CaravanClient
 import CaravanCore
 import CaravanWire
 import Foundation
@@ -43,7 +44,7 @@ final class ClusterTests: XCTestCase {
         guard let cluster = Self.cluster, let context = Self.context, Self.startError == nil else {
             throw ClusterProcesses.Failure(description: "no cluster")
         }
-        return (cluster, try JobClient(context: context, endpoint: cluster.clientsEndpoint))
+        return (cluster, try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey))
     }
 
     private static func greedy(_ n: Int) -> Caravan_V1_SamplingParameters {
@@ -62,7 +63,14 @@ final class ClusterTests: XCTestCase {
         for (i, g) in reference.greedy.enumerated() {
             jobs.append(JobClient.submit(prompt: g.prompt_ids, sampling: Self.greedy(g.greedy_ids.count), id: "ref\(i)"))
         }
+        let started = ContinuousClock.now
         let results = try await client.run(jobs)
+        let elapsed = ContinuousClock.now - started
+        let generated = results.values.reduce(0) { $0 + $1.tokens.count }
+        print("cluster: \(jobs.count) concurrent greedy jobs, \(generated) tokens in \(elapsed) (3 stages, F32 activations, CURVE)")
+        let soloStart = ContinuousClock.now
+        let solo = try await client.run([JobClient.submit(prompt: reference.greedy[0].prompt_ids, sampling: Self.greedy(24), id: "solo")])
+        print("cluster: one job, \(solo["solo"]?.tokens.count ?? 0) tokens in \(ContinuousClock.now - soloStart)")
         for (i, g) in reference.greedy.enumerated() {
             let r = try XCTUnwrap(results["ref\(i)"])
             XCTAssertNil(r.error, "job \(i)")
@@ -198,6 +206,41 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(status.state, .cancelled)
     }
 
+    /// The client library and `caravanctl` drive the cluster too.
+    func testClientLibraryAndCaravanctl() async throws {
+        let (cluster, _) = try running()
+        let client = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        var job = Caravan_V1_JobSubmit()
+        job.clientRequestID = "library"
+        job.input = .prompt("The capital of France is")
+        job.sampling.maxTokens = 4
+        var updates: [JobUpdate] = []
+        try await client.run(job, timeout: .seconds(60)) { updates.append($0) }
+        guard case .accepted(let jobID, 5)? = updates.first else { return XCTFail("\(updates)") }
+        XCTAssertEqual(updates.dropFirst().prefix(4), [.token(id: 7042, text: " Paris"), .token(id: 30, text: "."),
+                                                      .token(id: 198, text: "\n"), .token(id: 198, text: "\n")])
+        XCTAssertEqual(updates.last, .finished(reason: .length, text: "", completionTokens: 4))
+        let status = try await client.status(jobID: jobID)
+        XCTAssertEqual(status.state, .finished)
+        XCTAssertEqual(status.completionTokens, 4)
+
+        let ctl = Process()
+        ctl.executableURL = cluster.binaries.appendingPathComponent("caravanctl")
+        ctl.arguments = ["generate", "--clients", cluster.clientsEndpoint, "--coordinator-key", cluster.coordinatorKey,
+                         "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "2"]
+        let out = Pipe()
+        ctl.standardOutput = out
+        ctl.standardError = Pipe()
+        try ctl.run()
+        let deadline = Date().addingTimeInterval(60)
+        while ctl.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        if ctl.isRunning { ctl.terminate() }
+        ctl.waitUntilExit()
+        XCTAssertEqual(ctl.terminationStatus, 0)
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(text, " Paris.\n")
+    }
+
     /// Garbage, truncated and inconsistent frames sent to every socket are dropped: the daemons keep
     /// running and still answer a job correctly.
     func testBadFramesLeaveDaemonsRunning() async throws {
@@ -239,9 +282,16 @@ final class ClusterTests: XCTestCase {
             [outcome[0].bytes, outcome[1].bytes],  // valid result of no pending step
             [activation],  // valid first-stage step nobody waits for (wrong stage for the others)
         ]
-        let endpoints = [cluster.controlEndpoint, cluster.clientsEndpoint, cluster.resultsEndpoint] + cluster.workerDataEndpoints
-        for endpoint in endpoints {
-            let socket = try AsyncSocket(loop: loop, type: .dealer) { try $0.connect(endpoint) }
+        // CURVE clients with a fresh key (they know the servers' public keys), so the frames get
+        // past the handshake and reach the decoders.
+        let endpoints = [(cluster.controlEndpoint, cluster.coordinatorKey), (cluster.clientsEndpoint, cluster.coordinatorKey),
+                         (cluster.resultsEndpoint, cluster.coordinatorKey)] + Array(zip(cluster.workerDataEndpoints, cluster.workerDataKeys))
+        for (endpoint, key) in endpoints {
+            let keys = try CurveKeyPair.generate()
+            let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
+                try socket.apply(.curveClient(keys: keys, serverPublicKey: key))
+                try socket.connect(endpoint)
+            }
             for frames in garbage { try await socket.send(frames, timeout: .seconds(5)) }
             // A client socket answers some garbage with an error reply; drain what comes quickly.
             while (try? await socket.receive(timeout: .milliseconds(300))) != nil {}
@@ -255,6 +305,12 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(r["after"]?.tokens, Array(france.greedy_ids.prefix(8)))
         XCTAssertTrue(cluster.allRunning)
         XCTAssertTrue(cluster.log("worker-0.log").contains("dropped a bad frame"), "worker logs the drop")
+        // A plain-text client gets nothing from the CURVE coordinator.
+        let plain = try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: nil)
+        try await plain.socket.send(try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2], sampling: Self.greedy(1), id: "plain"))),
+                                    timeout: .seconds(1))
+        let answer = try? await plain.socket.receive(timeout: .milliseconds(500))
+        XCTAssertNil(answer, "a client without CURVE must not be served")
         XCTAssertTrue(cluster.log("coordinator.log").contains("dropped a bad frame"), "coordinator logs the drop")
     }
 }
