@@ -29,6 +29,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var stepDeadline: Duration
     /// Wire limits for received frames.
     public var limits: WireLimits
+    /// How long a graceful shutdown waits for running jobs.
+    public var drainTimeout: Duration = .seconds(10)
     /// CURVE (with the coordinator's key pair) or plain connections.
     public var security: ClusterSecurity
 

@@ -94,8 +94,17 @@ public final class CoordinatorService: Service {
                                  template: assignmentTemplate, configuration: config, logger: logger, desk: desk,
                                  serve: serveSignal)
 
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
+        // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
+        // `drainTimeout`), then every loop is cancelled.
+        try? await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    try await gracefulShutdown()
+                    desk.setUnavailable("the coordinator is shutting down", keepServing: true)
+                    let deadline = ContinuousClock.now + config.drainTimeout
+                    while desk.activeJobs > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                    self.logger.info("drained", metadata: ["unfinished_jobs": "\(desk.activeJobs)"])
+                    throw CancellationError()
+                }
                 group.addTask {
                     do {
                         for try await frames in control.messages() { await plane.handle(frames) }
@@ -125,7 +134,6 @@ public final class CoordinatorService: Service {
                                          vocabulary: facts.vocabularySize, contextLimit: contextLimit)
                     }
                 }
-            }
         }
         serveSignal.finish()
         desk.serving.withLock { $0?.engine.failAll(CancellationError()) }

@@ -47,6 +47,7 @@ final class JobDesk: Sendable {
     let serving = LockedValue<ServingPipeline?>(nil)
     private let unavailableReason = LockedValue<String>("the cluster is still starting (waiting for workers)")
     private let jobs = LockedValue<[String: JobRecord]>([:])
+    private let admitting = LockedValue(true)
     private let bySequence = LockedValue<[SequenceID: String]>([:])
     private let counters = LockedValue<(job: UInt64, sequence: UInt64)>((0, 0))
 
@@ -60,11 +61,15 @@ final class JobDesk: Sendable {
         self.logger = logger
     }
 
-    /// Marks the cluster unavailable with `reason` (jobs are refused with it).
-    func setUnavailable(_ reason: String) {
+    /// Refuses new jobs with `reason`; unless `keepServing`, running jobs lose the pipeline too.
+    func setUnavailable(_ reason: String, keepServing: Bool = false) {
         unavailableReason.withLock { $0 = reason }
-        serving.withLock { $0 = nil }
+        admitting.withLock { $0 = false }
+        if !keepServing { serving.withLock { $0 = nil } }
     }
+
+    /// Jobs still running.
+    var activeJobs: Int { bySequence.withLock { $0.count } }
 
     /// Handles one message from the client socket (routing id first).
     func handle(_ frames: [Message]) async {
@@ -115,7 +120,7 @@ final class JobDesk: Sendable {
             await send(JobMessages.event(jobID: jobID, clientRequestID: m.clientRequestID, sequence: 1,
                                          JobMessages.error(code, message)), to: peer, requestID: requestID)
         }
-        guard let pipeline = serving.withLock({ $0 }) else {
+        guard admitting.withLock({ $0 }), let pipeline = serving.withLock({ $0 }) else {
             await refuse(.unavailable, unavailableReason.withLock { $0 })
             return
         }

@@ -43,6 +43,15 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
     var stepTimeout = 60.0
 
+    @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
+    var heartbeatInterval = 0.5
+
+    @Option(name: .customLong("heartbeat-timeout"), help: "Seconds of silence after which a worker is lost (and workers register again).")
+    var heartbeatTimeout = 10.0
+
+    @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for running jobs.")
+    var drainTimeout = 10.0
+
     @Flag(help: "Plain ZeroMQ connections (no CURVE encryption); for trusted networks only.")
     var insecure = false
 
@@ -55,6 +64,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     func validate() throws {
         guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard heartbeatInterval > 0, heartbeatTimeout > heartbeatInterval, drainTimeout >= 0 else {
+            throw ValidationError("need 0 < --heartbeat-interval < --heartbeat-timeout and --drain-timeout >= 0")
+        }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
             throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
         }
@@ -77,9 +89,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let config = CoordinatorConfiguration(
             modelPath: model, controlEndpoint: control, clientsEndpoint: clients, resultsEndpoint: results,
             expectedWorkers: workers, activationDType: activationDType == "f32" ? .f32 : .f16, contextTokens: ctx,
-            batchSequences: batchSequences, maxBatchRows: batchRows, stepDeadline: .milliseconds(Int(stepTimeout * 1000)),
+            batchSequences: batchSequences, maxBatchRows: batchRows,
+            heartbeatInterval: .milliseconds(Int(heartbeatInterval * 1000)),
+            heartbeatTimeout: .milliseconds(Int(heartbeatTimeout * 1000)), stepDeadline: .milliseconds(Int(stepTimeout * 1000)),
             security: security)
-        let service = CoordinatorService(configuration: config, logger: logger)
+        var configuration = config
+        configuration.drainTimeout = .milliseconds(Int(drainTimeout * 1000))
+        let service = CoordinatorService(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                              failureTerminationBehavior: .gracefullyShutdownGroup)],

@@ -80,7 +80,11 @@ final class ClusterProcesses: @unchecked Sendable {
         coordinator = try launch("caravan-coordinator", [
             "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
             "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
+            "--heartbeat-timeout", "4",
         ] + extraCoordinatorArguments, log: "coordinator.log")
+        self.model = model
+        self.extraCoordinatorArguments = extraCoordinatorArguments
+        self.workerCount = count
         controlEndpoint = try waitForLog("coordinator.log", "control=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60))
         clientsEndpoint = try waitForLog("coordinator.log", "clients=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         resultsEndpoint = try waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
@@ -96,6 +100,35 @@ final class ClusterProcesses: @unchecked Sendable {
             workerDataKeys.append(try waitForLog("worker-\(i).log", "data_key=(\\S{40})", timeout: .seconds(5)))
         }
         _ = try waitForLog("coordinator.log", "(serving)", timeout: .seconds(60))
+    }
+
+    private var model = ""
+    private var extraCoordinatorArguments: [String] = []
+    private var workerCount = 0
+    private var retired: [Process] = []
+
+    /// Stops the coordinator with SIGTERM (bounded wait); returns whether it exited by itself.
+    func terminateCoordinator(timeout: TimeInterval) -> Bool {
+        guard let c = coordinator else { return false }
+        c.terminate()
+        let deadline = Date().addingTimeInterval(timeout)
+        while c.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let exited = !c.isRunning
+        if !exited { kill(c.processIdentifier, SIGKILL) }
+        c.waitUntilExit()
+        retired.append(c)
+        return exited
+    }
+
+    /// Starts a new coordinator on the same endpoints and key; waits until the workers registered
+    /// again and it serves.
+    func restartCoordinator() throws {
+        coordinator = try launch("caravan-coordinator", [
+            "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model,
+            "--control", controlEndpoint, "--clients", clientsEndpoint, "--workers", "\(workerCount)", "--ctx", "256",
+            "--batch-sequences", "4", "--step-timeout", "30", "--heartbeat-timeout", "4",
+        ] + extraCoordinatorArguments, log: "coordinator-2.log")
+        _ = try waitForLog("coordinator-2.log", "(serving)", timeout: .seconds(60))
     }
 
     /// Whether every process is still running.
