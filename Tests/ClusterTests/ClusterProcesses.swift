@@ -75,6 +75,20 @@ final class ClusterProcesses: @unchecked Sendable {
         throw Failure(description: "timed out waiting for /\(pattern)/ in \(name):\n\(log(name).suffix(3000))")
     }
 
+    /// Starts a plain-TCP coordinator and one worker offering `memoryMiB`, without waiting for a plan.
+    func startInsecure(model: String, memoryMiB: Int) throws {
+        coordinator = try launch("caravan-coordinator", [
+            "--insecure", "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
+            "--workers", "1", "--ctx", "256",
+        ], log: "coordinator.log")
+        controlEndpoint = try waitForLog("coordinator.log", "control=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60))
+        clientsEndpoint = try waitForLog("coordinator.log", "clients=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
+        workers.append(try launch("caravan-worker", [
+            "--insecure", "--coordinator", controlEndpoint, "--model", model, "--threads", "1",
+            "--memory-limit-mib", "\(memoryMiB)", "--id", "small",
+        ], log: "worker-0.log"))
+    }
+
     /// Starts a coordinator and `workers` workers and waits until the pipeline serves.
     func start(workers count: Int, model: String, extraCoordinatorArguments: [String] = []) throws {
         coordinator = try launch("caravan-coordinator", [
