@@ -63,31 +63,44 @@ CK_AVX2 static void f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
   for (; i < n; i++) dst[i] = ck_h2f(src[i]);
 }
 
-CK_AVX2 static float dot_f32(const float *a, const float *b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(LDF(a + i), LDF(b + i), s0);
-    s1 = _mm256_fmadd_ps(LDF(a + i + 8), LDF(b + i + 8), s1);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDF(a + i), LDF(b + i), s0);
-  float t = ck_hsum_ps(_mm256_add_ps(s0, s1));
-  for (; i < n; i++) t += a[i] * b[i];
-  return t;
+/* Dot products in the order of ggml's AVX2 ggml_vec_dot_f32 / ggml_vec_dot_f16 (the non-sgemm
+   path llama.cpp takes for single-token matmuls such as attention scores while decoding): four
+   8-lane fma chains over steps of 32 elements, reduced (0+2, 1+3, then 0+1), the two 128-bit halves
+   added and two horizontal adds ((t0+t1)+(t2+t3)); then the leftover elements (F32: fma into the
+   float sum; F16: products summed in double). Bit-identical with ggml's (for F32 when n is a
+   multiple of 32: this ggml build reduces F32 leftovers differently). */
+CK_AVX2_INLINE float ck_ggml_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
+  const __m256 v = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+  const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t1 = _mm_hadd_ps(t0, t0);
+  return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
-CK_AVX2 static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(LDH(a + i), LDF(b + i), s0);
-    s1 = _mm256_fmadd_ps(LDH(a + i + 8), LDF(b + i + 8), s1);
+#define CK_DOT_GGML(NAME, AT, LOADA, LEFTOVERS)                                                  \
+  CK_AVX2 static float NAME(const AT *a, const float *b, int64_t n) {                            \
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                                  \
+    int64_t i = 0;                                                                               \
+    for (; i + 32 <= n; i += 32) {                                                               \
+      s0 = _mm256_fmadd_ps(LOADA(a + i), LDF(b + i), s0);                                        \
+      s1 = _mm256_fmadd_ps(LOADA(a + i + 8), LDF(b + i + 8), s1);                                \
+      s2 = _mm256_fmadd_ps(LOADA(a + i + 16), LDF(b + i + 16), s2);                              \
+      s3 = _mm256_fmadd_ps(LOADA(a + i + 24), LDF(b + i + 24), s3);                              \
+    }                                                                                            \
+    const float r = ck_ggml_reduce4(s0, s1, s2, s3);                                             \
+    LEFTOVERS                                                                                    \
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDH(a + i), LDF(b + i), s0);
-  float t = ck_hsum_ps(_mm256_add_ps(s0, s1));
-  for (; i < n; i++) t += ck_h2f(a[i]) * b[i];
-  return t;
-}
+
+/* F32 leftovers: fma into the float sum; F16 leftovers: products added in double */
+#define LEFT_F32                                                                                 \
+  __m128 t = _mm_set_ss(r);                                                                      \
+  for (; i < n; i++) t = _mm_fmadd_ss(_mm_set_ss(a[i]), _mm_set_ss(b[i]), t);                    \
+  return _mm_cvtss_f32(t);
+#define LEFT_F16                                                                                 \
+  double t = (double)r;                                                                          \
+  for (; i < n; i++) t += (double)(ck_h2f(a[i]) * b[i]);                                         \
+  return (float)t;
+CK_DOT_GGML(dot_f32, float, LDF, LEFT_F32)
+CK_DOT_GGML(dot_f16_f32, uint16_t, LDH, LEFT_F16)
 
 CK_AVX2 static void axpy_f16_f32(float a, const uint16_t *x, float *y, int64_t n) {
   const __m256 av = _mm256_set1_ps(a);

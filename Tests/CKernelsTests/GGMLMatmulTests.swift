@@ -95,4 +95,33 @@ final class GGMLMatmulTests: XCTestCase {
             }
         }
     }
+
+    /// ck_dot_f16_f32 / ck_dot_f32 on AVX2 reproduce ggml_vec_dot_f16 / _f32 (AVX2) bit for bit (the
+    /// engine's attention scores use them as llama.cpp does while decoding).
+    func testFloatDotsMatchGGMLVecDot() throws {
+        guard ck_isa_best() == Int32(CK_ISA_AVX2) else { throw XCTSkip("needs AVX2") }
+        for name in ["f16", "f32"] {
+            let c = try Self.load(name)
+            let rowBytes = c.weights.count / c.rows
+            for b in 0..<c.nb {
+                for r in 0..<c.rows {
+                    let w = Array(c.weights[(r * rowBytes)..<((r + 1) * rowBytes)])
+                    let got: Float
+                    if name == "f16" {
+                        // ggml multiplies F16 by F16: the activation rounded to half (exact as float)
+                        let h = c.activations[(b * c.k)..<((b + 1) * c.k)].map { Float(Float16($0)) }
+                        let wh = (0..<c.k).map { UInt16(w[2 * $0]) | UInt16(w[2 * $0 + 1]) << 8 }
+                        got = ck_dot_f16_f32(wh, h, Int64(c.k))
+                    } else {
+                        let wf = (0..<c.k).map { i in
+                            Float(bitPattern: UInt32(w[4 * i]) | UInt32(w[4 * i + 1]) << 8 | UInt32(w[4 * i + 2]) << 16 | UInt32(w[4 * i + 3]) << 24)
+                        }
+                        got = ck_dot_f32(wf, Array(c.activations[(b * c.k)..<((b + 1) * c.k)]), Int64(c.k))
+                    }
+                    let want = c.ggmlSIMD[b * c.rows + r]
+                    XCTAssertEqual(got.bitPattern, want.bitPattern, "\(name) b=\(b) r=\(r): \(got) vs ggml \(want)")
+                }
+            }
+        }
+    }
 }
