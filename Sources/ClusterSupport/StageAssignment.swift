@@ -16,8 +16,9 @@ public struct StageAssignment: Sendable, Equatable {
     public var modelLayerCount: Int
     /// The layers this stage runs.
     public var layers: LayerRange
-    /// Position in the pipeline (0 = first) and number of stages.
+    /// Position in the pipeline (0 = first).
     public var stageIndex: Int
+    /// Number of stages in the pipeline.
     public var stageCount: Int
     /// Where the stage's output goes: the next stage's data endpoint, or the coordinator's result
     /// endpoint for the last stage.

@@ -33,16 +33,25 @@ public struct Member: Sendable, Equatable {
 
 /// Settings of an assignment that do not depend on the worker.
 public struct AssignmentTemplate: Sendable, Equatable {
+    /// Model file name (for logs).
     public var modelName: String
+    /// SHA-256 of the model file.
     public var modelSHA256: String
+    /// Model file size, bytes.
     public var modelSize: UInt64
+    /// Transformer blocks in the model.
     public var modelLayerCount: Int
+    /// The coordinator's result endpoint (the last stage's next hop; where failures are reported).
     public var resultAddress: String
     /// CURVE public key of the result socket (the coordinator's; empty in plain mode).
     public var resultPublicKey: String = ""
+    /// Activation element type between stages.
     public var activationDType: TensorDType
+    /// Positions per sequence every stage's KV cache holds.
     public var maxContextTokens: Int
+    /// Sequences per step.
     public var maxBatchSequences: Int
+    /// Rows per step.
     public var maxBatchTokens: Int
 
     /// Creates a template.

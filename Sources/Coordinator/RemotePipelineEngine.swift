@@ -36,7 +36,9 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, Sendable {
 /// at once (one per lane), each matched to its result by step id and plan epoch, each with a
 /// deadline. ``release(_:)`` asks every stage to drop the sequence's cache.
 public final class RemotePipelineEngine: ForwardEngine, Sendable {
+    /// Rows of the model's output matrix.
     public let vocabularySize: Int
+    /// Positions per sequence the stages' caches hold.
     public let contextLimit: Int
     /// The plan epoch steps run under.
     public let planEpoch: UInt64
@@ -74,6 +76,8 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     /// Fails every step in flight (shutdown or lost pipeline).
     public func failAll(_ error: any Error) { pending.abandonAll(with: error) }
 
+    /// Sends `batch` (token rows) to the first stage and waits for the last stage's logits, at most
+    /// the deadline; throws ``PipelineError``.
     public func forward(_ batch: StageBatch) async throws -> StageOutput {
         let id = nextStep.withLock { value -> UInt64 in
             defer { value += 1 }
@@ -110,6 +114,7 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
         }
     }
 
+    /// Asks every stage to drop `sequence`'s KV cache.
     public func release(_ sequence: SequenceID) async {
         await releaser([sequence.rawValue])
     }
