@@ -3,10 +3,12 @@
    integer dot kernels against Q8_K activations (maddubs per 32 quants, madd with per-16
    scales, mins through the activations' bsums).
    Every output keeps its own accumulators, updated super-block by super-block in the same way for
-   any group size (batch invariant). Q4_K and Q6_K follow the float arithmetic of ggml's AVX2
-   vec_dot exactly (same integer lanes, fma order and horizontal sums: bit-identical results);
-   Q5_K uses the Q4_K scheme (close to ggml, not always bit-identical); Q2_K / Q3_K fold the mins
-   into one accumulator (within float rounding of ggml). */
+   any group size (batch invariant). Each type follows the float arithmetic of ggml's AVX2 vec_dot
+   for it exactly (same integer lanes, fma order and horizontal sums: bit-identical results):
+   Q2_K mins then scaled sums in one accumulator; Q3_K / Q6_K offsets inside the integer sums;
+   Q4_K mins in a 4-lane accumulator; Q5_K mins summed to one integer and a scalar fma.
+   Activations must lie in [-127, 127] (what every Q8_K quantizer produces): the sign trick used
+   for Q3_K cannot represent -(-128). */
 #include "ck_avx2.h"
 #include "ck_mm_driver.h"
 
@@ -155,9 +157,10 @@ CK_AVX2_INLINE void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_avx2_fn un
         a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, scv[c]));
         a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, scv[c + 1]));
       }
+      /* as ggml's Q2_K: first the mins (lanes: groups 2k, 2k+1), then the scaled sums */
       const __m256i mi = _mm256_madd_epi16(LD(y->bsums), m.mn);
-      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
       acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(y->d * m.dm), _mm256_cvtepi32_ps(mi), acc[j]);
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
     }
   }
   for (int j = 0; j < g; j++) s[j] = ck_hsum_ps(acc[j]);
@@ -175,7 +178,7 @@ CK_AVX2_INLINE void ck_kq_scale_vectors(__m256i sc, __m256i scv[8]) {
    block by block, acc = fma(y.d * d, float(scaled integer sums in 8 lanes), acc) and the mins in
    4 lanes: accm = fma(-y.d * dmin, float(mins[2k] * q8s[2k] + mins[2k+1] * q8s[2k+1]), accm) with
    q8s the sums of the activation per 32; result hsum(acc) + ((m0 + m2) + (m1 + m3)). */
-CK_AVX2_INLINE void row_kq_mins(const uint8_t *w, size_t wbs, ck_kq_unpack_avx2_fn unpack,
+CK_AVX2_INLINE void row_kq_mins(const uint8_t *w, size_t wbs, ck_kq_unpack_avx2_fn unpack, int scalar_mins,
                                 const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) {
   __m256 acc[CK_ACT_GROUP];
   __m128 accm[CK_ACT_GROUP];
@@ -199,13 +202,22 @@ CK_AVX2_INLINE void row_kq_mins(const uint8_t *w, size_t wbs, ck_kq_unpack_avx2_
       const __m256i bs = LD(y->bsums);
       const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
       const __m128i prod = _mm_madd_epi16(m.mins8, q8s);
-      accm[j] = _mm_fmadd_ps(_mm_set1_ps(-y->d * m.dm), _mm_cvtepi32_ps(prod), accm[j]);
+      if (scalar_mins) { /* Q5_K: the 4 lanes summed in the integers, one scalar fma (lane 0) */
+        const __m128i h = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x4E));
+        const __m128i t = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+        accm[j] = _mm_fmadd_ss(_mm_set_ss(-y->d * m.dm), _mm_cvtepi32_ps(t), accm[j]);
+      } else {
+        accm[j] = _mm_fmadd_ps(_mm_set1_ps(-y->d * m.dm), _mm_cvtepi32_ps(prod), accm[j]);
+      }
       acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
     }
   }
   for (int j = 0; j < g; j++) {
-    __m128 t = _mm_add_ps(accm[j], _mm_movehl_ps(accm[j], accm[j]));
-    t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    __m128 t = accm[j];
+    if (!scalar_mins) {
+      t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+      t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    }
     s[j] = ck_hsum_ps(acc[j]) + _mm_cvtss_f32(t);
   }
 }
@@ -241,18 +253,54 @@ CK_AVX2_INLINE void row_q6_K_exact(const uint8_t *w, const uint8_t *x, size_t xr
   for (int j = 0; j < g; j++) s[j] = ck_hsum_ps(acc[j]);
 }
 
+/* Q3_K with ggml's AVX2 float arithmetic (ggml_vec_dot_q3_K_q8_K): the -4 offset applied per
+   quant inside the integer sums (signed quants through the sign trick), acc = fma(y.d * d,
+   float(sums), acc), result hsum(acc). */
+CK_AVX2_INLINE void row_q3_K_exact(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g,
+                                   float *s) {
+  __m256 acc[CK_ACT_GROUP];
+  for (int j = 0; j < CK_ACT_GROUP; j++) acc[j] = _mm256_setzero_ps();
+  _Alignas(32) uint8_t u[CK_QK_K];
+  _Alignas(32) int8_t q[CK_QK_K];  /* u - 4 */
+  for (int64_t i = 0; i < nblk; i++) {
+    ck_kq_meta m;
+    unpack_q3_K(w + (size_t)i * sizeof(ck_block_q3_K), u, &m);
+    for (int c = 0; c < 8; c++) {
+      const __m256i v = _mm256_sub_epi8(_mm256_load_si256((const __m256i *)(u + 32 * c)), _mm256_set1_epi8(4));
+      _mm256_store_si256((__m256i *)(q + 32 * c), v);
+      _mm256_store_si256((__m256i *)(u + 32 * c), _mm256_sign_epi8(v, v));  /* |u - 4| */
+    }
+    __m256i scv[8];
+    ck_kq_scale_vectors(m.sc, scv);
+    for (int j = 0; j < g; j++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + j * xrow) + i;
+      __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+      for (int c = 0; c < 8; c += 2) {
+        const __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c)),
+            _mm256_sign_epi8(LD(y->qs + 32 * c), _mm256_load_si256((const __m256i *)(q + 32 * c))));
+        const __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c + 32)),
+            _mm256_sign_epi8(LD(y->qs + 32 * c + 32), _mm256_load_si256((const __m256i *)(q + 32 * c + 32))));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, scv[c]));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, scv[c + 1]));
+      }
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
+    }
+  }
+  for (int j = 0; j < g; j++) s[j] = ck_hsum_ps(acc[j]);
+}
+
 #define ROW_KQ(NAME, WT, UNPACK)                                                                 \
   CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, \
                            float *s) {                                                           \
     row_kq(w, sizeof(WT), UNPACK, x, xrow, nblk, g, s);                                          \
   }
 ROW_KQ(row_q2_K, ck_block_q2_K, unpack_q2_K)
-ROW_KQ(row_q3_K, ck_block_q3_K, unpack_q3_K)
+#define row_q3_K row_q3_K_exact
 CK_AVX2_INLINE void row_q4_K(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) {
-  row_kq_mins(w, sizeof(ck_block_q4_K), unpack_q4_K, x, xrow, nblk, g, s);
+  row_kq_mins(w, sizeof(ck_block_q4_K), unpack_q4_K, 0, x, xrow, nblk, g, s);
 }
 CK_AVX2_INLINE void row_q5_K(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) {
-  row_kq_mins(w, sizeof(ck_block_q5_K), unpack_q5_K, x, xrow, nblk, g, s);
+  row_kq_mins(w, sizeof(ck_block_q5_K), unpack_q5_K, 1, x, xrow, nblk, g, s);
 }
 #define row_q6_K row_q6_K_exact
 

@@ -17,7 +17,9 @@ final class GGMLMatmulTests: XCTestCase {
     }
 
     /// Weight types whose AVX2 kernels reproduce ggml's AVX2 vec_dot bit for bit.
-    static let bitExactOnAVX2: Set<String> = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_K", "q6_K"]
+    static let bitExactOnAVX2: Set<String> = [
+        "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K",
+    ]
 
     static func load(_ name: String) throws -> Case {
         let path = QuantFixtures.directory + "/mm_\(name).bin"

@@ -12,9 +12,10 @@
  * Numerics: dequantization is bit-exact with ggml / gguf-py. The scalar path quantizes activations
  * exactly as ggml's reference quantizers (quantize_row_q8_0_ref, _q8_1_ref, _q8_K_ref); the AVX2
  * path exactly as ggml's x86 runtime ones (Q8_0/Q8_1: multiplier 127/amax, ties to even; Q8_K: the
- * reference). Matmul integer sums inside blocks equal ggml's. The AVX2 matmul for Q4_0, Q4_1, Q5_0,
- * Q5_1, Q8_0, Q4_K and Q6_K weights is bit-identical with ggml's AVX2 vec_dot (same fma order and
- * horizontal sums); other types and paths agree with ggml within float rounding.
+ * reference). Matmul integer sums inside blocks equal ggml's. The AVX2 matmul for every quantized
+ * weight type (Q4_0..Q8_0, Q2_K..Q6_K) is bit-identical with ggml's AVX2 vec_dot (same integer
+ * lanes, fma order and horizontal sums), and ck_dot_f16_f32 with ggml_vec_dot_f16; other paths
+ * (scalar, NEON, float-type matmul) agree with ggml within float rounding.
  *
  * Batch invariance: for a given ISA, the result for (weight row r, activation b) is bit-identical
  * however ck_matmul is called: nb = 1 or more, b's position in the batch, the row range and how
