@@ -89,7 +89,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "caravanctl", dependencies: [
-            "CaravanClient", "CaravanWire",
+            "CaravanClient", "CaravanWire", "ClusterSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -39,10 +39,11 @@ public final class CaravanClient: Sendable {
     private let socket: AsyncSocket
     private let codec = WireCodec()
 
-    /// Connects to `endpoint`; `serverKey` is the coordinator's CURVE public key (nil = plain TCP).
-    public init(endpoint: String, serverKey: String?) throws {
+    /// Connects to `endpoint`; `serverKey` is the coordinator's CURVE public key (nil = plain TCP),
+    /// `keys` this client's key pair (nil = a new one).
+    public init(endpoint: String, serverKey: String?, keys: CurveKeyPair? = nil) throws {
         loop = try EventLoop(context: try Context(), name: "caravan-client")
-        let security: SocketSecurity = try serverKey.map { .curveClient(keys: try CurveKeyPair.generate(), serverPublicKey: $0) } ?? .plain
+        let security: SocketSecurity = try serverKey.map { .curveClient(keys: try keys ?? CurveKeyPair.generate(), serverPublicKey: $0) } ?? .plain
         socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(security)
             try socket.connect(endpoint)

@@ -33,6 +33,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(10)
     /// CURVE (with the coordinator's key pair) or plain connections.
     public var security: ClusterSecurity
+    /// With CURVE: the client public keys (workers' and clients') the coordinator's sockets admit;
+    /// nil admits every client that knows the coordinator's public key.
+    public var authorizedKeys: Set<String>?
 
     /// Creates a configuration.
     public init(modelPath: String, controlEndpoint: String, clientsEndpoint: String, resultsEndpoint: String? = nil,

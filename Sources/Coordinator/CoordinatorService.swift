@@ -50,9 +50,23 @@ public final class CoordinatorService: Service {
         let contextLimit = min(config.contextTokens, facts.contextLength > 0 ? facts.contextLength : config.contextTokens)
 
         let context = try Context()
+        // With an allow-list, a ZAP handler decides which CURVE clients the sockets admit (it must
+        // run before the sockets bind).
+        var zap: ZAPAuthenticator?
+        if case .curve = config.security, let keys = config.authorizedKeys {
+            let logger = self.logger
+            zap = try ZAPAuthenticator(context: context, allowedClientKeys: keys, allowNull: false) { decision in
+                if !decision.allowed {
+                    logger.warning("refused a connection", metadata: [
+                        "address": "\(decision.address)", "key": "\(decision.clientKey ?? "")", "reason": "\(decision.reason)",
+                    ])
+                }
+            }
+        }
         let loop = try EventLoop(context: context, name: "coordinator-zmq")
         defer {
             loop.shutdown()
+            zap?.stop()
             context.terminate()
         }
         let codec = WireCodec(limits: config.limits)
@@ -77,6 +91,7 @@ public final class CoordinatorService: Service {
             "control": "\(controlAddress)", "clients": "\(clientsAddress)", "results": "\(resultAddress)",
             "workers": "\(config.expectedWorkers)", "security": "\(config.security == .plain ? "plain" : "curve")",
             "public_key": "\(config.security.publicKey)",
+            "authorized_keys": "\(config.authorizedKeys.map { String($0.count) } ?? "any")",
         ])
 
         let template_ = AssignmentTemplate(

@@ -43,6 +43,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
     var stepTimeout = 60.0
 
+    @Option(name: .customLong("authorized-keys"), help: "File of admitted client public keys (workers' and clients', Z85, one per line, # comments); default: any client that knows the coordinator's key.")
+    var authorizedKeys: String?
+
     @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
     var heartbeatInterval = 0.5
 
@@ -93,6 +96,21 @@ struct CoordinatorCommand: AsyncParsableCommand {
             heartbeatInterval: .milliseconds(Int(heartbeatInterval * 1000)),
             heartbeatTimeout: .milliseconds(Int(heartbeatTimeout * 1000)), stepDeadline: .milliseconds(Int(stepTimeout * 1000)),
             security: security)
+        var configuration = config
+        if let authorizedKeys {
+            let text = try String(contentsOfFile: authorizedKeys, encoding: .utf8)
+            let keys = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            guard let bad = keys.first(where: { $0.count != 40 }) else {
+                configuration.authorizedKeys = Set(keys)
+                return try await runGroup(configuration, logger: logger)
+            }
+            throw ValidationError("\(authorizedKeys): '\(bad)' is not a 40-character Z85 public key")
+        }
+        try await runGroup(configuration, logger: logger)
+    }
+
+    private func runGroup(_ config: CoordinatorConfiguration, logger: Logger) async throws {
         var configuration = config
         configuration.drainTimeout = .milliseconds(Int(drainTimeout * 1000))
         let service = CoordinatorService(configuration: configuration, logger: logger)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaravanClient
 import CaravanWire
+import ClusterSupport
 import Foundation
 
 /// `caravanctl`: talks to a Caravan coordinator's client socket.
@@ -19,6 +20,9 @@ struct Connection: ParsableArguments {
     @Option(name: .customLong("coordinator-key"), help: "The coordinator's CURVE public key (logged at its start as public_key).")
     var coordinatorKey: String?
 
+    @Option(name: .customLong("key-file"), help: "This client's CURVE secret key file (created when missing); default: a new key each run.")
+    var keyFile: String?
+
     @Flag(help: "Plain TCP (for a coordinator started with --insecure).")
     var insecure = false
 
@@ -29,7 +33,8 @@ struct Connection: ParsableArguments {
     }
 
     func client() throws -> CaravanClient {
-        try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey)
+        try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey,
+                          keys: try keyFile.map { try ClusterSecurity.keyPair(file: $0) })
     }
 }
 

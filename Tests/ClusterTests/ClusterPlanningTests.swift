@@ -33,6 +33,45 @@ final class ClusterPlanningTests: XCTestCase {
         XCTAssertTrue(cluster.workers[0].isRunning)
     }
 
+    /// With `--authorized-keys`, only listed workers and clients get through.
+    func testAuthorizedKeysAdmitOnlyListedPeers() async throws {
+        let cluster = try ClusterProcesses()
+        defer {
+            cluster.stop()
+            try? FileManager.default.removeItem(at: cluster.directory)
+        }
+        let worker = try CurveKeyPair.generate()
+        let client = try CurveKeyPair.generate()
+        let workerKeyFile = cluster.directory.appendingPathComponent("worker.key").path
+        try (worker.secretKey + "\n").write(toFile: workerKeyFile, atomically: true, encoding: .utf8)
+        let allowed = cluster.directory.appendingPathComponent("authorized").path
+        try "# workers and clients\n\(worker.publicKey)\n\(client.publicKey)\n".write(toFile: allowed, atomically: true, encoding: .utf8)
+        try cluster.start(workers: 1, model: try TestModel.requirePath(), extraCoordinatorArguments: ["--authorized-keys", allowed],
+                          extraWorkerArguments: { _ in ["--key-file", workerKeyFile] })
+
+        let context = try Context()
+        let loop = try EventLoop(context: context, name: "authorized-test")
+        defer { loop.shutdown() }
+        let codec = WireCodec()
+        func ask(with keys: CurveKeyPair) async throws -> [Message]? {
+            let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
+                try socket.apply(.curveClient(keys: keys, serverPublicKey: cluster.coordinatorKey))
+                try socket.connect(cluster.clientsEndpoint)
+            }
+            var request = Caravan_V1_JobStatusRequest()
+            request.jobID = "job-1"
+            try await socket.send(try codec.encode(.jobStatusRequest(request), requestID: 3), timeout: .seconds(2))
+            let reply = try? await socket.receive(timeout: .seconds(3))
+            await socket.close()
+            return reply
+        }
+        let listed = try await ask(with: client)
+        XCTAssertNotNil(listed, "a listed client is answered")
+        let stranger = try await ask(with: try CurveKeyPair.generate())
+        XCTAssertNil(stranger, "an unlisted client is not")
+        XCTAssertTrue(cluster.log("coordinator.log").contains("refused a connection"))
+    }
+
     func testTooLittleMemoryIsRefusedWithNumbers() async throws {
         let cluster = try ClusterProcesses()
         defer {

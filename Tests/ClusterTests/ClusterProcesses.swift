@@ -90,7 +90,8 @@ final class ClusterProcesses: @unchecked Sendable {
     }
 
     /// Starts a coordinator and `workers` workers and waits until the pipeline serves.
-    func start(workers count: Int, model: String, extraCoordinatorArguments: [String] = []) throws {
+    func start(workers count: Int, model: String, extraCoordinatorArguments: [String] = [],
+               extraWorkerArguments: (Int) -> [String] = { _ in [] }) throws {
         coordinator = try launch("caravan-coordinator", [
             "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
             "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
@@ -107,7 +108,7 @@ final class ClusterProcesses: @unchecked Sendable {
             workers.append(try launch("caravan-worker", [
                 "--coordinator-key", coordinatorKey, "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1",
                 "--id", "worker-\(i)",
-            ], log: "worker-\(i).log"))
+            ] + extraWorkerArguments(i), log: "worker-\(i).log"))
         }
         for i in 0..<count {
             workerDataEndpoints.append(try waitForLog("worker-\(i).log", "data=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60)))
