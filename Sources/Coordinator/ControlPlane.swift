@@ -123,6 +123,9 @@ final class ControlPlane: Sendable {
                                             address: member?.dataAddress ?? "", publicKey: member?.dataPublicKey ?? "")
                 })
                 serve.yield(order)
+            case .replan(let reason):
+                logger.warning("re-planning: \(reason)")
+                await desk.stopServing(reason)
             case .fail(let reason):
                 logger.critical("the cluster cannot serve: \(reason)")
                 desk.setUnavailable(reason)

@@ -64,8 +64,22 @@ final class JobDesk: Sendable {
     /// Refuses new jobs with `reason`; unless `keepServing`, running jobs lose the pipeline too.
     func setUnavailable(_ reason: String, keepServing: Bool = false) {
         unavailableReason.withLock { $0 = reason }
-        admitting.withLock { $0 = false }
-        if !keepServing { serving.withLock { $0 = nil } }
+        if keepServing {
+            admitting.withLock { $0 = false }
+        } else {
+            serving.withLock { $0 = nil }
+        }
+    }
+
+    /// Stops serving the current pipeline (its jobs fail with `reason`) while a new plan is made.
+    func stopServing(_ reason: String) async {
+        unavailableReason.withLock { $0 = "re-planning: \(reason)" }
+        guard let old = serving.withLock({ value -> ServingPipeline? in
+            defer { value = nil }
+            return value
+        }) else { return }
+        for lane in old.lanes { await lane.stop(reason) }
+        old.engine.failAll(PipelineError.stageFailed(step: 0, message: reason))
     }
 
     /// Jobs still running.
