@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "caravan", targets: ["caravan"]),
         .executable(name: "caravan-worker", targets: ["caravan-worker"]),
         .executable(name: "caravan-coordinator", targets: ["caravan-coordinator"]),
+        .executable(name: "caravanctl", targets: ["caravanctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -49,21 +50,23 @@ let package = Package(
         .target(name: "CaravanWire", dependencies: [
             "CaravanCore", "ZeroMQ",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Cluster daemons
-        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire"],
+        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire", "ZeroMQ"],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
             "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Coordinator", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(["-O"])]),
+
+        .target(name: "CaravanClient", dependencies: ["CaravanWire", "ZeroMQ"]),
 
         // MARK: Executables
         .executableTarget(name: "caravan", dependencies: [
@@ -73,16 +76,21 @@ let package = Package(
         ]),
 
         .executableTarget(name: "caravan-worker", dependencies: [
-            "Worker", "ZeroMQ",
+            "Worker", "ZeroMQ", "ClusterSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "caravan-coordinator", dependencies: [
-            "Coordinator", "ZeroMQ",
+            "Coordinator", "ZeroMQ", "ClusterSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        .executableTarget(name: "caravanctl", dependencies: [
+            "CaravanClient", "CaravanWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: Tests
@@ -98,7 +106,7 @@ let package = Package(
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a coordinator and N workers on 127.0.0.1 and keeps them running until Ctrl-C (every
-# process is stopped on exit). For trying the cluster on one machine.
+# process is stopped on exit). For trying the cluster on one machine; plain TCP (--insecure) on
+# loopback.
 #
 # Usage: Deploy/local-cluster.sh [WORKERS=3] [MODEL=~/.cache/caravan/models/SmolLM2-135M-Instruct.Q4_1.gguf]
 #        BIN=.build/release Deploy/local-cluster.sh 3

@@ -1,6 +1,11 @@
 /* AVX2+FMA+F16C matmul row kernels. Each weight block is loaded and unpacked once per group of
    up to CK_ACT_GROUP activations; integer dot products inside blocks (maddubs/madd), float
-   accumulation across blocks. */
+   accumulation across blocks.
+   Batch invariance: every output (weight row, activation) has its own accumulators, updated block
+   by block in block order with the same operations whatever the group size, the row pairing or
+   the row range, so results are bit-identical however a product is split. The per-output
+   arithmetic is that of ggml's AVX2 vec_dot kernels (one 8-lane fma accumulator, hsum_float_8
+   order, then the Q4_1/Q5_1 min term). */
 #include "ck_avx2.h"
 #include "ck_mm_driver.h"
 #include "ck_kq_unpack.h"
@@ -46,9 +51,12 @@ ROW_SYM_AVX2(row_q8_0, ck_block_q8_0, LOADQ_Q8_0)
 
 /* ---- Q4_1 / Q5_1 (unsigned quants with a min) x Q8_1 ---- */
 
-/* Two blocks per step with separate accumulators. The weight's (d, m) and the activation's
-   (d, s) half pairs are converted together: lane 0 of their product is d*dy, lane 1 is m*s. */
-#define MIN_STEP(LOADQ, IB, ACC)                                                                 \
+/* Per output, exactly as ggml's AVX2 ggml_vec_dot_q4_1_q8_1 / _q5_1_q8_1, block by block in
+   block order: acc = fma(d*dy, float(pair sums), acc) in 8 lanes, and the min term
+   summs = fma(m, s, summs) in a scalar; result hsum(acc) + summs.
+   The weight's (d, m) and the activation's (d, s) half pairs are converted together: lane 0 of
+   their product is d*dy; lane 1 of fma(dm, ds, macc) is fma(m, s, summs). */
+#define MIN_STEP(LOADQ, IB)                                                                      \
   do {                                                                                           \
     const __m256i q = LOADQ(IB);                                                                 \
     uint32_t wdm; memcpy(&wdm, &wb[IB], 4);                                                      \
@@ -56,33 +64,28 @@ ROW_SYM_AVX2(row_q8_0, ck_block_q8_0, LOADQ_Q8_0)
     for (int j = 0; j < g; j++) {                                                                \
       const ck_block_q8_1 *y = (const ck_block_q8_1 *)(x + j * xrow) + (IB);                     \
       uint32_t yds; memcpy(&yds, y, 4);                                                          \
-      const __m128 prod = _mm_mul_ps(dm, _mm_cvtph_ps(_mm_cvtsi32_si128((int)yds)));             \
+      const __m128 ds = _mm_cvtph_ps(_mm_cvtsi32_si128((int)yds));                               \
+      const __m128 prod = _mm_mul_ps(dm, ds);                                                    \
       const __m256i yv = _mm256_loadu_si256((const __m256i *)y->qs);                             \
       const __m256 p = _mm256_cvtepi32_ps(ck_dot_us8(q, yv));                                    \
-      ACC[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), p, ACC[j]);                          \
-      macc[j] = _mm_add_ps(macc[j], prod);                                                       \
+      acc[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), p, acc[j]);                          \
+      macc[j] = _mm_fmadd_ps(dm, ds, macc[j]);                                                   \
     }                                                                                            \
   } while (0)
 
 #define ROW_MIN_AVX2(NAME, WT, LOADQ)                                                            \
   CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, \
                            float *s) {                                                           \
-    __m256 acc0[CK_ACT_GROUP], acc1[CK_ACT_GROUP];                                               \
+    __m256 acc[CK_ACT_GROUP];                                                                    \
     __m128 macc[CK_ACT_GROUP];                                                                   \
     for (int j = 0; j < CK_ACT_GROUP; j++) {                                                     \
-      acc0[j] = acc1[j] = _mm256_setzero_ps();                                                   \
+      acc[j] = _mm256_setzero_ps();                                                              \
       macc[j] = _mm_setzero_ps();                                                                \
     }                                                                                            \
     const WT *wb = (const WT *)w;                                                                \
-    int64_t i = 0;                                                                               \
-    for (; i + 2 <= nblk; i += 2) {                                                              \
-      MIN_STEP(LOADQ, i, acc0);                                                                  \
-      MIN_STEP(LOADQ, i + 1, acc1);                                                              \
-    }                                                                                            \
-    if (i < nblk) MIN_STEP(LOADQ, i, acc0);                                                      \
+    for (int64_t i = 0; i < nblk; i++) MIN_STEP(LOADQ, i);                                       \
     for (int j = 0; j < g; j++)                                                                  \
-      s[j] = ck_hsum_ps(_mm256_add_ps(acc0[j], acc1[j])) +                                       \
-             _mm_cvtss_f32(_mm_shuffle_ps(macc[j], macc[j], 1));                                 \
+      s[j] = ck_hsum_ps(acc[j]) + _mm_cvtss_f32(_mm_shuffle_ps(macc[j], macc[j], 1));            \
   }
 
 CK_AVX2_INLINE __m256i ck_load_q5_1(const ck_block_q5_1 *b) {
@@ -120,14 +123,16 @@ ROW_MIN_AVX2(row_q5_1, ck_block_q5_1, LOADQ_Q5_1)
     s[0] = ck_hsum_ps(a0); s[1] = ck_hsum_ps(a1);                                                \
   }
 
+/* Same per-output arithmetic as MIN_STEP / ROW_MIN_AVX2 (only the activation loads shared). */
 #define MIN2_STEP(LOADQ, WB, IB, YV, YDS, ACC, MACC)                                             \
   do {                                                                                           \
     const WT_ *wb = (WB);                                                                        \
     const __m256i q = LOADQ(IB);                                                                 \
     uint32_t wdm; memcpy(&wdm, &wb[IB], 4);                                                      \
-    const __m128 prod = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)wdm)), YDS);              \
+    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)wdm));                                 \
+    const __m128 prod = _mm_mul_ps(dm, YDS);                                                     \
     ACC = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(ck_dot_us8(q, YV)), ACC); \
-    MACC = _mm_add_ps(MACC, prod);                                                               \
+    MACC = _mm_fmadd_ps(dm, YDS, MACC);                                                          \
   } while (0)
 
 #define ROW2_MIN_AVX2(NAME, WT, LOADQ)                                                           \

@@ -1,6 +1,8 @@
 /* AVX2+FMA+F16C: float-format matmul rows (F32, F16, BF16), float helpers, and activation
-   quantization to Q8_0 / Q8_1 / Q8_K (bit-exact with the scalar reference: same 1/d multiplier and
-   roundf's ties-away-from-zero for Q8_0/Q8_1, ties-to-even for Q8_K). */
+   quantization to Q8_0 / Q8_1 / Q8_K. Q8_0 / Q8_1 are bit-exact with ggml's x86 runtime
+   quantizers (quantize_row_q8_0 / _q8_1, AVX2 build): multiplier 127/amax, round half to even,
+   s = half(d * sum q); so they can differ from the scalar (reference) path at rounding ties and
+   where 127/amax and 1/(amax/127) differ. Q8_K equals the reference (ggml's x86 runtime uses it). */
 #include "ck_avx2.h"
 #include "ck_mm_driver.h"
 
@@ -10,7 +12,9 @@
 #define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 #define LDB(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 
-/* ---- float-format rows: nblk = number of elements ---- */
+/* ---- float-format rows: nblk = number of elements ----
+   Per output always the same order (two 8-lane chains over 16 elements, then the scalar tail),
+   whatever the group size, so results do not depend on batching. */
 
 #define ROW_FLOAT_AVX2(NAME, ET, LOAD, CONV)                                                     \
   CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
@@ -19,18 +23,6 @@
     for (int j = 0; j < CK_ACT_GROUP; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();          \
     const ET *wv = (const ET *)w;                                                                \
     int64_t i = 0;                                                                               \
-    if (g == 1) { /* one activation: four independent chains hide the FMA latency */             \
-      const ET *xv = (const ET *)x;                                                              \
-      __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;                                \
-      for (; i + 32 <= n; i += 32) {                                                             \
-        c0 = _mm256_fmadd_ps(LOAD(wv + i), LOAD(xv + i), c0);                                    \
-        c1 = _mm256_fmadd_ps(LOAD(wv + i + 8), LOAD(xv + i + 8), c1);                            \
-        c2 = _mm256_fmadd_ps(LOAD(wv + i + 16), LOAD(xv + i + 16), c2);                          \
-        c3 = _mm256_fmadd_ps(LOAD(wv + i + 24), LOAD(xv + i + 24), c3);                          \
-      }                                                                                          \
-      acc[0][0] = _mm256_add_ps(c0, c2);                                                         \
-      acc[0][1] = _mm256_add_ps(c1, c3);                                                         \
-    }                                                                                            \
     for (; i + 16 <= n; i += 16) {                                                               \
       const __m256 w0 = LOAD(wv + i), w1 = LOAD(wv + i + 8);                                     \
       for (int j = 0; j < g; j++) {                                                              \
@@ -71,31 +63,44 @@ CK_AVX2 static void f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
   for (; i < n; i++) dst[i] = ck_h2f(src[i]);
 }
 
-CK_AVX2 static float dot_f32(const float *a, const float *b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(LDF(a + i), LDF(b + i), s0);
-    s1 = _mm256_fmadd_ps(LDF(a + i + 8), LDF(b + i + 8), s1);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDF(a + i), LDF(b + i), s0);
-  float t = ck_hsum_ps(_mm256_add_ps(s0, s1));
-  for (; i < n; i++) t += a[i] * b[i];
-  return t;
+/* Dot products in the order of ggml's AVX2 ggml_vec_dot_f32 / ggml_vec_dot_f16 (the non-sgemm
+   path llama.cpp takes for single-token matmuls such as attention scores while decoding): four
+   8-lane fma chains over steps of 32 elements, reduced (0+2, 1+3, then 0+1), the two 128-bit halves
+   added and two horizontal adds ((t0+t1)+(t2+t3)); then the leftover elements (F32: fma into the
+   float sum; F16: products summed in double). Bit-identical with ggml's (for F32 when n is a
+   multiple of 32: this ggml build reduces F32 leftovers differently). */
+CK_AVX2_INLINE float ck_ggml_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
+  const __m256 v = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+  const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t1 = _mm_hadd_ps(t0, t0);
+  return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
-CK_AVX2 static float dot_f16_f32(const uint16_t *a, const float *b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(LDH(a + i), LDF(b + i), s0);
-    s1 = _mm256_fmadd_ps(LDH(a + i + 8), LDF(b + i + 8), s1);
+#define CK_DOT_GGML(NAME, AT, LOADA, LEFTOVERS)                                                  \
+  CK_AVX2 static float NAME(const AT *a, const float *b, int64_t n) {                            \
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                                  \
+    int64_t i = 0;                                                                               \
+    for (; i + 32 <= n; i += 32) {                                                               \
+      s0 = _mm256_fmadd_ps(LOADA(a + i), LDF(b + i), s0);                                        \
+      s1 = _mm256_fmadd_ps(LOADA(a + i + 8), LDF(b + i + 8), s1);                                \
+      s2 = _mm256_fmadd_ps(LOADA(a + i + 16), LDF(b + i + 16), s2);                              \
+      s3 = _mm256_fmadd_ps(LOADA(a + i + 24), LDF(b + i + 24), s3);                              \
+    }                                                                                            \
+    const float r = ck_ggml_reduce4(s0, s1, s2, s3);                                             \
+    LEFTOVERS                                                                                    \
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(LDH(a + i), LDF(b + i), s0);
-  float t = ck_hsum_ps(_mm256_add_ps(s0, s1));
-  for (; i < n; i++) t += ck_h2f(a[i]) * b[i];
-  return t;
-}
+
+/* F32 leftovers: fma into the float sum; F16 leftovers: products added in double */
+#define LEFT_F32                                                                                 \
+  __m128 t = _mm_set_ss(r);                                                                      \
+  for (; i < n; i++) t = _mm_fmadd_ss(_mm_set_ss(a[i]), _mm_set_ss(b[i]), t);                    \
+  return _mm_cvtss_f32(t);
+#define LEFT_F16                                                                                 \
+  double t = (double)r;                                                                          \
+  for (; i < n; i++) t += (double)(ck_h2f(a[i]) * b[i]);                                         \
+  return (float)t;
+CK_DOT_GGML(dot_f32, float, LDF, LEFT_F32)
+CK_DOT_GGML(dot_f16_f32, uint16_t, LDH, LEFT_F16)
 
 CK_AVX2 static void axpy_f16_f32(float a, const uint16_t *x, float *y, int64_t n) {
   const __m256 av = _mm256_set1_ps(a);
@@ -113,23 +118,13 @@ CK_AVX2 static void axpy_f32(float a, const float *x, float *y, int64_t n) {
 
 /* ---- activation quantization ---- */
 
-/* roundf(v) for |v| < 2^23: trunc, then step away from zero when the dropped part is >= 0.5 */
-CK_AVX2_INLINE __m256i ck_roundf_epi32(__m256 v) {
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
-  const __m256 frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(v, t));
-  const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
-                                    _mm256_or_ps(_mm256_set1_ps(1.0f), sign));
-  return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
-}
-
-/* 32 floats -> 32 int8 with multiplier id; returns the sum of the quants */
+/* 32 floats -> 32 int8: round-half-even(x * id), as ggml's AVX2 quantize_row_q8_0 / _q8_1
+   (_mm256_round_ps to nearest, then convert); returns the sum of the quants */
 CK_AVX2_INLINE int ck_q8_block(const float *x, float id, int8_t *qs) {
   const __m256 m = _mm256_set1_ps(id);
-  const __m256i a = ck_roundf_epi32(_mm256_mul_ps(LDF(x), m));
-  const __m256i b = ck_roundf_epi32(_mm256_mul_ps(LDF(x + 8), m));
-  const __m256i c = ck_roundf_epi32(_mm256_mul_ps(LDF(x + 16), m));
-  const __m256i d = ck_roundf_epi32(_mm256_mul_ps(LDF(x + 24), m));
+#define CK_RNE(v) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps((v), m), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+  const __m256i a = CK_RNE(LDF(x)), b = CK_RNE(LDF(x + 8)), c = CK_RNE(LDF(x + 16)), d = CK_RNE(LDF(x + 24));
+#undef CK_RNE
   __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
   p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
   _mm256_storeu_si256((__m256i *)qs, p);
@@ -183,8 +178,9 @@ CK_AVX2 static int quantize_avx2(int type, const float *src, void *dst, int64_t 
   if (type == CK_TYPE_Q8_0 && n % CK_QK == 0) {
     ck_block_q8_0 *y = dst;
     for (int64_t i = 0; i < n / CK_QK; i++, src += CK_QK) {
-      const float d = ck_amax32(src) / 127.0f;
-      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      const float amax = ck_amax32(src);
+      const float d = amax / 127.0f;
+      const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
       y[i].d = ck_f2h(d);
       (void)ck_q8_block(src, id, y[i].qs);
     }
@@ -193,8 +189,9 @@ CK_AVX2 static int quantize_avx2(int type, const float *src, void *dst, int64_t 
   if (type == CK_TYPE_Q8_1 && n % CK_QK == 0) {
     ck_block_q8_1 *y = dst;
     for (int64_t i = 0; i < n / CK_QK; i++, src += CK_QK) {
-      const float d = ck_amax32(src) / 127.0f;
-      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      const float amax = ck_amax32(src);
+      const float d = amax / 127.0f;
+      const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
       y[i].d = ck_f2h(d);
       const int sum = ck_q8_block(src, id, y[i].qs);
       y[i].s = ck_f2h((float)sum * d);

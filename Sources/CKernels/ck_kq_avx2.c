@@ -1,7 +1,14 @@
 /* AVX2 K-quant matmul: SIMD unpacking of Q2_K..Q6_K super-blocks (quants to unsigned bytes,
    scales and mins to int16 vectors, signed offsets folded into the mins as in ck_kquant.h), then
-   one integer dot kernel against Q8_K activations (maddubs per 32 quants, madd with per-16
-   scales, mins through the activations' bsums). */
+   integer dot kernels against Q8_K activations (maddubs per 32 quants, madd with per-16
+   scales, mins through the activations' bsums).
+   Every output keeps its own accumulators, updated super-block by super-block in the same way for
+   any group size (batch invariant). Each type follows the float arithmetic of ggml's AVX2 vec_dot
+   for it exactly (same integer lanes, fma order and horizontal sums: bit-identical results):
+   Q2_K mins then scaled sums in one accumulator; Q3_K / Q6_K offsets inside the integer sums;
+   Q4_K mins in a 4-lane accumulator; Q5_K mins summed to one integer and a scalar fma.
+   Activations must lie in [-127, 127] (what every Q8_K quantizer produces): the sign trick used
+   for Q3_K cannot represent -(-128). */
 #include "ck_avx2.h"
 #include "ck_mm_driver.h"
 
@@ -20,6 +27,7 @@ CK_AVX2_INLINE __m256i ck_bitmask(__m256i v, int b) {
    per-16 scales and mins as int16 vectors, the two float super-block scales. */
 typedef struct {
   __m256i sc, mn;
+  __m128i mins8;  /* Q4_K / Q5_K: the 8 mins (one per 32 quants) as int16 */
   float d, dm;
 } ck_kq_meta;
 
@@ -75,6 +83,7 @@ CK_AVX2_INLINE void ck_scales_k4(const uint8_t *q, ck_kq_meta *m) {
   const __m128i mn = _mm_setr_epi32((int)mn_lo, (int)mn_hi, 0, 0);
   m->sc = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc, sc));
   m->mn = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+  m->mins8 = _mm_cvtepu8_epi16(mn);
 }
 
 CK_AVX2_INLINE void unpack_q4_K(const void *blk, uint8_t *u, ck_kq_meta *m) {
@@ -148,9 +157,133 @@ CK_AVX2_INLINE void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_avx2_fn un
         a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, scv[c]));
         a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, scv[c + 1]));
       }
+      /* as ggml's Q2_K: first the mins (lanes: groups 2k, 2k+1), then the scaled sums */
       const __m256i mi = _mm256_madd_epi16(LD(y->bsums), m.mn);
-      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
       acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(y->d * m.dm), _mm256_cvtepi32_ps(mi), acc[j]);
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
+    }
+  }
+  for (int j = 0; j < g; j++) s[j] = ck_hsum_ps(acc[j]);
+}
+
+/* Scale vectors per 32 quants: low 128 bits group 2c, high 128 bits group 2c+1. */
+CK_AVX2_INLINE void ck_kq_scale_vectors(__m256i sc, __m256i scv[8]) {
+  const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                        2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+  for (int c = 0; c < 8; c++)
+    scv[c] = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc, _mm256_set1_epi32(c)), pick);
+}
+
+/* Q4_K / Q5_K with ggml's AVX2 float arithmetic (ggml_vec_dot_q4_K_q8_K / _q5_K_q8_K): per output,
+   block by block, acc = fma(y.d * d, float(scaled integer sums in 8 lanes), acc) and the mins in
+   4 lanes: accm = fma(-y.d * dmin, float(mins[2k] * q8s[2k] + mins[2k+1] * q8s[2k+1]), accm) with
+   q8s the sums of the activation per 32; result hsum(acc) + ((m0 + m2) + (m1 + m3)). */
+CK_AVX2_INLINE void row_kq_mins(const uint8_t *w, size_t wbs, ck_kq_unpack_avx2_fn unpack, int scalar_mins,
+                                const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) {
+  __m256 acc[CK_ACT_GROUP];
+  __m128 accm[CK_ACT_GROUP];
+  for (int j = 0; j < CK_ACT_GROUP; j++) { acc[j] = _mm256_setzero_ps(); accm[j] = _mm_setzero_ps(); }
+  _Alignas(32) uint8_t u[CK_QK_K];
+  for (int64_t i = 0; i < nblk; i++) {
+    ck_kq_meta m;
+    unpack(w + (size_t)i * wbs, u, &m);
+    __m256i scv[8];
+    ck_kq_scale_vectors(m.sc, scv);
+    for (int j = 0; j < g; j++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + j * xrow) + i;
+      __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+      for (int c = 0; c < 8; c += 2) {
+        const __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c)), LD(y->qs + 32 * c));
+        const __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c + 32)),
+                                                LD(y->qs + 32 * c + 32));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, scv[c]));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, scv[c + 1]));
+      }
+      const __m256i bs = LD(y->bsums);
+      const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+      const __m128i prod = _mm_madd_epi16(m.mins8, q8s);
+      if (scalar_mins) { /* Q5_K: the 4 lanes summed in the integers, one scalar fma (lane 0) */
+        const __m128i h = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x4E));
+        const __m128i t = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+        accm[j] = _mm_fmadd_ss(_mm_set_ss(-y->d * m.dm), _mm_cvtepi32_ps(t), accm[j]);
+      } else {
+        accm[j] = _mm_fmadd_ps(_mm_set1_ps(-y->d * m.dm), _mm_cvtepi32_ps(prod), accm[j]);
+      }
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
+    }
+  }
+  for (int j = 0; j < g; j++) {
+    __m128 t = accm[j];
+    if (!scalar_mins) {
+      t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+      t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    }
+    s[j] = ck_hsum_ps(acc[j]) + _mm_cvtss_f32(t);
+  }
+}
+
+/* Q6_K with ggml's AVX2 float arithmetic (ggml_vec_dot_q6_K_q8_K): the -32 offset is taken off in
+   the integers through the bsums (lane k: groups 2k, 2k+1), then acc = fma(y.d * d, float(sums), acc),
+   result hsum(acc). */
+CK_AVX2_INLINE void row_q6_K_exact(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g,
+                                   float *s) {
+  __m256 acc[CK_ACT_GROUP];
+  for (int j = 0; j < CK_ACT_GROUP; j++) acc[j] = _mm256_setzero_ps();
+  _Alignas(32) uint8_t u[CK_QK_K];
+  for (int64_t i = 0; i < nblk; i++) {
+    ck_kq_meta m;
+    unpack_q6_K(w + (size_t)i * sizeof(ck_block_q6_K), u, &m);
+    __m256i scv[8];
+    ck_kq_scale_vectors(m.sc, scv);
+    for (int j = 0; j < g; j++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + j * xrow) + i;
+      __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+      for (int c = 0; c < 8; c += 2) {
+        const __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c)), LD(y->qs + 32 * c));
+        const __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c + 32)),
+                                                LD(y->qs + 32 * c + 32));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, scv[c]));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, scv[c + 1]));
+      }
+      const __m256i mi = _mm256_madd_epi16(LD(y->bsums), m.mn);
+      const __m256i sum = _mm256_sub_epi32(_mm256_add_epi32(a0, a1), mi);
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(sum), acc[j]);
+    }
+  }
+  for (int j = 0; j < g; j++) s[j] = ck_hsum_ps(acc[j]);
+}
+
+/* Q3_K with ggml's AVX2 float arithmetic (ggml_vec_dot_q3_K_q8_K): the -4 offset applied per
+   quant inside the integer sums (signed quants through the sign trick), acc = fma(y.d * d,
+   float(sums), acc), result hsum(acc). */
+CK_AVX2_INLINE void row_q3_K_exact(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g,
+                                   float *s) {
+  __m256 acc[CK_ACT_GROUP];
+  for (int j = 0; j < CK_ACT_GROUP; j++) acc[j] = _mm256_setzero_ps();
+  _Alignas(32) uint8_t u[CK_QK_K];
+  _Alignas(32) int8_t q[CK_QK_K];  /* u - 4 */
+  for (int64_t i = 0; i < nblk; i++) {
+    ck_kq_meta m;
+    unpack_q3_K(w + (size_t)i * sizeof(ck_block_q3_K), u, &m);
+    for (int c = 0; c < 8; c++) {
+      const __m256i v = _mm256_sub_epi8(_mm256_load_si256((const __m256i *)(u + 32 * c)), _mm256_set1_epi8(4));
+      _mm256_store_si256((__m256i *)(q + 32 * c), v);
+      _mm256_store_si256((__m256i *)(u + 32 * c), _mm256_sign_epi8(v, v));  /* |u - 4| */
+    }
+    __m256i scv[8];
+    ck_kq_scale_vectors(m.sc, scv);
+    for (int j = 0; j < g; j++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + j * xrow) + i;
+      __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+      for (int c = 0; c < 8; c += 2) {
+        const __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c)),
+            _mm256_sign_epi8(LD(y->qs + 32 * c), _mm256_load_si256((const __m256i *)(q + 32 * c))));
+        const __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u + 32 * c + 32)),
+            _mm256_sign_epi8(LD(y->qs + 32 * c + 32), _mm256_load_si256((const __m256i *)(q + 32 * c + 32))));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, scv[c]));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, scv[c + 1]));
+      }
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m.d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0, a1)), acc[j]);
     }
   }
   for (int j = 0; j < g; j++) s[j] = ck_hsum_ps(acc[j]);
@@ -162,10 +295,14 @@ CK_AVX2_INLINE void row_kq(const uint8_t *w, size_t wbs, ck_kq_unpack_avx2_fn un
     row_kq(w, sizeof(WT), UNPACK, x, xrow, nblk, g, s);                                          \
   }
 ROW_KQ(row_q2_K, ck_block_q2_K, unpack_q2_K)
-ROW_KQ(row_q3_K, ck_block_q3_K, unpack_q3_K)
-ROW_KQ(row_q4_K, ck_block_q4_K, unpack_q4_K)
-ROW_KQ(row_q5_K, ck_block_q5_K, unpack_q5_K)
-ROW_KQ(row_q6_K, ck_block_q6_K, unpack_q6_K)
+#define row_q3_K row_q3_K_exact
+CK_AVX2_INLINE void row_q4_K(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) {
+  row_kq_mins(w, sizeof(ck_block_q4_K), unpack_q4_K, 0, x, xrow, nblk, g, s);
+}
+CK_AVX2_INLINE void row_q5_K(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t nblk, int g, float *s) {
+  row_kq_mins(w, sizeof(ck_block_q5_K), unpack_q5_K, 1, x, xrow, nblk, g, s);
+}
+#define row_q6_K row_q6_K_exact
 
 CK_DEFINE_MM_G(mm_q2_K, row_q2_K, CK_AVX2, 8)
 CK_DEFINE_MM_G(mm_q3_K, row_q3_K, CK_AVX2, 8)

@@ -22,6 +22,8 @@ public struct StageAssignment: Sendable, Equatable {
     /// Where the stage's output goes: the next stage's data endpoint, or the coordinator's result
     /// endpoint for the last stage.
     public var nextHop: String
+    /// CURVE public key of the next hop (empty in plain mode).
+    public var nextHopPublicKey: String = ""
     /// The coordinator's result endpoint (failed steps are reported there by every stage).
     public var resultAddress: String
     /// Activation element type between stages.
@@ -77,6 +79,7 @@ extension StageAssignment {
         m.embedsTokens = embedsTokens
         m.producesLogits = producesLogits
         m.nextHopAddress = nextHop
+        m.nextHopPublicKey = nextHopPublicKey
         m.resultAddress = resultAddress
         m.activationDtype = activationDType.wire
         m.maxContextTokens = UInt32(clamping: maxContextTokens)
@@ -102,5 +105,6 @@ extension StageAssignment {
                   stageCount: Int(m.stageCount), nextHop: m.nextHopAddress, resultAddress: m.resultAddress,
                   activationDType: try TensorDType(wire: m.activationDtype), maxContextTokens: Int(m.maxContextTokens),
                   maxBatchSequences: Int(m.maxBatchSequences), maxBatchTokens: Int(m.maxBatchTokens))
+        nextHopPublicKey = m.nextHopPublicKey
     }
 }

@@ -70,7 +70,7 @@ final class ControlPlane: Sendable {
                 "speed": "\(m.capabilities.measuredGflops)",
             ])
             directives = membership.withLock {
-                $0.register(peer: peer, workerID: m.workerID, dataAddress: m.dataAddress,
+                $0.register(peer: peer, workerID: m.workerID, dataAddress: m.dataAddress, dataPublicKey: m.dataPublicKey,
                             memoryBytes: m.capabilities.freeMemoryBytes, speed: m.capabilities.measuredGflops,
                             heldModels: m.capabilities.models.map(\.model.sha256), now: t)
             }
@@ -120,9 +120,12 @@ final class ControlPlane: Sendable {
                 let order = ServeOrder(epoch: epoch, stages: zip(stages, peers).map { stage, peer in
                     let member = members.first { $0.peer == peer }
                     return ServeOrder.Stage(workerID: member?.workerID ?? "\(peer)", layers: stage.layers,
-                                            address: member?.dataAddress ?? "")
+                                            address: member?.dataAddress ?? "", publicKey: member?.dataPublicKey ?? "")
                 })
                 serve.yield(order)
+            case .replan(let reason):
+                logger.warning("re-planning: \(reason)")
+                await desk.stopServing(reason)
             case .fail(let reason):
                 logger.critical("the cluster cannot serve: \(reason)")
                 desk.setUnavailable(reason)

@@ -1,4 +1,5 @@
 import CaravanWire
+import ClusterSupport
 
 /// How the coordinator daemon runs.
 public struct CoordinatorConfiguration: Sendable {
@@ -28,13 +29,17 @@ public struct CoordinatorConfiguration: Sendable {
     public var stepDeadline: Duration
     /// Wire limits for received frames.
     public var limits: WireLimits
+    /// How long a graceful shutdown waits for running jobs.
+    public var drainTimeout: Duration = .seconds(10)
+    /// CURVE (with the coordinator's key pair) or plain connections.
+    public var security: ClusterSecurity
 
     /// Creates a configuration.
     public init(modelPath: String, controlEndpoint: String, clientsEndpoint: String, resultsEndpoint: String? = nil,
                 expectedWorkers: Int, activationDType: TensorDType = .f16, contextTokens: Int = 2048,
                 batchSequences: Int = 8, maxBatchRows: Int = 512, heartbeatInterval: Duration = .milliseconds(500),
                 heartbeatTimeout: Duration = .seconds(10), stepDeadline: Duration = .seconds(60),
-                limits: WireLimits = WireLimits()) {
+                limits: WireLimits = WireLimits(), security: ClusterSecurity = .plain) {
         self.modelPath = modelPath
         self.controlEndpoint = controlEndpoint
         self.clientsEndpoint = clientsEndpoint
@@ -48,5 +53,6 @@ public struct CoordinatorConfiguration: Sendable {
         self.heartbeatTimeout = heartbeatTimeout
         self.stepDeadline = stepDeadline
         self.limits = limits
+        self.security = security
     }
 }

@@ -56,36 +56,55 @@ public final class CoordinatorService: Service {
             context.terminate()
         }
         let codec = WireCodec(limits: config.limits)
-        let control = try AsyncSocket(loop: loop, type: .router) { try $0.bind(config.controlEndpoint) }
+        let control = try AsyncSocket(loop: loop, type: .router) { socket in
+            try socket.apply(config.security.server)
+            try socket.bind(config.controlEndpoint)
+        }
         let results = try AsyncSocket(loop: loop, type: .router) { socket in
+            try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 256)
             try socket.bind(config.resultsEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint))
         }
-        let clients = try AsyncSocket(loop: loop, type: .router) { try $0.bind(config.clientsEndpoint) }
+        let clients = try AsyncSocket(loop: loop, type: .router) { socket in
+            try socket.apply(config.security.server)
+            try socket.bind(config.clientsEndpoint)
+        }
         let resultAddress = Endpoints.advertisable(try await results.withSocket { s throws(ZMQError) in try s.lastEndpoint })
         let controlAddress = try await control.withSocket { s throws(ZMQError) in try s.lastEndpoint }
         let clientsAddress = try await clients.withSocket { s throws(ZMQError) in try s.lastEndpoint }
         logger.info("coordinator started", metadata: [
             "model": "\(fingerprint.name)", "sha256": "\(fingerprint.sha256)", "layers": "\(facts.layerCount)",
             "control": "\(controlAddress)", "clients": "\(clientsAddress)", "results": "\(resultAddress)",
-            "workers": "\(config.expectedWorkers)",
+            "workers": "\(config.expectedWorkers)", "security": "\(config.security == .plain ? "plain" : "curve")",
+            "public_key": "\(config.security.publicKey)",
         ])
 
         let template_ = AssignmentTemplate(
             modelName: fingerprint.name, modelSHA256: fingerprint.sha256, modelSize: fingerprint.size,
             modelLayerCount: facts.layerCount, resultAddress: resultAddress, activationDType: config.activationDType,
             maxContextTokens: contextLimit, maxBatchSequences: config.batchSequences, maxBatchTokens: config.maxBatchRows)
+        var assignmentTemplate = template_
+        assignmentTemplate.resultPublicKey = config.security.publicKey
         let membership = LockedValue(Membership(expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
                                                 heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout))))
         let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
                            contextLimit: contextLimit, logger: logger)
         let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
-                                 template: template_, configuration: config, logger: logger, desk: desk,
+                                 template: assignmentTemplate, configuration: config, logger: logger, desk: desk,
                                  serve: serveSignal)
 
-        await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
+        // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
+        // `drainTimeout`), then every loop is cancelled.
+        try? await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    try await gracefulShutdown()
+                    desk.setUnavailable("the coordinator is shutting down", keepServing: true)
+                    let deadline = ContinuousClock.now + config.drainTimeout
+                    while desk.activeJobs > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                    self.logger.info("drained", metadata: ["unfinished_jobs": "\(desk.activeJobs)"])
+                    throw CancellationError()
+                }
                 group.addTask {
                     do {
                         for try await frames in control.messages() { await plane.handle(frames) }
@@ -115,7 +134,6 @@ public final class CoordinatorService: Service {
                                          vocabulary: facts.vocabularySize, contextLimit: contextLimit)
                     }
                 }
-            }
         }
         serveSignal.finish()
         desk.serving.withLock { $0?.engine.failAll(CancellationError()) }
@@ -147,6 +165,7 @@ public final class CoordinatorService: Service {
         let first: AsyncSocket
         do {
             first = try AsyncSocket(loop: loop, type: .dealer) { socket in
+                try socket.apply(self.configuration.security.client(serverKey: serve.stages[0].publicKey))
                 try socket.set(.sendHighWaterMark, 64)
                 try socket.connect(serve.stages[0].address)
             }
@@ -182,6 +201,7 @@ struct ServeOrder: Sendable {
         let workerID: String
         let layers: LayerRange
         let address: String
+        let publicKey: String
     }
     let epoch: UInt64
     let stages: [Stage]

@@ -47,6 +47,7 @@ final class JobDesk: Sendable {
     let serving = LockedValue<ServingPipeline?>(nil)
     private let unavailableReason = LockedValue<String>("the cluster is still starting (waiting for workers)")
     private let jobs = LockedValue<[String: JobRecord]>([:])
+    private let admitting = LockedValue(true)
     private let bySequence = LockedValue<[SequenceID: String]>([:])
     private let counters = LockedValue<(job: UInt64, sequence: UInt64)>((0, 0))
 
@@ -60,11 +61,29 @@ final class JobDesk: Sendable {
         self.logger = logger
     }
 
-    /// Marks the cluster unavailable with `reason` (jobs are refused with it).
-    func setUnavailable(_ reason: String) {
+    /// Refuses new jobs with `reason`; unless `keepServing`, running jobs lose the pipeline too.
+    func setUnavailable(_ reason: String, keepServing: Bool = false) {
         unavailableReason.withLock { $0 = reason }
-        serving.withLock { $0 = nil }
+        if keepServing {
+            admitting.withLock { $0 = false }
+        } else {
+            serving.withLock { $0 = nil }
+        }
     }
+
+    /// Stops serving the current pipeline (its jobs fail with `reason`) while a new plan is made.
+    func stopServing(_ reason: String) async {
+        unavailableReason.withLock { $0 = "re-planning: \(reason)" }
+        guard let old = serving.withLock({ value -> ServingPipeline? in
+            defer { value = nil }
+            return value
+        }) else { return }
+        for lane in old.lanes { await lane.stop(reason) }
+        old.engine.failAll(PipelineError.stageFailed(step: 0, message: reason))
+    }
+
+    /// Jobs still running.
+    var activeJobs: Int { bySequence.withLock { $0.count } }
 
     /// Handles one message from the client socket (routing id first).
     func handle(_ frames: [Message]) async {
@@ -115,7 +134,7 @@ final class JobDesk: Sendable {
             await send(JobMessages.event(jobID: jobID, clientRequestID: m.clientRequestID, sequence: 1,
                                          JobMessages.error(code, message)), to: peer, requestID: requestID)
         }
-        guard let pipeline = serving.withLock({ $0 }) else {
+        guard admitting.withLock({ $0 }), let pipeline = serving.withLock({ $0 }) else {
             await refuse(.unavailable, unavailableReason.withLock { $0 })
             return
         }

@@ -23,6 +23,7 @@ public actor Lane {
     private var active: Set<SequenceID> = []
     private let signals: AsyncStream<Void>
     private let signal: AsyncStream<Void>.Continuation
+    private var stopReason: String?
     /// Steps run (for status and tests).
     public private(set) var steps = 0
 
@@ -52,10 +53,24 @@ public actor Lane {
         signal.yield()
     }
 
-    /// Steps until the task is cancelled.
+    /// Stops the lane: its loop ends after the current step and its jobs fail with `reason`.
+    public func stop(_ reason: String) {
+        stopReason = reason
+        signal.yield()
+    }
+
+    /// Steps until the task is cancelled or the lane is stopped.
     public func run() async {
         var wake = signals.makeAsyncIterator()
+        defer { signal.finish() }
         while !Task.isCancelled {
+            if let reason = stopReason {
+                let failed = active
+                active.removeAll()
+                incoming.removeAll()
+                for sequence in failed.sorted() { await sink(sequence, .failed(reason)) }
+                return
+            }
             for s in incoming { scheduler.add(s) }
             incoming.removeAll()
             let toCancel = cancels

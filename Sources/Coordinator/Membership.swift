@@ -19,6 +19,8 @@ public struct Member: Sendable, Equatable {
     public var peer: PeerID
     /// Its data endpoint.
     public var dataAddress: String
+    /// CURVE public key of its data socket (empty in plain mode).
+    public var dataPublicKey: String = ""
     /// Memory offered, bytes.
     public var memoryBytes: UInt64
     /// Relative speed.
@@ -36,6 +38,8 @@ public struct AssignmentTemplate: Sendable, Equatable {
     public var modelSize: UInt64
     public var modelLayerCount: Int
     public var resultAddress: String
+    /// CURVE public key of the result socket (the coordinator's; empty in plain mode).
+    public var resultPublicKey: String = ""
     public var activationDType: TensorDType
     public var maxContextTokens: Int
     public var maxBatchSequences: Int
@@ -58,8 +62,9 @@ public struct AssignmentTemplate: Sendable, Equatable {
 
 /// The coordinator's view of its workers as a pure state machine: registration, planning when the
 /// expected number of workers has joined, assignment, readiness, and loss by missing heartbeats.
-/// It returns directives; the service does the I/O. Re-planning after a loss is not part of this
-/// slice: a lost worker of the running plan fails the cluster.
+/// It returns directives; the service does the I/O. A worker of the running plan that is lost
+/// makes it re-plan over the workers left (with a new epoch); after a failure, a new registration
+/// makes it try again.
 public struct Membership: Sendable {
     /// The cluster's phase.
     public enum Phase: Sendable, Equatable {
@@ -83,8 +88,11 @@ public struct Membership: Sendable {
         case assign(PeerID, StageAssignment)
         /// The pipeline of `epoch` is ready: start accepting jobs.
         case serve(epoch: UInt64, stages: [StageAssignment], peers: [PeerID])
-        /// The cluster failed (plan impossible, load failed, worker lost).
+        /// The cluster failed (plan impossible, load failed, no workers left).
         case fail(reason: String)
+        /// The running plan lost a worker: stop serving it (its jobs fail with `reason`); a
+        /// `.plan` over the remaining workers follows.
+        case replan(reason: String)
     }
 
     /// Workers to wait for before planning.
@@ -107,22 +115,24 @@ public struct Membership: Sendable {
     }
 
     /// A worker registered.
-    public mutating func register(peer: PeerID, workerID: String, dataAddress: String, memoryBytes: UInt64, speed: Double,
-                                  heldModels: [String], now: UInt64) -> [Directive] {
+    public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
+                                  memoryBytes: UInt64, speed: Double, heldModels: [String], now: UInt64) -> [Directive] {
         guard heldModels.contains(modelSHA256) else {
             return [.acknowledge(peer, accepted: false, reason: "the worker holds no file with the model's sha256 \(modelSHA256)")]
         }
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
+            if case .failed = phase { phase = .gathering }
             guard phase == .gathering else {
                 return [.acknowledge(peer, accepted: false, reason: "worker id \(workerID) is already part of the running plan")]
             }
             members.remove(at: i)
         }
+        if case .failed = phase { phase = .gathering }  // a new worker may make a plan possible
         guard phase == .gathering else {
-            return [.acknowledge(peer, accepted: false, reason: "the cluster is already planned (re-planning is not supported yet)")]
+            return [.acknowledge(peer, accepted: false, reason: "the cluster is already planned (workers join at the next re-plan)")]
         }
-        members.append(Member(workerID: workerID, peer: peer, dataAddress: dataAddress, memoryBytes: memoryBytes,
-                              speed: speed, lastSeen: now))
+        members.append(Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
+                              memoryBytes: memoryBytes, speed: speed, lastSeen: now))
         var out: [Directive] = [.acknowledge(peer, accepted: true, reason: "")]
         if members.count >= expectedWorkers { out.append(.plan(workers: members)) }
         return out
@@ -145,12 +155,15 @@ public struct Membership: Sendable {
         var assignments: [StageAssignment] = []
         for (i, stage) in plan.stages.enumerated() {
             let next = i + 1 < workers.count ? workers[i + 1].dataAddress : template.resultAddress
-            assignments.append(StageAssignment(
+            let nextKey = i + 1 < workers.count ? workers[i + 1].dataPublicKey : template.resultPublicKey
+            var assignment = StageAssignment(
                 planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
                 modelSize: template.modelSize, modelLayerCount: template.modelLayerCount, layers: stage.layers,
                 stageIndex: i, stageCount: plan.stages.count, nextHop: next, resultAddress: template.resultAddress,
                 activationDType: template.activationDType, maxContextTokens: template.maxContextTokens,
-                maxBatchSequences: template.maxBatchSequences, maxBatchTokens: template.maxBatchTokens))
+                maxBatchSequences: template.maxBatchSequences, maxBatchTokens: template.maxBatchTokens)
+            assignment.nextHopPublicKey = nextKey
+            assignments.append(assignment)
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)
         return zip(peers, assignments).map { .assign($0, $1) }
@@ -187,10 +200,11 @@ public struct Membership: Sendable {
         case .assigning(_, _, let peers), .serving(_, _, let peers): inPlan = peers
         default: inPlan = []
         }
-        if let gone = lost.first(where: { inPlan.contains($0.peer) }) {
-            return fail("worker \(gone.workerID) stopped sending heartbeats (lost)")
-        }
-        return []
+        guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return [] }
+        let reason = "worker \(gone.workerID) stopped sending heartbeats (lost)"
+        phase = .gathering
+        guard !members.isEmpty else { return [.replan(reason: reason)] + fail("\(reason); no workers left") }
+        return [.replan(reason: reason), .plan(workers: members)]
     }
 
     private mutating func fail(_ reason: String) -> [Directive] {

@@ -27,6 +27,8 @@ public actor StageRuntime {
     private let loop: EventLoop
     private let codec: WireCodec
     private let threads: Int
+    private let security: ClusterSecurity
+    private let coordinatorPublicKey: String
     private let sendTimeout: Duration
     private let logger: Logger
     private var installed: Installed?
@@ -35,10 +37,13 @@ public actor StageRuntime {
     public private(set) var stepsRun = 0
 
     /// A runtime creating its sockets on `loop`.
-    public init(loop: EventLoop, codec: WireCodec, threads: Int, sendTimeout: Duration, logger: Logger) {
+    public init(loop: EventLoop, codec: WireCodec, threads: Int, security: ClusterSecurity = .plain,
+                coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger) {
         self.loop = loop
         self.codec = codec
         self.threads = threads
+        self.security = security
+        self.coordinatorPublicKey = coordinatorPublicKey
         self.sendTimeout = sendTimeout
         self.logger = logger
     }
@@ -63,9 +68,11 @@ public actor StageRuntime {
         let next: AsyncSocket
         let results: AsyncSocket
         do {
-            next = try Self.dealer(loop: loop, endpoint: assignment.nextHop)
+            next = try Self.dealer(loop: loop, endpoint: assignment.nextHop,
+                                   security: security.client(serverKey: assignment.nextHopPublicKey))
             results = assignment.resultAddress == assignment.nextHop
-                ? next : try Self.dealer(loop: loop, endpoint: assignment.resultAddress)
+                ? next : try Self.dealer(loop: loop, endpoint: assignment.resultAddress,
+                                         security: security.client(serverKey: coordinatorPublicKey))
         } catch {
             throw StageLoadError(description: "cannot connect to \(assignment.nextHop): \(error)")
         }
@@ -82,8 +89,9 @@ public actor StageRuntime {
         return stage.weightBytes
     }
 
-    private static func dealer(loop: EventLoop, endpoint: String) throws -> AsyncSocket {
+    private static func dealer(loop: EventLoop, endpoint: String, security: SocketSecurity) throws -> AsyncSocket {
         try AsyncSocket(loop: loop, type: .dealer) { socket in
+            try socket.apply(security)
             try socket.set(.sendHighWaterMark, 64)
             try socket.connect(endpoint)
         }

@@ -1,4 +1,5 @@
 import CaravanWire
+import ClusterSupport
 
 /// How a worker daemon runs.
 public struct WorkerConfiguration: Sendable {
@@ -21,6 +22,10 @@ public struct WorkerConfiguration: Sendable {
     public var speed: Double?
     /// Wire limits for received frames.
     public var limits: WireLimits
+    /// CURVE or plain connections.
+    public var security: ClusterSecurity
+    /// The coordinator's CURVE public key (needed with CURVE).
+    public var coordinatorPublicKey: String
     /// How long a send to the next hop may wait for it before the step is dropped.
     public var sendTimeout: Duration
 
@@ -28,7 +33,7 @@ public struct WorkerConfiguration: Sendable {
     public init(workerID: String, coordinatorEndpoint: String, dataEndpoint: String,
                 advertisedDataEndpoint: String? = nil, modelPaths: [String], threads: Int,
                 memoryLimit: UInt64? = nil, speed: Double? = nil, limits: WireLimits = WireLimits(),
-                sendTimeout: Duration = .seconds(10)) {
+                security: ClusterSecurity = .plain, coordinatorPublicKey: String = "", sendTimeout: Duration = .seconds(10)) {
         self.workerID = workerID
         self.coordinatorEndpoint = coordinatorEndpoint
         self.dataEndpoint = dataEndpoint
@@ -38,6 +43,8 @@ public struct WorkerConfiguration: Sendable {
         self.memoryLimit = memoryLimit
         self.speed = speed
         self.limits = limits
+        self.security = security
+        self.coordinatorPublicKey = coordinatorPublicKey
         self.sendTimeout = sendTimeout
     }
 }

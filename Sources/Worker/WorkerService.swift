@@ -46,10 +46,12 @@ public final class WorkerService: Service {
         }
         let codec = WireCodec(limits: config.limits)
         let control = try AsyncSocket(loop: loop, type: .dealer) { socket in
+            try socket.apply(config.security.client(serverKey: config.coordinatorPublicKey))
             try socket.set(.reconnectIntervalMax, 1000)
             try socket.connect(config.coordinatorEndpoint)
         }
         let data = try AsyncSocket(loop: loop, type: .router) { socket in
+            try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 64)
             try socket.bind(config.dataEndpoint)
         }
@@ -58,11 +60,17 @@ public final class WorkerService: Service {
         logger.info("worker started", metadata: [
             "id": "\(config.workerID)", "data": "\(advertised)", "coordinator": "\(config.coordinatorEndpoint)",
             "threads": "\(config.threads)", "memory": "\(free)", "speed": "\(capabilities.speed)",
+            "security": "\(config.security == .plain ? "plain" : "curve")", "data_key": "\(config.security.publicKey)",
         ])
-        let runtime = StageRuntime(loop: loop, codec: codec, threads: config.threads,
-                                   sendTimeout: config.sendTimeout, logger: logger)
+        let runtime = StageRuntime(loop: loop, codec: codec, threads: config.threads, security: config.security,
+                                   coordinatorPublicKey: config.coordinatorPublicKey, sendTimeout: config.sendTimeout,
+                                   logger: logger)
         let ports = Ports(control: control, codec: codec, logger: logger)
-        let register = capabilities.register(workerID: config.workerID, dataAddress: advertised)
+        let register = {
+            var r = capabilities.register(workerID: config.workerID, dataAddress: advertised)
+            r.dataPublicKey = config.security.publicKey
+            return r
+        }()
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
 
         await cancelWhenGracefulShutdown {
@@ -90,7 +98,7 @@ public final class WorkerService: Service {
                     }
                 }
                 group.addTask {
-                    await self.heartbeats(ports: ports, runtime: runtime)
+                    await self.heartbeats(ports: ports, runtime: runtime, register: register, paths: paths)
                 }
             }
         }
@@ -115,11 +123,13 @@ public final class WorkerService: Service {
             logger.warning("control socket: dropped a bad frame", metadata: ["reason": "\(error)"])
             return
         }
+        ports.lastHeard.withLock { $0 = .now }
         var directives: [WorkerSession.Directive] = []
         switch body {
         case .hello(let m):
             logger.debug("coordinator hello", metadata: ["node": "\(m.nodeID)"])
         case .registerAck(let m):
+            if m.heartbeatTimeoutMs > 0 { ports.coordinatorTimeout.withLock { $0 = .milliseconds(Int(m.heartbeatTimeoutMs)) } }
             directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
                                                         heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs)) }
         case .stageAssignment(let m):
@@ -190,12 +200,24 @@ public final class WorkerService: Service {
         }
     }
 
-    private func heartbeats(ports: Ports, runtime: StageRuntime) async {
+    private func heartbeats(ports: Ports, runtime: StageRuntime, register: Caravan_V1_Register,
+                            paths: [String: String]) async {
         var sequence: UInt64 = 0
         while !Task.isCancelled {
             let interval = ports.heartbeatInterval.withLock { $0 }
             try? await Task.sleep(for: interval ?? .milliseconds(200))
-            guard interval != nil, !Task.isCancelled else { continue }
+            if Task.isCancelled { break }
+            // Silence for longer than the coordinator's timeout: it may have restarted; register again.
+            let silence = ContinuousClock.now - ports.lastHeard.withLock { $0 }
+            if silence > ports.coordinatorTimeout.withLock({ $0 }) {
+                let directives = session.apply { $0.coordinatorSilent() }
+                if !directives.isEmpty {
+                    logger.warning("no word from the coordinator for \(silence): registering again")
+                    ports.lastHeard.withLock { $0 = .now }
+                }
+                for d in directives { await execute(d, ports: ports, runtime: runtime, register: register, paths: paths, group: nil) }
+            }
+            guard interval != nil else { continue }
             sequence += 1
             var beat = Caravan_V1_Heartbeat()
             beat.senderID = configuration.workerID
@@ -221,6 +243,10 @@ final class Ports: Sendable {
     let codec: WireCodec
     let logger: Logger
     let heartbeatInterval = LockedValue<Duration?>(nil)
+    /// When the coordinator was last heard from.
+    let lastHeard = LockedValue<ContinuousClock.Instant>(.now)
+    /// Silence after which the worker registers again (the coordinator's heartbeat timeout).
+    let coordinatorTimeout = LockedValue<Duration>(.seconds(10))
 
     init(control: AsyncSocket, codec: WireCodec, logger: Logger) {
         self.control = control

@@ -55,6 +55,7 @@ public struct WorkerSession: Sendable, Equatable {
     /// The coordinator answered the registration.
     public mutating func registerAck(accepted: Bool, reason: String, heartbeatIntervalMilliseconds: Int) -> [Directive] {
         guard state == .registering else { return [] }
+        forgottenAssignment = nil
         guard accepted else {
             state = .refused(reason: reason)
             return [.stop(reason: "the coordinator refused the registration: \(reason)")]
@@ -89,6 +90,25 @@ public struct WorkerSession: Sendable, Equatable {
         }
         return [.reportReady(epoch: epoch, error: error)]
     }
+
+    /// The coordinator has been silent too long (it may have restarted and forgotten this worker):
+    /// register again. The next assignment is accepted whatever its epoch (a restarted coordinator
+    /// counts epochs from 1 again); the stage loaded now keeps running until it is replaced.
+    public mutating func coordinatorSilent() -> [Directive] {
+        switch state {
+        case .initial, .refused:
+            return []
+        case .registering, .idle:
+            state = .registering
+        case .loading(let a), .ready(let a), .failed(let a, _):
+            state = .registering
+            forgottenAssignment = a
+        }
+        return [.sendHelloAndRegister]
+    }
+
+    /// The assignment loaded before the last re-registration (still running until replaced).
+    public private(set) var forgottenAssignment: StageAssignment?
 
     /// The assignment whose steps the data plane accepts now (only when ready).
     public var runningAssignment: StageAssignment? {

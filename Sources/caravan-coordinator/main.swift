@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaravanWire
+import ClusterSupport
 import Coordinator
 import Foundation
 import Logging
@@ -42,18 +43,30 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
     var stepTimeout = 60.0
 
-    @Flag(help: "Plain ZeroMQ connections (no CURVE). Required in this build: CURVE is not wired into the daemons yet.")
+    @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
+    var heartbeatInterval = 0.5
+
+    @Option(name: .customLong("heartbeat-timeout"), help: "Seconds of silence after which a worker is lost (and workers register again).")
+    var heartbeatTimeout = 10.0
+
+    @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for running jobs.")
+    var drainTimeout = 10.0
+
+    @Flag(help: "Plain ZeroMQ connections (no CURVE encryption); for trusted networks only.")
     var insecure = false
+
+    @Option(name: .customLong("key-file"), help: "CURVE secret key file; created with a new key when missing. Workers and clients need its public key (logged at start as public_key).")
+    var keyFile = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".config/caravan/coordinator.key").path
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
     func validate() throws {
-        guard insecure else {
-            throw ValidationError("CURVE security is not wired into the daemons yet: pass --insecure to run on a trusted network")
-        }
         guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard heartbeatInterval > 0, heartbeatTimeout > heartbeatInterval, drainTimeout >= 0 else {
+            throw ValidationError("need 0 < --heartbeat-interval < --heartbeat-timeout and --drain-timeout >= 0")
+        }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
             throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
         }
@@ -67,11 +80,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "caravan.coordinator")
+        var security = ClusterSecurity.plain
+        if !insecure {
+            try FileManager.default.createDirectory(at: URL(fileURLWithPath: keyFile).deletingLastPathComponent(),
+                                                    withIntermediateDirectories: true)
+            security = .curve(try ClusterSecurity.keyPair(file: keyFile))
+        }
         let config = CoordinatorConfiguration(
             modelPath: model, controlEndpoint: control, clientsEndpoint: clients, resultsEndpoint: results,
             expectedWorkers: workers, activationDType: activationDType == "f32" ? .f32 : .f16, contextTokens: ctx,
-            batchSequences: batchSequences, maxBatchRows: batchRows, stepDeadline: .milliseconds(Int(stepTimeout * 1000)))
-        let service = CoordinatorService(configuration: config, logger: logger)
+            batchSequences: batchSequences, maxBatchRows: batchRows,
+            heartbeatInterval: .milliseconds(Int(heartbeatInterval * 1000)),
+            heartbeatTimeout: .milliseconds(Int(heartbeatTimeout * 1000)), stepDeadline: .milliseconds(Int(stepTimeout * 1000)),
+            security: security)
+        var configuration = config
+        configuration.drainTimeout = .milliseconds(Int(drainTimeout * 1000))
+        let service = CoordinatorService(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                              failureTerminationBehavior: .gracefullyShutdownGroup)],

@@ -1,8 +1,10 @@
 import ArgumentParser
+import ClusterSupport
 import Foundation
 import Logging
 import ServiceLifecycle
 import Worker
+import ZeroMQ
 
 /// `caravan-worker`: runs the pipeline stage the coordinator assigns.
 @main
@@ -35,15 +37,21 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Relative speed reported to the planner (default: measured).")
     var speed: Double?
 
-    @Flag(help: "Plain ZeroMQ connections (no CURVE). Required in this build: CURVE is not wired into the daemons yet.")
+    @Flag(help: "Plain ZeroMQ connections (no CURVE encryption); for trusted networks only.")
     var insecure = false
+
+    @Option(name: .customLong("coordinator-key"), help: "The coordinator's CURVE public key (Z85; required unless --insecure).")
+    var coordinatorKey: String?
+
+    @Option(name: .customLong("key-file"), help: "CURVE secret key file of this worker (default: a new key each start).")
+    var keyFile: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
     func validate() throws {
-        guard insecure else {
-            throw ValidationError("CURVE security is not wired into the daemons yet: pass --insecure to run on a trusted network")
+        guard insecure || coordinatorKey?.count == 40 else {
+            throw ValidationError("give --coordinator-key (the coordinator's 40-character Z85 public key), or --insecure for plain connections")
         }
         guard !models.isEmpty else { throw ValidationError("give at least one --model FILE") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -58,10 +66,15 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let workerID = id ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let logger = Logger(label: "caravan.worker.\(workerID)")
+        var security = ClusterSecurity.plain
+        if !insecure {
+            security = .curve(try keyFile.map { path throws in try ClusterSecurity.keyPair(file: path) } ?? CurveKeyPair.generate())
+        }
         let config = WorkerConfiguration(
             workerID: workerID, coordinatorEndpoint: coordinator, dataEndpoint: dataEndpoint,
             advertisedDataEndpoint: advertise, modelPaths: models, threads: threads,
-            memoryLimit: memoryLimitMiB.map { $0 << 20 }, speed: speed)
+            memoryLimit: memoryLimitMiB.map { $0 << 20 }, speed: speed, security: security,
+            coordinatorPublicKey: coordinatorKey ?? "")
         let service = WorkerService(configuration: config, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,

@@ -2,16 +2,24 @@ import CKernels
 import XCTest
 
 /// ck_quantize_row and ck_matmul against ggml itself: fixtures made with the ggml libraries that
-/// llama-cpp-python bundles (quantize_row_q8_*_ref and ggml_vec_dot_*, SIMD and generic builds).
+/// llama-cpp-python bundles (quantize_row_q8_*_ref and the x86 runtime quantize_row_q8_*,
+/// ggml_vec_dot_* in the AVX2 build and the generic one).
 final class GGMLMatmulTests: XCTestCase {
     struct Case {
         let wtype: QType
         let k: Int, rows: Int, nb: Int
         let weights: [UInt8]
         let activations: [Float]
-        let quantized: [UInt8]
-        let ggmlSIMD: [Float], ggmlGeneric: [Float]  // [b * rows + r]
+        /// Activations quantized by ggml's reference quantizer / its x86 (AVX2) runtime quantizer.
+        let quantizedRef: [UInt8], quantizedRuntime: [UInt8]
+        /// ggml's SIMD vec_dot on `quantizedRuntime`, its generic vec_dot on `quantizedRef`; [b * rows + r].
+        let ggmlSIMD: [Float], ggmlGeneric: [Float]
     }
+
+    /// Weight types whose AVX2 kernels reproduce ggml's AVX2 vec_dot bit for bit.
+    static let bitExactOnAVX2: Set<String> = [
+        "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K",
+    ]
 
     static func load(_ name: String) throws -> Case {
         let path = QuantFixtures.directory + "/mm_\(name).bin"
@@ -28,16 +36,17 @@ final class GGMLMatmulTests: XCTestCase {
         }
         let wt = Int32(u32(4)), k = u32(8), rows = u32(12), nb = u32(16), wb = u32(20), xb = u32(24)
         var o = 28
-        guard b.count == o + wb + 4 * nb * k + xb + 8 * nb * rows else {
-            throw FixtureError(description: "\(path): size does not match header")
+        guard b.count == o + wb + 4 * nb * k + 2 * xb + 8 * nb * rows else {
+            throw FixtureError(description: "\(path): size does not match header (regenerate the fixtures)")
         }
         let w = Array(b[o..<(o + wb)]); o += wb
         let act = floats(o, nb * k); o += 4 * nb * k
-        let q = Array(b[o..<(o + xb)]); o += xb
+        let qRef = Array(b[o..<(o + xb)]); o += xb
+        let qRun = Array(b[o..<(o + xb)]); o += xb
         let simd = floats(o, nb * rows); o += 4 * nb * rows
         let gen = floats(o, nb * rows)
         return Case(wtype: QType(id: wt, name: name), k: k, rows: rows, nb: nb, weights: w, activations: act,
-                    quantized: q, ggmlSIMD: simd, ggmlGeneric: gen)
+                    quantizedRef: qRef, quantizedRuntime: qRun, ggmlSIMD: simd, ggmlGeneric: gen)
     }
 
     func testMatchesGGML() throws {
@@ -47,35 +56,72 @@ final class GGMLMatmulTests: XCTestCase {
             let xt = QType(id: ck_vec_dot_type(wt.id), name: "act")
             // magnitudes sum |w_i x_i| for the tolerance
             let wf = MatmulTests.dequant(wt, c.weights, c.rows * c.k)
-            let xf = MatmulTests.dequant(xt, c.quantized, c.nb * c.k)
+            let xf = MatmulTests.dequant(xt, c.quantizedRef, c.nb * c.k)
             for isa in testedISAs() {
                 withISA(isa) {
-                    var q = [UInt8](repeating: 0, count: c.quantized.count)
+                    // AVX2 follows ggml's x86 runtime (quantizer and vec_dot); scalar (and NEON) its reference.
+                    let avx2 = isa == Int32(CK_ISA_AVX2)
+                    let wantQ = avx2 ? c.quantizedRuntime : c.quantizedRef
+                    let wantOut = avx2 ? c.ggmlSIMD : c.ggmlGeneric
+                    let exact = avx2 && Self.bitExactOnAVX2.contains(wt.name)
+                    var q = [UInt8](repeating: 0, count: wantQ.count)
                     XCTAssertEqual(ck_quantize_row(xt.id, c.activations, &q, Int64(c.nb * c.k)), 0)
-                    XCTAssertTrue(q == c.quantized, "\(wt): activations quantized differently from ggml [\(isaName(isa))]")
+                    XCTAssertTrue(q == wantQ, "\(wt): activations quantized differently from ggml [\(isaName(isa))]")
                     var out = [Float](repeating: .nan, count: c.nb * c.rows)
-                    XCTAssertEqual(ck_matmul(wt.id, c.weights, c.quantized, Int64(c.k), 0, Int64(c.rows), Int64(c.nb),
+                    XCTAssertEqual(ck_matmul(wt.id, c.weights, wantQ, Int64(c.k), 0, Int64(c.rows), Int64(c.nb),
                                              &out, Int64(c.rows)), 0)
                     // one activation at a time too (the decode kernels), on an odd row range
-                    let xrow = c.quantized.count / c.nb
+                    let xrow = wantQ.count / c.nb
                     for b in 0..<c.nb {
                         var single = [Float](repeating: .nan, count: c.rows)
-                        let xb = Array(c.quantized[(b * xrow)..<((b + 1) * xrow)])
+                        let xb = Array(wantQ[(b * xrow)..<((b + 1) * xrow)])
                         XCTAssertEqual(ck_matmul(wt.id, c.weights, xb, Int64(c.k), 1, Int64(c.rows), 1, &single, 0), 0)
                         XCTAssertTrue(single[0].isNaN, "\(wt): row 0 is outside the range")
                         for r in 0..<c.rows {
+                            let got = out[b * c.rows + r], want = wantOut[b * c.rows + r]
+                            if r > 0 {
+                                XCTAssertEqual(single[r].bitPattern, got.bitPattern, "\(wt) nb=1 vs batched b=\(b) r=\(r) [\(isaName(isa))]")
+                            }
+                            if exact {
+                                XCTAssertEqual(got.bitPattern, want.bitPattern,
+                                               "\(wt) b=\(b) r=\(r): \(got) vs ggml AVX2 \(want), not bit-identical")
+                                continue
+                            }
                             var mag = 0.0
                             for i in 0..<c.k { mag += abs(Double(wf[r * c.k + i]) * Double(xf[b * c.k + i])) }
                             let tol = 1e-6 * mag + 1e-7  // observed deviations are ~1e-8 * mag, like ggml SIMD vs generic
-                            let want = (simd: Double(c.ggmlSIMD[b * c.rows + r]), generic: Double(c.ggmlGeneric[b * c.rows + r]))
-                            let got = Double(out[b * c.rows + r])
-                            XCTAssertEqual(got, want.simd, accuracy: tol, "\(wt) b=\(b) r=\(r) vs ggml SIMD [\(isaName(isa))]")
-                            XCTAssertEqual(got, want.generic, accuracy: tol, "\(wt) b=\(b) r=\(r) vs ggml generic [\(isaName(isa))]")
-                            if r > 0 {
-                                XCTAssertEqual(Double(single[r]), want.simd, accuracy: tol, "\(wt) nb=1 b=\(b) r=\(r) [\(isaName(isa))]")
-                            }
+                            XCTAssertEqual(Double(got), Double(want), accuracy: tol, "\(wt) b=\(b) r=\(r) vs ggml [\(isaName(isa))]")
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// ck_dot_f16_f32 / ck_dot_f32 on AVX2 reproduce ggml_vec_dot_f16 / _f32 (AVX2) bit for bit (the
+    /// engine's attention scores use them as llama.cpp does while decoding).
+    func testFloatDotsMatchGGMLVecDot() throws {
+        guard ck_isa_best() == Int32(CK_ISA_AVX2) else { throw XCTSkip("needs AVX2") }
+        for name in ["f16", "f32"] {
+            let c = try Self.load(name)
+            let rowBytes = c.weights.count / c.rows
+            for b in 0..<c.nb {
+                for r in 0..<c.rows {
+                    let w = Array(c.weights[(r * rowBytes)..<((r + 1) * rowBytes)])
+                    let got: Float
+                    if name == "f16" {
+                        // ggml multiplies F16 by F16: the activation rounded to half (exact as float)
+                        let h = c.activations[(b * c.k)..<((b + 1) * c.k)].map { Float(Float16($0)) }
+                        let wh = (0..<c.k).map { UInt16(w[2 * $0]) | UInt16(w[2 * $0 + 1]) << 8 }
+                        got = ck_dot_f16_f32(wh, h, Int64(c.k))
+                    } else {
+                        let wf = (0..<c.k).map { i in
+                            Float(bitPattern: UInt32(w[4 * i]) | UInt32(w[4 * i + 1]) << 8 | UInt32(w[4 * i + 2]) << 16 | UInt32(w[4 * i + 3]) << 24)
+                        }
+                        got = ck_dot_f32(wf, Array(c.activations[(b * c.k)..<((b + 1) * c.k)]), Int64(c.k))
+                    }
+                    let want = c.ggmlSIMD[b * c.rows + r]
+                    XCTAssertEqual(got.bitPattern, want.bitPattern, "\(name) b=\(b) r=\(r): \(got) vs ggml \(want)")
                 }
             }
         }

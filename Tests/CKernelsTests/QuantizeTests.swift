@@ -20,28 +20,33 @@ final class QuantizeTests: XCTestCase {
         return x
     }
 
-    static func refQ8_0(_ x: [Float]) -> [UInt8] {
+    /// ggml's reference Q8_0 (`runtime: false`: multiplier 1/d, ties away from zero) or its x86
+    /// AVX2 runtime quantizer (`runtime: true`: multiplier 127/amax, ties to even).
+    static func refQ8_0(_ x: [Float], runtime: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         for b in 0..<(x.count / 32) {
             let blk = x[(b * 32)..<(b * 32 + 32)]
             let amax = blk.map { abs($0) }.max() ?? 0
             let d = amax / 127
-            let id: Float = d != 0 ? 1 / d : 0
+            let id: Float = runtime ? (amax != 0 ? 127 / amax : 0) : (d != 0 ? 1 / d : 0)
             let h = Float16(d).bitPattern
             out += [UInt8(h & 0xFF), UInt8(h >> 8)]
-            for v in blk { out.append(UInt8(bitPattern: Int8((v * id).rounded()))) }
+            for v in blk {
+                out.append(UInt8(bitPattern: Int8((v * id).rounded(runtime ? .toNearestOrEven : .toNearestOrAwayFromZero))))
+            }
         }
         return out
     }
 
-    static func refQ8_1(_ x: [Float]) -> [UInt8] {
+    /// Q8_1 as ``refQ8_0(_:runtime:)``, plus s = half(d * sum q).
+    static func refQ8_1(_ x: [Float], runtime: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         for b in 0..<(x.count / 32) {
             let blk = x[(b * 32)..<(b * 32 + 32)]
             let amax = blk.map { abs($0) }.max() ?? 0
             let d = amax / 127
-            let id: Float = d != 0 ? 1 / d : 0
-            let q = blk.map { Int8(($0 * id).rounded()) }
+            let id: Float = runtime ? (amax != 0 ? 127 / amax : 0) : (d != 0 ? 1 / d : 0)
+            let q = blk.map { Int8(($0 * id).rounded(runtime ? .toNearestOrEven : .toNearestOrAwayFromZero)) }
             let sum = q.reduce(0) { $0 + Int($1) }
             let h = Float16(d).bitPattern, s = Float16(Float(sum) * d).bitPattern
             out += [UInt8(h & 0xFF), UInt8(h >> 8), UInt8(s & 0xFF), UInt8(s >> 8)]
@@ -90,15 +95,20 @@ final class QuantizeTests: XCTestCase {
     func testQ8_0MatchesGGUFPy() throws {
         let fx = try QuantFixtures.load("act_q8_0.bin")
         XCTAssertEqual(fx.type, QType.q8_0.id)
-        for isa in testedISAs() {
+        // AVX2 follows ggml's x86 runtime quantizer instead (GGMLMatmulTests, testQ8_0Q8_1Q8_KMatchReference)
+        for isa in testedISAs() where isa != Int32(CK_ISA_AVX2) {
             withISA(isa) { assertBytesEqual(quantize(.q8_0, fx.floats), fx.blob, "q8_0 [\(isaName(isa))] vs gguf-py") }
         }
     }
 
+    /// Scalar (and NEON) quantize as ggml's reference quantizers, AVX2 as ggml's x86 runtime ones.
     func testQ8_0Q8_1Q8_KMatchReference() {
         let x = Self.activations(2048, seed: 7)
-        let r0 = Self.refQ8_0(x), r1 = Self.refQ8_1(x), rk = Self.refQ8_K(x)
+        let rk = Self.refQ8_K(x)
+        XCTAssertNotEqual(Self.refQ8_0(x), Self.refQ8_0(x, runtime: true), "the data has ties that tell them apart")
         for isa in testedISAs() {
+            let runtime = isa == Int32(CK_ISA_AVX2)
+            let r0 = Self.refQ8_0(x, runtime: runtime), r1 = Self.refQ8_1(x, runtime: runtime)
             withISA(isa) {
                 assertBytesEqual(quantize(.q8_0, x), r0, "q8_0 [\(isaName(isa))]")
                 assertBytesEqual(quantize(.q8_1, x), r1, "q8_1 [\(isaName(isa))]")

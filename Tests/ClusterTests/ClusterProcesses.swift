@@ -16,6 +16,9 @@ final class ClusterProcesses: @unchecked Sendable {
     private(set) var clientsEndpoint = ""
     private(set) var resultsEndpoint = ""
     private(set) var workerDataEndpoints: [String] = []
+    private(set) var workerDataKeys: [String] = []
+    /// The coordinator's CURVE public key.
+    private(set) var coordinatorKey = ""
 
     init() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
@@ -32,6 +35,7 @@ final class ClusterProcesses: @unchecked Sendable {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         candidates.append(root.appendingPathComponent(".build/debug"))
         for dir in candidates where FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravan-worker").path)
+            && FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravanctl").path)
             && FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("caravan-coordinator").path) {
             return dir
         }
@@ -71,25 +75,74 @@ final class ClusterProcesses: @unchecked Sendable {
         throw Failure(description: "timed out waiting for /\(pattern)/ in \(name):\n\(log(name).suffix(3000))")
     }
 
+    /// Starts a plain-TCP coordinator and one worker offering `memoryMiB`, without waiting for a plan.
+    func startInsecure(model: String, memoryMiB: Int) throws {
+        coordinator = try launch("caravan-coordinator", [
+            "--insecure", "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
+            "--workers", "1", "--ctx", "256",
+        ], log: "coordinator.log")
+        controlEndpoint = try waitForLog("coordinator.log", "control=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60))
+        clientsEndpoint = try waitForLog("coordinator.log", "clients=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
+        workers.append(try launch("caravan-worker", [
+            "--insecure", "--coordinator", controlEndpoint, "--model", model, "--threads", "1",
+            "--memory-limit-mib", "\(memoryMiB)", "--id", "small",
+        ], log: "worker-0.log"))
+    }
+
     /// Starts a coordinator and `workers` workers and waits until the pipeline serves.
     func start(workers count: Int, model: String, extraCoordinatorArguments: [String] = []) throws {
         coordinator = try launch("caravan-coordinator", [
-            "--insecure", "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
+            "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
             "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
+            "--heartbeat-timeout", "4",
         ] + extraCoordinatorArguments, log: "coordinator.log")
+        self.model = model
+        self.extraCoordinatorArguments = extraCoordinatorArguments
+        self.workerCount = count
         controlEndpoint = try waitForLog("coordinator.log", "control=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60))
         clientsEndpoint = try waitForLog("coordinator.log", "clients=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         resultsEndpoint = try waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
+        coordinatorKey = try waitForLog("coordinator.log", "public_key=(\\S{40})", timeout: .seconds(5))
         for i in 0..<count {
             workers.append(try launch("caravan-worker", [
-                "--insecure", "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1",
+                "--coordinator-key", coordinatorKey, "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1",
                 "--id", "worker-\(i)",
             ], log: "worker-\(i).log"))
         }
         for i in 0..<count {
             workerDataEndpoints.append(try waitForLog("worker-\(i).log", "data=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60)))
+            workerDataKeys.append(try waitForLog("worker-\(i).log", "data_key=(\\S{40})", timeout: .seconds(5)))
         }
         _ = try waitForLog("coordinator.log", "(serving)", timeout: .seconds(60))
+    }
+
+    private var model = ""
+    private var extraCoordinatorArguments: [String] = []
+    private var workerCount = 0
+    private var retired: [Process] = []
+
+    /// Stops the coordinator with SIGTERM (bounded wait); returns whether it exited by itself.
+    func terminateCoordinator(timeout: TimeInterval) -> Bool {
+        guard let c = coordinator else { return false }
+        c.terminate()
+        let deadline = Date().addingTimeInterval(timeout)
+        while c.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let exited = !c.isRunning
+        if !exited { kill(c.processIdentifier, SIGKILL) }
+        c.waitUntilExit()
+        retired.append(c)
+        return exited
+    }
+
+    /// Starts a new coordinator on the same endpoints and key; waits until the workers registered
+    /// again and it serves.
+    func restartCoordinator() throws {
+        coordinator = try launch("caravan-coordinator", [
+            "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model,
+            "--control", controlEndpoint, "--clients", clientsEndpoint, "--workers", "\(workerCount)", "--ctx", "256",
+            "--batch-sequences", "4", "--step-timeout", "30", "--heartbeat-timeout", "4",
+        ] + extraCoordinatorArguments, log: "coordinator-2.log")
+        _ = try waitForLog("coordinator-2.log", "(serving)", timeout: .seconds(60))
     }
 
     /// Whether every process is still running.

@@ -15,9 +15,14 @@ final class JobClient: @unchecked Sendable {
     let socket: AsyncSocket
     let codec = WireCodec()
 
-    init(context: Context, endpoint: String) throws {
+    /// A client of the coordinator at `endpoint` with CURVE public key `serverKey` (nil: plain).
+    init(context: Context, endpoint: String, serverKey: String?) throws {
         loop = try EventLoop(context: context, name: "test-client")
-        socket = try AsyncSocket(loop: loop, type: .dealer) { try $0.connect(endpoint) }
+        let security: SocketSecurity = try serverKey.map { .curveClient(keys: try CurveKeyPair.generate(), serverPublicKey: $0) } ?? .plain
+        socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
+            try socket.apply(security)
+            try socket.connect(endpoint)
+        }
     }
 
     deinit { loop.shutdown() }

@@ -75,9 +75,37 @@ final class MembershipTests: XCTestCase {
         n.touch(peer(1), now: 1400)
         XCTAssertEqual(n.tick(now: 2300), [])
         let lost = n.tick(now: 2500)
-        guard case .fail(let why)? = lost.first else { return XCTFail("expected loss") }
+        guard case .replan(let why)? = lost.first, case .fail(let final)? = lost.last else { return XCTFail("expected loss: \(lost)") }
         XCTAssertTrue(why.contains("w1"))
+        XCTAssertTrue(final.contains("no workers left"))
         XCTAssertEqual(n.tick(now: 9000), [], "fails once")
+        // A new worker after the failure makes the cluster plan again.
+        guard case .plan? = join(&n, 2, now: 9000).last else { return XCTFail("expected a new plan") }
+    }
+
+    func testLostWorkerMakesTheRestReplanWithANewEpoch() throws {
+        var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 1000)
+        _ = join(&m, 1)
+        _ = join(&m, 2)
+        _ = m.planned(PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
+            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
+        ]), template: template)
+        _ = m.assignmentReady(peer: peer(1), epoch: 1, error: nil, now: 10)
+        _ = m.assignmentReady(peer: peer(2), epoch: 1, error: nil, now: 10)
+        m.touch(peer(1), now: 1500)
+        let d = m.tick(now: 1600)  // w2 silent since 10
+        guard d.count == 2, case .replan(let why) = d[0], case .plan(let workers) = d[1] else { return XCTFail("\(d)") }
+        XCTAssertTrue(why.contains("w2"))
+        XCTAssertEqual(workers.map(\.workerID), ["w1"])
+        let assigns = m.planned(PipelinePlan(stages: [PlannedStage(workerID: "w1", layers: LayerRange(0, 12)!, memoryBytes: 1)]),
+                                template: template)
+        guard case .assign(_, let a)? = assigns.first else { return XCTFail() }
+        XCTAssertEqual(a.planEpoch, 2, "a re-plan has a new epoch")
+        XCTAssertEqual(a.nextHop, "tcp://coord:9")
+        guard case .serve(2, _, _)? = m.assignmentReady(peer: peer(1), epoch: 2, error: nil, now: 1700).first else {
+            return XCTFail("expected serving epoch 2")
+        }
     }
 
     func testPlanFailureIsReported() {

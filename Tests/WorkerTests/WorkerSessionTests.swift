@@ -43,6 +43,24 @@ final class WorkerSessionTests: XCTestCase {
         XCTAssertEqual(s.state, .loading(newer))
     }
 
+    func testSilentCoordinatorMeansRegisterAgainAndAcceptAnyEpoch() {
+        var s = WorkerSession()
+        XCTAssertEqual(s.coordinatorSilent(), [], "nothing to redo before starting")
+        _ = s.start()
+        _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10)
+        let old = assignment(epoch: 5)
+        _ = s.assigned(old)
+        _ = s.loaded(epoch: 5, error: nil)
+        XCTAssertEqual(s.coordinatorSilent(), [.sendHelloAndRegister])
+        XCTAssertEqual(s.state, .registering)
+        XCTAssertEqual(s.forgottenAssignment, old)
+        XCTAssertEqual(s.coordinatorSilent(), [.sendHelloAndRegister], "keeps retrying while unanswered")
+        _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10)
+        XCTAssertNil(s.forgottenAssignment)
+        let restarted = assignment(epoch: 1)
+        XCTAssertEqual(s.assigned(restarted), [.load(restarted)], "a restarted coordinator counts epochs from 1")
+    }
+
     func testFailedLoadAndRefusal() {
         var s = WorkerSession()
         _ = s.start()

@@ -9,11 +9,17 @@
  * All functions are pure functions of their arguments (thread-safe) and never
  * allocate, except that the ISA choice is a process-wide setting.
  *
- * Numerics: dequantization is bit-exact with ggml / gguf-py; activation quantization is
- * bit-exact with ggml's reference quantizers (quantize_row_q8_0_ref, _q8_1_ref, _q8_K_ref) on
- * every ISA (ggml's own x86 runtime uses SIMD Q8_0/Q8_1 quantizers that can differ at rounding
- * ties). Matmul integer sums inside blocks equal ggml's; only the float accumulation order
- * differs, so results agree with ggml's vec_dot within float rounding.
+ * Numerics: dequantization is bit-exact with ggml / gguf-py. The scalar path quantizes activations
+ * exactly as ggml's reference quantizers (quantize_row_q8_0_ref, _q8_1_ref, _q8_K_ref); the AVX2
+ * path exactly as ggml's x86 runtime ones (Q8_0/Q8_1: multiplier 127/amax, ties to even; Q8_K: the
+ * reference). Matmul integer sums inside blocks equal ggml's. The AVX2 matmul for every quantized
+ * weight type (Q4_0..Q8_0, Q2_K..Q6_K) is bit-identical with ggml's AVX2 vec_dot (same integer
+ * lanes, fma order and horizontal sums), and ck_dot_f16_f32 with ggml_vec_dot_f16; other paths
+ * (scalar, NEON, float-type matmul) agree with ggml within float rounding.
+ *
+ * Batch invariance: for a given ISA, the result for (weight row r, activation b) is bit-identical
+ * however ck_matmul is called: nb = 1 or more, b's position in the batch, the row range and how
+ * rows are split across calls or threads.
  *
  * Buffers: block data must be at least 2-byte aligned (Q8_K activations 4-byte aligned), as
  * GGUF tensor data and ordinary allocations are.
@@ -61,7 +67,8 @@ int ck_quantize_row(int type, const float *src, void *dst, int64_t n);
     W: rows of k elements of wtype, ck_row_bytes(wtype, k) bytes apart.
     x: nb activations, each k elements already quantized to ck_vec_dot_type(wtype),
        ck_row_bytes(ck_vec_dot_type(wtype), k) bytes apart.
-    Each loaded weight block is reused for up to 4 activations.
+    Each loaded weight block is reused for a group of activations (4, or 8 for K-quants); the
+    result of each output does not depend on the grouping (see batch invariance above).
     Returns 0, or -1 (unsupported type, k not a multiple of the block size, bad range).
     No allocation, thread-safe. */
 int ck_matmul(int wtype, const void *w, const void *x, int64_t k,

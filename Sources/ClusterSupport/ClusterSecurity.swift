@@ -1,0 +1,71 @@
+import Foundation
+import ZeroMQ
+
+/// How a daemon secures its ZeroMQ connections.
+///
+/// With CURVE every connection is encrypted and a client must know the server's public key: the
+/// coordinator's key is given to workers and clients (`--coordinator-key`), each worker's data-socket
+/// key travels in its `Register` and reaches the previous stage in its `StageAssignment`. Which
+/// client keys a server admits is not restricted yet (no ZAP allow-list): knowing the coordinator's
+/// public key is what admits a worker or client.
+public enum ClusterSecurity: Sendable, Equatable {
+    /// Plain TCP (`--insecure`), for trusted networks only.
+    case plain
+    /// CURVE with this node's key pair.
+    case curve(CurveKeyPair)
+
+    /// This node's public key (empty in plain mode).
+    public var publicKey: String {
+        if case .curve(let keys) = self { return keys.publicKey }
+        return ""
+    }
+
+    /// Socket security for a socket this node binds (a server).
+    public var server: SocketSecurity {
+        switch self {
+        case .plain: .plain
+        case .curve(let keys): .curveServer(keys: keys)
+        }
+    }
+
+    /// Socket security for connecting to a server with `serverKey` (ignored in plain mode).
+    public func client(serverKey: String) -> SocketSecurity {
+        switch self {
+        case .plain: .plain
+        case .curve(let keys): .curveClient(keys: keys, serverPublicKey: serverKey)
+        }
+    }
+
+    /// Why a key file could not be used.
+    public struct KeyFileError: Error, CustomStringConvertible, Sendable {
+        /// What went wrong, naming the file.
+        public let description: String
+    }
+
+    /// Reads the CURVE secret key (Z85, 40 characters) in `path`, or generates a key pair and writes
+    /// its secret key there (mode 0600) when the file does not exist.
+    public static func keyPair(file path: String) throws(KeyFileError) -> CurveKeyPair {
+        if FileManager.default.fileExists(atPath: path) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw KeyFileError(description: "cannot read the key file \(path)")
+            }
+            let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            do {
+                return try CurveKeyPair(publicKey: try CurveKeyPair.publicKey(forSecretKey: secret), secretKey: secret)
+            } catch {
+                throw KeyFileError(description: "\(path) does not hold a Z85 CURVE secret key: \(error)")
+            }
+        }
+        let keys: CurveKeyPair
+        do {
+            keys = try CurveKeyPair.generate()
+        } catch {
+            throw KeyFileError(description: "cannot generate a CURVE key pair: \(error)")
+        }
+        guard FileManager.default.createFile(atPath: path, contents: Data((keys.secretKey + "\n").utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw KeyFileError(description: "cannot write the key file \(path)")
+        }
+        return keys
+    }
+}
