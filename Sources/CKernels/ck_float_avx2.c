@@ -13,8 +13,8 @@
 #define LDB(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 
 /* ---- float-format rows: nblk = number of elements ----
-   Per output always the same order (two 8-lane chains over 16 elements, then the scalar tail),
-   whatever the group size, so results do not depend on batching. */
+   Per output always the same order whatever the group size, so results do not depend on batching.
+   BF16: two 8-lane chains over 16 elements, then the scalar tail. */
 
 #define ROW_FLOAT_AVX2(NAME, ET, LOAD, CONV)                                                     \
   CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
@@ -40,13 +40,53 @@
   }
 
 #define CK_ID(v) (v)
-ROW_FLOAT_AVX2(row_f32, float, LDF, CK_ID)
-ROW_FLOAT_AVX2(row_f16, uint16_t, LDH, ck_h2f)
 ROW_FLOAT_AVX2(row_bf16, uint16_t, LDB, ck_bf2f)
-
-CK_DEFINE_MM(mm_f32, row_f32, CK_AVX2)
-CK_DEFINE_MM(mm_f16, row_f16, CK_AVX2)
 CK_DEFINE_MM(mm_bf16, row_bf16, CK_AVX2)
+
+/* F32 / F16 rows in the order of ggml's ggml_vec_dot_f32 / _f16 (see ck_ggml_reduce4): four 8-lane
+   chains per output, so activations go in groups of 2 (8 accumulators). */
+CK_AVX2_INLINE float ck_ggml_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
+  const __m256 v = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+  const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t1 = _mm_hadd_ps(t0, t0);
+  return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+#define ROW_FLOAT_GGML(NAME, ET, LOAD, LEFTOVER)                                                 \
+  CK_AVX2_INLINE void NAME(const uint8_t *w, const uint8_t *x, size_t xrow, int64_t n, int g,    \
+                           float *s) {                                                           \
+    __m256 acc[2][4];                                                                            \
+    for (int j = 0; j < 2; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = _mm256_setzero_ps(); \
+    const ET *wv = (const ET *)w;                                                                \
+    int64_t i = 0;                                                                               \
+    for (; i + 32 <= n; i += 32) {                                                               \
+      const __m256 w0 = LOAD(wv + i), w1 = LOAD(wv + i + 8), w2 = LOAD(wv + i + 16), w3 = LOAD(wv + i + 24); \
+      for (int j = 0; j < g && j < 2; j++) {                                                     \
+        const ET *xv = (const ET *)(x + j * xrow) + i;                                           \
+        acc[j][0] = _mm256_fmadd_ps(w0, LOAD(xv), acc[j][0]);                                    \
+        acc[j][1] = _mm256_fmadd_ps(w1, LOAD(xv + 8), acc[j][1]);                                \
+        acc[j][2] = _mm256_fmadd_ps(w2, LOAD(xv + 16), acc[j][2]);                               \
+        acc[j][3] = _mm256_fmadd_ps(w3, LOAD(xv + 24), acc[j][3]);                               \
+      }                                                                                          \
+    }                                                                                            \
+    for (int j = 0; j < g && j < 2; j++) {                                                       \
+      const float r = ck_ggml_reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);               \
+      const ET *xv = (const ET *)(x + j * xrow);                                                 \
+      LEFTOVER                                                                                   \
+    }                                                                                            \
+  }
+#define ROW_LEFT_F32                                                                             \
+  __m128 t = _mm_set_ss(r);                                                                      \
+  for (int64_t l = i; l < n; l++) t = _mm_fmadd_ss(_mm_set_ss(wv[l]), _mm_set_ss(xv[l]), t);     \
+  s[j] = _mm_cvtss_f32(t);
+#define ROW_LEFT_F16                                                                             \
+  double t = (double)r;                                                                          \
+  for (int64_t l = i; l < n; l++) t += (double)(ck_h2f(wv[l]) * ck_h2f(xv[l]));                  \
+  s[j] = (float)t;
+ROW_FLOAT_GGML(row_f32, float, LDF, ROW_LEFT_F32)
+ROW_FLOAT_GGML(row_f16, uint16_t, LDH, ROW_LEFT_F16)
+CK_DEFINE_MM_G(mm_f32, row_f32, CK_AVX2, 2)
+CK_DEFINE_MM_G(mm_f16, row_f16, CK_AVX2, 2)
 
 /* ---- float helpers ---- */
 
@@ -69,13 +109,7 @@ CK_AVX2 static void f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
    added and two horizontal adds ((t0+t1)+(t2+t3)); then the leftover elements (F32: fma into the
    float sum; F16: products summed in double). Bit-identical with ggml's (for F32 when n is a
    multiple of 32: this ggml build reduces F32 leftovers differently). */
-CK_AVX2_INLINE float ck_ggml_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
-  const __m256 v = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
-  const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t1 = _mm_hadd_ps(t0, t0);
-  return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-}
-
+/* The same order for single dot products. */
 #define CK_DOT_GGML(NAME, AT, LOADA, LEFTOVERS)                                                  \
   CK_AVX2 static float NAME(const AT *a, const float *b, int64_t n) {                            \
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                                  \

@@ -145,7 +145,7 @@ public final class LlamaStage: @unchecked Sendable {
             rope.apply(q + i * qd, heads: c.headCount, position: e.position, cos: cosT, sin: sinT)
             rope.apply(k + i * kvd, heads: c.kvHeadCount, position: e.position, cos: cosT, sin: sinT)
             // llama.cpp multiplies F16 keys with queries converted to F16: round them the same way.
-            roundToHalf(q + i * qd, count: qd)
+            roundToHalf(q + i * qd, count: qd, scratch: scratch.halves.pointer)
             let s = seqs[i]
             ck_f32_to_f16(k + i * kvd, s.keys[local] + e.position * kvd, Int64(kvd))
             ck_f32_to_f16(v + i * kvd, s.values[local] + e.position * kvd, Int64(kvd))
@@ -155,9 +155,9 @@ public final class LlamaStage: @unchecked Sendable {
         let scale = 1 / Float(hd).squareRoot()
         let heads = c.headCount, group = c.groupSize
         let scoreStride = contextLimit
-        let scores = scratch.scores.pointer
-        runner.forEachChunk(of: n * heads) { range, chunk in
-            let sc = scores + chunk * scoreStride
+        let scores = scratch.scores.pointer, halves = scratch.halves.pointer
+        runner.forEachChunk(of: n * heads) { range, slot in
+            let sc = scores + slot * scoreStride
             for item in range {
                 let i = item / heads, h = item % heads
                 let kvOffset = (h / group) * hd
@@ -170,7 +170,7 @@ public final class LlamaStage: @unchecked Sendable {
                 }
                 LlamaMath.softmax(sc, n: count)
                 // ...and multiplies F16 values with probabilities converted to F16.
-                roundToHalf(sc, count: count)
+                roundToHalf(sc, count: count, scratch: halves + slot * scoreStride)
                 let out = att + i * qd + h * hd
                 out.initialize(repeating: 0, count: hd)
                 for j in 0..<count {
@@ -204,9 +204,10 @@ public final class LlamaStage: @unchecked Sendable {
         }
     }
 
-    /// Rounds `count` floats to the nearest F16 value, in place.
-    private func roundToHalf(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { p[i] = Float(Float16(p[i])) }
+    /// Rounds `count` floats to the nearest F16 value, in place (`scratch` holds `count` halfs).
+    private func roundToHalf(_ p: UnsafeMutablePointer<Float>, count: Int, scratch: UnsafeMutablePointer<UInt16>) {
+        ck_f32_to_f16(p, scratch, Int64(count))
+        ck_f16_to_f32(scratch, p, Int64(count))
     }
 
     /// Checks a batch without changing any state.
@@ -263,6 +264,8 @@ final class StageScratch {
     let up = AlignedBuffer<Float>(capacity: 1)
     let quantized = AlignedBuffer<UInt8>(capacity: 1)
     let scores: AlignedBuffer<Float>
+    /// F16 scratch, one `contextLimit`-sized slice per thread (at least one head of queries).
+    let halves: AlignedBuffer<UInt16>
     let ropeCos: AlignedBuffer<Float>
     let ropeSin: AlignedBuffer<Float>
 
@@ -271,6 +274,7 @@ final class StageScratch {
         self.threads = threads
         self.contextLimit = contextLimit
         scores = AlignedBuffer(capacity: threads * contextLimit)
+        halves = AlignedBuffer(capacity: threads * max(contextLimit, config.headCount * config.headDimension))
         ropeCos = AlignedBuffer(capacity: config.headDimension)
         ropeSin = AlignedBuffer(capacity: config.headDimension)
     }

@@ -33,7 +33,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (file, _) = try modelOptions.open()
+        let file = try modelOptions.openFile()
         var options = modelOptions
         options.context = max(promptTokens.max() ?? 0, genTokens) + 8
         let stage = try options.stage(file)
@@ -78,6 +78,26 @@ struct BenchCommand: AsyncParsableCommand {
             let label = sequences == 1 ? "tg\(genTokens)" : "tg\(genTokens)x\(sequences)"
             report(test: label, tokens: genTokens * sequences, times: times, model: name, threads: threads)
         }
+        // Memory: peak resident set against the model file plus the largest KV cache used.
+        let kvPerPosition = 2 * 2 * stage.configuration.kvDimension * stage.configuration.layerCount
+        let kvBytes = kvPerPosition * max(promptTokens.max() ?? 0, genTokens) * max(1, sequences)
+        let peak = Self.peakResidentBytes()
+        let mb = { (b: Int) in String(format: "%.1f", Double(b) / 1_048_576) }
+        if json {
+            Console.out("{\"engine\":\"caravan\",\"test\":\"memory\",\"peak_rss_bytes\":\(peak),\"model_bytes\":\(file.fileSize),\"kv_bytes\":\(kvBytes)}\n")
+        } else {
+            Console.out("memory: peak RSS \(mb(peak)) MiB; model file \(mb(file.fileSize)) MiB + KV cache \(mb(kvBytes)) MiB = \(mb(file.fileSize + kvBytes)) MiB\n")
+        }
+    }
+
+    /// Peak resident set size of this process (VmHWM), in bytes; 0 where /proc is missing.
+    static func peakResidentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kb * 1024
+        }
+        return 0
     }
 
     private func report(test: String, tokens: Int, times: [Double], model: String, threads: Int) {

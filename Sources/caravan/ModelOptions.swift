@@ -24,14 +24,19 @@ struct ModelOptions: ParsableArguments {
 
     /// Opens the model file (downloading the default one if needed) and builds the tokenizer.
     func open() throws -> (GGUFFile, Tokenizer) {
-        let path = try model ?? ModelStore.defaultModelPath(download: true)
         let started = Date()
-        Console.status("Loading \(path)...")
-        let file = try GGUFFile(path: path)
+        let file = try openFile()
         let tokenizer = try Tokenizer(gguf: file)
-        Console.status(String(format: "Loaded %@ (%.0f MB, %@) in %.0f ms", (path as NSString).lastPathComponent,
+        Console.status(String(format: "Loaded %@ (%.0f MB, %@) in %.0f ms", (file.path as NSString).lastPathComponent,
                               Double(file.fileSize) / 1e6, file.architecture ?? "?", Date().timeIntervalSince(started) * 1000))
         return (file, tokenizer)
+    }
+
+    /// Opens (maps) the model file only, downloading the default one if needed.
+    func openFile() throws -> GGUFFile {
+        let path = try model ?? ModelStore.defaultModelPath(download: true)
+        Console.status("Loading \(path)...")
+        return try GGUFFile(path: path)
     }
 
     /// A stage holding every layer.

@@ -14,8 +14,9 @@
  * path exactly as ggml's x86 runtime ones (Q8_0/Q8_1: multiplier 127/amax, ties to even; Q8_K: the
  * reference). Matmul integer sums inside blocks equal ggml's. The AVX2 matmul for every quantized
  * weight type (Q4_0..Q8_0, Q2_K..Q6_K) is bit-identical with ggml's AVX2 vec_dot (same integer
- * lanes, fma order and horizontal sums), and ck_dot_f16_f32 with ggml_vec_dot_f16; other paths
- * (scalar, NEON, float-type matmul) agree with ggml within float rounding.
+ * lanes, fma order and horizontal sums); so are F16 weights and ck_dot_f16_f32 (ggml_vec_dot_f16),
+ * and F32 weights and ck_dot_f32 when k is a multiple of 32. Other paths (scalar, NEON, BF16)
+ * agree with ggml within float rounding.
  *
  * Batch invariance: for a given ISA, the result for (weight row r, activation b) is bit-identical
  * however ck_matmul is called: nb = 1 or more, b's position in the batch, the row range and how
