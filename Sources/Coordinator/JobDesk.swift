@@ -48,6 +48,9 @@ final class JobDesk: Sendable {
     private let unavailableReason = LockedValue<String>("the cluster is still starting (waiting for workers)")
     private let jobs = LockedValue<[String: JobRecord]>([:])
     private let admitting = LockedValue(true)
+    /// Ended jobs, oldest first; only the last ``keptEndedJobs`` stay queryable.
+    private let ended = LockedValue<[String]>([])
+    private let keptEndedJobs = 1000
     private let bySequence = LockedValue<[SequenceID: String]>([:])
     private let counters = LockedValue<(job: UInt64, sequence: UInt64)>((0, 0))
 
@@ -234,6 +237,7 @@ final class JobDesk: Sendable {
             }
             await emit(jobID, .finished(finished))
             bySequence.withLock { _ = $0.removeValue(forKey: sequence) }
+            retire(jobID)
         case .failed(let message):
             jobs.withLock { table in
                 table[jobID]?.state = .failed
@@ -241,7 +245,20 @@ final class JobDesk: Sendable {
             }
             await emit(jobID, JobMessages.error(.internal, message))
             bySequence.withLock { _ = $0.removeValue(forKey: sequence) }
+            retire(jobID)
         }
+    }
+
+    /// Keeps an ended job queryable until ``keptEndedJobs`` newer ones have ended.
+    private func retire(_ jobID: String) {
+        let dropped = ended.withLock { list -> [String] in
+            list.append(jobID)
+            guard list.count > keptEndedJobs else { return [] }
+            let excess = Array(list.prefix(list.count - keptEndedJobs))
+            list.removeFirst(excess.count)
+            return excess
+        }
+        if !dropped.isEmpty { jobs.withLock { table in for id in dropped { table[id] = nil } } }
     }
 
     private func status(_ jobID: String, to peer: PeerID, requestID: UInt64) async {
