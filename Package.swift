@@ -71,6 +71,7 @@ let package = Package(
         // MARK: Executables
         .executableTarget(name: "caravan", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
+            "CaravanClient", "CaravanWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

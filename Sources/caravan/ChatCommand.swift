@@ -1,4 +1,6 @@
 import ArgumentParser
+import CaravanClient
+import CaravanWire
 import ChatTemplate
 import Foundation
 import Inference
@@ -11,11 +13,17 @@ struct ChatCommand: AsyncParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var cluster: CoordinatorOptions
 
     @Option(name: .customLong("system"), help: "System message.")
     var system: String?
 
     func run() async throws {
+        if let client = try cluster.client() {
+            try CoordinatorOptions.rejectLocalOnly(modelOptions)
+            try await remote(client)
+            return
+        }
         let (file, tokenizer) = try modelOptions.open()
         let stage = try modelOptions.stage(file)
         guard let source = tokenizer.chatTemplate else {
@@ -37,6 +45,26 @@ struct ChatCommand: AsyncParsableCommand {
             let result = try await LocalGeneration.run(engine: engine, tokenizer: tokenizer, prompt: ids,
                                                        parameters: sampling.parameters, json: false)
             messages.append(ChatMessage(role: "assistant", content: result.text))
+        }
+    }
+
+    /// The conversation through a coordinator, which renders it with the model's template.
+    private func remote(_ client: CaravanClient) async throws {
+        let parameters = try sampling.wire()
+        var conversation = Caravan_V1_ChatConversation()
+        func message(_ role: String, _ content: String) -> Caravan_V1_ChatMessage {
+            var m = Caravan_V1_ChatMessage()
+            m.role = role
+            m.content = content
+            return m
+        }
+        if let system { conversation.messages.append(message("system", system)) }
+        while true {
+            Console.status("> ")
+            guard let line = readLine(), !line.isEmpty else { break }
+            conversation.messages.append(message("user", line))
+            let reply = try await RemoteGeneration.run(client: client, input: .chat(conversation), sampling: parameters, json: false)
+            conversation.messages.append(message("assistant", reply))
         }
     }
 }

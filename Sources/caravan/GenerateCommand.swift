@@ -6,13 +6,14 @@ import Llama
 import Sampling
 import Tokenizer
 
-/// `caravan generate`: continue a raw prompt, streaming the text.
+/// `caravan generate`: continue a raw prompt, streaming the text (locally, or through a coordinator).
 struct GenerateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate", abstract: "Continue a prompt and stream the generated text.")
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var cluster: CoordinatorOptions
 
     @Option(name: .shortAndLong, help: "The prompt (special tokens such as <|im_start|> are parsed).")
     var prompt: String
@@ -24,6 +25,13 @@ struct GenerateCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        if let client = try cluster.client() {
+            try CoordinatorOptions.rejectLocalOnly(modelOptions)
+            // The coordinator tokenizes the prompt itself (special tokens parsed).
+            if noSpecial { throw ValidationError("--no-special is not supported with --coordinator (the job protocol does not carry it)") }
+            _ = try await RemoteGeneration.run(client: client, input: .prompt(prompt), sampling: try sampling.wire(), json: json)
+            return
+        }
         let (file, tokenizer) = try modelOptions.open()
         let stage = try modelOptions.stage(file)
         let ids = tokenizer.encode(prompt, addSpecial: true, parseSpecial: !noSpecial)

@@ -90,6 +90,22 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(cluster.allRunning)
     }
 
+    /// The `caravan` CLI with `--coordinator` streams the cluster's greedy continuation; a flag the
+    /// job protocol does not carry is refused by name.
+    func testCaravanGenerateThroughCoordinator() throws {
+        let (cluster, _) = try running()
+        let caravan = cluster.binaries.appendingPathComponent("caravan")
+        let common = ["generate", "--coordinator", cluster.clientsEndpoint, "--coordinator-key", cluster.coordinatorKey,
+                      "-p", "The capital of France is", "-n", "16", "--temperature", "0"]
+        let run = try CLIRun.run(caravan, common, in: cluster.directory, timeout: 60)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(run.stdout, " Paris.\n\nThe United States has a population of approximately 311\n", run.stderr)
+        let refused = try CLIRun.run(caravan, common + ["--presence-penalty", "0.5"], in: cluster.directory, timeout: 30)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--presence-penalty"), refused.stderr)
+        XCTAssertEqual(refused.stdout, "")
+    }
+
     nonisolated(unsafe) private static var localCache: [[Int32]: [Int32]] = [:]
 
     /// Greedy tokens of the single-node engine (one ``LlamaStage`` with every layer), cached.

@@ -1,0 +1,140 @@
+import ArgumentParser
+import CaravanClient
+import CaravanWire
+import Foundation
+
+/// Where a Caravan coordinator is, for `generate` and `chat`; without an endpoint they run locally.
+struct CoordinatorOptions: ParsableArguments {
+    @Option(name: .customLong("coordinator"),
+            help: "The coordinator's client endpoint (e.g. tcp://127.0.0.1:7100; default: $CARAVAN_COORDINATOR). Without it the model runs locally.")
+    var coordinator: String?
+
+    @Option(name: .customLong("coordinator-key"),
+            help: "The coordinator's CURVE public key (default: $CARAVAN_COORDINATOR_KEY).")
+    var coordinatorKey: String?
+
+    @Flag(help: "Plain TCP to the coordinator (for one started with --insecure).")
+    var insecure = false
+
+    private static func environment(_ name: String) -> String? {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// The coordinator's endpoint (flag, then environment), or nil for local mode.
+    var endpoint: String? { coordinator ?? Self.environment("CARAVAN_COORDINATOR") }
+
+    /// The coordinator's public key (flag, then environment).
+    var key: String? { coordinatorKey ?? Self.environment("CARAVAN_COORDINATOR_KEY") }
+
+    func validate() throws {
+        guard endpoint != nil else {
+            if insecure || coordinatorKey != nil {
+                throw ValidationError("--coordinator-key and --insecure need --coordinator (or CARAVAN_COORDINATOR)")
+            }
+            return
+        }
+        guard insecure || key?.count == 40 else {
+            throw ValidationError("with --coordinator give --coordinator-key (40 characters; or CARAVAN_COORDINATOR_KEY), or --insecure")
+        }
+    }
+
+    /// A client of the coordinator, or nil in local mode.
+    func client() throws -> CaravanClient? {
+        guard let endpoint else { return nil }
+        return try CaravanClient(endpoint: endpoint, serverKey: insecure ? nil : key)
+    }
+
+    /// Rejects the local-only model options, which a cluster job cannot honour.
+    static func rejectLocalOnly(_ model: ModelOptions) throws {
+        var flags: [String] = []
+        if model.model != nil { flags.append("--model") }
+        if model.threads != nil { flags.append("--threads") }
+        if model.context != nil { flags.append("--ctx") }
+        if !flags.isEmpty {
+            throw ValidationError("\(flags.joined(separator: ", ")) apply to local runs only; with --coordinator the cluster's model and settings are used")
+        }
+    }
+}
+
+extension SamplingOptions {
+    /// The sampling parameters as sent to a coordinator; throws naming any flag the wire protocol
+    /// does not carry (rather than ignoring it).
+    func wire() throws -> Caravan_V1_SamplingParameters {
+        var unsupported: [String] = []
+        if frequencyPenalty != 0 { unsupported.append("--frequency-penalty") }
+        if presencePenalty != 0 { unsupported.append("--presence-penalty") }
+        // The coordinator always looks back over 64 tokens (the local default).
+        if repeatLastN != 64 { unsupported.append("--repeat-last-n (the cluster always uses 64)") }
+        if !unsupported.isEmpty {
+            throw ValidationError("not supported with --coordinator (the job protocol does not carry it): \(unsupported.joined(separator: ", "))")
+        }
+        guard maxTokens >= 1, maxTokens <= Int(UInt32.max) else { throw ValidationError("--max-tokens must be at least 1") }
+        var w = Caravan_V1_SamplingParameters()
+        w.temperature = temperature
+        w.topK = UInt32(max(0, topK))
+        w.topP = topP
+        w.minP = minP
+        w.repetitionPenalty = repeatPenalty
+        w.seed = seed
+        w.maxTokens = UInt32(maxTokens)
+        w.stop = stop
+        return w
+    }
+}
+
+/// One job run through a coordinator, streamed like a local generation.
+enum RemoteGeneration {
+    /// Why a cluster job failed.
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Submits `input`, prints tokens as they arrive (plain text, or one JSON object per event) and
+    /// returns the whole generated text.
+    static func run(client: CaravanClient, input: Caravan_V1_JobSubmit.OneOf_Input,
+                    sampling: Caravan_V1_SamplingParameters, json: Bool) async throws -> String {
+        var job = Caravan_V1_JobSubmit()
+        job.clientRequestID = "caravan-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+        job.input = input
+        job.sampling = sampling
+        var text = ""
+        var failure: String?
+        var summary = ""
+        var firstToken: Date?
+        try await client.run(job) { update in
+            switch update {
+            case let .accepted(jobID, promptTokens):
+                summary = "\(jobID), \(promptTokens) prompt tokens"
+            case let .token(id, piece):
+                if firstToken == nil { firstToken = Date() }
+                text += piece
+                Console.out(json ? LocalGeneration.jsonLine(["token": .int(Int(id)), "text": .string(piece)]) : piece)
+            case let .finished(reason, piece, completionTokens):
+                text += piece
+                let name = finishName(reason)
+                Console.out(json ? LocalGeneration.jsonLine(["finish_reason": .string(name), "text": .string(piece)]) : piece + "\n")
+                let end = Date()
+                let first = firstToken ?? end
+                let rate = completionTokens > 1 && end > first ? Double(completionTokens - 1) / end.timeIntervalSince(first) : 0
+                summary += String(format: ", %d generated at %.1f tok/s, finished: %@", completionTokens, rate, name)
+            case let .failed(code, message):
+                failure = "\(code): \(message)"
+            }
+        }
+        if let failure { throw Failure(description: "the job failed: \(failure)") }
+        Console.status("\n[\(summary)]")
+        return text
+    }
+
+    /// The local mode's name for a wire finish reason.
+    static func finishName(_ reason: Caravan_V1_FinishReason) -> String {
+        switch reason {
+        case .endOfSequence: "eog"
+        case .length: "length"
+        case .stopString: "stop"
+        case .cancelled: "cancelled"
+        default: "unknown"
+        }
+    }
+}
