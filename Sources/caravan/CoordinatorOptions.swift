@@ -52,7 +52,7 @@ struct CoordinatorOptions: ParsableArguments {
         if model.threads != nil { flags.append("--threads") }
         if model.context != nil { flags.append("--ctx") }
         if !flags.isEmpty {
-            throw ValidationError("\(flags.joined(separator: ", ")) apply to local runs only; with --coordinator the cluster's model and settings are used")
+            throw ValidationError("local-only option(s) \(flags.joined(separator: ", ")): with --coordinator the cluster's model and settings are used")
         }
     }
 }
