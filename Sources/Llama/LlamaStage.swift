@@ -109,7 +109,7 @@ public final class LlamaStage: @unchecked Sendable {
         let wanted = batch.entries.indices.filter { batch.entries[$0].wantsLogits }
         let xn = scratch.xn.pointer
         for (j, i) in wanted.enumerated() {
-            LlamaMath.rmsNorm(x + i * d, outNorm.values, xn + j * d, n: d, epsilon: c.rmsEpsilon)
+            ck_rmsnorm_f32(x + i * d, outNorm.values, xn + j * d, Int64(d), c.rmsEpsilon)
         }
         let vocab = output.rows
         var logits = [Float](repeating: 0, count: wanted.count * vocab)
@@ -136,7 +136,7 @@ public final class LlamaStage: @unchecked Sendable {
         let gate = scratch.gate.pointer, up = scratch.up.pointer
 
         // Attention: norm, projections.
-        for i in 0..<n { LlamaMath.rmsNorm(x + i * d, lw.attnNorm.values, xn + i * d, n: d, epsilon: c.rmsEpsilon) }
+        for i in 0..<n { ck_rmsnorm_f32(x + i * d, lw.attnNorm.values, xn + i * d, Int64(d), c.rmsEpsilon) }
         project([(lw.wq, q), (lw.wk, k), (lw.wv, v)], input: xn, count: n)
 
         // RoPE, then append keys and values to the cache as F16.
@@ -168,7 +168,7 @@ public final class LlamaStage: @unchecked Sendable {
                 for j in 0..<count {
                     sc[j] = ck_dot_f16_f32(keys + j * kvd + kvOffset, qh, Int64(hd)) * scale
                 }
-                LlamaMath.softmax(sc, n: count)
+                ck_softmax_f32(sc, Int64(count))
                 // ...and multiplies F16 values with probabilities converted to F16.
                 roundToHalf(sc, count: count, scratch: halves + slot * scoreStride)
                 let out = att + i * qd + h * hd
@@ -182,9 +182,9 @@ public final class LlamaStage: @unchecked Sendable {
         for i in 0..<(n * d) { x[i] += tmp[i] }
 
         // Feed-forward (SwiGLU).
-        for i in 0..<n { LlamaMath.rmsNorm(x + i * d, lw.ffnNorm.values, xn + i * d, n: d, epsilon: c.rmsEpsilon) }
+        for i in 0..<n { ck_rmsnorm_f32(x + i * d, lw.ffnNorm.values, xn + i * d, Int64(d), c.rmsEpsilon) }
         project([(lw.gate, gate), (lw.up, up)], input: xn, count: n)
-        for i in 0..<n { LlamaMath.swiglu(gate + i * f, up + i * f, n: f) }
+        for i in 0..<n { ck_silu_mul_f32(gate + i * f, up + i * f, gate + i * f, Int64(f)) }
         project([(lw.down, tmp)], input: gate, count: n)
         for i in 0..<(n * d) { x[i] += tmp[i] }
     }
@@ -251,8 +251,6 @@ public final class LlamaStage: @unchecked Sendable {
 /// Work buffers of a stage, sized for the largest batch seen so far.
 final class StageScratch {
     let config: LlamaConfiguration
-    let threads: Int
-    let contextLimit: Int
     let x = AlignedBuffer<Float>(capacity: 1)
     let xn = AlignedBuffer<Float>(capacity: 1)
     let q = AlignedBuffer<Float>(capacity: 1)
@@ -271,8 +269,6 @@ final class StageScratch {
 
     init(config: LlamaConfiguration, threads: Int, contextLimit: Int) {
         self.config = config
-        self.threads = threads
-        self.contextLimit = contextLimit
         scores = AlignedBuffer(capacity: threads * contextLimit)
         halves = AlignedBuffer(capacity: threads * max(contextLimit, config.headCount * config.headDimension))
         ropeCos = AlignedBuffer(capacity: config.headDimension)

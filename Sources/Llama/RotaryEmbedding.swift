@@ -1,41 +1,5 @@
 import Foundation
 
-/// Element-wise operations of the LLaMA block, in the precision llama.cpp uses
-/// (sums of squares and softmax denominators accumulated in double).
-enum LlamaMath {
-    /// `out = x / rms(x) * weight`, for one row of `n`.
-    static func rmsNorm(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                        n: Int, epsilon: Float) {
-        var sum: Double = 0
-        for i in 0..<n { sum += Double(x[i] * x[i]) }
-        let mean = Float(sum / Double(n))
-        let scale = 1 / (mean + epsilon).squareRoot()
-        for i in 0..<n { out[i] = (x[i] * scale) * weight[i] }
-    }
-
-    /// `gate[i] = silu(gate[i]) * up[i]`.
-    static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
-    }
-
-    /// In-place softmax of `n` scores; returns nothing, leaves probabilities.
-    static func softmax(_ x: UnsafeMutablePointer<Float>, n: Int) {
-        var maxv = -Float.infinity
-        for i in 0..<n where x[i] > maxv { maxv = x[i] }
-        var sum: Double = 0
-        for i in 0..<n {
-            let e = expf(x[i] - maxv)
-            x[i] = e
-            sum += Double(e)
-        }
-        let inv = Float(1 / sum)
-        for i in 0..<n { x[i] *= inv }
-    }
-}
-
 /// Rotary position embedding in llama.cpp's "normal" mode (adjacent pairs rotated), with the
 /// file's base, rotated dimension count, linear scaling and optional per-frequency factors.
 struct RotaryEmbedding: Sendable {
