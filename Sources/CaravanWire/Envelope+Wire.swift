@@ -86,6 +86,8 @@ enum MessageRules {
             guard m.state != .unspecified else { throw .missingField("job_status.state") }
         case .jobCancel(let m):
             try nonEmpty(m.jobID, "job_cancel.job_id")
+        case .jobAttach(let m):
+            try nonEmpty(m.jobID, "job_attach.job_id")
         case .clusterStatusRequest, .clusterStatus, .planPreviewRequest, .adminResult:
             break
         case .planPreview(let m):

@@ -261,6 +261,15 @@ public nonisolated struct Caravan_V1_Heartbeat: Sendable {
   /// Worker only: steps currently queued or running.
   public var inflightSteps: UInt32 = 0
 
+  /// Worker only: steps run since its stage was loaded.
+  public var stepsRun: UInt64 = 0
+
+  /// Worker only: recent compute time of one step, milliseconds (moving average; 0 = no steps yet).
+  public var recentStepMs: Float = 0
+
+  /// Worker only: recent rows per step (moving average), to compare step times fairly.
+  public var recentRowsPerStep: Float = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -421,7 +430,8 @@ public nonisolated struct Caravan_V1_AssignmentReady: Sendable {
   public init() {}
 }
 
-/// Coordinator -> worker: finish in-flight steps, take no new work, then report IDLE.
+/// Coordinator -> worker: finish in-flight steps, take no new work, then report IDLE. When
+/// `exit` is set the worker then shuts down gracefully (an operator drained it).
 public nonisolated struct Caravan_V1_Drain: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -435,6 +445,9 @@ public nonisolated struct Caravan_V1_Drain: Sendable {
 
   /// After this long, abandon unfinished steps, milliseconds (0 = wait indefinitely).
   public var deadlineMs: UInt32 = 0
+
+  /// Shut down after draining.
+  public var exit: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -689,7 +702,7 @@ nonisolated extension Caravan_V1_RegisterAck: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Heartbeat"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sender_id\0\u{3}plan_epoch\0\u{1}sequence\0\u{3}sent_unix_ms\0\u{1}state\0\u{3}free_memory_bytes\0\u{3}inflight_steps\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sender_id\0\u{3}plan_epoch\0\u{1}sequence\0\u{3}sent_unix_ms\0\u{1}state\0\u{3}free_memory_bytes\0\u{3}inflight_steps\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -704,6 +717,9 @@ nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
       case 5: try { try decoder.decodeSingularEnumField(value: &self.state) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.freeMemoryBytes) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.inflightSteps) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.stepsRun) }()
+      case 9: try { try decoder.decodeSingularFloatField(value: &self.recentStepMs) }()
+      case 10: try { try decoder.decodeSingularFloatField(value: &self.recentRowsPerStep) }()
       default: break
       }
     }
@@ -731,6 +747,15 @@ nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
     if self.inflightSteps != 0 {
       try visitor.visitSingularUInt32Field(value: self.inflightSteps, fieldNumber: 7)
     }
+    if self.stepsRun != 0 {
+      try visitor.visitSingularUInt64Field(value: self.stepsRun, fieldNumber: 8)
+    }
+    if self.recentStepMs.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.recentStepMs, fieldNumber: 9)
+    }
+    if self.recentRowsPerStep.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.recentRowsPerStep, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -742,6 +767,9 @@ nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.state != rhs.state {return false}
     if lhs.freeMemoryBytes != rhs.freeMemoryBytes {return false}
     if lhs.inflightSteps != rhs.inflightSteps {return false}
+    if lhs.stepsRun != rhs.stepsRun {return false}
+    if lhs.recentStepMs != rhs.recentStepMs {return false}
+    if lhs.recentRowsPerStep != rhs.recentRowsPerStep {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1007,7 +1035,7 @@ nonisolated extension Caravan_V1_AssignmentReady: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Caravan_V1_Drain: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Drain"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}reason\0\u{3}deadline_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}reason\0\u{3}deadline_ms\0\u{1}exit\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1018,6 +1046,7 @@ nonisolated extension Caravan_V1_Drain: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.deadlineMs) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.exit) }()
       default: break
       }
     }
@@ -1033,6 +1062,9 @@ nonisolated extension Caravan_V1_Drain: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.deadlineMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.deadlineMs, fieldNumber: 3)
     }
+    if self.exit != false {
+      try visitor.visitSingularBoolField(value: self.exit, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1040,6 +1072,7 @@ nonisolated extension Caravan_V1_Drain: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.planEpoch != rhs.planEpoch {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.deadlineMs != rhs.deadlineMs {return false}
+    if lhs.exit != rhs.exit {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

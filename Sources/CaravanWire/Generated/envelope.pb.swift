@@ -182,6 +182,14 @@ public nonisolated struct Caravan_V1_Envelope: Sendable {
     set {body = .jobCancel(newValue)}
   }
 
+  public var jobAttach: Caravan_V1_JobAttach {
+    get {
+      if case .jobAttach(let v)? = body {return v}
+      return Caravan_V1_JobAttach()
+    }
+    set {body = .jobAttach(newValue)}
+  }
+
   /// admin.proto
   public var clusterStatusRequest: Caravan_V1_ClusterStatusRequest {
     get {
@@ -262,6 +270,7 @@ public nonisolated struct Caravan_V1_Envelope: Sendable {
     case jobStatusRequest(Caravan_V1_JobStatusRequest)
     case jobStatus(Caravan_V1_JobStatus)
     case jobCancel(Caravan_V1_JobCancel)
+    case jobAttach(Caravan_V1_JobAttach)
     /// admin.proto
     case clusterStatusRequest(Caravan_V1_ClusterStatusRequest)
     case clusterStatus(Caravan_V1_ClusterStatus)
@@ -318,7 +327,7 @@ nonisolated extension Caravan_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{4}\u{6}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -523,6 +532,19 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
           self.body = .jobCancel(v)
         }
       }()
+      case 35: try {
+        var v: Caravan_V1_JobAttach?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .jobAttach(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .jobAttach(v)
+        }
+      }()
       case 40: try {
         var v: Caravan_V1_ClusterStatusRequest?
         var hadOneofValue = false
@@ -690,6 +712,10 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
     case .jobCancel?: try {
       guard case .jobCancel(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+    }()
+    case .jobAttach?: try {
+      guard case .jobAttach(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
     }()
     case .clusterStatusRequest?: try {
       guard case .clusterStatusRequest(let v)? = self.body else { preconditionFailure() }

@@ -581,6 +581,12 @@ public nonisolated struct Caravan_V1_JobStatus: Sendable {
   /// Clears the value of `error`. Subsequent reads from it will return its default value.
   public mutating func clearError() {self._error = nil}
 
+  /// While QUEUED: why the job waits (e.g. "re-planning: worker w2 lost").
+  public var waitingReason: String = String()
+
+  /// Times the job was moved to a new pipeline (re-plans, faults) and replayed.
+  public var replays: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -598,6 +604,24 @@ public nonisolated struct Caravan_V1_JobCancel: Sendable {
 
   /// Why, for logs.
   public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Client -> coordinator: re-attach to a job (after a client or coordinator restart). The
+/// coordinator answers with the job's events from token `received_tokens` on (tokens the client
+/// already has are not sent again), then streams the rest of the job to this client.
+public nonisolated struct Caravan_V1_JobAttach: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  /// Generated tokens the client already received (0 = replay the whole stream).
+  public var receivedTokens: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1249,7 +1273,7 @@ nonisolated extension Caravan_V1_JobStatusRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}state\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}submitted_unix_ms\0\u{3}plan_epoch\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}state\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}submitted_unix_ms\0\u{3}plan_epoch\0\u{1}error\0\u{3}waiting_reason\0\u{1}replays\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1264,6 +1288,8 @@ nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.submittedUnixMs) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._error) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.waitingReason) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.replays) }()
       default: break
       }
     }
@@ -1295,6 +1321,12 @@ nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
     try { if let v = self._error {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    if !self.waitingReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.waitingReason, fieldNumber: 8)
+    }
+    if self.replays != 0 {
+      try visitor.visitSingularUInt32Field(value: self.replays, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1306,6 +1338,8 @@ nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.submittedUnixMs != rhs.submittedUnixMs {return false}
     if lhs.planEpoch != rhs.planEpoch {return false}
     if lhs._error != rhs._error {return false}
+    if lhs.waitingReason != rhs.waitingReason {return false}
+    if lhs.replays != rhs.replays {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1341,6 +1375,41 @@ nonisolated extension Caravan_V1_JobCancel: SwiftProtobuf.Message, SwiftProtobuf
   public static func ==(lhs: Caravan_V1_JobCancel, rhs: Caravan_V1_JobCancel) -> Bool {
     if lhs.jobID != rhs.jobID {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_JobAttach: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobAttach"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}received_tokens\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.receivedTokens) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if self.receivedTokens != 0 {
+      try visitor.visitSingularUInt32Field(value: self.receivedTokens, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_JobAttach, rhs: Caravan_V1_JobAttach) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.receivedTokens != rhs.receivedTokens {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
