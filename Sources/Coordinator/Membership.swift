@@ -148,6 +148,7 @@ public struct Membership: Sendable {
     /// A worker registered.
     public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
                                   memoryBytes: UInt64, speed: Double, heldModels: [String], now: UInt64) -> [Directive] {
+        clock = max(clock, now)
         guard heldModels.contains(modelSHA256) else {
             return [.acknowledge(peer, accepted: false, reason: "the worker holds no file with the model's sha256 \(modelSHA256)")]
         }

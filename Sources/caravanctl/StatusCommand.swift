@@ -33,10 +33,10 @@ struct Status: AsyncParsableCommand {
     }
 }
 
-/// JSON with every field, zero values included (easier for scripts).
+/// JSON with the .proto field names and 64-bit numbers as numbers (zero values are left out).
 let jsonOptions: JSONEncodingOptions = {
     var o = JSONEncodingOptions()
-    o.alwaysPrintPrimitiveFields = true
+    o.alwaysPrintInt64sAsNumbers = true
     o.preserveProtoFieldNames = true
     return o
 }()

@@ -30,7 +30,7 @@ struct Connection: ParsableArguments {
         guard insecure || coordinatorKey?.count == 40 else {
             throw ValidationError("give --coordinator-key (40 characters), or --insecure")
         }
-        try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey,
+        return try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey,
                           keys: try keyFile.map { try ClusterSecurity.keyPair(file: $0) })
     }
 }
