@@ -4,8 +4,9 @@
 Two transformer blocks of the 70B shape (d=8192, 64 query heads, 8 KV heads, head 128, FFN 28672)
 and a tiny vocabulary (256) so that the embedding and output cost nothing next to the blocks.
 An F16 file is written with gguf-py, then quantized with llama.cpp's quantizer (llama-cpp-python)
-to Q4_K_M (its layer mixture: with 2 blocks, one block gets the Q6_K attn_v/ffn_down that half of
-a real 80-block Q4_K_M model gets), pure Q4_K and pure Q4_0.
+to Q4_K_M (llama.cpp's layer mixture: with 2 blocks, block 0 is all Q4_K and block 1 gets the
+Q6_K attn_v/ffn_down that half of the blocks of a real 80-block Q4_K_M model get, so the mean of
+the two is the mean 70B Q4_K_M block) and Q4_0 (pure).
 
 Usage: Scripts/bench-70b-layer.py [OUT_DIR]   (default ~/.cache/caravan/models/bench)
 Prints the paths written. Files are large (F16 3.4 GB, Q4 ~1 GB each); never commit them.
@@ -91,7 +92,6 @@ def main() -> None:
 
     targets = [
         ("Q4_K_M", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, False),
-        ("Q4_K", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, True),
         ("Q4_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, True),
     ]
     for name, ftype, pure in targets:
