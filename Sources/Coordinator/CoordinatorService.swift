@@ -113,6 +113,11 @@ public final class CoordinatorService: Service {
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
                                  template: assignmentTemplate, configuration: planeConfiguration, logger: logger, desk: desk,
                                  serve: serveSignal)
+        desk.admin.withLock { $0 = AdminDesk(source: LiveClusterStatus(
+            membership: membership, desk: desk, clock: { plane.elapsedMs }, configuration: config,
+            model: LiveClusterStatus.identity(fingerprint, layerCount: facts.layerCount),
+            planningBasis: PlanningBasis(facts: facts, modelName: fingerprint.name, contextTokens: contextLimit,
+                                         batchSequences: config.batchSequences))) }
 
         // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
         // `drainTimeout`), then every loop is cancelled.

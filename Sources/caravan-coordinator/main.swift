@@ -67,6 +67,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "A config file of `key = value` lines named like these options (see Deploy/coordinator.conf); options on the command line override it.")
+    var config: String?
+
+    /// Reads `--config FILE` into the command line, then runs.
+    static func main() async {
+        do {
+            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())))
+        } catch {
+            exit(withError: ValidationError("\(error)"))
+        }
+    }
+
     func validate() throws {
         guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }

@@ -52,6 +52,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "A config file of `key = value` lines named like these options (see Deploy/worker.conf); options on the command line override it.")
+    var config: String?
+
+    /// Reads `--config FILE` into the command line, then runs.
+    static func main() async {
+        do {
+            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())))
+        } catch {
+            exit(withError: ValidationError("\(error)"))
+        }
+    }
+
     func validate() throws {
         guard insecure || coordinatorKey?.count == 40 else {
             throw ValidationError("give --coordinator-key (the coordinator's 40-character Z85 public key), or --insecure for plain connections")
