@@ -182,6 +182,8 @@ void ck_fill_avx2(ck_kernels *k) {
   ck_fill_avx2_nn(k);
   ck_fill_r8_avx2(k->mm_r8);
   k->r8_fast[CK_TYPE_Q4_0] = 1;
+  k->r8_fast[CK_TYPE_Q4_1] = 1;
+  k->r8_fast[CK_TYPE_Q8_0] = 1;
 }
 
 #else

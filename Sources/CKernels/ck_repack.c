@@ -1,6 +1,7 @@
 /* Load-time repacking into the row-interleaved R8 layouts (see ck_repack.h), the portable R8
    kernels, and the public entry points. */
 #include "ck_repack.h"
+#include <stdlib.h>
 
 static int ck_r8_type(int wtype) { return ck_r8_block_bytes(wtype) > 0; }
 
@@ -9,8 +10,11 @@ int64_t ck_repack_bytes(int wtype, int64_t rows, int64_t k) {
   return (rows + CK_R8 - 1) / CK_R8 * (k / CK_QK) * ck_r8_block_bytes(wtype);
 }
 
+/* CK_NO_REPACK=1 in the environment turns repacking off (to measure what it brings). */
 int ck_repack_preferred(int wtype) {
   if (wtype < 0 || wtype > 30 || !ck_r8_type(wtype)) return 0;
+  const char *off = getenv("CK_NO_REPACK");
+  if (off && off[0] == '1') return 0;
   return ck_active()->r8_fast[wtype];
 }
 
@@ -117,30 +121,38 @@ static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_t nblk,
   }
 }
 
+/* Q4_1: ggml's vec_dot order per row (8 lane accumulators, lane c = elements 4c..4c+3, summed as
+   hsum_float_8, then the min term), so equal to ck_matmul's AVX2 Q4_1 bits. */
 static void mm_r8_q4_1(const void *w, const void *x, size_t xrow, int64_t nblk,
                        int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
   for (int64_t g = r0 / CK_R8; g * CK_R8 < r1; g++) {
     for (int64_t b = 0; b < nb; b++) {
-      float acc[CK_R8] = {0}, macc[CK_R8] = {0};
+      float acc[CK_R8][8] = {{0}}, macc[CK_R8] = {0};
       for (int64_t i = 0; i < nblk; i++) {
         const uint8_t *o = W + (g * nblk + i) * 160;
         const ck_block_q8_1 *y = (const ck_block_q8_1 *)(X + (size_t)b * xrow) + i;
         const float dy = ck_h2f(y->d), sy = ck_h2f(y->s);
         for (int r = 0; r < CK_R8; r++) {
-          int32_t s = 0;
+          const float scale = ck_r8_half(o, r) * dy;
           for (int h = 0; h < 4; h++) {
+            int32_t lo = 0, hi = 0;
             for (int e = 0; e < 4; e++) {
               const uint8_t q = o[32 + h * 32 + r * 4 + e];
-              s += (q & 0xF) * y->qs[4 * h + e] + (q >> 4) * y->qs[16 + 4 * h + e];
+              lo += (q & 0xF) * y->qs[4 * h + e];
+              hi += (q >> 4) * y->qs[16 + 4 * h + e];
             }
+            acc[r][h] = fmaf(scale, (float)lo, acc[r][h]);
+            acc[r][h + 4] = fmaf(scale, (float)hi, acc[r][h + 4]);
           }
-          acc[r] = fmaf(ck_r8_half(o, r) * dy, (float)s, acc[r]);
           macc[r] = fmaf(ck_r8_half(o + 16, r), sy, macc[r]);
         }
       }
       float res[CK_R8];
-      for (int r = 0; r < CK_R8; r++) res[r] = acc[r] + macc[r];
+      for (int r = 0; r < CK_R8; r++) {
+        const float *a = acc[r];
+        res[r] = (((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))) + macc[r];
+      }
       ck_r8_store(res, g, r0, r1, out + b * ostride);
     }
   }

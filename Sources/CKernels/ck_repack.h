@@ -11,12 +11,15 @@
        Q8_0: 8 vectors; vector c byte r*4+b = element 4c + b of row r.
    Kernels compute the 8 rows of a group against one activation block at once: each 4-byte chunk
    of the activation is broadcast to the 8 rows, integer products are summed per row in integer
-   arithmetic (exact), and each row keeps its own float accumulator over blocks:
-     acc_r = fma(d_r * d_y, (float)isum_r, acc_r)          (Q4_0: isum = sum(q*y) - 8*sum(y))
-     Q4_1: macc_r = fma(m_r, s_y, macc_r); result acc_r + macc_r
-   The float order differs from ggml's vec_dot (which sums 8 lanes across blocks, then
-   horizontally), so results are close to ck_matmul's, not bit-identical; every path (scalar,
-   AVX2, any grouping or row split) gives the same bits for the same output. */
+   arithmetic (exact), and:
+   - Q4_0, Q8_0: each row keeps one float accumulator over blocks,
+       acc_r = fma(d_r * d_y, (float)isum_r, acc_r)        (Q4_0: isum = sum(q*y) - 8*sum(y))
+     This order differs from ggml's vec_dot (8 lanes across blocks, then a horizontal sum), so
+     results are close to ck_matmul's, not bit-identical.
+   - Q4_1: ggml's order exactly (8 accumulators, one per 4-element chunk, summed as ggml's
+     hsum_float_8, plus the min term fma(m, s_y, .)), so equal to ck_matmul's AVX2 bits: the
+     default model's golden tests compare greedy tokens with llama.cpp, which does not repack Q4_1.
+   Every path (scalar, AVX2, any grouping or row split) gives the same bits for the same output. */
 #ifndef CK_REPACK_H
 #define CK_REPACK_H
 

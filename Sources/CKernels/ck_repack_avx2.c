@@ -108,36 +108,47 @@ CK_AVX2 static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_
   }
 }
 
-/* ---- Q4_1 x Q8_1 ---- */
-
-CK_AVX2_INLINE void r8_q4_1_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
-                                 __m256 *res) {
-  __m256 acc[R8_ACTS], macc[R8_ACTS];
-  for (int a = 0; a < R8_ACTS; a++) acc[a] = macc[a] = _mm256_setzero_ps();
+/* ---- Q4_1 x Q8_1: ggml's exact order ----
+   Lane c of ggml's 8-lane accumulator holds chunk c of a row (elements 4c..4c+3); here chunk c
+   of the 8 rows is one vector, so accumulator c (lanes = rows) is ggml's lane c of each row, and
+   the final sum adds accumulators in hsum_float_8's order: results equal ck_matmul's bits. */
+CK_AVX2_INLINE __m256 r8_q4_1_one(const uint8_t *gw, const uint8_t *xa, int64_t nblk) {
+  __m256 acc[8];
+  for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+  __m256 macc = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (int64_t i = 0; i < nblk; i++) {
     const uint8_t *o = gw + i * 160;
-    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+    const ck_block_q8_1 *y = (const ck_block_q8_1 *)xa + i;
+    const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o)),
+                                       _mm256_set1_ps(ck_h2f_avx2(y->d)));
     const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16)));
-    __m256i t[R8_ACTS];
-    for (int a = 0; a < A; a++) t[a] = _mm256_setzero_si256();
     for (int h = 0; h < 4; h++) {
       const __m256i R = _mm256_loadu_si256((const __m256i *)(o + 32 + 32 * h));
       const __m256i lo = _mm256_and_si256(R, m4), hi = _mm256_and_si256(_mm256_srli_epi16(R, 4), m4);
-      for (int a = 0; a < A; a++) {
-        const int8_t *q = ((const ck_block_q8_1 *)(x + a * xrow) + i)->qs;
-        t[a] = _mm256_add_epi16(t[a], _mm256_maddubs_epi16(lo, r8_bcast(q + 4 * h)));
-        t[a] = _mm256_add_epi16(t[a], _mm256_maddubs_epi16(hi, r8_bcast(q + 16 + 4 * h)));
-      }
+      const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, r8_bcast(y->qs + 4 * h)), ones);
+      const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, r8_bcast(y->qs + 16 + 4 * h)), ones);
+      acc[h] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(pl), acc[h]);
+      acc[h + 4] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(ph), acc[h + 4]);
     }
-    for (int a = 0; a < A; a++) {
-      const ck_block_q8_1 *y = (const ck_block_q8_1 *)(x + a * xrow) + i;
-      const __m256 scale = _mm256_mul_ps(d8, _mm256_set1_ps(ck_h2f_avx2(y->d)));
-      acc[a] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(_mm256_madd_epi16(t[a], ones)), acc[a]);
-      macc[a] = _mm256_fmadd_ps(m8, _mm256_set1_ps(ck_h2f_avx2(y->s)), macc[a]);
+    macc = _mm256_fmadd_ps(m8, _mm256_set1_ps(ck_h2f_avx2(y->s)), macc);
+  }
+  const __m256 r = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
+                                 _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
+  return _mm256_add_ps(r, macc);
+}
+
+CK_AVX2 static void mm_r8_q4_1(const void *w, const void *x, size_t xrow, int64_t nblk,
+                               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
+  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 160;
+  for (int64_t gb = g0; gb < g1; gb += R8_ROW_BLOCK) {
+    const int64_t ge = gb + R8_ROW_BLOCK < g1 ? gb + R8_ROW_BLOCK : g1;
+    for (int64_t b = 0; b < nb; b++) {
+      for (int64_t g = gb; g < ge; g++)
+        r8_out(r8_q4_1_one(W + g * gstride, X + b * xrow, nblk), g, r0, r1, out + b * ostride);
     }
   }
-  for (int a = 0; a < A; a++) res[a] = _mm256_add_ps(acc[a], macc[a]);
 }
 
 /* ---- Q8_0 x Q8_0 ---- */
@@ -196,7 +207,6 @@ CK_AVX2_INLINE void r8_q8_0_tile(const uint8_t *gw, const uint8_t *x, size_t xro
     }                                                                                            \
   }
 
-R8_DRIVER(mm_r8_q4_1, r8_q4_1_tile, 160)
 R8_DRIVER(mm_r8_q8_0, r8_q8_0_tile, 272)
 
 void ck_fill_r8_avx2(ck_mm_r8_fn *tab) {

@@ -77,10 +77,10 @@ int ck_matmul(int wtype, const void *w, const void *x, int64_t k,
 
 /* Load-time repacking (extension): Q4_0, Q4_1 and Q8_0 matrices can be rearranged once into a
    row-interleaved layout (groups of 8 rows, 4-byte chunks of the 8 rows side by side) whose
-   kernels compute 8 rows against one activation block with no horizontal sums. The float
+   kernels compute 8 rows against one activation block at once. For Q4_0 and Q8_0 the float
    summation order differs from ck_matmul's (ggml's vec_dot order): results agree to a few ulps of
-   the dot product's magnitude, and are bit-identical among themselves however a product is split
-   or batched, and on every ISA. */
+   the dot product's magnitude; Q4_1 keeps ggml's order (same bits as ck_matmul with AVX2). All are
+   bit-identical among themselves however a product is split or batched, and on every ISA. */
 /** 1 if the active ISA multiplies wtype faster repacked than in the file layout. */
 int ck_repack_preferred(int wtype);
 /** Bytes of the repacked layout of a rows x k matrix (rows padded to a multiple of 8), or 0
