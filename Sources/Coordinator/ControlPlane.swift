@@ -107,6 +107,7 @@ final class ControlPlane: Sendable {
                 ack.reason = reason
                 ack.heartbeatIntervalMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatInterval))
                 ack.heartbeatTimeoutMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatTimeout))
+                ack.modelSourceAddress = configuration.modelSourceAddress
                 if !accepted { logger.warning("refused a worker", metadata: ["reason": "\(reason)"]) }
                 await send(.registerAck(ack), to: peer)
             case .plan(let workers):

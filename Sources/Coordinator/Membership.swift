@@ -149,9 +149,7 @@ public struct Membership: Sendable {
     public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
                                   memoryBytes: UInt64, speed: Double, heldModels: [String], now: UInt64) -> [Directive] {
         clock = max(clock, now)
-        guard heldModels.contains(modelSHA256) else {
-            return [.acknowledge(peer, accepted: false, reason: "the worker holds no file with the model's sha256 \(modelSHA256)")]
-        }
+        // A worker without the model file is accepted: it pulls its layers from the coordinator.
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
             if case .failed = phase { phase = .gathering }
             guard phase == .gathering else {

@@ -25,6 +25,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Result endpoint the last stage sends to (default: any free port on the control host).")
     var results: String?
 
+    @Option(name: .customLong("model-source"), help: "Where workers without the model file pull its bytes (default: any free port on the control host).")
+    var modelSource: String?
+
     @Option(help: "Workers to wait for before planning.")
     var workers = 1
 
@@ -110,6 +113,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             heartbeatTimeout: .milliseconds(Int(heartbeatTimeout * 1000)), stepDeadline: .milliseconds(Int(stepTimeout * 1000)),
             security: security)
         var configuration = config
+        configuration.modelSourceEndpoint = modelSource
         if let authorizedKeys {
             let text = try String(contentsOfFile: authorizedKeys, encoding: .utf8)
             let keys = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }

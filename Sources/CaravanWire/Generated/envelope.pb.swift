@@ -257,6 +257,39 @@ public nonisolated struct Caravan_V1_Envelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .error(newValue)}
   }
 
+  /// model.proto (a chunk is followed by its payload frame)
+  public var modelInfoRequest: Caravan_V1_ModelInfoRequest {
+    get {
+      if case .modelInfoRequest(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelInfoRequest()
+    }
+    set {_uniqueStorage()._body = .modelInfoRequest(newValue)}
+  }
+
+  public var modelInfo: Caravan_V1_ModelInfo {
+    get {
+      if case .modelInfo(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelInfo()
+    }
+    set {_uniqueStorage()._body = .modelInfo(newValue)}
+  }
+
+  public var modelChunkRequest: Caravan_V1_ModelChunkRequest {
+    get {
+      if case .modelChunkRequest(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelChunkRequest()
+    }
+    set {_uniqueStorage()._body = .modelChunkRequest(newValue)}
+  }
+
+  public var modelChunk: Caravan_V1_ModelChunk {
+    get {
+      if case .modelChunk(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelChunk()
+    }
+    set {_uniqueStorage()._body = .modelChunk(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The message. Required.
@@ -289,6 +322,11 @@ public nonisolated struct Caravan_V1_Envelope: @unchecked Sendable {
     case adminResult(Caravan_V1_AdminResult)
     /// any request
     case error(Caravan_V1_ErrorReply)
+    /// model.proto (a chunk is followed by its payload frame)
+    case modelInfoRequest(Caravan_V1_ModelInfoRequest)
+    case modelInfo(Caravan_V1_ModelInfo)
+    case modelChunkRequest(Caravan_V1_ModelChunkRequest)
+    case modelChunk(Caravan_V1_ModelChunk)
 
   }
 
@@ -338,7 +376,7 @@ nonisolated extension Caravan_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0\u{4}\u{a}model_info_request\0\u{3}model_info\0\u{3}model_chunk_request\0\u{3}model_chunk\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -676,6 +714,58 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
             _storage._body = .error(v)
           }
         }()
+        case 60: try {
+          var v: Caravan_V1_ModelInfoRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelInfoRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelInfoRequest(v)
+          }
+        }()
+        case 61: try {
+          var v: Caravan_V1_ModelInfo?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelInfo(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelInfo(v)
+          }
+        }()
+        case 62: try {
+          var v: Caravan_V1_ModelChunkRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelChunkRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelChunkRequest(v)
+          }
+        }()
+        case 63: try {
+          var v: Caravan_V1_ModelChunk?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelChunk(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelChunk(v)
+          }
+        }()
         default: break
         }
       }
@@ -786,6 +876,22 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
       case .error?: try {
         guard case .error(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+      }()
+      case .modelInfoRequest?: try {
+        guard case .modelInfoRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+      }()
+      case .modelInfo?: try {
+        guard case .modelInfo(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 61)
+      }()
+      case .modelChunkRequest?: try {
+        guard case .modelChunkRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 62)
+      }()
+      case .modelChunk?: try {
+        guard case .modelChunk(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 63)
       }()
       case nil: break
       }
