@@ -200,6 +200,10 @@ public nonisolated struct Caravan_V1_Register: Sendable {
   /// CURVE public key (Z85) of the worker's activation socket; empty in plain mode.
   public var dataPublicKey: String = String()
 
+  /// When registering again (the coordinator went silent): the plan epoch of the stage the worker
+  /// still runs, so that a coordinator that did not restart keeps it in its plan (0 = none).
+  public var runningPlanEpoch: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -603,7 +607,7 @@ nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, Swif
 
 nonisolated extension Caravan_V1_Register: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Register"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}capabilities\0\u{3}data_address\0\u{3}data_public_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}capabilities\0\u{3}data_address\0\u{3}data_public_key\0\u{3}running_plan_epoch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -615,6 +619,7 @@ nonisolated extension Caravan_V1_Register: SwiftProtobuf.Message, SwiftProtobuf.
       case 2: try { try decoder.decodeSingularMessageField(value: &self._capabilities) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.dataAddress) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.dataPublicKey) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.runningPlanEpoch) }()
       default: break
       }
     }
@@ -637,6 +642,9 @@ nonisolated extension Caravan_V1_Register: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.dataPublicKey.isEmpty {
       try visitor.visitSingularStringField(value: self.dataPublicKey, fieldNumber: 4)
     }
+    if self.runningPlanEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.runningPlanEpoch, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -645,6 +653,7 @@ nonisolated extension Caravan_V1_Register: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._capabilities != rhs._capabilities {return false}
     if lhs.dataAddress != rhs.dataAddress {return false}
     if lhs.dataPublicKey != rhs.dataPublicKey {return false}
+    if lhs.runningPlanEpoch != rhs.runningPlanEpoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
