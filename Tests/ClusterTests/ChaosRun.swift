@@ -116,10 +116,11 @@ final class ChaosRun: XCTestCase {
                 faults.append(Fault(kind: chosen, host: host, at: .now, running: Set(running.keys)))
                 episodeDone.withLock { $0 = false }
                 let index = faults.count
+                let action = chosen
                 print("chaos: fault \(index)/\(faultCount): \(chosen)\(chosen == "add" ? "" : " h\(host)")")
                 Thread.detachNewThread {
                     do {
-                        switch chosen {
+                        switch action {
                         case "kill":
                             try bed.kill(host)
                             Thread.sleep(forTimeInterval: hold)
@@ -153,7 +154,7 @@ final class ChaosRun: XCTestCase {
                         default: break
                         }
                     } catch {
-                        episodeErrors.withLock { $0.append("fault \(index) \(chosen) h\(host): \(error)") }
+                        episodeErrors.withLock { $0.append("fault \(index) \(action) h\(host): \(error)") }
                     }
                     episodeDone.withLock { $0 = true }
                 }
@@ -187,7 +188,7 @@ final class ChaosRun: XCTestCase {
             } else {
                 tokensLost += max(0, ref.tokens.count - r.job.tokens.count)
                 tokensDoubled += max(0, r.job.tokens.count - ref.tokens.count) + seqRepeats
-                let first = zip(r.job.tokens, ref.tokens).firstIndex { $0 != $1 } ?? min(r.job.tokens.count, ref.tokens.count)
+                let first = FaultLoad.firstDifference(r.job.tokens, ref.tokens)
                 problems.append("differs \(r.job.summary) at token \(first) (fault-free \(ref.tokens.count) tokens)")
             }
         }

@@ -71,13 +71,13 @@ enum FaultLoad {
     }
 
     /// Checks that `got` is exactly the reference stream: same token ids in order (none lost,
-    /// none doubled), same text and finish reason, event sequence 0, 1, 2, ...
+    /// none doubled), same text and finish reason, event sequence numbers counting up by one
     static func assertSame(_ got: JobStream.Job?, _ reference: JobStream.Job?, _ label: String,
                            file: StaticString = #filePath, line: UInt = #line) {
         guard let got, let reference else { return XCTFail("\(label): missing stream", file: file, line: line) }
         XCTAssertNil(got.error, "\(label): \(got.summary)", file: file, line: line)
         if got.tokens != reference.tokens {
-            let first = zip(got.tokens, reference.tokens).firstIndex { $0 != $1 } ?? min(got.tokens.count, reference.tokens.count)
+            let first = firstDifference(got.tokens, reference.tokens)
             XCTFail("\(label): \(got.tokens.count) tokens vs \(reference.tokens.count) fault-free, first difference at \(first): "
                 + "got \(Array(got.tokens.dropFirst(max(0, first - 2)).prefix(6))), want \(Array(reference.tokens.dropFirst(max(0, first - 2)).prefix(6)))",
                 file: file, line: line)
@@ -86,6 +86,11 @@ enum FaultLoad {
         XCTAssertEqual(got.finish, reference.finish, "\(label): finish reason", file: file, line: line)
         XCTAssertTrue(got.sequencesContiguous, "\(label): event sequence has gaps or repeats: \(got.sequences)", file: file, line: line)
         XCTAssertEqual(got.sequences.count, got.tokens.count + 2, "\(label): accepted + tokens + finished events", file: file, line: line)
+    }
+
+    /// The first index where `a` and `b` differ (the shorter length when one is a prefix of the other).
+    static func firstDifference(_ a: [Int32], _ b: [Int32]) -> Int {
+        (0..<min(a.count, b.count)).first { a[$0] != b[$0] } ?? min(a.count, b.count)
     }
 
     /// `d` in whole milliseconds.

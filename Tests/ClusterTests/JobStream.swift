@@ -13,14 +13,18 @@ enum JobStream {
         var tokens: [Int32] = []
         var text = ""
         var arrivals: [ContinuousClock.Instant] = []
-        /// `JobEvent.sequence` of every event, in arrival order (must be 0, 1, 2, ...).
+        /// `JobEvent.sequence` of every event, in arrival order (must count up by one).
         var sequences: [UInt64] = []
         var finish: Caravan_V1_FinishReason?
         var error: String?
         var done: Bool { finish != nil || error != nil }
 
-        /// Whether the event sequence numbers are 0, 1, 2, ... without gap or repeat.
-        var sequencesContiguous: Bool { sequences == (0..<UInt64(sequences.count)).map { $0 } }
+        /// Whether the event sequence numbers count up by one from the first (0 or 1: the
+        /// coordinator numbers the accepted event 1) without gap or repeat.
+        var sequencesContiguous: Bool {
+            guard let first = sequences.first, first <= 1 else { return sequences.isEmpty }
+            return sequences == (first..<first + UInt64(sequences.count)).map { $0 }
+        }
 
         /// The first token that arrived after `instant`, if any.
         func firstArrival(after instant: ContinuousClock.Instant) -> ContinuousClock.Instant? {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import TestSupport
 
 /// A cluster of real hosts on this machine, driven through `Deploy/testbed` (the script a developer
@@ -22,9 +25,10 @@ final class Testbed: @unchecked Sendable {
     static let script: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Deploy/testbed")
 
-    /// Namespaces work here (root, `ip netns` usable).
+    /// Namespaces work here (root, `ip netns` usable) and are not turned off with
+    /// `CARAVAN_TESTBED_MODE=loopback`.
     static let namespacesAvailable: Bool = {
-        guard geteuid() == 0 else { return false }
+        guard geteuid() == 0, ProcessInfo.processInfo.environment["CARAVAN_TESTBED_MODE"] != "loopback" else { return false }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", "ip netns add cvprobe$$ && ip netns del cvprobe$$"]
@@ -101,7 +105,13 @@ final class Testbed: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
         let timedOut = p.isRunning
-        if timedOut { kill(p.processIdentifier, SIGKILL) }
+        if timedOut {
+            Glibc.kill(p.processIdentifier, SIGKILL)
+            // Bounded: never hang on a child whose end Foundation does not notice.
+            let grace = Date().addingTimeInterval(5)
+            while p.isRunning, Date() < grace { Thread.sleep(forTimeInterval: 0.05) }
+            throw Failure(description: "testbed \(arguments.joined(separator: " ")) timed out after \(timeout) s")
+        }
         p.waitUntilExit()
         let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
         let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""

@@ -17,7 +17,7 @@ final class TestbedTests: XCTestCase {
         let job = try XCTUnwrap(r[FaultLoad.specs[0].id])
         XCTAssertNil(job.error)
         XCTAssertEqual(job.tokens.count, 8)
-        XCTAssertTrue(job.sequencesContiguous)
+        XCTAssertTrue(job.sequencesContiguous, "\(job.sequences)")
         if bed.mode == .netns {
             XCTAssertTrue(bed.clientsEndpoint.hasPrefix("tcp://10.80.0.1:"), bed.clientsEndpoint)
         }
@@ -36,7 +36,7 @@ final class TestbedTests: XCTestCase {
         XCTAssertTrue(bed.isAlive(3))
         try bed.kill(3)
         let deadline = Date().addingTimeInterval(5)
-        while bed.isAlive(3), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        while bed.isAlive(3), Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         XCTAssertFalse(bed.isAlive(3))
         XCTAssertEqual(state(3), "dead")
         try bed.restart(3)
