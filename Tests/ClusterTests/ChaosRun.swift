@@ -41,8 +41,9 @@ final class ChaosRun: XCTestCase {
         let context = try Context()
         let client = try JobClient(context: context, endpoint: bed.clientsEndpoint, serverKey: bed.coordinatorKey)
         let reference = try await FaultLoad.references(on: client, maxTokens: maxTokens)
-        let drainable = (try? CLIRun.run(ClusterProcesses.locateBinaries().appendingPathComponent("caravanctl"), ["drain", "--help"],
-                                         in: FileManager.default.temporaryDirectory, timeout: 10).status) == 0
+        let help = (try? CLIRun.run(ClusterProcesses.locateBinaries().appendingPathComponent("caravanctl"), ["--help"],
+                                    in: FileManager.default.temporaryDirectory, timeout: 10).stdout) ?? ""
+        let drainable = help.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("drain ") }
         var kinds = ["kill", "freeze", "add"]
         if bed.mode == .netns { kinds += ["cut", "loss"] }
         if drainable { kinds.append("drain") }
@@ -195,7 +196,7 @@ final class ChaosRun: XCTestCase {
         let all = finished.map(\.job)
         var waits: [Int] = []
         for f in faults {
-            let w = all.filter { f.running.contains($0.clientID) }.compactMap { $0.firstArrival(after: f.at).map { $0 - f.at } }
+            let w = all.filter { f.running.contains($0.clientID) }.compactMap { $0.resumeDelay(after: f.at) }
             if let m = w.max() { waits.append(FaultLoad.milliseconds(m)) }
         }
         waits.sort()
@@ -216,7 +217,7 @@ final class ChaosRun: XCTestCase {
         | jobs completed | \(completed) (\(equal) equal to the fault-free stream) |
         | jobs lost (failed or timed out) | \(lost) |
         | tokens lost / doubled | \(tokensLost) / \(tokensDoubled) (in \(completed - equal) jobs that differ) |
-        | fault to next token (max over the jobs streaming at the fault) | median \(median) ms, max \(waits.last ?? 0) ms (\(waits.count) faults) |
+        | fault to next token (after the pause; max over the jobs streaming at the fault) | median \(median) ms, max \(waits.last ?? 0) ms (\(waits.count) faults) |
         | duration | \(FaultLoad.milliseconds(elapsed) / 1000) s |
 
         """

@@ -70,9 +70,10 @@ final class FaultTests: XCTestCase {
         guard let at = o.faultAt else { return XCTFail("\(label): the fault was never injected", file: file, line: line) }
         let resumed = o.results.values.compactMap { $0.firstArrival(after: at) }
         XCTAssertFalse(resumed.isEmpty, "\(label): every job had finished before the fault; make the jobs longer", file: file, line: line)
-        let waits = o.results.values.compactMap { $0.firstArrival(after: at).map { $0 - at } }
-        print("\(label): fault to next token per job: \(waits.map { "\(FaultLoad.milliseconds($0)) ms" }); "
-            + "\(o.results.values.map(\.tokens.count).reduce(0, +)) tokens")
+        let waits = o.results.values.compactMap { $0.resumeDelay(after: at) }
+        let last = o.results.values.compactMap(\.arrivals.last).max()
+        print("\(label): stream resumed after the fault (per job): \(waits.map { "\(FaultLoad.milliseconds($0)) ms" }); "
+            + "\(o.results.values.map(\.tokens.count).reduce(0, +)) tokens, last \(last.map { FaultLoad.milliseconds($0 - at) } ?? 0) ms after the fault")
         for spec in FaultLoad.specs {
             FaultLoad.assertSame(o.results[spec.id], reference[spec.id], "\(label) \(spec.id)", file: file, line: line)
         }

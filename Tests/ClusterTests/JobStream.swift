@@ -31,6 +31,22 @@ enum JobStream {
             arrivals.first { $0 > instant }
         }
 
+        /// How long after `instant` this job's stream resumed: the end of the longest pause after
+        /// it (a gap between tokens more than three times the stream's median gap, or the wait for
+        /// the first token), relative to `instant`; nil when no token followed.
+        func resumeDelay(after instant: ContinuousClock.Instant) -> Duration? {
+            let later = arrivals.filter { $0 > instant }
+            guard let first = later.first else { return nil }
+            let gaps = zip(arrivals.dropFirst(), arrivals).map { $0 - $1 }.sorted()
+            let typical = gaps.isEmpty ? Duration.zero : gaps[gaps.count / 2]
+            var end = first, longest = first - instant, previous = first
+            for a in later.dropFirst() {
+                if a - previous > longest, a - previous > typical * 3 { longest = a - previous; end = a }
+                previous = a
+            }
+            return end - instant
+        }
+
         /// The token stream, for failure messages.
         var summary: String {
             "\(clientID) [\(jobID)]: \(tokens.count) tokens, finish \(finish.map { "\($0)" } ?? "-"), error \(error ?? "-")"
