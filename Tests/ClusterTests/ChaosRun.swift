@@ -62,8 +62,10 @@ final class ChaosRun: XCTestCase {
         let jobTimeout = Duration.seconds(120)
         var endDeadline: ContinuousClock.Instant?
 
+        // After a job fails, wait a little before refilling (no storm of refused jobs).
+        var refillAfter = ContinuousClock.now
         func submitMore() async throws {
-            while running.count < concurrency, faults.count < faultCount || submittedCount == 0 {
+            while running.count < concurrency, faults.count < faultCount || submittedCount == 0, ContinuousClock.now >= refillAfter {
                 let spec = FaultLoad.specs[submittedCount % FaultLoad.specs.count]
                 let id = "\(spec.id)#\(submittedCount)"
                 submittedCount += 1
@@ -98,6 +100,7 @@ final class ChaosRun: XCTestCase {
             for (id, r) in running where r.job.done || ContinuousClock.now - r.submitted > jobTimeout {
                 var r = r
                 if !r.job.done { r.job.error = "timed out after \(jobTimeout)" }
+                if r.job.error != nil { refillAfter = .now + .milliseconds(500) }
                 finished.append(r)
                 running[id] = nil
             }
@@ -219,6 +222,7 @@ final class ChaosRun: XCTestCase {
         | tokens lost / doubled | \(tokensLost) / \(tokensDoubled) (in \(completed - equal) jobs that differ) |
         | fault to next token (after the pause; max over the jobs streaming at the fault) | median \(median) ms, max \(waits.last ?? 0) ms (\(waits.count) faults) |
         | duration | \(FaultLoad.milliseconds(elapsed) / 1000) s |
+
 
         """
         print(report)
