@@ -36,6 +36,8 @@ final class ControlPlane: Sendable {
     }
 
     private var now: UInt64 { UInt64(max(0, JobDesk.milliseconds(clock.now - origin))) }
+    /// The clock ``Membership`` is fed with (milliseconds since start), for status reports.
+    var elapsedMs: UInt64 { now }
 
     /// Handles one message from the control socket (routing id first).
     func handle(_ frames: [Message]) async {
@@ -74,13 +76,17 @@ final class ControlPlane: Sendable {
                             memoryBytes: m.capabilities.freeMemoryBytes, speed: m.capabilities.measuredGflops,
                             heldModels: m.capabilities.models.map(\.model.sha256), now: t)
             }
-        case .heartbeat:
-            membership.withLock { $0.touch(peer, now: t) }
+        case .heartbeat(let m):
+            membership.withLock {
+                $0.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
+                             recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes, now: t)
+            }
         case .assignmentReady(let m):
             logger.info("assignment ready", metadata: [
                 "worker": "\(m.workerID)", "epoch": "\(m.planEpoch)", "ready": "\(m.ready)", "error": "\(m.error)",
                 "load_ms": "\(m.loadMs)",
             ])
+            if m.ready { membership.withLock { $0.stageMemory(peer: peer, bytes: m.memoryBytes) } }
             directives = membership.withLock {
                 $0.assignmentReady(peer: peer, epoch: m.planEpoch, error: m.ready ? nil : m.error, now: t)
             }
@@ -101,6 +107,7 @@ final class ControlPlane: Sendable {
                 ack.reason = reason
                 ack.heartbeatIntervalMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatInterval))
                 ack.heartbeatTimeoutMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatTimeout))
+                ack.modelSourceAddress = configuration.modelSourceAddress
                 if !accepted { logger.warning("refused a worker", metadata: ["reason": "\(reason)"]) }
                 await send(.registerAck(ack), to: peer)
             case .plan(let workers):

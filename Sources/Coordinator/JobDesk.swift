@@ -53,6 +53,8 @@ final class JobDesk: Sendable {
     private let keptEndedJobs = 1000
     private let bySequence = LockedValue<[SequenceID: String]>([:])
     private let counters = LockedValue<(job: UInt64, sequence: UInt64)>((0, 0))
+    /// Answers `caravanctl` requests (status, plan preview); installed by the service.
+    let admin = LockedValue<AdminDesk?>(nil)
 
     init(clients: AsyncSocket, codec: WireCodec, tokenizer: Tokenizer, template: ChatTemplate?, contextLimit: Int,
          logger: Logger) {
@@ -88,6 +90,12 @@ final class JobDesk: Sendable {
     /// Jobs still running.
     var activeJobs: Int { bySequence.withLock { $0.count } }
 
+    /// For the admin desk: the known jobs, and why new jobs are refused (nil while serving).
+    func adminSnapshot() -> (jobs: [JobRecord], unavailable: String?) {
+        let open = admitting.withLock { $0 } && serving.withLock { $0 != nil }
+        return (jobs.withLock { Array($0.values) }, open ? nil : unavailableReason.withLock { $0 })
+    }
+
     /// Handles one message from the client socket (routing id first).
     func handle(_ frames: [Message]) async {
         guard frames.count >= 2 else { return }
@@ -112,6 +120,8 @@ final class JobDesk: Sendable {
         case .jobSubmit(let m): await submit(m, from: peer, requestID: requestID)
         case .jobStatusRequest(let m): await status(m.jobID, to: peer, requestID: requestID)
         case .jobCancel(let m): await cancel(m.jobID, from: peer, requestID: requestID)
+        case .clusterStatusRequest, .planPreviewRequest:
+            await send(admin.withLock { $0 }?.answer(body) ?? AdminDesk.notReady, to: peer, requestID: requestID)
         case .hello:
             var hello = Caravan_V1_Hello()
             hello.protocolVersion = WireProtocol.version

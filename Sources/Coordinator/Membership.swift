@@ -29,6 +29,18 @@ public struct Member: Sendable, Equatable {
     public var lastSeen: UInt64
     /// The epoch it reported ready for (0 = none).
     public var readyEpoch: UInt64 = 0
+    /// From its heartbeats: steps run since its stage was loaded.
+    public var stepsRun: UInt64 = 0
+    /// From its heartbeats: recent compute time of one step, milliseconds (0 = no steps yet).
+    public var recentStepMs: Float = 0
+    /// From its heartbeats: recent rows per step.
+    public var recentRowsPerStep: Float = 0
+    /// From its heartbeats: memory available on it now, bytes (0 = not reported yet).
+    public var freeMemoryBytes: UInt64 = 0
+    /// Memory its stage uses (weights, KV cache, buffers; from `AssignmentReady`), bytes.
+    public var stageMemoryBytes: UInt64 = 0
+    /// Being drained on an operator's request.
+    public var draining = false
 }
 
 /// Settings of an assignment that do not depend on the worker.
@@ -115,6 +127,16 @@ public struct Membership: Sendable {
     /// The phase.
     public private(set) var phase: Phase = .gathering
     private var lastEpoch: UInt64 = 0
+    /// Plans made (and failures), oldest first; the last ``keptHistory`` are kept.
+    public private(set) var planHistory: [PlanRecord] = []
+    /// Workers lost by missing heartbeats, most recent last; the last ``keptHistory`` are kept.
+    public private(set) var lostMembers: [Member] = []
+    /// How many plan records and lost workers are kept.
+    public static let keptHistory = 32
+    /// The reason recorded with the next plan.
+    private var nextPlanReason = "initial plan"
+    /// The latest `now` seen (the time recorded with plans).
+    public private(set) var clock: UInt64 = 0
 
     /// A membership waiting for `expectedWorkers` workers that hold the model `modelSHA256`.
     public init(expectedWorkers: Int, modelSHA256: String, heartbeatTimeout: UInt64) {
@@ -126,9 +148,8 @@ public struct Membership: Sendable {
     /// A worker registered.
     public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
                                   memoryBytes: UInt64, speed: Double, heldModels: [String], now: UInt64) -> [Directive] {
-        guard heldModels.contains(modelSHA256) else {
-            return [.acknowledge(peer, accepted: false, reason: "the worker holds no file with the model's sha256 \(modelSHA256)")]
-        }
+        clock = max(clock, now)
+        // A worker without the model file is accepted: it pulls its layers from the coordinator.
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
             if case .failed = phase { phase = .gathering }
             guard phase == .gathering else {
@@ -175,6 +196,8 @@ public struct Membership: Sendable {
             assignments.append(assignment)
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)
+        remember(PlanRecord(epoch: epoch, atMs: clock, reason: nextPlanReason, stages: plan.stages))
+        nextPlanReason = "re-plan"
         return zip(peers, assignments).map { .assign($0, $1) }
     }
 
@@ -191,19 +214,23 @@ public struct Membership: Sendable {
         let allReady = peers.allSatisfy { p in members.contains { $0.peer == p && $0.readyEpoch == epoch } }
         guard allReady else { return [] }
         phase = .serving(epoch: epoch, stages: stages, peers: peers)
+        if let i = planHistory.lastIndex(where: { $0.epoch == epoch }) { planHistory[i].served = true }
         return [.serve(epoch: epoch, stages: stages, peers: peers)]
     }
 
     /// Any message from `peer` shows it is alive.
     public mutating func touch(_ peer: PeerID, now: UInt64) {
+        clock = max(clock, now)
         if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].lastSeen = max(members[i].lastSeen, now) }
     }
 
     /// Time passed: workers silent for longer than the timeout are lost.
     public mutating func tick(now: UInt64) -> [Directive] {
+        clock = max(clock, now)
         let lost = members.filter { now > $0.lastSeen && now - $0.lastSeen > heartbeatTimeout }
         guard !lost.isEmpty else { return [] }
         members.removeAll { m in lost.contains { $0.peer == m.peer } }
+        lostMembers = Array((lostMembers + lost).suffix(Self.keptHistory))
         let inPlan: [PeerID]
         switch phase {
         case .assigning(_, _, let peers), .serving(_, _, let peers): inPlan = peers
@@ -211,6 +238,7 @@ public struct Membership: Sendable {
         }
         guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return [] }
         let reason = "worker \(gone.workerID) stopped sending heartbeats (lost)"
+        nextPlanReason = reason
         phase = .gathering
         guard !members.isEmpty else { return [.replan(reason: reason)] + fail("\(reason); no workers left") }
         return [.replan(reason: reason), .plan(workers: members)]
@@ -219,6 +247,32 @@ public struct Membership: Sendable {
     private mutating func fail(_ reason: String) -> [Directive] {
         if case .failed = phase { return [] }
         phase = .failed(reason: reason)
+        remember(PlanRecord(epoch: 0, atMs: clock, reason: "failed: \(reason)", stages: []))
+        nextPlanReason = "retry after a failure"
         return [.fail(reason: reason)]
+    }
+
+    /// A worker's heartbeat: its step statistics and free memory (also shows it is alive).
+    public mutating func heartbeat(peer: PeerID, stepsRun: UInt64, recentStepMs: Float, recentRowsPerStep: Float,
+                                   freeMemoryBytes: UInt64, now: UInt64) {
+        touch(peer, now: now)
+        guard let i = members.firstIndex(where: { $0.peer == peer }) else { return }
+        members[i].stepsRun = stepsRun
+        members[i].recentStepMs = recentStepMs
+        members[i].recentRowsPerStep = recentRowsPerStep
+        if freeMemoryBytes > 0 { members[i].freeMemoryBytes = freeMemoryBytes }
+    }
+
+    /// A worker reported the memory its loaded stage uses.
+    public mutating func stageMemory(peer: PeerID, bytes: UInt64) {
+        if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].stageMemoryBytes = bytes }
+    }
+
+    /// Sets the reason recorded with the next plan (e.g. "worker w3 joined", "drain w2").
+    public mutating func nextPlan(reason: String) { nextPlanReason = reason }
+
+    private mutating func remember(_ record: PlanRecord) {
+        planHistory.append(record)
+        if planHistory.count > Self.keptHistory { planHistory.removeFirst(planHistory.count - Self.keptHistory) }
     }
 }

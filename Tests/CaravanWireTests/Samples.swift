@@ -172,6 +172,18 @@ enum Samples {
         var release = Caravan_V1_ReleaseSequences()
         release.planEpoch = 3
         release.sequenceIds = [4, 9]
+        var attach = Caravan_V1_JobAttach()
+        attach.jobID = "job-3"
+        var infoRequest = Caravan_V1_ModelInfoRequest()
+        infoRequest.sha256 = sha
+        var info = Caravan_V1_ModelInfo()
+        info.model = model
+        info.dataOffset = 1_785_664
+        info.maxChunkBytes = 4 << 20
+        var chunkRequest = Caravan_V1_ModelChunkRequest()
+        chunkRequest.sha256 = sha
+        chunkRequest.offset = 1 << 20
+        chunkRequest.length = 1 << 20
 
         return [
             .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
@@ -179,7 +191,8 @@ enum Samples {
             .jobSubmit(submit), .jobEvent(event), .jobStatusRequest(statusRequest), .jobStatus(jobStatus),
             .jobCancel(cancel), .clusterStatusRequest(clusterRequest), .clusterStatus(cluster),
             .planPreviewRequest(previewRequest), .planPreview(preview), .drainRequest(drainRequest),
-            .adminResult(result), .error(error), .releaseSequences(release),
+            .adminResult(result), .error(error), .releaseSequences(release), .jobAttach(attach),
+            .modelInfoRequest(infoRequest), .modelInfo(info), .modelChunkRequest(chunkRequest),
         ]
     }
 
@@ -209,10 +222,15 @@ enum Samples {
         case .adminResult: "admin_result"
         case .error: "error"
         case .releaseSequences: "release_sequences"
+        case .jobAttach: "job_attach"
+        case .modelInfoRequest: "model_info_request"
+        case .modelInfo: "model_info"
+        case .modelChunkRequest: "model_chunk_request"
+        case .modelChunk: "model_chunk"
         }
     }
 
-    static let allKindCount = 22
+    static let allKindCount = 27
 
     /// A 2 x 4 activation step with a tensor.
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {

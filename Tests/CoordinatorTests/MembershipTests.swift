@@ -48,13 +48,13 @@ final class MembershipTests: XCTestCase {
         guard case .acknowledge(_, false, _)? = join(&m, 3).first else { return XCTFail("expected a refusal") }
     }
 
-    func testWorkerWithoutTheModelIsRefused() {
+    /// A worker without the model file joins: it pulls its layers from the coordinator.
+    func testWorkerWithoutTheModelIsAccepted() {
         var m = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
         let d = m.register(peer: peer(1), workerID: "w1", dataAddress: "tcp://w1:1", memoryBytes: 1, speed: 1,
                            heldModels: [String(repeating: "d", count: 64)], now: 0)
-        guard case .acknowledge(_, false, let reason)? = d.first else { return XCTFail("expected a refusal") }
-        XCTAssertTrue(reason.contains(sha))
-        XCTAssertTrue(m.members.isEmpty)
+        XCTAssertEqual(d.first, .acknowledge(peer(1), accepted: true, reason: ""))
+        XCTAssertEqual(m.members.map(\.workerID), ["w1"])
     }
 
     func testLoadFailureAndLostWorkerFailTheCluster() {

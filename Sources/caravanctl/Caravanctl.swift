@@ -8,8 +8,8 @@ import Foundation
 @main
 struct Caravanctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "caravanctl", abstract: "Submit jobs to a Caravan cluster.",
-        subcommands: [Generate.self, Status.self])
+        commandName: "caravanctl", abstract: "Operate a Caravan cluster: status, plan previews, drain, keys, jobs.",
+        subcommands: [Status.self, Plan.self, Drain.self, Keygen.self, Generate.self])
 }
 
 /// Where the coordinator is.
@@ -26,14 +26,11 @@ struct Connection: ParsableArguments {
     @Flag(help: "Plain TCP (for a coordinator started with --insecure).")
     var insecure = false
 
-    func validate() throws {
+    func client() throws -> CaravanClient {
         guard insecure || coordinatorKey?.count == 40 else {
             throw ValidationError("give --coordinator-key (40 characters), or --insecure")
         }
-    }
-
-    func client() throws -> CaravanClient {
-        try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey,
+        return try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey,
                           keys: try keyFile.map { try ClusterSecurity.keyPair(file: $0) })
     }
 }
@@ -97,20 +94,5 @@ struct Generate: AsyncParsableCommand {
             }
         }
         if let failure { throw ValidationError("the job failed: \(failure)") }
-    }
-}
-
-struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a job's status.")
-
-    @OptionGroup var connection: Connection
-
-    @Argument(help: "The job id (job-N).")
-    var jobID: String
-
-    func run() async throws {
-        let s = try await connection.client().status(jobID: jobID)
-        print("\(s.jobID): \(s.state) prompt=\(s.promptTokens) completion=\(s.completionTokens) epoch=\(s.planEpoch)"
-            + (s.hasError ? " error=\(s.error.message)" : ""))
     }
 }
