@@ -151,8 +151,8 @@ public final class CoordinatorService: Service {
                         self.logger.error("client socket failed", metadata: ["reason": "\(error)"])
                     }
                 }
-                group.addTask { await plane.tickLoop() }
                 group.addTask { await modelServer.run() }
+                group.addTask { await plane.tickLoop() }
                 group.addTask {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {

@@ -132,13 +132,13 @@ public final class WorkerService: Service {
             return
         }
         ports.lastHeard.withLock { $0 = .now }
+        if case .registerAck(let m) = body, m.accepted { modelSource.withLock { $0 = m.modelSourceAddress } }
         var directives: [WorkerSession.Directive] = []
         switch body {
         case .hello(let m):
             logger.debug("coordinator hello", metadata: ["node": "\(m.nodeID)"])
         case .registerAck(let m):
             if m.heartbeatTimeoutMs > 0 { ports.coordinatorTimeout.withLock { $0 = .milliseconds(Int(m.heartbeatTimeoutMs)) } }
-            if m.accepted { modelSource.withLock { $0 = m.modelSourceAddress } }
             directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
                                                         heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs)) }
         case .stageAssignment(let m):
