@@ -12,14 +12,14 @@ import ZeroMQ
 /// It is one `Service`: graceful shutdown (SIGTERM) lets the step being computed finish, then closes
 /// the sockets and returns.
 public final class WorkerService: Service {
-    /// The configuration.
-    public let configuration: WorkerConfiguration
-    private let logger: Logger
-    private let session = SessionBox()
     /// Pulls layers from the coordinator for models without a local file (set when running).
     private let layerFetcher = LockedValue<LayerFetcher?>(nil)
     /// The coordinator's model source (from its RegisterAck; empty = none).
     private let modelSource = LockedValue("")
+    /// The configuration.
+    public let configuration: WorkerConfiguration
+    private let logger: Logger
+    private let session = SessionBox()
 
     /// A worker with `configuration`, logging to `logger`.
     public init(configuration: WorkerConfiguration, logger: Logger) {
