@@ -100,21 +100,52 @@ public final class CoordinatorService: Service {
             maxContextTokens: contextLimit, maxBatchSequences: config.batchSequences, maxBatchTokens: config.maxBatchRows)
         var assignmentTemplate = template_
         assignmentTemplate.resultPublicKey = config.security.publicKey
-        let membership = LockedValue(Membership(expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
-                                                heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout))))
+        let journal: any JobJournal
+        do {
+            journal = try config.stateDirectory.map {
+                try FileJobJournal(directory: $0, name: "jobs-\(fingerprint.sha256.prefix(16)).journal")
+            } ?? InMemoryJobJournal()
+        } catch {
+            throw CoordinatorStartError(description: "\(error)")
+        }
         let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
-                           contextLimit: contextLimit, logger: logger)
+                           contextLimit: contextLimit, logger: logger, journal: journal,
+                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout))
+        let lastEpoch: UInt64
+        do {
+            lastEpoch = try desk.restore()
+        } catch {
+            throw CoordinatorStartError(description: "cannot read the job journal: \(error)")
+        }
+        let membership = LockedValue(Membership(
+            expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
+            heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout)),
+            suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)), lastEpoch: lastEpoch))
         let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
                                  template: assignmentTemplate, configuration: config, logger: logger, desk: desk,
                                  serve: serveSignal)
+        desk.pipelineFault.withLock { $0 = { epoch, reason in await plane.pipelineFault(epoch: epoch, reason: reason) } }
+        let previous = desk.admin.withLock { $0 }
+        desk.admin.withLock {
+            $0 = { body in
+                if case .drainRequest(let m) = body {
+                    let (ok, message) = await plane.drain(m.workerID)
+                    var r = Caravan_V1_AdminResult()
+                    r.ok = ok
+                    r.message = message
+                    return .adminResult(r)
+                }
+                return await previous?(body)
+            }
+        }
 
         // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
         // `drainTimeout`), then every loop is cancelled.
         try? await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
                     try await gracefulShutdown()
-                    desk.setUnavailable("the coordinator is shutting down", keepServing: true)
+                    desk.stopAdmitting("the coordinator is shutting down")
                     let deadline = ContinuousClock.now + config.drainTimeout
                     while desk.activeJobs > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
                     self.logger.info("drained", metadata: ["unfinished_jobs": "\(desk.activeJobs)"])
@@ -142,6 +173,7 @@ public final class CoordinatorService: Service {
                     }
                 }
                 group.addTask { await plane.tickLoop() }
+                group.addTask { await desk.runOutbox() }
                 group.addTask {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {
@@ -151,7 +183,8 @@ public final class CoordinatorService: Service {
                 }
         }
         serveSignal.finish()
-        desk.serving.withLock { $0?.engine.failAll(CancellationError()) }
+        desk.serving?.engine.failAll(CancellationError())
+        desk.finish()
         logger.info("coordinator stopping")
         await clients.close()
         await results.close()
@@ -165,7 +198,7 @@ public final class CoordinatorService: Service {
                 logger.warning("result socket: dropped a message that is not a step result")
                 return
             }
-            guard let engine = desk.serving.withLock({ $0?.engine }), engine.deliver(outcome) else {
+            guard let engine = desk.serving?.engine, engine.deliver(outcome) else {
                 logger.warning("result socket: dropped a result for no pending step",
                                metadata: ["step": "\(outcome.stepID)", "epoch": "\(outcome.planEpoch)"])
                 return
@@ -186,7 +219,7 @@ public final class CoordinatorService: Service {
             }
         } catch {
             logger.error("cannot connect to the first stage", metadata: ["reason": "\(error)"])
-            desk.setUnavailable("cannot connect to the first stage: \(error)")
+            await plane.pipelineFault(epoch: serve.epoch, reason: "cannot connect to the first stage: \(error)")
             return
         }
         let engine = RemotePipelineEngine(
@@ -197,11 +230,16 @@ public final class CoordinatorService: Service {
             Lane(index: i, engine: engine, maxBatchRows: configuration.maxBatchRows,
                  sink: { sequence, event in await desk.laneEvent(sequence, event) })
         }
-        desk.serving.withLock { $0 = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes) }
         logger.info("serving", metadata: [
             "epoch": "\(serve.epoch)", "stages": "\(serve.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " "))",
             "lanes": "\(lanes.count)",
         ])
+        let pipeline = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes)
+        guard await desk.startServing(pipeline, stillCurrent: { plane.isServing(epoch: serve.epoch) }) else {
+            logger.info("plan replaced before it served", metadata: ["epoch": "\(serve.epoch)"])
+            await first.close()
+            return
+        }
         await withDiscardingTaskGroup { group in
             for lane in lanes { group.addTask { await lane.run() } }
         }

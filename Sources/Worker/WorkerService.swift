@@ -16,6 +16,8 @@ public final class WorkerService: Service {
     public let configuration: WorkerConfiguration
     private let logger: Logger
     private let session = SessionBox()
+    private let drainedSignal = AsyncStream.makeStream(of: Void.self)
+    private var drained: AsyncStream<Void>.Continuation { drainedSignal.continuation }
 
     /// A worker with `configuration`, logging to `logger`.
     public init(configuration: WorkerConfiguration, logger: Logger) {
@@ -100,6 +102,12 @@ public final class WorkerService: Service {
                 group.addTask {
                     await self.heartbeats(ports: ports, runtime: runtime, register: register, paths: paths)
                 }
+                // An operator drained this worker and its layers moved elsewhere: exit cleanly.
+                for await _ in self.drainedSignal.stream {
+                    self.logger.info("drained: shutting down")
+                    break
+                }
+                group.cancelAll()
             }
         }
         logger.info("worker stopping")
@@ -131,7 +139,8 @@ public final class WorkerService: Service {
         case .registerAck(let m):
             if m.heartbeatTimeoutMs > 0 { ports.coordinatorTimeout.withLock { $0 = .milliseconds(Int(m.heartbeatTimeoutMs)) } }
             directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
-                                                        heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs)) }
+                                                        heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs),
+                                                        planEpoch: m.planEpoch) }
         case .stageAssignment(let m):
             do {
                 let assignment = try StageAssignment(wire: m)
@@ -144,7 +153,8 @@ public final class WorkerService: Service {
         case .heartbeat:
             break
         case .drain(let m):
-            logger.info("drain requested", metadata: ["reason": "\(m.reason)"])
+            logger.info("drain requested", metadata: ["reason": "\(m.reason)", "exit": "\(m.exit)"])
+            if m.exit { drained.yield() }
         default:
             logger.warning("control socket: ignored an unexpected message kind")
         }
@@ -163,7 +173,9 @@ public final class WorkerService: Service {
             hello.nodeID = configuration.workerID
             hello.softwareVersion = "caravan-worker 0.1"
             await ports.send(.hello(hello))
-            await ports.send(.register(register))
+            var r = register
+            r.runningPlanEpoch = session.read { $0.forgottenAssignment?.planEpoch ?? 0 }
+            await ports.send(.register(r))
         case .startHeartbeats(let ms):
             ports.heartbeatInterval.withLock { $0 = .milliseconds(ms) }
         case .load(let assignment):
@@ -232,6 +244,10 @@ public final class WorkerService: Service {
             case .failed: beat.state = .failed
             }
             beat.freeMemoryBytes = HostInfo.memory()?.available ?? 0
+            let stats = runtime.statistics.withLock { $0 }
+            beat.stepsRun = UInt64(stats.steps)
+            beat.recentStepMs = Float(stats.recentMilliseconds)
+            beat.recentRowsPerStep = Float(stats.recentRows)
             await ports.send(.heartbeat(beat))
         }
     }

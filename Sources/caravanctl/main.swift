@@ -9,7 +9,7 @@ import Foundation
 struct Caravanctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caravanctl", abstract: "Submit jobs to a Caravan cluster.",
-        subcommands: [Generate.self, Status.self])
+        subcommands: [Generate.self, Status.self, Drain.self, Attach.self])
 }
 
 /// Where the coordinator is.
@@ -112,5 +112,55 @@ struct Status: AsyncParsableCommand {
         let s = try await connection.client().status(jobID: jobID)
         print("\(s.jobID): \(s.state) prompt=\(s.promptTokens) completion=\(s.completionTokens) epoch=\(s.planEpoch)"
             + (s.hasError ? " error=\(s.error.message)" : ""))
+    }
+}
+
+
+/// `caravanctl drain WORKER`: move a worker's layers to the others, then let it exit.
+struct Drain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Drain a worker: the coordinator re-plans without it (running jobs move and continue), then the worker exits.")
+
+    @OptionGroup var connection: Connection
+
+    @Argument(help: "The worker id (as in `caravanctl status`).")
+    var workerID: String
+
+    @Option(help: "Why (for the coordinator's log).")
+    var reason = "operator request"
+
+    func run() async throws {
+        let (ok, message) = try await connection.client().drain(workerID: workerID, reason: reason)
+        print(message)
+        if !ok { throw ExitCode.failure }
+    }
+}
+
+/// `caravanctl attach JOB`: receive the rest of a job's stream (after a client or coordinator restart).
+struct Attach: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-attach to a job by id and stream the rest of its output.")
+
+    @OptionGroup var connection: Connection
+
+    @Argument(help: "The job id (job-N).")
+    var jobID: String
+
+    @Option(name: .customLong("received-tokens"), help: "Tokens already received (they are not sent again).")
+    var receivedTokens = 0
+
+    func run() async throws {
+        var failure: String?
+        try await connection.client().attach(jobID: jobID, receivedTokens: receivedTokens) { update in
+            switch update {
+            case .accepted: break
+            case .token(_, let text): FileHandle.standardOutput.write(Data(text.utf8))
+            case .finished(let reason, let text, let n):
+                FileHandle.standardOutput.write(Data((text + "\n").utf8))
+                FileHandle.standardError.write(Data("[\(n) tokens, \(reason)]\n".utf8))
+            case .failed(let code, let message): failure = "\(code): \(message)"
+            }
+        }
+        if let failure { throw ValidationError("the job failed: \(failure)") }
     }
 }

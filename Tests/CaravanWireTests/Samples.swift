@@ -172,6 +172,9 @@ enum Samples {
         var release = Caravan_V1_ReleaseSequences()
         release.planEpoch = 3
         release.sequenceIds = [4, 9]
+        var attach = Caravan_V1_JobAttach()
+        attach.jobID = "job-7"
+        attach.receivedTokens = 12
 
         return [
             .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
@@ -179,7 +182,7 @@ enum Samples {
             .jobSubmit(submit), .jobEvent(event), .jobStatusRequest(statusRequest), .jobStatus(jobStatus),
             .jobCancel(cancel), .clusterStatusRequest(clusterRequest), .clusterStatus(cluster),
             .planPreviewRequest(previewRequest), .planPreview(preview), .drainRequest(drainRequest),
-            .adminResult(result), .error(error), .releaseSequences(release),
+            .adminResult(result), .error(error), .releaseSequences(release), .jobAttach(attach),
         ]
     }
 
@@ -198,6 +201,7 @@ enum Samples {
         case .stepResult: "step_result"
         case .jobSubmit: "job_submit"
         case .jobEvent: "job_event"
+        case .jobAttach: "job_attach"
         case .jobStatusRequest: "job_status_request"
         case .jobStatus: "job_status"
         case .jobCancel: "job_cancel"
@@ -212,7 +216,7 @@ enum Samples {
         }
     }
 
-    static let allKindCount = 22
+    static let allKindCount = 23
 
     /// A 2 x 4 activation step with a tensor.
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {
