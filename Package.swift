@@ -90,8 +90,9 @@ let package = Package(
         ]),
 
         .executableTarget(name: "caravanctl", dependencies: [
-            "CaravanClient", "CaravanWire", "ClusterSupport",
+            "CaravanClient", "CaravanWire", "ClusterSupport", "Coordinator", "GGUF", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
 
         // MARK: Tests

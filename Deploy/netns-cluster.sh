@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A multi-host cluster on one Linux machine: one network namespace per host (10.77.0.0/24 on a
 # bridge in its own namespace), a coordinator on 10.77.0.1 and N workers on 10.77.0.2.., all with
-# CURVE. Runs one job through it, prints the text, and removes everything (also on failure).
+# CURVE. The last worker has no model file: it pulls its layers from the coordinator's model source
+# (bound on 0.0.0.0, reached at the coordinator's host). Runs one job through it, prints the text,
+# and removes everything (also on failure).
 # Needs root (ip netns). Every wait is bounded.
 #
 # Usage: sudo Deploy/netns-cluster.sh [WORKERS=3] [PROMPT]
@@ -41,6 +43,7 @@ done
 
 ip netns exec cv-h0 "$BIN/caravan-coordinator" --key-file "$WORK/coordinator.key" --model "$MODEL" \
     --control tcp://10.77.0.1:7000 --clients tcp://10.77.0.1:7100 --results tcp://10.77.0.1:7200 \
+    --model-source tcp://0.0.0.0:7300 \
     --workers "$WORKERS" > "$WORK/coordinator.log" 2>&1 &
 PIDS+=($!)
 KEY=""
@@ -51,12 +54,15 @@ for _ in $(seq 1 100); do
 done
 [ -n "$KEY" ] || { cat "$WORK/coordinator.log" >&2; echo "the coordinator did not start" >&2; exit 1; }
 for i in $(seq 1 "$WORKERS"); do
+    SOURCE=(--model "$MODEL")
+    [ "$i" = "$WORKERS" ] && SOURCE=(--cache-dir "$WORK/layers-$i")  # no model file: pull the layers
     ip netns exec "cv-h$i" "$BIN/caravan-worker" --coordinator tcp://10.77.0.1:7000 --coordinator-key "$KEY" \
-        --model "$MODEL" --threads 1 --id "host-$i" --data-endpoint "tcp://10.77.0.$((i + 1)):7001" \
+        "${SOURCE[@]}" --threads 1 --id "host-$i" --data-endpoint "tcp://10.77.0.$((i + 1)):7001" \
         > "$WORK/worker-$i.log" 2>&1 &
     PIDS+=($!)
 done
 for _ in $(seq 1 300); do grep -q ' serving' "$WORK/coordinator.log" && break; sleep 0.1; done
 grep ' serving' "$WORK/coordinator.log" || { cat "$WORK/coordinator.log" >&2; echo "no plan served" >&2; exit 1; }
+grep 'layers pulled' "$WORK/worker-$WORKERS.log" || true
 timeout 120 ip netns exec cv-h0 "$BIN/caravanctl" generate --clients tcp://10.77.0.1:7100 --coordinator-key "$KEY" \
     --prompt "$PROMPT" --temperature 0 --max-tokens 24

@@ -9,6 +9,7 @@
 #include "ck_avx2.h"
 #include "ck_mm_driver.h"
 #include "ck_kq_unpack.h"
+#include "ck_repack.h"
 
 #if defined(__x86_64__)
 
@@ -179,6 +180,10 @@ void ck_fill_avx2(ck_kernels *k) {
   ck_fill_avx2_kquants(k);
   ck_fill_avx2_float(k);
   ck_fill_avx2_nn(k);
+  ck_fill_r8_avx2(k->mm_r8);
+  k->r8_fast[CK_TYPE_Q4_0] = 1;
+  k->r8_fast[CK_TYPE_Q4_1] = 1;
+  k->r8_fast[CK_TYPE_Q8_0] = 1;
 }
 
 #else

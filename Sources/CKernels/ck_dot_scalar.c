@@ -2,6 +2,7 @@
    ggml's reference vec_dot functions). Also the fallback for ISAs lacking a kernel. */
 #include "ck_mm_driver.h"
 #include "ck_kq_unpack.h"
+#include "ck_repack.h"
 
 /* ---- legacy 32-element quants: unpack a weight block to 32 ints, dot with each activation ---- */
 
@@ -157,4 +158,5 @@ void ck_fill_scalar(ck_kernels *k) {
   k->rmsnorm = ck_rmsnorm_f32_scalar;
   k->silu_mul = ck_silu_mul_f32_scalar;
   k->softmax = ck_softmax_f32_scalar;
+  ck_fill_r8_scalar(k->mm_r8);
 }

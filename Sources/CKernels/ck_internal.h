@@ -169,6 +169,11 @@ typedef struct {
   void (*rmsnorm)(const float *, const float *, float *, int64_t, float);
   void (*silu_mul)(const float *, const float *, float *, int64_t);
   void (*softmax)(float *, int64_t);
+  /* row-interleaved (R8) layouts, see ck_repack.h: kernels by weight type, and whether this ISA's
+     kernel is faster than ck_matmul on the file layout (what ck_repack_preferred reports) */
+  void (*mm_r8[31])(const void *w, const void *x, size_t xrow, int64_t nblk,
+                    int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
+  unsigned char r8_fast[31];
 } ck_kernels;
 
 /* Fill a table; entries an ISA does not implement are left as they are (so fill scalar first). */

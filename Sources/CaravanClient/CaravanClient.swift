@@ -136,26 +136,43 @@ public final class CaravanClient: Sendable {
         }
     }
 
-    /// Asks the coordinator to drain a worker (move its layers to the others, then let it exit);
-    /// returns the coordinator's answer.
-    public func drain(workerID: String, reason: String = "operator request",
-                      timeout: Duration = .seconds(10)) async throws(ClientError) -> (ok: Bool, message: String) {
-        var m = Caravan_V1_DrainRequest()
-        m.workerID = workerID
-        m.reason = reason
-        switch try await request(.drainRequest(m), timeout: timeout) {
-        case .adminResult(let r): return (r.ok, r.message)
-        case .error(let e): throw .rejected(code: e.code, message: e.message)
-        default: throw .rejected(code: "unexpected", message: "the coordinator answered with another message")
-        }
-    }
-
     /// Asks for a job's status.
     public func status(jobID: String, timeout: Duration = .seconds(10)) async throws(ClientError) -> Caravan_V1_JobStatus {
         var statusRequest = Caravan_V1_JobStatusRequest()
         statusRequest.jobID = jobID
         switch try await request(.jobStatusRequest(statusRequest), timeout: timeout) {
         case .jobStatus(let s): return s
+        case .error(let e): throw .rejected(code: e.code, message: e.message)
+        default: throw .rejected(code: "unexpected", message: "the coordinator answered with another message")
+        }
+    }
+
+    /// Asks for the cluster's status (workers, jobs, plan history).
+    public func clusterStatus(includeFinishedJobs: Bool = false,
+                              timeout: Duration = .seconds(10)) async throws(ClientError) -> Caravan_V1_ClusterStatus {
+        var m = Caravan_V1_ClusterStatusRequest()
+        m.includeFinishedJobs = includeFinishedJobs
+        switch try await request(.clusterStatusRequest(m), timeout: timeout) {
+        case .clusterStatus(let s): return s
+        case .error(let e): throw .rejected(code: e.code, message: e.message)
+        default: throw .rejected(code: "unexpected", message: "the coordinator answered with another message")
+        }
+    }
+
+    /// Asks what the coordinator's planner would do (changes nothing).
+    public func planPreview(_ m: Caravan_V1_PlanPreviewRequest,
+                            timeout: Duration = .seconds(10)) async throws(ClientError) -> Caravan_V1_PlanPreview {
+        switch try await request(.planPreviewRequest(m), timeout: timeout) {
+        case .planPreview(let p): return p
+        case .error(let e): throw .rejected(code: e.code, message: e.message)
+        default: throw .rejected(code: "unexpected", message: "the coordinator answered with another message")
+        }
+    }
+
+    /// Asks the coordinator to drain a worker; returns its answer.
+    public func drain(_ m: Caravan_V1_DrainRequest, timeout: Duration = .seconds(30)) async throws(ClientError) -> Caravan_V1_AdminResult {
+        switch try await request(.drainRequest(m), timeout: timeout) {
+        case .adminResult(let r): return r
         case .error(let e): throw .rejected(code: e.code, message: e.message)
         default: throw .rejected(code: "unexpected", message: "the coordinator answered with another message")
         }

@@ -67,8 +67,19 @@ enum MessageRules {
         case .releaseSequences(let m):
             guard m.planEpoch > 0 else { throw .missingField("release_sequences.plan_epoch") }
             guard !m.sequenceIds.isEmpty else { throw .missingField("release_sequences.sequence_ids") }
-        case .activation, .stepResult:
+        case .activation, .stepResult, .modelChunk:
             break  // validated with their domain conversions
+        case .modelInfoRequest(let m):
+            try sha256(m.sha256, "model_info_request.sha256")
+        case .modelInfo(let m):
+            try model(m.model, "model_info.model", present: m.hasModel)
+            guard m.dataOffset > 0, m.dataOffset <= m.model.sizeBytes else {
+                throw .invalidField("model_info.data_offset", reason: "\(m.dataOffset) is not within the file's \(m.model.sizeBytes) bytes")
+            }
+            guard m.maxChunkBytes > 0 else { throw .missingField("model_info.max_chunk_bytes") }
+        case .modelChunkRequest(let m):
+            try sha256(m.sha256, "model_chunk_request.sha256")
+            guard m.length > 0 else { throw .missingField("model_chunk_request.length") }
         case .jobSubmit(let m):
             switch m.input {
             case .prompt(let p): try nonEmpty(p, "job_submit.prompt")
@@ -120,9 +131,14 @@ enum MessageRules {
 
     private static func model(_ m: Caravan_V1_ModelIdentity, _ name: String, present: Bool) throws(WireError) {
         guard present else { throw .missingField(name) }
-        try nonEmpty(m.sha256, "\(name).sha256")
-        guard m.sha256.utf8.count == 64, m.sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
-            throw .invalidField("\(name).sha256", reason: "'\(m.sha256)' is not 64 lowercase hex digits")
+        try sha256(m.sha256, "\(name).sha256")
+    }
+
+    /// A SHA-256 in lowercase hex (64 digits).
+    static func sha256(_ value: String, _ name: String) throws(WireError) {
+        try nonEmpty(value, name)
+        guard value.utf8.count == 64, value.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw .invalidField(name, reason: "'\(value)' is not 64 lowercase hex digits")
         }
     }
 }

@@ -10,6 +10,8 @@ public enum Inbound: Sendable {
     case stepResult(StepOutcome, requestID: UInt64)
     /// Any other message (control, jobs, admin), with its required fields checked.
     case message(Caravan_V1_Envelope.OneOf_Body, requestID: UInt64)
+    /// Bytes of a model file (header + payload) from the coordinator's model source.
+    case modelChunk(ModelChunkData, requestID: UInt64)
 }
 
 /// Turns messages into ZeroMQ frames and back. The only place where frames are decoded: every
@@ -35,6 +37,7 @@ public struct WireCodec: Sendable {
         switch body {
         case .activation: throw .invalidField("body", reason: "encode activations with encode(ActivationStep)")
         case .stepResult(let r): return try encode(StepOutcome(wire: r), requestID: requestID)
+        case .modelChunk: throw .invalidField("body", reason: "encode model chunks with encode(ModelChunkData)")
         default: break
         }
         try MessageRules.validate(body)
@@ -110,6 +113,8 @@ public struct WireCodec: Sendable {
             return .activation(step, requestID: envelope.requestID)
         case .stepResult(let result):
             return .stepResult(try StepOutcome(wire: result, payload: payload, limits: limits), requestID: envelope.requestID)
+        case .modelChunk(let chunk):
+            return .modelChunk(try ModelChunkData(wire: chunk, payload: payload, limits: limits), requestID: envelope.requestID)
         default:
             guard payload == nil else { throw .unexpectedPayload }
             try MessageRules.validate(body)

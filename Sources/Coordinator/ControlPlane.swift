@@ -41,6 +41,8 @@ final class ControlPlane: Sendable {
 
     /// Milliseconds on the coordinator's clock.
     var now: UInt64 { UInt64(max(0, JobDesk.milliseconds(clock.now - origin))) }
+    /// The clock ``Membership`` is fed with (milliseconds since start), for status reports.
+    var elapsedMs: UInt64 { now }
 
     /// Handles one message from the control socket (routing id first).
     func handle(_ frames: [Message]) async {
@@ -81,14 +83,15 @@ final class ControlPlane: Sendable {
             }
         case .heartbeat(let m):
             membership.withLock {
-                $0.heartbeat(peer, stepsRun: m.stepsRun, recentStepMs: Double(m.recentStepMs),
-                             recentRowsPerStep: Double(m.recentRowsPerStep), now: t)
+                $0.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
+                             recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes, now: t)
             }
         case .assignmentReady(let m):
             logger.info("assignment ready", metadata: [
                 "worker": "\(m.workerID)", "epoch": "\(m.planEpoch)", "ready": "\(m.ready)", "error": "\(m.error)",
                 "load_ms": "\(m.loadMs)",
             ])
+            if m.ready { membership.withLock { $0.stageMemory(peer: peer, bytes: m.memoryBytes) } }
             directives = membership.withLock {
                 $0.assignmentReady(peer: peer, epoch: m.planEpoch, error: m.ready ? nil : m.error, memoryBytes: m.memoryBytes,
                                    now: t)
@@ -111,6 +114,7 @@ final class ControlPlane: Sendable {
                 ack.heartbeatIntervalMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatInterval))
                 ack.heartbeatTimeoutMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatTimeout))
                 ack.planEpoch = membership.withLock { $0.epoch }
+                ack.modelSourceAddress = configuration.modelSourceAddress
                 if !accepted { logger.warning("refused a worker", metadata: ["reason": "\(reason)"]) }
                 await send(.registerAck(ack), to: peer)
             case .plan(let workers):
@@ -160,7 +164,7 @@ final class ControlPlane: Sendable {
         let layersOf = currentLayers()
         let measured = Dictionary(uniqueKeysWithValues: workers.compactMap { m -> (String, Double)? in
             guard let layers = layersOf[m.workerID], m.recentStepMs > 0, m.stepsRun >= 8 else { return nil }
-            return (m.workerID, Double(layers) / m.recentStepMs)
+            return (m.workerID, Double(layers) / Double(m.recentStepMs))
         })
         let ratios = workers.compactMap { m -> Double? in
             guard let s = measured[m.workerID], m.speed > 0 else { return nil }
@@ -249,7 +253,7 @@ final class ControlPlane: Sendable {
         }
         guard inPlan.count == snapshot.layers.count,
               inPlan.allSatisfy({ $0.0.recentStepMs > 0 && $0.0.stepsRun >= UInt64(policy.minimumSteps) }) else { return }
-        let current = inPlan.map { $0.0.recentStepMs }.max() ?? 0
+        let current = inPlan.map { Double($0.0.recentStepMs) }.max() ?? 0
         guard current > 0 else { return }
         let workers = planInput(snapshot.members.filter { !$0.draining && !$0.loadFailed })
         guard let plan = try? Planner.plan(model: facts, workers: workers, contextTokens: template.maxContextTokens,
@@ -259,7 +263,7 @@ final class ControlPlane: Sendable {
         guard predicted < policy.slowFactor * current else { return }
         let slowest = inPlan.max { $0.0.recentStepMs < $1.0.recentStepMs }!
         let reason = String(format: "worker %@ is slow (%.1f ms per step for %d layers); a new plan predicts %.1f ms instead of %.1f ms",
-                            slowest.0.workerID, slowest.0.recentStepMs, slowest.1, predicted, current)
+                            slowest.0.workerID, Double(slowest.0.recentStepMs), slowest.1, predicted, current)
         let directives = membership.withLock { $0.replan(reason, now: t) }
         await execute(directives)
     }

@@ -39,6 +39,12 @@ public struct CoordinatorConfiguration: Sendable {
     public var rebalance = RebalancePolicy()
     /// CURVE (with the coordinator's key pair) or plain connections.
     public var security: ClusterSecurity
+    /// Where the model source binds (ROUTER; workers without the model file pull its bytes
+    /// there); nil = a free port on the control host.
+    public var modelSourceEndpoint: String?
+    /// The model source address workers are told in `RegisterAck` (set by the service once the
+    /// socket is bound; a wildcard host means the host of the control endpoint).
+    public var modelSourceAddress = ""
     /// With CURVE: the client public keys (workers' and clients') the coordinator's sockets admit;
     /// nil admits every client that knows the coordinator's public key.
     public var authorizedKeys: Set<String>?

@@ -94,6 +94,11 @@ public final class CoordinatorService: Service {
             "authorized_keys": "\(config.authorizedKeys.map { String($0.count) } ?? "any")",
         ])
 
+        let modelServer = try await ModelServer(
+            loop: loop, endpoint: config.modelSourceEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint),
+            security: config.security, file: file, fingerprint: fingerprint, layerCount: facts.layerCount, codec: codec, logger: logger)
+        var planeConfiguration = config
+        planeConfiguration.modelSourceAddress = modelServer.address
         let template_ = AssignmentTemplate(
             modelName: fingerprint.name, modelSHA256: fingerprint.sha256, modelSize: fingerprint.size,
             modelLayerCount: facts.layerCount, resultAddress: resultAddress, activationDType: config.activationDType,
@@ -123,22 +128,23 @@ public final class CoordinatorService: Service {
             suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)), lastEpoch: lastEpoch))
         let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
-                                 template: assignmentTemplate, configuration: config, logger: logger, desk: desk,
+                                 template: assignmentTemplate, configuration: planeConfiguration, logger: logger, desk: desk,
                                  serve: serveSignal)
         desk.pipelineFault.withLock { $0 = { epoch, reason in await plane.pipelineFault(epoch: epoch, reason: reason) } }
-        let previous = desk.admin.withLock { $0 }
-        desk.admin.withLock {
-            $0 = { body in
-                if case .drainRequest(let m) = body {
-                    let (ok, message) = await plane.drain(m.workerID)
-                    var r = Caravan_V1_AdminResult()
-                    r.ok = ok
-                    r.message = message
-                    return .adminResult(r)
-                }
-                return await previous?(body)
+        desk.drainHandler.withLock {
+            $0 = { m in
+                let (ok, message) = await plane.drain(m.workerID)
+                var r = Caravan_V1_AdminResult()
+                r.ok = ok
+                r.message = message
+                return r
             }
         }
+        desk.admin.withLock { $0 = AdminDesk(source: LiveClusterStatus(
+            membership: membership, desk: desk, clock: { plane.elapsedMs }, configuration: config,
+            model: LiveClusterStatus.identity(fingerprint, layerCount: facts.layerCount),
+            planningBasis: PlanningBasis(facts: facts, modelName: fingerprint.name, contextTokens: contextLimit,
+                                         batchSequences: config.batchSequences))) }
 
         // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
         // `drainTimeout`), then every loop is cancelled.
@@ -174,6 +180,7 @@ public final class CoordinatorService: Service {
                 }
                 group.addTask { await plane.tickLoop() }
                 group.addTask { await desk.runOutbox() }
+                group.addTask { await modelServer.run() }
                 group.addTask {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {
@@ -186,6 +193,7 @@ public final class CoordinatorService: Service {
         desk.serving?.engine.failAll(CancellationError())
         desk.finish()
         logger.info("coordinator stopping")
+        await modelServer.close()
         await clients.close()
         await results.close()
         await control.close()

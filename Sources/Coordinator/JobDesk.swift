@@ -97,8 +97,10 @@ final class JobDesk: Sendable {
     private let outboxInput: AsyncStream<(PeerID, Caravan_V1_Envelope.OneOf_Body, UInt64)>.Continuation
     /// Called once per pipeline epoch whose step failed while it still serves (forces a re-plan).
     let pipelineFault = LockedValue<(@Sendable (UInt64, String) async -> Void)?>(nil)
-    /// Answers admin requests arriving on the client socket (set by the service).
-    let admin = LockedValue<(@Sendable (Caravan_V1_Envelope.OneOf_Body) async -> Caravan_V1_Envelope.OneOf_Body?)?>(nil)
+    /// Answers `caravanctl` requests (status, plan preview); installed by the service.
+    let admin = LockedValue<AdminDesk?>(nil)
+    /// Answers `DrainRequest`s; installed by the service.
+    let drainHandler = LockedValue<(@Sendable (Caravan_V1_DrainRequest) async -> Caravan_V1_AdminResult)?>(nil)
 
     init(clients: AsyncSocket, codec: WireCodec, tokenizer: Tokenizer, template: ChatTemplate?, contextLimit: Int,
          logger: Logger, journal: any JobJournal, policy: JobDeskPolicy) {
@@ -176,6 +178,11 @@ final class JobDesk: Sendable {
 
     /// Jobs not ended yet (running or waiting).
     var activeJobs: Int { state.withLock { $0.bySequence.count } }
+
+    /// Every remembered job and, when jobs cannot run now, why (for `caravanctl status`).
+    func adminSnapshot() -> (jobs: [JobRecord], unavailable: String?) {
+        state.withLock { s in (Array(s.jobs.values), s.admitting && s.serving != nil ? nil : s.unavailableReason) }
+    }
 
     /// Jobs waiting for a pipeline, and the reason given.
     var waiting: (count: Int, reason: String) {
@@ -300,6 +307,14 @@ final class JobDesk: Sendable {
         case .jobStatusRequest(let m): await status(m.jobID, to: peer, requestID: requestID)
         case .jobCancel(let m): await cancel(m.jobID, from: peer, requestID: requestID)
         case .jobAttach(let m): await attach(m, from: peer, requestID: requestID)
+        case .clusterStatusRequest, .planPreviewRequest:
+            await send(admin.withLock { $0 }?.answer(body) ?? AdminDesk.notReady, to: peer, requestID: requestID)
+        case .drainRequest(let m):
+            if let handler = drainHandler.withLock({ $0 }) {
+                await send(.adminResult(await handler(m)), to: peer, requestID: requestID)
+            } else {
+                await send(AdminDesk.notReady, to: peer, requestID: requestID)
+            }
         case .hello:
             var hello = Caravan_V1_Hello()
             hello.protocolVersion = WireProtocol.version
@@ -307,10 +322,6 @@ final class JobDesk: Sendable {
             hello.nodeID = "coordinator"
             await send(.hello(hello), to: peer, requestID: requestID)
         default:
-            if let handler = admin.withLock({ $0 }), let reply = await handler(body) {
-                await send(reply, to: peer, requestID: requestID)
-                return
-            }
             var reply = Caravan_V1_ErrorReply()
             reply.code = "unsupported"
             reply.message = "the client socket takes JobSubmit, JobStatusRequest, JobCancel, JobAttach and admin requests"

@@ -34,26 +34,16 @@ public struct Member: Sendable, Equatable {
     public var draining = false
     /// Its last assignment failed to load (left out of plans until it registers again).
     public var loadFailed = false
-    /// Steps run by its stage (from heartbeats).
+    /// From its heartbeats: steps run since its stage was loaded.
     public var stepsRun: UInt64 = 0
-    /// Recent compute time of one step, milliseconds (from heartbeats; 0 = unknown).
-    public var recentStepMs: Double = 0
-    /// Recent rows per step (from heartbeats).
-    public var recentRowsPerStep: Double = 0
-    /// Memory its stage uses, bytes (from AssignmentReady).
+    /// From its heartbeats: recent compute time of one step, milliseconds (0 = no steps yet).
+    public var recentStepMs: Float = 0
+    /// From its heartbeats: recent rows per step.
+    public var recentRowsPerStep: Float = 0
+    /// From its heartbeats: memory available on it now, bytes (0 = not reported yet).
+    public var freeMemoryBytes: UInt64 = 0
+    /// Memory its stage uses (weights, KV cache, buffers; from `AssignmentReady`), bytes.
     public var stageMemoryBytes: UInt64 = 0
-}
-
-/// A change of plan, for `caravanctl status` and logs.
-public struct PlanChange: Sendable, Equatable {
-    /// The new epoch (0 when the change left no plan).
-    public var epoch: UInt64
-    /// When it happened (milliseconds on the coordinator's clock).
-    public var at: UInt64
-    /// Why.
-    public var reason: String
-    /// The stages (worker id and layers), empty when no plan could be made.
-    public var stages: [PlannedStage]
 }
 
 /// A worker's health as the coordinator sees it.
@@ -155,8 +145,14 @@ public struct Membership: Sendable {
     public private(set) var members: [Member] = []
     /// The phase.
     public private(set) var phase: Phase = .gathering
-    /// Plan changes, oldest first (the last 50).
-    public private(set) var history: [PlanChange] = []
+    /// Plans made (and times no plan was possible), oldest first; the last ``keptHistory`` are kept.
+    public private(set) var planHistory: [PlanRecord] = []
+    /// Workers lost by missing heartbeats, most recent last; the last ``keptHistory`` are kept.
+    public private(set) var lostMembers: [Member] = []
+    /// How many plan records and lost workers are kept.
+    public static let keptHistory = 32
+    /// The latest `now` seen (the time recorded with plans).
+    public private(set) var clock: UInt64 = 0
     /// Whether a plan has served since the start (afterwards every change re-plans at once).
     public private(set) var hasServed = false
     private var lastEpoch: UInt64
@@ -199,9 +195,8 @@ public struct Membership: Sendable {
     public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
                                   memoryBytes: UInt64, speed: Double, heldModels: [String], runningEpoch: UInt64 = 0,
                                   now: UInt64) -> [Directive] {
-        guard heldModels.contains(modelSHA256) else {
-            return [.acknowledge(peer, accepted: false, reason: "the worker holds no file with the model's sha256 \(modelSHA256)")]
-        }
+        clock = max(clock, now)
+        // A worker without the model file is accepted: it pulls its layers from the coordinator.
         var member = Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
                             memoryBytes: memoryBytes, speed: speed, lastSeen: now)
         let ack = Directive.acknowledge(peer, accepted: true, reason: "")
@@ -284,7 +279,8 @@ public struct Membership: Sendable {
             assignments.append(assignment)
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)
-        record(PlanChange(epoch: epoch, at: now, reason: pendingReason, stages: plan.stages))
+        clock = max(clock, now)
+        remember(PlanRecord(epoch: epoch, atMs: clock, reason: pendingReason, stages: plan.stages))
         return zip(peers, assignments).map { .assign($0, $1) }
     }
 
@@ -305,11 +301,12 @@ public struct Membership: Sendable {
             return replan("worker \(members[index].workerID) could not load its stage: \(error)", now: now)
         }
         members[index].readyEpoch = epoch
-        members[index].stageMemoryBytes = memoryBytes
+        if memoryBytes > 0 { members[index].stageMemoryBytes = memoryBytes }
         let allReady = peers.allSatisfy { p in members.contains { $0.peer == p && $0.readyEpoch == epoch } }
         guard allReady else { return [] }
         phase = .serving(epoch: epoch, stages: stages, peers: peers)
         hasServed = true
+        if let i = planHistory.lastIndex(where: { $0.epoch == epoch }) { planHistory[i].served = true }
         var out: [Directive] = [.serve(epoch: epoch, stages: stages, peers: peers)]
         // Drained workers the new plan does not use may go now.
         for m in members where m.draining && !peers.contains(m.peer) { out.append(.release(m.peer, workerID: m.workerID)) }
@@ -319,17 +316,24 @@ public struct Membership: Sendable {
 
     /// Any message from `peer` shows it is alive.
     public mutating func touch(_ peer: PeerID, now: UInt64) {
+        clock = max(clock, now)
         if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].lastSeen = max(members[i].lastSeen, now) }
     }
 
-    /// A heartbeat from `peer` with its recent step statistics.
-    public mutating func heartbeat(_ peer: PeerID, stepsRun: UInt64, recentStepMs: Double, recentRowsPerStep: Double,
-                                   now: UInt64) {
+    /// A worker's heartbeat: its step statistics and free memory (also shows it is alive).
+    public mutating func heartbeat(peer: PeerID, stepsRun: UInt64, recentStepMs: Float, recentRowsPerStep: Float,
+                                   freeMemoryBytes: UInt64, now: UInt64) {
         touch(peer, now: now)
         guard let i = members.firstIndex(where: { $0.peer == peer }) else { return }
         members[i].stepsRun = stepsRun
         members[i].recentStepMs = recentStepMs
         members[i].recentRowsPerStep = recentRowsPerStep
+        if freeMemoryBytes > 0 { members[i].freeMemoryBytes = freeMemoryBytes }
+    }
+
+    /// A worker reported the memory its loaded stage uses.
+    public mutating func stageMemory(peer: PeerID, bytes: UInt64) {
+        if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].stageMemoryBytes = bytes }
     }
 
     /// Whether `peer` is a registered worker.
@@ -338,9 +342,11 @@ public struct Membership: Sendable {
     /// Time passed: workers silent for longer than the timeout are lost; losing one of the plan
     /// re-plans over the others.
     public mutating func tick(now: UInt64) -> [Directive] {
+        clock = max(clock, now)
         let lost = members.filter { now > $0.lastSeen && now - $0.lastSeen > heartbeatTimeout }
         guard !lost.isEmpty else { return [] }
         members.removeAll { m in lost.contains { $0.peer == m.peer } }
+        lostMembers = Array((lostMembers + lost).suffix(Self.keptHistory))
         let inPlan = planPeers
         guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return [] }
         let silence = now - gone.lastSeen
@@ -377,12 +383,13 @@ public struct Membership: Sendable {
     private mutating func waitFor(_ reason: String, now: UInt64) -> [Directive] {
         if case .waiting(let r) = phase, r == reason { return [] }
         phase = .waiting(reason: reason)
-        record(PlanChange(epoch: 0, at: now, reason: reason, stages: []))
+        clock = max(clock, now)
+        remember(PlanRecord(epoch: 0, atMs: clock, reason: "no plan: \(reason)", stages: []))
         return [.fail(reason: reason)]
     }
 
-    private mutating func record(_ change: PlanChange) {
-        history.append(change)
-        if history.count > 50 { history.removeFirst(history.count - 50) }
+    private mutating func remember(_ record: PlanRecord) {
+        planHistory.append(record)
+        if planHistory.count > Self.keptHistory { planHistory.removeFirst(planHistory.count - Self.keptHistory) }
     }
 }

@@ -56,6 +56,8 @@ struct StageWeights: @unchecked Sendable {
             outputNorm = try WeightVector(file: file, name: "output_norm.weight", count: d)
             if file.tensor(named: "output.weight") != nil {
                 output = try WeightMatrix(file: file, name: "output.weight", columns: d, rows: c.vocabularySize)
+            } else if let e = embedding {
+                output = e  // tied embeddings: one matrix (repacked once)
             } else {
                 output = try tokenEmbedding()  // tied embeddings
             }

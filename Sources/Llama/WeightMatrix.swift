@@ -1,5 +1,10 @@
 import CKernels
 import GGUF
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A weight matrix inside the mapped model file: `rows` rows of `columns` elements of `type`.
 ///
@@ -13,6 +18,9 @@ struct WeightMatrix: @unchecked Sendable {
     let columns: Int
     let data: UnsafeRawPointer
     let rowBytes: Int
+    /// The rows rearranged at load time for the active ISA's kernels (see `ck_repack`), or nil
+    /// when the file layout is multiplied directly.
+    let repacked: RepackedStorage?
 
     init(file: GGUFFile, name: String, columns: Int, rows: Int) throws(GGUFError) {
         let t = try file.requireTensor(name)
@@ -28,6 +36,7 @@ struct WeightMatrix: @unchecked Sendable {
         self.columns = columns
         self.data = file.data(of: t)
         self.rowBytes = t.rowBytes
+        self.repacked = RepackedStorage(type: t.type, data: self.data, rows: rows, columns: columns)
     }
 
     /// The activation type this matrix multiplies with.
@@ -51,6 +60,14 @@ struct WeightMatrix: @unchecked Sendable {
     func multiply(quantized x: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>,
                   outStride: Int, runner: any ParallelRunner) {
         let t = Int32(type.rawValue), k = Int64(columns)
+        if let packed = repacked {
+            let w = UnsafeRawPointer(packed.pointer)
+            runner.forEachChunk(of: rows, granularity: 16) { range, _ in
+                _ = ck_matmul_repacked(t, w, x, k, Int64(range.lowerBound), Int64(range.upperBound), Int64(count),
+                                       out, Int64(outStride))
+            }
+            return
+        }
         let w = data
         runner.forEachChunk(of: rows, granularity: 16) { range, _ in
             _ = ck_matmul(t, w, x, k, Int64(range.lowerBound), Int64(range.upperBound), Int64(count),
@@ -60,7 +77,48 @@ struct WeightMatrix: @unchecked Sendable {
 
     /// Dequantizes row `r` into `dst` (`columns` floats).
     func dequantizeRow(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
+        if let packed = repacked {
+            _ = ck_dequantize_repacked_row(Int32(type.rawValue), packed.pointer, Int64(columns), Int64(r), dst)
+            return
+        }
         _ = ck_dequantize_row(Int32(type.rawValue), data + r * rowBytes, dst, Int64(columns))
+    }
+}
+
+/// A weight matrix repacked at load time into the layout of `ck_repack` (64-byte aligned heap
+/// memory). Once repacked, the file's pages of the matrix are released from this process's
+/// mapping (they stay in the page cache), so the matrix is resident once, not twice.
+final class RepackedStorage: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    let byteCount: Int
+
+    /// Repacks when the active ISA prefers it for `type`; nil otherwise (or if repacking fails).
+    init?(type: GGMLType, data: UnsafeRawPointer, rows: Int, columns: Int) {
+        let t = Int32(type.rawValue)
+        guard ck_repack_preferred(t) == 1 else { return nil }
+        let bytes = Int(ck_repack_bytes(t, Int64(rows), Int64(columns)))
+        guard bytes > 0 else { return nil }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        guard ck_repack(t, data, p, Int64(rows), Int64(columns)) == 0 else {
+            p.deallocate()
+            return nil
+        }
+        pointer = p
+        byteCount = bytes
+        Self.release(data, bytes: Int(ck_row_bytes(t, Int64(columns))) * rows)
+    }
+
+    deinit { pointer.deallocate() }
+
+    /// Drops the whole pages inside `[data, data + bytes)` from the mapping (read-only private
+    /// file mapping: they are read again from the file if ever touched).
+    private static func release(_ data: UnsafeRawPointer, bytes: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let start = (Int(bitPattern: data) + page - 1) / page * page
+        let end = (Int(bitPattern: data) + bytes) / page * page
+        guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(p, end - start, MADV_DONTNEED)
     }
 }
 

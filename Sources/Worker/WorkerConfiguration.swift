@@ -28,6 +28,9 @@ public struct WorkerConfiguration: Sendable {
     public var coordinatorPublicKey: String
     /// How long a send to the next hop may wait for it before the step is dropped.
     public var sendTimeout: Duration
+    /// Where layers pulled from the coordinator are cached (for models without a local file);
+    /// default `~/.cache/caravan/layers`.
+    public var cacheDirectory: String = LayerFetcher.defaultCacheDirectory
 
     /// Creates a configuration.
     public init(workerID: String, coordinatorEndpoint: String, dataEndpoint: String,

@@ -18,6 +18,10 @@ public final class WorkerService: Service {
     private let session = SessionBox()
     private let drainedSignal = AsyncStream.makeStream(of: Void.self)
     private var drained: AsyncStream<Void>.Continuation { drainedSignal.continuation }
+    /// Pulls layers from the coordinator for models without a local file (set when running).
+    private let layerFetcher = LockedValue<LayerFetcher?>(nil)
+    /// The coordinator's model source (from its RegisterAck; empty = none).
+    private let modelSource = LockedValue("")
 
     /// A worker with `configuration`, logging to `logger`.
     public init(configuration: WorkerConfiguration, logger: Logger) {
@@ -74,6 +78,10 @@ public final class WorkerService: Service {
             return r
         }()
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
+        layerFetcher.withLock {
+            $0 = LayerFetcher(loop: loop, codec: codec, security: config.security, coordinatorPublicKey: config.coordinatorPublicKey,
+                              cacheDirectory: config.cacheDirectory, logger: logger)
+        }
 
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
@@ -138,6 +146,7 @@ public final class WorkerService: Service {
             logger.debug("coordinator hello", metadata: ["node": "\(m.nodeID)"])
         case .registerAck(let m):
             if m.heartbeatTimeoutMs > 0 { ports.coordinatorTimeout.withLock { $0 = .milliseconds(Int(m.heartbeatTimeoutMs)) } }
+            if m.accepted { modelSource.withLock { $0 = m.modelSourceAddress } }
             directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
                                                         heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs),
                                                         planEpoch: m.planEpoch) }
@@ -189,7 +198,11 @@ public final class WorkerService: Service {
                     error = e.description
                 }
             } else {
-                error = "no local file with sha256 \(assignment.modelSHA256) (\(assignment.modelName))"
+                do {
+                    bytes = try await runtime.load(assignment, path: try await pullLayers(assignment, ports: ports))
+                } catch let e {
+                    error = "\(e)"
+                }
             }
             let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
             for d in next {
@@ -210,6 +223,18 @@ public final class WorkerService: Service {
         case .stop(let reason):
             logger.critical("\(reason)")
         }
+    }
+
+    /// Pulls the bytes of `assignment`'s layers from the coordinator into the layer cache (reusing
+    /// what is cached); returns the cache file. Every answer from the coordinator counts as hearing
+    /// from it, so a long download does not look like a silent coordinator.
+    private func pullLayers(_ assignment: StageAssignment, ports: Ports) async throws(LayerFetchError) -> String {
+        let advertised = modelSource.withLock { $0 }
+        guard let fetcher = layerFetcher.withLock({ $0 }), !advertised.isEmpty else {
+            throw LayerFetchError("no local file with sha256 \(assignment.modelSHA256) (\(assignment.modelName)) and the coordinator offers no model source")
+        }
+        let source = LayerFetcher.resolve(source: advertised, coordinatorEndpoint: configuration.coordinatorEndpoint)
+        return try await fetcher.fetch(assignment, source: source, heard: { ports.lastHeard.withLock { $0 = .now } }).path
     }
 
     private func heartbeats(ports: Ports, runtime: StageRuntime, register: Caravan_V1_Register,

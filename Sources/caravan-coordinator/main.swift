@@ -25,6 +25,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Result endpoint the last stage sends to (default: any free port on the control host).")
     var results: String?
 
+    @Option(name: .customLong("model-source"), help: "Where workers without the model file pull its bytes (default: any free port on the control host).")
+    var modelSource: String?
+
     @Option(help: "Workers to wait for before planning.")
     var workers = 1
 
@@ -76,6 +79,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "A config file of `key = value` lines named like these options (see Deploy/coordinator.conf); options on the command line override it.")
+    var config: String?
+
+    /// Reads `--config FILE` into the command line, then runs.
+    static func main() async {
+        do {
+            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())))
+        } catch {
+            exit(withError: ValidationError("\(error)"))
+        }
+    }
+
     func validate() throws {
         guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -112,6 +127,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             heartbeatTimeout: .milliseconds(Int(heartbeatTimeout * 1000)), stepDeadline: .milliseconds(Int(stepTimeout * 1000)),
             security: security)
         var configuration = config
+        configuration.modelSourceEndpoint = modelSource
         if let authorizedKeys {
             let text = try String(contentsOfFile: authorizedKeys, encoding: .utf8)
             let keys = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }

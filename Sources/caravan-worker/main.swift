@@ -16,8 +16,11 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:7000.")
     var coordinator: String
 
-    @Option(name: .customLong("model"), help: "A model file this worker holds (repeatable).")
-    var models: [String]
+    @Option(name: .customLong("model"), help: "A model file this worker holds (repeatable; none: pull the assigned layers from the coordinator).")
+    var models: [String] = []
+
+    @Option(name: .customLong("cache-dir"), help: "Where layers pulled from the coordinator are cached (default: ~/.cache/caravan/layers).")
+    var cacheDir: String?
 
     @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
     var dataEndpoint = "tcp://127.0.0.1:*"
@@ -49,11 +52,22 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "A config file of `key = value` lines named like these options (see Deploy/worker.conf); options on the command line override it.")
+    var config: String?
+
+    /// Reads `--config FILE` into the command line, then runs.
+    static func main() async {
+        do {
+            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())))
+        } catch {
+            exit(withError: ValidationError("\(error)"))
+        }
+    }
+
     func validate() throws {
         guard insecure || coordinatorKey?.count == 40 else {
             throw ValidationError("give --coordinator-key (the coordinator's 40-character Z85 public key), or --insecure for plain connections")
         }
-        guard !models.isEmpty else { throw ValidationError("give at least one --model FILE") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
@@ -70,11 +84,12 @@ struct WorkerCommand: AsyncParsableCommand {
         if !insecure {
             security = .curve(try keyFile.map { path throws in try ClusterSecurity.keyPair(file: path) } ?? CurveKeyPair.generate())
         }
-        let config = WorkerConfiguration(
+        var config = WorkerConfiguration(
             workerID: workerID, coordinatorEndpoint: coordinator, dataEndpoint: dataEndpoint,
             advertisedDataEndpoint: advertise, modelPaths: models, threads: threads,
             memoryLimit: memoryLimitMiB.map { $0 << 20 }, speed: speed, security: security,
             coordinatorPublicKey: coordinatorKey ?? "")
+        if let cacheDir { config.cacheDirectory = cacheDir }
         let service = WorkerService(configuration: config, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,

@@ -19,6 +19,7 @@ final class RoundTripTests: XCTestCase {
         }
         kinds.insert(Samples.kind(.activation(Caravan_V1_ActivationHeader())))  // covered below
         kinds.insert(Samples.kind(.stepResult(Caravan_V1_StepResult())))        // covered below
+        kinds.insert(Samples.kind(.modelChunk(Caravan_V1_ModelChunk())))        // WorkerTests.LayerPullTests
         XCTAssertEqual(kinds.count, Samples.allKindCount, "some message kind has no round-trip sample")
     }
 

@@ -175,6 +175,16 @@ enum Samples {
         var attach = Caravan_V1_JobAttach()
         attach.jobID = "job-7"
         attach.receivedTokens = 12
+        var infoRequest = Caravan_V1_ModelInfoRequest()
+        infoRequest.sha256 = sha
+        var info = Caravan_V1_ModelInfo()
+        info.model = model
+        info.dataOffset = 1_785_664
+        info.maxChunkBytes = 4 << 20
+        var chunkRequest = Caravan_V1_ModelChunkRequest()
+        chunkRequest.sha256 = sha
+        chunkRequest.offset = 1 << 20
+        chunkRequest.length = 1 << 20
 
         return [
             .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
@@ -183,6 +193,7 @@ enum Samples {
             .jobCancel(cancel), .clusterStatusRequest(clusterRequest), .clusterStatus(cluster),
             .planPreviewRequest(previewRequest), .planPreview(preview), .drainRequest(drainRequest),
             .adminResult(result), .error(error), .releaseSequences(release), .jobAttach(attach),
+            .modelInfoRequest(infoRequest), .modelInfo(info), .modelChunkRequest(chunkRequest),
         ]
     }
 
@@ -213,10 +224,15 @@ enum Samples {
         case .adminResult: "admin_result"
         case .error: "error"
         case .releaseSequences: "release_sequences"
+        case .jobAttach: "job_attach"
+        case .modelInfoRequest: "model_info_request"
+        case .modelInfo: "model_info"
+        case .modelChunkRequest: "model_chunk_request"
+        case .modelChunk: "model_chunk"
         }
     }
 
-    static let allKindCount = 23
+    static let allKindCount = 28
 
     /// A 2 x 4 activation step with a tensor.
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {

@@ -90,9 +90,11 @@ final class ClusterProcesses: @unchecked Sendable {
         ], log: "worker-0.log"))
     }
 
-    /// Starts a coordinator and `workers` workers and waits until the pipeline serves.
+    /// Starts a coordinator and `workers` workers and waits until the pipeline serves. Workers in
+    /// `withoutModel` get no `--model` (they pull their layers from the coordinator); with
+    /// `oneByOne` each worker is started once the previous one registered (join order = stage order).
     func start(workers count: Int, model: String, extraCoordinatorArguments: [String] = [],
-               extraWorkerArguments: (Int) -> [String] = { _ in [] }) throws {
+               extraWorkerArguments: (Int) -> [String] = { _ in [] }, withoutModel: Set<Int> = [], oneByOne: Bool = false) throws {
         coordinator = try launch("caravan-coordinator", [
             "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
             "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
@@ -107,9 +109,10 @@ final class ClusterProcesses: @unchecked Sendable {
         coordinatorKey = try waitForLog("coordinator.log", "public_key=(\\S{40})", timeout: .seconds(5))
         for i in 0..<count {
             workers.append(try launch("caravan-worker", [
-                "--coordinator-key", coordinatorKey, "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1",
+                "--coordinator-key", coordinatorKey, "--coordinator", controlEndpoint, "--threads", "1", "--speed", "1",
                 "--id", "worker-\(i)",
-            ] + extraWorkerArguments(i), log: "worker-\(i).log"))
+            ] + (withoutModel.contains(i) ? [] : ["--model", model]) + extraWorkerArguments(i), log: "worker-\(i).log"))
+            if oneByOne { _ = try waitForLog("coordinator.log", "worker=worker-\(i)[^0-9]", timeout: .seconds(60)) }
         }
         for i in 0..<count {
             workerDataEndpoints.append(try waitForLog("worker-\(i).log", "data=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60)))

@@ -22,6 +22,61 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// Liveness of a worker as the coordinator judges it.
+public nonisolated enum Caravan_V1_WorkerHealth: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Heard from within the heartbeat interval (plus slack).
+  case healthy // = 1
+
+  /// At least one heartbeat interval missed, not yet past the timeout.
+  case suspect // = 2
+
+  /// Silent past the timeout: removed from the plan.
+  case lost // = 3
+
+  /// Being drained on request: finishing its work, then leaving.
+  case draining // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .healthy
+    case 2: self = .suspect
+    case 3: self = .lost
+    case 4: self = .draining
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .healthy: return 1
+    case .suspect: return 2
+    case .lost: return 3
+    case .draining: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Caravan_V1_WorkerHealth] = [
+    .unspecified,
+    .healthy,
+    .suspect,
+    .lost,
+    .draining,
+  ]
+
+}
+
 /// Admin -> coordinator: ask for `ClusterStatus`.
 public nonisolated struct Caravan_V1_ClusterStatusRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -37,44 +92,146 @@ public nonisolated struct Caravan_V1_ClusterStatusRequest: Sendable {
 }
 
 /// One worker as the coordinator sees it.
-public nonisolated struct Caravan_V1_WorkerStatus: Sendable {
+public nonisolated struct Caravan_V1_WorkerStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var workerID: String = String()
+  public var workerID: String {
+    get {_storage._workerID}
+    set {_uniqueStorage()._workerID = newValue}
+  }
 
-  public var state: Caravan_V1_WorkerState = .unspecified
+  public var state: Caravan_V1_WorkerState {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
 
   /// Its activation endpoint.
-  public var dataAddress: String = String()
+  public var dataAddress: String {
+    get {_storage._dataAddress}
+    set {_uniqueStorage()._dataAddress = newValue}
+  }
 
   /// Its last reported capabilities.
   public var capabilities: Caravan_V1_WorkerCapabilities {
-    get {_capabilities ?? Caravan_V1_WorkerCapabilities()}
-    set {_capabilities = newValue}
+    get {_storage._capabilities ?? Caravan_V1_WorkerCapabilities()}
+    set {_uniqueStorage()._capabilities = newValue}
   }
   /// Returns true if `capabilities` has been explicitly set.
-  public var hasCapabilities: Bool {self._capabilities != nil}
+  public var hasCapabilities: Bool {_storage._capabilities != nil}
   /// Clears the value of `capabilities`. Subsequent reads from it will return its default value.
-  public mutating func clearCapabilities() {self._capabilities = nil}
+  public mutating func clearCapabilities() {_uniqueStorage()._capabilities = nil}
 
   /// Its current layer range [layer_start, layer_end) (both 0 when unassigned).
-  public var layerStart: UInt32 = 0
+  public var layerStart: UInt32 {
+    get {_storage._layerStart}
+    set {_uniqueStorage()._layerStart = newValue}
+  }
 
-  public var layerEnd: UInt32 = 0
+  public var layerEnd: UInt32 {
+    get {_storage._layerEnd}
+    set {_uniqueStorage()._layerEnd = newValue}
+  }
 
   /// When its last heartbeat arrived, coordinator clock, Unix milliseconds.
-  public var lastHeartbeatUnixMs: UInt64 = 0
+  public var lastHeartbeatUnixMs: UInt64 {
+    get {_storage._lastHeartbeatUnixMs}
+    set {_uniqueStorage()._lastHeartbeatUnixMs = newValue}
+  }
 
   /// Measured round-trip time of heartbeats, milliseconds.
-  public var heartbeatRttMs: Float = 0
+  public var heartbeatRttMs: Float {
+    get {_storage._heartbeatRttMs}
+    set {_uniqueStorage()._heartbeatRttMs = newValue}
+  }
+
+  /// How the coordinator judges its liveness.
+  public var health: Caravan_V1_WorkerHealth {
+    get {_storage._health}
+    set {_uniqueStorage()._health = newValue}
+  }
+
+  /// How long ago (coordinator clock) its last message arrived, milliseconds.
+  public var lastHeartbeatAgeMs: UInt64 {
+    get {_storage._lastHeartbeatAgeMs}
+    set {_uniqueStorage()._lastHeartbeatAgeMs = newValue}
+  }
+
+  /// From its heartbeats: steps run since its stage was loaded, the recent compute time of one
+  /// step (moving average, 0 = no steps yet) and the recent rows per step.
+  public var stepsRun: UInt64 {
+    get {_storage._stepsRun}
+    set {_uniqueStorage()._stepsRun = newValue}
+  }
+
+  public var recentStepMs: Float {
+    get {_storage._recentStepMs}
+    set {_uniqueStorage()._recentStepMs = newValue}
+  }
+
+  public var recentRowsPerStep: Float {
+    get {_storage._recentRowsPerStep}
+    set {_uniqueStorage()._recentRowsPerStep = newValue}
+  }
+
+  /// Memory its stage uses (weights, KV cache, buffers; from `AssignmentReady`), bytes; 0 when
+  /// unassigned.
+  public var memoryUsedBytes: UInt64 {
+    get {_storage._memoryUsedBytes}
+    set {_uniqueStorage()._memoryUsedBytes = newValue}
+  }
+
+  /// Memory still available on it (its last heartbeat, else its registration), bytes.
+  public var memoryFreeBytes: UInt64 {
+    get {_storage._memoryFreeBytes}
+    set {_uniqueStorage()._memoryFreeBytes = newValue}
+  }
+
+  /// Rows (tokens) its stage processes per second at its recent step time.
+  public var tokensPerSecond: Double {
+    get {_storage._tokensPerSecond}
+    set {_uniqueStorage()._tokensPerSecond = newValue}
+  }
+
+  /// Its position in the current plan (0-based); meaningful only when layer_end > 0.
+  public var stageIndex: UInt32 {
+    get {_storage._stageIndex}
+    set {_uniqueStorage()._stageIndex = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _capabilities: Caravan_V1_WorkerCapabilities? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One plan the coordinator made (or a change of its serving state), for the history in
+/// `ClusterStatus`.
+public nonisolated struct Caravan_V1_PlanChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The plan epoch (0 for an event that made no plan, e.g. a failure).
+  public var planEpoch: UInt64 = 0
+
+  /// When, coordinator clock, Unix milliseconds.
+  public var unixMs: UInt64 = 0
+
+  /// Why, e.g. "initial plan", "worker w2 stopped sending heartbeats (lost)".
+  public var reason: String = String()
+
+  /// The stages of the plan (empty when no plan was made).
+  public var stages: [Caravan_V1_PlannedStage] = []
+
+  /// True once every stage reported ready and the coordinator served this plan.
+  public var served: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Coordinator -> admin: the cluster at a glance.
@@ -107,6 +264,23 @@ public nonisolated struct Caravan_V1_ClusterStatus: Sendable {
 
   /// Tokens generated per second over the last minute, whole cluster.
   public var tokensPerSecond: Double = 0
+
+  /// True while jobs are accepted; otherwise `waiting_reason` says why not.
+  public var serving: Bool = false
+
+  public var waitingReason: String = String()
+
+  /// Plans made so far, oldest first (the coordinator keeps the most recent ones).
+  public var planHistory: [Caravan_V1_PlanChange] = []
+
+  /// Workers the coordinator waits for before planning.
+  public var expectedWorkers: UInt32 = 0
+
+  /// The coordinator's wall clock when it answered, Unix milliseconds.
+  public var nowUnixMs: UInt64 = 0
+
+  /// Recently lost workers (health LOST), most recent last.
+  public var lostWorkers: [Caravan_V1_WorkerStatus] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -142,11 +316,54 @@ public nonisolated struct Caravan_V1_PlanPreviewRequest: Sendable {
 
   public var maxBatchSequences: UInt32 = 0
 
+  /// Plan this model instead of the current one (e.g. read from a GGUF header by the client, or
+  /// a model it does not have); unset = the model named by `model` or the current one.
+  public var shape: Caravan_V1_ModelShape {
+    get {_shape ?? Caravan_V1_ModelShape()}
+    set {_shape = newValue}
+  }
+  /// Returns true if `shape` has been explicitly set.
+  public var hasShape: Bool {self._shape != nil}
+  /// Clears the value of `shape`. Subsequent reads from it will return its default value.
+  public mutating func clearShape() {self._shape = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _model: Caravan_V1_ModelIdentity? = nil
+  fileprivate var _shape: Caravan_V1_ModelShape? = nil
+}
+
+/// The sizes of a model the planner needs (what the coordinator reads from a GGUF tensor index).
+public nonisolated struct Caravan_V1_ModelShape: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A name for reports.
+  public var name: String = String()
+
+  /// Weight bytes of each transformer block, in order (its length is the layer count).
+  public var layerBytes: [UInt64] = []
+
+  /// Bytes only the first stage needs (token embedding).
+  public var embeddingBytes: UInt64 = 0
+
+  /// Bytes only the last stage needs (output norm and head).
+  public var outputBytes: UInt64 = 0
+
+  /// KV cache bytes per token per layer.
+  public var kvBytesPerTokenPerLayer: UInt64 = 0
+
+  /// Hidden width (activation elements per token) and vocabulary size.
+  public var embeddingLength: UInt32 = 0
+
+  public var vocabularySize: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// One stage of a previewed plan.
@@ -165,8 +382,12 @@ public nonisolated struct Caravan_V1_PlannedStage: Sendable {
   /// Estimated memory for weights + KV cache, bytes.
   public var estimatedMemoryBytes: UInt64 = 0
 
-  /// Estimated time of one decode step on this stage, milliseconds.
+  /// Estimated time of one decode step on this stage, milliseconds (0 = unknown: the worker
+  /// has run no steps yet).
   public var estimatedStepMs: Double = 0
+
+  /// Memory the worker offers, bytes.
+  public var workerMemoryBytes: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -187,8 +408,16 @@ public nonisolated struct Caravan_V1_PlanPreview: Sendable {
   /// Stages in pipeline order.
   public var stages: [Caravan_V1_PlannedStage] = []
 
-  /// Estimated single-sequence decode speed, tokens per second.
+  /// Estimated single-sequence decode speed, tokens per second (0 = unknown).
   public var estimatedTokensPerSecond: Double = 0
+
+  /// The model planned for.
+  public var modelName: String = String()
+
+  /// Context and batch sizes the KV caches were sized for.
+  public var maxContextTokens: UInt32 = 0
+
+  public var maxBatchSequences: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -234,6 +463,10 @@ public nonisolated struct Caravan_V1_AdminResult: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "caravan.v1"
 
+nonisolated extension Caravan_V1_WorkerHealth: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0WORKER_HEALTH_UNSPECIFIED\0\u{1}WORKER_HEALTH_HEALTHY\0\u{1}WORKER_HEALTH_SUSPECT\0\u{1}WORKER_HEALTH_LOST\0\u{1}WORKER_HEALTH_DRAINING\0")
+}
+
 nonisolated extension Caravan_V1_ClusterStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterStatusRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}include_finished_jobs\0")
@@ -266,7 +499,189 @@ nonisolated extension Caravan_V1_ClusterStatusRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}state\0\u{3}data_address\0\u{1}capabilities\0\u{3}layer_start\0\u{3}layer_end\0\u{3}last_heartbeat_unix_ms\0\u{3}heartbeat_rtt_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}state\0\u{3}data_address\0\u{1}capabilities\0\u{3}layer_start\0\u{3}layer_end\0\u{3}last_heartbeat_unix_ms\0\u{3}heartbeat_rtt_ms\0\u{1}health\0\u{3}last_heartbeat_age_ms\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0\u{3}memory_used_bytes\0\u{3}memory_free_bytes\0\u{3}tokens_per_second\0\u{3}stage_index\0")
+
+  fileprivate class _StorageClass {
+    var _workerID: String = String()
+    var _state: Caravan_V1_WorkerState = .unspecified
+    var _dataAddress: String = String()
+    var _capabilities: Caravan_V1_WorkerCapabilities? = nil
+    var _layerStart: UInt32 = 0
+    var _layerEnd: UInt32 = 0
+    var _lastHeartbeatUnixMs: UInt64 = 0
+    var _heartbeatRttMs: Float = 0
+    var _health: Caravan_V1_WorkerHealth = .unspecified
+    var _lastHeartbeatAgeMs: UInt64 = 0
+    var _stepsRun: UInt64 = 0
+    var _recentStepMs: Float = 0
+    var _recentRowsPerStep: Float = 0
+    var _memoryUsedBytes: UInt64 = 0
+    var _memoryFreeBytes: UInt64 = 0
+    var _tokensPerSecond: Double = 0
+    var _stageIndex: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _workerID = source._workerID
+      _state = source._state
+      _dataAddress = source._dataAddress
+      _capabilities = source._capabilities
+      _layerStart = source._layerStart
+      _layerEnd = source._layerEnd
+      _lastHeartbeatUnixMs = source._lastHeartbeatUnixMs
+      _heartbeatRttMs = source._heartbeatRttMs
+      _health = source._health
+      _lastHeartbeatAgeMs = source._lastHeartbeatAgeMs
+      _stepsRun = source._stepsRun
+      _recentStepMs = source._recentStepMs
+      _recentRowsPerStep = source._recentRowsPerStep
+      _memoryUsedBytes = source._memoryUsedBytes
+      _memoryFreeBytes = source._memoryFreeBytes
+      _tokensPerSecond = source._tokensPerSecond
+      _stageIndex = source._stageIndex
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._workerID) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._state) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._dataAddress) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._capabilities) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._layerStart) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._layerEnd) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastHeartbeatUnixMs) }()
+        case 8: try { try decoder.decodeSingularFloatField(value: &_storage._heartbeatRttMs) }()
+        case 9: try { try decoder.decodeSingularEnumField(value: &_storage._health) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastHeartbeatAgeMs) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._stepsRun) }()
+        case 12: try { try decoder.decodeSingularFloatField(value: &_storage._recentStepMs) }()
+        case 13: try { try decoder.decodeSingularFloatField(value: &_storage._recentRowsPerStep) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryUsedBytes) }()
+        case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryFreeBytes) }()
+        case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._tokensPerSecond) }()
+        case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._stageIndex) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._workerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workerID, fieldNumber: 1)
+      }
+      if _storage._state != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._state, fieldNumber: 2)
+      }
+      if !_storage._dataAddress.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._dataAddress, fieldNumber: 3)
+      }
+      try { if let v = _storage._capabilities {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if _storage._layerStart != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._layerStart, fieldNumber: 5)
+      }
+      if _storage._layerEnd != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._layerEnd, fieldNumber: 6)
+      }
+      if _storage._lastHeartbeatUnixMs != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._lastHeartbeatUnixMs, fieldNumber: 7)
+      }
+      if _storage._heartbeatRttMs.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._heartbeatRttMs, fieldNumber: 8)
+      }
+      if _storage._health != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._health, fieldNumber: 9)
+      }
+      if _storage._lastHeartbeatAgeMs != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._lastHeartbeatAgeMs, fieldNumber: 10)
+      }
+      if _storage._stepsRun != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stepsRun, fieldNumber: 11)
+      }
+      if _storage._recentStepMs.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._recentStepMs, fieldNumber: 12)
+      }
+      if _storage._recentRowsPerStep.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._recentRowsPerStep, fieldNumber: 13)
+      }
+      if _storage._memoryUsedBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryUsedBytes, fieldNumber: 14)
+      }
+      if _storage._memoryFreeBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memoryFreeBytes, fieldNumber: 15)
+      }
+      if _storage._tokensPerSecond.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._tokensPerSecond, fieldNumber: 16)
+      }
+      if _storage._stageIndex != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._stageIndex, fieldNumber: 17)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_WorkerStatus, rhs: Caravan_V1_WorkerStatus) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._workerID != rhs_storage._workerID {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._dataAddress != rhs_storage._dataAddress {return false}
+        if _storage._capabilities != rhs_storage._capabilities {return false}
+        if _storage._layerStart != rhs_storage._layerStart {return false}
+        if _storage._layerEnd != rhs_storage._layerEnd {return false}
+        if _storage._lastHeartbeatUnixMs != rhs_storage._lastHeartbeatUnixMs {return false}
+        if _storage._heartbeatRttMs != rhs_storage._heartbeatRttMs {return false}
+        if _storage._health != rhs_storage._health {return false}
+        if _storage._lastHeartbeatAgeMs != rhs_storage._lastHeartbeatAgeMs {return false}
+        if _storage._stepsRun != rhs_storage._stepsRun {return false}
+        if _storage._recentStepMs != rhs_storage._recentStepMs {return false}
+        if _storage._recentRowsPerStep != rhs_storage._recentRowsPerStep {return false}
+        if _storage._memoryUsedBytes != rhs_storage._memoryUsedBytes {return false}
+        if _storage._memoryFreeBytes != rhs_storage._memoryFreeBytes {return false}
+        if _storage._tokensPerSecond != rhs_storage._tokensPerSecond {return false}
+        if _storage._stageIndex != rhs_storage._stageIndex {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_PlanChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlanChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{3}unix_ms\0\u{1}reason\0\u{1}stages\0\u{1}served\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -274,60 +689,41 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.state) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.dataAddress) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._capabilities) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.layerStart) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.layerEnd) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.lastHeartbeatUnixMs) }()
-      case 8: try { try decoder.decodeSingularFloatField(value: &self.heartbeatRttMs) }()
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.unixMs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.stages) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.served) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.workerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.workerID, fieldNumber: 1)
+    if self.planEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.planEpoch, fieldNumber: 1)
     }
-    if self.state != .unspecified {
-      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 2)
+    if self.unixMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.unixMs, fieldNumber: 2)
     }
-    if !self.dataAddress.isEmpty {
-      try visitor.visitSingularStringField(value: self.dataAddress, fieldNumber: 3)
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
     }
-    try { if let v = self._capabilities {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if self.layerStart != 0 {
-      try visitor.visitSingularUInt32Field(value: self.layerStart, fieldNumber: 5)
+    if !self.stages.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.stages, fieldNumber: 4)
     }
-    if self.layerEnd != 0 {
-      try visitor.visitSingularUInt32Field(value: self.layerEnd, fieldNumber: 6)
-    }
-    if self.lastHeartbeatUnixMs != 0 {
-      try visitor.visitSingularUInt64Field(value: self.lastHeartbeatUnixMs, fieldNumber: 7)
-    }
-    if self.heartbeatRttMs.bitPattern != 0 {
-      try visitor.visitSingularFloatField(value: self.heartbeatRttMs, fieldNumber: 8)
+    if self.served != false {
+      try visitor.visitSingularBoolField(value: self.served, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Caravan_V1_WorkerStatus, rhs: Caravan_V1_WorkerStatus) -> Bool {
-    if lhs.workerID != rhs.workerID {return false}
-    if lhs.state != rhs.state {return false}
-    if lhs.dataAddress != rhs.dataAddress {return false}
-    if lhs._capabilities != rhs._capabilities {return false}
-    if lhs.layerStart != rhs.layerStart {return false}
-    if lhs.layerEnd != rhs.layerEnd {return false}
-    if lhs.lastHeartbeatUnixMs != rhs.lastHeartbeatUnixMs {return false}
-    if lhs.heartbeatRttMs != rhs.heartbeatRttMs {return false}
+  public static func ==(lhs: Caravan_V1_PlanChange, rhs: Caravan_V1_PlanChange) -> Bool {
+    if lhs.planEpoch != rhs.planEpoch {return false}
+    if lhs.unixMs != rhs.unixMs {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.stages != rhs.stages {return false}
+    if lhs.served != rhs.served {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -335,7 +731,7 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Caravan_V1_ClusterStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}curve_enabled\0\u{1}workers\0\u{1}jobs\0\u{3}tokens_per_second\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}curve_enabled\0\u{1}workers\0\u{1}jobs\0\u{3}tokens_per_second\0\u{1}serving\0\u{3}waiting_reason\0\u{3}plan_history\0\u{3}expected_workers\0\u{3}now_unix_ms\0\u{3}lost_workers\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -349,6 +745,12 @@ nonisolated extension Caravan_V1_ClusterStatus: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.workers) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
       case 6: try { try decoder.decodeSingularDoubleField(value: &self.tokensPerSecond) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.serving) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.waitingReason) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.planHistory) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.expectedWorkers) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.nowUnixMs) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.lostWorkers) }()
       default: break
       }
     }
@@ -377,6 +779,24 @@ nonisolated extension Caravan_V1_ClusterStatus: SwiftProtobuf.Message, SwiftProt
     if self.tokensPerSecond.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.tokensPerSecond, fieldNumber: 6)
     }
+    if self.serving != false {
+      try visitor.visitSingularBoolField(value: self.serving, fieldNumber: 7)
+    }
+    if !self.waitingReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.waitingReason, fieldNumber: 8)
+    }
+    if !self.planHistory.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.planHistory, fieldNumber: 9)
+    }
+    if self.expectedWorkers != 0 {
+      try visitor.visitSingularUInt32Field(value: self.expectedWorkers, fieldNumber: 10)
+    }
+    if self.nowUnixMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nowUnixMs, fieldNumber: 11)
+    }
+    if !self.lostWorkers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.lostWorkers, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -387,6 +807,12 @@ nonisolated extension Caravan_V1_ClusterStatus: SwiftProtobuf.Message, SwiftProt
     if lhs.workers != rhs.workers {return false}
     if lhs.jobs != rhs.jobs {return false}
     if lhs.tokensPerSecond != rhs.tokensPerSecond {return false}
+    if lhs.serving != rhs.serving {return false}
+    if lhs.waitingReason != rhs.waitingReason {return false}
+    if lhs.planHistory != rhs.planHistory {return false}
+    if lhs.expectedWorkers != rhs.expectedWorkers {return false}
+    if lhs.nowUnixMs != rhs.nowUnixMs {return false}
+    if lhs.lostWorkers != rhs.lostWorkers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -394,7 +820,7 @@ nonisolated extension Caravan_V1_ClusterStatus: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Caravan_V1_PlanPreviewRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PlanPreviewRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}model\0\u{3}exclude_worker_ids\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}model\0\u{3}exclude_worker_ids\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0\u{1}shape\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -407,6 +833,7 @@ nonisolated extension Caravan_V1_PlanPreviewRequest: SwiftProtobuf.Message, Swif
       case 3: try { try decoder.decodeSingularEnumField(value: &self.activationDtype) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxContextTokens) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.maxBatchSequences) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._shape) }()
       default: break
       }
     }
@@ -432,6 +859,9 @@ nonisolated extension Caravan_V1_PlanPreviewRequest: SwiftProtobuf.Message, Swif
     if self.maxBatchSequences != 0 {
       try visitor.visitSingularUInt32Field(value: self.maxBatchSequences, fieldNumber: 5)
     }
+    try { if let v = self._shape {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -441,6 +871,67 @@ nonisolated extension Caravan_V1_PlanPreviewRequest: SwiftProtobuf.Message, Swif
     if lhs.activationDtype != rhs.activationDtype {return false}
     if lhs.maxContextTokens != rhs.maxContextTokens {return false}
     if lhs.maxBatchSequences != rhs.maxBatchSequences {return false}
+    if lhs._shape != rhs._shape {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_ModelShape: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelShape"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}layer_bytes\0\u{3}embedding_bytes\0\u{3}output_bytes\0\u{3}kv_bytes_per_token_per_layer\0\u{3}embedding_length\0\u{3}vocabulary_size\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.layerBytes) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.embeddingBytes) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.outputBytes) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.kvBytesPerTokenPerLayer) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.embeddingLength) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.vocabularySize) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.layerBytes.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.layerBytes, fieldNumber: 2)
+    }
+    if self.embeddingBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.embeddingBytes, fieldNumber: 3)
+    }
+    if self.outputBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.outputBytes, fieldNumber: 4)
+    }
+    if self.kvBytesPerTokenPerLayer != 0 {
+      try visitor.visitSingularUInt64Field(value: self.kvBytesPerTokenPerLayer, fieldNumber: 5)
+    }
+    if self.embeddingLength != 0 {
+      try visitor.visitSingularUInt32Field(value: self.embeddingLength, fieldNumber: 6)
+    }
+    if self.vocabularySize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.vocabularySize, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_ModelShape, rhs: Caravan_V1_ModelShape) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.layerBytes != rhs.layerBytes {return false}
+    if lhs.embeddingBytes != rhs.embeddingBytes {return false}
+    if lhs.outputBytes != rhs.outputBytes {return false}
+    if lhs.kvBytesPerTokenPerLayer != rhs.kvBytesPerTokenPerLayer {return false}
+    if lhs.embeddingLength != rhs.embeddingLength {return false}
+    if lhs.vocabularySize != rhs.vocabularySize {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -448,7 +939,7 @@ nonisolated extension Caravan_V1_PlanPreviewRequest: SwiftProtobuf.Message, Swif
 
 nonisolated extension Caravan_V1_PlannedStage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PlannedStage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{3}layer_start\0\u{3}layer_end\0\u{3}estimated_memory_bytes\0\u{3}estimated_step_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{3}layer_start\0\u{3}layer_end\0\u{3}estimated_memory_bytes\0\u{3}estimated_step_ms\0\u{3}worker_memory_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -461,6 +952,7 @@ nonisolated extension Caravan_V1_PlannedStage: SwiftProtobuf.Message, SwiftProto
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.layerEnd) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.estimatedMemoryBytes) }()
       case 5: try { try decoder.decodeSingularDoubleField(value: &self.estimatedStepMs) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.workerMemoryBytes) }()
       default: break
       }
     }
@@ -482,6 +974,9 @@ nonisolated extension Caravan_V1_PlannedStage: SwiftProtobuf.Message, SwiftProto
     if self.estimatedStepMs.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.estimatedStepMs, fieldNumber: 5)
     }
+    if self.workerMemoryBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.workerMemoryBytes, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -491,6 +986,7 @@ nonisolated extension Caravan_V1_PlannedStage: SwiftProtobuf.Message, SwiftProto
     if lhs.layerEnd != rhs.layerEnd {return false}
     if lhs.estimatedMemoryBytes != rhs.estimatedMemoryBytes {return false}
     if lhs.estimatedStepMs != rhs.estimatedStepMs {return false}
+    if lhs.workerMemoryBytes != rhs.workerMemoryBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -498,7 +994,7 @@ nonisolated extension Caravan_V1_PlannedStage: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Caravan_V1_PlanPreview: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PlanPreview"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feasible\0\u{1}reason\0\u{1}stages\0\u{3}estimated_tokens_per_second\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feasible\0\u{1}reason\0\u{1}stages\0\u{3}estimated_tokens_per_second\0\u{3}model_name\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -510,6 +1006,9 @@ nonisolated extension Caravan_V1_PlanPreview: SwiftProtobuf.Message, SwiftProtob
       case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.stages) }()
       case 4: try { try decoder.decodeSingularDoubleField(value: &self.estimatedTokensPerSecond) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.modelName) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.maxContextTokens) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.maxBatchSequences) }()
       default: break
       }
     }
@@ -528,6 +1027,15 @@ nonisolated extension Caravan_V1_PlanPreview: SwiftProtobuf.Message, SwiftProtob
     if self.estimatedTokensPerSecond.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.estimatedTokensPerSecond, fieldNumber: 4)
     }
+    if !self.modelName.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelName, fieldNumber: 5)
+    }
+    if self.maxContextTokens != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxContextTokens, fieldNumber: 6)
+    }
+    if self.maxBatchSequences != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxBatchSequences, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -536,6 +1044,9 @@ nonisolated extension Caravan_V1_PlanPreview: SwiftProtobuf.Message, SwiftProtob
     if lhs.reason != rhs.reason {return false}
     if lhs.stages != rhs.stages {return false}
     if lhs.estimatedTokensPerSecond != rhs.estimatedTokensPerSecond {return false}
+    if lhs.modelName != rhs.modelName {return false}
+    if lhs.maxContextTokens != rhs.maxContextTokens {return false}
+    if lhs.maxBatchSequences != rhs.maxBatchSequences {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

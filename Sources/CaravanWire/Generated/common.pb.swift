@@ -12,7 +12,8 @@
 ///
 /// Conventions for every file in this package:
 /// - Every frame on a ZeroMQ socket is one `Envelope` (envelope.proto), optionally followed by one
-///   raw payload frame (only for `ActivationHeader`, see inference.proto).
+///   raw payload frame (only for `ActivationHeader` and `StepResult`, see inference.proto, and
+///   `ModelChunk`, see model.proto).
 /// - Identifiers are strings chosen by their owner (worker ids, job ids); sequence and step ids are
 ///   numbers chosen by the coordinator.
 /// - Times are milliseconds: durations as `*_ms`, wall-clock instants as Unix epoch `*_unix_ms`.

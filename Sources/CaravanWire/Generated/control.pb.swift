@@ -232,6 +232,11 @@ public nonisolated struct Caravan_V1_RegisterAck: Sendable {
   /// The coordinator's current plan epoch.
   public var planEpoch: UInt64 = 0
 
+  /// Where a worker without the model file pulls its layers (model.proto), e.g.
+  /// "tcp://10.0.0.1:7300"; empty when the coordinator serves no model bytes. A wildcard host
+  /// ("0.0.0.0", "*", "[::]") means the host of the control endpoint the worker connected to.
+  public var modelSourceAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -291,7 +296,8 @@ public nonisolated struct Caravan_V1_StageAssignment: @unchecked Sendable {
     set {_uniqueStorage()._planEpoch = newValue}
   }
 
-  /// Which model (the worker must hold a file with this SHA-256).
+  /// Which model: the worker loads it from a local file with this SHA-256, or pulls the bytes of
+  /// its layers from the coordinator's model source (RegisterAck.model_source_address).
   public var model: Caravan_V1_ModelIdentity {
     get {_storage._model ?? Caravan_V1_ModelIdentity()}
     set {_uniqueStorage()._model = newValue}
@@ -661,7 +667,7 @@ nonisolated extension Caravan_V1_Register: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Caravan_V1_RegisterAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterAck"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}accepted\0\u{1}reason\0\u{3}heartbeat_interval_ms\0\u{3}heartbeat_timeout_ms\0\u{3}plan_epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}accepted\0\u{1}reason\0\u{3}heartbeat_interval_ms\0\u{3}heartbeat_timeout_ms\0\u{3}plan_epoch\0\u{3}model_source_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -674,6 +680,7 @@ nonisolated extension Caravan_V1_RegisterAck: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatIntervalMs) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.heartbeatTimeoutMs) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.modelSourceAddress) }()
       default: break
       }
     }
@@ -695,6 +702,9 @@ nonisolated extension Caravan_V1_RegisterAck: SwiftProtobuf.Message, SwiftProtob
     if self.planEpoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.planEpoch, fieldNumber: 5)
     }
+    if !self.modelSourceAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelSourceAddress, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -704,6 +714,7 @@ nonisolated extension Caravan_V1_RegisterAck: SwiftProtobuf.Message, SwiftProtob
     if lhs.heartbeatIntervalMs != rhs.heartbeatIntervalMs {return false}
     if lhs.heartbeatTimeoutMs != rhs.heartbeatTimeoutMs {return false}
     if lhs.planEpoch != rhs.planEpoch {return false}
+    if lhs.modelSourceAddress != rhs.modelSourceAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

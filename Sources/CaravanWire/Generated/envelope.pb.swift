@@ -44,208 +44,250 @@ public nonisolated struct Caravan_V1_ErrorReply: Sendable {
 }
 
 /// The one message type every protobuf frame holds.
-public nonisolated struct Caravan_V1_Envelope: Sendable {
+public nonisolated struct Caravan_V1_Envelope: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Protocol version of the sender (this file: 1). Required: 0 (missing) and unknown versions
   /// are rejected.
-  public var protocolVersion: UInt32 = 0
+  public var protocolVersion: UInt32 {
+    get {_storage._protocolVersion}
+    set {_uniqueStorage()._protocolVersion = newValue}
+  }
 
   /// Correlates a reply with its request: the replier copies it. 0 for unsolicited messages.
-  public var requestID: UInt64 = 0
+  public var requestID: UInt64 {
+    get {_storage._requestID}
+    set {_uniqueStorage()._requestID = newValue}
+  }
 
   /// The message. Required.
-  public var body: Caravan_V1_Envelope.OneOf_Body? = nil
+  public var body: OneOf_Body? {
+    get {return _storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   /// control.proto
   public var hello: Caravan_V1_Hello {
     get {
-      if case .hello(let v)? = body {return v}
+      if case .hello(let v)? = _storage._body {return v}
       return Caravan_V1_Hello()
     }
-    set {body = .hello(newValue)}
+    set {_uniqueStorage()._body = .hello(newValue)}
   }
 
   public var register: Caravan_V1_Register {
     get {
-      if case .register(let v)? = body {return v}
+      if case .register(let v)? = _storage._body {return v}
       return Caravan_V1_Register()
     }
-    set {body = .register(newValue)}
+    set {_uniqueStorage()._body = .register(newValue)}
   }
 
   public var registerAck: Caravan_V1_RegisterAck {
     get {
-      if case .registerAck(let v)? = body {return v}
+      if case .registerAck(let v)? = _storage._body {return v}
       return Caravan_V1_RegisterAck()
     }
-    set {body = .registerAck(newValue)}
+    set {_uniqueStorage()._body = .registerAck(newValue)}
   }
 
   public var heartbeat: Caravan_V1_Heartbeat {
     get {
-      if case .heartbeat(let v)? = body {return v}
+      if case .heartbeat(let v)? = _storage._body {return v}
       return Caravan_V1_Heartbeat()
     }
-    set {body = .heartbeat(newValue)}
+    set {_uniqueStorage()._body = .heartbeat(newValue)}
   }
 
   public var stageAssignment: Caravan_V1_StageAssignment {
     get {
-      if case .stageAssignment(let v)? = body {return v}
+      if case .stageAssignment(let v)? = _storage._body {return v}
       return Caravan_V1_StageAssignment()
     }
-    set {body = .stageAssignment(newValue)}
+    set {_uniqueStorage()._body = .stageAssignment(newValue)}
   }
 
   public var assignmentReady: Caravan_V1_AssignmentReady {
     get {
-      if case .assignmentReady(let v)? = body {return v}
+      if case .assignmentReady(let v)? = _storage._body {return v}
       return Caravan_V1_AssignmentReady()
     }
-    set {body = .assignmentReady(newValue)}
+    set {_uniqueStorage()._body = .assignmentReady(newValue)}
   }
 
   public var drain: Caravan_V1_Drain {
     get {
-      if case .drain(let v)? = body {return v}
+      if case .drain(let v)? = _storage._body {return v}
       return Caravan_V1_Drain()
     }
-    set {body = .drain(newValue)}
+    set {_uniqueStorage()._body = .drain(newValue)}
   }
 
   public var releaseSequences: Caravan_V1_ReleaseSequences {
     get {
-      if case .releaseSequences(let v)? = body {return v}
+      if case .releaseSequences(let v)? = _storage._body {return v}
       return Caravan_V1_ReleaseSequences()
     }
-    set {body = .releaseSequences(newValue)}
+    set {_uniqueStorage()._body = .releaseSequences(newValue)}
   }
 
   /// inference.proto (an activation header is followed by its payload frame)
   public var activation: Caravan_V1_ActivationHeader {
     get {
-      if case .activation(let v)? = body {return v}
+      if case .activation(let v)? = _storage._body {return v}
       return Caravan_V1_ActivationHeader()
     }
-    set {body = .activation(newValue)}
+    set {_uniqueStorage()._body = .activation(newValue)}
   }
 
   public var stepResult: Caravan_V1_StepResult {
     get {
-      if case .stepResult(let v)? = body {return v}
+      if case .stepResult(let v)? = _storage._body {return v}
       return Caravan_V1_StepResult()
     }
-    set {body = .stepResult(newValue)}
+    set {_uniqueStorage()._body = .stepResult(newValue)}
   }
 
   /// jobs.proto
   public var jobSubmit: Caravan_V1_JobSubmit {
     get {
-      if case .jobSubmit(let v)? = body {return v}
+      if case .jobSubmit(let v)? = _storage._body {return v}
       return Caravan_V1_JobSubmit()
     }
-    set {body = .jobSubmit(newValue)}
+    set {_uniqueStorage()._body = .jobSubmit(newValue)}
   }
 
   public var jobEvent: Caravan_V1_JobEvent {
     get {
-      if case .jobEvent(let v)? = body {return v}
+      if case .jobEvent(let v)? = _storage._body {return v}
       return Caravan_V1_JobEvent()
     }
-    set {body = .jobEvent(newValue)}
+    set {_uniqueStorage()._body = .jobEvent(newValue)}
   }
 
   public var jobStatusRequest: Caravan_V1_JobStatusRequest {
     get {
-      if case .jobStatusRequest(let v)? = body {return v}
+      if case .jobStatusRequest(let v)? = _storage._body {return v}
       return Caravan_V1_JobStatusRequest()
     }
-    set {body = .jobStatusRequest(newValue)}
+    set {_uniqueStorage()._body = .jobStatusRequest(newValue)}
   }
 
   public var jobStatus: Caravan_V1_JobStatus {
     get {
-      if case .jobStatus(let v)? = body {return v}
+      if case .jobStatus(let v)? = _storage._body {return v}
       return Caravan_V1_JobStatus()
     }
-    set {body = .jobStatus(newValue)}
+    set {_uniqueStorage()._body = .jobStatus(newValue)}
   }
 
   public var jobCancel: Caravan_V1_JobCancel {
     get {
-      if case .jobCancel(let v)? = body {return v}
+      if case .jobCancel(let v)? = _storage._body {return v}
       return Caravan_V1_JobCancel()
     }
-    set {body = .jobCancel(newValue)}
+    set {_uniqueStorage()._body = .jobCancel(newValue)}
   }
 
   public var jobAttach: Caravan_V1_JobAttach {
     get {
-      if case .jobAttach(let v)? = body {return v}
+      if case .jobAttach(let v)? = _storage._body {return v}
       return Caravan_V1_JobAttach()
     }
-    set {body = .jobAttach(newValue)}
+    set {_uniqueStorage()._body = .jobAttach(newValue)}
   }
 
   /// admin.proto
   public var clusterStatusRequest: Caravan_V1_ClusterStatusRequest {
     get {
-      if case .clusterStatusRequest(let v)? = body {return v}
+      if case .clusterStatusRequest(let v)? = _storage._body {return v}
       return Caravan_V1_ClusterStatusRequest()
     }
-    set {body = .clusterStatusRequest(newValue)}
+    set {_uniqueStorage()._body = .clusterStatusRequest(newValue)}
   }
 
   public var clusterStatus: Caravan_V1_ClusterStatus {
     get {
-      if case .clusterStatus(let v)? = body {return v}
+      if case .clusterStatus(let v)? = _storage._body {return v}
       return Caravan_V1_ClusterStatus()
     }
-    set {body = .clusterStatus(newValue)}
+    set {_uniqueStorage()._body = .clusterStatus(newValue)}
   }
 
   public var planPreviewRequest: Caravan_V1_PlanPreviewRequest {
     get {
-      if case .planPreviewRequest(let v)? = body {return v}
+      if case .planPreviewRequest(let v)? = _storage._body {return v}
       return Caravan_V1_PlanPreviewRequest()
     }
-    set {body = .planPreviewRequest(newValue)}
+    set {_uniqueStorage()._body = .planPreviewRequest(newValue)}
   }
 
   public var planPreview: Caravan_V1_PlanPreview {
     get {
-      if case .planPreview(let v)? = body {return v}
+      if case .planPreview(let v)? = _storage._body {return v}
       return Caravan_V1_PlanPreview()
     }
-    set {body = .planPreview(newValue)}
+    set {_uniqueStorage()._body = .planPreview(newValue)}
   }
 
   public var drainRequest: Caravan_V1_DrainRequest {
     get {
-      if case .drainRequest(let v)? = body {return v}
+      if case .drainRequest(let v)? = _storage._body {return v}
       return Caravan_V1_DrainRequest()
     }
-    set {body = .drainRequest(newValue)}
+    set {_uniqueStorage()._body = .drainRequest(newValue)}
   }
 
   public var adminResult: Caravan_V1_AdminResult {
     get {
-      if case .adminResult(let v)? = body {return v}
+      if case .adminResult(let v)? = _storage._body {return v}
       return Caravan_V1_AdminResult()
     }
-    set {body = .adminResult(newValue)}
+    set {_uniqueStorage()._body = .adminResult(newValue)}
   }
 
   /// any request
   public var error: Caravan_V1_ErrorReply {
     get {
-      if case .error(let v)? = body {return v}
+      if case .error(let v)? = _storage._body {return v}
       return Caravan_V1_ErrorReply()
     }
-    set {body = .error(newValue)}
+    set {_uniqueStorage()._body = .error(newValue)}
+  }
+
+  /// model.proto (a chunk is followed by its payload frame)
+  public var modelInfoRequest: Caravan_V1_ModelInfoRequest {
+    get {
+      if case .modelInfoRequest(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelInfoRequest()
+    }
+    set {_uniqueStorage()._body = .modelInfoRequest(newValue)}
+  }
+
+  public var modelInfo: Caravan_V1_ModelInfo {
+    get {
+      if case .modelInfo(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelInfo()
+    }
+    set {_uniqueStorage()._body = .modelInfo(newValue)}
+  }
+
+  public var modelChunkRequest: Caravan_V1_ModelChunkRequest {
+    get {
+      if case .modelChunkRequest(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelChunkRequest()
+    }
+    set {_uniqueStorage()._body = .modelChunkRequest(newValue)}
+  }
+
+  public var modelChunk: Caravan_V1_ModelChunk {
+    get {
+      if case .modelChunk(let v)? = _storage._body {return v}
+      return Caravan_V1_ModelChunk()
+    }
+    set {_uniqueStorage()._body = .modelChunk(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -280,10 +322,17 @@ public nonisolated struct Caravan_V1_Envelope: Sendable {
     case adminResult(Caravan_V1_AdminResult)
     /// any request
     case error(Caravan_V1_ErrorReply)
+    /// model.proto (a chunk is followed by its payload frame)
+    case modelInfoRequest(Caravan_V1_ModelInfoRequest)
+    case modelInfo(Caravan_V1_ModelInfo)
+    case modelChunkRequest(Caravan_V1_ModelChunkRequest)
+    case modelChunk(Caravan_V1_ModelChunk)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -327,433 +376,541 @@ nonisolated extension Caravan_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0\u{4}\u{a}model_info_request\0\u{3}model_info\0\u{3}model_chunk_request\0\u{3}model_chunk\0")
+
+  fileprivate class _StorageClass {
+    var _protocolVersion: UInt32 = 0
+    var _requestID: UInt64 = 0
+    var _body: Caravan_V1_Envelope.OneOf_Body?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _protocolVersion = source._protocolVersion
+      _requestID = source._requestID
+      _body = source._body
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
-      case 10: try {
-        var v: Caravan_V1_Hello?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .hello(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._protocolVersion) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._requestID) }()
+        case 10: try {
+          var v: Caravan_V1_Hello?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .hello(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .hello(v)
+          }
+        }()
+        case 11: try {
+          var v: Caravan_V1_Register?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .register(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .register(v)
+          }
+        }()
+        case 12: try {
+          var v: Caravan_V1_RegisterAck?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .registerAck(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .registerAck(v)
+          }
+        }()
+        case 13: try {
+          var v: Caravan_V1_Heartbeat?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .heartbeat(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .heartbeat(v)
+          }
+        }()
+        case 14: try {
+          var v: Caravan_V1_StageAssignment?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .stageAssignment(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .stageAssignment(v)
+          }
+        }()
+        case 15: try {
+          var v: Caravan_V1_AssignmentReady?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .assignmentReady(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .assignmentReady(v)
+          }
+        }()
+        case 16: try {
+          var v: Caravan_V1_Drain?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .drain(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .drain(v)
+          }
+        }()
+        case 17: try {
+          var v: Caravan_V1_ReleaseSequences?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .releaseSequences(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .releaseSequences(v)
+          }
+        }()
+        case 20: try {
+          var v: Caravan_V1_ActivationHeader?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .activation(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .activation(v)
+          }
+        }()
+        case 21: try {
+          var v: Caravan_V1_StepResult?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .stepResult(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .stepResult(v)
+          }
+        }()
+        case 30: try {
+          var v: Caravan_V1_JobSubmit?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .jobSubmit(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .jobSubmit(v)
+          }
+        }()
+        case 31: try {
+          var v: Caravan_V1_JobEvent?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .jobEvent(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .jobEvent(v)
+          }
+        }()
+        case 32: try {
+          var v: Caravan_V1_JobStatusRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .jobStatusRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .jobStatusRequest(v)
+          }
+        }()
+        case 33: try {
+          var v: Caravan_V1_JobStatus?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .jobStatus(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .jobStatus(v)
+          }
+        }()
+        case 34: try {
+          var v: Caravan_V1_JobCancel?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .jobCancel(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .jobCancel(v)
+          }
+        }()
+        case 35: try {
+          var v: Caravan_V1_JobAttach?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .jobAttach(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .jobAttach(v)
+          }
+        }()
+        case 40: try {
+          var v: Caravan_V1_ClusterStatusRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .clusterStatusRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .clusterStatusRequest(v)
+          }
+        }()
+        case 41: try {
+          var v: Caravan_V1_ClusterStatus?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .clusterStatus(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .clusterStatus(v)
+          }
+        }()
+        case 42: try {
+          var v: Caravan_V1_PlanPreviewRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .planPreviewRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .planPreviewRequest(v)
+          }
+        }()
+        case 43: try {
+          var v: Caravan_V1_PlanPreview?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .planPreview(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .planPreview(v)
+          }
+        }()
+        case 44: try {
+          var v: Caravan_V1_DrainRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .drainRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .drainRequest(v)
+          }
+        }()
+        case 45: try {
+          var v: Caravan_V1_AdminResult?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .adminResult(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .adminResult(v)
+          }
+        }()
+        case 50: try {
+          var v: Caravan_V1_ErrorReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .error(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .error(v)
+          }
+        }()
+        case 60: try {
+          var v: Caravan_V1_ModelInfoRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelInfoRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelInfoRequest(v)
+          }
+        }()
+        case 61: try {
+          var v: Caravan_V1_ModelInfo?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelInfo(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelInfo(v)
+          }
+        }()
+        case 62: try {
+          var v: Caravan_V1_ModelChunkRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelChunkRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelChunkRequest(v)
+          }
+        }()
+        case 63: try {
+          var v: Caravan_V1_ModelChunk?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .modelChunk(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .modelChunk(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .hello(v)
-        }
-      }()
-      case 11: try {
-        var v: Caravan_V1_Register?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .register(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .register(v)
-        }
-      }()
-      case 12: try {
-        var v: Caravan_V1_RegisterAck?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .registerAck(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .registerAck(v)
-        }
-      }()
-      case 13: try {
-        var v: Caravan_V1_Heartbeat?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .heartbeat(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .heartbeat(v)
-        }
-      }()
-      case 14: try {
-        var v: Caravan_V1_StageAssignment?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .stageAssignment(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .stageAssignment(v)
-        }
-      }()
-      case 15: try {
-        var v: Caravan_V1_AssignmentReady?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .assignmentReady(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .assignmentReady(v)
-        }
-      }()
-      case 16: try {
-        var v: Caravan_V1_Drain?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .drain(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .drain(v)
-        }
-      }()
-      case 17: try {
-        var v: Caravan_V1_ReleaseSequences?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .releaseSequences(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .releaseSequences(v)
-        }
-      }()
-      case 20: try {
-        var v: Caravan_V1_ActivationHeader?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .activation(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .activation(v)
-        }
-      }()
-      case 21: try {
-        var v: Caravan_V1_StepResult?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .stepResult(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .stepResult(v)
-        }
-      }()
-      case 30: try {
-        var v: Caravan_V1_JobSubmit?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .jobSubmit(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .jobSubmit(v)
-        }
-      }()
-      case 31: try {
-        var v: Caravan_V1_JobEvent?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .jobEvent(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .jobEvent(v)
-        }
-      }()
-      case 32: try {
-        var v: Caravan_V1_JobStatusRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .jobStatusRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .jobStatusRequest(v)
-        }
-      }()
-      case 33: try {
-        var v: Caravan_V1_JobStatus?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .jobStatus(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .jobStatus(v)
-        }
-      }()
-      case 34: try {
-        var v: Caravan_V1_JobCancel?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .jobCancel(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .jobCancel(v)
-        }
-      }()
-      case 35: try {
-        var v: Caravan_V1_JobAttach?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .jobAttach(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .jobAttach(v)
-        }
-      }()
-      case 40: try {
-        var v: Caravan_V1_ClusterStatusRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .clusterStatusRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .clusterStatusRequest(v)
-        }
-      }()
-      case 41: try {
-        var v: Caravan_V1_ClusterStatus?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .clusterStatus(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .clusterStatus(v)
-        }
-      }()
-      case 42: try {
-        var v: Caravan_V1_PlanPreviewRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .planPreviewRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .planPreviewRequest(v)
-        }
-      }()
-      case 43: try {
-        var v: Caravan_V1_PlanPreview?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .planPreview(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .planPreview(v)
-        }
-      }()
-      case 44: try {
-        var v: Caravan_V1_DrainRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .drainRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .drainRequest(v)
-        }
-      }()
-      case 45: try {
-        var v: Caravan_V1_AdminResult?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .adminResult(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .adminResult(v)
-        }
-      }()
-      case 50: try {
-        var v: Caravan_V1_ErrorReply?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .error(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .error(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.protocolVersion != 0 {
-      try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 1)
-    }
-    if self.requestID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 2)
-    }
-    switch self.body {
-    case .hello?: try {
-      guard case .hello(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .register?: try {
-      guard case .register(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .registerAck?: try {
-      guard case .registerAck(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .heartbeat?: try {
-      guard case .heartbeat(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .stageAssignment?: try {
-      guard case .stageAssignment(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-    }()
-    case .assignmentReady?: try {
-      guard case .assignmentReady(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
-    }()
-    case .drain?: try {
-      guard case .drain(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
-    }()
-    case .releaseSequences?: try {
-      guard case .releaseSequences(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
-    }()
-    case .activation?: try {
-      guard case .activation(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .stepResult?: try {
-      guard case .stepResult(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    }()
-    case .jobSubmit?: try {
-      guard case .jobSubmit(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
-    }()
-    case .jobEvent?: try {
-      guard case .jobEvent(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
-    }()
-    case .jobStatusRequest?: try {
-      guard case .jobStatusRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
-    }()
-    case .jobStatus?: try {
-      guard case .jobStatus(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
-    }()
-    case .jobCancel?: try {
-      guard case .jobCancel(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
-    }()
-    case .jobAttach?: try {
-      guard case .jobAttach(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
-    }()
-    case .clusterStatusRequest?: try {
-      guard case .clusterStatusRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
-    }()
-    case .clusterStatus?: try {
-      guard case .clusterStatus(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
-    }()
-    case .planPreviewRequest?: try {
-      guard case .planPreviewRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
-    }()
-    case .planPreview?: try {
-      guard case .planPreview(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
-    }()
-    case .drainRequest?: try {
-      guard case .drainRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
-    }()
-    case .adminResult?: try {
-      guard case .adminResult(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 45)
-    }()
-    case .error?: try {
-      guard case .error(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._protocolVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._protocolVersion, fieldNumber: 1)
+      }
+      if _storage._requestID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._requestID, fieldNumber: 2)
+      }
+      switch _storage._body {
+      case .hello?: try {
+        guard case .hello(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      }()
+      case .register?: try {
+        guard case .register(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .registerAck?: try {
+        guard case .registerAck(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .heartbeat?: try {
+        guard case .heartbeat(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .stageAssignment?: try {
+        guard case .stageAssignment(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      }()
+      case .assignmentReady?: try {
+        guard case .assignmentReady(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      }()
+      case .drain?: try {
+        guard case .drain(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      }()
+      case .releaseSequences?: try {
+        guard case .releaseSequences(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      case .activation?: try {
+        guard case .activation(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .stepResult?: try {
+        guard case .stepResult(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .jobSubmit?: try {
+        guard case .jobSubmit(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .jobEvent?: try {
+        guard case .jobEvent(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .jobStatusRequest?: try {
+        guard case .jobStatusRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      case .jobStatus?: try {
+        guard case .jobStatus(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+      }()
+      case .jobCancel?: try {
+        guard case .jobCancel(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+      }()
+      case .jobAttach?: try {
+        guard case .jobAttach(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+      }()
+      case .clusterStatusRequest?: try {
+        guard case .clusterStatusRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+      }()
+      case .clusterStatus?: try {
+        guard case .clusterStatus(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case .planPreviewRequest?: try {
+        guard case .planPreviewRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+      }()
+      case .planPreview?: try {
+        guard case .planPreview(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
+      }()
+      case .drainRequest?: try {
+        guard case .drainRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
+      }()
+      case .adminResult?: try {
+        guard case .adminResult(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 45)
+      }()
+      case .error?: try {
+        guard case .error(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+      }()
+      case .modelInfoRequest?: try {
+        guard case .modelInfoRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+      }()
+      case .modelInfo?: try {
+        guard case .modelInfo(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 61)
+      }()
+      case .modelChunkRequest?: try {
+        guard case .modelChunkRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 62)
+      }()
+      case .modelChunk?: try {
+        guard case .modelChunk(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 63)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Caravan_V1_Envelope, rhs: Caravan_V1_Envelope) -> Bool {
-    if lhs.protocolVersion != rhs.protocolVersion {return false}
-    if lhs.requestID != rhs.requestID {return false}
-    if lhs.body != rhs.body {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._protocolVersion != rhs_storage._protocolVersion {return false}
+        if _storage._requestID != rhs_storage._requestID {return false}
+        if _storage._body != rhs_storage._body {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

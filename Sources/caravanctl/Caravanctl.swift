@@ -8,8 +8,8 @@ import Foundation
 @main
 struct Caravanctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "caravanctl", abstract: "Submit jobs to a Caravan cluster.",
-        subcommands: [Generate.self, Status.self, Drain.self, Attach.self])
+        commandName: "caravanctl", abstract: "Operate a Caravan cluster: status, plan previews, drain, keys, jobs.",
+        subcommands: [Status.self, Plan.self, Drain.self, Keygen.self, Generate.self, Attach.self])
 }
 
 /// Where the coordinator is.
@@ -26,14 +26,11 @@ struct Connection: ParsableArguments {
     @Flag(help: "Plain TCP (for a coordinator started with --insecure).")
     var insecure = false
 
-    func validate() throws {
+    func client() throws -> CaravanClient {
         guard insecure || coordinatorKey?.count == 40 else {
             throw ValidationError("give --coordinator-key (40 characters), or --insecure")
         }
-    }
-
-    func client() throws -> CaravanClient {
-        try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey,
+        return try CaravanClient(endpoint: clients, serverKey: insecure ? nil : coordinatorKey,
                           keys: try keyFile.map { try ClusterSecurity.keyPair(file: $0) })
     }
 }
@@ -87,71 +84,6 @@ struct Generate: AsyncParsableCommand {
         if let seed { job.sampling.seed = seed }
         var failure: String?
         try await connection.client().run(job) { update in
-            switch update {
-            case .accepted: break
-            case .token(_, let text): FileHandle.standardOutput.write(Data(text.utf8))
-            case .finished(let reason, let text, let n):
-                FileHandle.standardOutput.write(Data((text + "\n").utf8))
-                FileHandle.standardError.write(Data("[\(n) tokens, \(reason)]\n".utf8))
-            case .failed(let code, let message): failure = "\(code): \(message)"
-            }
-        }
-        if let failure { throw ValidationError("the job failed: \(failure)") }
-    }
-}
-
-struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a job's status.")
-
-    @OptionGroup var connection: Connection
-
-    @Argument(help: "The job id (job-N).")
-    var jobID: String
-
-    func run() async throws {
-        let s = try await connection.client().status(jobID: jobID)
-        print("\(s.jobID): \(s.state) prompt=\(s.promptTokens) completion=\(s.completionTokens) epoch=\(s.planEpoch)"
-            + (s.hasError ? " error=\(s.error.message)" : ""))
-    }
-}
-
-
-/// `caravanctl drain WORKER`: move a worker's layers to the others, then let it exit.
-struct Drain: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Drain a worker: the coordinator re-plans without it (running jobs move and continue), then the worker exits.")
-
-    @OptionGroup var connection: Connection
-
-    @Argument(help: "The worker id (as in `caravanctl status`).")
-    var workerID: String
-
-    @Option(help: "Why (for the coordinator's log).")
-    var reason = "operator request"
-
-    func run() async throws {
-        let (ok, message) = try await connection.client().drain(workerID: workerID, reason: reason)
-        print(message)
-        if !ok { throw ExitCode.failure }
-    }
-}
-
-/// `caravanctl attach JOB`: receive the rest of a job's stream (after a client or coordinator restart).
-struct Attach: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Re-attach to a job by id and stream the rest of its output.")
-
-    @OptionGroup var connection: Connection
-
-    @Argument(help: "The job id (job-N).")
-    var jobID: String
-
-    @Option(name: .customLong("received-tokens"), help: "Tokens already received (they are not sent again).")
-    var receivedTokens = 0
-
-    func run() async throws {
-        var failure: String?
-        try await connection.client().attach(jobID: jobID, receivedTokens: receivedTokens) { update in
             switch update {
             case .accepted: break
             case .token(_, let text): FileHandle.standardOutput.write(Data(text.utf8))

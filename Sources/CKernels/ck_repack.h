@@ -1,0 +1,59 @@
+/* Row-interleaved ("R8") weight layouts made at load time, and their matmul kernels.
+
+   A matrix of `rows` rows is cut into groups of 8 consecutive rows (the last group padded with
+   zero rows). Group g, block i (32 elements of each of the 8 rows) is stored at
+   (g * nblk + i) * RBLOCK bytes, where nblk = k / 32:
+     - scales: the 8 rows' d (IEEE halves, row order); Q4_1 then the 8 rows' m;
+     - quants, cut in 4-byte chunks so that one 32-byte vector holds one chunk of all 8 rows
+       (byte r * 4 + b of a vector belongs to row r):
+       Q4_0 / Q4_1: 4 vectors; vector h byte r*4+b = the file's qs[4h + b] of row r, so its low
+         nibbles are elements 4h..4h+3 and its high nibbles elements 16+4h..16+4h+3;
+       Q8_0: 8 vectors; vector c byte r*4+b = element 4c + b of row r.
+   Kernels compute the 8 rows of a group against one activation block at once: each 4-byte chunk
+   of the activation is broadcast to the 8 rows, integer products are summed per row in integer
+   arithmetic (exact), and:
+   - Q4_0, Q8_0: each row keeps one float accumulator over blocks,
+       acc_r = fma(d_r * d_y, (float)isum_r, acc_r)        (Q4_0: isum = sum(q*y) - 8*sum(y))
+     This order differs from ggml's vec_dot (8 lanes across blocks, then a horizontal sum), so
+     results are close to ck_matmul's, not bit-identical.
+   - Q4_1: ggml's order exactly (8 accumulators, one per 4-element chunk, summed as ggml's
+     hsum_float_8, plus the min term fma(m, s_y, .)), so equal to ck_matmul's AVX2 bits: the
+     default model's golden tests compare greedy tokens with llama.cpp, which does not repack Q4_1.
+   Every path (scalar, AVX2, any grouping or row split) gives the same bits for the same output. */
+#ifndef CK_REPACK_H
+#define CK_REPACK_H
+
+#include "ck_internal.h"
+
+#define CK_R8 8  /* rows per group */
+
+/* bytes of one (group, block) */
+static inline int64_t ck_r8_block_bytes(int wtype) {
+  switch (wtype) {
+    case CK_TYPE_Q4_0: return 16 + 128;
+    case CK_TYPE_Q4_1: return 32 + 128;
+    case CK_TYPE_Q8_0: return 16 + 256;
+    default: return 0;
+  }
+}
+
+/* Repacked matmul kernel: groups covering rows [r0, r1); arguments validated. */
+typedef void (*ck_mm_r8_fn)(const void *w, const void *x, size_t xrow, int64_t nblk,
+                            int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
+
+void ck_fill_r8_scalar(ck_mm_r8_fn *tab);   /* indexed by weight type, 31 entries */
+void ck_fill_r8_avx2(ck_mm_r8_fn *tab);     /* no-op when not built for x86-64 */
+
+/* Stores the 8 results of a group (lane r = row g*8 + r) that fall into [r0, r1). */
+static inline void ck_r8_store(const float *v, int64_t g, int64_t r0, int64_t r1, float *out) {
+  const int64_t base = g * CK_R8;
+  if (base >= r0 && base + CK_R8 <= r1) {
+    memcpy(out + base, v, CK_R8 * sizeof(float));
+    return;
+  }
+  for (int r = 0; r < CK_R8; r++) {
+    if (base + r >= r0 && base + r < r1) out[base + r] = v[r];
+  }
+}
+
+#endif /* CK_REPACK_H */

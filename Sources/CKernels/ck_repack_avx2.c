@@ -1,0 +1,220 @@
+/* AVX2 kernels of the row-interleaved R8 layouts (see ck_repack.h for the layout and the
+   arithmetic, which the portable kernels in ck_repack.c follow operation for operation).
+   A tile is one group of 8 rows x up to 4 activations: 8 rows in the lanes of one float
+   accumulator per activation, so no horizontal sums. Prefill tiles rows in blocks of 8 groups
+   (64 rows, L2-resident) while the activations stream past in fours. */
+#include "ck_avx2.h"
+#include "ck_repack.h"
+
+#if defined(__x86_64__)
+
+#define R8_ACTS 4       /* activations per tile */
+#define R8_ROW_BLOCK 8  /* groups per row block in prefill */
+
+CK_AVX2_INLINE __m256i r8_bcast(const int8_t *p) {
+  int32_t v; memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+/* 8 * sum of a Q8_0 block's quants */
+CK_AVX2_INLINE int32_t r8_sum8(const int8_t *qs) {
+  const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+  const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+  return 8 * ck_hsum_epi32(s);
+}
+
+CK_AVX2_INLINE void r8_out(__m256 v, int64_t g, int64_t r0, int64_t r1, float *out) {
+  const int64_t base = g * CK_R8;
+  if (base >= r0 && base + CK_R8 <= r1) {
+    _mm256_storeu_ps(out + base, v);
+  } else {
+    float t[CK_R8];
+    _mm256_storeu_ps(t, v);
+    ck_r8_store(t, g, r0, r1, out);
+  }
+}
+
+/* ---- Q4_0 x Q8_0 ---- */
+
+/* one group (gw: its first block) x A activations; sums8[a * nblk + i] = 8 * sum(y_a block i) */
+CK_AVX2_INLINE void r8_q4_0_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
+                                 const int32_t *sums8, __m256 *res) {
+  __m256 acc[R8_ACTS];
+  for (int a = 0; a < R8_ACTS; a++) acc[a] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < nblk; i++) {
+    const uint8_t *o = gw + i * 144;
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+    __m256i t[R8_ACTS];
+    for (int a = 0; a < A; a++) t[a] = _mm256_setzero_si256();
+    for (int h = 0; h < 4; h++) {
+      const __m256i R = _mm256_loadu_si256((const __m256i *)(o + 16 + 32 * h));
+      const __m256i lo = _mm256_and_si256(R, m4), hi = _mm256_and_si256(_mm256_srli_epi16(R, 4), m4);
+      for (int a = 0; a < A; a++) {
+        const int8_t *q = ((const ck_block_q8_0 *)(x + a * xrow) + i)->qs;
+        t[a] = _mm256_add_epi16(t[a], _mm256_maddubs_epi16(lo, r8_bcast(q + 4 * h)));
+        t[a] = _mm256_add_epi16(t[a], _mm256_maddubs_epi16(hi, r8_bcast(q + 16 + 4 * h)));
+      }
+    }
+    for (int a = 0; a < A; a++) {
+      const ck_block_q8_0 *y = (const ck_block_q8_0 *)(x + a * xrow) + i;
+      const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(t[a], ones), _mm256_set1_epi32(sums8[a * nblk + i]));
+      const __m256 scale = _mm256_mul_ps(d8, _mm256_set1_ps(ck_h2f_avx2(y->d)));
+      acc[a] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[a]);
+    }
+  }
+  for (int a = 0; a < A; a++) res[a] = acc[a];
+}
+
+CK_AVX2_INLINE void r8_q4_0_tile_n(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
+                                   const int32_t *sums8, __m256 *res) {
+  switch (A) {
+    case 4: r8_q4_0_tile(gw, x, xrow, nblk, 4, sums8, res); break;
+    case 3: r8_q4_0_tile(gw, x, xrow, nblk, 3, sums8, res); break;
+    case 2: r8_q4_0_tile(gw, x, xrow, nblk, 2, sums8, res); break;
+    default: r8_q4_0_tile(gw, x, xrow, nblk, 1, sums8, res); break;
+  }
+}
+
+CK_AVX2 static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_t nblk,
+                               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
+  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 144;
+  int32_t sums8[R8_ACTS * nblk];
+  if (nb <= R8_ACTS) {  /* decode, small batches: activation sums once, all groups */
+    const int A = (int)nb;
+    for (int a = 0; a < A; a++)
+      for (int64_t i = 0; i < nblk; i++) sums8[a * nblk + i] = r8_sum8(((const ck_block_q8_0 *)(X + a * xrow) + i)->qs);
+    for (int64_t g = g0; g < g1; g++) {
+      __m256 res[R8_ACTS];
+      r8_q4_0_tile_n(W + g * gstride, X, xrow, nblk, A, sums8, res);
+      for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + a * ostride);
+    }
+    return;
+  }
+  for (int64_t gb = g0; gb < g1; gb += R8_ROW_BLOCK) {
+    const int64_t ge = gb + R8_ROW_BLOCK < g1 ? gb + R8_ROW_BLOCK : g1;
+    for (int64_t a0 = 0; a0 < nb; a0 += R8_ACTS) {
+      const int A = nb - a0 < R8_ACTS ? (int)(nb - a0) : R8_ACTS;
+      const uint8_t *xa = X + a0 * xrow;
+      for (int a = 0; a < A; a++)
+        for (int64_t i = 0; i < nblk; i++) sums8[a * nblk + i] = r8_sum8(((const ck_block_q8_0 *)(xa + a * xrow) + i)->qs);
+      for (int64_t g = gb; g < ge; g++) {
+        __m256 res[R8_ACTS];
+        r8_q4_0_tile_n(W + g * gstride, xa, xrow, nblk, A, sums8, res);
+        for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
+      }
+    }
+  }
+}
+
+/* ---- Q4_1 x Q8_1: ggml's exact order ----
+   Lane c of ggml's 8-lane accumulator holds chunk c of a row (elements 4c..4c+3); here chunk c
+   of the 8 rows is one vector, so accumulator c (lanes = rows) is ggml's lane c of each row, and
+   the final sum adds accumulators in hsum_float_8's order: results equal ck_matmul's bits. */
+CK_AVX2_INLINE __m256 r8_q4_1_one(const uint8_t *gw, const uint8_t *xa, int64_t nblk) {
+  __m256 acc[8];
+  for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+  __m256 macc = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < nblk; i++) {
+    const uint8_t *o = gw + i * 160;
+    const ck_block_q8_1 *y = (const ck_block_q8_1 *)xa + i;
+    const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o)),
+                                       _mm256_set1_ps(ck_h2f_avx2(y->d)));
+    const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16)));
+    for (int h = 0; h < 4; h++) {
+      const __m256i R = _mm256_loadu_si256((const __m256i *)(o + 32 + 32 * h));
+      const __m256i lo = _mm256_and_si256(R, m4), hi = _mm256_and_si256(_mm256_srli_epi16(R, 4), m4);
+      const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, r8_bcast(y->qs + 4 * h)), ones);
+      const __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, r8_bcast(y->qs + 16 + 4 * h)), ones);
+      acc[h] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(pl), acc[h]);
+      acc[h + 4] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(ph), acc[h + 4]);
+    }
+    macc = _mm256_fmadd_ps(m8, _mm256_set1_ps(ck_h2f_avx2(y->s)), macc);
+  }
+  const __m256 r = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
+                                 _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
+  return _mm256_add_ps(r, macc);
+}
+
+CK_AVX2 static void mm_r8_q4_1(const void *w, const void *x, size_t xrow, int64_t nblk,
+                               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
+  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 160;
+  for (int64_t gb = g0; gb < g1; gb += R8_ROW_BLOCK) {
+    const int64_t ge = gb + R8_ROW_BLOCK < g1 ? gb + R8_ROW_BLOCK : g1;
+    for (int64_t b = 0; b < nb; b++) {
+      for (int64_t g = gb; g < ge; g++)
+        r8_out(r8_q4_1_one(W + g * gstride, X + b * xrow, nblk), g, r0, r1, out + b * ostride);
+    }
+  }
+}
+
+/* ---- Q8_0 x Q8_0 ---- */
+
+/* |w| x sign(y, w) keeps maddubs exact (|w| <= 128, |y| <= 127); int32 sums per chunk */
+CK_AVX2_INLINE void r8_q8_0_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
+                                 __m256 *res) {
+  __m256 acc[R8_ACTS];
+  for (int a = 0; a < R8_ACTS; a++) acc[a] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < nblk; i++) {
+    const uint8_t *o = gw + i * 272;
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+    __m256i s[R8_ACTS];
+    for (int a = 0; a < A; a++) s[a] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c++) {
+      const __m256i R = _mm256_loadu_si256((const __m256i *)(o + 16 + 32 * c));
+      const __m256i aw = _mm256_sign_epi8(R, R);
+      for (int a = 0; a < A; a++) {
+        const int8_t *q = ((const ck_block_q8_0 *)(x + a * xrow) + i)->qs;
+        const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(r8_bcast(q + 4 * c), R));
+        s[a] = _mm256_add_epi32(s[a], _mm256_madd_epi16(p, ones));
+      }
+    }
+    for (int a = 0; a < A; a++) {
+      const ck_block_q8_0 *y = (const ck_block_q8_0 *)(x + a * xrow) + i;
+      const __m256 scale = _mm256_mul_ps(d8, _mm256_set1_ps(ck_h2f_avx2(y->d)));
+      acc[a] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s[a]), acc[a]);
+    }
+  }
+  for (int a = 0; a < A; a++) res[a] = acc[a];
+}
+
+/* Drivers for the kernels without activation sums. */
+#define R8_DRIVER(NAME, TILE, RB)                                                                \
+  CK_AVX2 static void NAME(const void *w, const void *x, size_t xrow, int64_t nblk,               \
+                           int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {    \
+    const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;                              \
+    const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * (RB);         \
+    for (int64_t gb = g0; gb < g1; gb += R8_ROW_BLOCK) {                                         \
+      const int64_t ge = gb + R8_ROW_BLOCK < g1 ? gb + R8_ROW_BLOCK : g1;                        \
+      for (int64_t a0 = 0; a0 < nb; a0 += R8_ACTS) {                                             \
+        const int A = nb - a0 < R8_ACTS ? (int)(nb - a0) : R8_ACTS;                              \
+        const uint8_t *xa = X + a0 * xrow;                                                       \
+        for (int64_t g = gb; g < ge; g++) {                                                      \
+          __m256 res[R8_ACTS];                                                                   \
+          switch (A) {                                                                           \
+            case 4: TILE(W + g * gstride, xa, xrow, nblk, 4, res); break;                        \
+            case 3: TILE(W + g * gstride, xa, xrow, nblk, 3, res); break;                        \
+            case 2: TILE(W + g * gstride, xa, xrow, nblk, 2, res); break;                        \
+            default: TILE(W + g * gstride, xa, xrow, nblk, 1, res); break;                       \
+          }                                                                                      \
+          for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + (a0 + a) * ostride);       \
+        }                                                                                        \
+      }                                                                                          \
+    }                                                                                            \
+  }
+
+R8_DRIVER(mm_r8_q8_0, r8_q8_0_tile, 272)
+
+void ck_fill_r8_avx2(ck_mm_r8_fn *tab) {
+  tab[CK_TYPE_Q4_0] = mm_r8_q4_0;
+  tab[CK_TYPE_Q4_1] = mm_r8_q4_1;
+  tab[CK_TYPE_Q8_0] = mm_r8_q8_0;
+}
+
+#else
+void ck_fill_r8_avx2(ck_mm_r8_fn *tab) { (void)tab; }
+#endif

@@ -1,0 +1,149 @@
+import CaravanWire
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why pulling layers from the coordinator (or caching them) failed.
+public struct LayerFetchError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong.
+    public let description: String
+    /// An error saying `description`.
+    public init(_ description: String) { self.description = description }
+}
+
+/// A worker's on-disk copy of the parts of a model file it pulled: `<directory>/<sha256>.gguf`, a
+/// sparse file of the model's full size holding the pulled blocks at their offsets (so the normal
+/// GGUF loader maps it), and `<sha256>.blocks.json`, the blocks written and verified so far with
+/// the CRC-32C of each. The manifest is replaced atomically after the data is synced, so after a
+/// crash it lists only blocks that are on disk; blocks are checked against their CRC again before
+/// they are reused.
+///
+/// Not thread-safe: one fetch uses it at a time.
+public final class LayerCache {
+    private struct Manifest: Codable {
+        var sha256: String
+        var size: UInt64
+        var blockSize: UInt64
+        /// Block index (decimal) -> CRC-32C of its bytes.
+        var blocks: [String: UInt32]
+    }
+
+    /// The sparse model file.
+    public let path: String
+    private let manifestPath: String
+    private let fd: Int32
+    private var manifest: Manifest
+    private var dirty = false
+    /// Blocks recorded as verified.
+    public var recordedBlocks: Int { manifest.blocks.count }
+
+    /// The default cache directory: `$XDG_CACHE_HOME/caravan/layers` or `~/.cache/caravan/layers`.
+    public static var defaultDirectory: String {
+        if let xdg = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/caravan/layers" }
+        return NSHomeDirectory() + "/.cache/caravan/layers"
+    }
+
+    /// Opens (or creates) the cache of the model `sha256` of `size` bytes in `directory`, cut into
+    /// `blockSize`-byte blocks. A manifest for another size or block size is discarded.
+    public init(directory: String, sha256: String, size: UInt64, blockSize: UInt64) throws(LayerFetchError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw LayerFetchError("cannot create the layer cache directory \(directory): \(error)")
+        }
+        path = directory + "/" + sha256 + ".gguf"
+        manifestPath = directory + "/" + sha256 + ".blocks.json"
+        let fresh = Manifest(sha256: sha256, size: size, blockSize: blockSize, blocks: [:])
+        var loaded = fresh
+        if let data = FileManager.default.contents(atPath: manifestPath),
+           let m = try? JSONDecoder().decode(Manifest.self, from: data),
+           m.sha256 == sha256, m.size == size, m.blockSize == blockSize {
+            loaded = m
+        }
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LayerFetchError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            close(fd)
+            throw LayerFetchError("cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        if UInt64(st.st_size) != size {
+            loaded = fresh  // another size: whatever it held is not this model's layout
+            guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else {
+                close(fd)
+                throw LayerFetchError("cannot size \(path) to \(size) bytes: \(String(cString: strerror(errno)))")
+            }
+        }
+        self.fd = fd
+        self.manifest = loaded
+    }
+
+    deinit { close(fd) }
+
+    /// Splits `blocks` into those on disk with a matching CRC-32C and those to fetch. A block
+    /// whose bytes no longer match is dropped from the manifest.
+    public func check(_ blocks: [Int]) -> (cached: [Int], missing: [Int]) {
+        var cached: [Int] = []
+        var missing: [Int] = []
+        var buffer = [UInt8](repeating: 0, count: Int(manifest.blockSize))
+        for b in blocks {
+            guard let expected = manifest.blocks[String(b)] else {
+                missing.append(b)
+                continue
+            }
+            let range = StageByteRanges.blockBytes(b, blockSize: manifest.blockSize, fileSize: manifest.size)
+            let ok = buffer.withUnsafeMutableBytes { raw -> Bool in
+                let want = range.count
+                var done = 0
+                while done < want {
+                    let n = pread(fd, raw.baseAddress! + done, want - done, off_t(range.lowerBound) + off_t(done))
+                    if n <= 0 { return false }
+                    done += n
+                }
+                return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<want])) == expected
+            }
+            if ok {
+                cached.append(b)
+            } else {
+                manifest.blocks[String(b)] = nil
+                dirty = true
+                missing.append(b)
+            }
+        }
+        return (cached, missing)
+    }
+
+    /// Writes the bytes of block `index` at its offset and records their CRC-32C (persisted by
+    /// the next ``commit()``).
+    public func write(block index: Int, bytes: UnsafeRawBufferPointer) throws(LayerFetchError) {
+        let range = StageByteRanges.blockBytes(index, blockSize: manifest.blockSize, fileSize: manifest.size)
+        guard bytes.count == range.count, let base = bytes.baseAddress else {
+            throw LayerFetchError("block \(index) has \(bytes.count) bytes, expected \(range.count)")
+        }
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, base + done, bytes.count - done, off_t(range.lowerBound) + off_t(done))
+            guard n > 0 else { throw LayerFetchError("cannot write \(path): \(String(cString: strerror(errno)))") }
+            done += n
+        }
+        manifest.blocks[String(index)] = CRC32C.checksum(bytes)
+        dirty = true
+    }
+
+    /// Syncs the data, then replaces the manifest (atomically) when it changed.
+    public func commit() throws(LayerFetchError) {
+        guard dirty else { return }
+        guard fsync(fd) == 0 else { throw LayerFetchError("cannot sync \(path): \(String(cString: strerror(errno)))") }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(manifest).write(to: URL(fileURLWithPath: manifestPath), options: .atomic)
+        } catch {
+            throw LayerFetchError("cannot write \(manifestPath): \(error)")
+        }
+        dirty = false
+    }
+}

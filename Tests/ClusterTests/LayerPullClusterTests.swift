@@ -1,0 +1,90 @@
+import CaravanWire
+import Foundation
+import TestSupport
+import XCTest
+import ZeroMQ
+
+/// Workers without the model file pull their layers from the coordinator (real processes, CURVE):
+/// the cluster's greedy output equals the single-node engine's, and a second start reuses the
+/// cached blocks instead of downloading them again.
+final class LayerPullClusterTests: XCTestCase {
+    private static func greedy(_ n: Int) -> Caravan_V1_SamplingParameters {
+        var s = Caravan_V1_SamplingParameters()
+        s.temperature = 0
+        s.maxTokens = UInt32(n)
+        return s
+    }
+
+    private func pulled(_ cluster: ClusterProcesses, worker i: Int) throws -> (downloaded: Int, reused: Int) {
+        let log = "worker-\(i).log"
+        if let line = cluster.log(log).split(separator: "\n").first(where: { $0.contains("layers pulled") }) { print("worker \(i): \(line)") }
+        let downloaded = try cluster.waitForLog(log, "downloaded_bytes=([0-9]+)", timeout: .seconds(5))
+        let reused = try cluster.waitForLog(log, "reused_bytes=([0-9]+)", timeout: .seconds(5))
+        return (Int(downloaded) ?? -1, Int(reused) ?? -1)
+    }
+
+    func testWorkersWithoutTheModelPullTheirLayersAndReuseTheCache() async throws {
+        let model = try TestModel.requirePath()
+        let caches = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-layer-caches-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: caches) }
+        let context = try Context()
+        let reference = try EngineReference.load()
+
+        // Worker 0 holds the file (first stage); workers 1 (middle) and 2 (last, output tied to the
+        // embedding) have none and pull their layers.
+        func startCluster() throws -> ClusterProcesses {
+            let c = try ClusterProcesses()
+            do {
+                try c.start(workers: 3, model: model, extraCoordinatorArguments: ["--activation-dtype", "f32"],
+                            extraWorkerArguments: { i in i == 0 ? [] : ["--cache-dir", caches.appendingPathComponent("w\(i)").path] },
+                            withoutModel: [1, 2], oneByOne: true)
+            } catch {
+                c.stop()
+                throw error
+            }
+            return c
+        }
+
+        let first = try startCluster()
+        defer {
+            first.stop()
+            try? FileManager.default.removeItem(at: first.directory)
+        }
+        XCTAssertFalse(first.log("worker-0.log").contains("pulling layers"), "a worker with the file loads it")
+        let middle = try pulled(first, worker: 1)
+        let last = try pulled(first, worker: 2)
+        XCTAssertGreaterThan(middle.downloaded, 10 << 20)
+        XCTAssertGreaterThan(last.downloaded, middle.downloaded, "the last stage also pulls the (tied) embedding")
+        XCTAssertLessThan(last.downloaded, 98_362_432 * 3 / 4, "only the stage's bytes are pulled, not the whole file")
+        XCTAssertTrue(first.log("coordinator.log").contains("a worker is pulling model bytes"))
+        let client = try JobClient(context: context, endpoint: first.clientsEndpoint, serverKey: first.coordinatorKey)
+        let jobs = reference.greedy.prefix(3).enumerated().map { i, g in
+            JobClient.submit(prompt: g.prompt_ids, sampling: Self.greedy(16), id: "pull\(i)")
+        }
+        let results = try await client.run(jobs)
+        for (i, g) in reference.greedy.prefix(3).enumerated() {
+            let r = try XCTUnwrap(results["pull\(i)"])
+            XCTAssertNil(r.error, "job \(i)")
+            let local = try ClusterTests.localGreedy(g.prompt_ids, count: 16)
+            XCTAssertFalse(r.tokens.isEmpty)
+            XCTAssertEqual(r.tokens, Array(local.prefix(r.tokens.count)), "prompt \(i): \(g.prompt)")
+        }
+        first.stop()
+
+        // Second start: the same stages come from the caches.
+        let second = try startCluster()
+        defer {
+            second.stop()
+            try? FileManager.default.removeItem(at: second.directory)
+        }
+        for i in [1, 2] {
+            let again = try pulled(second, worker: i)
+            XCTAssertEqual(again.downloaded, 0, "worker \(i) downloads nothing on its second start")
+            XCTAssertEqual(again.reused, i == 1 ? middle.downloaded : last.downloaded, "worker \(i) reuses what it pulled")
+        }
+        let again = try JobClient(context: context, endpoint: second.clientsEndpoint, serverKey: second.coordinatorKey)
+        let france = reference.greedy[0]
+        let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "cached")])
+        XCTAssertEqual(r["cached"]?.tokens, try ClusterTests.localGreedy(france.prompt_ids, count: 8))
+    }
+}

@@ -1,0 +1,144 @@
+import CaravanCore
+import CaravanWire
+import ClusterSupport
+import Foundation
+import GGUF
+import Llama
+import Logging
+import TestSupport
+import Worker
+import XCTest
+import ZeroMQ
+
+/// The fetcher against a misbehaving in-process model source serving the real model file: a
+/// corrupted chunk, a chunk at the wrong offset, a lost reply and a refusal are all retried, the
+/// cache ends up byte-identical to the model where the stage reads, and a second fetch downloads
+/// nothing.
+final class LayerFetcherTests: XCTestCase {
+    /// Serves `file` like the coordinator, but spoils the first answer to a few chunk requests.
+    private final class FaultySource: @unchecked Sendable {
+        let socket: AsyncSocket
+        let file: GGUFFile
+        let sha: String
+        private let lock = NSLock()
+        private var spoiled: Set<String> = []
+        private(set) var chunksServed = 0
+        /// Blocks whose first request gets no answer, and an answer at the wrong offset.
+        let lostBlock: UInt64
+        let misplacedBlock: UInt64
+
+        init(loop: EventLoop, file: GGUFFile, sha: String, lostBlock: UInt64, misplacedBlock: UInt64) throws {
+            self.lostBlock = lostBlock
+            self.misplacedBlock = misplacedBlock
+            socket = try AsyncSocket(loop: loop, type: .router) { s in try s.bind("tcp://127.0.0.1:*") }
+            self.file = file
+            self.sha = sha
+        }
+
+        /// True the first time `fault` is asked for.
+        private func once(_ fault: String) -> Bool {
+            lock.withLock { spoiled.insert(fault).inserted }
+        }
+
+        func run() async {
+            let codec = WireCodec()
+            while let frames = try? await socket.receive(), frames.count >= 2 {
+                let peer = frames[0]
+                guard case .message(let body, let id)? = try? codec.decode(Array(frames.dropFirst())) else { continue }
+                var reply: [Message] = []
+                switch body {
+                case .modelInfoRequest:
+                    var info = Caravan_V1_ModelInfo()
+                    info.model.sha256 = sha
+                    info.model.sizeBytes = UInt64(file.fileSize)
+                    info.model.name = "m.gguf"
+                    info.dataOffset = UInt64(file.dataOffset)
+                    info.maxChunkBytes = 1 << 20
+                    reply = (try? codec.encode(.modelInfo(info), requestID: id)) ?? []
+                case .modelChunkRequest(let r):
+                    let block = r.offset >> 20
+                    guard let bytes = file.fileBytes(offset: Int(r.offset), count: Int(r.length)) else { continue }
+                    var data = Array(bytes)
+                    if block == lostBlock, once("lost") { continue }  // no answer at all
+                    if block == 1, once("refused") {
+                        reply = (try? codec.encode(.error(.with { $0.code = "busy"; $0.message = "try again" }), requestID: id)) ?? []
+                        break
+                    }
+                    var offset = r.offset
+                    if block == misplacedBlock, once("offset") { offset += 1 }
+                    guard var frames = try? codec.encode(ModelChunkData(sha256: sha, offset: offset, payload: Message(data)), requestID: id) else { continue }
+                    if block == 0, once("corrupt") {  // the bytes change after the checksum was computed
+                        data[17] ^= 0xFF
+                        frames[1] = Message(data)
+                    }
+                    reply = frames
+                    lock.withLock { chunksServed += 1 }
+                default:
+                    continue
+                }
+                try? await socket.send([peer] + reply, timeout: .seconds(5))
+            }
+        }
+    }
+
+    func testFetchRecoversFromBadAndLostChunksThenReusesTheCache() async throws {
+        let path = try TestModel.requirePath()
+        let file = try GGUFFile(path: path)
+        let sha = String(repeating: "5", count: 64)
+        let context = try Context()
+        let loop = try EventLoop(context: context, name: "fetch-test")
+        defer {
+            loop.shutdown()
+            context.terminate()
+        }
+        let layers = LayerRange(3, 6)!
+        // Blocks 0 and 1 hold the header (corrupted, then refused once); two of the stage's blocks
+        // are lost and misplaced once.
+        let stageBlocks = StageByteRanges.blocks(covering: StageByteRanges.ranges(file: file, layers: layers, layerCount: 30),
+                                                 blockSize: 1 << 20, fileSize: UInt64(file.fileSize)).filter { $0 > 1 }
+        XCTAssertGreaterThan(stageBlocks.count, 5)
+        let source = try FaultySource(loop: loop, file: file, sha: sha, lostBlock: UInt64(stageBlocks[1]),
+                                      misplacedBlock: UInt64(stageBlocks[4]))
+        let address = try await source.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        let server = Task { await source.run() }
+        defer { server.cancel() }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+
+        var settings = LayerFetcher.Settings()
+        settings.requestTimeout = .milliseconds(500)
+        let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
+                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-test"))
+        let assignment = StageAssignment(
+            planEpoch: 1, modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
+            layers: layers, stageIndex: 1, stageCount: 3, nextHop: "tcp://127.0.0.1:1", resultAddress: "tcp://127.0.0.1:2",
+            activationDType: .f32, maxContextTokens: 16, maxBatchSequences: 1, maxBatchTokens: 16)
+
+        let report = try await fetcher.fetch(assignment, source: address)
+        XCTAssertGreaterThanOrEqual(report.retries, 4, "corrupt, refused, wrong-offset and lost chunks are asked again")
+        XCTAssertGreaterThan(report.downloadedBytes, 0)
+        XCTAssertEqual(report.reusedBytes, 0)
+        // Every byte the stage reads is the model's.
+        let copy = try GGUFFile(path: report.path)
+        for range in StageByteRanges.ranges(file: file, layers: layers, layerCount: 30) {
+            let a = try XCTUnwrap(file.fileBytes(offset: Int(range.lowerBound), count: range.count))
+            let b = try XCTUnwrap(copy.fileBytes(offset: Int(range.lowerBound), count: range.count))
+            XCTAssertTrue(a.elementsEqual(b), "bytes \(range) differ")
+        }
+        // A stage over the pulled copy computes what one over the original computes.
+        let entries = [StageEntry(sequence: SequenceID(1), position: 0)]
+        let hidden = StageBatch(entries: entries, hidden: (0..<576).map { Float($0 % 7) * 0.1 - 0.3 })
+        let original = try LlamaStage(file: file, layers: layers, contextLimit: 16)
+        let pulled = try LlamaStage(file: copy, layers: layers, contextLimit: 16)
+        guard case .hidden(let x, _, _) = try original.forward(hidden), case .hidden(let y, _, _) = try pulled.forward(hidden) else {
+            return XCTFail("a middle stage outputs hidden states")
+        }
+        XCTAssertEqual(x, y)
+
+        let served = source.chunksServed
+        let again = try await fetcher.fetch(assignment, source: address)
+        XCTAssertEqual(again.downloadedBytes, 0)
+        XCTAssertEqual(again.reusedBytes, report.neededBytes)
+        XCTAssertEqual(source.chunksServed, served, "nothing was requested the second time")
+    }
+}
