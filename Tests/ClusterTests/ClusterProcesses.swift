@@ -112,7 +112,13 @@ final class ClusterProcesses: @unchecked Sendable {
                 "--coordinator-key", coordinatorKey, "--coordinator", controlEndpoint, "--threads", "1", "--speed", "1",
                 "--id", "worker-\(i)",
             ] + (withoutModel.contains(i) ? [] : ["--model", model]) + extraWorkerArguments(i), log: "worker-\(i).log"))
-            if oneByOne { _ = try waitForLog("coordinator.log", "worker=worker-\(i)[^0-9]", timeout: .seconds(60)) }
+            if oneByOne {
+                do {
+                    _ = try waitForLog("coordinator.log", "worker=worker-\(i)[^0-9]", timeout: .seconds(60))
+                } catch {
+                    throw Failure(description: "\(error)\nworker-\(i).log (running: \(workers[i].isRunning)):\n\(log("worker-\(i).log").suffix(3000))")
+                }
+            }
         }
         for i in 0..<count {
             workerDataEndpoints.append(try waitForLog("worker-\(i).log", "data=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60)))

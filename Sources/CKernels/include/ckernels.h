@@ -75,9 +75,9 @@ int ck_quantize_row(int type, const float *src, void *dst, int64_t n);
 int ck_matmul(int wtype, const void *w, const void *x, int64_t k,
               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t out_stride);
 
-/* Load-time repacking (extension): Q4_0, Q4_1 and Q8_0 matrices can be rearranged once into a
+/* Load-time repacking (extension): Q4_0, Q4_1, Q5_0 and Q8_0 matrices can be rearranged once into a
    row-interleaved layout (groups of 8 rows, 4-byte chunks of the 8 rows side by side) whose
-   kernels compute 8 rows against one activation block at once. For Q4_0 and Q8_0 the float
+   kernels compute 8 rows against one activation block at once. For Q4_0, Q5_0 and Q8_0 the float
    summation order differs from ck_matmul's (ggml's vec_dot order): results agree to a few ulps of
    the dot product's magnitude; Q4_1 keeps ggml's order (same bits as ck_matmul with AVX2). All are
    bit-identical among themselves however a product is split or batched, and on every ISA. */
@@ -125,6 +125,15 @@ void  ck_rmsnorm_f32(const float *x, const float *w, float *y, int64_t n, float 
 void  ck_silu_mul_f32(const float *g, const float *u, float *y, int64_t n);
 /** In-place softmax: x = exp(x - max) / sum (sum in double). -inf entries give 0. */
 void  ck_softmax_f32(float *x, int64_t n);
+
+/** Attention of one query (hd floats, already rounded to half as llama.cpp does) over n cached
+    positions: keys and values are F16 rows of hd elements, `stride` elements apart.
+    scores[j] = ck_dot_f16_f32(key j, q, hd) * scale; softmax; probabilities rounded to half;
+    out = sum_j p_j * value j, accumulated in j order one fma per element (as zeroing out and
+    calling ck_axpy_f16_f32 per key). The same bits as that composition. scores: n floats of
+    scratch (left holding the rounded probabilities). */
+void  ck_attention_f16(const float *q, const uint16_t *keys, const uint16_t *values, int64_t stride,
+                       int64_t n, int64_t hd, float scale, float *scores, float *out);
 
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
