@@ -109,12 +109,12 @@ final class ControlPlane: Sendable {
             switch d {
             case let .acknowledge(peer, accepted, reason):
                 var ack = Caravan_V1_RegisterAck()
+                ack.modelSourceAddress = configuration.modelSourceAddress
                 ack.accepted = accepted
                 ack.reason = reason
                 ack.heartbeatIntervalMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatInterval))
                 ack.heartbeatTimeoutMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatTimeout))
                 ack.planEpoch = membership.withLock { $0.epoch }
-                ack.modelSourceAddress = configuration.modelSourceAddress
                 if !accepted { logger.warning("refused a worker", metadata: ["reason": "\(reason)"]) }
                 await send(.registerAck(ack), to: peer)
             case .plan(let workers):

@@ -178,9 +178,9 @@ public final class CoordinatorService: Service {
                         self.logger.error("client socket failed", metadata: ["reason": "\(error)"])
                     }
                 }
-                group.addTask { await plane.tickLoop() }
                 group.addTask { await desk.runOutbox() }
                 group.addTask { await modelServer.run() }
+                group.addTask { await plane.tickLoop() }
                 group.addTask {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {

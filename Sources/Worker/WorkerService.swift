@@ -12,16 +12,16 @@ import ZeroMQ
 /// It is one `Service`: graceful shutdown (SIGTERM) lets the step being computed finish, then closes
 /// the sockets and returns.
 public final class WorkerService: Service {
-    /// The configuration.
-    public let configuration: WorkerConfiguration
-    private let logger: Logger
-    private let session = SessionBox()
     private let drainedSignal = AsyncStream.makeStream(of: Void.self)
     private var drained: AsyncStream<Void>.Continuation { drainedSignal.continuation }
     /// Pulls layers from the coordinator for models without a local file (set when running).
     private let layerFetcher = LockedValue<LayerFetcher?>(nil)
     /// The coordinator's model source (from its RegisterAck; empty = none).
     private let modelSource = LockedValue("")
+    /// The configuration.
+    public let configuration: WorkerConfiguration
+    private let logger: Logger
+    private let session = SessionBox()
 
     /// A worker with `configuration`, logging to `logger`.
     public init(configuration: WorkerConfiguration, logger: Logger) {
@@ -140,13 +140,13 @@ public final class WorkerService: Service {
             return
         }
         ports.lastHeard.withLock { $0 = .now }
+        if case .registerAck(let m) = body, m.accepted { modelSource.withLock { $0 = m.modelSourceAddress } }
         var directives: [WorkerSession.Directive] = []
         switch body {
         case .hello(let m):
             logger.debug("coordinator hello", metadata: ["node": "\(m.nodeID)"])
         case .registerAck(let m):
             if m.heartbeatTimeoutMs > 0 { ports.coordinatorTimeout.withLock { $0 = .milliseconds(Int(m.heartbeatTimeoutMs)) } }
-            if m.accepted { modelSource.withLock { $0 = m.modelSourceAddress } }
             directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
                                                         heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs),
                                                         planEpoch: m.planEpoch) }
