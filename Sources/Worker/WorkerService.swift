@@ -12,6 +12,8 @@ import ZeroMQ
 /// It is one `Service`: graceful shutdown (SIGTERM) lets the step being computed finish, then closes
 /// the sockets and returns.
 public final class WorkerService: Service {
+    private let drainedSignal = AsyncStream.makeStream(of: Void.self)
+    private var drained: AsyncStream<Void>.Continuation { drainedSignal.continuation }
     /// Pulls layers from the coordinator for models without a local file (set when running).
     private let layerFetcher = LockedValue<LayerFetcher?>(nil)
     /// The coordinator's model source (from its RegisterAck; empty = none).
@@ -110,6 +112,12 @@ public final class WorkerService: Service {
                 group.addTask {
                     await self.heartbeats(ports: ports, runtime: runtime, register: register, paths: paths)
                 }
+                // An operator drained this worker and its layers moved elsewhere: exit cleanly.
+                for await _ in self.drainedSignal.stream {
+                    self.logger.info("drained: shutting down")
+                    break
+                }
+                group.cancelAll()
             }
         }
         logger.info("worker stopping")
@@ -143,7 +151,8 @@ public final class WorkerService: Service {
         case .registerAck(let m):
             if m.heartbeatTimeoutMs > 0 { ports.coordinatorTimeout.withLock { $0 = .milliseconds(Int(m.heartbeatTimeoutMs)) } }
             directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
-                                                        heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs)) }
+                                                        heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs),
+                                                        planEpoch: m.planEpoch) }
         case .stageAssignment(let m):
             do {
                 let assignment = try StageAssignment(wire: m)
@@ -156,7 +165,8 @@ public final class WorkerService: Service {
         case .heartbeat:
             break
         case .drain(let m):
-            logger.info("drain requested", metadata: ["reason": "\(m.reason)"])
+            logger.info("drain requested", metadata: ["reason": "\(m.reason)", "exit": "\(m.exit)"])
+            if m.exit { drained.yield() }
         default:
             logger.warning("control socket: ignored an unexpected message kind")
         }
@@ -175,7 +185,9 @@ public final class WorkerService: Service {
             hello.nodeID = configuration.workerID
             hello.softwareVersion = "caravan-worker 0.1"
             await ports.send(.hello(hello))
-            await ports.send(.register(register))
+            var r = register
+            r.runningPlanEpoch = session.read { $0.forgottenAssignment?.planEpoch ?? 0 }
+            await ports.send(.register(r))
         case .startHeartbeats(let ms):
             ports.heartbeatInterval.withLock { $0 = .milliseconds(ms) }
         case .load(let assignment):
@@ -287,9 +299,10 @@ public final class WorkerService: Service {
             case .failed: beat.state = .failed
             }
             beat.freeMemoryBytes = HostInfo.memory()?.available ?? 0
-            beat.stepsRun = UInt64(await runtime.stepsRun)
-            beat.recentStepMs = Float(await runtime.recentStepMs)
-            beat.recentRowsPerStep = Float(await runtime.recentRowsPerStep)
+            let stats = runtime.statistics.withLock { $0 }
+            beat.stepsRun = UInt64(stats.steps)
+            beat.recentStepMs = Float(stats.recentMilliseconds)
+            beat.recentRowsPerStep = Float(stats.recentRows)
             await ports.send(.heartbeat(beat))
         }
     }
