@@ -171,6 +171,7 @@ void ck_fill_avx2_kquants(ck_kernels *k);
 void ck_fill_avx2_float(ck_kernels *k);
 void ck_fill_avx2_nn(ck_kernels *k);
 void ck_fill_avx2_attention(ck_kernels *k);
+void ck_fill_avx2_f16_gemm(ck_kernels *k);
 
 void ck_fill_avx2(ck_kernels *k) {
   k->mm[CK_TYPE_Q4_0] = mm_q4_0;
@@ -182,10 +183,12 @@ void ck_fill_avx2(ck_kernels *k) {
   ck_fill_avx2_float(k);
   ck_fill_avx2_nn(k);
   ck_fill_avx2_attention(k);
+  ck_fill_avx2_f16_gemm(k);
   ck_fill_r8_avx2(k->mm_r8);
   k->r8_fast[CK_TYPE_Q4_0] = 1;
   k->r8_fast[CK_TYPE_Q4_1] = 1;
   k->r8_fast[CK_TYPE_Q8_0] = 1;
+  k->r8_fast[CK_TYPE_Q5_0] = 1;
 }
 
 #else

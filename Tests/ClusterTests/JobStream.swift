@@ -1,0 +1,108 @@
+import CaravanWire
+import Foundation
+import ZeroMQ
+
+/// Several jobs streamed at once through a ``JobClient``, recording for each job every event's
+/// sequence number and every token's id and arrival time, so that a test can act while they run
+/// (inject a fault after the first tokens) and then check that nothing was lost or doubled.
+enum JobStream {
+    /// What one job's stream delivered.
+    struct Job: Sendable, Equatable {
+        var clientID: String
+        var jobID = ""
+        var tokens: [Int32] = []
+        var text = ""
+        var arrivals: [ContinuousClock.Instant] = []
+        /// `JobEvent.sequence` of every event, in arrival order (must count up by one).
+        var sequences: [UInt64] = []
+        var finish: Caravan_V1_FinishReason?
+        var error: String?
+        var done: Bool { finish != nil || error != nil }
+
+        /// Whether the event sequence numbers count up by one from the first (0 or 1: the
+        /// coordinator numbers the accepted event 1) without gap or repeat.
+        var sequencesContiguous: Bool {
+            guard let first = sequences.first, first <= 1 else { return sequences.isEmpty }
+            return sequences == (first..<first + UInt64(sequences.count)).map { $0 }
+        }
+
+        /// The first token that arrived after `instant`, if any.
+        func firstArrival(after instant: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+            arrivals.first { $0 > instant }
+        }
+
+        /// How long after `instant` this job's stream resumed: the end of the longest pause after
+        /// it (a gap between tokens more than three times the stream's median gap, or the wait for
+        /// the first token), relative to `instant`; nil when no token followed.
+        func resumeDelay(after instant: ContinuousClock.Instant) -> Duration? {
+            let later = arrivals.filter { $0 > instant }
+            guard let first = later.first else { return nil }
+            let gaps = zip(arrivals.dropFirst(), arrivals).map { $0 - $1 }.sorted()
+            let typical = gaps.isEmpty ? Duration.zero : gaps[gaps.count / 2]
+            var end = first, longest = first - instant, previous = first
+            for a in later.dropFirst() {
+                if a - previous > longest, a - previous > typical * 3 { longest = a - previous; end = a }
+                previous = a
+            }
+            return end - instant
+        }
+
+        /// The token stream, for failure messages.
+        var summary: String {
+            "\(clientID) [\(jobID)]: \(tokens.count) tokens, finish \(finish.map { "\($0)" } ?? "-"), error \(error ?? "-")"
+        }
+    }
+
+    /// Submits `jobs` at once and receives until every one has finished or failed (bounded by
+    /// `timeout`). After each event `progress` sees every job so far (called on this task; keep it
+    /// short: start slow work elsewhere).
+    static func run(_ client: JobClient, _ jobs: [Caravan_V1_JobSubmit], timeout: Duration,
+                    progress: ([String: Job]) -> Void = { _ in }) async throws -> [String: Job] {
+        var results: [String: Job] = [:]
+        for job in jobs {
+            results[job.clientRequestID] = Job(clientID: job.clientRequestID)
+            try await client.socket.send(try client.codec.encode(.jobSubmit(job)), timeout: .seconds(5))
+        }
+        let deadline = ContinuousClock.now + timeout
+        while results.values.contains(where: { !$0.done }) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else {
+                throw ZMQError(code: EAGAIN, operation: "job streams", detail: "timed out after \(timeout): "
+                    + results.values.map(\.summary).sorted().joined(separator: "; "))
+            }
+            let frames = try await client.socket.receive(timeout: left)
+            guard case .message(.jobEvent(let e), _) = try client.codec.decode(frames), var r = results[e.clientRequestID] else { continue }
+            let now = ContinuousClock.now
+            r.jobID = e.jobID
+            r.sequences.append(e.sequence)
+            switch e.event {
+            case .token(let t)?:
+                r.tokens.append(Int32(bitPattern: t.tokenID))
+                r.text += t.text
+                r.arrivals.append(now)
+            case .finished(let f)?:
+                r.finish = f.reason
+                r.text += f.text
+            case .error(let err)?:
+                r.error = "\(err.code): \(err.message)"
+            default:
+                break
+            }
+            results[e.clientRequestID] = r
+            progress(results)
+        }
+        return results
+    }
+}
+
+/// A value shared between a test's receive loop and a fault thread.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}
