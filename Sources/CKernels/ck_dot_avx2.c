@@ -170,6 +170,8 @@ CK_DEFINE_MM_R2(mm_q8_0, row_q8_0, row2_q8_0, CK_AVX2)
 void ck_fill_avx2_kquants(ck_kernels *k);
 void ck_fill_avx2_float(ck_kernels *k);
 void ck_fill_avx2_nn(ck_kernels *k);
+void ck_fill_avx2_attention(ck_kernels *k);
+void ck_fill_avx2_f16_gemm(ck_kernels *k);
 
 void ck_fill_avx2(ck_kernels *k) {
   k->mm[CK_TYPE_Q4_0] = mm_q4_0;
@@ -180,6 +182,8 @@ void ck_fill_avx2(ck_kernels *k) {
   ck_fill_avx2_kquants(k);
   ck_fill_avx2_float(k);
   ck_fill_avx2_nn(k);
+  ck_fill_avx2_attention(k);
+  ck_fill_avx2_f16_gemm(k);
   ck_fill_r8_avx2(k->mm_r8);
   k->r8_fast[CK_TYPE_Q4_0] = 1;
   k->r8_fast[CK_TYPE_Q4_1] = 1;

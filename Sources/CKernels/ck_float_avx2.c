@@ -43,7 +43,7 @@
 ROW_FLOAT_AVX2(row_bf16, uint16_t, LDB, ck_bf2f)
 CK_DEFINE_MM(mm_bf16, row_bf16, CK_AVX2)
 
-/* F32 / F16 rows in the order of ggml's ggml_vec_dot_f32 / _f16 (see ck_ggml_reduce4): four 8-lane
+/* F32 rows (F16: ck_f16_gemm_avx2.c) in the order of ggml's ggml_vec_dot_f32 / _f16 (see ck_ggml_reduce4): four 8-lane
    chains per output, so activations go in groups of 2 (8 accumulators). */
 CK_AVX2_INLINE float ck_ggml_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
   const __m256 v = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
@@ -79,14 +79,8 @@ CK_AVX2_INLINE float ck_ggml_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3)
   __m128 t = _mm_set_ss(r);                                                                      \
   for (int64_t l = i; l < n; l++) t = _mm_fmadd_ss(_mm_set_ss(wv[l]), _mm_set_ss(xv[l]), t);     \
   s[j] = _mm_cvtss_f32(t);
-#define ROW_LEFT_F16                                                                             \
-  double t = (double)r;                                                                          \
-  for (int64_t l = i; l < n; l++) t += (double)(ck_h2f(wv[l]) * ck_h2f(xv[l]));                  \
-  s[j] = (float)t;
 ROW_FLOAT_GGML(row_f32, float, LDF, ROW_LEFT_F32)
-ROW_FLOAT_GGML(row_f16, uint16_t, LDH, ROW_LEFT_F16)
 CK_DEFINE_MM_G(mm_f32, row_f32, CK_AVX2, 2)
-CK_DEFINE_MM_G(mm_f16, row_f16, CK_AVX2, 2)
 
 /* ---- float helpers ---- */
 
@@ -244,7 +238,6 @@ CK_AVX2 static int quantize_avx2(int type, const float *src, void *dst, int64_t 
 void ck_fill_avx2_float(ck_kernels *k);
 void ck_fill_avx2_float(ck_kernels *k) {
   k->mm[CK_TYPE_F32] = mm_f32;
-  k->mm[CK_TYPE_F16] = mm_f16;
   k->mm[CK_TYPE_BF16] = mm_bf16;
   k->quantize = quantize_avx2;
   k->f32_to_f16 = f32_to_f16;

@@ -174,6 +174,9 @@ typedef struct {
   void (*mm_r8[31])(const void *w, const void *x, size_t xrow, int64_t nblk,
                     int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
   unsigned char r8_fast[31];
+  /* one query's attention over F16 keys/values (ck_attention_f16); NULL: composed from the above */
+  void (*attn_f16)(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n,
+                   int64_t hd, float scale, float *scores, float *out);
 } ck_kernels;
 
 /* Fill a table; entries an ISA does not implement are left as they are (so fill scalar first). */

@@ -32,6 +32,18 @@ public struct ConfigFile: Sendable, Equatable {
     /// The entries in file order.
     public var entries: [Entry]
 
+    /// The long option names (`--name`) a command's help text mentions.
+    public static func optionNames(inHelp help: String) -> Set<String> {
+        var names = Set<String>()
+        var rest = Substring(help)
+        while let r = rest.range(of: "--") {
+            let name = rest[r.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+            if let first = name.first, first.isLetter { names.insert(String(name)) }
+            rest = rest[r.upperBound...]
+        }
+        return names
+    }
+
     /// Parses the text of a config file (`name` is used in error messages).
     public static func parse(_ text: String, name: String) throws(ConfigFileError) -> ConfigFile {
         var entries: [Entry] = []
@@ -74,8 +86,9 @@ public struct ConfigFile: Sendable, Equatable {
 
     /// Expands the `--config FILE` (or `--config=FILE`) of a command line (without the program
     /// name): the file's values come first, the command line overrides them. Without `--config`
-    /// the arguments are returned unchanged.
-    public static func expand(_ arguments: [String]) throws(ConfigFileError) -> [String] {
+    /// the arguments are returned unchanged. With `knownKeys`, a key outside it is an error naming
+    /// the file and line.
+    public static func expand(_ arguments: [String], knownKeys: Set<String>? = nil) throws(ConfigFileError) -> [String] {
         var path: String?
         for (i, arg) in arguments.enumerated() {
             if arg == "--config" {
@@ -89,6 +102,11 @@ public struct ConfigFile: Sendable, Equatable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigFileError(description: "cannot read the config file \(path)")
         }
-        return try parse(text, name: path).merged(with: arguments)
+        let file = try parse(text, name: path)
+        if let knownKeys, let bad = file.entries.first(where: { !knownKeys.contains($0.key) }) {
+            throw ConfigFileError(description: "\(path):\(bad.line): unknown option '\(bad.key)' (known: "
+                + knownKeys.subtracting(["config", "help"]).sorted().joined(separator: ", ") + ")")
+        }
+        return file.merged(with: arguments)
     }
 }

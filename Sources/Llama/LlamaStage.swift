@@ -155,7 +155,7 @@ public final class LlamaStage: @unchecked Sendable {
         let scale = 1 / Float(hd).squareRoot()
         let heads = c.headCount, group = c.groupSize
         let scoreStride = contextLimit
-        let scores = scratch.scores.pointer, halves = scratch.halves.pointer
+        let scores = scratch.scores.pointer
         runner.forEachChunk(of: n * heads) { range, slot in
             let sc = scores + slot * scoreStride
             for item in range {
@@ -165,17 +165,9 @@ public final class LlamaStage: @unchecked Sendable {
                 let s = seqs[i]
                 let keys = s.keys[local], values = s.values[local]
                 let count = entries[i].position + 1
-                for j in 0..<count {
-                    sc[j] = ck_dot_f16_f32(keys + j * kvd + kvOffset, qh, Int64(hd)) * scale
-                }
-                ck_softmax_f32(sc, Int64(count))
-                // ...and multiplies F16 values with probabilities converted to F16.
-                roundToHalf(sc, count: count, scratch: halves + slot * scoreStride)
-                let out = att + i * qd + h * hd
-                out.initialize(repeating: 0, count: hd)
-                for j in 0..<count {
-                    ck_axpy_f16_f32(sc[j], values + j * kvd + kvOffset, out, Int64(hd))
-                }
+                // Scores, softmax, then F16 values times probabilities rounded to F16 (as llama.cpp).
+                ck_attention_f16(qh, keys + kvOffset, values + kvOffset, Int64(kvd), Int64(count), Int64(hd),
+                                 scale, sc, att + i * qd + h * hd)
             }
         }
         project([(lw.wo, tmp)], input: att, count: n)
@@ -262,7 +254,7 @@ final class StageScratch {
     let up = AlignedBuffer<Float>(capacity: 1)
     let quantized = AlignedBuffer<UInt8>(capacity: 1)
     let scores: AlignedBuffer<Float>
-    /// F16 scratch, one `contextLimit`-sized slice per thread (at least one head of queries).
+    /// F16 scratch for rounding one row of queries.
     let halves: AlignedBuffer<UInt16>
     let ropeCos: AlignedBuffer<Float>
     let ropeSin: AlignedBuffer<Float>
@@ -270,7 +262,7 @@ final class StageScratch {
     init(config: LlamaConfiguration, threads: Int, contextLimit: Int) {
         self.config = config
         scores = AlignedBuffer(capacity: threads * contextLimit)
-        halves = AlignedBuffer(capacity: threads * max(contextLimit, config.headCount * config.headDimension))
+        halves = AlignedBuffer(capacity: config.headCount * config.headDimension)
         ropeCos = AlignedBuffer(capacity: config.headDimension)
         ropeSin = AlignedBuffer(capacity: config.headDimension)
     }

@@ -10,6 +10,8 @@ import Darwin
 public struct LayerFetchError: Error, CustomStringConvertible, Sendable {
     /// What went wrong.
     public let description: String
+    /// True when another process (a worker on the same machine) holds the cache of this model.
+    public var cacheBusy = false
     /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 }
@@ -21,7 +23,9 @@ public struct LayerFetchError: Error, CustomStringConvertible, Sendable {
 /// crash it lists only blocks that are on disk; blocks are checked against their CRC again before
 /// they are reused.
 ///
-/// Not thread-safe: one fetch uses it at a time.
+/// An open cache holds an exclusive lock (`flock`) on its file, so workers on one machine sharing
+/// a cache directory take turns (the second then reuses what the first pulled). Not thread-safe:
+/// one fetch uses it at a time.
 public final class LayerCache {
     private struct Manifest: Codable {
         var sha256: String
@@ -47,7 +51,8 @@ public final class LayerCache {
     }
 
     /// Opens (or creates) the cache of the model `sha256` of `size` bytes in `directory`, cut into
-    /// `blockSize`-byte blocks. A manifest for another size or block size is discarded.
+    /// `blockSize`-byte blocks. A manifest for another size or block size is discarded. Throws an
+    /// error with ``LayerFetchError/cacheBusy`` set when another open cache holds the lock.
     public init(directory: String, sha256: String, size: UInt64, blockSize: UInt64) throws(LayerFetchError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -56,6 +61,16 @@ public final class LayerCache {
         }
         path = directory + "/" + sha256 + ".gguf"
         manifestPath = directory + "/" + sha256 + ".blocks.json"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LayerFetchError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            var error = LayerFetchError("\(path) is in use by another worker (\(reason))")
+            error.cacheBusy = true
+            throw error
+        }
+        // Read under the lock: another worker may have just finished writing it.
         let fresh = Manifest(sha256: sha256, size: size, blockSize: blockSize, blocks: [:])
         var loaded = fresh
         if let data = FileManager.default.contents(atPath: manifestPath),
@@ -63,8 +78,6 @@ public final class LayerCache {
            m.sha256 == sha256, m.size == size, m.blockSize == blockSize {
             loaded = m
         }
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw LayerFetchError("cannot open \(path): \(String(cString: strerror(errno)))") }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             close(fd)

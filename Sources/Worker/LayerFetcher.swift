@@ -118,7 +118,7 @@ public final class LayerFetcher: Sendable {
         }
         let size = info.model.sizeBytes
         let blockSize = min(settings.blockSize, UInt64(info.maxChunkBytes))
-        let cache = try LayerCache(directory: cacheDirectory, sha256: a.modelSHA256, size: size, blockSize: blockSize)
+        let cache = try await openCache(sha: a.modelSHA256, size: size, blockSize: blockSize, heard: heard)
         logger.info("pulling layers from the coordinator", metadata: [
             "source": "\(source)", "model": "\(a.modelName)", "layers": "\(a.layers)", "cache": "\(cache.path)",
             "cached_blocks": "\(cache.recordedBlocks)",
@@ -156,6 +156,29 @@ public final class LayerFetcher: Sendable {
             "mib_per_s": "\(String(format: "%.1f", Double(report.downloadedBytes) / 1_048_576 / max(elapsed, 1e-3)))",
         ])
         return report
+    }
+
+    /// Opens the cache, waiting while another worker on this machine holds it (it is pulling from
+    /// the same coordinator, which is therefore alive: `heard` is called while waiting).
+    private func openCache(sha: String, size: UInt64, blockSize: UInt64,
+                           heard: @Sendable () -> Void) async throws(LayerFetchError) -> LayerCache {
+        var logged = false
+        while true {
+            do {
+                return try LayerCache(directory: cacheDirectory, sha256: sha, size: size, blockSize: blockSize)
+            } catch where error.cacheBusy {
+                if !logged {
+                    logger.info("waiting for another worker using the layer cache", metadata: ["reason": "\(error)"])
+                    logged = true
+                }
+                heard()
+                do {
+                    try await Task.sleep(for: .milliseconds(200))
+                } catch {
+                    throw LayerFetchError("cancelled while waiting for the layer cache")
+                }
+            }
+        }
     }
 
     private struct Totals {

@@ -35,6 +35,10 @@ public actor StageRuntime {
     private var pool: ComputeThreadPool?
     /// Steps executed (for logs and tests).
     public private(set) var stepsRun = 0
+    /// Recent compute time of one step, milliseconds (moving average; 0 before the first step).
+    public private(set) var recentStepMs = 0.0
+    /// Recent rows per step (moving average), to compare step times fairly.
+    public private(set) var recentRowsPerStep = 0.0
 
     /// A runtime creating its sockets on `loop`.
     public init(loop: EventLoop, codec: WireCodec, threads: Int, security: ClusterSecurity = .plain,
@@ -134,8 +138,14 @@ public actor StageRuntime {
             return
         }
         let output: StageOutput
+        let started = ContinuousClock.now
         do {
             output = try installed.stage.forward(batch)
+            let elapsed = ContinuousClock.now - started
+            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            let weight = recentStepMs == 0 ? 1 : 0.2
+            recentStepMs += weight * (ms - recentStepMs)
+            recentRowsPerStep += weight * (Double(batch.entries.count) - recentRowsPerStep)
         } catch {
             await report(step.failure("stage \(assignment.stageIndex) (layers \(assignment.layers)): \(error)"), to: installed)
             return

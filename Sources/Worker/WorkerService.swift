@@ -257,6 +257,9 @@ public final class WorkerService: Service {
             case .failed: beat.state = .failed
             }
             beat.freeMemoryBytes = HostInfo.memory()?.available ?? 0
+            beat.stepsRun = UInt64(await runtime.stepsRun)
+            beat.recentStepMs = Float(await runtime.recentStepMs)
+            beat.recentRowsPerStep = Float(await runtime.recentRowsPerStep)
             await ports.send(.heartbeat(beat))
         }
     }

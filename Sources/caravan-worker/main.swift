@@ -58,7 +58,8 @@ struct WorkerCommand: AsyncParsableCommand {
     /// Reads `--config FILE` into the command line, then runs.
     static func main() async {
         do {
-            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())))
+            let known = ConfigFile.optionNames(inHelp: helpMessage(columns: 10_000))
+            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()), knownKeys: known))
         } catch {
             exit(withError: ValidationError("\(error)"))
         }

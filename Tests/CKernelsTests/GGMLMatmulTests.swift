@@ -17,10 +17,11 @@ final class GGMLMatmulTests: XCTestCase {
     }
 
     /// Weight types whose AVX2 kernels reproduce ggml's AVX2 vec_dot bit for bit (F32 only for row
-    /// lengths that are multiples of 32).
+    /// lengths that are multiples of 32). F16 uses register tiles with one chain per output (as
+    /// llama.cpp's own F16 prefill does not use vec_dot either): within the tolerance below.
     static let bitExactOnAVX2: Set<String> = [
         "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K",
-        "f16", "f32",  // f32: the fixture row length is a multiple of 32
+        "f32",  // the fixture row length is a multiple of 32
     ]
 
     static func load(_ name: String) throws -> Case {

@@ -67,4 +67,17 @@ final class ProtocDecodeTests: XCTestCase {
         XCTAssertTrue(submitText.contains("content: \"Hello there\""), submitText)
         XCTAssertTrue(submitText.contains("seed: 7"), submitText)
     }
+
+    func testModelChunkHeaderDecodesWithProtoc() throws {
+        let payload = (0..<300).map { UInt8(truncatingIfNeeded: $0 * 31) }
+        let frames = try WireCodec().encode(ModelChunkData(sha256: Samples.sha, offset: 1 << 20, payload: Message(payload)),
+                                            requestID: 1_004)
+        XCTAssertEqual(frames.count, 2)
+        XCTAssertEqual(frames[1].bytes, payload)
+        let text = try protocDecode(frames[0].bytes)
+        for expected in ["request_id: 1004", "model_chunk {", "sha256: \"\(Samples.sha)\"", "offset: 1048576",
+                         "length: 300", "crc32c: \(CRC32C.checksum(payload))"] {
+            XCTAssertTrue(text.contains(expected), "missing '\(expected)' in:\n\(text)")
+        }
+    }
 }

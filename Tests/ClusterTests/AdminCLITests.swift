@@ -35,13 +35,23 @@ extension ClusterTests {
         for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.1, b.0, "contiguous stages") }
         XCTAssertTrue(out.stdout.contains("initial plan"), out.stdout)
 
-        let json = try ctl(cluster, ["status", "--json"])
+        // After a job, every worker's heartbeats carry its step count and time.
+        let job = try ctl(cluster, ["generate", "--prompt", "Hi", "--max-tokens", "3", "--temperature", "0"])
+        XCTAssertEqual(job.status, 0, job.stderr)
+        Thread.sleep(forTimeInterval: 1.5)
+        let json = try ctl(cluster, ["status", "--json", "--finished"])
         XCTAssertEqual(json.status, 0, json.stderr)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let workers = try XCTUnwrap(object["workers"] as? [[String: Any]])
         XCTAssertEqual(Set(workers.compactMap { $0["worker_id"] as? String }), ["worker-0", "worker-1", "worker-2"])
         XCTAssertEqual(workers.compactMap { $0["layer_end"] as? Int }.max(), 30)
+        for w in workers {
+            XCTAssertGreaterThan(w["steps_run"] as? Int ?? 0, 0, "\(w)")
+            XCTAssertGreaterThan(w["recent_step_ms"] as? Double ?? 0, 0, "\(w)")
+            XCTAssertGreaterThan(w["memory_used_bytes"] as? Int ?? 0, 0, "\(w)")
+        }
         XCTAssertEqual(object["serving"] as? Bool, true)
+        XCTAssertFalse((object["jobs"] as? [[String: Any]] ?? []).isEmpty, "--finished lists the ended job")
 
         let plan = try ctl(cluster, ["plan", "--exclude", "worker-2"])
         XCTAssertEqual(plan.status, 0, plan.stderr)

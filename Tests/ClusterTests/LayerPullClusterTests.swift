@@ -15,12 +15,13 @@ final class LayerPullClusterTests: XCTestCase {
         return s
     }
 
-    private func pulled(_ cluster: ClusterProcesses, worker i: Int) throws -> (downloaded: Int, reused: Int) {
+    private func pulled(_ cluster: ClusterProcesses, worker i: Int) throws -> (downloaded: Int, reused: Int, needed: Int) {
         let log = "worker-\(i).log"
         if let line = cluster.log(log).split(separator: "\n").first(where: { $0.contains("layers pulled") }) { print("worker \(i): \(line)") }
         let downloaded = try cluster.waitForLog(log, "downloaded_bytes=([0-9]+)", timeout: .seconds(5))
         let reused = try cluster.waitForLog(log, "reused_bytes=([0-9]+)", timeout: .seconds(5))
-        return (Int(downloaded) ?? -1, Int(reused) ?? -1)
+        let needed = try cluster.waitForLog(log, "needed_bytes=([0-9]+)", timeout: .seconds(5))
+        return (Int(downloaded) ?? -1, Int(reused) ?? -1, Int(needed) ?? -1)
     }
 
     func testWorkersWithoutTheModelPullTheirLayersAndReuseTheCache() async throws {
@@ -31,12 +32,13 @@ final class LayerPullClusterTests: XCTestCase {
         let reference = try EngineReference.load()
 
         // Worker 0 holds the file (first stage); workers 1 (middle) and 2 (last, output tied to the
-        // embedding) have none and pull their layers.
+        // embedding) have none and pull their layers, sharing one cache directory (they take turns
+        // on its lock; the second reuses the header blocks the first pulled).
         func startCluster() throws -> ClusterProcesses {
             let c = try ClusterProcesses()
             do {
                 try c.start(workers: 3, model: model, extraCoordinatorArguments: ["--activation-dtype", "f32"],
-                            extraWorkerArguments: { i in i == 0 ? [] : ["--cache-dir", caches.appendingPathComponent("w\(i)").path] },
+                            extraWorkerArguments: { i in i == 0 ? [] : ["--cache-dir", caches.path] },
                             withoutModel: [1, 2], oneByOne: true)
             } catch {
                 c.stop()
@@ -53,10 +55,14 @@ final class LayerPullClusterTests: XCTestCase {
         XCTAssertFalse(first.log("worker-0.log").contains("pulling layers"), "a worker with the file loads it")
         let middle = try pulled(first, worker: 1)
         let last = try pulled(first, worker: 2)
-        XCTAssertGreaterThan(middle.downloaded, 10 << 20)
-        XCTAssertGreaterThan(last.downloaded, middle.downloaded, "the last stage also pulls the (tied) embedding")
-        XCTAssertLessThan(last.downloaded, 98_362_432 * 3 / 4, "only the stage's bytes are pulled, not the whole file")
+        XCTAssertGreaterThan(middle.needed, 10 << 20)
+        XCTAssertGreaterThan(last.needed, middle.needed, "the last stage also needs the (tied) embedding")
+        XCTAssertLessThan(last.needed, 98_362_432 * 3 / 4, "only the stage's bytes are pulled, not the whole file")
+        XCTAssertLessThan(middle.downloaded + last.downloaded, middle.needed + last.needed,
+                          "the worker pulling second reuses the header blocks of the first")
+        XCTAssertEqual(middle.downloaded + middle.reused, middle.needed)
         XCTAssertTrue(first.log("coordinator.log").contains("a worker is pulling model bytes"))
+        XCTAssertFalse(first.log("coordinator.log").contains("re-planning"), "no worker looked lost while pulling")
         let client = try JobClient(context: context, endpoint: first.clientsEndpoint, serverKey: first.coordinatorKey)
         let jobs = reference.greedy.prefix(3).enumerated().map { i, g in
             JobClient.submit(prompt: g.prompt_ids, sampling: Self.greedy(16), id: "pull\(i)")
@@ -80,7 +86,7 @@ final class LayerPullClusterTests: XCTestCase {
         for i in [1, 2] {
             let again = try pulled(second, worker: i)
             XCTAssertEqual(again.downloaded, 0, "worker \(i) downloads nothing on its second start")
-            XCTAssertEqual(again.reused, i == 1 ? middle.downloaded : last.downloaded, "worker \(i) reuses what it pulled")
+            XCTAssertEqual(again.reused, i == 1 ? middle.needed : last.needed, "worker \(i) reuses every block it needs")
         }
         let again = try JobClient(context: context, endpoint: second.clientsEndpoint, serverKey: second.coordinatorKey)
         let france = reference.greedy[0]

@@ -47,5 +47,10 @@ final class ConfigFileTests: XCTestCase {
         XCTAssertEqual(try ConfigFile.expand(["--ctx", "9"]), ["--ctx", "9"])
         XCTAssertThrowsError(try ConfigFile.expand(["--config=/nonexistent/caravan.conf"]))
         XCTAssertThrowsError(try ConfigFile.expand(["--config"]))
+        XCTAssertThrowsError(try ConfigFile.expand(["--config", url.path], knownKeys: ["workers"])) { error in
+            XCTAssertTrue("\(error)".contains(":2: unknown option 'ctx'"), "\(error)")
+        }
+        XCTAssertEqual(ConfigFile.optionNames(inHelp: "  --model <m>  The file.\n  --memory-limit-mib <n>, -h, --help, -- x"),
+                       ["model", "memory-limit-mib", "help"])
     }
 }

@@ -192,17 +192,26 @@ final class LayerPullTests: XCTestCase {
         }
         let path = dir + "/" + sha + ".gguf"
         XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue, 2_500)
-        let again = try LayerCache(directory: dir, sha256: sha, size: 2_500, blockSize: 1_000)
-        let checked = again.check([0, 1, 2])
-        XCTAssertEqual(checked.cached, [0, 2])
-        XCTAssertEqual(checked.missing, [1])
+        do {
+            let again = try LayerCache(directory: dir, sha256: sha, size: 2_500, blockSize: 1_000)
+            let checked = again.check([0, 1, 2])
+            XCTAssertEqual(checked.cached, [0, 2])
+            XCTAssertEqual(checked.missing, [1])
+        }
         // A byte changed on disk: that block is fetched again.
         let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
         try handle.seek(toOffset: 2_100)
         try handle.write(contentsOf: Data([9]))
         try handle.close()
-        let third = try LayerCache(directory: dir, sha256: sha, size: 2_500, blockSize: 1_000)
-        XCTAssertEqual(third.check([0, 2]).missing, [2])
+        do {
+            let third = try LayerCache(directory: dir, sha256: sha, size: 2_500, blockSize: 1_000)
+            try withExtendedLifetime(third) {
+                XCTAssertEqual(third.check([0, 2]).missing, [2])
+                XCTAssertThrowsError(try LayerCache(directory: dir, sha256: sha, size: 2_500, blockSize: 1_000), "locked by `third`") { e in
+                    XCTAssertEqual((e as? LayerFetchError)?.cacheBusy, true)
+                }
+            }
+        }
         XCTAssertEqual(try LayerCache(directory: dir, sha256: sha, size: 2_500, blockSize: 500).check([0]).missing, [0],
                        "another block size starts afresh")
     }

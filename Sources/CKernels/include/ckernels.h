@@ -126,6 +126,15 @@ void  ck_silu_mul_f32(const float *g, const float *u, float *y, int64_t n);
 /** In-place softmax: x = exp(x - max) / sum (sum in double). -inf entries give 0. */
 void  ck_softmax_f32(float *x, int64_t n);
 
+/** Attention of one query (hd floats, already rounded to half as llama.cpp does) over n cached
+    positions: keys and values are F16 rows of hd elements, `stride` elements apart.
+    scores[j] = ck_dot_f16_f32(key j, q, hd) * scale; softmax; probabilities rounded to half;
+    out = sum_j p_j * value j, accumulated in j order one fma per element (as zeroing out and
+    calling ck_axpy_f16_f32 per key). The same bits as that composition. scores: n floats of
+    scratch (left holding the rounded probabilities). */
+void  ck_attention_f16(const float *q, const uint16_t *keys, const uint16_t *values, int64_t stride,
+                       int64_t n, int64_t hd, float scale, float *scores, float *out);
+
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
 /** Best instruction set this CPU supports and this library implements: AVX2 (needs FMA and

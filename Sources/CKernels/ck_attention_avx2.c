@@ -1,0 +1,90 @@
+/* AVX2 ck_attention_f16: the arithmetic of ck_dot_f16_f32 (ggml's vec_dot_f16 order: four 8-lane
+   chains over steps of 32, reduced 0+2, 1+3, halves, two horizontal adds) for each score, the
+   table's softmax, probabilities rounded to half, and out += p_j * v_j in key order, one fma per
+   element and key as ck_axpy_f16_f32: bit-identical with the composed (portable-order) version on
+   this ISA, minus the calls, with keys taken two at a time and the output held in registers. */
+#include "ck_avx2.h"
+
+#if defined(__x86_64__)
+
+#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+
+CK_AVX2_INLINE float att_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
+  const __m256 v = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
+  const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t1 = _mm_hadd_ps(t0, t0);
+  return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+CK_AVX2 static void attn_f16(const float *q, const uint16_t *keys, const uint16_t *values, int64_t stride,
+                             int64_t n, int64_t hd, float scale, float *scores, float *out) {
+  const ck_kernels *t = ck_active();
+  if (hd % 32 != 0) {  /* leftovers: the plain composition */
+    for (int64_t j = 0; j < n; j++) scores[j] = t->dot_f16_f32(keys + j * stride, q, hd) * scale;
+    t->softmax(scores, n);
+    for (int64_t j = 0; j < n; j++) scores[j] = ck_h2f(ck_f2h(scores[j]));
+    for (int64_t i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int64_t j = 0; j < n; j++) t->axpy_f16_f32(scores[j], values + j * stride, out, hd);
+    return;
+  }
+  int64_t j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const uint16_t *k0 = keys + j * stride, *k1 = k0 + stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int64_t i = 0; i < hd; i += 32) {
+      const __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+      const __m256 q2 = _mm256_loadu_ps(q + i + 16), q3 = _mm256_loadu_ps(q + i + 24);
+      a0 = _mm256_fmadd_ps(LDH(k0 + i), q0, a0);
+      a1 = _mm256_fmadd_ps(LDH(k0 + i + 8), q1, a1);
+      a2 = _mm256_fmadd_ps(LDH(k0 + i + 16), q2, a2);
+      a3 = _mm256_fmadd_ps(LDH(k0 + i + 24), q3, a3);
+      b0 = _mm256_fmadd_ps(LDH(k1 + i), q0, b0);
+      b1 = _mm256_fmadd_ps(LDH(k1 + i + 8), q1, b1);
+      b2 = _mm256_fmadd_ps(LDH(k1 + i + 16), q2, b2);
+      b3 = _mm256_fmadd_ps(LDH(k1 + i + 24), q3, b3);
+    }
+    scores[j] = att_reduce4(a0, a1, a2, a3) * scale;
+    scores[j + 1] = att_reduce4(b0, b1, b2, b3) * scale;
+  }
+  for (; j < n; j++) {
+    const uint16_t *k0 = keys + j * stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < hd; i += 32) {
+      a0 = _mm256_fmadd_ps(LDH(k0 + i), _mm256_loadu_ps(q + i), a0);
+      a1 = _mm256_fmadd_ps(LDH(k0 + i + 8), _mm256_loadu_ps(q + i + 8), a1);
+      a2 = _mm256_fmadd_ps(LDH(k0 + i + 16), _mm256_loadu_ps(q + i + 16), a2);
+      a3 = _mm256_fmadd_ps(LDH(k0 + i + 24), _mm256_loadu_ps(q + i + 24), a3);
+    }
+    scores[j] = att_reduce4(a0, a1, a2, a3) * scale;
+  }
+  t->softmax(scores, n);
+  j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 p = _mm256_loadu_ps(scores + j);
+    _mm256_storeu_ps(scores + j, _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+  }
+  for (; j < n; j++) scores[j] = ck_h2f(ck_f2h(scores[j]));
+  for (int64_t i = 0; i < hd; i += 32) {
+    __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+    const uint16_t *v = values + i;
+    for (j = 0; j < n; j++, v += stride) {
+      const __m256 p = _mm256_set1_ps(scores[j]);
+      o0 = _mm256_fmadd_ps(p, LDH(v), o0);
+      o1 = _mm256_fmadd_ps(p, LDH(v + 8), o1);
+      o2 = _mm256_fmadd_ps(p, LDH(v + 16), o2);
+      o3 = _mm256_fmadd_ps(p, LDH(v + 24), o3);
+    }
+    _mm256_storeu_ps(out + i, o0);
+    _mm256_storeu_ps(out + i + 8, o1);
+    _mm256_storeu_ps(out + i + 16, o2);
+    _mm256_storeu_ps(out + i + 24, o3);
+  }
+}
+
+void ck_fill_avx2_attention(ck_kernels *k);
+void ck_fill_avx2_attention(ck_kernels *k) { k->attn_f16 = attn_f16; }
+
+#else
+void ck_fill_avx2_attention(ck_kernels *k);
+void ck_fill_avx2_attention(ck_kernels *k) { (void)k; }
+#endif
