@@ -13,6 +13,8 @@ final class FaultTests: XCTestCase {
     nonisolated(unsafe) static var context: Context?
     /// Tokens per job: enough that a fault lands mid-generation, few enough for a short suite.
     static let maxTokens = 48
+    /// Longer jobs where the fault's effect comes later (a worker joining, a drain moving layers).
+    static let longTokens = 96
 
     override class func setUp() {
         super.setUp()
@@ -141,9 +143,12 @@ final class FaultTests: XCTestCase {
         let bed = try makeBed(workers: 2)
         defer { bed.down() }
         let client = try client(bed)
-        let reference = try await FaultLoad.references(on: client, maxTokens: Self.maxTokens)
+        let reference = try await FaultLoad.references(on: client, maxTokens: Self.longTokens)
         let added = Locked<Int?>(nil)
-        let o = try await runFaulted(bed, client) { added.withLock { $0 = nil }; let i = try bed.add(); added.withLock { $0 = i } }
+        let o = try await runFaulted(bed, client, maxTokens: Self.longTokens) {
+            let i = try bed.add()
+            added.withLock { $0 = i }
+        }
         verify(o, reference, bed, "add a worker")
         let host = try XCTUnwrap(added.withLock { $0 }, "no host was added")
         // The joined worker is given layers (the plan is recomputed with it).
@@ -157,8 +162,8 @@ final class FaultTests: XCTestCase {
         let bed = try makeBed()
         defer { bed.down() }
         let client = try client(bed)
-        let reference = try await FaultLoad.references(on: client, maxTokens: Self.maxTokens)
-        let o = try await runFaulted(bed, client) { try bed.run(["drain", "2"], timeout: 60) }
+        let reference = try await FaultLoad.references(on: client, maxTokens: Self.longTokens)
+        let o = try await runFaulted(bed, client, maxTokens: Self.longTokens) { try bed.run(["drain", "2"], timeout: 60) }
         verify(o, reference, bed, "drain h2")
         // The drained worker moves its layers away, then exits by itself.
         let deadline = Date().addingTimeInterval(30)
