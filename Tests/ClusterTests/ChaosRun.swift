@@ -47,6 +47,11 @@ final class ChaosRun: XCTestCase {
         var kinds = ["kill", "freeze", "add"]
         if bed.mode == .netns { kinds += ["cut", "loss"] }
         if drainable { kinds.append("drain") }
+        if let only = env["CARAVAN_CHAOS_KINDS"], !only.isEmpty {
+            let wanted = only.split(separator: ",").map(String.init)
+            kinds = kinds.filter(wanted.contains)
+            guard !kinds.isEmpty else { throw Testbed.Failure(description: "no usable fault kind in \(only)") }
+        }
         print("chaos: fault kinds \(kinds) (\(bed.mode.rawValue))")
 
         let started = ContinuousClock.now
@@ -210,7 +215,7 @@ final class ChaosRun: XCTestCase {
         let report = """
         ### Chaos run, \(date)
 
-        `Scripts/chaos --faults \(faultCount) --seed \(seed) --jobs \(concurrency) --tokens \(maxTokens)` \
+        `Scripts/chaos --faults \(faultCount) --seed \(seed) --jobs \(concurrency) --tokens \(maxTokens)\(env["CARAVAN_CHAOS_KINDS"].map { $0.isEmpty ? "" : " --kinds \($0)" } ?? "")` \
         (\(bed.mode.rawValue) test bed, 3 workers at the start, \(FaultLoad.coordinatorArguments.joined(separator: " ")), debug build)
 
         | measure | result |
