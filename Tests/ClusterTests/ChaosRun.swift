@@ -37,7 +37,7 @@ final class ChaosRun: XCTestCase {
 
         let bed = try Testbed(name: "cvchaos", subnet: "10.81.0", workers: 3,
                               coordinatorArguments: FaultLoad.coordinatorArguments, workerArguments: FaultLoad.workerArguments)
-        defer { if env["CARAVAN_CHAOS_KEEP"] == nil { bed.down() } }
+        defer { if (env["CARAVAN_CHAOS_KEEP"] ?? "").isEmpty { bed.down() } }
         let context = try Context()
         let client = try JobClient(context: context, endpoint: bed.clientsEndpoint, serverKey: bed.coordinatorKey)
         let reference = try await FaultLoad.references(on: client, maxTokens: maxTokens)
@@ -61,7 +61,11 @@ final class ChaosRun: XCTestCase {
         var finished: [Running] = []
         var running: [String: Running] = [:]
         var submittedCount = 0
-        let episodeDone = Locked(true)
+        // When the current fault episode ended (nil while it runs). The next fault waits until a
+        // token arrived after that (the cluster recovered) or 30 s passed, then 0.5-2 s more.
+        let episodeEnd = Locked<ContinuousClock.Instant?>(.now)
+        var settling = false
+        var lastToken = ContinuousClock.now
         let episodeErrors = Locked<[String]>([])
         var nextFault = ContinuousClock.now + .seconds(2)
         let jobTimeout = Duration.seconds(120)
@@ -92,6 +96,7 @@ final class ChaosRun: XCTestCase {
                     r.job.tokens.append(Int32(bitPattern: t.tokenID))
                     r.job.text += t.text
                     r.job.arrivals.append(.now)
+                    lastToken = .now
                 case .finished(let f)?:
                     r.job.finish = f.reason
                     r.job.text += f.text
@@ -111,7 +116,12 @@ final class ChaosRun: XCTestCase {
             }
             if faults.count < faultCount { try await submitMore() }
             // Next fault episode, one at a time.
-            if faults.count < faultCount, episodeDone.withLock({ $0 }), ContinuousClock.now >= nextFault {
+            if settling, let end = episodeEnd.withLock({ $0 }),
+               lastToken > end || running.isEmpty || ContinuousClock.now > end + .seconds(30) {
+                settling = false
+                nextFault = .now + .milliseconds(500 + Int(rng.next() % 1500))
+            }
+            if faults.count < faultCount, !settling, episodeEnd.withLock({ $0 != nil }), ContinuousClock.now >= nextFault {
                 let kind = kinds[Int(rng.next() % UInt64(kinds.count))]
                 let alive = workers.withLock { $0.count }
                 var chosen = kind
@@ -123,7 +133,8 @@ final class ChaosRun: XCTestCase {
                 let hold = 0.5 + Double(rng.next() % 3500) / 1000  // 0.5 ... 4 s
                 let lossPercent = 20 + Int(rng.next() % 31)
                 faults.append(Fault(kind: chosen, host: host, at: .now, running: Set(running.keys)))
-                episodeDone.withLock { $0 = false }
+                episodeEnd.withLock { $0 = nil }
+                settling = true
                 let index = faults.count
                 let action = chosen
                 print("chaos: fault \(index)/\(faultCount): \(chosen)\(chosen == "add" ? "" : " h\(host)")")
@@ -165,19 +176,17 @@ final class ChaosRun: XCTestCase {
                     } catch {
                         episodeErrors.withLock { $0.append("fault \(index) \(action) h\(host): \(error)") }
                     }
-                    episodeDone.withLock { $0 = true }
+                    episodeEnd.withLock { $0 = .now }
                 }
-                nextFault = .now + .milliseconds(500 + Int(rng.next() % 1500))
             }
             // Wait for the last episode, then for the running jobs (bounded).
-            if faults.count >= faultCount, episodeDone.withLock({ $0 }) {
+            if faults.count >= faultCount, episodeEnd.withLock({ $0 != nil }) {
                 let end = endDeadline ?? (ContinuousClock.now + .seconds(180))
                 endDeadline = end
                 if ContinuousClock.now > end {
                     for (id, r) in running { var r = r; r.job.error = "still running at the end"; finished.append(r); running[id] = nil }
                 }
             }
-            if !episodeDone.withLock({ $0 }) { nextFault = max(nextFault, .now + .milliseconds(500)) }
         }
         let elapsed = ContinuousClock.now - started
 
