@@ -23,6 +23,7 @@ static void ck_file_block(int wtype, int64_t *bytes, int64_t *qs_off, int64_t *q
   switch (wtype) {
     case CK_TYPE_Q4_0: *bytes = 18; *qs_off = 2; *qs_len = 16; break;
     case CK_TYPE_Q4_1: *bytes = 20; *qs_off = 4; *qs_len = 16; break;
+    case CK_TYPE_Q5_0: *bytes = 22; *qs_off = 6; *qs_len = 16; break;
     default:           *bytes = 34; *qs_off = 2; *qs_len = 32; break;  /* Q8_0 */
   }
 }
@@ -33,7 +34,7 @@ int ck_repack(int wtype, const void *src, void *dst, int64_t rows, int64_t k) {
   const int64_t nblk = k / CK_QK, rb = ck_r8_block_bytes(wtype);
   int64_t fb, qo, ql;
   ck_file_block(wtype, &fb, &qo, &ql);
-  const int64_t hdr = wtype == CK_TYPE_Q4_1 ? 32 : 16;
+  const int64_t hdr = ck_r8_qs_offset(wtype);
   const uint8_t *S = (const uint8_t *)src;
   uint8_t *D = (uint8_t *)dst;
   memset(D, 0, (size_t)total);
@@ -47,6 +48,14 @@ int ck_repack(int wtype, const void *src, void *dst, int64_t rows, int64_t k) {
         const uint8_t *b = S + row * nblk * fb + i * fb;
         memcpy(o + 2 * r, b, 2);                                       /* d */
         if (wtype == CK_TYPE_Q4_1) memcpy(o + 16 + 2 * r, b + 2, 2);  /* m */
+        if (wtype == CK_TYPE_Q5_0) {                                   /* fifth bits */
+          uint32_t qh; memcpy(&qh, b + 2, 4);
+          for (int h = 0; h < 4; h++) {
+            for (int e = 0; e < 4; e++) {
+              o[16 + r * 4 + e] |= (uint8_t)((((qh >> (4 * h + e)) & 1u) << h) | (((qh >> (16 + 4 * h + e)) & 1u) << (4 + h)));
+            }
+          }
+        }
         for (int64_t c = 0; c < ql / 4; c++) memcpy(o + hdr + c * 32 + r * 4, b + qo + 4 * c, 4);
       }
     }
@@ -59,13 +68,24 @@ int ck_dequantize_repacked_row(int wtype, const void *w, int64_t k, int64_t r, f
   const int64_t nblk = k / CK_QK, rb = ck_r8_block_bytes(wtype);
   int64_t fb, qo, ql;
   ck_file_block(wtype, &fb, &qo, &ql);
-  const int64_t hdr = wtype == CK_TYPE_Q4_1 ? 32 : 16;
+  const int64_t hdr = ck_r8_qs_offset(wtype);
   const int64_t g = r / CK_R8, l = r % CK_R8;
   for (int64_t i = 0; i < nblk; i++) {
     const uint8_t *o = (const uint8_t *)w + (g * nblk + i) * rb;
     uint8_t blk[34];  /* rebuild the file's block, then the reference dequantizer */
     memcpy(blk, o + 2 * l, 2);
     if (wtype == CK_TYPE_Q4_1) memcpy(blk + 2, o + 16 + 2 * l, 2);
+    if (wtype == CK_TYPE_Q5_0) {
+      uint32_t qh = 0;
+      for (int h = 0; h < 4; h++) {
+        for (int e = 0; e < 4; e++) {
+          const uint8_t hb = o[16 + l * 4 + e];
+          qh |= (uint32_t)((hb >> h) & 1u) << (4 * h + e);
+          qh |= (uint32_t)((hb >> (4 + h)) & 1u) << (16 + 4 * h + e);
+        }
+      }
+      memcpy(blk + 2, &qh, 4);
+    }
     for (int64_t c = 0; c < ql / 4; c++) memcpy(blk + qo + 4 * c, o + hdr + c * 32 + l * 4, 4);
     if (ck_dequantize_row(wtype, blk, dst + i * CK_QK, CK_QK) != 0) return -1;
   }
@@ -93,14 +113,16 @@ static inline float ck_r8_half(const uint8_t *p, int r) {
   return ck_h2f(h);
 }
 
-static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_t nblk,
-                       int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+static void mm_r8_nib(const void *w, const void *x, size_t xrow, int64_t nblk,
+                      int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride, int five) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
+  const int64_t rb = five ? 176 : 144, qoff = five ? 48 : 16;
+  const int32_t off = five ? 16 : 8;
   for (int64_t g = r0 / CK_R8; g * CK_R8 < r1; g++) {
     for (int64_t b = 0; b < nb; b++) {
       float acc[CK_R8] = {0};
       for (int64_t i = 0; i < nblk; i++) {
-        const uint8_t *o = W + (g * nblk + i) * 144;
+        const uint8_t *o = W + (g * nblk + i) * rb;
         const ck_block_q8_0 *y = (const ck_block_q8_0 *)(X + (size_t)b * xrow) + i;
         const float dy = ck_h2f(y->d);
         int32_t sy = 0;
@@ -109,16 +131,28 @@ static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_t nblk,
           int32_t s = 0;
           for (int h = 0; h < 4; h++) {
             for (int e = 0; e < 4; e++) {
-              const uint8_t q = o[16 + h * 32 + r * 4 + e];
-              s += (q & 0xF) * y->qs[4 * h + e] + (q >> 4) * y->qs[16 + 4 * h + e];
+              const uint8_t q = o[qoff + h * 32 + r * 4 + e];
+              const uint8_t hb = five ? o[16 + r * 4 + e] : 0;
+              const int lo = (q & 0xF) | (((hb >> h) & 1) << 4), hi = (q >> 4) | (((hb >> (4 + h)) & 1) << 4);
+              s += lo * y->qs[4 * h + e] + hi * y->qs[16 + 4 * h + e];
             }
           }
-          acc[r] = fmaf(ck_r8_half(o, r) * dy, (float)(s - 8 * sy), acc[r]);
+          acc[r] = fmaf(ck_r8_half(o, r) * dy, (float)(s - off * sy), acc[r]);
         }
       }
       ck_r8_store(acc, g, r0, r1, out + b * ostride);
     }
   }
+}
+
+static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_t nblk,
+                       int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  mm_r8_nib(w, x, xrow, nblk, r0, r1, nb, out, ostride, 0);
+}
+
+static void mm_r8_q5_0(const void *w, const void *x, size_t xrow, int64_t nblk,
+                       int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  mm_r8_nib(w, x, xrow, nblk, r0, r1, nb, out, ostride, 1);
 }
 
 /* Q4_1: ggml's vec_dot order per row (8 lane accumulators, lane c = elements 4c..4c+3, summed as
@@ -183,6 +217,7 @@ static void mm_r8_q8_0(const void *w, const void *x, size_t xrow, int64_t nblk,
 
 void ck_fill_r8_scalar(ck_mm_r8_fn *tab) {
   tab[CK_TYPE_Q4_0] = mm_r8_q4_0;
+  tab[CK_TYPE_Q5_0] = mm_r8_q5_0;
   tab[CK_TYPE_Q4_1] = mm_r8_q4_1;
   tab[CK_TYPE_Q8_0] = mm_r8_q8_0;
 }

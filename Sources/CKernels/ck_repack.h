@@ -4,16 +4,20 @@
    zero rows). Group g, block i (32 elements of each of the 8 rows) is stored at
    (g * nblk + i) * RBLOCK bytes, where nblk = k / 32:
      - scales: the 8 rows' d (IEEE halves, row order); Q4_1 then the 8 rows' m;
+     - Q5_0 then 32 bytes of fifth bits: byte r*4+b, bit h (0..3) = the fifth bit of element
+       4h + b of row r, bit 4 + h = that of element 16 + 4h + b (so each quant vector below finds
+       its bits with one 16-bit shift);
      - quants, cut in 4-byte chunks so that one 32-byte vector holds one chunk of all 8 rows
        (byte r * 4 + b of a vector belongs to row r):
-       Q4_0 / Q4_1: 4 vectors; vector h byte r*4+b = the file's qs[4h + b] of row r, so its low
+       Q4_0 / Q4_1 / Q5_0: 4 vectors; vector h byte r*4+b = the file's qs[4h + b] of row r, so its low
          nibbles are elements 4h..4h+3 and its high nibbles elements 16+4h..16+4h+3;
        Q8_0: 8 vectors; vector c byte r*4+b = element 4c + b of row r.
    Kernels compute the 8 rows of a group against one activation block at once: each 4-byte chunk
    of the activation is broadcast to the 8 rows, integer products are summed per row in integer
    arithmetic (exact), and:
-   - Q4_0, Q8_0: each row keeps one float accumulator over blocks,
-       acc_r = fma(d_r * d_y, (float)isum_r, acc_r)        (Q4_0: isum = sum(q*y) - 8*sum(y))
+   - Q4_0, Q5_0, Q8_0: each row keeps one float accumulator over blocks,
+       acc_r = fma(d_r * d_y, (float)isum_r, acc_r)
+     (Q4_0 / Q5_0: isum = sum(u*y) - 8 or 16 * sum(y), u the unsigned quant)
      This order differs from ggml's vec_dot (8 lanes across blocks, then a horizontal sum), so
      results are close to ck_matmul's, not bit-identical.
    - Q4_1: ggml's order exactly (8 accumulators, one per 4-element chunk, summed as ggml's
@@ -33,7 +37,17 @@ static inline int64_t ck_r8_block_bytes(int wtype) {
     case CK_TYPE_Q4_0: return 16 + 128;
     case CK_TYPE_Q4_1: return 32 + 128;
     case CK_TYPE_Q8_0: return 16 + 256;
+    case CK_TYPE_Q5_0: return 16 + 32 + 128;
     default: return 0;
+  }
+}
+
+/* offset of the quant vectors in a (group, block) */
+static inline int64_t ck_r8_qs_offset(int wtype) {
+  switch (wtype) {
+    case CK_TYPE_Q4_1: return 32;
+    case CK_TYPE_Q5_0: return 48;
+    default: return 16;
   }
 }
 

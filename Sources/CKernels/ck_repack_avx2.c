@@ -34,31 +34,54 @@ CK_AVX2_INLINE void r8_out(__m256 v, int64_t g, int64_t r0, int64_t r1, float *o
   }
 }
 
-/* ---- Q4_0 x Q8_0 ---- */
+/* ---- Q4_0 / Q5_0 x Q8_0 ----
+   Unsigned quants u (Q4_0: the nibble; Q5_0: nibble + 16 * fifth bit) against the signed
+   activation, minus the offset times the activation's sum: isum = sum(u*y) - off * sum(y). */
 
-/* one group (gw: its first block) x A activations; sums8[a * nblk + i] = 8 * sum(y_a block i) */
-CK_AVX2_INLINE void r8_q4_0_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
-                                 const int32_t *sums8, __m256 *res) {
+/* one group (gw: its first block) x A activations; offs[a * nblk + i] = off * sum(y_a block i) */
+CK_AVX2_INLINE void r8_nib_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
+                                const int32_t *offs, __m256 *res, const int five) {
   __m256 acc[R8_ACTS];
   for (int a = 0; a < R8_ACTS; a++) acc[a] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+  const int64_t rb = five ? 176 : 144, qoff = five ? 48 : 16;
   for (int64_t i = 0; i < nblk; i++) {
-    const uint8_t *o = gw + i * 144;
+    const uint8_t *o = gw + i * rb;
     const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
-    __m256i t[R8_ACTS];
-    for (int a = 0; a < A; a++) t[a] = _mm256_setzero_si256();
+    const __m256i H = five ? _mm256_loadu_si256((const __m256i *)(o + 16)) : _mm256_setzero_si256();
+    __m256i t[R8_ACTS], u[R8_ACTS];
+    for (int a = 0; a < A; a++) t[a] = u[a] = _mm256_setzero_si256();
     for (int h = 0; h < 4; h++) {
-      const __m256i R = _mm256_loadu_si256((const __m256i *)(o + 16 + 32 * h));
-      const __m256i lo = _mm256_and_si256(R, m4), hi = _mm256_and_si256(_mm256_srli_epi16(R, 4), m4);
+      const __m256i R = _mm256_loadu_si256((const __m256i *)(o + qoff + 32 * h));
+      __m256i lo = _mm256_and_si256(R, m4), hi = _mm256_and_si256(_mm256_srli_epi16(R, 4), m4);
+      if (five) {  /* fifth bits: lo element's at bit h of H, hi element's at bit 4 + h */
+        __m256i hl;
+        switch (h) {  /* shift counts must be immediates */
+          case 0: hl = _mm256_slli_epi16(H, 4); break;
+          case 1: hl = _mm256_slli_epi16(H, 3); break;
+          case 2: hl = _mm256_slli_epi16(H, 2); break;
+          default: hl = _mm256_slli_epi16(H, 1); break;
+        }
+        lo = _mm256_or_si256(lo, _mm256_and_si256(hl, b4));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srli_epi16(H, h), b4));
+      }
       for (int a = 0; a < A; a++) {
         const int8_t *q = ((const ck_block_q8_0 *)(x + a * xrow) + i)->qs;
-        t[a] = _mm256_add_epi16(t[a], _mm256_maddubs_epi16(lo, r8_bcast(q + 4 * h)));
-        t[a] = _mm256_add_epi16(t[a], _mm256_maddubs_epi16(hi, r8_bcast(q + 16 + 4 * h)));
+        const __m256i pl = _mm256_maddubs_epi16(lo, r8_bcast(q + 4 * h));
+        const __m256i ph = _mm256_maddubs_epi16(hi, r8_bcast(q + 16 + 4 * h));
+        if (five) {  /* |pair| <= 31*127*2: four chunks per int16 sum */
+          t[a] = _mm256_add_epi16(t[a], pl);
+          u[a] = _mm256_add_epi16(u[a], ph);
+        } else {     /* |pair| <= 15*127*2: all eight */
+          t[a] = _mm256_add_epi16(t[a], _mm256_add_epi16(pl, ph));
+        }
       }
     }
     for (int a = 0; a < A; a++) {
       const ck_block_q8_0 *y = (const ck_block_q8_0 *)(x + a * xrow) + i;
-      const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(t[a], ones), _mm256_set1_epi32(sums8[a * nblk + i]));
+      __m256i s = _mm256_madd_epi16(t[a], ones);
+      if (five) s = _mm256_add_epi32(s, _mm256_madd_epi16(u[a], ones));
+      s = _mm256_sub_epi32(s, _mm256_set1_epi32(offs[a * nblk + i]));
       const __m256 scale = _mm256_mul_ps(d8, _mm256_set1_ps(ck_h2f_avx2(y->d)));
       acc[a] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[a]);
     }
@@ -66,28 +89,34 @@ CK_AVX2_INLINE void r8_q4_0_tile(const uint8_t *gw, const uint8_t *x, size_t xro
   for (int a = 0; a < A; a++) res[a] = acc[a];
 }
 
-CK_AVX2_INLINE void r8_q4_0_tile_n(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
-                                   const int32_t *sums8, __m256 *res) {
+CK_AVX2_INLINE void r8_nib_tile_n(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, int A,
+                                  const int32_t *offs, __m256 *res, const int five) {
   switch (A) {
-    case 4: r8_q4_0_tile(gw, x, xrow, nblk, 4, sums8, res); break;
-    case 3: r8_q4_0_tile(gw, x, xrow, nblk, 3, sums8, res); break;
-    case 2: r8_q4_0_tile(gw, x, xrow, nblk, 2, sums8, res); break;
-    default: r8_q4_0_tile(gw, x, xrow, nblk, 1, sums8, res); break;
+    case 4: r8_nib_tile(gw, x, xrow, nblk, 4, offs, res, five); break;
+    case 3: r8_nib_tile(gw, x, xrow, nblk, 3, offs, res, five); break;
+    case 2: r8_nib_tile(gw, x, xrow, nblk, 2, offs, res, five); break;
+    default: r8_nib_tile(gw, x, xrow, nblk, 1, offs, res, five); break;
   }
 }
 
-CK_AVX2 static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_t nblk,
-                               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+CK_AVX2_INLINE void r8_offsets(const uint8_t *xa, size_t xrow, int64_t nblk, int A, int mult, int32_t *offs) {
+  for (int a = 0; a < A; a++)
+    for (int64_t i = 0; i < nblk; i++)
+      offs[a * nblk + i] = mult * r8_sum8(((const ck_block_q8_0 *)(xa + a * xrow) + i)->qs);
+}
+
+CK_AVX2_INLINE void mm_r8_nib(const void *w, const void *x, size_t xrow, int64_t nblk,
+                              int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride, const int five) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
-  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 144;
-  int32_t sums8[R8_ACTS * nblk];
+  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * (five ? 176 : 144);
+  const int mult = five ? 2 : 1;  /* r8_sum8 is 8 * sum */
+  int32_t offs[R8_ACTS * nblk];
   if (nb <= R8_ACTS) {  /* decode, small batches: activation sums once, all groups */
     const int A = (int)nb;
-    for (int a = 0; a < A; a++)
-      for (int64_t i = 0; i < nblk; i++) sums8[a * nblk + i] = r8_sum8(((const ck_block_q8_0 *)(X + a * xrow) + i)->qs);
+    r8_offsets(X, xrow, nblk, A, mult, offs);
     for (int64_t g = g0; g < g1; g++) {
       __m256 res[R8_ACTS];
-      r8_q4_0_tile_n(W + g * gstride, X, xrow, nblk, A, sums8, res);
+      r8_nib_tile_n(W + g * gstride, X, xrow, nblk, A, offs, res, five);
       for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + a * ostride);
     }
     return;
@@ -97,15 +126,24 @@ CK_AVX2 static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_
     for (int64_t a0 = 0; a0 < nb; a0 += R8_ACTS) {
       const int A = nb - a0 < R8_ACTS ? (int)(nb - a0) : R8_ACTS;
       const uint8_t *xa = X + a0 * xrow;
-      for (int a = 0; a < A; a++)
-        for (int64_t i = 0; i < nblk; i++) sums8[a * nblk + i] = r8_sum8(((const ck_block_q8_0 *)(xa + a * xrow) + i)->qs);
+      r8_offsets(xa, xrow, nblk, A, mult, offs);
       for (int64_t g = gb; g < ge; g++) {
         __m256 res[R8_ACTS];
-        r8_q4_0_tile_n(W + g * gstride, xa, xrow, nblk, A, sums8, res);
+        r8_nib_tile_n(W + g * gstride, xa, xrow, nblk, A, offs, res, five);
         for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
       }
     }
   }
+}
+
+CK_AVX2 static void mm_r8_q4_0(const void *w, const void *x, size_t xrow, int64_t nblk,
+                               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  mm_r8_nib(w, x, xrow, nblk, r0, r1, nb, out, ostride, 0);
+}
+
+CK_AVX2 static void mm_r8_q5_0(const void *w, const void *x, size_t xrow, int64_t nblk,
+                               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  mm_r8_nib(w, x, xrow, nblk, r0, r1, nb, out, ostride, 1);
 }
 
 /* ---- Q4_1 x Q8_1: ggml's exact order ----
@@ -211,6 +249,7 @@ R8_DRIVER(mm_r8_q8_0, r8_q8_0_tile, 272)
 
 void ck_fill_r8_avx2(ck_mm_r8_fn *tab) {
   tab[CK_TYPE_Q4_0] = mm_r8_q4_0;
+  tab[CK_TYPE_Q5_0] = mm_r8_q5_0;
   tab[CK_TYPE_Q4_1] = mm_r8_q4_1;
   tab[CK_TYPE_Q8_0] = mm_r8_q8_0;
 }

@@ -95,6 +95,47 @@ public final class CaravanClient: Sendable {
         }
     }
 
+    /// Re-attaches to a running or ended job (after a client or coordinator restart): calls
+    /// `onUpdate` for the tokens after the first `receivedTokens` and then for the rest of the job
+    /// until it finishes or fails.
+    public func attach(jobID: String, receivedTokens: Int = 0, timeout: Duration = .seconds(120),
+                       onUpdate: (JobUpdate) -> Void) async throws(ClientError) {
+        var m = Caravan_V1_JobAttach()
+        m.jobID = jobID
+        m.receivedTokens = UInt32(clamping: receivedTokens)
+        do {
+            try await socket.send(try codec.encode(.jobAttach(m)), timeout: timeout)
+        } catch {
+            throw .transport("\(error)")
+        }
+        while true {
+            let frames: [Message]
+            do {
+                frames = try await socket.receive(timeout: timeout)
+            } catch {
+                throw error.isTimeout ? .timeout("job \(jobID)") : .transport("\(error)")
+            }
+            switch try? codec.decode(frames) {
+            case .message(.jobEvent(let e), _)? where e.jobID == jobID:
+                switch e.event {
+                case .accepted(let a)?: onUpdate(.accepted(jobID: e.jobID, promptTokens: Int(a.promptTokens)))
+                case .token(let t)?: onUpdate(.token(id: Int32(bitPattern: t.tokenID), text: t.text))
+                case .finished(let f)?:
+                    onUpdate(.finished(reason: f.reason, text: f.text, completionTokens: Int(f.completionTokens)))
+                    return
+                case .error(let err)?:
+                    onUpdate(.failed(code: err.code, message: err.message))
+                    return
+                case nil: break
+                }
+            case .message(.error(let e), _)?:
+                throw .rejected(code: e.code, message: e.message)
+            default:
+                continue
+            }
+        }
+    }
+
     /// Asks for a job's status.
     public func status(jobID: String, timeout: Duration = .seconds(10)) async throws(ClientError) -> Caravan_V1_JobStatus {
         var statusRequest = Caravan_V1_JobStatusRequest()

@@ -187,7 +187,7 @@ public enum AdminReports {
     private static func current(_ phase: Membership.Phase) -> (UInt64, [StageAssignment], [PeerID]) {
         switch phase {
         case let .assigning(epoch, stages, peers), let .serving(epoch, stages, peers): return (epoch, stages, peers)
-        case .gathering, .failed: return (0, [], [])
+        case .gathering, .waiting: return (0, [], [])
         }
     }
 

@@ -108,21 +108,12 @@ struct LiveClusterStatus: ClusterStatusSource {
         let (records, unavailable) = desk.adminSnapshot()
         let instant = ContinuousClock.now
         let jobs = records.map { r -> AdminJob in
-            var s = Caravan_V1_JobStatus()
-            s.jobID = r.jobID
-            s.state = r.state
-            s.promptTokens = UInt32(r.promptTokens)
-            s.completionTokens = UInt32(r.completionTokens)
-            s.submittedUnixMs = r.submittedMs
-            s.planEpoch = r.epoch
-            if let error = r.error {
-                s.error.code = .internal
-                s.error.message = error
-            }
+            let s = JobDesk.wireStatus(r)
+            let completion = r.tokenIDs.count
             var rate = 0.0
-            if r.state == .generating, let first = r.firstToken, r.completionTokens > 1 {
+            if s.state == .generating, let first = r.firstToken, completion > 1 {
                 let seconds = Double(JobDesk.milliseconds(instant - first)) / 1000
-                if seconds > 0 { rate = Double(r.completionTokens - 1) / seconds }
+                if seconds > 0 { rate = Double(completion - 1) / seconds }
             }
             return AdminJob(status: s, tokensPerSecond: rate)
         }.sorted { ($0.status.submittedUnixMs, $0.status.jobID) < ($1.status.submittedUnixMs, $1.status.jobID) }

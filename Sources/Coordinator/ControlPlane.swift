@@ -6,7 +6,9 @@ import ZeroMQ
 
 /// The coordinator's control socket (ROUTER): feeds workers' messages into the ``Membership``
 /// state machine and carries out its directives (acknowledgements, planning, assignments,
-/// serving, failure). Also sends `ReleaseSequences` to every stage.
+/// serving, re-planning, releasing drained workers). It also re-plans when a pipeline step fails,
+/// when an operator drains a worker, and when a worker has become slow enough that moving layers
+/// pays (see ``RebalancePolicy``). Sends `ReleaseSequences` to every stage.
 final class ControlPlane: Sendable {
     private let control: AsyncSocket
     private let codec: WireCodec
@@ -19,6 +21,8 @@ final class ControlPlane: Sendable {
     private let serve: AsyncStream<ServeOrder>.Continuation
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
+    /// When the last plan was made (coordinator clock, ms), for the rebalancing interval.
+    private let lastPlanAt = LockedValue<UInt64>(0)
 
     init(control: AsyncSocket, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
          template: AssignmentTemplate, configuration: CoordinatorConfiguration, logger: Logger, desk: JobDesk,
@@ -35,7 +39,8 @@ final class ControlPlane: Sendable {
         self.origin = clock.now
     }
 
-    private var now: UInt64 { UInt64(max(0, JobDesk.milliseconds(clock.now - origin))) }
+    /// Milliseconds on the coordinator's clock.
+    var now: UInt64 { UInt64(max(0, JobDesk.milliseconds(clock.now - origin))) }
     /// The clock ``Membership`` is fed with (milliseconds since start), for status reports.
     var elapsedMs: UInt64 { now }
 
@@ -69,12 +74,12 @@ final class ControlPlane: Sendable {
         case .register(let m):
             logger.info("register", metadata: [
                 "worker": "\(m.workerID)", "data": "\(m.dataAddress)", "memory": "\(m.capabilities.freeMemoryBytes)",
-                "speed": "\(m.capabilities.measuredGflops)",
+                "speed": "\(m.capabilities.measuredGflops)", "running_epoch": "\(m.runningPlanEpoch)",
             ])
             directives = membership.withLock {
                 $0.register(peer: peer, workerID: m.workerID, dataAddress: m.dataAddress, dataPublicKey: m.dataPublicKey,
                             memoryBytes: m.capabilities.freeMemoryBytes, speed: m.capabilities.measuredGflops,
-                            heldModels: m.capabilities.models.map(\.model.sha256), now: t)
+                            heldModels: m.capabilities.models.map(\.model.sha256), runningEpoch: m.runningPlanEpoch, now: t)
             }
         case .heartbeat(let m):
             membership.withLock {
@@ -88,7 +93,8 @@ final class ControlPlane: Sendable {
             ])
             if m.ready { membership.withLock { $0.stageMemory(peer: peer, bytes: m.memoryBytes) } }
             directives = membership.withLock {
-                $0.assignmentReady(peer: peer, epoch: m.planEpoch, error: m.ready ? nil : m.error, now: t)
+                $0.assignmentReady(peer: peer, epoch: m.planEpoch, error: m.ready ? nil : m.error, memoryBytes: m.memoryBytes,
+                                   now: t)
             }
         default:
             logger.warning("control socket: ignored an unexpected message kind")
@@ -103,22 +109,27 @@ final class ControlPlane: Sendable {
             switch d {
             case let .acknowledge(peer, accepted, reason):
                 var ack = Caravan_V1_RegisterAck()
+                ack.modelSourceAddress = configuration.modelSourceAddress
                 ack.accepted = accepted
                 ack.reason = reason
                 ack.heartbeatIntervalMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatInterval))
                 ack.heartbeatTimeoutMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatTimeout))
-                ack.modelSourceAddress = configuration.modelSourceAddress
+                ack.planEpoch = membership.withLock { $0.epoch }
                 if !accepted { logger.warning("refused a worker", metadata: ["reason": "\(reason)"]) }
                 await send(.registerAck(ack), to: peer)
             case .plan(let workers):
-                let input = workers.map { PlanWorker(id: $0.workerID, memoryBytes: $0.memoryBytes, speed: $0.speed) }
+                let t = now
+                lastPlanAt.withLock { $0 = t }
                 do {
-                    let plan = try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
+                    let plan = try Planner.plan(model: facts, workers: planInput(workers),
+                                                contextTokens: template.maxContextTokens,
                                                 batchSequences: template.maxBatchSequences)
                     logger.info("plan", metadata: ["stages": "\(plan.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " "))"])
-                    queue += membership.withLock { $0.planned(plan, template: template) }
+                    let next = membership.withLock { $0.planned(plan, template: template, now: t) }
+                    desk.recordEpoch(membership.withLock { $0.epoch })
+                    queue += next
                 } catch {
-                    queue += membership.withLock { $0.planFailed(error.description) }
+                    queue += membership.withLock { $0.planFailed(error.description, now: t) }
                 }
             case let .assign(peer, assignment):
                 await send(.stageAssignment(assignment.wire), to: peer)
@@ -134,10 +145,106 @@ final class ControlPlane: Sendable {
                 logger.warning("re-planning: \(reason)")
                 await desk.stopServing(reason)
             case .fail(let reason):
-                logger.critical("the cluster cannot serve: \(reason)")
-                desk.setUnavailable(reason)
+                logger.error("no plan possible now; jobs wait", metadata: ["reason": "\(reason)"])
+                desk.setWaiting(reason)
+            case let .release(peer, workerID):
+                logger.info("drained worker released", metadata: ["worker": "\(workerID)"])
+                var m = Caravan_V1_Drain()
+                m.reason = "drained by the operator; its layers moved to other workers"
+                m.exit = true
+                await send(.drain(m), to: peer)
             }
         }
+    }
+
+    /// Planner input: measured speeds where the running plan has them (see ``Rebalancer``).
+    private func planInput(_ workers: [Member]) -> [PlanWorker] {
+        Rebalancer.planInput(workers, layersInPlan: currentLayers(), minimumSteps: configuration.rebalance.minimumSteps)
+    }
+
+    private func currentLayers() -> [String: Int] {
+        membership.withLock { m -> [String: Int] in
+            guard case let .serving(_, stages, peers) = m.phase else { return [:] }
+            var out: [String: Int] = [:]
+            for (stage, peer) in zip(stages, peers) {
+                if let id = m.members.first(where: { $0.peer == peer })?.workerID { out[id] = stage.layers.count }
+            }
+            return out
+        }
+    }
+
+    /// Whether the plan of `epoch` is the one serving now.
+    func isServing(epoch: UInt64) -> Bool {
+        membership.withLock { m in
+            if case .serving(let e, _, _) = m.phase { return e == epoch }
+            return false
+        }
+    }
+
+    /// A step of `epoch` failed while it still serves: re-plan (the jobs replay on the new plan).
+    func pipelineFault(epoch: UInt64, reason: String) async {
+        let directives = membership.withLock { m -> [Membership.Directive] in
+            guard m.epoch == epoch else { return [] }
+            return m.replan("a step of epoch \(epoch) failed: \(reason)", now: now)
+        }
+        await execute(directives)
+    }
+
+    /// Drains `workerID` (operator request): refused when the others cannot hold the model.
+    func drain(_ workerID: String) async -> (ok: Bool, message: String) {
+        let others = membership.withLock { m in
+            m.members.filter { $0.workerID != workerID && !$0.draining && !$0.loadFailed }
+        }
+        guard membership.withLock({ $0.members.contains { $0.workerID == workerID } }) else {
+            return (false, "no worker \(workerID) is registered")
+        }
+        if !others.isEmpty {
+            do {
+                _ = try Planner.plan(model: facts, workers: planInput(others), contextTokens: template.maxContextTokens,
+                                     batchSequences: template.maxBatchSequences)
+            } catch {
+                return (false, "cannot drain \(workerID): the other workers cannot take its layers: \(error)")
+            }
+        }
+        let t = now
+        let result = membership.withLock { m -> Result<[Membership.Directive], Membership.DrainRefusal> in
+            do throws(Membership.DrainRefusal) { return .success(try m.drain(workerID, now: t)) } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let directives):
+            logger.info("draining", metadata: ["worker": "\(workerID)"])
+            await execute(directives)
+            return (true, "draining \(workerID): its layers move to the other workers, then it exits")
+        case .failure(let refusal):
+            return (false, refusal.description)
+        }
+    }
+
+    /// Re-plans when a stage of the serving plan has become slow: the plan with measured speeds
+    /// would cut the bottleneck step time below `slowFactor` of today's, and the last plan is
+    /// older than the rebalancing interval (hysteresis, so plans do not flap).
+    func checkBalance() async {
+        let policy = configuration.rebalance
+        guard policy.enabled else { return }
+        let t = now
+        guard t - lastPlanAt.withLock({ $0 }) >= UInt64(JobDesk.milliseconds(policy.minimumInterval)) else { return }
+        let snapshot = membership.withLock { m -> (members: [Member], layers: [(String, Int)])? in
+            guard case let .serving(_, stages, peers) = m.phase else { return nil }
+            let ids = peers.map { p in m.members.first { $0.peer == p }?.workerID ?? "" }
+            return (m.members, zip(ids, stages).map { ($0, $1.layers.count) })
+        }
+        guard let snapshot else { return }
+        let stages = snapshot.layers.compactMap { id, layers in
+            snapshot.members.first { $0.workerID == id }.map { (member: $0, layers: layers) }
+        }
+        guard stages.count == snapshot.layers.count,
+              let decision = Rebalancer.evaluate(
+                stages: stages, candidates: snapshot.members.filter { !$0.draining && !$0.loadFailed }, model: facts,
+                contextTokens: template.maxContextTokens, batchSequences: template.maxBatchSequences,
+                slowFactor: policy.slowFactor, minimumSteps: policy.minimumSteps) else { return }
+        let reason = decision.reason
+        let directives = membership.withLock { $0.replan(reason, now: t) }
+        await execute(directives)
     }
 
     /// Asks every stage of `epoch` to drop `sequences`.
@@ -149,7 +256,8 @@ final class ControlPlane: Sendable {
         for peer in peers { await send(.releaseSequences(m), to: peer) }
     }
 
-    /// Declares silent workers lost, and heartbeats workers, until cancelled.
+    /// Declares silent workers lost, heartbeats workers, fails jobs that waited too long and
+    /// checks the balance of the plan, until cancelled.
     func tickLoop() async {
         var beat: UInt64 = 0
         while !Task.isCancelled {
@@ -159,18 +267,21 @@ final class ControlPlane: Sendable {
             let directives = membership.withLock { $0.tick(now: t) }
             await execute(directives)
             beat += 1
-            let peers = membership.withLock { $0.members.map(\.peer) }
+            let (peers, epoch) = membership.withLock { ($0.members.map(\.peer), $0.epoch) }
             var h = Caravan_V1_Heartbeat()
             h.senderID = "coordinator"
             h.sequence = beat
+            h.planEpoch = epoch
             h.sentUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
             for peer in peers { await send(.heartbeat(h), to: peer) }
+            await desk.sweep()
+            if beat % 4 == 0 { await checkBalance() }
         }
     }
 
     private func send(_ body: Caravan_V1_Envelope.OneOf_Body, to peer: PeerID) async {
         do {
-            try await control.send([Message(peer.bytes)] + (try codec.encode(body)), timeout: .seconds(5))
+            try await control.send([Message(peer.bytes)] + (try codec.encode(body)), timeout: .seconds(2))
         } catch {
             logger.warning("could not send a control message", metadata: ["reason": "\(error)"])
         }

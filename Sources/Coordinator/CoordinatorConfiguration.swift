@@ -31,6 +31,12 @@ public struct CoordinatorConfiguration: Sendable {
     public var limits: WireLimits
     /// How long a graceful shutdown waits for running jobs.
     public var drainTimeout: Duration = .seconds(10)
+    /// How long a job may wait for a pipeline (start-up, re-plan, too few workers) before it fails.
+    public var queueTimeout: Duration = .seconds(300)
+    /// Where the job journal lives (nil = in memory only: a restart forgets the jobs).
+    public var stateDirectory: String?
+    /// When a slow worker makes the coordinator re-plan.
+    public var rebalance = RebalancePolicy()
     /// CURVE (with the coordinator's key pair) or plain connections.
     public var security: ClusterSecurity
     /// Where the model source binds (ROUTER; workers without the model file pull its bytes
@@ -46,8 +52,8 @@ public struct CoordinatorConfiguration: Sendable {
     /// Creates a configuration.
     public init(modelPath: String, controlEndpoint: String, clientsEndpoint: String, resultsEndpoint: String? = nil,
                 expectedWorkers: Int, activationDType: TensorDType = .f16, contextTokens: Int = 2048,
-                batchSequences: Int = 8, maxBatchRows: Int = 512, heartbeatInterval: Duration = .milliseconds(500),
-                heartbeatTimeout: Duration = .seconds(10), stepDeadline: Duration = .seconds(60),
+                batchSequences: Int = 8, maxBatchRows: Int = 512, heartbeatInterval: Duration = .milliseconds(250),
+                heartbeatTimeout: Duration = .milliseconds(2000), stepDeadline: Duration = .seconds(60),
                 limits: WireLimits = WireLimits(), security: ClusterSecurity = .plain) {
         self.modelPath = modelPath
         self.controlEndpoint = controlEndpoint
@@ -64,4 +70,20 @@ public struct CoordinatorConfiguration: Sendable {
         self.limits = limits
         self.security = security
     }
+}
+
+/// When a worker that became slow makes the coordinator move layers (Petals-like hysteresis).
+public struct RebalancePolicy: Sendable {
+    /// Whether slow workers trigger re-plans at all.
+    public var enabled = true
+    /// Re-plan only when the plan with measured speeds predicts a bottleneck step time below this
+    /// fraction of today's (0.75: a gain of at least a third).
+    public var slowFactor = 0.75
+    /// Never re-plan for balance sooner than this after the previous plan.
+    public var minimumInterval: Duration = .seconds(30)
+    /// Steps each stage must have run (since its load) before its speed is trusted.
+    public var minimumSteps = 16
+
+    /// The default policy.
+    public init() {}
 }

@@ -105,14 +105,41 @@ public final class CoordinatorService: Service {
             maxContextTokens: contextLimit, maxBatchSequences: config.batchSequences, maxBatchTokens: config.maxBatchRows)
         var assignmentTemplate = template_
         assignmentTemplate.resultPublicKey = config.security.publicKey
-        let membership = LockedValue(Membership(expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
-                                                heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout))))
+        let journal: any JobJournal
+        do {
+            journal = try config.stateDirectory.map {
+                try FileJobJournal(directory: $0, name: "jobs-\(fingerprint.sha256.prefix(16)).journal")
+            } ?? InMemoryJobJournal()
+        } catch {
+            throw CoordinatorStartError(description: "\(error)")
+        }
         let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
-                           contextLimit: contextLimit, logger: logger)
+                           contextLimit: contextLimit, logger: logger, journal: journal,
+                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout))
+        let lastEpoch: UInt64
+        do {
+            lastEpoch = try desk.restore()
+        } catch {
+            throw CoordinatorStartError(description: "cannot read the job journal: \(error)")
+        }
+        let membership = LockedValue(Membership(
+            expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
+            heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout)),
+            suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)), lastEpoch: lastEpoch))
         let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
                                  template: assignmentTemplate, configuration: planeConfiguration, logger: logger, desk: desk,
                                  serve: serveSignal)
+        desk.pipelineFault.withLock { $0 = { epoch, reason in await plane.pipelineFault(epoch: epoch, reason: reason) } }
+        desk.drainHandler.withLock {
+            $0 = { m in
+                let (ok, message) = await plane.drain(m.workerID)
+                var r = Caravan_V1_AdminResult()
+                r.ok = ok
+                r.message = message
+                return r
+            }
+        }
         desk.admin.withLock { $0 = AdminDesk(source: LiveClusterStatus(
             membership: membership, desk: desk, clock: { plane.elapsedMs }, configuration: config,
             model: LiveClusterStatus.identity(fingerprint, layerCount: facts.layerCount),
@@ -124,7 +151,7 @@ public final class CoordinatorService: Service {
         try? await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
                     try await gracefulShutdown()
-                    desk.setUnavailable("the coordinator is shutting down", keepServing: true)
+                    desk.stopAdmitting("the coordinator is shutting down")
                     let deadline = ContinuousClock.now + config.drainTimeout
                     while desk.activeJobs > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
                     self.logger.info("drained", metadata: ["unfinished_jobs": "\(desk.activeJobs)"])
@@ -151,8 +178,9 @@ public final class CoordinatorService: Service {
                         self.logger.error("client socket failed", metadata: ["reason": "\(error)"])
                     }
                 }
-                group.addTask { await plane.tickLoop() }
+                group.addTask { await desk.runOutbox() }
                 group.addTask { await modelServer.run() }
+                group.addTask { await plane.tickLoop() }
                 group.addTask {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {
@@ -162,7 +190,8 @@ public final class CoordinatorService: Service {
                 }
         }
         serveSignal.finish()
-        desk.serving.withLock { $0?.engine.failAll(CancellationError()) }
+        desk.serving?.engine.failAll(CancellationError())
+        desk.finish()
         logger.info("coordinator stopping")
         await modelServer.close()
         await clients.close()
@@ -177,7 +206,7 @@ public final class CoordinatorService: Service {
                 logger.warning("result socket: dropped a message that is not a step result")
                 return
             }
-            guard let engine = desk.serving.withLock({ $0?.engine }), engine.deliver(outcome) else {
+            guard let engine = desk.serving?.engine, engine.deliver(outcome) else {
                 logger.warning("result socket: dropped a result for no pending step",
                                metadata: ["step": "\(outcome.stepID)", "epoch": "\(outcome.planEpoch)"])
                 return
@@ -198,7 +227,7 @@ public final class CoordinatorService: Service {
             }
         } catch {
             logger.error("cannot connect to the first stage", metadata: ["reason": "\(error)"])
-            desk.setUnavailable("cannot connect to the first stage: \(error)")
+            await plane.pipelineFault(epoch: serve.epoch, reason: "cannot connect to the first stage: \(error)")
             return
         }
         let engine = RemotePipelineEngine(
@@ -209,11 +238,16 @@ public final class CoordinatorService: Service {
             Lane(index: i, engine: engine, maxBatchRows: configuration.maxBatchRows,
                  sink: { sequence, event in await desk.laneEvent(sequence, event) })
         }
-        desk.serving.withLock { $0 = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes) }
         logger.info("serving", metadata: [
             "epoch": "\(serve.epoch)", "stages": "\(serve.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " "))",
             "lanes": "\(lanes.count)",
         ])
+        let pipeline = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes)
+        guard await desk.startServing(pipeline, stillCurrent: { plane.isServing(epoch: serve.epoch) }) else {
+            logger.info("plan replaced before it served", metadata: ["epoch": "\(serve.epoch)"])
+            await first.close()
+            return
+        }
         await withDiscardingTaskGroup { group in
             for lane in lanes { group.addTask { await lane.run() } }
         }

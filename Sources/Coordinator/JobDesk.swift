@@ -6,6 +6,7 @@ import Foundation
 import Inference
 import Logging
 import Sampling
+
 import Tokenizer
 import ZeroMQ
 
@@ -16,85 +17,270 @@ struct ServingPipeline: Sendable {
     let lanes: [Lane]
 }
 
-/// One job's bookkeeping.
+/// One job's bookkeeping. A job outlives pipelines: while no pipeline can take it (start-up,
+/// re-plan, not enough workers) its session is parked here; on the next pipeline it is replayed.
 struct JobRecord: Sendable {
     let jobID: String
-    let peer: PeerID
     let clientRequestID: String
     let sequence: SequenceID
-    let epoch: UInt64
-    var state: Caravan_V1_JobState
     let promptTokens: Int
-    var completionTokens = 0
     let submittedMs: UInt64
+    /// Where events go (nil after a coordinator restart until a client attaches).
+    var peer: PeerID?
+    var state: Caravan_V1_JobState
+    /// The plan epoch of the pipeline running it (0 = never ran).
+    var epoch: UInt64 = 0
+    /// Generated token ids and the text streamed with each.
+    var tokenIDs: [Int32] = []
+    var texts: [String] = []
     let started: ContinuousClock.Instant
     var firstToken: ContinuousClock.Instant?
     var eventSequence: UInt64 = 0
     var error: String?
-    var lane: Int
+    /// The lane running it, when running.
+    var lane: Int?
+    /// The session, while waiting for a pipeline.
+    var parked: GenerationSession?
+    var waitingSince: ContinuousClock.Instant?
+    var waitingReason = ""
+    /// Times the job moved to a new pipeline after having started.
+    var replays = 0
+    /// Pipeline failures since the job last generated a token.
+    var failuresWithoutProgress = 0
+    /// The final event (finished or error) once the job ended.
+    var endEvent: Caravan_V1_JobEvent.OneOf_Event?
+
+    var isEnded: Bool { endEvent != nil }
 }
 
-/// The client side of the coordinator: takes `JobSubmit`, `JobStatusRequest` and `JobCancel` from
-/// the client socket (ROUTER), turns prompts into sessions on the least-loaded lane, and streams
-/// `JobEvent`s back to the submitting client.
+/// Timings and limits of the job desk.
+struct JobDeskPolicy: Sendable {
+    /// How long a job may wait for a pipeline before it fails.
+    var queueTimeout: Duration
+    /// Pipeline failures in a row (without a new token) after which a job fails.
+    var maxFailuresWithoutProgress = 6
+    /// Ended jobs kept for status and attach.
+    var keptEndedJobs = 1000
+}
+
+/// The client side of the coordinator: takes `JobSubmit`, `JobStatusRequest`, `JobCancel` and
+/// `JobAttach` from the client socket (ROUTER), turns prompts into sessions on the least-loaded
+/// lane, streams `JobEvent`s back, and keeps every unfinished job across pipelines: when a lane
+/// hands a session back (re-plan, lost worker, failed step) the job waits, then replays on the
+/// next pipeline. Every accepted job, token and end goes to the ``JobJournal``.
 final class JobDesk: Sendable {
+    private struct State: Sendable {
+        var jobs: [String: JobRecord] = [:]
+        var bySequence: [SequenceID: String] = [:]
+        /// Ended jobs, oldest first.
+        var ended: [String] = []
+        var serving: ServingPipeline?
+        var admitting = true
+        var unavailableReason = "the cluster is starting (waiting for workers)"
+        var faultReportedEpoch: UInt64 = 0
+        var nextJob: UInt64 = 0
+        var nextSequence: UInt64 = 0
+    }
+
     private let clients: AsyncSocket
     private let codec: WireCodec
     private let tokenizer: Tokenizer
     private let template: ChatTemplate?
     private let contextLimit: Int
     private let logger: Logger
-    let serving = LockedValue<ServingPipeline?>(nil)
-    private let unavailableReason = LockedValue<String>("the cluster is still starting (waiting for workers)")
-    private let jobs = LockedValue<[String: JobRecord]>([:])
-    private let admitting = LockedValue(true)
-    /// Ended jobs, oldest first; only the last ``keptEndedJobs`` stay queryable.
-    private let ended = LockedValue<[String]>([])
-    private let keptEndedJobs = 1000
-    private let bySequence = LockedValue<[SequenceID: String]>([:])
-    private let counters = LockedValue<(job: UInt64, sequence: UInt64)>((0, 0))
+    private let journal: any JobJournal
+    private let policy: JobDeskPolicy
+    private let state = LockedValue(State())
+    /// Everything sent to clients, in the order it was decided under the state lock (so that a
+    /// re-attached client gets missed tokens and new ones in order, none twice).
+    private let outbox: AsyncStream<(PeerID, Caravan_V1_Envelope.OneOf_Body, UInt64)>
+    private let outboxInput: AsyncStream<(PeerID, Caravan_V1_Envelope.OneOf_Body, UInt64)>.Continuation
+    /// Called once per pipeline epoch whose step failed while it still serves (forces a re-plan).
+    let pipelineFault = LockedValue<(@Sendable (UInt64, String) async -> Void)?>(nil)
     /// Answers `caravanctl` requests (status, plan preview); installed by the service.
     let admin = LockedValue<AdminDesk?>(nil)
+    /// Answers `DrainRequest`s; installed by the service.
+    let drainHandler = LockedValue<(@Sendable (Caravan_V1_DrainRequest) async -> Caravan_V1_AdminResult)?>(nil)
 
     init(clients: AsyncSocket, codec: WireCodec, tokenizer: Tokenizer, template: ChatTemplate?, contextLimit: Int,
-         logger: Logger) {
+         logger: Logger, journal: any JobJournal, policy: JobDeskPolicy) {
         self.clients = clients
         self.codec = codec
         self.tokenizer = tokenizer
         self.template = template
         self.contextLimit = contextLimit
         self.logger = logger
+        self.journal = journal
+        self.policy = policy
+        (outbox, outboxInput) = AsyncStream.makeStream()
     }
 
-    /// Refuses new jobs with `reason`; unless `keepServing`, running jobs lose the pipeline too.
-    func setUnavailable(_ reason: String, keepServing: Bool = false) {
-        unavailableReason.withLock { $0 = reason }
-        if keepServing {
-            admitting.withLock { $0 = false }
-        } else {
-            serving.withLock { $0 = nil }
+    /// Sends what the desk queued for clients, until the stream ends (``finish()``).
+    func runOutbox() async {
+        for await (peer, body, requestID) in outbox {
+            do {
+                let frames = [Message(peer.bytes)] + (try codec.encode(body, requestID: requestID))
+                try await clients.send(frames, timeout: .seconds(5))
+            } catch {
+                logger.warning("could not send to a client", metadata: ["reason": "\(error)"])
+            }
         }
     }
 
-    /// Stops serving the current pipeline (its jobs fail with `reason`) while a new plan is made.
+    /// Ends the outbox once everything queued is sent.
+    func finish() { outboxInput.finish() }
+
+    // MARK: Pipelines
+
+    /// The pipeline serving now.
+    var serving: ServingPipeline? { state.withLock { $0.serving } }
+
+    /// A pipeline is ready: waiting jobs move onto it (replaying what they had). Returns false
+    /// (and serves nothing) when `stillCurrent` says the plan was replaced meanwhile; checked
+    /// under the desk's lock so that a concurrent ``stopServing(_:)`` cannot be missed.
+    func startServing(_ pipeline: ServingPipeline, stillCurrent: () -> Bool) async -> Bool {
+        guard let waiting = state.withLock({ s -> [String]? in
+            guard stillCurrent() else { return nil }
+            s.serving = pipeline
+            return s.jobs.values.filter { $0.parked != nil }.sorted { $0.sequence < $1.sequence }.map(\.jobID)
+        }) else { return false }
+        for jobID in waiting { await dispatch(jobID) }
+        return true
+    }
+
+    /// Stops serving the current pipeline: its lanes hand their sessions back and the jobs wait
+    /// (with `reason`) for the next one.
     func stopServing(_ reason: String) async {
-        unavailableReason.withLock { $0 = "re-planning: \(reason)" }
-        guard let old = serving.withLock({ value -> ServingPipeline? in
-            defer { value = nil }
-            return value
+        guard let old = state.withLock({ s -> ServingPipeline? in
+            s.unavailableReason = reason
+            defer { s.serving = nil }
+            return s.serving
         }) else { return }
         for lane in old.lanes { await lane.stop(reason) }
         old.engine.failAll(PipelineError.stageFailed(step: 0, message: reason))
     }
 
-    /// Jobs still running.
-    var activeJobs: Int { bySequence.withLock { $0.count } }
-
-    /// For the admin desk: the known jobs, and why new jobs are refused (nil while serving).
-    func adminSnapshot() -> (jobs: [JobRecord], unavailable: String?) {
-        let open = admitting.withLock { $0 } && serving.withLock { $0 != nil }
-        return (jobs.withLock { Array($0.values) }, open ? nil : unavailableReason.withLock { $0 })
+    /// Why jobs wait now (no pipeline).
+    func setWaiting(_ reason: String) {
+        state.withLock { s in
+            s.unavailableReason = reason
+            for id in s.jobs.keys where s.jobs[id]?.parked != nil { s.jobs[id]?.waitingReason = reason }
+        }
     }
+
+    /// Refuses new jobs from now on (graceful shutdown); running ones continue.
+    func stopAdmitting(_ reason: String) {
+        state.withLock { s in
+            s.admitting = false
+            s.unavailableReason = reason
+        }
+    }
+
+    /// Jobs not ended yet (running or waiting).
+    var activeJobs: Int { state.withLock { $0.bySequence.count } }
+
+    /// Every remembered job and, when jobs cannot run now, why (for `caravanctl status`).
+    func adminSnapshot() -> (jobs: [JobRecord], unavailable: String?) {
+        state.withLock { s in (Array(s.jobs.values), s.admitting && s.serving != nil ? nil : s.unavailableReason) }
+    }
+
+    /// Jobs waiting for a pipeline, and the reason given.
+    var waiting: (count: Int, reason: String) {
+        state.withLock { s in (s.jobs.values.filter { $0.parked != nil }.count, s.unavailableReason) }
+    }
+
+    /// A snapshot of every remembered job (for status).
+    var records: [JobRecord] { state.withLock { Array($0.jobs.values) } }
+
+    // MARK: Restart
+
+    /// Rebuilds the jobs of a previous run from the journal: unfinished ones wait for the first
+    /// pipeline and resume where they stopped; ended ones stay queryable. Returns the highest plan
+    /// epoch recorded. Compacts the journal.
+    func restore() throws(JournalError) -> UInt64 {
+        let entries = try journal.load()
+        var submissions: [String: JournalSubmission] = [:]
+        var order: [String] = []
+        var tokens: [String: [(Int32, String)]] = [:]
+        var ends: [String: (String, String, String)] = [:]
+        var epoch: UInt64 = 0
+        for e in entries {
+            switch e {
+            case .submitted(let s):
+                submissions[s.job] = s
+                order.append(s.job)
+            case let .token(job, id, text): tokens[job, default: []].append((id, text))
+            case let .ended(job, st, reason, text): ends[job] = (st, reason, text)
+            case .epoch(let n): epoch = max(epoch, n)
+            }
+        }
+        var restored = 0
+        var kept: [JournalEntry] = [.epoch(epoch)]
+        let endedOrder = order.filter { ends[$0] != nil }.suffix(policy.keptEndedJobs)
+        let keepEnded = Set(endedOrder)
+        state.withLock { s in
+            for jobID in order {
+                guard let sub = submissions[jobID] else { continue }
+                let number = UInt64(jobID.split(separator: "-").last.flatMap { UInt64($0) } ?? 0)
+                s.nextJob = max(s.nextJob, number)
+                s.nextSequence = max(s.nextSequence, sub.sequence)
+                let generated = tokens[jobID] ?? []
+                var record = JobRecord(jobID: jobID, clientRequestID: sub.clientRequestID, sequence: SequenceID(sub.sequence),
+                                       promptTokens: sub.prompt.count, submittedMs: sub.submittedMs, peer: nil,
+                                       state: generated.isEmpty ? .queued : .generating, started: .now)
+                record.tokenIDs = generated.map(\.0)
+                record.texts = generated.map(\.1)
+                if let (st, reason, text) = ends[jobID] {
+                    guard keepEnded.contains(jobID) else { continue }
+                    record.state = st == "finished" ? .finished : st == "cancelled" ? .cancelled : .failed
+                    if record.state == .failed {
+                        record.error = reason
+                        record.endEvent = JobMessages.error(.internal, reason)
+                    } else {
+                        var f = Caravan_V1_JobFinished()
+                        f.reason = Caravan_V1_FinishReason(rawValue: Int(reason) ?? 0) ?? .unspecified
+                        f.text = text
+                        f.promptTokens = UInt32(record.promptTokens)
+                        f.completionTokens = UInt32(record.tokenIDs.count)
+                        record.endEvent = .finished(f)
+                    }
+                    s.jobs[jobID] = record
+                    s.ended.append(jobID)
+                } else {
+                    guard let session = Self.session(sub, generated: record.tokenIDs, tokenizer: tokenizer,
+                                                     contextLimit: contextLimit) else { continue }
+                    record.parked = session
+                    record.waitingSince = .now
+                    record.waitingReason = "the coordinator restarted; waiting for the pipeline"
+                    s.jobs[jobID] = record
+                    s.bySequence[record.sequence] = jobID
+                    restored += 1
+                }
+                kept.append(.submitted(sub))
+                kept += generated.map { .token(job: jobID, id: $0.0, text: $0.1) }
+                if let (st, reason, text) = ends[jobID] { kept.append(.ended(job: jobID, state: st, reason: reason, text: text)) }
+            }
+        }
+        try journal.rewrite(kept)
+        if restored > 0 { logger.info("restored unfinished jobs from the journal", metadata: ["jobs": "\(restored)"]) }
+        return epoch
+    }
+
+    private static func session(_ sub: JournalSubmission, generated: [Int32], tokenizer: Tokenizer,
+                                contextLimit: Int) -> GenerationSession? {
+        guard let wire = try? Caravan_V1_SamplingParameters(jsonString: sub.sampling) else { return nil }
+        let parameters = SamplingParameters(wire: wire, contextLimit: contextLimit)
+        guard let session = try? GenerationSession(sequence: SequenceID(sub.sequence), prompt: sub.prompt,
+                                                   parameters: parameters, tokenizer: tokenizer,
+                                                   contextLimit: contextLimit) else { return nil }
+        session.restore(generated: generated)
+        return session
+    }
+
+    /// Records that a plan epoch was used.
+    func recordEpoch(_ epoch: UInt64) { journal.append(.epoch(epoch)) }
+
+    // MARK: Client socket
 
     /// Handles one message from the client socket (routing id first).
     func handle(_ frames: [Message]) async {
@@ -120,8 +306,15 @@ final class JobDesk: Sendable {
         case .jobSubmit(let m): await submit(m, from: peer, requestID: requestID)
         case .jobStatusRequest(let m): await status(m.jobID, to: peer, requestID: requestID)
         case .jobCancel(let m): await cancel(m.jobID, from: peer, requestID: requestID)
+        case .jobAttach(let m): await attach(m, from: peer, requestID: requestID)
         case .clusterStatusRequest, .planPreviewRequest:
             await send(admin.withLock { $0 }?.answer(body) ?? AdminDesk.notReady, to: peer, requestID: requestID)
+        case .drainRequest(let m):
+            if let handler = drainHandler.withLock({ $0 }) {
+                await send(.adminResult(await handler(m)), to: peer, requestID: requestID)
+            } else {
+                await send(AdminDesk.notReady, to: peer, requestID: requestID)
+            }
         case .hello:
             var hello = Caravan_V1_Hello()
             hello.protocolVersion = WireProtocol.version
@@ -131,24 +324,24 @@ final class JobDesk: Sendable {
         default:
             var reply = Caravan_V1_ErrorReply()
             reply.code = "unsupported"
-            reply.message = "the client socket takes JobSubmit, JobStatusRequest and JobCancel"
+            reply.message = "the client socket takes JobSubmit, JobStatusRequest, JobCancel, JobAttach and admin requests"
             await send(.error(reply), to: peer, requestID: requestID)
         }
     }
 
     private func submit(_ m: Caravan_V1_JobSubmit, from peer: PeerID, requestID: UInt64) async {
-        let (jobNumber, sequenceNumber) = counters.withLock { c -> (UInt64, UInt64) in
-            c.job += 1
-            c.sequence += 1
-            return (c.job, c.sequence)
+        let (jobNumber, sequenceNumber, admitting, reason) = state.withLock { s -> (UInt64, UInt64, Bool, String) in
+            s.nextJob += 1
+            s.nextSequence += 1
+            return (s.nextJob, s.nextSequence, s.admitting, s.unavailableReason)
         }
         let jobID = "job-\(jobNumber)"
         func refuse(_ code: Caravan_V1_JobErrorCode, _ message: String) async {
             await send(JobMessages.event(jobID: jobID, clientRequestID: m.clientRequestID, sequence: 1,
                                          JobMessages.error(code, message)), to: peer, requestID: requestID)
         }
-        guard admitting.withLock({ $0 }), let pipeline = serving.withLock({ $0 }) else {
-            await refuse(.unavailable, unavailableReason.withLock { $0 })
+        guard admitting else {
+            await refuse(.unavailable, reason)
             return
         }
         let prompt: [Int32]
@@ -181,7 +374,10 @@ final class JobDesk: Sendable {
             await refuse(.invalidRequest, "no input")
             return
         }
-        let parameters = SamplingParameters(wire: m.sampling, contextLimit: contextLimit)
+        // Resolve the seed now: a replayed or restored job must draw exactly the same numbers.
+        var sampling = m.sampling
+        if !sampling.hasSeed { sampling.seed = UInt64.random(in: 0...UInt64.max) }
+        let parameters = SamplingParameters(wire: sampling, contextLimit: contextLimit)
         let sequence = SequenceID(sequenceNumber)
         let session: GenerationSession
         do {
@@ -197,131 +393,282 @@ final class JobDesk: Sendable {
             await refuse(.invalidRequest, "\(error)")
             return
         }
+        let submittedMs = UInt64(Date().timeIntervalSince1970 * 1000)
+        journal.append(.submitted(JournalSubmission(
+            job: jobID, sequence: sequenceNumber, clientRequestID: m.clientRequestID, prompt: prompt,
+            sampling: (try? sampling.jsonString()) ?? "{}", submittedMs: submittedMs)))
+        let queued = state.withLock { s -> Int in
+            var record = JobRecord(jobID: jobID, clientRequestID: m.clientRequestID, sequence: sequence,
+                                   promptTokens: prompt.count, submittedMs: submittedMs, peer: peer, state: .queued,
+                                   started: .now)
+            record.parked = session
+            record.waitingSince = .now
+            record.waitingReason = s.serving == nil ? s.unavailableReason : ""
+            s.jobs[jobID] = record
+            s.bySequence[sequence] = jobID
+            return s.bySequence.count - 1
+        }
+        var accepted = Caravan_V1_JobAccepted()
+        accepted.promptTokens = UInt32(prompt.count)
+        accepted.queuePosition = UInt32(queued)
+        await emit(jobID, .accepted(accepted))
+        logger.info("job accepted", metadata: ["job": "\(jobID)", "prompt_tokens": "\(prompt.count)"])
+        await dispatch(jobID)
+    }
+
+    /// Moves a parked job onto the serving pipeline's least-loaded lane (replaying it if it had
+    /// run before); leaves it parked when no pipeline serves.
+    private func dispatch(_ jobID: String) async {
+        guard let pipeline = serving else { return }
         var best = 0
         var bestLoad = Int.max
         for (i, lane) in pipeline.lanes.enumerated() {
             let load = await lane.load
             if load < bestLoad { (best, bestLoad) = (i, load) }
         }
-        let record = JobRecord(jobID: jobID, peer: peer, clientRequestID: m.clientRequestID, sequence: sequence,
-                               epoch: pipeline.epoch, state: .queued, promptTokens: prompt.count,
-                               submittedMs: UInt64(Date().timeIntervalSince1970 * 1000), started: .now, lane: best)
-        jobs.withLock { $0[jobID] = record }
-        bySequence.withLock { $0[sequence] = jobID }
-        var accepted = Caravan_V1_JobAccepted()
-        accepted.promptTokens = UInt32(prompt.count)
-        accepted.queuePosition = UInt32(bestLoad)
-        await emit(jobID, .accepted(accepted))
-        logger.info("job accepted", metadata: ["job": "\(jobID)", "prompt_tokens": "\(prompt.count)", "lane": "\(best)"])
+        guard let session = state.withLock({ s -> GenerationSession? in
+            guard s.serving?.epoch == pipeline.epoch, let session = s.jobs[jobID]?.parked else { return nil }
+            if let previous = s.jobs[jobID]?.epoch, previous != 0, session.processed > 0 || previous != pipeline.epoch {
+                s.jobs[jobID]?.replays += 1
+            }
+            s.jobs[jobID]?.parked = nil
+            s.jobs[jobID]?.waitingSince = nil
+            s.jobs[jobID]?.waitingReason = ""
+            s.jobs[jobID]?.epoch = pipeline.epoch
+            s.jobs[jobID]?.lane = best
+            if s.jobs[jobID]?.state == .queued { s.jobs[jobID]?.state = .prefill }
+            return session
+        }) else { return }
+        session.rewind()
         await pipeline.lanes[best].submit(session)
     }
 
     /// Receives a lane's event for `sequence`.
     func laneEvent(_ sequence: SequenceID, _ event: LaneEvent) async {
-        guard let jobID = bySequence.withLock({ $0[sequence] }) else { return }
+        guard let jobID = state.withLock({ $0.bySequence[sequence] }) else { return }
         switch event {
         case .generation(.token(let id, let text)):
-            jobs.withLock { table in
-                table[jobID]?.completionTokens += 1
-                table[jobID]?.state = .generating
-                if table[jobID]?.firstToken == nil { table[jobID]?.firstToken = .now }
-            }
+            journal.append(.token(job: jobID, id: id, text: text))
             var token = Caravan_V1_JobToken()
             token.tokenID = UInt32(bitPattern: id)
             token.text = text
-            await emit(jobID, .token(token))
-        case .generation(.finished(let reason, let text)):
-            let record = jobs.withLock { table -> JobRecord? in
-                table[jobID]?.state = reason == .cancelled ? .cancelled : .finished
-                return table[jobID]
+            state.withLock { s in
+                s.jobs[jobID]?.tokenIDs.append(id)
+                s.jobs[jobID]?.texts.append(text)
+                s.jobs[jobID]?.state = .generating
+                s.jobs[jobID]?.failuresWithoutProgress = 0
+                if s.jobs[jobID]?.firstToken == nil { s.jobs[jobID]?.firstToken = .now }
+                emit(jobID, .token(token), in: &s)
             }
-            guard let record else { return }
+        case .generation(.finished(let reason, let text)):
+            guard let record = state.withLock({ $0.jobs[jobID] }) else { return }
             var finished = Caravan_V1_JobFinished()
             finished.reason = reason.wire
             finished.text = text
             finished.promptTokens = UInt32(record.promptTokens)
-            finished.completionTokens = UInt32(record.completionTokens)
+            finished.completionTokens = UInt32(record.tokenIDs.count)
             finished.totalMs = UInt32(clamping: Self.milliseconds(ContinuousClock.now - record.started))
             if let first = record.firstToken {
                 finished.timeToFirstTokenMs = UInt32(clamping: Self.milliseconds(first - record.started))
             }
-            await emit(jobID, .finished(finished))
-            bySequence.withLock { _ = $0.removeValue(forKey: sequence) }
-            retire(jobID)
-        case .failed(let message):
-            jobs.withLock { table in
-                table[jobID]?.state = .failed
-                table[jobID]?.error = message
-            }
-            await emit(jobID, JobMessages.error(.internal, message))
-            bySequence.withLock { _ = $0.removeValue(forKey: sequence) }
-            retire(jobID)
+            await end(jobID, state: reason == .cancelled ? .cancelled : .finished, event: .finished(finished))
+        case let .handedBack(session, reason):
+            await handBack(jobID, session: session, reason: reason)
         }
     }
 
-    /// Keeps an ended job queryable until ``keptEndedJobs`` newer ones have ended.
-    private func retire(_ jobID: String) {
-        let dropped = ended.withLock { list -> [String] in
-            list.append(jobID)
-            guard list.count > keptEndedJobs else { return [] }
-            let excess = Array(list.prefix(list.count - keptEndedJobs))
-            list.removeFirst(excess.count)
-            return excess
+    private func handBack(_ jobID: String, session: GenerationSession, reason: String) async {
+        enum Next { case dispatch, fault(UInt64), fail(String), wait }
+        let next = state.withLock { s -> Next in
+            guard var record = s.jobs[jobID], !record.isEnded else { return .wait }
+            record.lane = nil
+            record.parked = session
+            record.waitingSince = .now
+            record.waitingReason = reason
+            record.failuresWithoutProgress += 1
+            let failures = record.failuresWithoutProgress
+            let epoch = record.epoch
+            s.jobs[jobID] = record
+            if failures > policy.maxFailuresWithoutProgress {
+                return .fail("the pipeline failed \(failures) times in a row without progress; last: \(reason)")
+            }
+            guard let serving = s.serving else { return .wait }
+            if serving.epoch != epoch { return .dispatch }
+            // The pipeline the job ran on still serves but a step failed: it needs a re-plan.
+            guard s.faultReportedEpoch != epoch else { return .wait }
+            s.faultReportedEpoch = epoch
+            return .fault(epoch)
         }
-        if !dropped.isEmpty { jobs.withLock { table in for id in dropped { table[id] = nil } } }
+        logger.info("job waits for a pipeline", metadata: ["job": "\(jobID)", "reason": "\(reason)",
+                                                             "generated": "\(session.generatedCount)"])
+        switch next {
+        case .dispatch: await dispatch(jobID)
+        case .wait: break
+        case .fail(let message):
+            await end(jobID, state: .failed, event: JobMessages.error(.internal, message))
+        case .fault(let epoch):
+            if let handler = pipelineFault.withLock({ $0 }) { await handler(epoch, reason) }
+        }
+    }
+
+    /// Fails jobs that waited for a pipeline longer than the queue timeout.
+    func sweep() async {
+        let limit = policy.queueTimeout
+        let expired = state.withLock { s -> [(String, String)] in
+            s.jobs.values.compactMap { r in
+                guard r.parked != nil, !r.isEnded, let since = r.waitingSince, ContinuousClock.now - since > limit else { return nil }
+                return (r.jobID, r.waitingReason.isEmpty ? s.unavailableReason : r.waitingReason)
+            }
+        }
+        for (jobID, reason) in expired {
+            logger.warning("job waited too long for a pipeline", metadata: ["job": "\(jobID)", "reason": "\(reason)"])
+            await end(jobID, state: .failed, event: JobMessages.error(
+                .unavailable, "no pipeline could run the job within \(Self.seconds(limit)) s: \(reason)"))
+        }
+    }
+
+    private func end(_ jobID: String, state newState: Caravan_V1_JobState, event: Caravan_V1_JobEvent.OneOf_Event) async {
+        let ended = state.withLock { s -> Bool in
+            guard var record = s.jobs[jobID], !record.isEnded else { return false }
+            record.state = newState
+            record.endEvent = event
+            record.parked = nil
+            record.lane = nil
+            if case .error(let e) = event { record.error = e.message }
+            s.jobs[jobID] = record
+            s.bySequence[record.sequence] = nil
+            s.ended.append(jobID)
+            emit(jobID, event, in: &s)
+            if s.ended.count > policy.keptEndedJobs {
+                let excess = Array(s.ended.prefix(s.ended.count - policy.keptEndedJobs))
+                s.ended.removeFirst(excess.count)
+                for id in excess { s.jobs[id] = nil }
+            }
+            return true
+        }
+        guard ended else { return }
+        switch event {
+        case .finished(let f):
+            journal.append(.ended(job: jobID, state: newState == .cancelled ? "cancelled" : "finished",
+                                  reason: "\(f.reason.rawValue)", text: f.text))
+        case .error(let e):
+            journal.append(.ended(job: jobID, state: "failed", reason: e.message, text: ""))
+        default: break
+        }
     }
 
     private func status(_ jobID: String, to peer: PeerID, requestID: UInt64) async {
-        guard let record = jobs.withLock({ $0[jobID] }) else {
-            var reply = Caravan_V1_ErrorReply()
-            reply.code = "not_found"
-            reply.message = "no job \(jobID)"
-            await send(.error(reply), to: peer, requestID: requestID)
+        guard let (record, reason) = state.withLock({ s in s.jobs[jobID].map { ($0, s.unavailableReason) } }) else {
+            await notFound(jobID, to: peer, requestID: requestID)
             return
         }
+        var s = Self.wireStatus(record)
+        if record.parked != nil, s.waitingReason.isEmpty { s.waitingReason = reason }
+        await send(.jobStatus(s), to: peer, requestID: requestID)
+    }
+
+    /// The wire status of a job.
+    static func wireStatus(_ record: JobRecord) -> Caravan_V1_JobStatus {
         var s = Caravan_V1_JobStatus()
-        s.jobID = jobID
-        s.state = record.state
+        s.jobID = record.jobID
+        s.state = record.parked != nil && !record.isEnded ? .queued : record.state
         s.promptTokens = UInt32(record.promptTokens)
-        s.completionTokens = UInt32(record.completionTokens)
+        s.completionTokens = UInt32(record.tokenIDs.count)
         s.submittedUnixMs = record.submittedMs
         s.planEpoch = record.epoch
+        s.replays = UInt32(record.replays)
+        if record.parked != nil { s.waitingReason = record.waitingReason }
         if let error = record.error {
             s.error.code = .internal
             s.error.message = error
         }
-        await send(.jobStatus(s), to: peer, requestID: requestID)
+        return s
+    }
+
+    private func notFound(_ jobID: String, to peer: PeerID, requestID: UInt64) async {
+        var reply = Caravan_V1_ErrorReply()
+        reply.code = "not_found"
+        reply.message = "no job \(jobID)"
+        await send(.error(reply), to: peer, requestID: requestID)
     }
 
     private func cancel(_ jobID: String, from peer: PeerID, requestID: UInt64) async {
-        guard let record = jobs.withLock({ $0[jobID] }), let pipeline = serving.withLock({ $0 }),
-              record.epoch == pipeline.epoch else {
+        enum Where { case lane(Lane, SequenceID), parked(GenerationSession), none }
+        let target = state.withLock { s -> Where in
+            guard let r = s.jobs[jobID], !r.isEnded else { return .none }
+            if let session = r.parked { return .parked(session) }
+            if let lane = r.lane, let pipeline = s.serving, pipeline.epoch == r.epoch, lane < pipeline.lanes.count {
+                return .lane(pipeline.lanes[lane], r.sequence)
+            }
+            return .none
+        }
+        switch target {
+        case let .lane(lane, sequence):
+            if await lane.cancel(sequence) { return }
+            // Handed back meanwhile: it is parked now.
+            if let session = state.withLock({ $0.jobs[jobID]?.parked }) { await cancelParked(jobID, session) }
+        case .parked(let session):
+            await cancelParked(jobID, session)
+        case .none:
+            guard state.withLock({ $0.jobs[jobID] }) != nil else {
+                await notFound(jobID, to: peer, requestID: requestID)
+                return
+            }
             await status(jobID, to: peer, requestID: requestID)
+        }
+    }
+
+    private func cancelParked(_ jobID: String, _ session: GenerationSession) async {
+        guard case .finished(let reason, let text)? = session.cancel() else { return }
+        await laneEvent(session.sequence, .generation(.finished(reason: reason, text: text)))
+    }
+
+    /// A client (re-)attaches to a job: it receives the events it missed (tokens from
+    /// `received_tokens` on, and the end if the job ended), then the rest of the stream.
+    private func attach(_ m: Caravan_V1_JobAttach, from peer: PeerID, requestID: UInt64) async {
+        let found = state.withLock { s -> Bool in
+            guard let record = s.jobs[m.jobID] else { return false }
+            s.jobs[m.jobID]?.peer = peer
+            var accepted = Caravan_V1_JobAccepted()
+            accepted.promptTokens = UInt32(record.promptTokens)
+            emit(m.jobID, .accepted(accepted), in: &s)
+            for i in min(Int(m.receivedTokens), record.tokenIDs.count)..<record.tokenIDs.count {
+                var token = Caravan_V1_JobToken()
+                token.tokenID = UInt32(bitPattern: record.tokenIDs[i])
+                token.text = record.texts[i]
+                emit(m.jobID, .token(token), in: &s)
+            }
+            if let end = record.endEvent { emit(m.jobID, end, in: &s) }
+            return true
+        }
+        guard found else {
+            await notFound(m.jobID, to: peer, requestID: requestID)
             return
         }
-        await pipeline.lanes[record.lane].cancel(record.sequence)
+        logger.info("client attached", metadata: ["job": "\(m.jobID)", "received_tokens": "\(m.receivedTokens)"])
     }
 
     private func emit(_ jobID: String, _ event: Caravan_V1_JobEvent.OneOf_Event) async {
-        guard let (peer, clientRequestID, number) = jobs.withLock({ table -> (PeerID, String, UInt64)? in
-            guard table[jobID] != nil else { return nil }
-            table[jobID]!.eventSequence += 1
-            let r = table[jobID]!
-            return (r.peer, r.clientRequestID, r.eventSequence)
-        }) else { return }
-        await send(JobMessages.event(jobID: jobID, clientRequestID: clientRequestID, sequence: number, event), to: peer)
+        state.withLock { s in emit(jobID, event, in: &s) }
+    }
+
+    /// Queues `event` for the job's client, numbered, while the caller holds the state lock.
+    private func emit(_ jobID: String, _ event: Caravan_V1_JobEvent.OneOf_Event, in s: inout State) {
+        guard let r = s.jobs[jobID], let peer = r.peer else { return }
+        s.jobs[jobID]!.eventSequence += 1
+        outboxInput.yield((peer, JobMessages.event(jobID: jobID, clientRequestID: r.clientRequestID,
+                                                   sequence: r.eventSequence + 1, event), 0))
     }
 
     private func send(_ body: Caravan_V1_Envelope.OneOf_Body, to peer: PeerID, requestID: UInt64 = 0) async {
-        do {
-            let frames = [Message(peer.bytes)] + (try codec.encode(body, requestID: requestID))
-            try await clients.send(frames, timeout: .seconds(5))
-        } catch {
-            logger.warning("could not send to a client", metadata: ["reason": "\(error)"])
-        }
+        outboxInput.yield((peer, body, requestID))
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }

@@ -2,11 +2,13 @@ import CaravanCore
 import Inference
 
 /// What a lane reports about one of its sequences.
-public enum LaneEvent: Sendable, Equatable {
+public enum LaneEvent: Sendable {
     /// A generation event (token or finish).
     case generation(GenerationEvent)
-    /// The pipeline failed while the sequence was active; it was released.
-    case failed(String)
+    /// The lane let go of an unfinished session: it was stopped (re-plan) or its pipeline step
+    /// failed (`reason`). The session keeps every token generated so far; the job desk moves it to
+    /// the next pipeline, where it is replayed.
+    case handedBack(GenerationSession, reason: String)
 }
 
 /// One ``BatchScheduler`` driven by its own loop: the coordinator runs one lane per pipeline stage,
@@ -39,23 +41,30 @@ public actor Lane {
     /// Sessions queued or running: the load used to pick a lane.
     public var load: Int { active.count }
 
-    /// Queues a new session.
-    public func submit(_ session: GenerationSession) {
+    /// Queues a new session. A stopped lane hands it straight back.
+    public func submit(_ session: GenerationSession) async {
+        if let reason = stopReason {
+            await sink(session.sequence, .handedBack(session, reason: reason))
+            return
+        }
         incoming.append(session)
         active.insert(session.sequence)
         signal.yield()
     }
 
-    /// Queues the cancellation of a sequence.
-    public func cancel(_ sequence: SequenceID) {
-        guard active.contains(sequence) else { return }
+    /// Queues the cancellation of a sequence; false when the lane does not hold it.
+    @discardableResult
+    public func cancel(_ sequence: SequenceID) -> Bool {
+        guard active.contains(sequence) else { return false }
         cancels.append(sequence)
         signal.yield()
+        return true
     }
 
-    /// Stops the lane: its loop ends after the current step and its jobs fail with `reason`.
+    /// Stops the lane: its loop ends after the current step and hands its unfinished sessions back
+    /// with `reason`.
     public func stop(_ reason: String) {
-        stopReason = reason
+        if stopReason == nil { stopReason = reason }
         signal.yield()
     }
 
@@ -64,13 +73,6 @@ public actor Lane {
         var wake = signals.makeAsyncIterator()
         defer { signal.finish() }
         while !Task.isCancelled {
-            if let reason = stopReason {
-                let failed = active
-                active.removeAll()
-                incoming.removeAll()
-                for sequence in failed.sorted() { await sink(sequence, .failed(reason)) }
-                return
-            }
             for s in incoming { scheduler.add(s) }
             incoming.removeAll()
             let toCancel = cancels
@@ -78,6 +80,10 @@ public actor Lane {
             for sequence in toCancel {
                 active.remove(sequence)
                 if let event = await scheduler.cancel(sequence) { await sink(sequence, .generation(event)) }
+            }
+            if let reason = stopReason {
+                await handBack(reason)
+                return
             }
             guard scheduler.hasWork else {
                 guard await wake.next() != nil else { return }
@@ -91,13 +97,15 @@ public actor Lane {
                     await sink(sequence, .generation(event))
                 }
             } catch {
-                let failed = active
-                active.removeAll()
-                for sequence in failed.sorted() {
-                    _ = await scheduler.cancel(sequence)
-                    await sink(sequence, .failed("\(error)"))
-                }
+                await handBack(stopReason ?? "pipeline step failed: \(error)")
             }
         }
+        await handBack(stopReason ?? "the lane was cancelled")
+    }
+
+    private func handBack(_ reason: String) async {
+        let sessions = scheduler.evacuate()
+        active.removeAll()
+        for session in sessions { await sink(session.sequence, .handedBack(session, reason: reason)) }
     }
 }

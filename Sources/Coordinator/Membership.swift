@@ -29,6 +29,11 @@ public struct Member: Sendable, Equatable {
     public var lastSeen: UInt64
     /// The epoch it reported ready for (0 = none).
     public var readyEpoch: UInt64 = 0
+    /// An operator asked to drain it: it gets no layers in new plans and exits once a plan
+    /// without it serves.
+    public var draining = false
+    /// Its last assignment failed to load (left out of plans until it registers again).
+    public var loadFailed = false
     /// From its heartbeats: steps run since its stage was loaded.
     public var stepsRun: UInt64 = 0
     /// From its heartbeats: recent compute time of one step, milliseconds (0 = no steps yet).
@@ -39,8 +44,28 @@ public struct Member: Sendable, Equatable {
     public var freeMemoryBytes: UInt64 = 0
     /// Memory its stage uses (weights, KV cache, buffers; from `AssignmentReady`), bytes.
     public var stageMemoryBytes: UInt64 = 0
-    /// Being drained on an operator's request.
-    public var draining = false
+
+    /// A member as registered.
+    public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
+                speed: Double, lastSeen: UInt64) {
+        self.workerID = workerID
+        self.peer = peer
+        self.dataAddress = dataAddress
+        self.dataPublicKey = dataPublicKey
+        self.memoryBytes = memoryBytes
+        self.speed = speed
+        self.lastSeen = lastSeen
+    }
+}
+
+/// A worker's health as the coordinator sees it.
+public enum WorkerHealth: String, Sendable, Equatable {
+    /// Heard from within two heartbeat intervals.
+    case healthy
+    /// Silent for more than two intervals (not lost yet).
+    case suspect
+    /// Being drained.
+    case draining
 }
 
 /// Settings of an assignment that do not depend on the worker.
@@ -82,100 +107,170 @@ public struct AssignmentTemplate: Sendable, Equatable {
 }
 
 /// The coordinator's view of its workers as a pure state machine: registration, planning when the
-/// expected number of workers has joined, assignment, readiness, and loss by missing heartbeats.
-/// It returns directives; the service does the I/O. A worker of the running plan that is lost
-/// makes it re-plan over the workers left (with a new epoch); after a failure, a new registration
-/// makes it try again.
+/// expected number of workers has joined, assignment, readiness, re-planning when a worker of the
+/// plan is lost (heartbeat timeout), restarts, joins while serving, is drained, or when the
+/// service asks for it (a failed step, a slow worker). It returns directives; the service does
+/// the I/O. Every re-plan makes a new epoch; when the survivors cannot hold the model the cluster
+/// waits (jobs stay queued) until a worker joins.
 public struct Membership: Sendable {
     /// The cluster's phase.
     public enum Phase: Sendable, Equatable {
-        /// Waiting for `expectedWorkers` registrations.
+        /// Waiting for `expectedWorkers` registrations (before the first plan).
         case gathering
         /// Assignments sent for `epoch`, waiting for every stage to be ready.
         case assigning(epoch: UInt64, stages: [StageAssignment], peers: [PeerID])
-        /// Every stage of `epoch` is ready: jobs are accepted.
+        /// Every stage of `epoch` is ready: jobs are served.
         case serving(epoch: UInt64, stages: [StageAssignment], peers: [PeerID])
-        /// The cluster cannot serve; `reason` says why.
-        case failed(reason: String)
+        /// No plan is possible now (`reason`); jobs wait; a joining worker makes it try again.
+        case waiting(reason: String)
     }
 
     /// What the service must do.
     public enum Directive: Sendable, Equatable {
         /// Answer a Register.
         case acknowledge(PeerID, accepted: Bool, reason: String)
-        /// Enough workers: compute a plan over `workers` (in join order) and call ``Membership/planned(_:template:)``.
+        /// Compute a plan over `workers` (in join order) and call ``Membership/planned(_:template:)``
+        /// (or ``Membership/planFailed(_:)``).
         case plan(workers: [Member])
         /// Send `assignment` to `peer`.
         case assign(PeerID, StageAssignment)
-        /// The pipeline of `epoch` is ready: start accepting jobs.
+        /// The pipeline of `epoch` is ready: start serving jobs on it.
         case serve(epoch: UInt64, stages: [StageAssignment], peers: [PeerID])
-        /// The cluster failed (plan impossible, load failed, no workers left).
+        /// No plan is possible now: jobs wait, with `reason`.
         case fail(reason: String)
-        /// The running plan lost a worker: stop serving it (its jobs fail with `reason`); a
-        /// `.plan` over the remaining workers follows.
+        /// The running plan is being replaced: stop serving it (its jobs wait and are replayed on
+        /// the next one). A `.plan` follows.
         case replan(reason: String)
+        /// Send `Drain` (exit) to a drained worker that no plan uses any more.
+        case release(PeerID, workerID: String)
     }
 
-    /// Workers to wait for before planning.
+    /// Workers to wait for before the first plan.
     public let expectedWorkers: Int
     /// SHA-256 of the model every worker must hold.
     public let modelSHA256: String
     /// Silence after which a worker is lost, milliseconds.
     public let heartbeatTimeout: UInt64
+    /// Silence after which a worker is suspect, milliseconds.
+    public let suspectAfter: UInt64
     /// Registered workers in join order.
     public private(set) var members: [Member] = []
     /// The phase.
     public private(set) var phase: Phase = .gathering
-    private var lastEpoch: UInt64 = 0
-    /// Plans made (and failures), oldest first; the last ``keptHistory`` are kept.
+    /// Plans made (and times no plan was possible), oldest first; the last ``keptHistory`` are kept.
     public private(set) var planHistory: [PlanRecord] = []
     /// Workers lost by missing heartbeats, most recent last; the last ``keptHistory`` are kept.
     public private(set) var lostMembers: [Member] = []
     /// How many plan records and lost workers are kept.
     public static let keptHistory = 32
-    /// The reason recorded with the next plan.
-    private var nextPlanReason = "initial plan"
     /// The latest `now` seen (the time recorded with plans).
     public private(set) var clock: UInt64 = 0
+    /// Whether a plan has served since the start (afterwards every change re-plans at once).
+    public private(set) var hasServed = false
+    private var lastEpoch: UInt64
+    private var pendingReason = "initial plan"
 
-    /// A membership waiting for `expectedWorkers` workers that hold the model `modelSHA256`.
-    public init(expectedWorkers: Int, modelSHA256: String, heartbeatTimeout: UInt64) {
+    /// A membership waiting for `expectedWorkers` workers that hold the model `modelSHA256`;
+    /// epochs continue after `lastEpoch` (persisted across restarts).
+    public init(expectedWorkers: Int, modelSHA256: String, heartbeatTimeout: UInt64, suspectAfter: UInt64? = nil,
+                lastEpoch: UInt64 = 0) {
         self.expectedWorkers = max(1, expectedWorkers)
         self.modelSHA256 = modelSHA256
         self.heartbeatTimeout = heartbeatTimeout
+        self.suspectAfter = suspectAfter ?? heartbeatTimeout / 3
+        self.lastEpoch = lastEpoch
     }
 
-    /// A worker registered.
+    /// The current plan epoch (0 = none yet).
+    public var epoch: UInt64 {
+        switch phase {
+        case .assigning(let e, _, _), .serving(let e, _, _): e
+        default: lastEpoch
+        }
+    }
+
+    private var planPeers: [PeerID] {
+        switch phase {
+        case .assigning(_, _, let peers), .serving(_, _, let peers): peers
+        default: []
+        }
+    }
+
+    /// Health of a member at `now`.
+    public func health(_ member: Member, now: UInt64) -> WorkerHealth {
+        if member.draining { return .draining }
+        return now > member.lastSeen && now - member.lastSeen > suspectAfter ? .suspect : .healthy
+    }
+
+    /// A worker registered (first time, after a restart, or again after the coordinator was
+    /// silent: then `runningEpoch` names the epoch it still runs).
     public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
-                                  memoryBytes: UInt64, speed: Double, heldModels: [String], now: UInt64) -> [Directive] {
+                                  memoryBytes: UInt64, speed: Double, heldModels: [String], runningEpoch: UInt64 = 0,
+                                  now: UInt64) -> [Directive] {
         clock = max(clock, now)
         // A worker without the model file is accepted: it pulls its layers from the coordinator.
+        var member = Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
+                            memoryBytes: memoryBytes, speed: speed, lastSeen: now)
+        let ack = Directive.acknowledge(peer, accepted: true, reason: "")
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
-            if case .failed = phase { phase = .gathering }
-            guard phase == .gathering else {
-                return [.acknowledge(peer, accepted: false, reason: "worker id \(workerID) is already part of the running plan")]
+            let old = members[i]
+            let inPlan = planPeers.contains(old.peer)
+            if inPlan, runningEpoch != 0, runningEpoch == epoch, old.readyEpoch == epoch, old.dataAddress == dataAddress {
+                // The same worker, still running this plan's stage: only its connection changed.
+                member.readyEpoch = old.readyEpoch
+                member.stageMemoryBytes = old.stageMemoryBytes
+                members[i] = member
+                replacePeer(old.peer, with: peer)
+                return [ack]
             }
-            members.remove(at: i)
+            members[i] = member
+            if inPlan { return [ack] + replan("worker \(workerID) registered again (restarted)", now: now) }
+        } else {
+            members.append(member)
         }
-        if case .failed = phase { phase = .gathering }  // a new worker may make a plan possible
-        guard phase == .gathering else {
-            return [.acknowledge(peer, accepted: false, reason: "the cluster is already planned (workers join at the next re-plan)")]
+        if hasServed || phase != .gathering {
+            return [ack] + replan("worker \(workerID) joined", now: now)
         }
-        members.append(Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
-                              memoryBytes: memoryBytes, speed: speed, lastSeen: now))
-        var out: [Directive] = [.acknowledge(peer, accepted: true, reason: "")]
-        if members.count >= expectedWorkers { out.append(.plan(workers: members)) }
+        guard members.count >= expectedWorkers else { return [ack] }
+        pendingReason = "initial plan over \(members.count) workers"
+        return [ack, .plan(workers: plannable)]
+    }
+
+    private var plannable: [Member] { members.filter { !$0.draining && !$0.loadFailed } }
+
+    private mutating func replacePeer(_ old: PeerID, with new: PeerID) {
+        switch phase {
+        case let .assigning(e, stages, peers): phase = .assigning(epoch: e, stages: stages, peers: peers.map { $0 == old ? new : $0 })
+        case let .serving(e, stages, peers): phase = .serving(epoch: e, stages: stages, peers: peers.map { $0 == old ? new : $0 })
+        default: break
+        }
+    }
+
+    /// Re-plans now over the plannable workers for `reason` (a failed step, a slow worker, an
+    /// operator). No-op before the first plan.
+    public mutating func replan(_ reason: String, now: UInt64) -> [Directive] {
+        guard hasServed || phase != .gathering else { return [] }
+        let wasRunning = !planPeers.isEmpty
+        phase = .gathering
+        pendingReason = reason
+        var out: [Directive] = wasRunning ? [.replan(reason: reason)] : []
+        let workers = plannable
+        if workers.isEmpty {
+            out += waitFor("\(reason); no workers left to plan over", now: now)
+        } else {
+            out.append(.plan(workers: workers))
+        }
         return out
     }
 
     /// The service computed `plan` (from a `.plan` directive): assign each stage to its worker.
-    public mutating func planned(_ plan: PipelinePlan, template: AssignmentTemplate) -> [Directive] {
+    public mutating func planned(_ plan: PipelinePlan, template: AssignmentTemplate, now: UInt64 = 0) -> [Directive] {
         guard phase == .gathering else { return [] }
         var peers: [PeerID] = []
         var workers: [Member] = []
         for stage in plan.stages {
             guard let m = members.first(where: { $0.workerID == stage.workerID }) else {
-                return fail("the plan names an unknown worker \(stage.workerID)")
+                return waitFor("the plan names an unknown worker \(stage.workerID)", now: now)
             }
             peers.append(m.peer)
             workers.append(m)
@@ -196,60 +291,45 @@ public struct Membership: Sendable {
             assignments.append(assignment)
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)
-        remember(PlanRecord(epoch: epoch, atMs: clock, reason: nextPlanReason, stages: plan.stages))
-        nextPlanReason = "re-plan"
+        clock = max(clock, now)
+        remember(PlanRecord(epoch: epoch, atMs: clock, reason: pendingReason, stages: plan.stages))
         return zip(peers, assignments).map { .assign($0, $1) }
     }
 
-    /// Planning failed.
-    public mutating func planFailed(_ reason: String) -> [Directive] { fail(reason) }
+    /// Planning failed (the workers cannot hold the model): wait for a worker to join.
+    public mutating func planFailed(_ reason: String, now: UInt64 = 0) -> [Directive] {
+        guard phase == .gathering else { return [] }
+        return waitFor("\(pendingReason): \(reason)", now: now)
+    }
 
     /// A worker reported on its assignment.
-    public mutating func assignmentReady(peer: PeerID, epoch: UInt64, error: String?, now: UInt64) -> [Directive] {
+    public mutating func assignmentReady(peer: PeerID, epoch: UInt64, error: String?, memoryBytes: UInt64 = 0,
+                                         now: UInt64) -> [Directive] {
         touch(peer, now: now)
         guard case let .assigning(current, stages, peers) = phase, epoch == current,
               let index = members.firstIndex(where: { $0.peer == peer }), peers.contains(peer) else { return [] }
-        if let error { return fail("worker \(members[index].workerID) could not load its stage: \(error)") }
+        if let error {
+            members[index].loadFailed = true
+            return replan("worker \(members[index].workerID) could not load its stage: \(error)", now: now)
+        }
         members[index].readyEpoch = epoch
+        if memoryBytes > 0 { members[index].stageMemoryBytes = memoryBytes }
         let allReady = peers.allSatisfy { p in members.contains { $0.peer == p && $0.readyEpoch == epoch } }
         guard allReady else { return [] }
         phase = .serving(epoch: epoch, stages: stages, peers: peers)
+        hasServed = true
         if let i = planHistory.lastIndex(where: { $0.epoch == epoch }) { planHistory[i].served = true }
-        return [.serve(epoch: epoch, stages: stages, peers: peers)]
+        var out: [Directive] = [.serve(epoch: epoch, stages: stages, peers: peers)]
+        // Drained workers the new plan does not use may go now.
+        for m in members where m.draining && !peers.contains(m.peer) { out.append(.release(m.peer, workerID: m.workerID)) }
+        members.removeAll { m in m.draining && !peers.contains(m.peer) }
+        return out
     }
 
     /// Any message from `peer` shows it is alive.
     public mutating func touch(_ peer: PeerID, now: UInt64) {
         clock = max(clock, now)
         if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].lastSeen = max(members[i].lastSeen, now) }
-    }
-
-    /// Time passed: workers silent for longer than the timeout are lost.
-    public mutating func tick(now: UInt64) -> [Directive] {
-        clock = max(clock, now)
-        let lost = members.filter { now > $0.lastSeen && now - $0.lastSeen > heartbeatTimeout }
-        guard !lost.isEmpty else { return [] }
-        members.removeAll { m in lost.contains { $0.peer == m.peer } }
-        lostMembers = Array((lostMembers + lost).suffix(Self.keptHistory))
-        let inPlan: [PeerID]
-        switch phase {
-        case .assigning(_, _, let peers), .serving(_, _, let peers): inPlan = peers
-        default: inPlan = []
-        }
-        guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return [] }
-        let reason = "worker \(gone.workerID) stopped sending heartbeats (lost)"
-        nextPlanReason = reason
-        phase = .gathering
-        guard !members.isEmpty else { return [.replan(reason: reason)] + fail("\(reason); no workers left") }
-        return [.replan(reason: reason), .plan(workers: members)]
-    }
-
-    private mutating func fail(_ reason: String) -> [Directive] {
-        if case .failed = phase { return [] }
-        phase = .failed(reason: reason)
-        remember(PlanRecord(epoch: 0, atMs: clock, reason: "failed: \(reason)", stages: []))
-        nextPlanReason = "retry after a failure"
-        return [.fail(reason: reason)]
     }
 
     /// A worker's heartbeat: its step statistics and free memory (also shows it is alive).
@@ -268,8 +348,57 @@ public struct Membership: Sendable {
         if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].stageMemoryBytes = bytes }
     }
 
-    /// Sets the reason recorded with the next plan (e.g. "worker w3 joined", "drain w2").
-    public mutating func nextPlan(reason: String) { nextPlanReason = reason }
+    /// Whether `peer` is a registered worker.
+    public func isMember(_ peer: PeerID) -> Bool { members.contains { $0.peer == peer } }
+
+    /// Time passed: workers silent for longer than the timeout are lost; losing one of the plan
+    /// re-plans over the others.
+    public mutating func tick(now: UInt64) -> [Directive] {
+        clock = max(clock, now)
+        let lost = members.filter { now > $0.lastSeen && now - $0.lastSeen > heartbeatTimeout }
+        guard !lost.isEmpty else { return [] }
+        members.removeAll { m in lost.contains { $0.peer == m.peer } }
+        lostMembers = Array((lostMembers + lost).suffix(Self.keptHistory))
+        let inPlan = planPeers
+        guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return [] }
+        let silence = now - gone.lastSeen
+        return replan("worker \(gone.workerID) lost (no heartbeat for \(silence) ms)", now: now)
+    }
+
+    /// Why a drain request is refused.
+    public enum DrainRefusal: Error, Equatable, CustomStringConvertible, Sendable {
+        case unknownWorker(String)
+        case lastWorker(String)
+        public var description: String {
+            switch self {
+            case .unknownWorker(let id): "no worker \(id) is registered"
+            case .lastWorker(let id): "\(id) is the only worker left: nothing could take its layers"
+            }
+        }
+    }
+
+    /// An operator drains `workerID`: its layers move to the others (a re-plan without it); once
+    /// that plan serves the worker is released. The caller checks first that the others can hold
+    /// the model (``Planner``).
+    public mutating func drain(_ workerID: String, now: UInt64) throws(DrainRefusal) -> [Directive] {
+        guard let i = members.firstIndex(where: { $0.workerID == workerID }) else { throw .unknownWorker(workerID) }
+        guard plannable.contains(where: { $0.workerID != workerID }) else { throw .lastWorker(workerID) }
+        members[i].draining = true
+        let peer = members[i].peer
+        guard planPeers.contains(peer) else {
+            members.remove(at: i)
+            return [.release(peer, workerID: workerID)]
+        }
+        return replan("operator drained \(workerID)", now: now)
+    }
+
+    private mutating func waitFor(_ reason: String, now: UInt64) -> [Directive] {
+        if case .waiting(let r) = phase, r == reason { return [] }
+        phase = .waiting(reason: reason)
+        clock = max(clock, now)
+        remember(PlanRecord(epoch: 0, atMs: clock, reason: "no plan: \(reason)", stages: []))
+        return [.fail(reason: reason)]
+    }
 
     private mutating func remember(_ record: PlanRecord) {
         planHistory.append(record)

@@ -33,6 +33,13 @@ public final class BatchScheduler: @unchecked Sendable {
         return event
     }
 
+    /// Removes and returns every unfinished session without touching the engine (its pipeline is
+    /// gone): the caller moves them elsewhere, typically after ``GenerationSession/rewind()``.
+    public func evacuate() -> [GenerationSession] {
+        defer { sessions.removeAll() }
+        return sessions.filter { !$0.isFinished }
+    }
+
     /// Runs one forward step; returns the events of every session that produced one.
     /// Finished sessions are removed and their caches released.
     public func step() async throws -> [(SequenceID, GenerationEvent)] {

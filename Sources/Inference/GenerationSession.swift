@@ -103,6 +103,31 @@ public final class GenerationSession: @unchecked Sendable {
         }
     }
 
+    /// The engine lost this sequence's cache (the session moves to a new pipeline after a fault or
+    /// a re-plan): the next entries replay the prompt and every generated token from position 0,
+    /// the last of them asking for logits, and sampling continues at the same position. Nothing
+    /// already emitted is emitted again, and because each draw depends only on the seed and the
+    /// position, the continuation equals the uninterrupted run's.
+    public func rewind() {
+        processed = 0
+    }
+
+    /// Rebuilds the state of a session that had already generated `generated` (after a
+    /// coordinator restart): the tokens pass through the stop matcher and the streaming
+    /// detokenizer again, their text discarded (it was delivered before), and the engine will
+    /// replay them all. Only for a fresh session; a token ending generation ends it.
+    public func restore(generated: [Int32]) {
+        precondition(generatedCount == 0 && processed == 0, "restore(generated:) is for a fresh session")
+        for token in generated where !isFinished {
+            tokens.append(token)
+            if tokenizer.isEndOfGeneration(token) {
+                _ = finish(.endOfGeneration)
+                break
+            }
+            if stopMatcher.feed(detokenizer.append(token)).isStopped { finishReason = .stop }
+        }
+    }
+
     /// Records that the engine processed `count` more tokens (rows from ``pendingEntries(limit:)``).
     public func markProcessed(_ count: Int) {
         processed = min(tokens.count, processed + count)

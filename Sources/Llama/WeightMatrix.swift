@@ -99,13 +99,23 @@ final class RepackedStorage: @unchecked Sendable {
         let bytes = Int(ck_repack_bytes(t, Int64(rows), Int64(columns)))
         guard bytes > 0 else { return nil }
         let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        guard ck_repack(t, data, p, Int64(rows), Int64(columns)) == 0 else {
-            p.deallocate()
-            return nil
+        // In slices of about 1 MiB of the file, releasing each slice's pages as it is done, so
+        // the matrix is never resident twice (the peak stays that of the file layout).
+        let rowBytes = Int(ck_row_bytes(t, Int64(columns)))
+        let groupBytes = bytes / ((rows + 7) / 8)
+        let sliceRows = max(8, (1 << 20) / max(1, rowBytes) / 8 * 8)
+        var r = 0
+        while r < rows {
+            let n = min(sliceRows, rows - r)
+            guard ck_repack(t, data + r * rowBytes, p + (r / 8) * groupBytes, Int64(n), Int64(columns)) == 0 else {
+                p.deallocate()
+                return nil
+            }
+            r += n
+            Self.release(data, bytes: r * rowBytes)
         }
         pointer = p
         byteCount = bytes
-        Self.release(data, bytes: Int(ck_row_bytes(t, Int64(columns))) * rows)
     }
 
     deinit { pointer.deallocate() }

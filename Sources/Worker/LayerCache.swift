@@ -97,8 +97,9 @@ public final class LayerCache {
     deinit { close(fd) }
 
     /// Splits `blocks` into those on disk with a matching CRC-32C and those to fetch. A block
-    /// whose bytes no longer match is dropped from the manifest.
-    public func check(_ blocks: [Int]) -> (cached: [Int], missing: [Int]) {
+    /// whose bytes no longer match is dropped from the manifest. `checked` is called after each
+    /// block read back (re-reading a large stage takes a while).
+    public func check(_ blocks: [Int], checked: () -> Void = {}) -> (cached: [Int], missing: [Int]) {
         var cached: [Int] = []
         var missing: [Int] = []
         var buffer = [UInt8](repeating: 0, count: Int(manifest.blockSize))
@@ -118,6 +119,7 @@ public final class LayerCache {
                 }
                 return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<want])) == expected
             }
+            checked()
             if ok {
                 cached.append(b)
             } else {

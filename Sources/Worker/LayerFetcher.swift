@@ -230,7 +230,8 @@ public final class LayerFetcher: Sendable {
     /// Reuses the cached blocks of `blocks` and pulls the others.
     private func ensure(_ blocks: [Int], cache: LayerCache, size: UInt64, blockSize: UInt64, sha: String,
                         socket: AsyncSocket, totals: inout Totals, heard: @Sendable () -> Void) async throws(LayerFetchError) {
-        let (cached, missing) = cache.check(blocks)
+        // Reading back a large cached stage takes a while; the coordinator just answered (ModelInfo).
+        let (cached, missing) = cache.check(blocks, checked: heard)
         totals.reused += cached.reduce(0) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }
         guard !missing.isEmpty else { return }
         let missingBytes = missing.reduce(UInt64(0)) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }

@@ -33,12 +33,11 @@ public actor StageRuntime {
     private let logger: Logger
     private var installed: Installed?
     private var pool: ComputeThreadPool?
-    /// Steps executed (for logs and tests).
-    public private(set) var stepsRun = 0
-    /// Recent compute time of one step, milliseconds (moving average; 0 before the first step).
-    public private(set) var recentStepMs = 0.0
-    /// Recent rows per step (moving average), to compare step times fairly.
-    public private(set) var recentRowsPerStep = 0.0
+    /// Step statistics since the stage was loaded, readable without waiting for a running step
+    /// (heartbeats must never wait for compute).
+    public nonisolated let statistics = LockedValue(StepStatistics())
+    /// Steps executed since the stage was loaded (for logs and tests).
+    public var stepsRun: Int { statistics.withLock { $0.steps } }
 
     /// A runtime creating its sockets on `loop`.
     public init(loop: EventLoop, codec: WireCodec, threads: Int, security: ClusterSecurity = .plain,
@@ -55,16 +54,22 @@ public actor StageRuntime {
     /// Loads the layers of `assignment` from `path` (a file whose SHA-256 matched) and connects to
     /// the next hop, replacing the stage running before. Returns the bytes the stage uses.
     public func load(_ assignment: StageAssignment, path: String) async throws(StageLoadError) -> Int {
-        let file: GGUFFile
         let stage: LlamaStage
         let runner = pool ?? ComputeThreadPool(threads: threads)
         pool = runner
-        do {
-            file = try GGUFFile(path: path)
-            stage = try LlamaStage(file: file, layers: assignment.layers, contextLimit: assignment.maxContextTokens,
-                                   runner: runner)
-        } catch {
-            throw StageLoadError(description: "cannot load layers \(assignment.layers) of \(path): \(error)")
+        if let old = installed, old.assignment.modelSHA256 == assignment.modelSHA256, old.assignment.layers == assignment.layers,
+           old.assignment.maxContextTokens == assignment.maxContextTokens {
+            // Same layers in a new plan: keep the weights, forget every sequence of the old plan.
+            stage = old.stage
+            for sequence in stage.sequences { stage.removeSequence(sequence) }
+        } else {
+            do {
+                let file = try GGUFFile(path: path)
+                stage = try LlamaStage(file: file, layers: assignment.layers, contextLimit: assignment.maxContextTokens,
+                                       runner: runner)
+            } catch {
+                throw StageLoadError(description: "cannot load layers \(assignment.layers) of \(path): \(error)")
+            }
         }
         guard stage.configuration.layerCount == assignment.modelLayerCount else {
             throw StageLoadError(description: "the model has \(stage.configuration.layerCount) layers, the assignment says \(assignment.modelLayerCount)")
@@ -85,6 +90,7 @@ public actor StageRuntime {
             await old.results.close()
         }
         installed = Installed(assignment: assignment, stage: stage, next: next, results: results)
+        statistics.withLock { $0 = StepStatistics() }
         logger.info("stage loaded", metadata: [
             "epoch": "\(assignment.planEpoch)", "layers": "\(assignment.layers)",
             "stage": "\(assignment.stageIndex + 1)/\(assignment.stageCount)", "next": "\(assignment.nextHop)",
@@ -141,16 +147,13 @@ public actor StageRuntime {
         let started = ContinuousClock.now
         do {
             output = try installed.stage.forward(batch)
-            let elapsed = ContinuousClock.now - started
-            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-            let weight = recentStepMs == 0 ? 1 : 0.2
-            recentStepMs += weight * (ms - recentStepMs)
-            recentRowsPerStep += weight * (Double(batch.entries.count) - recentRowsPerStep)
         } catch {
             await report(step.failure("stage \(assignment.stageIndex) (layers \(assignment.layers)): \(error)"), to: installed)
             return
         }
-        stepsRun += 1
+        let elapsed = ContinuousClock.now - started
+        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        statistics.withLock { $0.record(milliseconds: ms, rows: batch.entries.count) }
         do {
             switch output {
             case let .hidden(values, rows, width):
@@ -182,5 +185,26 @@ public actor StageRuntime {
             await installed.results.close()
         }
         installed = nil
+    }
+}
+
+/// Compute time of a stage's steps: moving averages for the coordinator's balance checks.
+public struct StepStatistics: Sendable, Equatable {
+    /// Steps since the stage was loaded.
+    public private(set) var steps = 0
+    /// Moving average of one step's compute time, milliseconds (0 before the first step).
+    public private(set) var recentMilliseconds = 0.0
+    /// Moving average of rows per step.
+    public private(set) var recentRows = 0.0
+
+    /// No steps yet.
+    public init() {}
+
+    /// Adds a step (weight 0.2 for the new sample; the first sample sets the averages).
+    public mutating func record(milliseconds: Double, rows: Int) {
+        let alpha = steps == 0 ? 1.0 : 0.2
+        recentMilliseconds += alpha * (milliseconds - recentMilliseconds)
+        recentRows += alpha * (Double(rows) - recentRows)
+        steps += 1
     }
 }

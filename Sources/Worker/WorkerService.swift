@@ -12,14 +12,18 @@ import ZeroMQ
 /// It is one `Service`: graceful shutdown (SIGTERM) lets the step being computed finish, then closes
 /// the sockets and returns.
 public final class WorkerService: Service {
-    /// The configuration.
-    public let configuration: WorkerConfiguration
-    private let logger: Logger
-    private let session = SessionBox()
+    private let drainedSignal = AsyncStream.makeStream(of: Void.self)
+    private var drained: AsyncStream<Void>.Continuation { drainedSignal.continuation }
     /// Pulls layers from the coordinator for models without a local file (set when running).
     private let layerFetcher = LockedValue<LayerFetcher?>(nil)
     /// The coordinator's model source (from its RegisterAck; empty = none).
     private let modelSource = LockedValue("")
+    /// A pull of layers running beside the control loop (cancelled by the next load or shutdown).
+    private let pullTask = LockedValue<Task<Void, Never>?>(nil)
+    /// The configuration.
+    public let configuration: WorkerConfiguration
+    private let logger: Logger
+    private let session = SessionBox()
 
     /// A worker with `configuration`, logging to `logger`.
     public init(configuration: WorkerConfiguration, logger: Logger) {
@@ -108,9 +112,16 @@ public final class WorkerService: Service {
                 group.addTask {
                     await self.heartbeats(ports: ports, runtime: runtime, register: register, paths: paths)
                 }
+                // An operator drained this worker and its layers moved elsewhere: exit cleanly.
+                for await _ in self.drainedSignal.stream {
+                    self.logger.info("drained: shutting down")
+                    break
+                }
+                group.cancelAll()
             }
         }
         logger.info("worker stopping")
+        await cancelPull()
         await runtime.shutdown()
         await data.close()
         await control.close()
@@ -132,15 +143,16 @@ public final class WorkerService: Service {
             return
         }
         ports.lastHeard.withLock { $0 = .now }
+        if case .registerAck(let m) = body, m.accepted { modelSource.withLock { $0 = m.modelSourceAddress } }
         var directives: [WorkerSession.Directive] = []
         switch body {
         case .hello(let m):
             logger.debug("coordinator hello", metadata: ["node": "\(m.nodeID)"])
         case .registerAck(let m):
             if m.heartbeatTimeoutMs > 0 { ports.coordinatorTimeout.withLock { $0 = .milliseconds(Int(m.heartbeatTimeoutMs)) } }
-            if m.accepted { modelSource.withLock { $0 = m.modelSourceAddress } }
             directives = session.apply { $0.registerAck(accepted: m.accepted, reason: m.reason,
-                                                        heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs)) }
+                                                        heartbeatIntervalMilliseconds: Int(m.heartbeatIntervalMs),
+                                                        planEpoch: m.planEpoch) }
         case .stageAssignment(let m):
             do {
                 let assignment = try StageAssignment(wire: m)
@@ -153,7 +165,8 @@ public final class WorkerService: Service {
         case .heartbeat:
             break
         case .drain(let m):
-            logger.info("drain requested", metadata: ["reason": "\(m.reason)"])
+            logger.info("drain requested", metadata: ["reason": "\(m.reason)", "exit": "\(m.exit)"])
+            if m.exit { drained.yield() }
         default:
             logger.warning("control socket: ignored an unexpected message kind")
         }
@@ -172,11 +185,14 @@ public final class WorkerService: Service {
             hello.nodeID = configuration.workerID
             hello.softwareVersion = "caravan-worker 0.1"
             await ports.send(.hello(hello))
-            await ports.send(.register(register))
+            var r = register
+            r.runningPlanEpoch = session.read { $0.forgottenAssignment?.planEpoch ?? 0 }
+            await ports.send(.register(r))
         case .startHeartbeats(let ms):
             ports.heartbeatInterval.withLock { $0 = .milliseconds(ms) }
         case .load(let assignment):
             let started = ContinuousClock.now
+            await cancelPull()  // a newer assignment replaces a pull still running
             var error: String?
             var bytes = 0
             if let path = paths[assignment.modelSHA256] {
@@ -186,30 +202,56 @@ public final class WorkerService: Service {
                     error = e.description
                 }
             } else {
-                do {
-                    bytes = try await runtime.load(assignment, path: try await pullLayers(assignment, ports: ports))
-                } catch let e {
-                    error = "\(e)"
+                // Pulling may take minutes: it runs beside the control loop, which keeps handling
+                // heartbeats, releases and newer assignments meanwhile.
+                let task = Task {
+                    var error: String?
+                    var bytes = 0
+                    do {
+                        bytes = try await runtime.load(assignment, path: try await self.pullLayers(assignment, ports: ports))
+                    } catch let e {
+                        error = "\(e)"
+                    }
+                    guard !Task.isCancelled else { return }  // replaced by a newer assignment, or stopping
+                    await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
                 }
+                pullTask.withLock { $0 = task }
+                return
             }
-            let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
-            for d in next {
-                if case .reportReady(let epoch, let error) = d {
-                    var ready = Caravan_V1_AssignmentReady()
-                    ready.planEpoch = epoch
-                    ready.workerID = configuration.workerID
-                    ready.ready = error == nil
-                    ready.error = error ?? ""
-                    ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).components.seconds * 1000
-                        + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
-                    ready.memoryBytes = UInt64(bytes)
-                    await ports.send(.assignmentReady(ready))
-                }
-            }
+            await loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
         case .reportReady:
             break  // sent right after loading
         case .stop(let reason):
             logger.critical("\(reason)")
+        }
+    }
+
+    /// Cancels the pull running beside the control loop, if any, and waits for it to end.
+    private func cancelPull() async {
+        let running = pullTask.withLock { task in
+            defer { task = nil }
+            return task
+        }
+        running?.cancel()
+        await running?.value
+    }
+
+    /// Reports a finished load (of the epoch being loaded) with `AssignmentReady`.
+    private func loaded(_ assignment: StageAssignment, bytes: Int, error: String?, started: ContinuousClock.Instant,
+                        ports: Ports) async {
+        let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
+        for d in next {
+            if case .reportReady(let epoch, let error) = d {
+                var ready = Caravan_V1_AssignmentReady()
+                ready.planEpoch = epoch
+                ready.workerID = configuration.workerID
+                ready.ready = error == nil
+                ready.error = error ?? ""
+                ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).components.seconds * 1000
+                    + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
+                ready.memoryBytes = UInt64(bytes)
+                await ports.send(.assignmentReady(ready))
+            }
         }
     }
 
@@ -257,9 +299,10 @@ public final class WorkerService: Service {
             case .failed: beat.state = .failed
             }
             beat.freeMemoryBytes = HostInfo.memory()?.available ?? 0
-            beat.stepsRun = UInt64(await runtime.stepsRun)
-            beat.recentStepMs = Float(await runtime.recentStepMs)
-            beat.recentRowsPerStep = Float(await runtime.recentRowsPerStep)
+            let stats = runtime.statistics.withLock { $0 }
+            beat.stepsRun = UInt64(stats.steps)
+            beat.recentStepMs = Float(stats.recentMilliseconds)
+            beat.recentRowsPerStep = Float(stats.recentRows)
             await ports.send(.heartbeat(beat))
         }
     }

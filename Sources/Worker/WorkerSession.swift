@@ -53,14 +53,22 @@ public struct WorkerSession: Sendable, Equatable {
     }
 
     /// The coordinator answered the registration.
-    public mutating func registerAck(accepted: Bool, reason: String, heartbeatIntervalMilliseconds: Int) -> [Directive] {
+    /// When the coordinator still runs the plan of the stage this worker kept (`planEpoch` equals
+    /// it), the worker goes on serving that stage.
+    public mutating func registerAck(accepted: Bool, reason: String, heartbeatIntervalMilliseconds: Int,
+                                     planEpoch: UInt64 = 0) -> [Directive] {
         guard state == .registering else { return [] }
+        let kept = forgottenAssignment
         forgottenAssignment = nil
         guard accepted else {
             state = .refused(reason: reason)
             return [.stop(reason: "the coordinator refused the registration: \(reason)")]
         }
-        state = .idle
+        if let kept, planEpoch != 0, kept.planEpoch == planEpoch {
+            state = .ready(kept)
+        } else {
+            state = .idle
+        }
         return [.startHeartbeats(intervalMilliseconds: max(50, heartbeatIntervalMilliseconds))]
     }
 

@@ -50,10 +50,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var authorizedKeys: String?
 
     @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
-    var heartbeatInterval = 0.5
+    var heartbeatInterval = 0.25
 
     @Option(name: .customLong("heartbeat-timeout"), help: "Seconds of silence after which a worker is lost (and workers register again).")
-    var heartbeatTimeout = 10.0
+    var heartbeatTimeout = 2.0
+
+    @Option(name: .customLong("queue-timeout"), help: "Seconds a job may wait for a pipeline (start-up, re-plan, too few workers) before it fails.")
+    var queueTimeout = 300.0
+
+    @Option(name: .customLong("state-dir"), help: "Directory of the job journal (jobs survive a coordinator restart); 'none' keeps jobs in memory only.")
+    var stateDir = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/state/caravan").path
+
+    @Option(name: .customLong("rebalance-interval"), help: "Seconds between re-plans for a slow worker (hysteresis); 0 turns slow-worker re-planning off.")
+    var rebalanceInterval = 30.0
+
+    @Option(name: .customLong("slow-factor"), help: "Re-plan for a slow worker only when the new plan's predicted bottleneck step time is below this fraction of today's.")
+    var slowFactor = 0.75
 
     @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for running jobs.")
     var drainTimeout = 10.0
@@ -85,6 +97,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard heartbeatInterval > 0, heartbeatTimeout > heartbeatInterval, drainTimeout >= 0 else {
             throw ValidationError("need 0 < --heartbeat-interval < --heartbeat-timeout and --drain-timeout >= 0")
+        }
+        guard queueTimeout > 0, rebalanceInterval >= 0, slowFactor > 0, slowFactor < 1 else {
+            throw ValidationError("need --queue-timeout > 0, --rebalance-interval >= 0 and 0 < --slow-factor < 1")
         }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
             throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
@@ -130,6 +145,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     private func runGroup(_ config: CoordinatorConfiguration, logger: Logger) async throws {
         var configuration = config
         configuration.drainTimeout = .milliseconds(Int(drainTimeout * 1000))
+        configuration.queueTimeout = .milliseconds(Int(queueTimeout * 1000))
+        configuration.stateDirectory = stateDir == "none" ? nil : stateDir
+        configuration.rebalance.enabled = rebalanceInterval > 0
+        configuration.rebalance.minimumInterval = .milliseconds(Int(rebalanceInterval * 1000))
+        configuration.rebalance.slowFactor = slowFactor
         let service = CoordinatorService(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,

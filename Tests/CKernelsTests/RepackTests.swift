@@ -5,7 +5,7 @@ import XCTest
 /// bit-identical with the file's rows), products agree with the ggml-exact ck_matmul within a
 /// float-reordering bound, and they are bit-identical across ISAs and however they are split.
 final class RepackTests: XCTestCase {
-    static let types: [QType] = [.q4_0, .q4_1, .q8_0]
+    static let types: [QType] = [.q4_0, .q4_1, .q5_0, .q8_0]
 
     struct Case {
         let wt: QType

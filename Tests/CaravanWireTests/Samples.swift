@@ -173,7 +173,23 @@ enum Samples {
         release.planEpoch = 3
         release.sequenceIds = [4, 9]
         var attach = Caravan_V1_JobAttach()
-        attach.jobID = "job-3"
+        attach.jobID = "job-7"
+        attach.receivedTokens = 12
+
+        return [
+            .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
+            .stageAssignment(stageAssignment), .assignmentReady(ready), .drain(drain),
+            .jobSubmit(submit), .jobEvent(event), .jobStatusRequest(statusRequest), .jobStatus(jobStatus),
+            .jobCancel(cancel), .clusterStatusRequest(clusterRequest), .clusterStatus(cluster),
+            .planPreviewRequest(previewRequest), .planPreview(preview), .drainRequest(drainRequest),
+            .adminResult(result), .error(error), .releaseSequences(release), .jobAttach(attach),
+        ]
+    }
+
+    /// Samples of model.proto's requests and answers (a `ModelChunk` needs its payload: see
+    /// `ProtocDecodeTests` and `WorkerTests`).
+    static var modelBodies: [Caravan_V1_Envelope.OneOf_Body] {
+        // (model_chunk, the fourth kind of model.proto, is counted in `modelKindCount`.)
         var infoRequest = Caravan_V1_ModelInfoRequest()
         infoRequest.sha256 = sha
         var info = Caravan_V1_ModelInfo()
@@ -184,17 +200,11 @@ enum Samples {
         chunkRequest.sha256 = sha
         chunkRequest.offset = 1 << 20
         chunkRequest.length = 1 << 20
-
-        return [
-            .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
-            .stageAssignment(stageAssignment), .assignmentReady(ready), .drain(drain),
-            .jobSubmit(submit), .jobEvent(event), .jobStatusRequest(statusRequest), .jobStatus(jobStatus),
-            .jobCancel(cancel), .clusterStatusRequest(clusterRequest), .clusterStatus(cluster),
-            .planPreviewRequest(previewRequest), .planPreview(preview), .drainRequest(drainRequest),
-            .adminResult(result), .error(error), .releaseSequences(release), .jobAttach(attach),
-            .modelInfoRequest(infoRequest), .modelInfo(info), .modelChunkRequest(chunkRequest),
-        ]
+        return [.modelInfoRequest(infoRequest), .modelInfo(info), .modelChunkRequest(chunkRequest)]
     }
+
+    /// Message kinds of model.proto (requests, answers and the chunk).
+    static let modelKindCount = 4
 
     /// Name of a body's kind; exhaustive, so adding a message kind breaks the build here until the
     /// round-trip test covers it.
@@ -211,6 +221,7 @@ enum Samples {
         case .stepResult: "step_result"
         case .jobSubmit: "job_submit"
         case .jobEvent: "job_event"
+        case .jobAttach: "job_attach"
         case .jobStatusRequest: "job_status_request"
         case .jobStatus: "job_status"
         case .jobCancel: "job_cancel"
@@ -222,7 +233,6 @@ enum Samples {
         case .adminResult: "admin_result"
         case .error: "error"
         case .releaseSequences: "release_sequences"
-        case .jobAttach: "job_attach"
         case .modelInfoRequest: "model_info_request"
         case .modelInfo: "model_info"
         case .modelChunkRequest: "model_chunk_request"
@@ -230,7 +240,7 @@ enum Samples {
         }
     }
 
-    static let allKindCount = 27
+    static let allKindCount = 23
 
     /// A 2 x 4 activation step with a tensor.
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {

@@ -72,22 +72,41 @@ final class ClusterPlanningTests: XCTestCase {
         XCTAssertTrue(cluster.log("coordinator.log").contains("refused a connection"))
     }
 
-    func testTooLittleMemoryIsRefusedWithNumbers() async throws {
+    /// Too little memory: the coordinator says why with numbers, jobs wait (queued, with that
+    /// reason) and fail only at the queue timeout; a worker joining later makes service resume.
+    func testTooLittleMemoryMakesJobsWaitUntilAWorkerJoins() async throws {
         let cluster = try ClusterProcesses()
         defer {
             cluster.stop()
             try? FileManager.default.removeItem(at: cluster.directory)
         }
-        try cluster.startInsecure(model: try TestModel.requirePath(), memoryMiB: 40)
-        let reason = try cluster.waitForLog("coordinator.log", "cannot serve: (.*)", timeout: .seconds(60))
+        try cluster.startInsecure(model: try TestModel.requirePath(), memoryMiB: 40,
+                                  extraCoordinatorArguments: ["--queue-timeout", "4"])
+        let reason = try cluster.waitForLog("coordinator.log", "reason=(.*) \\[Coordinator\\] no plan possible now", timeout: .seconds(60))
         XCTAssertTrue(reason.contains("cannot hold the model"), reason)
         XCTAssertTrue(reason.contains("small 40 MiB"), reason)
 
         let client = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: nil)
-        let r = try await client.run([JobClient.submit(prompt: [1, 2, 3], sampling: Caravan_V1_SamplingParameters(), id: "x")],
-                                     timeout: .seconds(30))
-        let error = try XCTUnwrap(r["x"]?.error)
-        XCTAssertTrue(error.contains("cannot hold the model"), error)
+        var sampling = Caravan_V1_SamplingParameters()
+        sampling.maxTokens = 4
+        try await client.socket.send(try client.codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: sampling, id: "x"))),
+                                     timeout: .seconds(5))
+        try await Task.sleep(for: .seconds(1))
+        var request = Caravan_V1_JobStatusRequest()
+        request.jobID = "job-1"
+        guard case .jobStatus(let status) = try await client.request(.jobStatusRequest(request)) else { return XCTFail("no status") }
+        XCTAssertEqual(status.state, .queued, "the job waits instead of failing")
+        XCTAssertTrue(status.waitingReason.contains("cannot hold the model"), status.waitingReason)
+        let r = try await client.collect(["x"], timeout: .seconds(30))
+        let error = try XCTUnwrap(r["x"]?.error, "the job fails at the queue timeout")
+        XCTAssertTrue(error.contains("within 4.0 s") && error.contains("cannot hold the model"), error)
         XCTAssertTrue(cluster.allRunning, "both daemons keep running")
+
+        // A worker with enough memory joins: the cluster plans by itself and serves again.
+        try cluster.addWorker()
+        _ = try cluster.waitForLog("coordinator.log", "(serving)", timeout: .seconds(60))
+        let after = try await client.run([JobClient.submit(prompt: [1, 2, 3], sampling: sampling, id: "y")], timeout: .seconds(60))
+        XCTAssertNil(after["y"]?.error)
+        XCTAssertEqual(after["y"]?.tokens.count, 4)
     }
 }

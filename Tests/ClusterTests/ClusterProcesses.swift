@@ -76,11 +76,12 @@ final class ClusterProcesses: @unchecked Sendable {
     }
 
     /// Starts a plain-TCP coordinator and one worker offering `memoryMiB`, without waiting for a plan.
-    func startInsecure(model: String, memoryMiB: Int) throws {
+    func startInsecure(model: String, memoryMiB: Int, extraCoordinatorArguments: [String] = []) throws {
         coordinator = try launch("caravan-coordinator", [
             "--insecure", "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
-            "--workers", "1", "--ctx", "256",
-        ], log: "coordinator.log")
+            "--workers", "1", "--ctx", "256", "--state-dir", "none",
+        ] + extraCoordinatorArguments, log: "coordinator.log")
+        self.model = model
         controlEndpoint = try waitForLog("coordinator.log", "control=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60))
         clientsEndpoint = try waitForLog("coordinator.log", "clients=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         workers.append(try launch("caravan-worker", [
@@ -97,7 +98,7 @@ final class ClusterProcesses: @unchecked Sendable {
         coordinator = try launch("caravan-coordinator", [
             "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
             "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
-            "--heartbeat-timeout", "4",
+            "--heartbeat-timeout", "4", "--state-dir", directory.appendingPathComponent("state").path,
         ] + extraCoordinatorArguments, log: "coordinator.log")
         self.model = model
         self.extraCoordinatorArguments = extraCoordinatorArguments
@@ -111,7 +112,13 @@ final class ClusterProcesses: @unchecked Sendable {
                 "--coordinator-key", coordinatorKey, "--coordinator", controlEndpoint, "--threads", "1", "--speed", "1",
                 "--id", "worker-\(i)",
             ] + (withoutModel.contains(i) ? [] : ["--model", model]) + extraWorkerArguments(i), log: "worker-\(i).log"))
-            if oneByOne { _ = try waitForLog("coordinator.log", "worker=worker-\(i)[^0-9]", timeout: .seconds(60)) }
+            if oneByOne {
+                do {
+                    _ = try waitForLog("coordinator.log", "worker=worker-\(i)[^0-9]", timeout: .seconds(60))
+                } catch {
+                    throw Failure(description: "\(error)\nworker-\(i).log (running: \(workers[i].isRunning)):\n\(log("worker-\(i).log").suffix(3000))")
+                }
+            }
         }
         for i in 0..<count {
             workerDataEndpoints.append(try waitForLog("worker-\(i).log", "data=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(60)))
@@ -145,8 +152,28 @@ final class ClusterProcesses: @unchecked Sendable {
             "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model,
             "--control", controlEndpoint, "--clients", clientsEndpoint, "--workers", "\(workerCount)", "--ctx", "256",
             "--batch-sequences", "4", "--step-timeout", "30", "--heartbeat-timeout", "4",
+            "--state-dir", directory.appendingPathComponent("state").path,
         ] + extraCoordinatorArguments, log: "coordinator-2.log")
         _ = try waitForLog("coordinator-2.log", "(serving)", timeout: .seconds(60))
+    }
+
+    /// Kills the coordinator with SIGKILL (a crash: nothing is flushed or drained).
+    func killCoordinator() {
+        guard let c = coordinator else { return }
+        kill(c.processIdentifier, SIGKILL)
+        c.waitUntilExit()
+        retired.append(c)
+    }
+
+    /// Starts one more worker (`worker-N`) with `arguments` added; returns its index.
+    @discardableResult
+    func addWorker(_ arguments: [String] = []) throws -> Int {
+        let i = workers.count
+        let security = coordinatorKey.isEmpty ? ["--insecure"] : ["--coordinator-key", coordinatorKey]
+        workers.append(try launch("caravan-worker", security + [
+            "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1", "--id", "worker-\(i)",
+        ] + arguments, log: "worker-\(i).log"))
+        return i
     }
 
     /// Whether every process is still running.

@@ -47,9 +47,18 @@ final class JobClient: @unchecked Sendable {
     }
 
     /// Submits `jobs` at once and collects each one's tokens until it finishes (bounded by `timeout`).
-    func run(_ jobs: [Caravan_V1_JobSubmit], timeout: Duration = .seconds(90)) async throws -> [String: Result] {
+    func run(_ jobs: [Caravan_V1_JobSubmit], timeout: Duration = .seconds(90),
+             onEvent: (Caravan_V1_JobEvent, [String: Result]) -> Void = { _, _ in }) async throws -> [String: Result] {
         for job in jobs { try await socket.send(try codec.encode(.jobSubmit(job)), timeout: .seconds(5)) }
-        var results: [String: Result] = [:]
+        return try await collect(jobs.map(\.clientRequestID), timeout: timeout, onEvent: onEvent)
+    }
+
+    /// Collects the events of the jobs with client request ids `ids` until each ends (bounded by
+    /// `timeout`), starting from `results`.
+    func collect(_ ids: [String], from start: [String: Result] = [:], timeout: Duration = .seconds(90),
+                 onEvent: (Caravan_V1_JobEvent, [String: Result]) -> Void = { _, _ in }) async throws -> [String: Result] {
+        let jobs = ids
+        var results = start
         var done = Set<String>()
         let deadline = ContinuousClock.now + timeout
         while done.count < jobs.count {
@@ -73,6 +82,7 @@ final class JobClient: @unchecked Sendable {
                 break
             }
             results[e.clientRequestID] = r
+            onEvent(e, results)
         }
         return results
     }

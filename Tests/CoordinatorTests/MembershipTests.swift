@@ -44,8 +44,8 @@ final class MembershipTests: XCTestCase {
         XCTAssertEqual(m.assignmentReady(peer: peer(2), epoch: 1, error: nil, now: 5),
                        [.serve(epoch: 1, stages: [a1, a2], peers: [peer(1), peer(2)])])
         XCTAssertEqual(m.phase, .serving(epoch: 1, stages: [a1, a2], peers: [peer(1), peer(2)]))
-        // Late joiners are refused while serving.
-        guard case .acknowledge(_, false, _)? = join(&m, 3).first else { return XCTFail("expected a refusal") }
+        // A late joiner is admitted and makes the cluster re-plan (covered below).
+        XCTAssertEqual(join(&m, 3).first, .acknowledge(peer(3), accepted: true, reason: ""))
     }
 
     /// A worker without the model file joins: it pulls its layers from the coordinator.
@@ -63,8 +63,10 @@ final class MembershipTests: XCTestCase {
         _ = m.planned(PipelinePlan(stages: [PlannedStage(workerID: "w1", layers: LayerRange(0, 12)!, memoryBytes: 1)]),
                       template: template)
         let d = m.assignmentReady(peer: peer(1), epoch: 1, error: "no file", now: 10)
-        guard case .fail(let reason)? = d.first else { return XCTFail("expected failure") }
-        XCTAssertTrue(reason.contains("no file"))
+        guard case .replan(let why)? = d.first, case .fail(let reason)? = d.last else { return XCTFail("expected a re-plan that waits: \(d)") }
+        XCTAssertTrue(why.contains("no file"))
+        XCTAssertTrue(reason.contains("no workers left"), reason)
+        guard case .waiting = m.phase else { return XCTFail("\(m.phase)") }
 
         var n = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
         _ = join(&n, 1, now: 0)
@@ -78,7 +80,7 @@ final class MembershipTests: XCTestCase {
         guard case .replan(let why)? = lost.first, case .fail(let final)? = lost.last else { return XCTFail("expected loss: \(lost)") }
         XCTAssertTrue(why.contains("w1"))
         XCTAssertTrue(final.contains("no workers left"))
-        XCTAssertEqual(n.tick(now: 9000), [], "fails once")
+        XCTAssertEqual(n.tick(now: 9000), [], "reports once")
         // A new worker after the failure makes the cluster plan again.
         guard case .plan? = join(&n, 2, now: 9000).last else { return XCTFail("expected a new plan") }
     }
@@ -111,7 +113,82 @@ final class MembershipTests: XCTestCase {
     func testPlanFailureIsReported() {
         var m = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
         _ = join(&m, 1)
-        XCTAssertEqual(m.planFailed("too small"), [.fail(reason: "too small")])
-        XCTAssertEqual(m.phase, .failed(reason: "too small"))
+        XCTAssertEqual(m.planFailed("too small"), [.fail(reason: "initial plan over 1 workers: too small")])
+        XCTAssertEqual(m.phase, .waiting(reason: "initial plan over 1 workers: too small"))
+        XCTAssertEqual(m.planHistory.last?.reason, "no plan: initial plan over 1 workers: too small")
+    }
+
+    /// Two workers serving epoch 1 (w1 layers 0-6, w2 6-12), starting from `lastEpoch`.
+    private func serving(lastEpoch: UInt64 = 0) -> Membership {
+        var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 1000, lastEpoch: lastEpoch)
+        _ = join(&m, 1)
+        _ = join(&m, 2)
+        _ = m.planned(PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
+            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
+        ]), template: template)
+        _ = m.assignmentReady(peer: peer(1), epoch: lastEpoch + 1, error: nil, now: 10)
+        _ = m.assignmentReady(peer: peer(2), epoch: lastEpoch + 1, error: nil, now: 10)
+        return m
+    }
+
+    func testEpochsContinueAfterARestart() {
+        let m = serving(lastEpoch: 41)
+        XCTAssertEqual(m.epoch, 42)
+        guard case .serving(42, _, _) = m.phase else { return XCTFail("\(m.phase)") }
+        XCTAssertTrue(m.hasServed)
+    }
+
+    func testAWorkerJoiningWhileServingTriggersARePlanThatIncludesIt() {
+        var m = serving()
+        let d = join(&m, 3, now: 20)
+        XCTAssertEqual(d.first, .acknowledge(peer(3), accepted: true, reason: ""))
+        guard d.count == 3, case .replan(let why) = d[1], case .plan(let workers) = d[2] else { return XCTFail("\(d)") }
+        XCTAssertTrue(why.contains("w3 joined"), why)
+        XCTAssertEqual(workers.map(\.workerID), ["w1", "w2", "w3"])
+    }
+
+    func testReRegistrationOfAWorkerStillRunningThePlanKeepsIt() {
+        var m = serving()
+        // Same worker, new connection (new routing id), still running epoch 1.
+        let d = m.register(peer: peer(9), workerID: "w2", dataAddress: "tcp://w2:1", memoryBytes: 1 << 30, speed: 1,
+                           heldModels: [sha], runningEpoch: 1, now: 30)
+        XCTAssertEqual(d, [.acknowledge(peer(9), accepted: true, reason: "")])
+        guard case .serving(1, _, let peers) = m.phase else { return XCTFail("\(m.phase)") }
+        XCTAssertEqual(peers, [peer(1), peer(9)])
+    }
+
+    func testARestartedWorkerOfThePlanTriggersARePlan() {
+        var m = serving()
+        let d = m.register(peer: peer(9), workerID: "w2", dataAddress: "tcp://w2:1", memoryBytes: 1 << 30, speed: 1,
+                           heldModels: [sha], runningEpoch: 0, now: 30)
+        guard d.count == 3, case .replan(let why) = d[1], case .plan(let workers) = d[2] else { return XCTFail("\(d)") }
+        XCTAssertTrue(why.contains("w2"), why)
+        XCTAssertEqual(workers.map(\.peer), [peer(1), peer(9)])
+    }
+
+    func testDrainMovesLayersAwayThenReleasesTheWorker() throws {
+        var m = serving()
+        XCTAssertThrowsError(try m.drain("nobody", now: 20))
+        let d = try m.drain("w2", now: 20)
+        guard d.count == 2, case .replan(let why) = d[0], case .plan(let workers) = d[1] else { return XCTFail("\(d)") }
+        XCTAssertTrue(why.contains("drained w2"), why)
+        XCTAssertEqual(workers.map(\.workerID), ["w1"], "a draining worker gets no layers")
+        _ = m.planned(PipelinePlan(stages: [PlannedStage(workerID: "w1", layers: LayerRange(0, 12)!, memoryBytes: 1)]),
+                      template: template, now: 25)
+        let served = m.assignmentReady(peer: peer(1), epoch: 2, error: nil, now: 30)
+        XCTAssertEqual(served.count, 2)
+        XCTAssertEqual(served.last, .release(peer(2), workerID: "w2"))
+        XCTAssertEqual(m.members.map(\.workerID), ["w1"])
+        XCTAssertThrowsError(try m.drain("w1", now: 40), "the last worker cannot be drained")
+        XCTAssertEqual(m.planHistory.map(\.epoch), [1, 2])
+        XCTAssertEqual(m.planHistory.last?.reason, "operator drained w2")
+    }
+
+    func testHealthTurnsSuspectBeforeTheWorkerIsLost() {
+        let m = serving()
+        let w = m.members[0]
+        XCTAssertEqual(m.health(w, now: 100), .healthy)
+        XCTAssertEqual(m.health(w, now: 10 + m.suspectAfter + 1), .suspect)
     }
 }

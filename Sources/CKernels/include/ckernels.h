@@ -75,9 +75,9 @@ int ck_quantize_row(int type, const float *src, void *dst, int64_t n);
 int ck_matmul(int wtype, const void *w, const void *x, int64_t k,
               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t out_stride);
 
-/* Load-time repacking (extension): Q4_0, Q4_1 and Q8_0 matrices can be rearranged once into a
+/* Load-time repacking (extension): Q4_0, Q4_1, Q5_0 and Q8_0 matrices can be rearranged once into a
    row-interleaved layout (groups of 8 rows, 4-byte chunks of the 8 rows side by side) whose
-   kernels compute 8 rows against one activation block at once. For Q4_0 and Q8_0 the float
+   kernels compute 8 rows against one activation block at once. For Q4_0, Q5_0 and Q8_0 the float
    summation order differs from ck_matmul's (ggml's vec_dot order): results agree to a few ulps of
    the dot product's magnitude; Q4_1 keeps ggml's order (same bits as ck_matmul with AVX2). All are
    bit-identical among themselves however a product is split or batched, and on every ISA. */
