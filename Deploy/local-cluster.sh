@@ -21,7 +21,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT INT TERM
 
 "$BIN/caravan-coordinator" --insecure --model "$MODEL" --control "$CONTROL" --clients "$CLIENTS" \
-    --workers "$WORKERS" > "$LOGS/coordinator.log" 2>&1 &
+    --workers "$WORKERS" --state-dir "$LOGS/state" > "$LOGS/coordinator.log" 2>&1 &
 PIDS+=($!)
 for i in $(seq 1 "$WORKERS"); do
     "$BIN/caravan-worker" --insecure --coordinator "$CONTROL" --model "$MODEL" --threads 1 --id "worker-$i" \

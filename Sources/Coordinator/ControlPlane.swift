@@ -157,23 +157,9 @@ final class ControlPlane: Sendable {
         }
     }
 
-    /// Planner input: each worker's memory and speed. Speeds measured on the running pipeline
-    /// (layers per millisecond of step time) replace the registered ones, scaled so that workers
-    /// without a measurement stay comparable.
+    /// Planner input: measured speeds where the running plan has them (see ``Rebalancer``).
     private func planInput(_ workers: [Member]) -> [PlanWorker] {
-        let layersOf = currentLayers()
-        let measured = Dictionary(uniqueKeysWithValues: workers.compactMap { m -> (String, Double)? in
-            guard let layers = layersOf[m.workerID], m.recentStepMs > 0, m.stepsRun >= 8 else { return nil }
-            return (m.workerID, Double(layers) / Double(m.recentStepMs))
-        })
-        let ratios = workers.compactMap { m -> Double? in
-            guard let s = measured[m.workerID], m.speed > 0 else { return nil }
-            return s / m.speed
-        }
-        let scale = ratios.isEmpty ? 1 : ratios.reduce(0, +) / Double(ratios.count)
-        return workers.map { m in
-            PlanWorker(id: m.workerID, memoryBytes: m.memoryBytes, speed: measured[m.workerID] ?? m.speed * scale)
-        }
+        Rebalancer.planInput(workers, layersInPlan: currentLayers(), minimumSteps: configuration.rebalance.minimumSteps)
     }
 
     private func currentLayers() -> [String: Int] {
@@ -247,23 +233,16 @@ final class ControlPlane: Sendable {
             let ids = peers.map { p in m.members.first { $0.peer == p }?.workerID ?? "" }
             return (m.members, zip(ids, stages).map { ($0, $1.layers.count) })
         }
-        guard let snapshot, snapshot.layers.count > 1 || snapshot.members.filter({ !$0.draining }).count > 1 else { return }
-        let inPlan = snapshot.layers.compactMap { id, layers in
-            snapshot.members.first { $0.workerID == id }.map { ($0, layers) }
+        guard let snapshot else { return }
+        let stages = snapshot.layers.compactMap { id, layers in
+            snapshot.members.first { $0.workerID == id }.map { (member: $0, layers: layers) }
         }
-        guard inPlan.count == snapshot.layers.count,
-              inPlan.allSatisfy({ $0.0.recentStepMs > 0 && $0.0.stepsRun >= UInt64(policy.minimumSteps) }) else { return }
-        let current = inPlan.map { Double($0.0.recentStepMs) }.max() ?? 0
-        guard current > 0 else { return }
-        let workers = planInput(snapshot.members.filter { !$0.draining && !$0.loadFailed })
-        guard let plan = try? Planner.plan(model: facts, workers: workers, contextTokens: template.maxContextTokens,
-                                           batchSequences: template.maxBatchSequences) else { return }
-        let speeds = Dictionary(uniqueKeysWithValues: workers.map { ($0.id, $0.speed) })
-        let predicted = plan.stages.map { Double($0.layers.count) / max(1e-9, speeds[$0.workerID] ?? 1e-9) }.max() ?? current
-        guard predicted < policy.slowFactor * current else { return }
-        let slowest = inPlan.max { $0.0.recentStepMs < $1.0.recentStepMs }!
-        let reason = String(format: "worker %@ is slow (%.1f ms per step for %d layers); a new plan predicts %.1f ms instead of %.1f ms",
-                            slowest.0.workerID, Double(slowest.0.recentStepMs), slowest.1, predicted, current)
+        guard stages.count == snapshot.layers.count,
+              let decision = Rebalancer.evaluate(
+                stages: stages, candidates: snapshot.members.filter { !$0.draining && !$0.loadFailed }, model: facts,
+                contextTokens: template.maxContextTokens, batchSequences: template.maxBatchSequences,
+                slowFactor: policy.slowFactor, minimumSteps: policy.minimumSteps) else { return }
+        let reason = decision.reason
         let directives = membership.withLock { $0.replan(reason, now: t) }
         await execute(directives)
     }

@@ -44,6 +44,18 @@ public struct Member: Sendable, Equatable {
     public var freeMemoryBytes: UInt64 = 0
     /// Memory its stage uses (weights, KV cache, buffers; from `AssignmentReady`), bytes.
     public var stageMemoryBytes: UInt64 = 0
+
+    /// A member as registered.
+    public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
+                speed: Double, lastSeen: UInt64) {
+        self.workerID = workerID
+        self.peer = peer
+        self.dataAddress = dataAddress
+        self.dataPublicKey = dataPublicKey
+        self.memoryBytes = memoryBytes
+        self.speed = speed
+        self.lastSeen = lastSeen
+    }
 }
 
 /// A worker's health as the coordinator sees it.

@@ -18,6 +18,8 @@ public final class WorkerService: Service {
     private let layerFetcher = LockedValue<LayerFetcher?>(nil)
     /// The coordinator's model source (from its RegisterAck; empty = none).
     private let modelSource = LockedValue("")
+    /// A pull of layers running beside the control loop (cancelled by the next load or shutdown).
+    private let pullTask = LockedValue<Task<Void, Never>?>(nil)
     /// The configuration.
     public let configuration: WorkerConfiguration
     private let logger: Logger
@@ -119,6 +121,7 @@ public final class WorkerService: Service {
             }
         }
         logger.info("worker stopping")
+        await cancelPull()
         await runtime.shutdown()
         await data.close()
         await control.close()
@@ -189,6 +192,7 @@ public final class WorkerService: Service {
             ports.heartbeatInterval.withLock { $0 = .milliseconds(ms) }
         case .load(let assignment):
             let started = ContinuousClock.now
+            await cancelPull()  // a newer assignment replaces a pull still running
             var error: String?
             var bytes = 0
             if let path = paths[assignment.modelSHA256] {
@@ -198,30 +202,56 @@ public final class WorkerService: Service {
                     error = e.description
                 }
             } else {
-                do {
-                    bytes = try await runtime.load(assignment, path: try await pullLayers(assignment, ports: ports))
-                } catch let e {
-                    error = "\(e)"
+                // Pulling may take minutes: it runs beside the control loop, which keeps handling
+                // heartbeats, releases and newer assignments meanwhile.
+                let task = Task {
+                    var error: String?
+                    var bytes = 0
+                    do {
+                        bytes = try await runtime.load(assignment, path: try await self.pullLayers(assignment, ports: ports))
+                    } catch let e {
+                        error = "\(e)"
+                    }
+                    guard !Task.isCancelled else { return }  // replaced by a newer assignment, or stopping
+                    await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
                 }
+                pullTask.withLock { $0 = task }
+                return
             }
-            let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
-            for d in next {
-                if case .reportReady(let epoch, let error) = d {
-                    var ready = Caravan_V1_AssignmentReady()
-                    ready.planEpoch = epoch
-                    ready.workerID = configuration.workerID
-                    ready.ready = error == nil
-                    ready.error = error ?? ""
-                    ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).components.seconds * 1000
-                        + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
-                    ready.memoryBytes = UInt64(bytes)
-                    await ports.send(.assignmentReady(ready))
-                }
-            }
+            await loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
         case .reportReady:
             break  // sent right after loading
         case .stop(let reason):
             logger.critical("\(reason)")
+        }
+    }
+
+    /// Cancels the pull running beside the control loop, if any, and waits for it to end.
+    private func cancelPull() async {
+        let running = pullTask.withLock { task in
+            defer { task = nil }
+            return task
+        }
+        running?.cancel()
+        await running?.value
+    }
+
+    /// Reports a finished load (of the epoch being loaded) with `AssignmentReady`.
+    private func loaded(_ assignment: StageAssignment, bytes: Int, error: String?, started: ContinuousClock.Instant,
+                        ports: Ports) async {
+        let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
+        for d in next {
+            if case .reportReady(let epoch, let error) = d {
+                var ready = Caravan_V1_AssignmentReady()
+                ready.planEpoch = epoch
+                ready.workerID = configuration.workerID
+                ready.ready = error == nil
+                ready.error = error ?? ""
+                ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).components.seconds * 1000
+                    + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
+                ready.memoryBytes = UInt64(bytes)
+                await ports.send(.assignmentReady(ready))
+            }
         }
     }
 

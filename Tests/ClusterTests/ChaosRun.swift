@@ -37,7 +37,7 @@ final class ChaosRun: XCTestCase {
 
         let bed = try Testbed(name: "cvchaos", subnet: "10.81.0", workers: 3,
                               coordinatorArguments: FaultLoad.coordinatorArguments, workerArguments: FaultLoad.workerArguments)
-        defer { if env["CARAVAN_CHAOS_KEEP"] == nil { bed.down() } }
+        defer { if (env["CARAVAN_CHAOS_KEEP"] ?? "").isEmpty { bed.down() } }
         let context = try Context()
         let client = try JobClient(context: context, endpoint: bed.clientsEndpoint, serverKey: bed.coordinatorKey)
         let reference = try await FaultLoad.references(on: client, maxTokens: maxTokens)
@@ -47,6 +47,11 @@ final class ChaosRun: XCTestCase {
         var kinds = ["kill", "freeze", "add"]
         if bed.mode == .netns { kinds += ["cut", "loss"] }
         if drainable { kinds.append("drain") }
+        if let only = env["CARAVAN_CHAOS_KINDS"], !only.isEmpty {
+            let wanted = only.split(separator: ",").map(String.init)
+            kinds = kinds.filter(wanted.contains)
+            guard !kinds.isEmpty else { throw Testbed.Failure(description: "no usable fault kind in \(only)") }
+        }
         print("chaos: fault kinds \(kinds) (\(bed.mode.rawValue))")
 
         let started = ContinuousClock.now
@@ -56,7 +61,11 @@ final class ChaosRun: XCTestCase {
         var finished: [Running] = []
         var running: [String: Running] = [:]
         var submittedCount = 0
-        let episodeDone = Locked(true)
+        // When the current fault episode ended (nil while it runs). The next fault waits until a
+        // token arrived after that (the cluster recovered) or 30 s passed, then 0.5-2 s more.
+        let episodeEnd = Locked<ContinuousClock.Instant?>(.now)
+        var settling = false
+        var lastToken = ContinuousClock.now
         let episodeErrors = Locked<[String]>([])
         var nextFault = ContinuousClock.now + .seconds(2)
         let jobTimeout = Duration.seconds(120)
@@ -87,6 +96,7 @@ final class ChaosRun: XCTestCase {
                     r.job.tokens.append(Int32(bitPattern: t.tokenID))
                     r.job.text += t.text
                     r.job.arrivals.append(.now)
+                    lastToken = .now
                 case .finished(let f)?:
                     r.job.finish = f.reason
                     r.job.text += f.text
@@ -106,7 +116,12 @@ final class ChaosRun: XCTestCase {
             }
             if faults.count < faultCount { try await submitMore() }
             // Next fault episode, one at a time.
-            if faults.count < faultCount, episodeDone.withLock({ $0 }), ContinuousClock.now >= nextFault {
+            if settling, let end = episodeEnd.withLock({ $0 }),
+               lastToken > end || running.isEmpty || ContinuousClock.now > end + .seconds(30) {
+                settling = false
+                nextFault = .now + .milliseconds(500 + Int(rng.next() % 1500))
+            }
+            if faults.count < faultCount, !settling, episodeEnd.withLock({ $0 != nil }), ContinuousClock.now >= nextFault {
                 let kind = kinds[Int(rng.next() % UInt64(kinds.count))]
                 let alive = workers.withLock { $0.count }
                 var chosen = kind
@@ -118,7 +133,8 @@ final class ChaosRun: XCTestCase {
                 let hold = 0.5 + Double(rng.next() % 3500) / 1000  // 0.5 ... 4 s
                 let lossPercent = 20 + Int(rng.next() % 31)
                 faults.append(Fault(kind: chosen, host: host, at: .now, running: Set(running.keys)))
-                episodeDone.withLock { $0 = false }
+                episodeEnd.withLock { $0 = nil }
+                settling = true
                 let index = faults.count
                 let action = chosen
                 print("chaos: fault \(index)/\(faultCount): \(chosen)\(chosen == "add" ? "" : " h\(host)")")
@@ -160,19 +176,17 @@ final class ChaosRun: XCTestCase {
                     } catch {
                         episodeErrors.withLock { $0.append("fault \(index) \(action) h\(host): \(error)") }
                     }
-                    episodeDone.withLock { $0 = true }
+                    episodeEnd.withLock { $0 = .now }
                 }
-                nextFault = .now + .milliseconds(500 + Int(rng.next() % 1500))
             }
             // Wait for the last episode, then for the running jobs (bounded).
-            if faults.count >= faultCount, episodeDone.withLock({ $0 }) {
+            if faults.count >= faultCount, episodeEnd.withLock({ $0 != nil }) {
                 let end = endDeadline ?? (ContinuousClock.now + .seconds(180))
                 endDeadline = end
                 if ContinuousClock.now > end {
                     for (id, r) in running { var r = r; r.job.error = "still running at the end"; finished.append(r); running[id] = nil }
                 }
             }
-            if !episodeDone.withLock({ $0 }) { nextFault = max(nextFault, .now + .milliseconds(500)) }
         }
         let elapsed = ContinuousClock.now - started
 
@@ -210,7 +224,7 @@ final class ChaosRun: XCTestCase {
         let report = """
         ### Chaos run, \(date)
 
-        `Scripts/chaos --faults \(faultCount) --seed \(seed) --jobs \(concurrency) --tokens \(maxTokens)` \
+        `Scripts/chaos --faults \(faultCount) --seed \(seed) --jobs \(concurrency) --tokens \(maxTokens)\(env["CARAVAN_CHAOS_KINDS"].map { $0.isEmpty ? "" : " --kinds \($0)" } ?? "")` \
         (\(bed.mode.rawValue) test bed, 3 workers at the start, \(FaultLoad.coordinatorArguments.joined(separator: " ")), debug build)
 
         | measure | result |

@@ -31,20 +31,22 @@ enum JobStream {
             arrivals.first { $0 > instant }
         }
 
-        /// How long after `instant` this job's stream resumed: the end of the longest pause after
-        /// it (a gap between tokens more than three times the stream's median gap, or the wait for
-        /// the first token), relative to `instant`; nil when no token followed.
+        /// How long after `instant` this job's stream resumed: the end of the first pause after it
+        /// (a gap between tokens of more than three times the stream's median gap, counting the
+        /// wait from `instant` to the first token; tokens already in flight at `instant` arrive
+        /// before it), relative to `instant`; the first token when there was no pause; nil when no
+        /// token followed.
         func resumeDelay(after instant: ContinuousClock.Instant) -> Duration? {
             let later = arrivals.filter { $0 > instant }
             guard let first = later.first else { return nil }
             let gaps = zip(arrivals.dropFirst(), arrivals).map { $0 - $1 }.sorted()
-            let typical = gaps.isEmpty ? Duration.zero : gaps[gaps.count / 2]
-            var end = first, longest = first - instant, previous = first
-            for a in later.dropFirst() {
-                if a - previous > longest, a - previous > typical * 3 { longest = a - previous; end = a }
+            let pause = max(gaps.isEmpty ? Duration.zero : gaps[gaps.count / 2] * 3, .milliseconds(300))
+            var previous = instant
+            for a in later {
+                if a - previous > pause { return a - instant }
                 previous = a
             }
-            return end - instant
+            return first - instant
         }
 
         /// The token stream, for failure messages.

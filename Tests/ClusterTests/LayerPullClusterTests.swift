@@ -75,6 +75,7 @@ final class LayerPullClusterTests: XCTestCase {
             XCTAssertFalse(r.tokens.isEmpty)
             XCTAssertEqual(r.tokens, Array(local.prefix(r.tokens.count)), "prompt \(i): \(g.prompt)")
         }
+        try await probeModelSource(first, context: context)
         first.stop()
 
         // Second start: the same stages come from the caches.
@@ -92,5 +93,45 @@ final class LayerPullClusterTests: XCTestCase {
         let france = reference.greedy[0]
         let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "cached")])
         XCTAssertEqual(r["cached"]?.tokens, try ClusterTests.localGreedy(france.prompt_ids, count: 8))
+    }
+
+    /// Garbage and bad requests on the coordinator's model source are answered with errors or
+    /// dropped; the coordinator keeps running and serving.
+    private func probeModelSource(_ cluster: ClusterProcesses, context: Context) async throws {
+        let endpoint = try cluster.waitForLog("coordinator.log", "model_source=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
+        let loop = try EventLoop(context: context, name: "model-source-probe")
+        defer { loop.shutdown() }
+        let keys = try CurveKeyPair.generate()
+        let socket = try AsyncSocket(loop: loop, type: .dealer) { s in
+            try s.apply(.curveClient(keys: keys, serverPublicKey: cluster.coordinatorKey))
+            try s.connect(endpoint)
+        }
+        let codec = WireCodec()
+        let sha = try XCTUnwrap(cluster.log("worker-1.log").firstMatch(of: /([0-9a-f]{64})\.gguf/)?.1).description
+        func ask(_ offset: UInt64, _ length: UInt32, sha: String) async throws -> Inbound {
+            try await socket.send(try codec.encode(.modelChunkRequest(.with {
+                $0.sha256 = sha
+                $0.offset = offset
+                $0.length = length
+            }), requestID: 5))
+            return try codec.decode(try await socket.receive(timeout: .seconds(10)))
+        }
+        for (offset, length, hash, code) in [(UInt64(98_362_432), UInt32(1), sha, "invalid_request"),  // past the end
+                                              (0, UInt32(64 << 20), sha, "invalid_request"),            // over the chunk limit
+                                              (UInt64.max - 1, UInt32(16), sha, "invalid_request"),      // overflowing
+                                              (0, UInt32(16), String(repeating: "0", count: 64), "not_found")] {
+            guard case .message(.error(let e), 5) = try await ask(offset, length, sha: hash) else {
+                return XCTFail("expected an error reply for [\(offset), +\(length))")
+            }
+            XCTAssertEqual(e.code, code, e.message)
+        }
+        for garbage: [[UInt8]] in [[[0xde, 0xad]], [[]], [Array(repeating: 0xFF, count: 300)], [[1], [2], [3]]] {
+            try await socket.send(garbage, timeout: .seconds(5))
+        }
+        while (try? await socket.receive(timeout: .milliseconds(300))) != nil {}
+        guard case .modelChunk(let chunk, 5) = try await ask(0, 4, sha: sha) else { return XCTFail("expected a chunk") }
+        XCTAssertEqual(chunk.payload.bytes, Array("GGUF".utf8), "a valid request is still served")
+        await socket.close()
+        XCTAssertTrue(cluster.allRunning)
     }
 }

@@ -116,6 +116,35 @@ final class RecoveryTests: XCTestCase {
         XCTAssertEqual(cluster.workers[0].terminationStatus, 0, "cleanly")
     }
 
+    /// A worker slowed down (stopped 60 ms of every 100, like a CPU hog) makes the coordinator
+    /// move layers away from it, without changing any job's output.
+    func testASlowWorkerLosesLayersAndJobsKeepTheirOutput() async throws {
+        let cluster = try ClusterProcesses()
+        defer {
+            cluster.stop()
+            try? FileManager.default.removeItem(at: cluster.directory)
+        }
+        try cluster.start(workers: 2, model: try TestModel.requirePath(), extraCoordinatorArguments: [
+            "--activation-dtype", "f32", "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1.5", "--rebalance-interval", "1",
+        ])
+        let slow = cluster.workers[1].processIdentifier
+        let stop = LockedFlag()
+        let throttle = Thread {
+            while !stop.value {
+                kill(slow, SIGSTOP)
+                Thread.sleep(forTimeInterval: 0.06)
+                kill(slow, SIGCONT)
+                Thread.sleep(forTimeInterval: 0.04)
+            }
+            kill(slow, SIGCONT)
+        }
+        defer { stop.set() }
+        try await checkSurvives(cluster, tokens: 60, after: 4, "slow") { throttle.start() }
+        stop.set()
+        let log = cluster.log("coordinator.log")
+        XCTAssertTrue(log.contains("worker-1 is slow"), String(log.suffix(3000)))
+    }
+
     /// The coordinator crashes mid-job; restarted on the same state directory it continues the job,
     /// and a client re-attaching by job id gets exactly the rest of the stream.
     func testACoordinatorRestartContinuesJobsAndClientsReattach() async throws {
@@ -155,4 +184,12 @@ final class RecoveryTests: XCTestCase {
         XCTAssertEqual(rest[job.clientRequestID]?.tokens, reference.tokens, "tokens before the crash + after the attach")
         XCTAssertEqual(rest[job.clientRequestID]?.text, reference.text)
     }
+}
+
+/// A flag set from one thread and read from another.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    var value: Bool { lock.withLock { flag } }
+    func set() { lock.withLock { flag = true } }
 }

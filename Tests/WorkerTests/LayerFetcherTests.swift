@@ -26,6 +26,8 @@ final class LayerFetcherTests: XCTestCase {
         /// Blocks whose first request gets no answer, and an answer at the wrong offset.
         let lostBlock: UInt64
         let misplacedBlock: UInt64
+        /// When false, no chunk request is ever answered.
+        var answersChunks = true
 
         init(loop: EventLoop, file: GGUFFile, sha: String, lostBlock: UInt64, misplacedBlock: UInt64) throws {
             self.lostBlock = lostBlock
@@ -56,6 +58,7 @@ final class LayerFetcherTests: XCTestCase {
                     info.maxChunkBytes = 1 << 20
                     reply = (try? codec.encode(.modelInfo(info), requestID: id)) ?? []
                 case .modelChunkRequest(let r):
+                    guard answersChunks else { continue }
                     let block = r.offset >> 20
                     guard let bytes = file.fileBytes(offset: Int(r.offset), count: Int(r.length)) else { continue }
                     var data = Array(bytes)
@@ -140,5 +143,47 @@ final class LayerFetcherTests: XCTestCase {
         XCTAssertEqual(again.downloadedBytes, 0)
         XCTAssertEqual(again.reusedBytes, report.neededBytes)
         XCTAssertEqual(source.chunksServed, served, "nothing was requested the second time")
+    }
+
+    /// A pull waiting for chunks ends at once when its task is cancelled (a newer assignment or
+    /// shutdown replaces it), not after the request timeout.
+    func testCancellingAPullEndsItPromptly() async throws {
+        let file = try GGUFFile(path: try TestModel.requirePath())
+        let sha = String(repeating: "6", count: 64)
+        let context = try Context()
+        let loop = try EventLoop(context: context, name: "fetch-cancel-test")
+        defer {
+            loop.shutdown()
+            context.terminate()
+        }
+        let source = try FaultySource(loop: loop, file: file, sha: sha, lostBlock: .max, misplacedBlock: .max)
+        source.answersChunks = false
+        let address = try await source.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        let server = Task { await source.run() }
+        defer { server.cancel() }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-cancel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        var settings = LayerFetcher.Settings()
+        settings.requestTimeout = .seconds(30)
+        let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
+                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-cancel-test"))
+        let assignment = StageAssignment(
+            planEpoch: 1, modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
+            layers: LayerRange(0, 30)!, stageIndex: 0, stageCount: 1, nextHop: "tcp://127.0.0.1:1", resultAddress: "tcp://127.0.0.1:1",
+            activationDType: .f32, maxContextTokens: 16, maxBatchSequences: 1, maxBatchTokens: 16)
+        let pull = Task { () -> String in
+            do {
+                _ = try await fetcher.fetch(assignment, source: address)
+                return "finished"
+            } catch {
+                return "\(error)"
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let cancelled = ContinuousClock.now
+        pull.cancel()
+        let outcome = await pull.value
+        XCTAssertLessThan(ContinuousClock.now - cancelled, .seconds(5), outcome)
+        XCTAssertNotEqual(outcome, "finished")
     }
 }
