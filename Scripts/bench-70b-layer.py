@@ -8,8 +8,13 @@ to Q4_K_M (llama.cpp's layer mixture: with 2 blocks, block 0 is all Q4_K and blo
 Q6_K attn_v/ffn_down that half of the blocks of a real 80-block Q4_K_M model get, so the mean of
 the two is the mean 70B Q4_K_M block) and Q4_0 (pure).
 
+A minimal 256-token vocabulary is included so that llama.cpp loads the files too (the reference
+timing below); the engines are fed token ids, never text.
+
 Usage: Scripts/bench-70b-layer.py [OUT_DIR]   (default ~/.cache/caravan/models/bench)
-Prints the paths written. Files are large (F16 3.4 GB, Q4 ~1 GB each); never commit them.
+           prints the paths written. Files are large (F16 3.4 GB, Q4 ~1 GB each); never commit them.
+       Scripts/bench-70b-layer.py --llama-cpp FILE THREADS PP TG REPS
+           llama.cpp's prefill and decode speed on FILE as JSON lines (medians, like `caravan bench`).
 """
 import ctypes
 import os
@@ -36,6 +41,12 @@ def write_f16(path: str) -> None:
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_dimension_count(HEAD)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(VOCAB - 3)])
+    w.add_token_scores([0.0] * VOCAB)
+    w.add_token_types([2, 3, 3] + [6] * (VOCAB - 3))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
 
     def matrix(rows: int, cols: int) -> np.ndarray:
         # numpy shape (rows=outputs, cols=inputs); gguf stores dims reversed ([cols, rows]).
@@ -80,7 +91,38 @@ def quantize(src: str, dst: str, ftype: int, pure: bool) -> None:
         sys.exit(f"bench-70b-layer: quantizing to {dst} failed ({rc})")
 
 
+def llama_cpp_bench(path: str, threads: int, pp: int, tg: int, reps: int) -> None:
+    import json
+    import statistics
+    import time
+
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=max(pp, tg) + 16,
+                          n_batch=max(pp, 1), verbose=False)
+    tokens = [3 + (i * 7919 + 13) % (VOCAB - 3) for i in range(max(pp, tg))]
+    llm.eval(tokens[:1])  # warm-up: touch the weights
+    name = os.path.basename(path)
+    for test, count in (("pp%d" % pp, pp), ("tg%d" % tg, tg)):
+        times = []
+        for _ in range(reps):
+            llm.reset()
+            t0 = time.perf_counter()
+            if test.startswith("pp"):
+                llm.eval(tokens[:count])
+            else:
+                for t in tokens[:count]:
+                    llm.eval([t])
+            times.append(time.perf_counter() - t0)
+        median = statistics.median(times)
+        print(json.dumps({"engine": "llama.cpp", "model": name, "threads": threads, "test": test,
+                          "tokens_per_second": round(count / median, 2), "seconds": round(median, 5)}))
+
+
 def main() -> None:
+    if len(sys.argv) == 7 and sys.argv[1] == "--llama-cpp":
+        llama_cpp_bench(sys.argv[2], *(int(a) for a in sys.argv[3:]))
+        return
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/caravan/models/bench")
     os.makedirs(out, exist_ok=True)
     f16 = os.path.join(out, "llama70b-shape-2L.F16.gguf")

@@ -41,6 +41,8 @@ struct JobRecord: Sendable {
     var lane: Int?
     /// The session, while waiting for a pipeline.
     var parked: GenerationSession?
+    /// The session, wherever it runs (for the logprobs it records).
+    var session: GenerationSession?
     var waitingSince: ContinuousClock.Instant?
     var waitingReason = ""
     /// Times the job moved to a new pipeline after having started.
@@ -250,6 +252,7 @@ final class JobDesk: Sendable {
                     guard let session = Self.session(sub, generated: record.tokenIDs, tokenizer: tokenizer,
                                                      contextLimit: contextLimit) else { continue }
                     record.parked = session
+                    record.session = session
                     record.waitingSince = .now
                     record.waitingReason = "the coordinator restarted; waiting for the pipeline"
                     s.jobs[jobID] = record
@@ -402,6 +405,7 @@ final class JobDesk: Sendable {
                                    promptTokens: prompt.count, submittedMs: submittedMs, peer: peer, state: .queued,
                                    started: .now)
             record.parked = session
+            record.session = session
             record.waitingSince = .now
             record.waitingReason = s.serving == nil ? s.unavailableReason : ""
             s.jobs[jobID] = record
@@ -453,6 +457,19 @@ final class JobDesk: Sendable {
             token.tokenID = UInt32(bitPattern: id)
             token.text = text
             state.withLock { s in
+                // The lane awaits this call before its next step, so the session is not changing.
+                if let record = s.jobs[jobID], let session = record.session,
+                   record.tokenIDs.count < session.logprobs.count, !session.logprobs[record.tokenIDs.count].logprob.isNaN {
+                    let lp = session.logprobs[record.tokenIDs.count]
+                    token.logprob = lp.logprob
+                    token.topLogprobs = lp.top.map { alt in
+                        var a = Caravan_V1_JobTokenAlternative()
+                        a.tokenID = UInt32(bitPattern: alt.id)
+                        a.text = String(decoding: tokenizer.piece(alt.id), as: UTF8.self)
+                        a.logprob = alt.logprob
+                        return a
+                    }
+                }
                 s.jobs[jobID]?.tokenIDs.append(id)
                 s.jobs[jobID]?.texts.append(text)
                 s.jobs[jobID]?.state = .generating
@@ -533,6 +550,7 @@ final class JobDesk: Sendable {
             record.state = newState
             record.endEvent = event
             record.parked = nil
+            record.session = nil
             record.lane = nil
             if case .error(let e) = event { record.error = e.message }
             s.jobs[jobID] = record

@@ -10,6 +10,8 @@ extension SamplingParameters {
                   repeatPenalty: w.repetitionPenalty == 0 ? 1 : w.repetitionPenalty,
                   seed: w.hasSeed ? w.seed : UInt64.random(in: 0...UInt64.max),
                   maxTokens: w.maxTokens == 0 ? contextLimit : Int(w.maxTokens), stop: w.stop)
+        logprobs = w.logprobs
+        topLogprobs = Int(w.topLogprobs)
     }
 }
 

@@ -29,11 +29,12 @@ public struct TokenCostModel: Sendable, Equatable {
         self.activationElementBytes = activationElementBytes
     }
 
-    /// Measured on the development machine (2 vCPUs of an AMD EPYC, AVX2, 2 threads, release
-    /// build): one Llama-3-70B-shaped Q4_K_M layer (`Scripts/bench-70b-layer`, docs/benchmarks.md)
-    /// and the per-hop overhead of the 127.0.0.1 pipeline; a 1 Gbit/s LAN.
+    /// Measured on the development machine (2 vCPUs of an AMD EPYC, AVX2, release build, one
+    /// thread): decoding one token through a Llama-3-70B-shaped Q4_K_M block of the mean size
+    /// (512 720 896 bytes) takes 60 ms (`Scripts/bench-70b-layer`, docs/benchmarks.md: "70B, on
+    /// paper"); a hop costs 0.5 ms plus its bytes over a 1 Gbit/s LAN.
     public static let measuredHere = TokenCostModel(
-        layerMs: 27.0, referenceLayerBytes: 512_999_424, hopMs: 0.5, linkBytesPerMs: 125_000)
+        layerMs: 60.0, referenceLayerBytes: 512_720_896, hopMs: 0.5, linkBytesPerMs: 125_000)
 
     /// Milliseconds to decode one token through `bytes` of weights at `speed`.
     public func computeMs(bytes: Int, speed: Double) -> Double {

@@ -1,3 +1,4 @@
+import Foundation
 import CaravanCore
 import Llama
 import Sampling
@@ -23,6 +24,34 @@ public enum GenerationEvent: Sendable, Equatable {
     case token(id: Int32, text: String)
     /// Generation ended; `text` is the last text to show (held-back characters).
     case finished(reason: FinishReason, text: String)
+}
+
+/// The log-probabilities reported with one generated token.
+public struct TokenLogprobs: Sendable, Equatable {
+    /// Log-probability of the sampled token.
+    public var logprob: Float
+    /// The most likely tokens (id, log-probability), most likely first.
+    public var top: [TokenAlternative]
+
+    /// Creates a record.
+    public init(logprob: Float, top: [TokenAlternative]) {
+        self.logprob = logprob
+        self.top = top
+    }
+}
+
+/// A candidate token with its log-probability.
+public struct TokenAlternative: Sendable, Equatable {
+    /// Token id.
+    public var id: Int32
+    /// Its log-probability.
+    public var logprob: Float
+
+    /// Creates an alternative.
+    public init(id: Int32, logprob: Float) {
+        self.id = id
+        self.logprob = logprob
+    }
 }
 
 /// Errors detected before generation starts.
@@ -59,6 +88,9 @@ public final class GenerationSession: @unchecked Sendable {
     public private(set) var finishReason: FinishReason?
     /// Sampling parameters in use.
     public let parameters: SamplingParameters
+    /// Per generated token, when the parameters ask for logprobs (empty otherwise, and for tokens
+    /// restored after a coordinator restart).
+    public private(set) var logprobs: [TokenLogprobs] = []
 
     private var sampler: Sampler
     private var stopMatcher: StopSequenceMatcher
@@ -120,6 +152,8 @@ public final class GenerationSession: @unchecked Sendable {
         precondition(generatedCount == 0 && processed == 0, "restore(generated:) is for a fresh session")
         for token in generated where !isFinished {
             tokens.append(token)
+            // Their logprobs were reported before the restart: keep the indices aligned.
+            if parameters.logprobs || parameters.topLogprobs > 0 { logprobs.append(TokenLogprobs(logprob: .nan, top: [])) }
             if tokenizer.isEndOfGeneration(token) {
                 _ = finish(.endOfGeneration)
                 break
@@ -137,7 +171,12 @@ public final class GenerationSession: @unchecked Sendable {
     public func accept(logits: UnsafeMutableBufferPointer<Float>) -> [GenerationEvent] {
         guard !isFinished else { return [] }
         let position = tokens.count
+        let wantsLogprobs = parameters.logprobs || parameters.topLogprobs > 0
+        let raw: [Float] = wantsLogprobs ? Array(logits) : []
         let token = sampler.sample(logits: logits, history: tokens, position: position)
+        if wantsLogprobs {
+            logprobs.append(Self.logprobs(raw, chosen: token, top: parameters.topLogprobs))
+        }
         tokens.append(token)
         var events: [GenerationEvent] = []
         if tokenizer.isEndOfGeneration(token) {
@@ -156,6 +195,29 @@ public final class GenerationSession: @unchecked Sendable {
             events.append(finish(.contextFull))
         }
         return events
+    }
+
+    /// Log-softmax of `logits` at `chosen`, and the `top` most likely tokens.
+    static func logprobs(_ logits: [Float], chosen: Int32, top: Int) -> TokenLogprobs {
+        var maximum = -Float.infinity
+        for v in logits where v > maximum { maximum = v }
+        var sum = 0.0
+        for v in logits { sum += Double(expf(v - maximum)) }
+        let lse = maximum + Float(log(sum))
+        var best: [TokenAlternative] = []
+        if top > 0 {
+            // Keep the `top` largest in a small sorted array (top <= 20).
+            for (i, v) in logits.enumerated() where best.count < top || v > best[best.count - 1].logprob {
+                let entry = TokenAlternative(id: Int32(i), logprob: v)
+                let at = best.firstIndex { $0.logprob < v } ?? best.count
+                best.insert(entry, at: at)
+                if best.count > top { best.removeLast() }
+            }
+            best = best.map { TokenAlternative(id: $0.id, logprob: $0.logprob - lse) }
+        }
+        let index = Int(chosen)
+        let value = index >= 0 && index < logits.count ? logits[index] - lse : -.infinity
+        return TokenLogprobs(logprob: value, top: best)
     }
 
     /// Ends the session now (cancellation); returns the final event.

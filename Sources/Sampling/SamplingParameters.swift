@@ -30,6 +30,11 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
     /// Stop strings: generation ends when the output contains one of them; the stop string
     /// itself is not emitted.
     public var stop: [String]
+    /// Report the log-probability of each sampled token (under the model's raw distribution:
+    /// softmax of the logits before temperature, penalties and truncation, as vLLM and OpenAI do).
+    public var logprobs = false
+    /// Also report this many most likely alternatives per token (0...20; implies `logprobs`).
+    public var topLogprobs = 0
 
     /// Creates parameters; every argument defaults to llama.cpp's CLI default.
     public init(
@@ -96,6 +101,9 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
         guard maxTokens >= 1 else {
             throw fail("maxTokens", "must be >= 1, got \(maxTokens)")
         }
+        guard (0...20).contains(topLogprobs) else {
+            throw fail("topLogprobs", "must be in 0...20, got \(topLogprobs)")
+        }
         if let index = stop.firstIndex(where: { $0.isEmpty }) {
             throw fail("stop", "stop strings must not be empty (entry \(index) is empty)")
         }
@@ -103,7 +111,7 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case temperature, topK, topP, minP, repeatPenalty, repeatLastN
-        case frequencyPenalty, presencePenalty, seed, maxTokens, stop
+        case frequencyPenalty, presencePenalty, seed, maxTokens, stop, logprobs, topLogprobs
     }
 
     /// Decodes parameters; absent keys keep their defaults. Values are not validated here:
@@ -122,5 +130,7 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
         maxTokens = try c.decodeIfPresent(Int.self, forKey: .maxTokens) ?? d.maxTokens
         stop = try c.decodeIfPresent([String].self, forKey: .stop) ?? d.stop
+        logprobs = try c.decodeIfPresent(Bool.self, forKey: .logprobs) ?? false
+        topLogprobs = try c.decodeIfPresent(Int.self, forKey: .topLogprobs) ?? 0
     }
 }

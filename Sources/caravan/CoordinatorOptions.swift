@@ -102,6 +102,7 @@ enum RemoteGeneration {
         var failure: String?
         var summary = ""
         var firstToken: Date?
+        let submitted = Date()
         try await client.run(job) { update in
             switch update {
             case let .accepted(jobID, promptTokens):
@@ -117,7 +118,10 @@ enum RemoteGeneration {
                 let end = Date()
                 let first = firstToken ?? end
                 let rate = completionTokens > 1 && end > first ? Double(completionTokens - 1) / end.timeIntervalSince(first) : 0
-                summary += String(format: ", %d generated at %.1f tok/s, finished: %@", completionTokens, rate, name)
+                // Time to first token counts from the submit (connection set-up included), as a user sees it.
+                let ttft = first.timeIntervalSince(submitted) * 1000
+                summary += String(format: ", first token after %.1f ms, %d generated at %.1f tok/s, finished: %@",
+                                  ttft, completionTokens, rate, name)
             case let .failed(code, message):
                 failure = "\(code): \(message)"
             }
