@@ -169,6 +169,10 @@ final class ClusterTests: XCTestCase {
             JobClient.submit(prompt: p[1], sampling: sampling(0.8, seed: 7, topK: 40, topP: 0.95), id: "topk"),
             JobClient.submit(prompt: p[2], sampling: sampling(1.0, seed: 123, minP: 0.1, penalty: 1.1), id: "minp"),
             JobClient.submit(prompt: p[0], sampling: sampling(0.7, seed: 99), id: "warm"),
+            JobClient.submit(prompt: p[1], sampling: Self.greedy(10), id: "greedy-2"),
+            JobClient.submit(prompt: p[2], sampling: sampling(1.3, seed: 5, topK: 5), id: "hot"),
+            JobClient.submit(prompt: p[1], sampling: sampling(0.5, seed: 2024, topP: 0.5, penalty: 1.3), id: "penalty"),
+            JobClient.submit(prompt: p[2], sampling: sampling(0.9, seed: 77, topK: 100, minP: 0.05), id: "wide"),
         ]
         var solo: [String: JobClient.Result] = [:]
         for job in jobs {
