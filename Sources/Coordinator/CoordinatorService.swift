@@ -234,7 +234,9 @@ public final class CoordinatorService: Service {
             firstStage: first, planEpoch: serve.epoch, vocabularySize: vocabulary, contextLimit: contextLimit,
             codec: codec, deadline: configuration.stepDeadline, label: "epoch-\(serve.epoch)",
             releaser: { ids in await plane.release(ids, epoch: serve.epoch) })
-        let lanes = (0..<max(1, serve.stages.count)).map { i in
+        // One lane more than stages: while the coordinator samples one lane's logits, the others keep
+        // every stage busy.
+        let lanes = (0..<(max(1, serve.stages.count) + 1)).map { i in
             Lane(index: i, engine: engine, maxBatchRows: configuration.maxBatchRows,
                  sink: { sequence, event in await desk.laneEvent(sequence, event) })
         }

@@ -99,10 +99,21 @@ public enum Planner {
             return start == n ? stages : nil
         }
 
-        // Proportional targets (largest remainder), at least one layer each while layers last.
+        // Proportional targets (largest remainder), at least one layer each while layers last. The
+        // last stage also runs the output matrix: its work counts as the layers its bytes weigh
+        // (a decode step reads every weight once), so the last worker takes fewer layers.
         let speeds = workers.map { $0.speed > 0 ? $0.speed : 1e-9 }
         let total = speeds.reduce(0, +)
-        let ideal = speeds.map { $0 / total * Double(n) }
+        let averageLayer = Double(model.layerBytes.reduce(0, +)) / Double(max(1, n))
+        let outputWork = workers.count > 1 && averageLayer > 0 ? Double(model.outputBytes) / averageLayer : 0
+        var ideal = speeds.map { $0 / total * (Double(n) + outputWork) }
+        ideal[ideal.count - 1] = max(1, ideal[ideal.count - 1] - outputWork)
+        let excess = ideal.reduce(0, +) - Double(n)
+        if excess > 0 {
+            // The last worker is so slow that even one layer overloads it: share out the rest.
+            let others = ideal.dropLast().reduce(0, +)
+            for i in 0..<(ideal.count - 1) where others > 0 { ideal[i] -= excess * ideal[i] / others }
+        }
         var targets = ideal.map { max(1, Int($0.rounded(.down))) }
         var order = Array(ideal.indices).sorted { ideal[$0] - ideal[$0].rounded(.down) > ideal[$1] - ideal[$1].rounded(.down) }
         while targets.reduce(0, +) < n, !order.isEmpty { targets[order.removeFirst()] += 1 }

@@ -19,7 +19,7 @@ final class ClusterPlanningTests: XCTestCase {
         try cluster.start(workers: 2, model: model, extraCoordinatorArguments: ["--activation-dtype", "f32"])
         kill(cluster.workers[1].processIdentifier, SIGKILL)
         _ = try cluster.waitForLog("coordinator.log", "(re-planning)", timeout: .seconds(30))
-        _ = try cluster.waitForLog("coordinator.log", "epoch=2 lanes=(1)", timeout: .seconds(30))
+        _ = try cluster.waitForLog("coordinator.log", "epoch=2 lanes=(2)", timeout: .seconds(30))
         let client = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
         let france = try EngineReference.load().greedy[0]
         let r = try await client.run([JobClient.submit(prompt: france.prompt_ids, sampling: {

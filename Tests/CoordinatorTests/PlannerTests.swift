@@ -69,4 +69,16 @@ final class PlannerTests: XCTestCase {
         XCTAssertLessThanOrEqual(total, file.fileSize)
         XCTAssertGreaterThan(total, file.fileSize * 9 / 10)
     }
+
+    /// The last stage also runs the output matrix: with an output as heavy as 6 layers, two equal
+    /// workers split 30 layers 18 + 12 (each then does the work of 18 layers).
+    func testTheLastStageCountsTheOutputMatrix() throws {
+        let facts = ModelFacts(layerCount: 30, layerBytes: [Int](repeating: 2 << 20, count: 30), embeddingBytes: 12 << 20,
+                               outputBytes: 12 << 20, kvBytesPerTokenPerLayer: 64)
+        let equal = [PlanWorker(id: "a", memoryBytes: gib, speed: 1), PlanWorker(id: "b", memoryBytes: gib, speed: 1)]
+        XCTAssertEqual(ranges(try Planner.plan(model: facts, workers: equal, contextTokens: 64, batchSequences: 1)),
+                       ["a[0, 18)", "b[18, 30)"])
+        let alone = try Planner.plan(model: facts, workers: [equal[0]], contextTokens: 64, batchSequences: 1)
+        XCTAssertEqual(ranges(alone), ["a[0, 30)"])
+    }
 }

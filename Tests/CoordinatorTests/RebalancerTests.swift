@@ -25,7 +25,7 @@ final class RebalancerTests: XCTestCase {
         let input = Rebalancer.planInput([w1, w2], layersInPlan: ["w1": 15, "w2": 15], minimumSteps: 16)
         XCTAssertEqual(input.map(\.speed), [1.5, 0.75])
         let plan = try Planner.plan(model: model, workers: input, contextTokens: 64, batchSequences: 1)
-        XCTAssertEqual(plan.stages.map(\.layers.count), [20, 10], "the slow worker keeps a third")
+        XCTAssertEqual(plan.stages.map(\.layers.count), [21, 9], "the slow last worker keeps about a third, less the output matrix's share")
     }
 
     func testSmallDifferencesDoNotFlap() {
