@@ -212,11 +212,19 @@ final class ChaosRun: XCTestCase {
         }
         let all = finished.map(\.job)
         var waits: [Int] = []
+        var waitsByKind: [String: [Int]] = [:]
         for f in faults {
             let w = all.filter { f.running.contains($0.clientID) }.compactMap { $0.resumeDelay(after: f.at) }
-            if let m = w.max() { waits.append(FaultLoad.milliseconds(m)) }
+            if let m = w.max() {
+                waits.append(FaultLoad.milliseconds(m))
+                waitsByKind[f.kind, default: []].append(FaultLoad.milliseconds(m))
+            }
         }
         waits.sort()
+        let perKind = waitsByKind.keys.sorted().map { kind -> String in
+            let w = waitsByKind[kind, default: []].sorted()
+            return "\(kind) \(w[w.count / 2]) / \(w.last ?? 0)"
+        }.joined(separator: ", ")
         let median = waits.isEmpty ? 0 : waits[waits.count / 2]
         let byKind = Dictionary(grouping: faults, by: \.kind).map { "\($0.key) \($0.value.count)" }.sorted().joined(separator: ", ")
         let errors = episodeErrors.withLock { $0 }
@@ -235,6 +243,7 @@ final class ChaosRun: XCTestCase {
         | jobs lost (failed or timed out) | \(lost) |
         | tokens lost / doubled | \(tokensLost) / \(tokensDoubled) (in \(completed - equal) jobs that differ) |
         | fault to next token (after the pause; max over the jobs streaming at the fault) | median \(median) ms, max \(waits.last ?? 0) ms (\(waits.count) faults) |
+        | same, by kind (median / max ms) | \(perKind) |
         | duration | \(FaultLoad.milliseconds(elapsed) / 1000) s |
 
 
