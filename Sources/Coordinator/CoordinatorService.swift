@@ -223,6 +223,8 @@ public final class CoordinatorService: Service {
             first = try AsyncSocket(loop: loop, type: .dealer) { socket in
                 try socket.apply(self.configuration.security.client(serverKey: serve.stages[0].publicKey))
                 try socket.set(.sendHighWaterMark, 64)
+                try socket.set(.heartbeatInterval, 500)
+                try socket.set(.heartbeatTimeout, 2000)
                 try socket.connect(serve.stages[0].address)
             }
         } catch {

@@ -49,6 +49,9 @@ struct JobRecord: Sendable {
     var replays = 0
     /// Pipeline failures since the job last generated a token.
     var failuresWithoutProgress = 0
+    /// Since when the job has made no progress while pipelines failed or were replaced (nil while
+    /// it generates); the queue timeout counts from here.
+    var stalledSince: ContinuousClock.Instant?
     /// The final event (finished or error) once the job ended.
     var endEvent: Caravan_V1_JobEvent.OneOf_Event?
 
@@ -59,8 +62,6 @@ struct JobRecord: Sendable {
 struct JobDeskPolicy: Sendable {
     /// How long a job may wait for a pipeline before it fails.
     var queueTimeout: Duration
-    /// Pipeline failures in a row (without a new token) after which a job fails.
-    var maxFailuresWithoutProgress = 6
     /// Ended jobs kept for status and attach.
     var keptEndedJobs = 1000
 }
@@ -474,6 +475,7 @@ final class JobDesk: Sendable {
                 s.jobs[jobID]?.texts.append(text)
                 s.jobs[jobID]?.state = .generating
                 s.jobs[jobID]?.failuresWithoutProgress = 0
+                s.jobs[jobID]?.stalledSince = nil
                 if s.jobs[jobID]?.firstToken == nil { s.jobs[jobID]?.firstToken = .now }
                 emit(jobID, .token(token), in: &s)
             }
@@ -495,7 +497,7 @@ final class JobDesk: Sendable {
     }
 
     private func handBack(_ jobID: String, session: GenerationSession, reason: String) async {
-        enum Next { case dispatch, fault(UInt64), fail(String), wait }
+        enum Next { case dispatch, fault(UInt64), wait }
         let next = state.withLock { s -> Next in
             guard var record = s.jobs[jobID], !record.isEnded else { return .wait }
             record.lane = nil
@@ -503,12 +505,9 @@ final class JobDesk: Sendable {
             record.waitingSince = .now
             record.waitingReason = reason
             record.failuresWithoutProgress += 1
-            let failures = record.failuresWithoutProgress
+            if record.stalledSince == nil { record.stalledSince = .now }
             let epoch = record.epoch
             s.jobs[jobID] = record
-            if failures > policy.maxFailuresWithoutProgress {
-                return .fail("the pipeline failed \(failures) times in a row without progress; last: \(reason)")
-            }
             guard let serving = s.serving else { return .wait }
             if serving.epoch != epoch { return .dispatch }
             // The pipeline the job ran on still serves but a step failed: it needs a re-plan.
@@ -521,26 +520,30 @@ final class JobDesk: Sendable {
         switch next {
         case .dispatch: await dispatch(jobID)
         case .wait: break
-        case .fail(let message):
-            await end(jobID, state: .failed, event: JobMessages.error(.internal, message))
         case .fault(let epoch):
             if let handler = pipelineFault.withLock({ $0 }) { await handler(epoch, reason) }
         }
     }
 
-    /// Fails jobs that waited for a pipeline longer than the queue timeout.
+    /// Fails jobs that waited for a pipeline, or made no progress across failing pipelines, for
+    /// longer than the queue timeout.
     func sweep() async {
         let limit = policy.queueTimeout
-        let expired = state.withLock { s -> [(String, String)] in
+        let expired = state.withLock { s -> [(String, String, Lane?, SequenceID)] in
             s.jobs.values.compactMap { r in
-                guard r.parked != nil, !r.isEnded, let since = r.waitingSince, ContinuousClock.now - since > limit else { return nil }
-                return (r.jobID, r.waitingReason.isEmpty ? s.unavailableReason : r.waitingReason)
+                // A job that keeps moving between failing pipelines without a new token stalls too.
+                guard !r.isEnded, let since = r.parked != nil ? (r.stalledSince ?? r.waitingSince) : r.stalledSince,
+                      ContinuousClock.now - since > limit else { return nil }
+                var lane: Lane?
+                if let i = r.lane, let p = s.serving, p.epoch == r.epoch, i < p.lanes.count { lane = p.lanes[i] }
+                return (r.jobID, r.waitingReason.isEmpty ? s.unavailableReason : r.waitingReason, lane, r.sequence)
             }
         }
-        for (jobID, reason) in expired {
+        for (jobID, reason, lane, sequence) in expired {
             logger.warning("job waited too long for a pipeline", metadata: ["job": "\(jobID)", "reason": "\(reason)"])
             await end(jobID, state: .failed, event: JobMessages.error(
                 .unavailable, "no pipeline could run the job within \(Self.seconds(limit)) s: \(reason)"))
+            if let lane { await lane.cancel(sequence) }
         }
     }
 

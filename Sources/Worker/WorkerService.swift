@@ -56,6 +56,10 @@ public final class WorkerService: Service {
         let control = try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(config.security.client(serverKey: config.coordinatorPublicKey))
             try socket.set(.reconnectIntervalMax, 1000)
+            // ZMTP heartbeats: a connection that stops answering (a cut link, heavy packet loss
+            // with TCP backing off) is dropped and re-established instead of stalling for minutes.
+            try socket.set(.heartbeatInterval, 500)
+            try socket.set(.heartbeatTimeout, 2000)
             try socket.connect(config.coordinatorEndpoint)
         }
         let data = try AsyncSocket(loop: loop, type: .router) { socket in

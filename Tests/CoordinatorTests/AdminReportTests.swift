@@ -114,10 +114,11 @@ final class AdminReportTests: XCTestCase {
         let p = AdminReports.planPreview(request, basis: basis, snapshot: snapshot(m, now: 2300))
         XCTAssertTrue(p.feasible, p.reason)
         XCTAssertEqual(p.stages.map(\.workerID), ["w1", "w3"])
-        XCTAssertEqual(p.stages.map { $0.layerEnd - $0.layerStart }, [6, 6])
+        // The last stage also runs the output matrix (as heavy as one layer here): 7 + 5.
+        XCTAssertEqual(p.stages.map { $0.layerEnd - $0.layerStart }, [7, 5])
         XCTAssertEqual(p.stages[0].workerMemoryBytes, 1 << 30)
-        // w1 ran 4 layers in 8 ms: 6 layers take 12 ms; w3 has no step times, so no total.
-        XCTAssertEqual(p.stages[0].estimatedStepMs, 12, accuracy: 1e-9)
+        // w1 ran 4 layers in 8 ms: 7 layers take 14 ms; w3 has no step times, so no total.
+        XCTAssertEqual(p.stages[0].estimatedStepMs, 14, accuracy: 1e-9)
         XCTAssertEqual(p.estimatedTokensPerSecond, 0)
         XCTAssertEqual(p.maxContextTokens, 256)
         XCTAssertEqual(m.phase, servingMembership().phase, "a preview is read-only")
@@ -128,7 +129,7 @@ final class AdminReportTests: XCTestCase {
         XCTAssertFalse(huge.feasible)
         XCTAssertTrue(huge.reason.contains("cannot hold the model"), huge.reason)
         XCTAssertTrue(AdminTables.preview(huge).hasPrefix("no plan for huge:"), AdminTables.preview(huge))
-        XCTAssertTrue(AdminTables.preview(p).contains("w1      [0, 6)"), AdminTables.preview(p))
+        XCTAssertTrue(AdminTables.preview(p).contains("w1      [0, 7)"), AdminTables.preview(p))
     }
 
     func testTableAlignsColumnsAndFormatsSizesAndAges() {
