@@ -162,12 +162,18 @@ final class ControlPlane: Sendable {
         Rebalancer.planInput(workers, layersInPlan: currentLayers(), minimumSteps: configuration.rebalance.minimumSteps)
     }
 
-    private func currentLayers() -> [String: Int] {
-        membership.withLock { m -> [String: Int] in
+    /// Each serving stage's work in layers (the last stage's output matrix counted as the layers
+    /// its bytes weigh, as the planner does).
+    private func currentLayers() -> [String: Double] {
+        let averageLayer = Double(facts.layerBytes.reduce(0, +)) / Double(max(1, facts.layerCount))
+        return membership.withLock { m -> [String: Double] in
             guard case let .serving(_, stages, peers) = m.phase else { return [:] }
-            var out: [String: Int] = [:]
-            for (stage, peer) in zip(stages, peers) {
-                if let id = m.members.first(where: { $0.peer == peer })?.workerID { out[id] = stage.layers.count }
+            let outputWork = stages.count > 1 && averageLayer > 0 ? Double(facts.outputBytes) / averageLayer : 0
+            var out: [String: Double] = [:]
+            for (i, (stage, peer)) in zip(stages, peers).enumerated() {
+                if let id = m.members.first(where: { $0.peer == peer })?.workerID {
+                    out[id] = Double(stage.layers.count) + (i == stages.count - 1 ? outputWork : 0)
+                }
             }
             return out
         }
@@ -275,7 +281,7 @@ final class ControlPlane: Sendable {
             h.sentUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
             for peer in peers { await send(.heartbeat(h), to: peer) }
             await desk.sweep()
-            if beat % 4 == 0 { await checkBalance() }
+            await checkBalance()
         }
     }
 

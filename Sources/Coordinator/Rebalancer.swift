@@ -7,10 +7,11 @@ public enum Rebalancer {
     /// `minimumSteps` steps gets its measured speed (layers per millisecond of step time; every
     /// stage sees the same batches, so these compare fairly); the others keep their registered
     /// speed, scaled by the average measured/registered ratio so that both kinds stay comparable.
-    public static func planInput(_ workers: [Member], layersInPlan: [String: Int], minimumSteps: Int) -> [PlanWorker] {
+    /// `layersInPlan` is each stage's work in layers (the last stage's output matrix included).
+    public static func planInput(_ workers: [Member], layersInPlan: [String: Double], minimumSteps: Int) -> [PlanWorker] {
         let measured = Dictionary(uniqueKeysWithValues: workers.compactMap { m -> (String, Double)? in
             guard let layers = layersInPlan[m.workerID], m.recentStepMs > 0, m.stepsRun >= UInt64(minimumSteps) else { return nil }
-            return (m.workerID, Double(layers) / Double(m.recentStepMs))
+            return (m.workerID, layers / Double(m.recentStepMs))
         })
         let ratios = workers.compactMap { m -> Double? in
             guard let s = measured[m.workerID], m.speed > 0 else { return nil }
@@ -43,7 +44,14 @@ public enum Rebalancer {
               stages.allSatisfy({ $0.member.recentStepMs > 0 && $0.member.stepsRun >= UInt64(minimumSteps) }) else { return nil }
         let current = stages.map { Double($0.member.recentStepMs) }.max() ?? 0
         guard current > 0 else { return nil }
-        let layersInPlan = Dictionary(stages.map { ($0.member.workerID, $0.layers) }, uniquingKeysWith: { a, _ in a })
+        // The last stage also runs the output matrix: count it as the layers its bytes weigh, as
+        // the planner does, so that a balanced pipeline does not look like a slow last stage.
+        let averageLayer = Double(model.layerBytes.reduce(0, +)) / Double(max(1, model.layerCount))
+        let outputWork = stages.count > 1 && averageLayer > 0 ? Double(model.outputBytes) / averageLayer : 0
+        var layersInPlan: [String: Double] = [:]
+        for (i, stage) in stages.enumerated() {
+            layersInPlan[stage.member.workerID] = Double(stage.layers) + (i == stages.count - 1 ? outputWork : 0)
+        }
         let workers = planInput(candidates, layersInPlan: layersInPlan, minimumSteps: minimumSteps)
         guard let plan = try? Planner.plan(model: model, workers: workers, contextTokens: contextTokens,
                                            batchSequences: batchSequences) else { return nil }
