@@ -56,43 +56,8 @@ public final class CaravanClient: Sendable {
     /// the next update is bounded by `timeout`.
     public func run(_ job: Caravan_V1_JobSubmit, timeout: Duration = .seconds(120),
                     onUpdate: (JobUpdate) -> Void) async throws(ClientError) {
-        do {
-            try await socket.send(try codec.encode(.jobSubmit(job)), timeout: timeout)
-        } catch {
-            throw .transport("\(error)")
-        }
-        while true {
-            let frames: [Message]
-            do {
-                frames = try await socket.receive(timeout: timeout)
-            } catch {
-                throw error.isTimeout ? .timeout("job \(job.clientRequestID)") : .transport("\(error)")
-            }
-            let inbound: Inbound
-            do {
-                inbound = try codec.decode(frames)
-            } catch {
-                continue  // not ours to judge: skip what we cannot read
-            }
-            switch inbound {
-            case .message(.jobEvent(let e), _) where e.clientRequestID == job.clientRequestID:
-                switch e.event {
-                case .accepted(let a)?: onUpdate(.accepted(jobID: e.jobID, promptTokens: Int(a.promptTokens)))
-                case .token(let t)?: onUpdate(.token(id: Int32(bitPattern: t.tokenID), text: t.text))
-                case .finished(let f)?:
-                    onUpdate(.finished(reason: f.reason, text: f.text, completionTokens: Int(f.completionTokens)))
-                    return
-                case .error(let err)?:
-                    onUpdate(.failed(code: err.code, message: err.message))
-                    return
-                case nil: break
-                }
-            case .message(.error(let e), _):
-                throw .rejected(code: e.code, message: e.message)
-            default:
-                continue
-            }
-        }
+        try await stream(.jobSubmit(job), name: "job \(job.clientRequestID)", timeout: timeout,
+                         isOurs: { $0.clientRequestID == job.clientRequestID }, onUpdate: onUpdate)
     }
 
     /// Re-attaches to a running or ended job (after a client or coordinator restart): calls
@@ -103,8 +68,16 @@ public final class CaravanClient: Sendable {
         var m = Caravan_V1_JobAttach()
         m.jobID = jobID
         m.receivedTokens = UInt32(clamping: receivedTokens)
+        try await stream(.jobAttach(m), name: "job \(jobID)", timeout: timeout,
+                         isOurs: { $0.jobID == jobID }, onUpdate: onUpdate)
+    }
+
+    /// Sends `request`, then turns the job events `isOurs` accepts into updates until the job
+    /// finishes or fails; every wait is bounded by `timeout`.
+    private func stream(_ request: Caravan_V1_Envelope.OneOf_Body, name: String, timeout: Duration,
+                        isOurs: (Caravan_V1_JobEvent) -> Bool, onUpdate: (JobUpdate) -> Void) async throws(ClientError) {
         do {
-            try await socket.send(try codec.encode(.jobAttach(m)), timeout: timeout)
+            try await socket.send(try codec.encode(request), timeout: timeout)
         } catch {
             throw .transport("\(error)")
         }
@@ -113,10 +86,11 @@ public final class CaravanClient: Sendable {
             do {
                 frames = try await socket.receive(timeout: timeout)
             } catch {
-                throw error.isTimeout ? .timeout("job \(jobID)") : .transport("\(error)")
+                throw error.isTimeout ? .timeout(name) : .transport("\(error)")
             }
+            // Not ours to judge: skip what we cannot read.
             switch try? codec.decode(frames) {
-            case .message(.jobEvent(let e), _)? where e.jobID == jobID:
+            case .message(.jobEvent(let e), _)? where isOurs(e):
                 switch e.event {
                 case .accepted(let a)?: onUpdate(.accepted(jobID: e.jobID, promptTokens: Int(a.promptTokens)))
                 case .token(let t)?: onUpdate(.token(id: Int32(bitPattern: t.tokenID), text: t.text))
