@@ -165,18 +165,16 @@ final class ControlPlane: Sendable {
     /// Each serving stage's work in layers (the last stage's output matrix counted as the layers
     /// its bytes weigh, as the planner does).
     private func currentLayers() -> [String: Double] {
-        let averageLayer = Double(facts.layerBytes.reduce(0, +)) / Double(max(1, facts.layerCount))
-        return membership.withLock { m -> [String: Double] in
-            guard case let .serving(_, stages, peers) = m.phase else { return [:] }
-            let outputWork = stages.count > 1 && averageLayer > 0 ? Double(facts.outputBytes) / averageLayer : 0
-            var out: [String: Double] = [:]
-            for (i, (stage, peer)) in zip(stages, peers).enumerated() {
-                if let id = m.members.first(where: { $0.peer == peer })?.workerID {
-                    out[id] = Double(stage.layers.count) + (i == stages.count - 1 ? outputWork : 0)
-                }
+        let stages = membership.withLock { m -> [(workerID: String, layers: Int)] in
+            guard case let .serving(_, stages, peers) = m.phase else { return [] }
+            // A stage whose worker is gone keeps its place (so the last stage stays last), unnamed.
+            return zip(stages, peers).map { stage, peer in
+                (workerID: m.members.first { $0.peer == peer }?.workerID ?? "", layers: stage.layers.count)
             }
-            return out
         }
+        var work = Rebalancer.stageWork(stages, model: facts)
+        work[""] = nil
+        return work
     }
 
     /// Whether the plan of `epoch` is the one serving now.

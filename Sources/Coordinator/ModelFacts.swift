@@ -21,6 +21,13 @@ public struct ModelFacts: Sendable, Equatable {
     /// The model's training context.
     public var contextLength: Int
 
+    /// The output matrix's work in layers: its bytes over an average block's (a decode step reads
+    /// every weight once). The last stage runs it besides its layers; 0 for a model without blocks.
+    public var outputWorkInLayers: Double {
+        let averageLayer = Double(layerBytes.reduce(0, +)) / Double(max(1, layerCount))
+        return averageLayer > 0 ? Double(outputBytes) / averageLayer : 0
+    }
+
     /// Creates facts (tests use synthetic ones).
     public init(layerCount: Int, layerBytes: [Int], embeddingBytes: Int, outputBytes: Int, kvBytesPerTokenPerLayer: Int,
                 vocabularySize: Int = 0, embeddingLength: Int = 0, contextLength: Int = 0) {

@@ -104,8 +104,7 @@ public enum Planner {
         // (a decode step reads every weight once), so the last worker takes fewer layers.
         let speeds = workers.map { $0.speed > 0 ? $0.speed : 1e-9 }
         let total = speeds.reduce(0, +)
-        let averageLayer = Double(model.layerBytes.reduce(0, +)) / Double(max(1, n))
-        let outputWork = workers.count > 1 && averageLayer > 0 ? Double(model.outputBytes) / averageLayer : 0
+        let outputWork = workers.count > 1 ? model.outputWorkInLayers : 0
         var ideal = speeds.map { $0 / total * (Double(n) + outputWork) }
         ideal[ideal.count - 1] = max(1, ideal[ideal.count - 1] - outputWork)
         let excess = ideal.reduce(0, +) - Double(n)

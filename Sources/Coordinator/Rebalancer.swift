@@ -23,6 +23,18 @@ public enum Rebalancer {
         }
     }
 
+    /// Each stage's work in layers, by worker id (stages in pipeline order). The last stage also
+    /// runs the output matrix: it counts as the layers its bytes weigh, as the planner does, so
+    /// that a balanced pipeline does not look like a slow last stage.
+    public static func stageWork(_ stages: [(workerID: String, layers: Int)], model: ModelFacts) -> [String: Double] {
+        let outputWork = stages.count > 1 ? model.outputWorkInLayers : 0
+        var work: [String: Double] = [:]
+        for (i, stage) in stages.enumerated() {
+            work[stage.workerID] = Double(stage.layers) + (i == stages.count - 1 ? outputWork : 0)
+        }
+        return work
+    }
+
     /// A re-plan worth doing: why, and the bottleneck step times now and predicted.
     public struct Decision: Sendable, Equatable {
         /// The reason recorded with the new plan.
@@ -44,14 +56,7 @@ public enum Rebalancer {
               stages.allSatisfy({ $0.member.recentStepMs > 0 && $0.member.stepsRun >= UInt64(minimumSteps) }) else { return nil }
         let current = stages.map { Double($0.member.recentStepMs) }.max() ?? 0
         guard current > 0 else { return nil }
-        // The last stage also runs the output matrix: count it as the layers its bytes weigh, as
-        // the planner does, so that a balanced pipeline does not look like a slow last stage.
-        let averageLayer = Double(model.layerBytes.reduce(0, +)) / Double(max(1, model.layerCount))
-        let outputWork = stages.count > 1 && averageLayer > 0 ? Double(model.outputBytes) / averageLayer : 0
-        var layersInPlan: [String: Double] = [:]
-        for (i, stage) in stages.enumerated() {
-            layersInPlan[stage.member.workerID] = Double(stage.layers) + (i == stages.count - 1 ? outputWork : 0)
-        }
+        let layersInPlan = stageWork(stages.map { ($0.member.workerID, $0.layers) }, model: model)
         let workers = planInput(candidates, layersInPlan: layersInPlan, minimumSteps: minimumSteps)
         guard let plan = try? Planner.plan(model: model, workers: workers, contextTokens: contextTokens,
                                            batchSequences: batchSequences) else { return nil }
