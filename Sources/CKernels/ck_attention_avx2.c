@@ -81,8 +81,122 @@ CK_AVX2 static void attn_f16(const float *q, const uint16_t *keys, const uint16_
   }
 }
 
+/* ck_attention_f16_multi: the same arithmetic per query as attn_f16 above, with each block of
+   keys (then values) converted to float once for all the queries. Scores: two keys at a time per
+   query (the query's vectors loaded once per pair), four chains reduced as ck_dot_f16_f32.
+   Values: per query and 32 columns, out += p_j * v_j in key order; the sums live in `out` between
+   blocks (stored and reloaded exactly), so each element's fma chain is attn_f16's. */
+CK_AVX2 static void attn_f16_multi(const ck_attention_query *qs, int64_t nq, const uint16_t *keys,
+                                   const uint16_t *values, int64_t stride, int64_t hd, float scale,
+                                   float *scores, int64_t score_stride) {
+  const ck_kernels *t = ck_active();
+  if (hd % 32 != 0) {
+    for (int64_t i = 0; i < nq; i++) {
+      if (qs[i].count > 0) {
+        attn_f16(qs[i].q, keys, values, stride, qs[i].count, hd, scale, scores + i * score_stride, qs[i].out);
+      }
+    }
+    return;
+  }
+  float block[CK_ATT_BLOCK_FLOATS] __attribute__((aligned(32)));
+  const int64_t per = CK_ATT_BLOCK_FLOATS / hd;
+  int64_t nmax = 0;
+  for (int64_t i = 0; i < nq; i++) nmax = qs[i].count > nmax ? qs[i].count : nmax;
+
+  for (int64_t j0 = 0; j0 < nmax; j0 += per) {
+    const int64_t jn = nmax - j0 < per ? nmax - j0 : per;
+    for (int64_t r = 0; r < jn; r++) {
+      const uint16_t *src = keys + (j0 + r) * stride;
+      float *dst = block + r * hd;
+      for (int64_t i = 0; i < hd; i += 8) _mm256_store_ps(dst + i, LDH(src + i));
+    }
+    for (int64_t u = 0; u < nq; u++) {
+      const float *q = qs[u].q;
+      float *sc = scores + u * score_stride;
+      const int64_t end = qs[u].count < j0 + jn ? qs[u].count : j0 + jn;
+      int64_t j = j0;
+      for (; j + 2 <= end; j += 2) {
+        const float *k0 = block + (j - j0) * hd, *k1 = k0 + hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int64_t i = 0; i < hd; i += 32) {
+          const __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+          const __m256 q2 = _mm256_loadu_ps(q + i + 16), q3 = _mm256_loadu_ps(q + i + 24);
+          a0 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i), q0, a0);
+          a1 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 8), q1, a1);
+          a2 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 16), q2, a2);
+          a3 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 24), q3, a3);
+          b0 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i), q0, b0);
+          b1 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i + 8), q1, b1);
+          b2 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i + 16), q2, b2);
+          b3 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i + 24), q3, b3);
+        }
+        sc[j] = att_reduce4(a0, a1, a2, a3) * scale;
+        sc[j + 1] = att_reduce4(b0, b1, b2, b3) * scale;
+      }
+      for (; j < end; j++) {
+        const float *k0 = block + (j - j0) * hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < hd; i += 32) {
+          a0 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i), _mm256_loadu_ps(q + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 8), _mm256_loadu_ps(q + i + 8), a1);
+          a2 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 16), _mm256_loadu_ps(q + i + 16), a2);
+          a3 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 24), _mm256_loadu_ps(q + i + 24), a3);
+        }
+        sc[j] = att_reduce4(a0, a1, a2, a3) * scale;
+      }
+    }
+  }
+
+  for (int64_t u = 0; u < nq; u++) {
+    float *sc = scores + u * score_stride;
+    const int64_t n = qs[u].count;
+    if (n > 0) t->softmax(sc, n);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const __m256 p = _mm256_loadu_ps(sc + j);
+      _mm256_storeu_ps(sc + j, _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+    }
+    for (; j < n; j++) sc[j] = ck_h2f(ck_f2h(sc[j]));
+    for (int64_t i = 0; i < hd; i += 8) _mm256_storeu_ps(qs[u].out + i, _mm256_setzero_ps());
+  }
+
+  for (int64_t j0 = 0; j0 < nmax; j0 += per) {
+    const int64_t jn = nmax - j0 < per ? nmax - j0 : per;
+    for (int64_t r = 0; r < jn; r++) {
+      const uint16_t *src = values + (j0 + r) * stride;
+      float *dst = block + r * hd;
+      for (int64_t i = 0; i < hd; i += 8) _mm256_store_ps(dst + i, LDH(src + i));
+    }
+    for (int64_t u = 0; u < nq; u++) {
+      const float *sc = scores + u * score_stride;
+      float *out = qs[u].out;
+      const int64_t end = qs[u].count < j0 + jn ? qs[u].count : j0 + jn;
+      if (end <= j0) continue;
+      for (int64_t i = 0; i < hd; i += 32) {
+        __m256 o0 = _mm256_loadu_ps(out + i), o1 = _mm256_loadu_ps(out + i + 8);
+        __m256 o2 = _mm256_loadu_ps(out + i + 16), o3 = _mm256_loadu_ps(out + i + 24);
+        const float *v = block + i;
+        for (int64_t j = j0; j < end; j++, v += hd) {
+          const __m256 p = _mm256_broadcast_ss(sc + j);
+          o0 = _mm256_fmadd_ps(p, _mm256_load_ps(v), o0);
+          o1 = _mm256_fmadd_ps(p, _mm256_load_ps(v + 8), o1);
+          o2 = _mm256_fmadd_ps(p, _mm256_load_ps(v + 16), o2);
+          o3 = _mm256_fmadd_ps(p, _mm256_load_ps(v + 24), o3);
+        }
+        _mm256_storeu_ps(out + i, o0);
+        _mm256_storeu_ps(out + i + 8, o1);
+        _mm256_storeu_ps(out + i + 16, o2);
+        _mm256_storeu_ps(out + i + 24, o3);
+      }
+    }
+  }
+}
+
 void ck_fill_avx2_attention(ck_kernels *k);
-void ck_fill_avx2_attention(ck_kernels *k) { k->attn_f16 = attn_f16; }
+void ck_fill_avx2_attention(ck_kernels *k) {
+  k->attn_f16 = attn_f16;
+  k->attn_f16_multi = attn_f16_multi;
+}
 
 #else
 void ck_fill_avx2_attention(ck_kernels *k);
