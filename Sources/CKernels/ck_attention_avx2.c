@@ -16,6 +16,18 @@ CK_AVX2_INLINE float att_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
   return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+/* att_reduce4's last steps for 8 dot products at once: v[i] = (s0 + s2) + (s1 + s3) of dot i; then
+   the halves added (lo + hi), and two horizontal adds, done on pairs of dots side by side instead
+   of one dot per vector: the same additions of the same operands, so the same 8 results. */
+CK_AVX2_INLINE __m256 att_reduce8(const __m256 *v) {
+  const __m256 t04 = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[4], 0x20), _mm256_permute2f128_ps(v[0], v[4], 0x31));
+  const __m256 t15 = _mm256_add_ps(_mm256_permute2f128_ps(v[1], v[5], 0x20), _mm256_permute2f128_ps(v[1], v[5], 0x31));
+  const __m256 t26 = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[6], 0x20), _mm256_permute2f128_ps(v[2], v[6], 0x31));
+  const __m256 t37 = _mm256_add_ps(_mm256_permute2f128_ps(v[3], v[7], 0x20), _mm256_permute2f128_ps(v[3], v[7], 0x31));
+  /* per 128-bit lane: hadd(t0_a, t0_b) = [a0+a1, a2+a3, b0+b1, b2+b3]; then the pairs' sums */
+  return _mm256_hadd_ps(_mm256_hadd_ps(t04, t15), _mm256_hadd_ps(t26, t37));
+}
+
 CK_AVX2 static void attn_f16(const float *q, const uint16_t *keys, const uint16_t *values, int64_t stride,
                              int64_t n, int64_t hd, float scale, float *scores, float *out) {
   const ck_kernels *t = ck_active();
@@ -115,6 +127,46 @@ CK_AVX2 static void attn_f16_multi(const ck_attention_query *qs, int64_t nq, con
       float *sc = scores + u * score_stride;
       const int64_t end = qs[u].count < j0 + jn ? qs[u].count : j0 + jn;
       int64_t j = j0;
+      const __m256 sv = _mm256_set1_ps(scale);
+      if (hd == 64 && j + 8 <= end) {  /* the query in registers, 8 keys one at a time, reduced together */
+        const __m256 q0 = _mm256_loadu_ps(q), q1 = _mm256_loadu_ps(q + 8), q2 = _mm256_loadu_ps(q + 16);
+        const __m256 q3 = _mm256_loadu_ps(q + 24), q4 = _mm256_loadu_ps(q + 32), q5 = _mm256_loadu_ps(q + 40);
+        const __m256 q6 = _mm256_loadu_ps(q + 48), q7 = _mm256_loadu_ps(q + 56), z = _mm256_setzero_ps();
+        for (; j + 8 <= end; j += 8) {
+          __m256 v[8];
+          for (int r = 0; r < 8; r++) {
+            const float *k0 = block + (j + r - j0) * 64;
+            const __m256 a0 = _mm256_fmadd_ps(_mm256_load_ps(k0 + 32), q4, _mm256_fmadd_ps(_mm256_load_ps(k0), q0, z));
+            const __m256 a1 = _mm256_fmadd_ps(_mm256_load_ps(k0 + 40), q5, _mm256_fmadd_ps(_mm256_load_ps(k0 + 8), q1, z));
+            const __m256 a2 = _mm256_fmadd_ps(_mm256_load_ps(k0 + 48), q6, _mm256_fmadd_ps(_mm256_load_ps(k0 + 16), q2, z));
+            const __m256 a3 = _mm256_fmadd_ps(_mm256_load_ps(k0 + 56), q7, _mm256_fmadd_ps(_mm256_load_ps(k0 + 24), q3, z));
+            v[r] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+          }
+          _mm256_storeu_ps(sc + j, _mm256_mul_ps(att_reduce8(v), sv));
+        }
+      }
+      for (; j + 8 <= end; j += 8) {  /* 8 keys, two at a time, reduced together */
+        __m256 v[8];
+        for (int pair = 0; pair < 4; pair++) {
+          const float *k0 = block + (j + 2 * pair - j0) * hd, *k1 = k0 + hd;
+          __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+          for (int64_t i = 0; i < hd; i += 32) {
+            const __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+            const __m256 q2 = _mm256_loadu_ps(q + i + 16), q3 = _mm256_loadu_ps(q + i + 24);
+            a0 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i), q0, a0);
+            a1 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 8), q1, a1);
+            a2 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 16), q2, a2);
+            a3 = _mm256_fmadd_ps(_mm256_load_ps(k0 + i + 24), q3, a3);
+            b0 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i), q0, b0);
+            b1 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i + 8), q1, b1);
+            b2 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i + 16), q2, b2);
+            b3 = _mm256_fmadd_ps(_mm256_load_ps(k1 + i + 24), q3, b3);
+          }
+          v[2 * pair] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+          v[2 * pair + 1] = _mm256_add_ps(_mm256_add_ps(b0, b2), _mm256_add_ps(b1, b3));
+        }
+        _mm256_storeu_ps(sc + j, _mm256_mul_ps(att_reduce8(v), sv));
+      }
       for (; j + 2 <= end; j += 2) {
         const float *k0 = block + (j - j0) * hd, *k1 = k0 + hd;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
@@ -172,7 +224,18 @@ CK_AVX2 static void attn_f16_multi(const ck_attention_query *qs, int64_t nq, con
       float *out = qs[u].out;
       const int64_t end = qs[u].count < j0 + jn ? qs[u].count : j0 + jn;
       if (end <= j0) continue;
-      for (int64_t i = 0; i < hd; i += 32) {
+      int64_t i = 0;
+      for (; i + 64 <= hd; i += 64) {  /* 64 columns: one broadcast per key for 8 fmas */
+        __m256 o[8];
+        for (int c = 0; c < 8; c++) o[c] = _mm256_loadu_ps(out + i + 8 * c);
+        const float *v = block + i;
+        for (int64_t j = j0; j < end; j++, v += hd) {
+          const __m256 p = _mm256_broadcast_ss(sc + j);
+          for (int c = 0; c < 8; c++) o[c] = _mm256_fmadd_ps(p, _mm256_load_ps(v + 8 * c), o[c]);
+        }
+        for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + i + 8 * c, o[c]);
+      }
+      for (; i < hd; i += 32) {
         __m256 o0 = _mm256_loadu_ps(out + i), o1 = _mm256_loadu_ps(out + i + 8);
         __m256 o2 = _mm256_loadu_ps(out + i + 16), o3 = _mm256_loadu_ps(out + i + 24);
         const float *v = block + i;
