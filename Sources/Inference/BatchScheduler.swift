@@ -11,6 +11,9 @@ public final class BatchScheduler: @unchecked Sendable {
     public let engine: any ForwardEngine
     /// Most rows per forward step (prompt chunks are cut to fit).
     public let maxBatchRows: Int
+    /// Most history tokens the sampling requests of one step carry (a few hundred KB on the wire,
+    /// well under a message's header limit); a step over it carries no requests.
+    public static let maxRequestHistory = 65_536
     private(set) var sessions: [GenerationSession] = []
 
     /// Creates a scheduler; `maxBatchRows` bounds the rows of one step (llama.cpp's n_batch).
@@ -60,6 +63,11 @@ public final class BatchScheduler: @unchecked Sendable {
             owners.append((s, entries.count))
         }
         guard !rows.isEmpty else { return [] }
+        // Penalty windows travel with the rows to a remote last stage; past a budget (whole-history
+        // windows of long sequences) the step asks for logits instead and samples here.
+        if rows.reduce(0, { $0 + ($1.sampling?.history.count ?? 0) }) > Self.maxRequestHistory {
+            for i in rows.indices { rows[i].sampling = nil }
+        }
         let output = try await engine.forward(StageBatch(entries: rows))
         // Each session's newest row is the last of its rows; it alone wants logits.
         var events: [(SequenceID, GenerationEvent)] = []
