@@ -37,6 +37,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var stateDirectory: String?
     /// When a slow worker makes the coordinator re-plan.
     public var rebalance = RebalancePolicy()
+    /// How long a worker joining a serving cluster (a new one, or one back from a freeze or a cut
+    /// link) must be heard steadily before a re-plan gives it layers.
+    public var joinSettle: Duration = .seconds(5)
     /// CURVE (with the coordinator's key pair) or plain connections.
     public var security: ClusterSecurity
     /// Where the model source binds (ROUTER; workers without the model file pull its bytes

@@ -125,7 +125,8 @@ public final class CoordinatorService: Service {
         let membership = LockedValue(Membership(
             expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
             heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout)),
-            suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)), lastEpoch: lastEpoch))
+            suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)),
+            joinSettle: UInt64(JobDesk.milliseconds(config.joinSettle)), lastEpoch: lastEpoch))
         let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
                                  template: assignmentTemplate, configuration: planeConfiguration, logger: logger, desk: desk,

@@ -44,6 +44,11 @@ public struct Member: Sendable, Equatable {
     public var freeMemoryBytes: UInt64 = 0
     /// Memory its stage uses (weights, KV cache, buffers; from `AssignmentReady`), bytes.
     public var stageMemoryBytes: UInt64 = 0
+    /// Since when it has been heard without a gap longer than the suspect time (milliseconds).
+    public var heardSince: UInt64
+    /// It joined while a plan was serving and no plan has counted it yet: it gets layers once it
+    /// has been heard steadily for the join-settle time.
+    public var awaitingPlan = false
 
     /// A member as registered.
     public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
@@ -55,6 +60,7 @@ public struct Member: Sendable, Equatable {
         self.memoryBytes = memoryBytes
         self.speed = speed
         self.lastSeen = lastSeen
+        self.heardSince = lastSeen
     }
 }
 
@@ -153,6 +159,11 @@ public struct Membership: Sendable {
     public let heartbeatTimeout: UInt64
     /// Silence after which a worker is suspect, milliseconds.
     public let suspectAfter: UInt64
+    /// How long a worker joining a serving cluster must be heard steadily before it gets layers,
+    /// milliseconds (0 = at once). A re-plan costs every running job a replay; a worker that just
+    /// came back from a freeze or a flapping link would otherwise cause two re-plans in a row, or
+    /// one per flap.
+    public let joinSettle: UInt64
     /// Registered workers in join order.
     public private(set) var members: [Member] = []
     /// The phase.
@@ -173,11 +184,12 @@ public struct Membership: Sendable {
     /// A membership waiting for `expectedWorkers` workers that hold the model `modelSHA256`;
     /// epochs continue after `lastEpoch` (persisted across restarts).
     public init(expectedWorkers: Int, modelSHA256: String, heartbeatTimeout: UInt64, suspectAfter: UInt64? = nil,
-                lastEpoch: UInt64 = 0) {
+                joinSettle: UInt64 = 0, lastEpoch: UInt64 = 0) {
         self.expectedWorkers = max(1, expectedWorkers)
         self.modelSHA256 = modelSHA256
         self.heartbeatTimeout = heartbeatTimeout
         self.suspectAfter = suspectAfter ?? heartbeatTimeout / 3
+        self.joinSettle = joinSettle
         self.lastEpoch = lastEpoch
     }
 
@@ -229,7 +241,11 @@ public struct Membership: Sendable {
             members.append(member)
         }
         if hasServed || phase != .gathering {
-            return [ack] + replan("worker \(workerID) joined", now: now)
+            // Jobs are waiting for capacity: use the worker at once. Otherwise let it settle first.
+            if case .waiting = phase { return [ack] + replan("worker \(workerID) joined", now: now) }
+            if joinSettle == 0 { return [ack] + replan("worker \(workerID) joined", now: now) }
+            if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].awaitingPlan = true }
+            return [ack]
         }
         guard members.count >= expectedWorkers else { return [ack] }
         pendingReason = "initial plan over \(members.count) workers"
@@ -253,6 +269,8 @@ public struct Membership: Sendable {
         let wasRunning = !planPeers.isEmpty
         phase = .gathering
         pendingReason = reason
+        // This plan counts every plannable worker, those still settling included.
+        for i in members.indices { members[i].awaitingPlan = false }
         var out: [Directive] = wasRunning ? [.replan(reason: reason)] : []
         let workers = plannable
         if workers.isEmpty {
@@ -329,7 +347,10 @@ public struct Membership: Sendable {
     /// Any message from `peer` shows it is alive.
     public mutating func touch(_ peer: PeerID, now: UInt64) {
         clock = max(clock, now)
-        if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].lastSeen = max(members[i].lastSeen, now) }
+        guard let i = members.firstIndex(where: { $0.peer == peer }) else { return }
+        // A gap longer than the suspect time restarts the settling of a joining worker.
+        if now > members[i].lastSeen, now - members[i].lastSeen > suspectAfter { members[i].heardSince = now }
+        members[i].lastSeen = max(members[i].lastSeen, now)
     }
 
     /// A worker's heartbeat: its step statistics and free memory (also shows it is alive).
@@ -352,17 +373,31 @@ public struct Membership: Sendable {
     public func isMember(_ peer: PeerID) -> Bool { members.contains { $0.peer == peer } }
 
     /// Time passed: workers silent for longer than the timeout are lost; losing one of the plan
-    /// re-plans over the others.
+    /// re-plans over the others. A worker that joined a serving plan and has been heard steadily
+    /// for the join-settle time re-plans with it.
     public mutating func tick(now: UInt64) -> [Directive] {
         clock = max(clock, now)
         let lost = members.filter { now > $0.lastSeen && now - $0.lastSeen > heartbeatTimeout }
-        guard !lost.isEmpty else { return [] }
+        guard !lost.isEmpty else { return settledJoin(now: now) }
         members.removeAll { m in lost.contains { $0.peer == m.peer } }
         lostMembers = Array((lostMembers + lost).suffix(Self.keptHistory))
         let inPlan = planPeers
-        guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return [] }
+        guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return settledJoin(now: now) }
         let silence = now - gone.lastSeen
         return replan("worker \(gone.workerID) lost (no heartbeat for \(silence) ms)", now: now)
+    }
+
+    /// Workers that joined while serving wait until they have been heard steadily for
+    /// ``joinSettle``; then one re-plan takes them all in.
+    private mutating func settledJoin(now: UInt64) -> [Directive] {
+        guard case .serving = phase else { return [] }
+        let settled = members.filter {
+            $0.awaitingPlan && !$0.draining && !$0.loadFailed && now >= $0.heardSince && now - $0.heardSince >= joinSettle
+                && health($0, now: now) == .healthy
+        }
+        guard let first = settled.first else { return [] }
+        let names = settled.map(\.workerID).joined(separator: ", ")
+        return replan("worker\(settled.count > 1 ? "s" : "") \(names) joined (heard steadily for \(now - first.heardSince) ms)", now: now)
     }
 
     /// Why a drain request is refused.

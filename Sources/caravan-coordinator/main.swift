@@ -64,6 +64,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("rebalance-interval"), help: "Seconds between re-plans for a slow worker (hysteresis); 0 turns slow-worker re-planning off.")
     var rebalanceInterval = 30.0
 
+    @Option(name: .customLong("join-settle"), help: "Seconds a worker joining a serving cluster (new, or back after a freeze or a cut link) must be heard steadily before it gets layers; 0 re-plans at once.")
+    var joinSettle = 5.0
+
     @Option(name: .customLong("slow-factor"), help: "Re-plan for a slow worker only when the new plan's predicted bottleneck step time is below this fraction of today's.")
     var slowFactor = 0.75
 
@@ -98,8 +101,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard heartbeatInterval > 0, heartbeatTimeout > heartbeatInterval, drainTimeout >= 0 else {
             throw ValidationError("need 0 < --heartbeat-interval < --heartbeat-timeout and --drain-timeout >= 0")
         }
-        guard queueTimeout > 0, rebalanceInterval >= 0, slowFactor > 0, slowFactor < 1 else {
-            throw ValidationError("need --queue-timeout > 0, --rebalance-interval >= 0 and 0 < --slow-factor < 1")
+        guard queueTimeout > 0, rebalanceInterval >= 0, joinSettle >= 0, slowFactor > 0, slowFactor < 1 else {
+            throw ValidationError("need --queue-timeout > 0, --rebalance-interval >= 0, --join-settle >= 0 and 0 < --slow-factor < 1")
         }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
             throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
@@ -150,6 +153,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.rebalance.enabled = rebalanceInterval > 0
         configuration.rebalance.minimumInterval = .milliseconds(Int(rebalanceInterval * 1000))
         configuration.rebalance.slowFactor = slowFactor
+        configuration.joinSettle = .milliseconds(Int(joinSettle * 1000))
         let service = CoordinatorService(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,

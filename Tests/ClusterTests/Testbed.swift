@@ -64,10 +64,19 @@ final class Testbed: @unchecked Sendable {
         env["CARAVAN_TB_MODE"] = self.mode.rawValue
         env["CARAVAN_TB_COORD_ARGS"] = coordinatorArguments.joined(separator: " ")
         env["CARAVAN_TB_WORKER_ARGS"] = workerArguments.joined(separator: " ")
-        env["CARAVAN_TB_WAIT"] = "90"
+        env["CARAVAN_TB_WAIT"] = "60"
         environment = env
         _ = try? run(["down"], timeout: 30)
-        let out = try run(["up", "\(workers)"], timeout: 150)
+        let out: String
+        do {
+            out = try run(["up", "\(workers)"], timeout: 150)
+        } catch {
+            // A bed that never came up is the test machine's trouble, not a result: say so loudly
+            // (with every host's log, which `up` prints) and try once more from scratch.
+            print("testbed \(name): up failed, retrying once: \(error)")
+            _ = try? run(["down"], timeout: 30)
+            out = try run(["up", "\(workers)"], timeout: 150)
+        }
         for line in out.split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { continue }
             let value = line[line.index(after: eq)...].trimmingCharacters(in: CharacterSet(charactersIn: "'"))

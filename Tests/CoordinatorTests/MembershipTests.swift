@@ -119,8 +119,9 @@ final class MembershipTests: XCTestCase {
     }
 
     /// Two workers serving epoch 1 (w1 layers 0-6, w2 6-12), starting from `lastEpoch`.
-    private func serving(lastEpoch: UInt64 = 0) -> Membership {
-        var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 1000, lastEpoch: lastEpoch)
+    private func serving(lastEpoch: UInt64 = 0, joinSettle: UInt64 = 0) -> Membership {
+        var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 1000, suspectAfter: 300,
+                           joinSettle: joinSettle, lastEpoch: lastEpoch)
         _ = join(&m, 1)
         _ = join(&m, 2)
         _ = m.planned(PipelinePlan(stages: [
@@ -146,6 +147,41 @@ final class MembershipTests: XCTestCase {
         guard d.count == 3, case .replan(let why) = d[1], case .plan(let workers) = d[2] else { return XCTFail("\(d)") }
         XCTAssertTrue(why.contains("w3 joined"), why)
         XCTAssertEqual(workers.map(\.workerID), ["w1", "w2", "w3"])
+    }
+
+    func testAJoiningWorkerGetsLayersOnlyOnceHeardSteadilyForTheSettleTime() {
+        var m = serving(joinSettle: 5000)
+        // w1 and w2 keep beating; w3 joins at 20 and beats, with one gap longer than the suspect time.
+        func beat(_ n: UInt8, _ t: UInt64) { m.heartbeat(peer: peer(n), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: t) }
+        XCTAssertEqual(join(&m, 3, now: 20), [.acknowledge(peer(3), accepted: true, reason: "")], "no re-plan on the spot")
+        var t: UInt64 = 20
+        var replans: [(UInt64, String)] = []
+        while t < 12_000 {
+            t += 250
+            beat(1, t)
+            beat(2, t)
+            // w3 silent from 2,000 to 2,600 ms (a gap > suspect time, < heartbeat timeout): the count restarts.
+            if !(2000...2600).contains(t) { beat(3, t) }
+            for d in m.tick(now: t) { if case .replan(let why) = d { replans.append((t, why)) } }
+        }
+        XCTAssertEqual(replans.count, 1, "\(replans)")
+        guard let (at, why) = replans.first else { return }
+        XCTAssertTrue(why.contains("w3 joined"), why)
+        XCTAssertGreaterThanOrEqual(at, 2750 + 5000, "settling restarted after the gap")
+        XCTAssertLessThan(at, 2750 + 5000 + 500)
+        XCTAssertTrue(m.members.allSatisfy { !$0.awaitingPlan })
+    }
+
+    func testAJoiningWorkerIsUsedAtOnceWhenJobsWaitForCapacity() {
+        var m = serving(joinSettle: 5000)
+        // w2 is lost and w1 alone cannot hold the model (the planner says so): jobs wait.
+        m.heartbeat(peer: peer(1), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: 1500)
+        _ = m.tick(now: 1500)
+        _ = m.planFailed("too little memory", now: 1500)
+        guard case .waiting = m.phase else { return XCTFail("\(m.phase)") }
+        let d = join(&m, 3, now: 1600)
+        guard d.count == 2, case .plan(let workers) = d[1] else { return XCTFail("no plan at once: \(d)") }
+        XCTAssertEqual(workers.map(\.workerID), ["w1", "w3"])
     }
 
     func testReRegistrationOfAWorkerStillRunningThePlanKeepsIt() {
