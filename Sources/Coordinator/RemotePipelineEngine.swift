@@ -31,8 +31,9 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, Sendable {
 }
 
 /// A ``ForwardEngine`` whose layers run on a pipeline of workers: a step goes to the first stage's
-/// data socket as token rows, travels through every stage, and the last stage's logits come back
-/// on the coordinator's result socket (fed in with ``deliver(_:)``). Several steps may be in flight
+/// data socket as token rows, travels through every stage, and the last stage's result comes back
+/// on the coordinator's result socket (fed in with ``deliver(_:)``): the tokens it sampled for the
+/// rows' sampling requests, or logits when some row had none. Several steps may be in flight
 /// at once (one per lane), each matched to its result by step id and plan epoch, each with a
 /// deadline. ``release(_:)`` asks every stage to drop the sequence's cache.
 public final class RemotePipelineEngine: ForwardEngine, Sendable {
@@ -76,8 +77,8 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     /// Fails every step in flight (shutdown or lost pipeline).
     public func failAll(_ error: any Error) { pending.abandonAll(with: error) }
 
-    /// Sends `batch` (token rows) to the first stage and waits for the last stage's logits, at most
-    /// the deadline; throws ``PipelineError``.
+    /// Sends `batch` (token rows) to the first stage and waits for the last stage's sampled tokens
+    /// or logits, at most the deadline; throws ``PipelineError``.
     public func forward(_ batch: StageBatch) async throws -> StageOutput {
         let id = nextStep.withLock { value -> UInt64 in
             defer { value += 1 }
