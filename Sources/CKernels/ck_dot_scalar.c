@@ -133,6 +133,7 @@ CK_DEFINE_MM(mm_f32, row_f32, )
 CK_DEFINE_MM(mm_f16, row_f16, )
 CK_DEFINE_MM(mm_bf16, row_bf16, )
 
+void ck_fill_scalar_attention(ck_kernels *k);
 void ck_fill_scalar(ck_kernels *k) {
   memset(k, 0, sizeof(*k));
   k->mm[CK_TYPE_Q4_0] = mm_q4_0;
@@ -159,4 +160,5 @@ void ck_fill_scalar(ck_kernels *k) {
   k->silu_mul = ck_silu_mul_f32_scalar;
   k->softmax = ck_softmax_f32_scalar;
   ck_fill_r8_scalar(k->mm_r8);
+  ck_fill_scalar_attention(k);
 }

@@ -177,7 +177,15 @@ typedef struct {
   /* one query's attention over F16 keys/values (ck_attention_f16); NULL: composed from the above */
   void (*attn_f16)(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n,
                    int64_t hd, float scale, float *scores, float *out);
+  /* several queries over one head's keys/values (ck_attention_f16_multi), the same bits per query
+     as attn_f16 (or the composition) of this table; NULL: one ck_attention_f16 call per query */
+  void (*attn_f16_multi)(const ck_attention_query *qs, int64_t nq, const uint16_t *k, const uint16_t *v,
+                         int64_t stride, int64_t hd, float scale, float *scores, int64_t score_stride);
 } ck_kernels;
+
+/* Keys or values converted to float per block in ck_attention_f16_multi: this many floats of
+   stack (16 KiB), so a block holds CK_ATT_BLOCK_FLOATS / hd positions. */
+#define CK_ATT_BLOCK_FLOATS 4096
 
 /* Fill a table; entries an ISA does not implement are left as they are (so fill scalar first). */
 void ck_fill_scalar(ck_kernels *k);

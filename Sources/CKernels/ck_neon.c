@@ -313,6 +313,7 @@ void ck_fill_neon(ck_kernels *k) {
   k->dot_f16_f32 = dot_f16_f32;
   k->axpy_f16_f32 = axpy_f16_f32;
   k->axpy_f32 = axpy_f32;
+  k->attn_f16_multi = NULL;  /* the scalar table's blocked version keeps the scalar order, not this */
 }
 
 #else

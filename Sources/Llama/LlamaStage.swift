@@ -72,7 +72,7 @@ public final class LlamaStage: @unchecked Sendable {
         try validate(batch)
         let c = configuration
         let d = c.embeddingLength
-        scratch.reserve(rows: n)
+        scratch.reserve(rows: n, tile: min(n, Self.rowTile))
 
         // Prepare each sequence's cache: rewind to the batch's first position, make room.
         var firstPosition: [SequenceID: Int] = [:]
@@ -98,8 +98,21 @@ public final class LlamaStage: @unchecked Sendable {
             batch.hidden!.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: n * d) }
         }
 
+        // Layer by layer; inside a layer, rows in tiles of `rowTile` in batch order (a row's
+        // attention reads the keys of earlier rows of its sequence, written by earlier tiles), so
+        // the work buffers hold one tile, not the whole batch. Results do not depend on the tiling
+        // (the kernels are batch-invariant).
+        var tiles: [Range<Int>] = []
+        var lo = 0
+        while lo < n {
+            tiles.append(lo..<min(n, lo + Self.rowTile))
+            lo += Self.rowTile
+        }
+        let runs = tiles.map { attentionRuns(batch.entries, rows: $0) }
         for (local, lw) in weights.layers.enumerated() {
-            runBlock(lw, local: local, entries: batch.entries, sequences: seqs)
+            for (t, rows) in tiles.enumerated() {
+                runBlock(lw, local: local, entries: batch.entries, sequences: seqs, rows: rows, runs: runs[t])
+            }
         }
         for (id, last) in lastPosition { cache.sequence(id).length = last + 1 }
 
@@ -108,29 +121,52 @@ public final class LlamaStage: @unchecked Sendable {
         }
         let wanted = batch.entries.indices.filter { batch.entries[$0].wantsLogits }
         let xn = scratch.xn.pointer
-        for (j, i) in wanted.enumerated() {
-            ck_rmsnorm_f32(x + i * d, outNorm.values, xn + j * d, Int64(d), c.rmsEpsilon)
-        }
         let vocab = output.rows
         var logits = [Float](repeating: 0, count: wanted.count * vocab)
-        if !wanted.isEmpty {
-            scratch.reserveQuantized(bytes: wanted.count * output.activationRowBytes)
-            output.quantizeActivations(xn, stride: d, count: wanted.count, into: scratch.quantized.raw, runner: runner)
+        lo = 0
+        while lo < wanted.count {  // in tiles of rows too
+            let hi = min(wanted.count, lo + Self.rowTile)
+            for j in lo..<hi {
+                ck_rmsnorm_f32(x + wanted[j] * d, outNorm.values, xn + (j - lo) * d, Int64(d), c.rmsEpsilon)
+            }
+            scratch.reserveQuantized(bytes: (hi - lo) * output.activationRowBytes)
+            output.quantizeActivations(xn, stride: d, count: hi - lo, into: scratch.quantized.raw, runner: runner)
             logits.withUnsafeMutableBufferPointer { out in
-                output.multiply(quantized: scratch.quantized.raw, count: wanted.count, into: out.baseAddress!,
+                output.multiply(quantized: scratch.quantized.raw, count: hi - lo, into: out.baseAddress! + lo * vocab,
                                 outStride: vocab, runner: runner)
             }
+            lo = hi
         }
         return .logits(values: logits, entryIndices: wanted, vocabulary: vocab)
     }
 
-    /// One transformer block over all rows, updating `scratch.x` in place.
-    private func runBlock(_ lw: LayerWeights, local: Int, entries: [StageEntry], sequences seqs: [KVCache.Sequence]) {
+    /// Cuts `rows` of a batch into runs of at most ``attentionRows`` consecutive rows of one
+    /// sequence (consecutive positions): the rows whose queries share the cached keys.
+    private func attentionRuns(_ entries: [StageEntry], rows: Range<Int>) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var start = rows.lowerBound
+        for i in rows where i > start {
+            if entries[i].sequence != entries[start].sequence || i - start == Self.attentionRows {
+                runs.append(start..<i)
+                start = i
+            }
+        }
+        if start < rows.upperBound { runs.append(start..<rows.upperBound) }
+        return runs
+    }
+
+    /// One transformer block over a tile of rows `rows` of the batch (`runs`: their attention
+    /// runs), updating their hidden states in `scratch.x` in place. Tile buffers are indexed from
+    /// the tile's first row.
+    private func runBlock(_ lw: LayerWeights, local: Int, entries allEntries: [StageEntry],
+                          sequences allSequences: [KVCache.Sequence], rows: Range<Int>, runs: [Range<Int>]) {
         let c = configuration
-        let n = entries.count
+        let first = rows.lowerBound
+        let n = rows.count
+        let x = scratch.x.pointer + first * c.embeddingLength
         let d = c.embeddingLength, hd = c.headDimension, qd = c.headCount * hd, kvd = c.kvDimension
         let f = c.feedForwardLength
-        let x = scratch.x.pointer, xn = scratch.xn.pointer
+        let xn = scratch.xn.pointer
         let q = scratch.q.pointer, k = scratch.k.pointer, v = scratch.v.pointer
         let att = scratch.attention.pointer, tmp = scratch.tmp.pointer
         let gate = scratch.gate.pointer, up = scratch.up.pointer
@@ -141,33 +177,44 @@ public final class LlamaStage: @unchecked Sendable {
 
         // RoPE, then append keys and values to the cache as F16.
         let cosT = scratch.ropeCos.pointer, sinT = scratch.ropeSin.pointer
-        for (i, e) in entries.enumerated() {
+        for i in 0..<n {
+            let e = allEntries[first + i]
             rope.apply(q + i * qd, heads: c.headCount, position: e.position, cos: cosT, sin: sinT)
             rope.apply(k + i * kvd, heads: c.kvHeadCount, position: e.position, cos: cosT, sin: sinT)
             // llama.cpp multiplies F16 keys with queries converted to F16: round them the same way.
             roundToHalf(q + i * qd, count: qd, scratch: scratch.halves.pointer)
-            let s = seqs[i]
+            let s = allSequences[first + i]
             ck_f32_to_f16(k + i * kvd, s.keys[local] + e.position * kvd, Int64(kvd))
             ck_f32_to_f16(v + i * kvd, s.values[local] + e.position * kvd, Int64(kvd))
         }
 
-        // Scaled dot-product attention per (row, head), causal by position.
+        // Scaled dot-product attention, causal by position. One work item = one run of rows of a
+        // sequence x the query heads of one KV head: the kernel converts each block of cached keys
+        // and values once for all of the item's queries. Scores, softmax, then F16 values times
+        // probabilities rounded to F16 (as llama.cpp); each query's bits are those of
+        // ck_attention_f16 alone.
         let scale = 1 / Float(hd).squareRoot()
-        let heads = c.headCount, group = c.groupSize
-        let scoreStride = contextLimit
+        let group = c.groupSize, kvHeads = c.kvHeadCount
+        let scoreStride = contextLimit, slotFloats = scratch.scoresPerSlot
         let scores = scratch.scores.pointer
-        runner.forEachChunk(of: n * heads) { range, slot in
-            let sc = scores + slot * scoreStride
-            for item in range {
-                let i = item / heads, h = item % heads
-                let kvOffset = (h / group) * hd
-                let qh = q + i * qd + h * hd
-                let s = seqs[i]
-                let keys = s.keys[local], values = s.values[local]
-                let count = entries[i].position + 1
-                // Scores, softmax, then F16 values times probabilities rounded to F16 (as llama.cpp).
-                ck_attention_f16(qh, keys + kvOffset, values + kvOffset, Int64(kvd), Int64(count), Int64(hd),
-                                 scale, sc, att + i * qd + h * hd)
+        runner.forEachChunk(of: runs.count * kvHeads) { range, slot in
+            let sc = scores + slot * slotFloats
+            withUnsafeTemporaryAllocation(of: ck_attention_query.self, capacity: Self.attentionRows * group) { qs in
+                for item in range {
+                    let run = runs[item / kvHeads], g = item % kvHeads
+                    var nq = 0
+                    for row in run {
+                        let i = row - first, count = Int64(allEntries[row].position + 1)
+                        for h in (g * group)..<((g + 1) * group) {
+                            qs[nq] = ck_attention_query(q: q + i * qd + h * hd, out: att + i * qd + h * hd, count: count)
+                            nq += 1
+                        }
+                    }
+                    let s = allSequences[run.lowerBound]
+                    let kvOffset = g * hd
+                    ck_attention_f16_multi(qs.baseAddress!, Int64(nq), s.keys[local] + kvOffset, s.values[local] + kvOffset,
+                                           Int64(kvd), Int64(hd), scale, sc, Int64(scoreStride))
+                }
             }
         }
         project([(lw.wo, tmp)], input: att, count: n)
@@ -238,9 +285,16 @@ public final class LlamaStage: @unchecked Sendable {
 
     /// The most rows one forward step takes.
     public static let maxBatchRows = 4096
+    /// Rows a layer processes at once: the work buffers are sized for this many rows (plus the
+    /// hidden states of the whole batch), whatever the batch. 64 activations per weight pass
+    /// keep the matrix kernels compute-bound.
+    static let rowTile = 64
+    /// Consecutive rows of a sequence whose queries share one pass over the cached keys.
+    static let attentionRows = 4
 }
 
-/// Work buffers of a stage, sized for the largest batch seen so far.
+/// Work buffers of a stage: the hidden states of the largest batch seen so far, the rest for
+/// one tile of rows (``LlamaStage/rowTile``).
 final class StageScratch {
     let config: LlamaConfiguration
     let x = AlignedBuffer<Float>(capacity: 1)
@@ -253,7 +307,9 @@ final class StageScratch {
     let gate = AlignedBuffer<Float>(capacity: 1)
     let up = AlignedBuffer<Float>(capacity: 1)
     let quantized = AlignedBuffer<UInt8>(capacity: 1)
+    /// Attention scores: per thread, one row of `contextLimit` per query of a work item.
     let scores: AlignedBuffer<Float>
+    let scoresPerSlot: Int
     /// F16 scratch for rounding one row of queries.
     let halves: AlignedBuffer<UInt16>
     let ropeCos: AlignedBuffer<Float>
@@ -261,16 +317,17 @@ final class StageScratch {
 
     init(config: LlamaConfiguration, threads: Int, contextLimit: Int) {
         self.config = config
-        scores = AlignedBuffer(capacity: threads * contextLimit)
+        scoresPerSlot = LlamaStage.attentionRows * config.groupSize * contextLimit
+        scores = AlignedBuffer(capacity: threads * scoresPerSlot)
         halves = AlignedBuffer(capacity: config.headCount * config.headDimension)
         ropeCos = AlignedBuffer(capacity: config.headDimension)
         ropeSin = AlignedBuffer(capacity: config.headDimension)
     }
 
-    func reserve(rows n: Int) {
+    func reserve(rows: Int, tile n: Int) {
         let c = config
         let qd = c.headCount * c.headDimension
-        x.reserve(n * c.embeddingLength)
+        x.reserve(rows * c.embeddingLength)
         xn.reserve(n * max(c.embeddingLength, qd))
         q.reserve(n * qd)
         k.reserve(n * c.kvDimension)

@@ -74,6 +74,10 @@ struct StageWeights: @unchecked Sendable {
         } else {
             ropeFrequencyFactors = nil
         }
+        var all = layers.flatMap(\.matrices)
+        if let e = embedding { all.append(e) }
+        if let o = output { all.append(o) }
+        FilePages.releaseLoaded(file: file, matrices: all)
     }
 
     /// Bytes of weights this stage maps (what it keeps resident while running).

@@ -114,30 +114,22 @@ final class RepackedStorage: @unchecked Sendable {
                 return nil
             }
             r += n
-            Self.release(data, bytes: r * rowBytes)
+            FilePages.release(data, bytes: r * rowBytes, wholePagesOnly: true)
         }
         pointer = p
         byteCount = bytes
     }
 
     deinit { pointer.deallocate() }
-
-    /// Drops the whole pages inside `[data, data + bytes)` from the mapping (read-only private
-    /// file mapping: they are read again from the file if ever touched).
-    private static func release(_ data: UnsafeRawPointer, bytes: Int) {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        guard page > 0 else { return }
-        let start = (Int(bitPattern: data) + page - 1) / page * page
-        let end = (Int(bitPattern: data) + bytes) / page * page
-        guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
-        _ = madvise(p, end - start, MADV_DONTNEED)
-    }
 }
 
-/// A 1-D F32 weight vector (norm weights).
+/// A 1-D F32 weight vector (norm weights), copied out of the mapping at load (a few KiB) so
+/// that the forward pass never touches the file's pages (see ``FilePages``).
 struct WeightVector: @unchecked Sendable {
-    let values: UnsafePointer<Float>
+    private let storage: AlignedBuffer<Float>
     let count: Int
+    /// The weights.
+    var values: UnsafePointer<Float> { UnsafePointer(storage.pointer) }
 
     init(file: GGUFFile, name: String, count: Int) throws(GGUFError) {
         let t = try file.requireTensor(name)
@@ -145,8 +137,41 @@ struct WeightVector: @unchecked Sendable {
             throw .badTensorShape(path: file.path, tensor: name, expected: [count], actual: t.dimensions)
         }
         guard t.type == .f32 else { throw .unknownTensorType(path: file.path, tensor: name, type: t.type.rawValue) }
-        // GGUF data is aligned (>= 32 bytes), so the float view is aligned.
-        values = file.data(of: t).assumingMemoryBound(to: Float.self)
+        storage = AlignedBuffer(capacity: count)
+        storage.raw.copyMemory(from: file.data(of: t), byteCount: count * MemoryLayout<Float>.stride)
         self.count = count
+    }
+}
+
+/// Residency of the model file's mapping. A stage reads the file's tensors once at load; what it
+/// then multiplies from is either the mapping (file-layout matrices) or its own repacked copies.
+/// Pages it no longer reads are dropped from this process's mapping (`MADV_DONTNEED` on the
+/// read-only private mapping: nothing is lost, a later read faults them in again from the page
+/// cache), so the resident set holds each weight once.
+enum FilePages {
+    /// Drops the pages overlapping `[start, start + bytes)`. With `wholePagesOnly`, only pages
+    /// entirely inside the range (neighbours may still be in use); otherwise every page touching it.
+    static func release(_ start: UnsafeRawPointer, bytes: Int, wholePagesOnly: Bool) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0, bytes > 0 else { return }
+        let a = Int(bitPattern: start), b = a + bytes
+        let lo = wholePagesOnly ? (a + page - 1) / page * page : a / page * page
+        let hi = wholePagesOnly ? b / page * page : (b + page - 1) / page * page
+        guard hi > lo, let p = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+        _ = madvise(p, hi - lo, MADV_DONTNEED)
+    }
+
+    /// After a stage has loaded: drops the header and metadata pages (parsed into the heap when
+    /// the file was opened) and every page of the repacked matrices, their partial edge pages
+    /// included. The file-layout matrices' pages stay (they are what the stage multiplies from;
+    /// an edge page dropped next to one of them is simply faulted in again on first use).
+    static func releaseLoaded(file: GGUFFile, matrices: [WeightMatrix]) {
+        if file.dataOffset > 0, let header = file.fileBytes(offset: 0, count: file.dataOffset),
+           let base = header.baseAddress {
+            release(base, bytes: header.count, wholePagesOnly: false)
+        }
+        for m in matrices where m.repacked != nil {
+            release(m.data, bytes: m.rowBytes * m.rows, wholePagesOnly: false)
+        }
     }
 }

@@ -135,6 +135,24 @@ void  ck_softmax_f32(float *x, int64_t n);
 void  ck_attention_f16(const float *q, const uint16_t *keys, const uint16_t *values, int64_t stride,
                        int64_t n, int64_t hd, float scale, float *scores, float *out);
 
+/** One query of ck_attention_f16_multi: hd floats at q (rounded to half), attending to the first
+    count positions; hd floats of result at out. */
+typedef struct {
+  const float *q;
+  float *out;
+  int64_t count;
+} ck_attention_query;
+
+/** Attention of nq queries over the same head's cached keys and values (the query heads of one
+    KV head, and/or consecutive positions of one sequence, each with its own count): each block of
+    keys and values is converted from half once and used by every query. Query t's output has the
+    same bits as ck_attention_f16(qs[t].q, keys, values, stride, qs[t].count, hd, scale, ...) on
+    the same ISA. scores: nq * score_stride floats of scratch (score_stride >= every count);
+    row t is left holding query t's rounded probabilities. No allocation. */
+void  ck_attention_f16_multi(const ck_attention_query *qs, int64_t nq, const uint16_t *keys,
+                             const uint16_t *values, int64_t stride, int64_t hd, float scale,
+                             float *scores, int64_t score_stride);
+
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
 /** Best instruction set this CPU supports and this library implements: AVX2 (needs FMA and
