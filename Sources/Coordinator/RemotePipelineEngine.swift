@@ -35,7 +35,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, Sendable {
 /// on the coordinator's result socket (fed in with ``deliver(_:)``): the tokens it sampled for the
 /// rows' sampling requests, or logits when some row had none. Several steps may be in flight
 /// at once (one per lane), each matched to its result by step id and plan epoch, each with a
-/// deadline. ``release(_:)`` asks every stage to drop the sequence's cache.
+/// deadline (``StepDeadline``: a multiple of recent step times, at most `deadline`).
+/// ``release(_:)`` asks every stage to drop the sequence's cache.
 public final class RemotePipelineEngine: ForwardEngine, Sendable {
     /// Rows of the model's output matrix.
     public let vocabularySize: Int
@@ -49,12 +50,13 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     private let releaser: @Sendable ([UInt64]) async -> Void
     private let pending = PendingSteps()
     private let nextStep = LockedValue<UInt64>(1)
+    private let timing: LockedValue<StepDeadline>
     private let label: String
 
     /// An engine sending steps of `planEpoch` through `firstStage` (a DEALER connected to the first
     /// worker's data endpoint); `releaser` sends `ReleaseSequences` to every worker.
     public init(firstStage: AsyncSocket, planEpoch: UInt64, vocabularySize: Int, contextLimit: Int, codec: WireCodec,
-                deadline: Duration = .seconds(30), label: String = "pipeline",
+                deadline: Duration = .seconds(30), timing: LockedValue<StepDeadline>? = nil, label: String = "pipeline",
                 releaser: @escaping @Sendable ([UInt64]) async -> Void) {
         self.firstStage = firstStage
         self.planEpoch = planEpoch
@@ -62,6 +64,9 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
         self.contextLimit = contextLimit
         self.codec = codec
         self.deadline = deadline
+        // Shared across the epochs of one coordinator when given: the first steps of a new
+        // pipeline are timed by what the previous ones measured.
+        self.timing = timing ?? LockedValue(StepDeadline(maximum: Self.seconds(deadline)))
         self.label = label
         self.releaser = releaser
     }
@@ -93,7 +98,9 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
             pending.abandon(id, with: PipelineError.sendFailed("\(error)"))
             throw PipelineError.sendFailed("\(error)")
         }
-        let deadline = self.deadline
+        let rows = batch.entries.count
+        let deadline = Duration.milliseconds(Int(timing.withLock { $0.seconds(rows: rows) } * 1000))
+        let sent = ContinuousClock.now
         let outcome: StepOutcome = try await withThrowingTaskGroup(of: StepOutcome?.self) { group in
             group.addTask { try await self.pending.wait(id) }
             group.addTask {
@@ -108,6 +115,8 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
             return outcome
         }
         if let message = outcome.error { throw PipelineError.stageFailed(step: id, message: message) }
+        let took = Self.seconds(ContinuousClock.now - sent)
+        timing.withLock { $0.record(rows: rows, seconds: took) }
         do {
             return try StageOutput(outcome: outcome, batch: batch, vocabulary: vocabularySize)
         } catch {

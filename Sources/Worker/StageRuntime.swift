@@ -103,10 +103,9 @@ public actor StageRuntime {
         try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(security)
             try socket.set(.sendHighWaterMark, 64)
-            // ZMTP heartbeats: a connection that stops answering (a cut link, heavy packet loss
-            // with TCP backing off) is dropped and re-established instead of stalling for minutes.
-            try socket.set(.heartbeatInterval, 500)
-            try socket.set(.heartbeatTimeout, 2000)
+            // A connection that stops answering (a cut link, heavy packet loss with TCP backing
+            // off) is dropped and re-established instead of stalling for minutes.
+            try socket.apply(LinkLiveness.cluster)
             try socket.connect(endpoint)
         }
     }
