@@ -53,7 +53,7 @@ let package = Package(
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Cluster daemons
-        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "CaravanWire", "ZeroMQ"],
+        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "Sampling", "CaravanWire", "ZeroMQ"],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
             "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",

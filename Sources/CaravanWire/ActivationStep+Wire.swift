@@ -8,13 +8,15 @@ extension SequenceRow {
         entry.position = position
         if let tokenID { entry.tokenID = tokenID }
         entry.sample = sample
+        if let sampling { entry.sampling = sampling }
         return entry
     }
 
     /// The domain row for a wire entry.
     public init(wire: Caravan_V1_SequenceEntry) {
         self.init(sequenceID: wire.sequenceID, position: wire.position,
-                  tokenID: wire.hasTokenID ? wire.tokenID : nil, sample: wire.sample)
+                  tokenID: wire.hasTokenID ? wire.tokenID : nil, sample: wire.sample,
+                  sampling: wire.hasSampling ? wire.sampling : nil)
     }
 }
 

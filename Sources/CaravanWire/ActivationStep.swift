@@ -8,13 +8,18 @@ public struct SequenceRow: Sendable, Equatable {
     public var tokenID: UInt32?
     /// True when the last stage must sample a token for this row.
     public var sample: Bool
+    /// With `sample`: how the last stage samples the token itself (carried as received; ClusterSupport
+    /// validates it into a `SamplingRequest`). Nil: the last stage returns the row's logits.
+    public var sampling: Caravan_V1_SamplingRequest?
 
     /// Creates a row.
-    public init(sequenceID: UInt64, position: UInt32, tokenID: UInt32? = nil, sample: Bool = false) {
+    public init(sequenceID: UInt64, position: UInt32, tokenID: UInt32? = nil, sample: Bool = false,
+                sampling: Caravan_V1_SamplingRequest? = nil) {
         self.sequenceID = sequenceID
         self.position = position
         self.tokenID = tokenID
         self.sample = sample
+        self.sampling = sampling
     }
 }
 

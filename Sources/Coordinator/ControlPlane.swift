@@ -82,9 +82,13 @@ final class ControlPlane: Sendable {
                             heldModels: m.capabilities.models.map(\.model.sha256), runningEpoch: m.runningPlanEpoch, now: t)
             }
         case .heartbeat(let m):
-            membership.withLock {
+            directives = membership.withLock {
                 $0.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
-                             recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes, now: t)
+                             recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes,
+                             planEpoch: m.planEpoch, loading: m.state == .loading, now: t)
+            }
+            if directives.contains(where: { if case .assign = $0 { true } else { false } }) {
+                logger.notice("sending an assignment again", metadata: ["epoch": "\(membership.withLock { $0.epoch })"])
             }
         case .assignmentReady(let m):
             logger.info("assignment ready", metadata: [

@@ -26,11 +26,14 @@ public final class CoordinatorService: Service {
     /// The configuration.
     public let configuration: CoordinatorConfiguration
     private let logger: Logger
+    /// Step times across the pipelines of this coordinator (for step deadlines).
+    private let stepTiming: LockedValue<StepDeadline>
 
     /// A coordinator with `configuration`, logging to `logger`.
     public init(configuration: CoordinatorConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.stepTiming = LockedValue(StepDeadline(maximum: RemotePipelineEngine.seconds(configuration.stepDeadline)))
     }
 
     public func run() async throws {
@@ -72,11 +75,15 @@ public final class CoordinatorService: Service {
         let codec = WireCodec(limits: config.limits)
         let control = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            try socket.apply(LinkLiveness.cluster)
+            // Workers keep one routing identity per process: a re-made connection takes it over.
+            try socket.set(.routerHandover, 1)
             try socket.bind(config.controlEndpoint)
         }
         let results = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 256)
+            try socket.apply(LinkLiveness.cluster)
             try socket.bind(config.resultsEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint))
         }
         let clients = try AsyncSocket(loop: loop, type: .router) { socket in
@@ -224,8 +231,7 @@ public final class CoordinatorService: Service {
             first = try AsyncSocket(loop: loop, type: .dealer) { socket in
                 try socket.apply(self.configuration.security.client(serverKey: serve.stages[0].publicKey))
                 try socket.set(.sendHighWaterMark, 64)
-                try socket.set(.heartbeatInterval, 500)
-                try socket.set(.heartbeatTimeout, 2000)
+                try socket.apply(LinkLiveness.cluster)
                 try socket.connect(serve.stages[0].address)
             }
         } catch {
@@ -235,7 +241,7 @@ public final class CoordinatorService: Service {
         }
         let engine = RemotePipelineEngine(
             firstStage: first, planEpoch: serve.epoch, vocabularySize: vocabulary, contextLimit: contextLimit,
-            codec: codec, deadline: configuration.stepDeadline, label: "epoch-\(serve.epoch)",
+            codec: codec, deadline: configuration.stepDeadline, timing: stepTiming, label: "epoch-\(serve.epoch)",
             releaser: { ids in await plane.release(ids, epoch: serve.epoch) })
         // One lane more than stages: while the coordinator samples one lane's logits, the others keep
         // every stage busy.

@@ -240,12 +240,9 @@ final class JobDesk: Sendable {
                         record.error = reason
                         record.endEvent = JobMessages.error(.internal, reason)
                     } else {
-                        var f = Caravan_V1_JobFinished()
-                        f.reason = Caravan_V1_FinishReason(rawValue: Int(reason) ?? 0) ?? .unspecified
-                        f.text = text
-                        f.promptTokens = UInt32(record.promptTokens)
-                        f.completionTokens = UInt32(record.tokenIDs.count)
-                        record.endEvent = .finished(f)
+                        record.endEvent = JobMessages.finished(
+                            Caravan_V1_FinishReason(rawValue: Int(reason) ?? 0) ?? .unspecified, text: text,
+                            promptTokens: record.promptTokens, completionTokens: record.tokenIDs.count)
                     }
                     s.jobs[jobID] = record
                     s.ended.append(jobID)
@@ -481,16 +478,11 @@ final class JobDesk: Sendable {
             }
         case .generation(.finished(let reason, let text)):
             guard let record = state.withLock({ $0.jobs[jobID] }) else { return }
-            var finished = Caravan_V1_JobFinished()
-            finished.reason = reason.wire
-            finished.text = text
-            finished.promptTokens = UInt32(record.promptTokens)
-            finished.completionTokens = UInt32(record.tokenIDs.count)
-            finished.totalMs = UInt32(clamping: Self.milliseconds(ContinuousClock.now - record.started))
-            if let first = record.firstToken {
-                finished.timeToFirstTokenMs = UInt32(clamping: Self.milliseconds(first - record.started))
-            }
-            await end(jobID, state: reason == .cancelled ? .cancelled : .finished, event: .finished(finished))
+            let firstTokenMs = record.firstToken.map { UInt32(clamping: Self.milliseconds($0 - record.started)) } ?? 0
+            let event = JobMessages.finished(
+                reason.wire, text: text, promptTokens: record.promptTokens, completionTokens: record.tokenIDs.count,
+                totalMs: UInt32(clamping: Self.milliseconds(ContinuousClock.now - record.started)), timeToFirstTokenMs: firstTokenMs)
+            await end(jobID, state: reason == .cancelled ? .cancelled : .finished, event: event)
         case let .handedBack(session, reason):
             await handBack(jobID, session: session, reason: reason)
         }

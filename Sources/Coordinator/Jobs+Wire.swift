@@ -39,6 +39,20 @@ enum JobMessages {
         return .jobEvent(e)
     }
 
+    /// The end of a job that finished (or was cancelled): its reason, last text and counts;
+    /// timings when known (a job restored from the journal has none).
+    static func finished(_ reason: Caravan_V1_FinishReason, text: String, promptTokens: Int, completionTokens: Int,
+                         totalMs: UInt32 = 0, timeToFirstTokenMs: UInt32 = 0) -> Caravan_V1_JobEvent.OneOf_Event {
+        var f = Caravan_V1_JobFinished()
+        f.reason = reason
+        f.text = text
+        f.promptTokens = UInt32(clamping: promptTokens)
+        f.completionTokens = UInt32(clamping: completionTokens)
+        f.totalMs = totalMs
+        f.timeToFirstTokenMs = timeToFirstTokenMs
+        return .finished(f)
+    }
+
     static func error(_ code: Caravan_V1_JobErrorCode, _ message: String) -> Caravan_V1_JobEvent.OneOf_Event {
         var e = Caravan_V1_JobError()
         e.code = code

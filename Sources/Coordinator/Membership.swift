@@ -49,6 +49,8 @@ public struct Member: Sendable, Equatable {
     /// It joined while a plan was serving and no plan has counted it yet: it gets layers once it
     /// has been heard steadily for the join-settle time.
     public var awaitingPlan = false
+    /// When its assignment of the plan being loaded was last sent (milliseconds).
+    public var assignedAt: UInt64 = 0
 
     /// A member as registered.
     public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
@@ -227,6 +229,17 @@ public struct Membership: Sendable {
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
             let old = members[i]
             let inPlan = planPeers.contains(old.peer)
+            if inPlan, old.peer == peer, old.dataAddress == dataAddress {
+                // The same process (workers keep one control identity per process) registering
+                // again after a silence: it kept its stage. A lost assignment is sent again from
+                // its heartbeats.
+                member.readyEpoch = old.readyEpoch
+                member.stageMemoryBytes = old.stageMemoryBytes
+                member.assignedAt = old.assignedAt
+                member.heardSince = old.heardSince
+                members[i] = member
+                return [ack]
+            }
             if inPlan, runningEpoch != 0, runningEpoch == epoch, old.readyEpoch == epoch, old.dataAddress == dataAddress {
                 // The same worker, still running this plan's stage: only its connection changed.
                 member.readyEpoch = old.readyEpoch
@@ -310,6 +323,7 @@ public struct Membership: Sendable {
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)
         clock = max(clock, now)
+        for i in members.indices where peers.contains(members[i].peer) { members[i].assignedAt = clock }
         remember(PlanRecord(epoch: epoch, atMs: clock, reason: pendingReason, stages: plan.stages))
         return zip(peers, assignments).map { .assign($0, $1) }
     }
@@ -353,16 +367,31 @@ public struct Membership: Sendable {
         members[i].lastSeen = max(members[i].lastSeen, now)
     }
 
-    /// A worker's heartbeat: its step statistics and free memory (also shows it is alive).
+    /// A worker's heartbeat: its step statistics and free memory (also shows it is alive), and
+    /// the plan epoch it runs or loads (`loading`). While a plan is being loaded, a worker of it
+    /// that neither loads it nor has reported it ready for a second (its assignment, or its
+    /// `AssignmentReady`, was lost with a broken connection) is sent its assignment again; a
+    /// worker already running that epoch answers it with `AssignmentReady` again.
+    @discardableResult
     public mutating func heartbeat(peer: PeerID, stepsRun: UInt64, recentStepMs: Float, recentRowsPerStep: Float,
-                                   freeMemoryBytes: UInt64, now: UInt64) {
+                                   freeMemoryBytes: UInt64, planEpoch: UInt64 = 0, loading: Bool = false,
+                                   now: UInt64) -> [Directive] {
         touch(peer, now: now)
-        guard let i = members.firstIndex(where: { $0.peer == peer }) else { return }
+        guard let i = members.firstIndex(where: { $0.peer == peer }) else { return [] }
         members[i].stepsRun = stepsRun
         members[i].recentStepMs = recentStepMs
         members[i].recentRowsPerStep = recentRowsPerStep
         if freeMemoryBytes > 0 { members[i].freeMemoryBytes = freeMemoryBytes }
+        guard case let .assigning(epoch, stages, peers) = phase, let stage = peers.firstIndex(of: peer),
+              members[i].readyEpoch != epoch, !(loading && planEpoch == epoch),
+              now >= members[i].assignedAt, now - members[i].assignedAt >= Self.assignmentResend else { return [] }
+        members[i].assignedAt = now
+        return [.assign(peer, stages[stage])]
     }
+
+    /// How long a worker of a plan being loaded may show no sign of it before its assignment is
+    /// sent again, milliseconds.
+    public static let assignmentResend: UInt64 = 1000
 
     /// A worker reported the memory its loaded stage uses.
     public mutating func stageMemory(peer: PeerID, bytes: UInt64) {

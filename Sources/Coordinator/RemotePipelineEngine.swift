@@ -31,10 +31,12 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, Sendable {
 }
 
 /// A ``ForwardEngine`` whose layers run on a pipeline of workers: a step goes to the first stage's
-/// data socket as token rows, travels through every stage, and the last stage's logits come back
-/// on the coordinator's result socket (fed in with ``deliver(_:)``). Several steps may be in flight
+/// data socket as token rows, travels through every stage, and the last stage's result comes back
+/// on the coordinator's result socket (fed in with ``deliver(_:)``): the tokens it sampled for the
+/// rows' sampling requests, or logits when some row had none. Several steps may be in flight
 /// at once (one per lane), each matched to its result by step id and plan epoch, each with a
-/// deadline. ``release(_:)`` asks every stage to drop the sequence's cache.
+/// deadline (``StepDeadline``: a multiple of recent step times, at most `deadline`).
+/// ``release(_:)`` asks every stage to drop the sequence's cache.
 public final class RemotePipelineEngine: ForwardEngine, Sendable {
     /// Rows of the model's output matrix.
     public let vocabularySize: Int
@@ -48,12 +50,13 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     private let releaser: @Sendable ([UInt64]) async -> Void
     private let pending = PendingSteps()
     private let nextStep = LockedValue<UInt64>(1)
+    private let timing: LockedValue<StepDeadline>
     private let label: String
 
     /// An engine sending steps of `planEpoch` through `firstStage` (a DEALER connected to the first
     /// worker's data endpoint); `releaser` sends `ReleaseSequences` to every worker.
     public init(firstStage: AsyncSocket, planEpoch: UInt64, vocabularySize: Int, contextLimit: Int, codec: WireCodec,
-                deadline: Duration = .seconds(30), label: String = "pipeline",
+                deadline: Duration = .seconds(30), timing: LockedValue<StepDeadline>? = nil, label: String = "pipeline",
                 releaser: @escaping @Sendable ([UInt64]) async -> Void) {
         self.firstStage = firstStage
         self.planEpoch = planEpoch
@@ -61,6 +64,9 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
         self.contextLimit = contextLimit
         self.codec = codec
         self.deadline = deadline
+        // Shared across the epochs of one coordinator when given: the first steps of a new
+        // pipeline are timed by what the previous ones measured.
+        self.timing = timing ?? LockedValue(StepDeadline(maximum: Self.seconds(deadline)))
         self.label = label
         self.releaser = releaser
     }
@@ -76,8 +82,8 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     /// Fails every step in flight (shutdown or lost pipeline).
     public func failAll(_ error: any Error) { pending.abandonAll(with: error) }
 
-    /// Sends `batch` (token rows) to the first stage and waits for the last stage's logits, at most
-    /// the deadline; throws ``PipelineError``.
+    /// Sends `batch` (token rows) to the first stage and waits for the last stage's sampled tokens
+    /// or logits, at most the deadline; throws ``PipelineError``.
     public func forward(_ batch: StageBatch) async throws -> StageOutput {
         let id = nextStep.withLock { value -> UInt64 in
             defer { value += 1 }
@@ -92,7 +98,9 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
             pending.abandon(id, with: PipelineError.sendFailed("\(error)"))
             throw PipelineError.sendFailed("\(error)")
         }
-        let deadline = self.deadline
+        let rows = batch.entries.count
+        let deadline = Duration.milliseconds(Int(timing.withLock { $0.seconds(rows: rows) } * 1000))
+        let sent = ContinuousClock.now
         let outcome: StepOutcome = try await withThrowingTaskGroup(of: StepOutcome?.self) { group in
             group.addTask { try await self.pending.wait(id) }
             group.addTask {
@@ -107,6 +115,8 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
             return outcome
         }
         if let message = outcome.error { throw PipelineError.stageFailed(step: id, message: message) }
+        let took = Self.seconds(ContinuousClock.now - sent)
+        timing.withLock { $0.record(rows: rows, seconds: took) }
         do {
             return try StageOutput(outcome: outcome, batch: batch, vocabulary: vocabularySize)
         } catch {

@@ -4,12 +4,16 @@ import Llama
 /// Steps many ``GenerationSession``s together through one ``ForwardEngine``: each step gathers one
 /// row from every decoding session and prompt chunks from sessions still reading their prompt,
 /// runs a single forward pass over all of them (one pass over the weights), and hands each session
-/// its logits.
+/// its logits, or the token the engine sampled for it when the engine honours the rows'
+/// sampling requests.
 public final class BatchScheduler: @unchecked Sendable {
     /// The engine rows go through.
     public let engine: any ForwardEngine
     /// Most rows per forward step (prompt chunks are cut to fit).
     public let maxBatchRows: Int
+    /// Most history tokens the sampling requests of one step carry (a few hundred KB on the wire,
+    /// well under a message's header limit); a step over it carries no requests.
+    public static let maxRequestHistory = 65_536
     private(set) var sessions: [GenerationSession] = []
 
     /// Creates a scheduler; `maxBatchRows` bounds the rows of one step (llama.cpp's n_batch).
@@ -59,25 +63,38 @@ public final class BatchScheduler: @unchecked Sendable {
             owners.append((s, entries.count))
         }
         guard !rows.isEmpty else { return [] }
-        let output = try await engine.forward(StageBatch(entries: rows))
-        guard case var .logits(values, entryIndices, vocabulary) = output else {
-            preconditionFailure("a full-model engine returns logits")
+        // Penalty windows travel with the rows to a remote last stage; past a budget (whole-history
+        // windows of long sequences) the step asks for logits instead and samples here.
+        if rows.reduce(0, { $0 + ($1.sampling?.history.count ?? 0) }) > Self.maxRequestHistory {
+            for i in rows.indices { rows[i].sampling = nil }
         }
-        var rowOfEntry: [Int: Int] = [:]
-        for (r, e) in entryIndices.enumerated() { rowOfEntry[e] = r }
-
+        let output = try await engine.forward(StageBatch(entries: rows))
+        // Each session's newest row is the last of its rows; it alone wants logits.
         var events: [(SequenceID, GenerationEvent)] = []
-        var base = 0
-        for (session, count) in owners {
-            session.markProcessed(count)
-            let last = base + count - 1
-            if let r = rowOfEntry[last] {
-                values.withUnsafeMutableBufferPointer { buf in
-                    let row = UnsafeMutableBufferPointer(rebasing: buf[(r * vocabulary)..<((r + 1) * vocabulary)])
-                    for e in session.accept(logits: row) { events.append((session.sequence, e)) }
+        func deliver(_ accept: (GenerationSession, Int) -> [GenerationEvent]) {
+            var base = 0
+            for (session, count) in owners {
+                session.markProcessed(count)
+                for e in accept(session, base + count - 1) { events.append((session.sequence, e)) }
+                base += count
+            }
+        }
+        switch output {
+        case var .logits(values, entryIndices, vocabulary):
+            var rowOfEntry: [Int: Int] = [:]
+            for (r, e) in entryIndices.enumerated() { rowOfEntry[e] = r }
+            deliver { session, last in
+                guard let r = rowOfEntry[last] else { return [] }
+                return values.withUnsafeMutableBufferPointer { buf in
+                    session.accept(logits: UnsafeMutableBufferPointer(rebasing: buf[(r * vocabulary)..<((r + 1) * vocabulary)]))
                 }
             }
-            base += count
+        case let .sampled(results, entryIndices):
+            var resultOfEntry: [Int: SampledRow] = [:]
+            for (result, e) in zip(results, entryIndices) { resultOfEntry[e] = result }
+            deliver { session, last in resultOfEntry[last].map { session.accept(sampled: $0) } ?? [] }
+        case .hidden:
+            preconditionFailure("a full-model engine returns logits or sampled tokens")
         }
         for s in sessions where s.isFinished { await engine.release(s.sequence) }
         sessions.removeAll { $0.isFinished }

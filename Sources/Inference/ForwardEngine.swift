@@ -8,13 +8,15 @@ public protocol ForwardEngine: AnyObject, Sendable {
     var vocabularySize: Int { get }
     /// Maximum positions per sequence.
     var contextLimit: Int { get }
-    /// Runs all layers over `batch`; returns logits for the rows that want them.
+    /// Runs all layers over `batch`; returns logits for the rows that want them, or, when every
+    /// such row carries a ``SamplingRequest``, may return the tokens sampled for them instead.
     func forward(_ batch: StageBatch) async throws -> StageOutput
     /// Frees everything kept for `sequence` (its KV cache).
     func release(_ sequence: SequenceID) async
 }
 
-/// A ``ForwardEngine`` running every layer in this process with one ``LlamaStage``.
+/// A ``ForwardEngine`` running every layer in this process with one ``LlamaStage``. It returns
+/// logits (the session samples them in the same process; nothing travels).
 public actor LocalEngine: ForwardEngine {
     private let stage: LlamaStage
     public nonisolated let vocabularySize: Int

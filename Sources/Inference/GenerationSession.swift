@@ -38,6 +38,11 @@ public struct TokenLogprobs: Sendable, Equatable {
         self.logprob = logprob
         self.top = top
     }
+
+    /// The record of a token sampled by the engine.
+    public init(sampled: SampledLogprobs) {
+        self.init(logprob: sampled.logprob, top: sampled.top.map { TokenAlternative(id: $0.id, logprob: $0.logprob) })
+    }
 }
 
 /// A candidate token with its log-probability.
@@ -74,7 +79,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable
 /// the sampler chain, stop strings and the streaming detokenizer.
 ///
 /// Pure state machine: it never calls the engine itself. A scheduler asks it for the rows to feed
-/// (``pendingEntries(limit:)``), runs them, and hands back the logits (``accept(logits:)``).
+/// (``pendingEntries(limit:)``), runs them, and hands back the logits (``accept(logits:)``) or the
+/// token the engine sampled from them (``accept(sampled:)``).
 public final class GenerationSession: @unchecked Sendable {
     /// The sequence in the engine's caches.
     public let sequence: SequenceID
@@ -126,12 +132,16 @@ public final class GenerationSession: @unchecked Sendable {
     }
 
     /// The next rows to feed: up to `limit` tokens the engine has not seen; the last one asks for
-    /// logits when it is the newest token. Empty when finished.
+    /// logits when it is the newest token, and carries the ``SamplingRequest`` that lets the
+    /// engine sample the next token itself (answer with ``accept(sampled:)``) or ignore it and
+    /// return the logits (answer with ``accept(logits:)``). Empty when finished.
     public func pendingEntries(limit: Int) -> [StageEntry] {
         guard !isFinished, limit > 0 else { return [] }
         let end = min(tokens.count, processed + limit)
         return (processed..<end).map { p in
-            StageEntry(sequence: sequence, position: p, token: tokens[p], wantsLogits: p == tokens.count - 1)
+            let last = p == tokens.count - 1
+            return StageEntry(sequence: sequence, position: p, token: tokens[p], wantsLogits: last,
+                              sampling: last ? parameters.stageRequest(after: tokens) : nil)
         }
     }
 
@@ -167,15 +177,23 @@ public final class GenerationSession: @unchecked Sendable {
         processed = min(tokens.count, processed + count)
     }
 
-    /// Samples the next token from the logits of the newest token and advances the session.
+    /// Samples the next token from the logits of the newest token (modified in place) and advances
+    /// the session. Samples exactly as a stage does for the request of ``pendingEntries(limit:)``.
     public func accept(logits: UnsafeMutableBufferPointer<Float>) -> [GenerationEvent] {
         guard !isFinished else { return [] }
-        let position = tokens.count
-        let wantsLogprobs = parameters.logprobs || parameters.topLogprobs > 0
-        let raw: [Float] = wantsLogprobs ? Array(logits) : []
-        let token = sampler.sample(logits: logits, history: tokens, position: position)
-        if wantsLogprobs {
-            logprobs.append(Self.logprobs(raw, chosen: token, top: parameters.topLogprobs))
+        let window = parameters.stageRequest(after: tokens).history
+        return accept(sampled: sampler.sampleRow(logits: logits, history: window, position: tokens.count))
+    }
+
+    /// Advances the session with the token the engine sampled for the newest row's request (see
+    /// ``pendingEntries(limit:)``): end of generation, detokenizing, stop strings and limits are
+    /// handled as for ``accept(logits:)``. A result without the logprobs the parameters ask for
+    /// records NaN for them.
+    public func accept(sampled row: SampledRow) -> [GenerationEvent] {
+        guard !isFinished else { return [] }
+        let token = row.token
+        if parameters.logprobs || parameters.topLogprobs > 0 {
+            logprobs.append(row.logprobs.map(TokenLogprobs.init(sampled:)) ?? TokenLogprobs(logprob: .nan, top: []))
         }
         tokens.append(token)
         var events: [GenerationEvent] = []
@@ -195,29 +213,6 @@ public final class GenerationSession: @unchecked Sendable {
             events.append(finish(.contextFull))
         }
         return events
-    }
-
-    /// Log-softmax of `logits` at `chosen`, and the `top` most likely tokens.
-    static func logprobs(_ logits: [Float], chosen: Int32, top: Int) -> TokenLogprobs {
-        var maximum = -Float.infinity
-        for v in logits where v > maximum { maximum = v }
-        var sum = 0.0
-        for v in logits { sum += Double(expf(v - maximum)) }
-        let lse = maximum + Float(log(sum))
-        var best: [TokenAlternative] = []
-        if top > 0 {
-            // Keep the `top` largest in a small sorted array (top <= 20).
-            for (i, v) in logits.enumerated() where best.count < top || v > best[best.count - 1].logprob {
-                let entry = TokenAlternative(id: Int32(i), logprob: v)
-                let at = best.firstIndex { $0.logprob < v } ?? best.count
-                best.insert(entry, at: at)
-                if best.count > top { best.removeLast() }
-            }
-            best = best.map { TokenAlternative(id: $0.id, logprob: $0.logprob - lse) }
-        }
-        let index = Int(chosen)
-        let value = index >= 0 && index < logits.count ? logits[index] - lse : -.infinity
-        return TokenLogprobs(logprob: value, top: best)
     }
 
     /// Ends the session now (cancellation); returns the final event.

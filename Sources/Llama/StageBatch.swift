@@ -10,12 +10,20 @@ public struct StageEntry: Sendable, Equatable {
     public var token: Int32?
     /// Whether the last stage should return logits for this row.
     public var wantsLogits: Bool
+    /// For a row that wants logits: how to sample the next token (at `position + 1`) where the
+    /// logits are computed, so that only the token travels back (``StageOutput/sampled(rows:entryIndices:)``).
+    /// Nil: the caller samples from the logits itself.
+    public var sampling: SamplingRequest?
 
-    public init(sequence: SequenceID, position: Int, token: Int32? = nil, wantsLogits: Bool = false) {
+    /// Creates a row; `sampling` only makes sense with `wantsLogits`.
+    public init(sequence: SequenceID, position: Int, token: Int32? = nil, wantsLogits: Bool = false,
+                sampling: SamplingRequest? = nil) {
+        precondition(sampling == nil || wantsLogits, "a sampling request needs a row that wants logits")
         self.sequence = sequence
         self.position = position
         self.token = token
         self.wantsLogits = wantsLogits
+        self.sampling = sampling
     }
 }
 
@@ -44,6 +52,9 @@ public enum StageOutput: Sendable {
     /// Logits of the rows that wanted them, in entry order, `[rows, vocabulary]` row-major;
     /// `entryIndices[i]` is the batch row of logits row `i`.
     case logits(values: [Float], entryIndices: [Int], vocabulary: Int)
+    /// The tokens sampled on the stage for the rows that wanted logits, when every such row carried
+    /// a ``SamplingRequest``: `rows[i]` belongs to batch row `entryIndices[i]`, in entry order.
+    case sampled(rows: [SampledRow], entryIndices: [Int])
 }
 
 /// Why a stage refused a batch. The stage's state is unchanged when it throws.

@@ -94,6 +94,7 @@ public final class LayerFetcher: Sendable {
             socket = try AsyncSocket(loop: loop, type: .dealer) { s in
                 try s.apply(self.security.client(serverKey: self.coordinatorPublicKey))
                 try s.set(.linger, 0)
+                try s.apply(LinkLiveness.cluster)
                 try s.connect(source)
             }
         } catch {

@@ -103,10 +103,9 @@ public actor StageRuntime {
         try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(security)
             try socket.set(.sendHighWaterMark, 64)
-            // ZMTP heartbeats: a connection that stops answering (a cut link, heavy packet loss
-            // with TCP backing off) is dropped and re-established instead of stalling for minutes.
-            try socket.set(.heartbeatInterval, 500)
-            try socket.set(.heartbeatTimeout, 2000)
+            // A connection that stops answering (a cut link, heavy packet loss with TCP backing
+            // off) is dropped and re-established instead of stalling for minutes.
+            try socket.apply(LinkLiveness.cluster)
             try socket.connect(endpoint)
         }
     }
@@ -147,12 +146,20 @@ public actor StageRuntime {
             await report(step.failure("stage \(assignment.stageIndex): \(error)"), to: installed)
             return
         }
-        let output: StageOutput
+        var output: StageOutput
         let started = ContinuousClock.now
         do {
             output = try installed.stage.forward(batch)
         } catch {
             await report(step.failure("stage \(assignment.stageIndex) (layers \(assignment.layers)): \(error)"), to: installed)
+            return
+        }
+        // The last stage samples itself when every row asks it to: a token id goes back instead of
+        // a vocabulary-wide logits row. (Counted in the step's compute time below.)
+        do {
+            output = try output.sampledOnStage(batch: batch)
+        } catch {
+            await report(step.failure("stage \(assignment.stageIndex): \(error)"), to: installed)
             return
         }
         let elapsed = ContinuousClock.now - started
@@ -166,6 +173,9 @@ public actor StageRuntime {
             case let .logits(values, entryIndices, vocabulary):
                 let outcome = try step.outcome(logits: values, entryIndices: entryIndices, vocabulary: vocabulary, dtype: .f32)
                 try await installed.next.send(try codec.encode(outcome), timeout: sendTimeout)
+            case let .sampled(rows, entryIndices):
+                try await installed.next.send(try codec.encode(step.outcome(sampled: rows, entryIndices: entryIndices)),
+                                              timeout: sendTimeout)
             }
         } catch {
             logger.error("could not send the output of step \(step.stepID)", metadata: ["reason": "\(error)"])

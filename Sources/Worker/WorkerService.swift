@@ -55,16 +55,19 @@ public final class WorkerService: Service {
         let codec = WireCodec(limits: config.limits)
         let control = try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(config.security.client(serverKey: config.coordinatorPublicKey))
-            try socket.set(.reconnectIntervalMax, 1000)
-            // ZMTP heartbeats: a connection that stops answering (a cut link, heavy packet loss
-            // with TCP backing off) is dropped and re-established instead of stalling for minutes.
-            try socket.set(.heartbeatInterval, 500)
-            try socket.set(.heartbeatTimeout, 2000)
+            // A connection that stops answering (a cut link, heavy packet loss with TCP backing
+            // off) is dropped and re-established instead of stalling for minutes.
+            try socket.apply(LinkLiveness.cluster)
+            // One identity for the life of this process: when the connection is re-made the
+            // coordinator sees the same peer (no re-registration, no lost assignment); a restarted
+            // worker is a new peer.
+            try socket.set(.routingID, Self.processIdentity(config.workerID))
             try socket.connect(config.coordinatorEndpoint)
         }
         let data = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 64)
+            try socket.apply(LinkLiveness.cluster)
             try socket.bind(config.dataEndpoint)
         }
         let bound = try await data.withSocket { socket throws(ZMQError) in try socket.lastEndpoint }
@@ -129,6 +132,13 @@ public final class WorkerService: Service {
         await runtime.shutdown()
         await data.close()
         await control.close()
+    }
+
+    /// The control socket's routing identity: the worker id (cut to fit) and a random nonce of
+    /// this process, printable and never starting with a zero byte.
+    static func processIdentity(_ workerID: String) -> String {
+        let nonce = (0..<4).map { _ in String(UInt32.random(in: 0...UInt32.max), radix: 16) }.joined()
+        return "w:" + String(workerID.prefix(200)) + ":" + nonce
     }
 
     // MARK: Control plane
@@ -223,8 +233,14 @@ public final class WorkerService: Service {
                 return
             }
             await loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
-        case .reportReady:
-            break  // sent right after loading
+        case .reportReady(let epoch, let error):
+            // The coordinator asked again for a stage already loaded (loads report themselves).
+            var ready = Caravan_V1_AssignmentReady()
+            ready.planEpoch = epoch
+            ready.workerID = configuration.workerID
+            ready.ready = error == nil
+            ready.error = error ?? ""
+            await ports.send(.assignmentReady(ready))
         case .stop(let reason):
             logger.critical("\(reason)")
         }

@@ -65,7 +65,8 @@ public struct WorkerSession: Sendable, Equatable {
             return [.stop(reason: "the coordinator refused the registration: \(reason)")]
         }
         if let kept, planEpoch != 0, kept.planEpoch == planEpoch {
-            state = .ready(kept)
+            // A load still running goes on (and reports itself); a loaded stage goes on serving.
+            state = forgottenWhileLoading ? .loading(kept) : .ready(kept)
         } else {
             state = .idle
         }
@@ -78,6 +79,9 @@ public struct WorkerSession: Sendable, Equatable {
         switch state {
         case .initial, .registering, .refused:
             return []
+        case .ready(let current) where assignment.planEpoch == current.planEpoch:
+            // Sent again: the coordinator did not get our AssignmentReady.
+            return [.reportReady(epoch: current.planEpoch, error: nil)]
         case .loading(let current), .ready(let current), .failed(let current, _):
             guard assignment.planEpoch > current.planEpoch else { return [] }
         case .idle:
@@ -108,15 +112,23 @@ public struct WorkerSession: Sendable, Equatable {
             return []
         case .registering, .idle:
             state = .registering
-        case .loading(let a), .ready(let a), .failed(let a, _):
+        case .loading(let a):
             state = .registering
             forgottenAssignment = a
+            forgottenWhileLoading = true
+        case .ready(let a), .failed(let a, _):
+            state = .registering
+            forgottenAssignment = a
+            forgottenWhileLoading = false
         }
         return [.sendHelloAndRegister]
     }
 
-    /// The assignment loaded before the last re-registration (still running until replaced).
+    /// The assignment loaded (or being loaded) before the last re-registration (still running
+    /// until replaced).
     public private(set) var forgottenAssignment: StageAssignment?
+    /// Whether ``forgottenAssignment`` was still loading.
+    private var forgottenWhileLoading = false
 
     /// The assignment whose steps the data plane accepts now (only when ready).
     public var runningAssignment: StageAssignment? {

@@ -23,6 +23,9 @@ public struct IntOption: Sendable {
     /// `ZMQ_ROUTER_MANDATORY` (set-only, 0/1): a ROUTER fails with `EHOSTUNREACH` instead of
     /// silently dropping messages for unknown identities.
     public static let routerMandatory = IntOption(ZMQ_ROUTER_MANDATORY, "ZMQ_ROUTER_MANDATORY")
+    /// `ZMQ_ROUTER_HANDOVER` (set-only, 0/1): a ROUTER hands an identity over to a new connection
+    /// that presents it (a peer that reconnected) instead of refusing the newcomer.
+    public static let routerHandover = IntOption(ZMQ_ROUTER_HANDOVER, "ZMQ_ROUTER_HANDOVER")
     /// `ZMQ_HEARTBEAT_IVL`: milliseconds between ZMTP PING heartbeats (0 off).
     public static let heartbeatInterval = IntOption(ZMQ_HEARTBEAT_IVL, "ZMQ_HEARTBEAT_IVL")
     /// `ZMQ_HEARTBEAT_TIMEOUT`: milliseconds without traffic after a PING before the connection is
@@ -33,6 +36,12 @@ public struct IntOption: Sendable {
     public static let heartbeatTTL = IntOption(ZMQ_HEARTBEAT_TTL, "ZMQ_HEARTBEAT_TTL")
     /// `ZMQ_HANDSHAKE_IVL`: milliseconds allowed for the ZMTP (and CURVE) handshake.
     public static let handshakeInterval = IntOption(ZMQ_HANDSHAKE_IVL, "ZMQ_HANDSHAKE_IVL")
+    /// `ZMQ_CONNECT_TIMEOUT`: milliseconds a TCP connect may take before it is abandoned (and
+    /// retried after the reconnect interval); 0 = the kernel's own SYN back-off (minutes).
+    public static let connectTimeout = IntOption(ZMQ_CONNECT_TIMEOUT, "ZMQ_CONNECT_TIMEOUT")
+    /// `ZMQ_TCP_MAXRT` (`TCP_USER_TIMEOUT` on Linux): milliseconds sent data may stay unacknowledged
+    /// before the connection is dropped; 0 = the kernel default (about 15 minutes).
+    public static let tcpMaxRetransmitTimeout = IntOption(ZMQ_TCP_MAXRT, "ZMQ_TCP_MAXRT")
     /// `ZMQ_IMMEDIATE` (0/1): queue messages only to completed connections.
     public static let immediate = IntOption(ZMQ_IMMEDIATE, "ZMQ_IMMEDIATE")
     /// `ZMQ_CURVE_SERVER` (0/1): act as CURVE server (needs ``BytesOption/curveSecretKey``).

@@ -184,6 +184,52 @@ final class MembershipTests: XCTestCase {
         XCTAssertEqual(workers.map(\.workerID), ["w1", "w3"])
     }
 
+    func testALostAssignmentIsSentAgainFromTheWorkersHeartbeats() {
+        var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 5000)
+        _ = join(&m, 1, now: 0)
+        _ = join(&m, 2, now: 0)
+        _ = m.planned(PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
+            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
+        ]), template: template, now: 100)
+        func beat(_ n: UInt8, epoch: UInt64, loading: Bool, _ t: UInt64) -> [Membership.Directive] {
+            m.heartbeat(peer: peer(n), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0,
+                        planEpoch: epoch, loading: loading, now: t)
+        }
+        XCTAssertEqual(beat(1, epoch: 1, loading: true, 600), [], "loading it")
+        XCTAssertEqual(beat(2, epoch: 0, loading: false, 600), [], "too early to tell")
+        XCTAssertEqual(beat(1, epoch: 1, loading: true, 1200), [], "still loading it")
+        let again = beat(2, epoch: 0, loading: false, 1200)
+        guard case .assign(let p, let a)? = again.first, again.count == 1 else { return XCTFail("\(again)") }
+        XCTAssertEqual(p, peer(2))
+        XCTAssertEqual(a.planEpoch, 1)
+        XCTAssertEqual(a.layers, LayerRange(6, 12)!)
+        XCTAssertEqual(beat(2, epoch: 0, loading: false, 1500), [], "not more than once a second")
+        _ = m.assignmentReady(peer: peer(1), epoch: 1, error: nil, now: 1600)
+        // w2 loaded it but its AssignmentReady was lost: it runs epoch 1 (not loading) and is asked again.
+        XCTAssertEqual(beat(2, epoch: 1, loading: false, 2300).count, 1)
+        _ = m.assignmentReady(peer: peer(2), epoch: 1, error: nil, now: 2400)
+        guard case .serving(1, _, _) = m.phase else { return XCTFail("\(m.phase)") }
+        XCTAssertEqual(beat(2, epoch: 1, loading: false, 5000), [], "serving: nothing to resend")
+    }
+
+    func testTheSameWorkerProcessRegisteringAgainKeepsItsPlaceWhileAPlanLoads() {
+        var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 5000)
+        _ = join(&m, 1, now: 0)
+        _ = join(&m, 2, now: 0)
+        _ = m.planned(PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
+            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
+        ]), template: template, now: 100)
+        // Same routing identity (the same process after a broken connection): no re-plan.
+        XCTAssertEqual(join(&m, 2, now: 900), [.acknowledge(peer(2), accepted: true, reason: "")])
+        guard case .assigning(1, _, _) = m.phase else { return XCTFail("\(m.phase)") }
+        // A new identity for the same worker id is a restarted process: its stage is gone.
+        let restarted = m.register(peer: peer(7), workerID: "w2", dataAddress: "tcp://w2:1", memoryBytes: 1 << 30, speed: 1,
+                                   heldModels: [sha], now: 1000)
+        XCTAssertTrue(restarted.contains { if case .replan = $0 { true } else { false } }, "\(restarted)")
+    }
+
     func testReRegistrationOfAWorkerStillRunningThePlanKeepsIt() {
         var m = serving()
         // Same worker, new connection (new routing id), still running epoch 1.

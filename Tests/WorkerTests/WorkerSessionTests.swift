@@ -37,10 +37,27 @@ final class WorkerSessionTests: XCTestCase {
         _ = s.assigned(assignment(epoch: 2))
         _ = s.loaded(epoch: 2, error: nil)
         XCTAssertEqual(s.assigned(assignment(epoch: 1)), [])
-        XCTAssertEqual(s.assigned(assignment(epoch: 2, layers: (5, 9))), [], "same epoch again is ignored")
+        XCTAssertEqual(s.assigned(assignment(epoch: 2, layers: (5, 9))), [.reportReady(epoch: 2, error: nil)],
+                       "the same epoch again (its AssignmentReady was lost) is answered, not loaded")
+        XCTAssertEqual(s.state, .ready(assignment(epoch: 2)))
         let newer = assignment(epoch: 3, layers: (10, 20))
         XCTAssertEqual(s.assigned(newer), [.load(newer)])
         XCTAssertEqual(s.state, .loading(newer))
+    }
+
+    func testALoadInterruptedByAReRegistrationGoesOnAndReportsItself() {
+        var s = WorkerSession()
+        _ = s.start()
+        _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10)
+        let a = assignment(epoch: 4)
+        _ = s.assigned(a)
+        XCTAssertEqual(s.coordinatorSilent(), [.sendHelloAndRegister])
+        XCTAssertEqual(s.forgottenAssignment, a)
+        _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10, planEpoch: 4)
+        XCTAssertEqual(s.state, .loading(a), "still loading: not ready before the load ends")
+        XCTAssertNil(s.runningAssignment)
+        XCTAssertEqual(s.assigned(a), [], "the assignment sent again while loading changes nothing")
+        XCTAssertEqual(s.loaded(epoch: 4, error: nil), [.reportReady(epoch: 4, error: nil)])
     }
 
     func testSilentCoordinatorMeansRegisterAgainAndAcceptAnyEpoch() {

@@ -60,11 +60,75 @@ public nonisolated struct Caravan_V1_SequenceEntry: Sendable {
   /// step; prefill rows before it only fill the cache).
   public var sample: Bool = false
 
+  /// Only with `sample`: how the last stage samples the token itself and returns it in
+  /// `StepResult.tokens` instead of the row's logits. Every stage forwards it unchanged. When some
+  /// row with `sample` has none, the last stage returns logits for all of them.
+  public var sampling: Caravan_V1_SamplingRequest {
+    get {_sampling ?? Caravan_V1_SamplingRequest()}
+    set {_sampling = newValue}
+  }
+  /// Returns true if `sampling` has been explicitly set.
+  public var hasSampling: Bool {self._sampling != nil}
+  /// Clears the value of `sampling`. Subsequent reads from it will return its default value.
+  public mutating func clearSampling() {self._sampling = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _tokenID: UInt32? = nil
+  fileprivate var _sampling: Caravan_V1_SamplingRequest? = nil
+}
+
+/// The job's sampling chain, as the coordinator resolved it (see jobs.proto's SamplingParameters
+/// for the meaning of each field; here every field is explicit, there are no defaults), and the
+/// part of the sequence its penalties read. The draw is for the token at the row's position + 1,
+/// from (seed, that position) alone, so the token equals what the coordinator would have sampled.
+/// Receivers reject invalid values (e.g. top_p outside (0, 1], a negative temperature) as a step
+/// error.
+public nonisolated struct Caravan_V1_SamplingRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 0 = greedy (argmax, lowest id on ties).
+  public var temperature: Float = 0
+
+  /// 0 = off.
+  public var topK: Int64 = 0
+
+  /// In (0, 1]; 1 = off.
+  public var topP: Float = 0
+
+  /// In [0, 1]; 0 = off.
+  public var minP: Float = 0
+
+  /// > 0; 1 = off.
+  public var repeatPenalty: Float = 0
+
+  /// Penalty window in tokens: 0 = off, -1 = the whole sequence.
+  public var repeatLastN: Int64 = 0
+
+  public var frequencyPenalty: Float = 0
+
+  public var presencePenalty: Float = 0
+
+  /// The resolved seed (any value, 0 included).
+  public var seed: UInt64 = 0
+
+  /// Report the log-probability of the sampled token (raw distribution: softmax of the logits).
+  public var logprobs: Bool = false
+
+  /// Also report this many most likely tokens, 0..20.
+  public var topLogprobs: UInt32 = 0
+
+  /// The newest tokens of the sequence, oldest first, up to and including the row's own token:
+  /// the last repeat_last_n of them (all for -1), none when no penalty is active.
+  public var history: [UInt32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Describes the payload frame that follows the header frame.
@@ -134,7 +198,8 @@ public nonisolated struct Caravan_V1_TokenLogprob: Sendable {
   /// Token id.
   public var tokenID: UInt32 = 0
 
-  /// Natural log of its probability after the sampling transforms.
+  /// Natural log of its probability under the raw distribution (softmax of the logits, before
+  /// penalties, truncation and temperature).
   public var logprob: Float = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -142,7 +207,7 @@ public nonisolated struct Caravan_V1_TokenLogprob: Sendable {
   public init() {}
 }
 
-/// The token sampled for one sequence in a step.
+/// The token the last stage sampled for one row that had a `sampling` request.
 public nonisolated struct Caravan_V1_SampledToken: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -151,13 +216,14 @@ public nonisolated struct Caravan_V1_SampledToken: Sendable {
   /// The sequence this token extends.
   public var sequenceID: UInt64 = 0
 
-  /// Position the new token will take in the sequence.
+  /// Position the new token will take in the sequence (the row's position + 1).
   public var position: UInt32 = 0
 
-  /// The sampled token id.
+  /// The sampled token id (< the vocabulary size).
   public var tokenID: UInt32 = 0
 
-  /// Log-probability of the sampled token, when the job asked for logprobs.
+  /// Log-probability of the sampled token, set exactly when the request asked for logprobs or
+  /// top logprobs.
   public var logprob: Float {
     get {_logprob ?? 0}
     set {_logprob = newValue}
@@ -167,7 +233,7 @@ public nonisolated struct Caravan_V1_SampledToken: Sendable {
   /// Clears the value of `logprob`. Subsequent reads from it will return its default value.
   public mutating func clearLogprob() {self._logprob = nil}
 
-  /// Most likely alternatives, best first, when the job asked for top logprobs.
+  /// The request's top_logprobs most likely tokens, best first (lower id first among equals).
   public var topLogprobs: [Caravan_V1_TokenLogprob] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -192,13 +258,15 @@ public nonisolated struct Caravan_V1_StepResult: Sendable {
   /// The step id from the activation header.
   public var stepID: UInt64 = 0
 
-  /// One token per entry that had `sample` set, in row order.
+  /// One token per entry that had `sample` set, in row order, when every such entry carried a
+  /// `sampling` request (then there are no logits).
   public var tokens: [Caravan_V1_SampledToken] = []
 
   /// Non-empty when the step failed on some stage (e.g. "KV cache full"); tokens is then empty.
   public var error: String = String()
 
-  /// Logits of the rows that had `sample` set, when the coordinator samples (the default): shape
+  /// Logits of the rows that had `sample` set, when the coordinator samples (some row had no
+  /// `sampling` request): shape
   /// [rows, vocabulary], F32 or F16. Like an activation's tensor, the payload travels as the next
   /// frame, exactly `byte_length` bytes, checked by CRC-32C. Absent on error.
   public var logits: Caravan_V1_TensorHeader {
@@ -226,7 +294,7 @@ fileprivate nonisolated let _protobuf_package = "caravan.v1"
 
 nonisolated extension Caravan_V1_SequenceEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SequenceEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_id\0\u{1}position\0\u{3}token_id\0\u{1}sample\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_id\0\u{1}position\0\u{3}token_id\0\u{1}sample\0\u{1}sampling\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -238,6 +306,7 @@ nonisolated extension Caravan_V1_SequenceEntry: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.position) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self._tokenID) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.sample) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._sampling) }()
       default: break
       }
     }
@@ -260,6 +329,9 @@ nonisolated extension Caravan_V1_SequenceEntry: SwiftProtobuf.Message, SwiftProt
     if self.sample != false {
       try visitor.visitSingularBoolField(value: self.sample, fieldNumber: 4)
     }
+    try { if let v = self._sampling {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -268,6 +340,92 @@ nonisolated extension Caravan_V1_SequenceEntry: SwiftProtobuf.Message, SwiftProt
     if lhs.position != rhs.position {return false}
     if lhs._tokenID != rhs._tokenID {return false}
     if lhs.sample != rhs.sample {return false}
+    if lhs._sampling != rhs._sampling {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_SamplingRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SamplingRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}top_k\0\u{3}top_p\0\u{3}min_p\0\u{3}repeat_penalty\0\u{3}repeat_last_n\0\u{3}frequency_penalty\0\u{3}presence_penalty\0\u{1}seed\0\u{1}logprobs\0\u{3}top_logprobs\0\u{1}history\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFloatField(value: &self.temperature) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.topK) }()
+      case 3: try { try decoder.decodeSingularFloatField(value: &self.topP) }()
+      case 4: try { try decoder.decodeSingularFloatField(value: &self.minP) }()
+      case 5: try { try decoder.decodeSingularFloatField(value: &self.repeatPenalty) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.repeatLastN) }()
+      case 7: try { try decoder.decodeSingularFloatField(value: &self.frequencyPenalty) }()
+      case 8: try { try decoder.decodeSingularFloatField(value: &self.presencePenalty) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.seed) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.logprobs) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.topLogprobs) }()
+      case 12: try { try decoder.decodeRepeatedUInt32Field(value: &self.history) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.temperature.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.temperature, fieldNumber: 1)
+    }
+    if self.topK != 0 {
+      try visitor.visitSingularInt64Field(value: self.topK, fieldNumber: 2)
+    }
+    if self.topP.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.topP, fieldNumber: 3)
+    }
+    if self.minP.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.minP, fieldNumber: 4)
+    }
+    if self.repeatPenalty.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.repeatPenalty, fieldNumber: 5)
+    }
+    if self.repeatLastN != 0 {
+      try visitor.visitSingularInt64Field(value: self.repeatLastN, fieldNumber: 6)
+    }
+    if self.frequencyPenalty.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.frequencyPenalty, fieldNumber: 7)
+    }
+    if self.presencePenalty.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.presencePenalty, fieldNumber: 8)
+    }
+    if self.seed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.seed, fieldNumber: 9)
+    }
+    if self.logprobs != false {
+      try visitor.visitSingularBoolField(value: self.logprobs, fieldNumber: 10)
+    }
+    if self.topLogprobs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.topLogprobs, fieldNumber: 11)
+    }
+    if !self.history.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.history, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_SamplingRequest, rhs: Caravan_V1_SamplingRequest) -> Bool {
+    if lhs.temperature != rhs.temperature {return false}
+    if lhs.topK != rhs.topK {return false}
+    if lhs.topP != rhs.topP {return false}
+    if lhs.minP != rhs.minP {return false}
+    if lhs.repeatPenalty != rhs.repeatPenalty {return false}
+    if lhs.repeatLastN != rhs.repeatLastN {return false}
+    if lhs.frequencyPenalty != rhs.frequencyPenalty {return false}
+    if lhs.presencePenalty != rhs.presencePenalty {return false}
+    if lhs.seed != rhs.seed {return false}
+    if lhs.logprobs != rhs.logprobs {return false}
+    if lhs.topLogprobs != rhs.topLogprobs {return false}
+    if lhs.history != rhs.history {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

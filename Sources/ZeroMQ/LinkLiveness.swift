@@ -1,0 +1,48 @@
+/// How quickly a socket gives up on a TCP connection that stopped working (a cut link, a frozen
+/// peer, heavy packet loss) and makes a new one.
+///
+/// Left to the kernel, a connection whose segments are being dropped backs off exponentially:
+/// retransmissions wait 0.2, 0.4, ... 60 s, a connect whose SYN was lost waits 1, 3, 7, 15, 31 s,
+/// and the link stays silent long after the loss has stopped. These settings bound every part:
+/// ZMTP heartbeats drop a connection that has not been heard for `heartbeatTimeout`, data may stay
+/// unacknowledged for at most `maxRetransmit`, a connect attempt is abandoned after
+/// `connectTimeout`, and reconnects are tried at least every `reconnectMax`.
+public struct LinkLiveness: Sendable, Equatable {
+    /// Milliseconds between ZMTP PINGs.
+    public var heartbeatInterval: Int32
+    /// Milliseconds without any traffic after which the connection is closed.
+    public var heartbeatTimeout: Int32
+    /// Milliseconds a connect may take.
+    public var connectTimeout: Int32
+    /// Milliseconds sent data may stay unacknowledged.
+    public var maxRetransmit: Int32
+    /// Upper bound of the reconnect back-off, milliseconds.
+    public var reconnectMax: Int32
+
+    /// Creates settings.
+    public init(heartbeatInterval: Int32, heartbeatTimeout: Int32, connectTimeout: Int32, maxRetransmit: Int32,
+                reconnectMax: Int32) {
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatTimeout = heartbeatTimeout
+        self.connectTimeout = connectTimeout
+        self.maxRetransmit = maxRetransmit
+        self.reconnectMax = reconnectMax
+    }
+
+    /// What Caravan's cluster sockets use: a dead link is noticed within about 2 s, and a healed
+    /// one is used again within about 1 s.
+    public static let cluster = LinkLiveness(heartbeatInterval: 500, heartbeatTimeout: 2000, connectTimeout: 1000,
+                                             maxRetransmit: 3000, reconnectMax: 1000)
+}
+
+extension Socket {
+    /// Applies `liveness` (before `connect`/`bind`; bound sockets use the heartbeat and
+    /// retransmission limits, connecting ones all of it).
+    public func apply(_ liveness: LinkLiveness) throws(ZMQError) {
+        try set(.heartbeatInterval, liveness.heartbeatInterval)
+        try set(.heartbeatTimeout, liveness.heartbeatTimeout)
+        try set(.connectTimeout, liveness.connectTimeout)
+        try set(.tcpMaxRetransmitTimeout, liveness.maxRetransmit)
+        try set(.reconnectIntervalMax, liveness.reconnectMax)
+    }
+}

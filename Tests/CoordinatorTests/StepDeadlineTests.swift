@@ -1,0 +1,33 @@
+import Coordinator
+import XCTest
+
+final class StepDeadlineTests: XCTestCase {
+    func testBeforeAnyStepTheConfiguredTimeoutApplies() {
+        let d = StepDeadline(maximum: 60)
+        XCTAssertEqual(d.seconds(rows: 1), 60)
+        XCTAssertEqual(d.seconds(rows: 500), 60)
+    }
+
+    func testDecodeStepsGetTheMinimumAndBigStepsScaleWithTheirRows() {
+        var d = StepDeadline(factor: 8, minimum: 2, maximum: 60)
+        for _ in 0..<20 { d.record(rows: 4, seconds: 0.02) }
+        XCTAssertEqual(d.seconds(rows: 4), 2, accuracy: 1e-9, "8 x 20 ms is under the minimum")
+        // 400 rows = 100x the usual 4: predicted 2 s, deadline 16 s.
+        XCTAssertEqual(d.seconds(rows: 400), 16, accuracy: 0.01)
+        XCTAssertEqual(d.seconds(rows: 4000), 60, "capped by the configured timeout")
+    }
+
+    func testSlowerStepsRaiseTheDeadlineGradually() {
+        var d = StepDeadline(factor: 8, minimum: 2, maximum: 60)
+        for _ in 0..<20 { d.record(rows: 4, seconds: 0.02) }
+        d.record(rows: 4, seconds: 2.0)  // one slow step (a replay, a loaded machine)
+        let after = d.seconds(rows: 4)
+        XCTAssertGreaterThan(after, 2)
+        XCTAssertLessThan(after, 8 * 2.0, "one step moves the average by a fifth")
+        for _ in 0..<40 { d.record(rows: 4, seconds: 0.5) }
+        XCTAssertEqual(d.seconds(rows: 4), 4, accuracy: 0.05)
+        d.record(rows: 4, seconds: -1)
+        d.record(rows: 4, seconds: .nan)
+        XCTAssertEqual(d.seconds(rows: 4), 4, accuracy: 0.05, "nonsense times are ignored")
+    }
+}
