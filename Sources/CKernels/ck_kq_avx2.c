@@ -304,99 +304,11 @@ CK_AVX2_INLINE void row_q5_K(const uint8_t *w, const uint8_t *x, size_t xrow, in
 }
 #define row_q6_K row_q6_K_exact
 
-/* Decode (one activation): two weight rows at a time share the activation's loads and block
-   sums; each row's integer sums and float steps are those of the one-row kernels above (g = 1),
-   so the results are the same bits. */
-CK_AVX2_INLINE void row2_kq_mins(const uint8_t *w, size_t wrow, size_t wbs, ck_kq_unpack_avx2_fn unpack,
-                                 int scalar_mins, const uint8_t *x, int64_t nblk, float *s2) {
-  __m256 acc[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
-  __m128 accm[2] = { _mm_setzero_ps(), _mm_setzero_ps() };
-  _Alignas(32) uint8_t u[2][CK_QK_K];
-  for (int64_t i = 0; i < nblk; i++) {
-    const ck_block_q8_K *y = (const ck_block_q8_K *)x + i;
-    const __m256i bs = LD(y->bsums);
-    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    ck_kq_meta m[2];
-    __m256i scv[2][8];
-    for (int r = 0; r < 2; r++) {
-      unpack(w + (size_t)r * wrow + (size_t)i * wbs, u[r], &m[r]);
-      ck_kq_scale_vectors(m[r].sc, scv[r]);
-    }
-    __m256i a0[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() }, a1[2] = { a0[0], a0[0] };
-    for (int c = 0; c < 8; c += 2) {
-      const __m256i y0 = LD(y->qs + 32 * c), y1 = LD(y->qs + 32 * c + 32);
-      for (int r = 0; r < 2; r++) {
-        const __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u[r] + 32 * c)), y0);
-        const __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u[r] + 32 * c + 32)), y1);
-        a0[r] = _mm256_add_epi32(a0[r], _mm256_madd_epi16(p0, scv[r][c]));
-        a1[r] = _mm256_add_epi32(a1[r], _mm256_madd_epi16(p1, scv[r][c + 1]));
-      }
-    }
-    for (int r = 0; r < 2; r++) {
-      const __m128i prod = _mm_madd_epi16(m[r].mins8, q8s);
-      if (scalar_mins) {
-        const __m128i h = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0x4E));
-        const __m128i t = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
-        accm[r] = _mm_fmadd_ss(_mm_set_ss(-y->d * m[r].dm), _mm_cvtepi32_ps(t), accm[r]);
-      } else {
-        accm[r] = _mm_fmadd_ps(_mm_set1_ps(-y->d * m[r].dm), _mm_cvtepi32_ps(prod), accm[r]);
-      }
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m[r].d), _mm256_cvtepi32_ps(_mm256_add_epi32(a0[r], a1[r])), acc[r]);
-    }
-  }
-  for (int r = 0; r < 2; r++) {
-    __m128 t = accm[r];
-    if (!scalar_mins) {
-      t = _mm_add_ps(t, _mm_movehl_ps(t, t));
-      t = _mm_add_ss(t, _mm_movehdup_ps(t));
-    }
-    s2[r] = ck_hsum_ps(acc[r]) + _mm_cvtss_f32(t);
-  }
-}
-
-CK_AVX2_INLINE void row2_q4_K(const uint8_t *w, size_t wrow, const uint8_t *x, int64_t nblk, float *s2) {
-  row2_kq_mins(w, wrow, sizeof(ck_block_q4_K), unpack_q4_K, 0, x, nblk, s2);
-}
-CK_AVX2_INLINE void row2_q5_K(const uint8_t *w, size_t wrow, const uint8_t *x, int64_t nblk, float *s2) {
-  row2_kq_mins(w, wrow, sizeof(ck_block_q5_K), unpack_q5_K, 1, x, nblk, s2);
-}
-
-CK_AVX2_INLINE void row2_q6_K(const uint8_t *w, size_t wrow, const uint8_t *x, int64_t nblk, float *s2) {
-  __m256 acc[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
-  _Alignas(32) uint8_t u[2][CK_QK_K];
-  for (int64_t i = 0; i < nblk; i++) {
-    const ck_block_q8_K *y = (const ck_block_q8_K *)x + i;
-    const __m256i bs = LD(y->bsums);
-    ck_kq_meta m[2];
-    __m256i scv[2][8];
-    for (int r = 0; r < 2; r++) {
-      unpack_q6_K(w + (size_t)r * wrow + (size_t)i * sizeof(ck_block_q6_K), u[r], &m[r]);
-      ck_kq_scale_vectors(m[r].sc, scv[r]);
-    }
-    __m256i a0[2] = { _mm256_setzero_si256(), _mm256_setzero_si256() }, a1[2] = { a0[0], a0[0] };
-    for (int c = 0; c < 8; c += 2) {
-      const __m256i y0 = LD(y->qs + 32 * c), y1 = LD(y->qs + 32 * c + 32);
-      for (int r = 0; r < 2; r++) {
-        const __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u[r] + 32 * c)), y0);
-        const __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(u[r] + 32 * c + 32)), y1);
-        a0[r] = _mm256_add_epi32(a0[r], _mm256_madd_epi16(p0, scv[r][c]));
-        a1[r] = _mm256_add_epi32(a1[r], _mm256_madd_epi16(p1, scv[r][c + 1]));
-      }
-    }
-    for (int r = 0; r < 2; r++) {
-      const __m256i mi = _mm256_madd_epi16(bs, m[r].mn);
-      const __m256i sum = _mm256_sub_epi32(_mm256_add_epi32(a0[r], a1[r]), mi);
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * m[r].d), _mm256_cvtepi32_ps(sum), acc[r]);
-    }
-  }
-  for (int r = 0; r < 2; r++) s2[r] = ck_hsum_ps(acc[r]);
-}
-
 CK_DEFINE_MM_G(mm_q2_K, row_q2_K, CK_AVX2, 8)
 CK_DEFINE_MM_G(mm_q3_K, row_q3_K, CK_AVX2, 8)
-CK_DEFINE_MM_G_R2(mm_q4_K, row_q4_K, row2_q4_K, CK_AVX2, 8)
-CK_DEFINE_MM_G_R2(mm_q5_K, row_q5_K, row2_q5_K, CK_AVX2, 8)
-CK_DEFINE_MM_G_R2(mm_q6_K, row_q6_K, row2_q6_K, CK_AVX2, 8)
+CK_DEFINE_MM_G(mm_q4_K, row_q4_K, CK_AVX2, 8)
+CK_DEFINE_MM_G(mm_q5_K, row_q5_K, CK_AVX2, 8)
+CK_DEFINE_MM_G(mm_q6_K, row_q6_K, CK_AVX2, 8)
 
 void ck_fill_avx2_kquants(ck_kernels *k);
 void ck_fill_avx2_kquants(ck_kernels *k) {

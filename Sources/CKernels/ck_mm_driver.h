@@ -60,19 +60,4 @@
     if (r < r1) ROWFN(W + (size_t)r * wrow, X, xrow, nblk, 1, out + r);                          \
   }
 
-/* CK_DEFINE_MM_R2 with groups of up to G activations (K-quants: 8). */
-#define CK_DEFINE_MM_G_R2(NAME, ROWFN, ROW2FN, ATTR, G)                                          \
-  CK_DEFINE_MM_G(NAME##_groups, ROWFN, ATTR, G)                                                  \
-  ATTR static void NAME(const void *w, size_t wrow, const void *x, size_t xrow, int64_t nblk,    \
-                        int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {       \
-    if (nb != 1) {                                                                               \
-      NAME##_groups(w, wrow, x, xrow, nblk, r0, r1, nb, out, ostride);                           \
-      return;                                                                                    \
-    }                                                                                            \
-    const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;                              \
-    int64_t r = r0;                                                                              \
-    for (; r + 2 <= r1; r += 2) ROW2FN(W + (size_t)r * wrow, wrow, X, nblk, out + r);            \
-    if (r < r1) ROWFN(W + (size_t)r * wrow, X, xrow, nblk, 1, out + r);                          \
-  }
-
 #endif /* CK_MM_DRIVER_H */
