@@ -6,9 +6,10 @@ import ClusterSupport
 /// healed: ZeroMQ does not resend across connections), and the workers stay alive, so only the
 /// step's deadline notices. A fixed deadline must cover the longest prefill and so makes every
 /// lost decode step cost that long. Instead each step gets `factor` times the time predicted for
-/// its rows from the recent steps (their mean time per step, scaled by the row count when the
-/// step has more rows than they had), at least `minimum` and at most `maximum` (the configured
-/// `--step-timeout`, which also applies before any step has finished).
+/// its rows, at least `minimum` and at most `maximum` (the configured `--step-timeout`, which also
+/// applies before anything was measured). Small steps (decode) are predicted by the moving
+/// average of small steps; big ones (prefill, replays) by the average time per row of big steps,
+/// or, before a big step was measured, by scaling the small steps' time with the row count.
 public struct StepDeadline: Sendable, Equatable {
     /// Multiple of the predicted time.
     public var factor: Double
@@ -16,10 +17,14 @@ public struct StepDeadline: Sendable, Equatable {
     public var minimum: Double
     /// Longest deadline (and the deadline before any measurement), seconds.
     public var maximum: Double
-    /// Moving average of step times, seconds (nil = no step yet).
-    public private(set) var meanSeconds: Double?
-    /// Moving average of rows per step.
-    public private(set) var meanRows: Double = 1
+    /// Moving average of the time of small steps, seconds (nil = none yet).
+    public private(set) var smallSeconds: Double?
+    /// Moving average of their rows.
+    public private(set) var smallRows: Double = 1
+    /// Moving average of the time per row of big steps, seconds (nil = none yet).
+    public private(set) var bigSecondsPerRow: Double?
+    /// Steps of at most this many rows are small.
+    public static let smallStepRows = 16
     /// Weight of the newest step in the averages.
     public static let weight = 0.2
 
@@ -32,21 +37,40 @@ public struct StepDeadline: Sendable, Equatable {
 
     /// The deadline for a step of `rows` rows, seconds.
     public func seconds(rows: Int) -> Double {
-        guard let mean = meanSeconds else { return maximum }
-        let predicted = mean * max(1, Double(max(1, rows)) / max(1, meanRows))
+        let n = Double(max(1, rows))
+        let predicted: Double
+        if rows <= Self.smallStepRows {
+            guard let small = smallSeconds ?? bigSecondsPerRow.map({ $0 * n }) else { return maximum }
+            predicted = small
+        } else if let perRow = bigSecondsPerRow {
+            predicted = max(perRow * n, smallSeconds ?? 0)
+        } else if let small = smallSeconds {
+            predicted = small * n / max(1, smallRows)
+        } else {
+            return maximum
+        }
         return min(maximum, max(minimum, factor * predicted))
     }
 
     /// A step of `rows` rows took `seconds`.
     public mutating func record(rows: Int, seconds: Double) {
         guard seconds.isFinite, seconds >= 0 else { return }
-        let r = Double(max(1, rows))
-        if let mean = meanSeconds {
-            meanSeconds = mean + Self.weight * (seconds - mean)
-            meanRows += Self.weight * (r - meanRows)
+        let n = Double(max(1, rows))
+        if rows <= Self.smallStepRows {
+            if let small = smallSeconds {
+                smallSeconds = small + Self.weight * (seconds - small)
+                smallRows += Self.weight * (n - smallRows)
+            } else {
+                smallSeconds = seconds
+                smallRows = n
+            }
         } else {
-            meanSeconds = seconds
-            meanRows = r
+            bigSecondsPerRow = Self.average(bigSecondsPerRow, seconds / n)
         }
+    }
+
+    private static func average(_ old: Double?, _ new: Double) -> Double {
+        guard let old else { return new }
+        return old + weight * (new - old)
     }
 }

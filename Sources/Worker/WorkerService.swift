@@ -198,6 +198,7 @@ public final class WorkerService: Service {
             hello.role = .worker
             hello.nodeID = configuration.workerID
             hello.softwareVersion = "caravan-worker 0.1"
+            ports.registerSent.withLock { $0 = .now }
             await ports.send(.hello(hello))
             var r = register
             r.runningPlanEpoch = session.read { $0.forgottenAssignment?.planEpoch ?? 0 }
@@ -296,7 +297,12 @@ public final class WorkerService: Service {
             if Task.isCancelled { break }
             // Silence for longer than the coordinator's timeout: it may have restarted; register again.
             let silence = ContinuousClock.now - ports.lastHeard.withLock { $0 }
-            if silence > ports.coordinatorTimeout.withLock({ $0 }) {
+            let unanswered = ContinuousClock.now - ports.registerSent.withLock { $0 }
+            if session.read({ $0.state == .registering }), unanswered > .seconds(1) {
+                // The registration (or its answer) was lost with a broken connection, while the
+                // coordinator's other messages keep arriving: ask again.
+                await execute(.sendHelloAndRegister, ports: ports, runtime: runtime, register: register, paths: paths, group: nil)
+            } else if silence > ports.coordinatorTimeout.withLock({ $0 }) {
                 let directives = session.apply { $0.coordinatorSilent() }
                 if !directives.isEmpty {
                     logger.warning("no word from the coordinator for \(silence): registering again")
@@ -336,6 +342,8 @@ final class Ports: Sendable {
     let heartbeatInterval = LockedValue<Duration?>(nil)
     /// When the coordinator was last heard from.
     let lastHeard = LockedValue<ContinuousClock.Instant>(.now)
+    /// When Hello + Register were last sent.
+    let registerSent = LockedValue<ContinuousClock.Instant>(.now)
     /// Silence after which the worker registers again (the coordinator's heartbeat timeout).
     let coordinatorTimeout = LockedValue<Duration>(.seconds(10))
 

@@ -53,6 +53,23 @@ final class TestbedTests: XCTestCase {
             XCTAssertTrue(bed.status().split(separator: "\n").first { $0.hasPrefix("h2 ") }?.contains(" down ") ?? false, bed.status())
             try bed.heal(2)
             XCTAssertTrue(bed.status().split(separator: "\n").first { $0.hasPrefix("h2 ") }?.contains(" up ") ?? false, bed.status())
+            // Packet loss really drops packets, and `loss H 0` really ends it (netem or iptables).
+            func reachable() throws -> Bool {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/bin/bash")
+                p.arguments = ["-c", "timeout -s KILL 2 bash -c '</dev/tcp/10.80.0.3/7001'"]
+                p.standardError = FileHandle.nullDevice
+                try p.run()
+                p.waitUntilExit()
+                return p.terminationStatus == 0
+            }
+            XCTAssertTrue(try reachable(), "h2's data port answers")
+            try bed.loss(2, percent: 100)
+            XCTAssertTrue(bed.status().contains("loss=100%"), bed.status())
+            XCTAssertFalse(try reachable(), "100% loss: nothing gets through")
+            try bed.loss(2, percent: 0)
+            XCTAssertFalse(bed.status().contains("loss="), bed.status())
+            XCTAssertTrue(try reachable(), "loss 0 ends the loss")
         } else {
             XCTAssertThrowsError(try bed.cut(2), "loopback beds cannot cut links")
         }

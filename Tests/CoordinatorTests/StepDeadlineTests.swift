@@ -15,6 +15,11 @@ final class StepDeadlineTests: XCTestCase {
         // 400 rows = 100x the usual 4: predicted 2 s, deadline 16 s.
         XCTAssertEqual(d.seconds(rows: 400), 16, accuracy: 0.01)
         XCTAssertEqual(d.seconds(rows: 4000), 60, "capped by the configured timeout")
+        // Once big steps are measured, they are predicted by their own time per row (prefill is
+        // cheaper per row than decode).
+        for _ in 0..<20 { d.record(rows: 200, seconds: 0.4) }
+        XCTAssertEqual(d.seconds(rows: 400), 8 * 0.8, accuracy: 0.01)
+        XCTAssertEqual(d.seconds(rows: 4), 2, accuracy: 1e-9, "small steps keep their own average")
     }
 
     func testSlowerStepsRaiseTheDeadlineGradually() {
