@@ -46,6 +46,9 @@ public struct Member: Sendable, Equatable {
     public var stageMemoryBytes: UInt64 = 0
     /// Since when it has been heard without a gap longer than the suspect time (milliseconds).
     public var heardSince: UInt64
+    /// When its heartbeats last had a gap longer than the suspect time (nil = never): a worker
+    /// with a recent gap (a lossy or flapping link) is left out of re-plans until it is steady.
+    public var lastGapAt: UInt64?
     /// It joined while a plan was serving and no plan has counted it yet: it gets layers once it
     /// has been heard steadily for the join-settle time.
     public var awaitingPlan = false
@@ -182,6 +185,8 @@ public struct Membership: Sendable {
     public private(set) var hasServed = false
     private var lastEpoch: UInt64
     private var pendingReason = "initial plan"
+    /// Workers the pending plan leaves out for unsteady heartbeats.
+    private var leftOutUnsteady: [PeerID] = []
 
     /// A membership waiting for `expectedWorkers` workers that hold the model `modelSHA256`;
     /// epochs continue after `lastEpoch` (persisted across restarts).
@@ -237,6 +242,7 @@ public struct Membership: Sendable {
                 member.stageMemoryBytes = old.stageMemoryBytes
                 member.assignedAt = old.assignedAt
                 member.heardSince = old.heardSince
+                member.lastGapAt = old.lastGapAt
                 members[i] = member
                 return [ack]
             }
@@ -282,10 +288,20 @@ public struct Membership: Sendable {
         let wasRunning = !planPeers.isEmpty
         phase = .gathering
         pendingReason = reason
-        // This plan counts every plannable worker, those still settling included.
+        // This plan counts every plannable worker, those still settling included, except workers
+        // whose heartbeats had a gap within the settle time (a lossy or flapping link would stall
+        // the new pipeline too): they rejoin once steady. If only unsteady workers are left, or
+        // the steady ones cannot hold the model (``planFailed(_:now:)``), all are used.
         for i in members.indices { members[i].awaitingPlan = false }
         var out: [Directive] = wasRunning ? [.replan(reason: reason)] : []
-        let workers = plannable
+        var workers = plannable
+        let steady = workers.filter { !isUnsteady($0, now: now) }
+        leftOutUnsteady = []
+        if !steady.isEmpty, steady.count < workers.count {
+            leftOutUnsteady = workers.filter { isUnsteady($0, now: now) }.map(\.peer)
+            for i in members.indices where leftOutUnsteady.contains(members[i].peer) { members[i].awaitingPlan = true }
+            workers = steady
+        }
         if workers.isEmpty {
             out += waitFor("\(reason); no workers left to plan over", now: now)
         } else {
@@ -307,6 +323,7 @@ public struct Membership: Sendable {
             workers.append(m)
         }
         lastEpoch += 1
+        leftOutUnsteady = []
         let epoch = lastEpoch
         var assignments: [StageAssignment] = []
         for (i, stage) in plan.stages.enumerated() {
@@ -331,7 +348,19 @@ public struct Membership: Sendable {
     /// Planning failed (the workers cannot hold the model): wait for a worker to join.
     public mutating func planFailed(_ reason: String, now: UInt64 = 0) -> [Directive] {
         guard phase == .gathering else { return [] }
+        if !leftOutUnsteady.isEmpty {
+            // The steady workers alone cannot hold the model: take the unsteady ones too.
+            for i in members.indices where leftOutUnsteady.contains(members[i].peer) { members[i].awaitingPlan = false }
+            leftOutUnsteady = []
+            return [.plan(workers: plannable)]
+        }
         return waitFor("\(pendingReason): \(reason)", now: now)
+    }
+
+    /// Whether `member`'s heartbeats had a gap within the join-settle time.
+    private func isUnsteady(_ member: Member, now: UInt64) -> Bool {
+        guard joinSettle > 0, let gap = member.lastGapAt else { return false }
+        return now >= gap && now - gap < joinSettle
     }
 
     /// A worker reported on its assignment.
@@ -363,7 +392,10 @@ public struct Membership: Sendable {
         clock = max(clock, now)
         guard let i = members.firstIndex(where: { $0.peer == peer }) else { return }
         // A gap longer than the suspect time restarts the settling of a joining worker.
-        if now > members[i].lastSeen, now - members[i].lastSeen > suspectAfter { members[i].heardSince = now }
+        if now > members[i].lastSeen, now - members[i].lastSeen > suspectAfter {
+            members[i].heardSince = now
+            members[i].lastGapAt = now
+        }
         members[i].lastSeen = max(members[i].lastSeen, now)
     }
 

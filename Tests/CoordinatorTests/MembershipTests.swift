@@ -172,10 +172,37 @@ final class MembershipTests: XCTestCase {
         XCTAssertTrue(m.members.allSatisfy { !$0.awaitingPlan })
     }
 
+    func testAReplanLeavesOutAWorkerWithRecentHeartbeatGapsUntilItIsSteady() {
+        var m = Membership(expectedWorkers: 3, modelSHA256: sha, heartbeatTimeout: 1500, suspectAfter: 300, joinSettle: 5000)
+        for n: UInt8 in 1...3 { _ = join(&m, n, now: 0) }
+        _ = m.planned(PipelinePlan(stages: (0..<3).map { i in
+            PlannedStage(workerID: "w\(i + 1)", layers: LayerRange(i * 4, i * 4 + 4)!, memoryBytes: 1)
+        }), template: template, now: 0)
+        for n: UInt8 in 1...3 { _ = m.assignmentReady(peer: peer(n), epoch: 1, error: nil, now: 10) }
+        func beat(_ n: UInt8, _ t: UInt64) { m.heartbeat(peer: peer(n), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: t) }
+        // w3's link drops packets: a 700 ms gap in its heartbeats (not long enough to be lost).
+        for t in stride(from: UInt64(250), through: 3000, by: 250) {
+            beat(1, t)
+            beat(2, t)
+            if !(1000...1600).contains(t) { beat(3, t) }
+        }
+        // A step failed (its message was lost on w3's link): the re-plan leaves w3 out.
+        let d = m.replan("a step of epoch 1 failed", now: 3000)
+        guard case .plan(let workers)? = d.last else { return XCTFail("\(d)") }
+        XCTAssertEqual(workers.map(\.workerID), ["w1", "w2"])
+        XCTAssertEqual(m.members.first { $0.workerID == "w3" }?.awaitingPlan, true)
+        // If w1 and w2 could not hold the model, w3 is taken after all.
+        let retry = m.planFailed("too little memory", now: 3000)
+        guard case .plan(let all)? = retry.last else { return XCTFail("\(retry)") }
+        XCTAssertEqual(all.map(\.workerID), ["w1", "w2", "w3"])
+    }
+
     func testAJoiningWorkerIsUsedAtOnceWhenJobsWaitForCapacity() {
         var m = serving(joinSettle: 5000)
         // w2 is lost and w1 alone cannot hold the model (the planner says so): jobs wait.
-        m.heartbeat(peer: peer(1), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: 1500)
+        for t in stride(from: UInt64(250), through: 1500, by: 250) {
+            m.heartbeat(peer: peer(1), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: t)
+        }
         _ = m.tick(now: 1500)
         _ = m.planFailed("too little memory", now: 1500)
         guard case .waiting = m.phase else { return XCTFail("\(m.phase)") }
