@@ -26,6 +26,9 @@ public final class LayerFetcher: Sendable {
         public var requestTimeout: Duration = .seconds(10)
         /// Times one block is requested before the fetch fails.
         public var maxAttempts = 5
+        /// Caches of other models unused for this long are removed when a pull starts (nil =
+        /// never).
+        public var pruneUnusedAfter: TimeInterval? = 14 * 86_400
         /// Default settings.
         public init() {}
     }
@@ -163,6 +166,12 @@ public final class LayerFetcher: Sendable {
     /// the same coordinator, which is therefore alive: `heard` is called while waiting).
     private func openCache(sha: String, size: UInt64, blockSize: UInt64,
                            heard: @Sendable () -> Void) async throws(LayerFetchError) -> LayerCache {
+        if let age = settings.pruneUnusedAfter {
+            let removed = LayerCache.prune(directory: cacheDirectory, keeping: sha, unusedFor: age)
+            if !removed.isEmpty {
+                logger.info("removed unused layer caches", metadata: ["models": "\(removed.joined(separator: ", "))"])
+            }
+        }
         var logged = false
         while true {
             do {

@@ -31,6 +31,9 @@ public struct WorkerConfiguration: Sendable {
     /// Where layers pulled from the coordinator are cached (for models without a local file);
     /// default `~/.cache/caravan/layers`.
     public var cacheDirectory: String = LayerFetcher.defaultCacheDirectory
+    /// Caches of other models unused for this many days are removed when a pull starts (nil =
+    /// kept forever).
+    public var cacheKeepDays: Double? = 14
 
     /// Creates a configuration.
     public init(workerID: String, coordinatorEndpoint: String, dataEndpoint: String,

@@ -87,9 +87,11 @@ public final class WorkerService: Service {
             return r
         }()
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
+        var fetchSettings = LayerFetcher.Settings()
+        fetchSettings.pruneUnusedAfter = config.cacheKeepDays.map { $0 * 86_400 }
         layerFetcher.withLock {
             $0 = LayerFetcher(loop: loop, codec: codec, security: config.security, coordinatorPublicKey: config.coordinatorPublicKey,
-                              cacheDirectory: config.cacheDirectory, logger: logger)
+                              cacheDirectory: config.cacheDirectory, settings: fetchSettings, logger: logger)
         }
 
         await cancelWhenGracefulShutdown {

@@ -22,6 +22,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("cache-dir"), help: "Where layers pulled from the coordinator are cached (default: ~/.cache/caravan/layers).")
     var cacheDir: String?
 
+    @Option(name: .customLong("cache-keep-days"), help: "Remove the layer caches of other models unused for this many days when a pull starts; 0 keeps them forever.")
+    var cacheKeepDays = 14.0
+
     @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
     var dataEndpoint = "tcp://127.0.0.1:*"
 
@@ -70,6 +73,7 @@ struct WorkerCommand: AsyncParsableCommand {
             throw ValidationError("give --coordinator-key (the coordinator's 40-character Z85 public key), or --insecure for plain connections")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard cacheKeepDays >= 0, cacheKeepDays.isFinite else { throw ValidationError("--cache-keep-days must be 0 or more") }
     }
 
     func run() async throws {
@@ -91,6 +95,7 @@ struct WorkerCommand: AsyncParsableCommand {
             memoryLimit: memoryLimitMiB.map { $0 << 20 }, speed: speed, security: security,
             coordinatorPublicKey: coordinatorKey ?? "")
         if let cacheDir { config.cacheDirectory = cacheDir }
+        config.cacheKeepDays = cacheKeepDays > 0 ? cacheKeepDays : nil
         let service = WorkerService(configuration: config, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
