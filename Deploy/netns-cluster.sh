@@ -17,5 +17,5 @@ CARAVAN_TB_PULL="$WORKERS" Deploy/testbed up "$WORKERS" > /dev/null
 eval "$(Deploy/testbed env)"
 Deploy/testbed status
 grep 'layers pulled' "$CARAVAN_TB_DIR/h$WORKERS.log" || true
-timeout 120 "$BIN/caravanctl" generate --clients "$CARAVAN_CLIENTS" --coordinator-key "$CARAVAN_COORDINATOR_KEY" \
+timeout 120 "$BIN/caravanctl" generate --clients "$CARAVAN_CLIENTS" --coordinator-key="$CARAVAN_COORDINATOR_KEY" \
     --prompt "$PROMPT" --temperature 0 --max-tokens 24

@@ -66,8 +66,9 @@ public struct ConfigFile: Sendable, Equatable {
         return ConfigFile(entries: entries)
     }
 
-    /// Command-line arguments: the file's entries as `--key value` (`--key` for `true`, nothing for
-    /// `false`), except keys that `arguments` already gives, followed by `arguments`.
+    /// Command-line arguments: the file's entries as `--key=value` (`--key` for `true`, nothing for
+    /// `false`), except keys that `arguments` already gives, followed by `arguments`. The `=` form
+    /// keeps a value that starts with `-` (a Z85 key may) from being read as an option.
     public func merged(with arguments: [String]) -> [String] {
         let given = Set(arguments.compactMap { arg -> String? in
             guard arg.hasPrefix("--") else { return nil }
@@ -78,7 +79,7 @@ public struct ConfigFile: Sendable, Equatable {
             switch e.value.lowercased() {
             case "true": out.append("--\(e.key)")
             case "false": break
-            default: out += ["--\(e.key)", e.value]
+            default: out.append("--\(e.key)=\(e.value)")
             }
         }
         return out + arguments

@@ -22,11 +22,16 @@ public struct CurveKeyPair: Sendable, Hashable {
     }
 
     /// Generates a fresh key pair (`zmq_curve_keypair`). Fails when libzmq lacks CURVE.
+    /// The public key never starts with `-` (1 key in 85 would): such a key, given as
+    /// `--coordinator-key KEY`, reads as an option to every command-line parser.
     public static func generate() throws(ZMQError) -> CurveKeyPair {
-        var pub = [CChar](repeating: 0, count: 41)
-        var sec = [CChar](repeating: 0, count: 41)
-        if zmq_curve_keypair(&pub, &sec) != 0 { throw ZMQError.last("zmq_curve_keypair") }
-        return CurveKeyPair(unchecked: string(from: pub), secretKey: string(from: sec))
+        while true {
+            var pub = [CChar](repeating: 0, count: 41)
+            var sec = [CChar](repeating: 0, count: 41)
+            if zmq_curve_keypair(&pub, &sec) != 0 { throw ZMQError.last("zmq_curve_keypair") }
+            let pair = CurveKeyPair(unchecked: string(from: pub), secretKey: string(from: sec))
+            if !pair.publicKey.hasPrefix("-") { return pair }
+        }
     }
 
     /// Derives the public key for a Z85 secret key (`zmq_curve_public`).

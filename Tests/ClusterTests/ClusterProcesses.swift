@@ -109,7 +109,7 @@ final class ClusterProcesses: @unchecked Sendable {
         coordinatorKey = try waitForLog("coordinator.log", "public_key=(\\S{40})", timeout: .seconds(5))
         for i in 0..<count {
             workers.append(try launch("caravan-worker", [
-                "--coordinator-key", coordinatorKey, "--coordinator", controlEndpoint, "--threads", "1", "--speed", "1",
+                "--coordinator-key=\(coordinatorKey)", "--coordinator", controlEndpoint, "--threads", "1", "--speed", "1",
                 "--id", "worker-\(i)",
             ] + (withoutModel.contains(i) ? [] : ["--model", model]) + extraWorkerArguments(i), log: "worker-\(i).log"))
             if oneByOne {
@@ -169,7 +169,7 @@ final class ClusterProcesses: @unchecked Sendable {
     @discardableResult
     func addWorker(_ arguments: [String] = []) throws -> Int {
         let i = workers.count
-        let security = coordinatorKey.isEmpty ? ["--insecure"] : ["--coordinator-key", coordinatorKey]
+        let security = coordinatorKey.isEmpty ? ["--insecure"] : ["--coordinator-key=\(coordinatorKey)"]
         workers.append(try launch("caravan-worker", security + [
             "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1", "--id", "worker-\(i)",
         ] + arguments, log: "worker-\(i).log"))

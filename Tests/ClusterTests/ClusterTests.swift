@@ -95,7 +95,7 @@ final class ClusterTests: XCTestCase {
     func testCaravanGenerateThroughCoordinator() throws {
         let (cluster, _) = try running()
         let caravan = cluster.binaries.appendingPathComponent("caravan")
-        let common = ["generate", "--coordinator", cluster.clientsEndpoint, "--coordinator-key", cluster.coordinatorKey,
+        let common = ["generate", "--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
                       "-p", "The capital of France is", "-n", "16", "--temperature", "0"]
         let run = try CLIRun.run(caravan, common, in: cluster.directory, timeout: 60)
         XCTAssertEqual(run.status, 0, run.stderr)
@@ -310,7 +310,7 @@ final class ClusterTests: XCTestCase {
 
         let ctl = Process()
         ctl.executableURL = cluster.binaries.appendingPathComponent("caravanctl")
-        ctl.arguments = ["generate", "--clients", cluster.clientsEndpoint, "--coordinator-key", cluster.coordinatorKey,
+        ctl.arguments = ["generate", "--clients", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
                          "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "2"]
         let out = Pipe()
         ctl.standardOutput = out
