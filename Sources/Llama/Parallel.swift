@@ -63,6 +63,10 @@ public final class ComputeThreadPool: ParallelRunner, @unchecked Sendable {
 private final class PoolState: @unchecked Sendable {
     private let ticket = Atomic<UInt64>(0)
     private let done = Atomic<Int>(0)
+    /// Workers inside ``work(generation:slot:)``: the caller waits for none before the job's
+    /// closure dies, so that no worker still holds a reference to it (a worker returns from a
+    /// chunk, releasing the closure, only after counting the chunk done).
+    private let inside = Atomic<Int>(0)
     private var job: ((Int, Int) -> Void)?
     private var chunkCount = 0
     private let condition = NSCondition()
@@ -87,10 +91,18 @@ private final class PoolState: @unchecked Sendable {
             spins += 1
             if spins > 64 { sched_yield() }
         }
+        // A worker that ran the last chunks may still be on its way out of `work`; one that
+        // enters from now on finds no chunk of this job left and never touches `job`.
+        while inside.load(ordering: .acquiring) > 0 {
+            spins += 1
+            if spins > 64 { sched_yield() }
+        }
         job = nil
     }
 
-    /// Claims and runs chunks of `generation` until none are left.
+    /// Claims and runs chunks of `generation` until none are left. Not inlined: every reference
+    /// it took to the job's closure is released when it returns.
+    @inline(never)
     private func work(generation: UInt64, slot: Int) {
         while true {
             let t = ticket.load(ordering: .acquiring)
@@ -136,7 +148,9 @@ private final class PoolState: @unchecked Sendable {
                 current = Self.generation(ticket.load(ordering: .acquiring))
             }
             seen = current
+            inside.add(1, ordering: .acquiringAndReleasing)
             work(generation: current, slot: slot)
+            inside.subtract(1, ordering: .releasing)
         }
     }
 }
