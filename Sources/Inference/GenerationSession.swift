@@ -26,38 +26,12 @@ public enum GenerationEvent: Sendable, Equatable {
     case finished(reason: FinishReason, text: String)
 }
 
-/// The log-probabilities reported with one generated token.
-public struct TokenLogprobs: Sendable, Equatable {
-    /// Log-probability of the sampled token.
-    public var logprob: Float
-    /// The most likely tokens (id, log-probability), most likely first.
-    public var top: [TokenAlternative]
-
-    /// Creates a record.
-    public init(logprob: Float, top: [TokenAlternative]) {
-        self.logprob = logprob
-        self.top = top
-    }
-
-    /// The record of a token sampled by the engine.
-    public init(sampled: SampledLogprobs) {
-        self.init(logprob: sampled.logprob, top: sampled.top.map { TokenAlternative(id: $0.id, logprob: $0.logprob) })
-    }
-}
+/// The log-probabilities reported with one generated token (the record a stage's sampler
+/// produces, kept under the session's name).
+public typealias TokenLogprobs = SampledLogprobs
 
 /// A candidate token with its log-probability.
-public struct TokenAlternative: Sendable, Equatable {
-    /// Token id.
-    public var id: Int32
-    /// Its log-probability.
-    public var logprob: Float
-
-    /// Creates an alternative.
-    public init(id: Int32, logprob: Float) {
-        self.id = id
-        self.logprob = logprob
-    }
-}
+public typealias TokenAlternative = SampledAlternative
 
 /// Errors detected before generation starts.
 public enum GenerationError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -193,7 +167,7 @@ public final class GenerationSession: @unchecked Sendable {
         guard !isFinished else { return [] }
         let token = row.token
         if parameters.logprobs || parameters.topLogprobs > 0 {
-            logprobs.append(row.logprobs.map(TokenLogprobs.init(sampled:)) ?? TokenLogprobs(logprob: .nan, top: []))
+            logprobs.append(row.logprobs ?? TokenLogprobs(logprob: .nan, top: []))
         }
         tokens.append(token)
         var events: [GenerationEvent] = []
