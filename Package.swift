@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // MARK: Core values and seams (no I/O)
@@ -68,12 +69,20 @@ let package = Package(
 
         .target(name: "CaravanClient", dependencies: ["CaravanWire", "ZeroMQ"]),
 
+        // MARK: OpenAI-compatible HTTP front end (over CaravanClient)
+        .target(name: "OpenAIServer", dependencies: [
+            "CaravanClient", "CaravanWire", "ZeroMQ",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // MARK: Executables
         .executableTarget(name: "caravan", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
-            "CaravanClient", "CaravanWire",
+            "CaravanClient", "CaravanWire", "OpenAIServer", "ClusterSupport", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         .executableTarget(name: "caravan-worker", dependencies: [
@@ -108,6 +117,7 @@ let package = Package(
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire"]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,123 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import XCTest
+
+/// `caravan serve` as a real process in front of the shared test cluster, spoken to over HTTP.
+extension ClusterTests {
+    private struct HTTPResult {
+        var status: Int
+        var body: String
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
+    }
+
+    private func http(_ base: String, _ method: String, _ path: String, body: String? = nil) async throws -> HTTPResult {
+        var request = URLRequest(url: try XCTUnwrap(URL(string: base + path)))
+        request.httpMethod = method
+        request.timeoutInterval = 60
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? -1, body: String(decoding: data, as: UTF8.self))
+    }
+
+    private func startServe(_ cluster: ClusterProcesses) throws -> (Process, String) {
+        let p = Process()
+        p.executableURL = cluster.binaries.appendingPathComponent("caravan")
+        p.arguments = ["serve", "--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
+                       "--listen", "127.0.0.1:0", "--timeout", "30"]
+        let logURL = cluster.directory.appendingPathComponent("serve.log")
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: logURL)
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        let port = try cluster.waitForLog("serve.log", "url=http://127\\.0\\.0\\.1:([0-9]+)", timeout: .seconds(30))
+        return (p, "http://127.0.0.1:\(port)")
+    }
+
+    /// Models, a greedy completion equal to `caravan generate`'s, a streamed chat whose deltas
+    /// add up to the non-streamed answer, OpenAI error JSON for bad input; the server survives
+    /// garbage and stops on SIGTERM.
+    func testOpenAIServe() async throws {
+        let (cluster, _) = try running()
+        let (serve, base) = try startServe(cluster)
+        defer {
+            if serve.isRunning { kill(serve.processIdentifier, SIGKILL) }
+            serve.waitUntilExit()
+        }
+
+        let models = try await http(base, "GET", "/v1/models")
+        XCTAssertEqual(models.status, 200, models.body)
+        let ids = (models.json["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
+        XCTAssertEqual(ids, ["SmolLM2-135M-Instruct.Q4_1.gguf"], models.body)
+
+        // Greedy text completion = the CLI's text through the same cluster.
+        let prompt = "The capital of France is"
+        let cli = try CLIRun.run(cluster.binaries.appendingPathComponent("caravan"),
+                                 ["generate", "--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
+                                  "-p", prompt, "-n", "12", "--temperature", "0"], in: cluster.directory, timeout: 60)
+        XCTAssertEqual(cli.status, 0, cli.stderr)
+        let completion = try await http(base, "POST", "/v1/completions",
+                                        body: #"{"prompt": "\#(prompt)", "max_tokens": 12, "temperature": 0}"#)
+        XCTAssertEqual(completion.status, 200, completion.body)
+        let choice = try XCTUnwrap((completion.json["choices"] as? [[String: Any]])?.first, completion.body)
+        let text = try XCTUnwrap(choice["text"] as? String)
+        XCTAssertEqual(text + "\n", cli.stdout)
+        XCTAssertFalse(text.isEmpty)
+        XCTAssertEqual(choice["finish_reason"] as? String, "length")
+        let usage = try XCTUnwrap(completion.json["usage"] as? [String: Any])
+        XCTAssertEqual(usage["completion_tokens"] as? Int, 12)
+        XCTAssertGreaterThan(usage["prompt_tokens"] as? Int ?? 0, 0)
+
+        // Streamed chat: the deltas add up to the non-streamed content.
+        let chat = #""messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 10, "temperature": 0"#
+        let whole = try await http(base, "POST", "/v1/chat/completions", body: "{\(chat)}")
+        XCTAssertEqual(whole.status, 200, whole.body)
+        let message = try XCTUnwrap(((whole.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String,
+                                    whole.body)
+        XCTAssertFalse(message.isEmpty)
+        let streamed = try await http(base, "POST", "/v1/chat/completions", body: "{\(chat), \"stream\": true}")
+        XCTAssertEqual(streamed.status, 200, streamed.body)
+        XCTAssertTrue(streamed.body.hasSuffix("data: [DONE]\n\n"), streamed.body)
+        var deltas = ""
+        var finish: String?
+        var chunks = 0
+        for event in streamed.body.components(separatedBy: "\n\n") where event.hasPrefix("data: {") {
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(event.dropFirst(6).utf8)) as? [String: Any], event)
+            XCTAssertEqual(json["object"] as? String, "chat.completion.chunk")
+            let c = try XCTUnwrap((json["choices"] as? [[String: Any]])?.first, event)
+            deltas += (c["delta"] as? [String: Any])?["content"] as? String ?? ""
+            if let f = c["finish_reason"] as? String { finish = f }
+            chunks += 1
+        }
+        XCTAssertEqual(deltas, message)
+        XCTAssertGreaterThan(chunks, 2, "one chunk per token")
+        XCTAssertNotNil(finish)
+
+        // Errors: OpenAI error JSON, and the server keeps serving.
+        let bad = try await http(base, "POST", "/v1/completions", body: #"{"prompt": "x", "temperature": -1}"#)
+        XCTAssertEqual(bad.status, 400, bad.body)
+        let error = try XCTUnwrap(bad.json["error"] as? [String: Any], bad.body)
+        XCTAssertEqual(error["type"] as? String, "invalid_request_error")
+        XCTAssertEqual(error["param"] as? String, "temperature")
+        let garbage = try await http(base, "POST", "/v1/chat/completions", body: "{\"messages\": [")
+        XCTAssertEqual(garbage.status, 400, garbage.body)
+        XCTAssertNotNil(garbage.json["error"], garbage.body)
+        let unknown = try await http(base, "GET", "/v1/nothing")
+        XCTAssertEqual(unknown.status, 404, unknown.body)
+        XCTAssertNotNil(unknown.json["error"], unknown.body)
+        let again = try await http(base, "GET", "/v1/models")
+        XCTAssertEqual(again.status, 200, again.body)
+
+        // Graceful stop on SIGTERM.
+        serve.terminate()
+        let deadline = Date().addingTimeInterval(10)
+        while serve.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        XCTAssertFalse(serve.isRunning, "caravan serve did not stop on SIGTERM")
+        XCTAssertTrue(cluster.allRunning)
+    }
+}
