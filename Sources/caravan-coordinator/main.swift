@@ -4,7 +4,6 @@ import ClusterSupport
 import Coordinator
 import Foundation
 import Logging
-import ServiceLifecycle
 
 /// `caravan-coordinator`: plans a model over workers and serves jobs.
 @main
@@ -88,8 +87,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     /// Reads `--config FILE` into the command line, then runs.
     static func main() async {
         do {
-            let known = ConfigFile.optionNames(inHelp: helpMessage(columns: 10_000))
-            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()), knownKeys: known))
+            await main(try ConfigFile.commandLine(help: helpMessage(columns: 10_000)))
         } catch {
             exit(withError: ValidationError("\(error)"))
         }
@@ -110,12 +108,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        Daemon.bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "caravan.coordinator")
         var security = ClusterSecurity.plain
         if !insecure {
@@ -155,11 +148,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.rebalance.slowFactor = slowFactor
         configuration.joinSettle = .milliseconds(Int(joinSettle * 1000))
         let service = CoordinatorService(configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
+        try await Daemon.run(service, logger: logger)
     }
 }
