@@ -1,3 +1,5 @@
+import ZeroMQ
+
 /// Required-field rules for control, job and admin messages, applied to every message sent or
 /// received through ``WireCodec`` (activations and step results have their own, in
 /// `ActivationStep+Wire.swift`).
@@ -15,6 +17,7 @@ enum MessageRules {
         case .register(let m):
             try nonEmpty(m.workerID, "register.worker_id")
             try nonEmpty(m.dataAddress, "register.data_address")
+            if !m.dataPublicKey.isEmpty { try curveKey(m.dataPublicKey, "register.data_public_key") }
             guard m.hasCapabilities else { throw .missingField("register.capabilities") }
             guard m.capabilities.cores > 0 else { throw .missingField("register.capabilities.cores") }
             for (i, held) in m.capabilities.models.enumerated() {
@@ -58,6 +61,13 @@ enum MessageRules {
             guard m.maxBatchSequences > 0 else { throw .missingField("stage_assignment.max_batch_sequences") }
             guard m.maxBatchTokens > 0 else { throw .missingField("stage_assignment.max_batch_tokens") }
             try nonEmpty(m.resultAddress, "stage_assignment.result_address")
+            guard m.dataClientKeys.count <= maxDataClientKeys else {
+                throw .invalidField("stage_assignment.data_client_keys",
+                                    reason: "\(m.dataClientKeys.count) keys (at most \(maxDataClientKeys))")
+            }
+            for (i, key) in m.dataClientKeys.enumerated() {
+                try curveKey(key, "stage_assignment.data_client_keys[\(i)]")
+            }
         case .assignmentReady(let m):
             guard m.planEpoch > 0 else { throw .missingField("assignment_ready.plan_epoch") }
             try nonEmpty(m.workerID, "assignment_ready.worker_id")
@@ -107,6 +117,16 @@ enum MessageRules {
             try nonEmpty(m.workerID, "drain_request.worker_id")
         case .error(let m):
             try nonEmpty(m.code, "error.code")
+        }
+    }
+
+    /// Most client keys one stage assignment may list (a pipeline's stages admit a few each).
+    static let maxDataClientKeys = 64
+
+    /// A CURVE public key in Z85 (40 characters decoding to 32 bytes).
+    private static func curveKey(_ value: String, _ name: String) throws(WireError) {
+        guard value.utf8.count == 40, Z85.decode(value)?.count == 32 else {
+            throw .invalidField(name, reason: "'\(value.prefix(64))' is not a 40-character Z85 CURVE public key")
         }
     }
 

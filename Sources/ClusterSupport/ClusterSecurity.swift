@@ -5,9 +5,10 @@ import ZeroMQ
 ///
 /// With CURVE every connection is encrypted and a client must know the server's public key: the
 /// coordinator's key is given to workers and clients (`--coordinator-key`), each worker's data-socket
-/// key travels in its `Register` and reaches the previous stage in its `StageAssignment`. Which
-/// client keys a server admits is not restricted yet (no ZAP allow-list): knowing the coordinator's
-/// public key is what admits a worker or client.
+/// key travels in its `Register` and reaches the previous stage in its `StageAssignment`. A worker's
+/// data socket admits only the client keys its assignment lists (the coordinator's and the previous
+/// stage's worker's; a ZAP allow-list); the coordinator's sockets admit any client that knows its
+/// public key unless it runs with `--authorized-keys`.
 public enum ClusterSecurity: Sendable, Equatable {
     /// Plain TCP (`--insecure`), for trusted networks only.
     case plain

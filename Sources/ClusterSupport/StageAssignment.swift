@@ -27,6 +27,10 @@ public struct StageAssignment: Sendable, Equatable {
     public var nextHopPublicKey: String = ""
     /// The coordinator's result endpoint (failed steps are reported there by every stage).
     public var resultAddress: String
+    /// CURVE public keys (Z85) of the clients the worker's data socket admits under this
+    /// assignment: the coordinator's and the previous stage's worker's. Replaces the set of the
+    /// previous assignment; empty in plain mode.
+    public var dataClientKeys: [String] = []
     /// Activation element type between stages.
     public var activationDType: TensorDType
     /// Longest sequence the KV cache must hold.
@@ -82,6 +86,7 @@ extension StageAssignment {
         m.nextHopAddress = nextHop
         m.nextHopPublicKey = nextHopPublicKey
         m.resultAddress = resultAddress
+        m.dataClientKeys = dataClientKeys
         m.activationDtype = activationDType.wire
         m.maxContextTokens = UInt32(clamping: maxContextTokens)
         m.maxBatchSequences = UInt32(clamping: maxBatchSequences)
@@ -107,5 +112,6 @@ extension StageAssignment {
                   activationDType: try TensorDType(wire: m.activationDtype), maxContextTokens: Int(m.maxContextTokens),
                   maxBatchSequences: Int(m.maxBatchSequences), maxBatchTokens: Int(m.maxBatchTokens))
         nextHopPublicKey = m.nextHopPublicKey
+        dataClientKeys = m.dataClientKeys
     }
 }

@@ -243,9 +243,10 @@ public final class CoordinatorService: Service {
             firstStage: first, planEpoch: serve.epoch, vocabularySize: vocabulary, contextLimit: contextLimit,
             codec: codec, deadline: configuration.stepDeadline, timing: stepTiming, label: "epoch-\(serve.epoch)",
             releaser: { ids in await plane.release(ids, epoch: serve.epoch) })
-        // One lane more than stages: while the coordinator samples one lane's logits, the others keep
-        // every stage busy.
-        let lanes = (0..<(max(1, serve.stages.count) + 1)).map { i in
+        // By default one lane more than stages: while one lane's step comes back through the
+        // coordinator, the others keep every stage busy.
+        let laneCount = configuration.lanes ?? (max(1, serve.stages.count) + 1)
+        let lanes = (0..<max(1, laneCount)).map { i in
             Lane(index: i, engine: engine, maxBatchRows: configuration.maxBatchRows,
                  sink: { sequence, event in await desk.laneEvent(sequence, event) })
         }

@@ -336,6 +336,10 @@ public struct Membership: Sendable {
                 activationDType: template.activationDType, maxContextTokens: template.maxContextTokens,
                 maxBatchSequences: template.maxBatchSequences, maxBatchTokens: template.maxBatchTokens)
             assignment.nextHopPublicKey = nextKey
+            // The stage's data socket admits the coordinator (it feeds stage 0) and the worker of
+            // the stage before it, with the key that worker's data socket uses (empty in plain mode).
+            let previousKey = i > 0 ? workers[i - 1].dataPublicKey : ""
+            assignment.dataClientKeys = [template.resultPublicKey, previousKey].filter { !$0.isEmpty }
             assignments.append(assignment)
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)

@@ -20,7 +20,7 @@ public actor StageRuntime {
     private struct Installed {
         let assignment: StageAssignment
         let stage: LlamaStage
-        let next: AsyncSocket
+        let next: NextHop
         let results: AsyncSocket
     }
 
@@ -74,19 +74,24 @@ public actor StageRuntime {
         guard stage.configuration.layerCount == assignment.modelLayerCount else {
             throw StageLoadError(description: "the model has \(stage.configuration.layerCount) layers, the assignment says \(assignment.modelLayerCount)")
         }
-        let next: AsyncSocket
+        let next: NextHop
         let results: AsyncSocket
         do {
-            next = try Self.dealer(loop: loop, endpoint: assignment.nextHop,
-                                   security: security.client(serverKey: assignment.nextHopPublicKey))
-            results = assignment.resultAddress == assignment.nextHop
-                ? next : try Self.dealer(loop: loop, endpoint: assignment.resultAddress,
-                                         security: security.client(serverKey: coordinatorPublicKey))
+            // The last stage sends to the coordinator's result socket: connected now, and shared
+            // with failure reports. A next stage is connected at the first step sent to it (see
+            // NextHop).
+            let toResults = assignment.resultAddress == assignment.nextHop
+            next = NextHop(socket: try Self.dealer(loop: loop, endpoint: toResults ? assignment.nextHop : nil,
+                                                   security: security.client(serverKey: assignment.nextHopPublicKey)),
+                           endpoint: assignment.nextHop, connected: toResults)
+            results = toResults
+                ? next.socket : try Self.dealer(loop: loop, endpoint: assignment.resultAddress,
+                                                security: security.client(serverKey: coordinatorPublicKey))
         } catch {
             throw StageLoadError(description: "cannot connect to \(assignment.nextHop): \(error)")
         }
         if let old = installed {
-            await old.next.close()
+            await old.next.socket.close()
             await old.results.close()
         }
         installed = Installed(assignment: assignment, stage: stage, next: next, results: results)
@@ -99,14 +104,15 @@ public actor StageRuntime {
         return stage.weightBytes
     }
 
-    private static func dealer(loop: EventLoop, endpoint: String, security: SocketSecurity) throws -> AsyncSocket {
+    /// A DEALER with `security`, connected to `endpoint` (nil: connected later).
+    private static func dealer(loop: EventLoop, endpoint: String?, security: SocketSecurity) throws -> AsyncSocket {
         try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(security)
             try socket.set(.sendHighWaterMark, 64)
             // A connection that stops answering (a cut link, heavy packet loss with TCP backing
             // off) is dropped and re-established instead of stalling for minutes.
             try socket.apply(LinkLiveness.cluster)
-            try socket.connect(endpoint)
+            if let endpoint { try socket.connect(endpoint) }
         }
     }
 
@@ -195,10 +201,51 @@ public actor StageRuntime {
     /// Closes the sockets.
     public func shutdown() async {
         if let installed {
-            await installed.next.close()
+            await installed.next.socket.close()
             await installed.results.close()
         }
         installed = nil
+    }
+}
+
+/// The socket to a stage's next hop.
+///
+/// A next stage's data socket is connected at the first step sent there, not when the assignment
+/// loads: the coordinator sends steps of a plan only once every stage reported its assignment
+/// ready, and a worker admits the key of the stage before it (its ZAP allow-list) as soon as it
+/// takes the assignment, so the handshake is never made too early. (libzmq does not retry a
+/// handshake the peer refused: a connection made before the next stage knew the key would stay
+/// dead.)
+final class NextHop: Sendable {
+    /// The DEALER.
+    let socket: AsyncSocket
+    /// Where it connects.
+    let endpoint: String
+    private let connected: LockedValue<Bool>
+
+    /// A hop sending through `socket` to `endpoint`; `connected` says whether `socket` is already
+    /// connected there.
+    init(socket: AsyncSocket, endpoint: String, connected: Bool) {
+        self.socket = socket
+        self.endpoint = endpoint
+        self.connected = LockedValue(connected)
+    }
+
+    /// Sends `frames`, connecting first when this is the first step.
+    func send(_ frames: [Message], timeout: Duration) async throws(ZMQError) {
+        let connectNow = connected.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if connectNow {
+            do {
+                try await socket.connect(endpoint)
+            } catch {
+                connected.withLock { $0 = false }
+                throw error
+            }
+        }
+        try await socket.send(frames, timeout: timeout)
     }
 }
 

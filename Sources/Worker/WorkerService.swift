@@ -20,6 +20,8 @@ public final class WorkerService: Service {
     private let modelSource = LockedValue("")
     /// A pull of layers running beside the control loop (cancelled by the next load or shutdown).
     private let pullTask = LockedValue<Task<Void, Never>?>(nil)
+    /// Which CURVE clients the data socket admits (nil in plain mode; set when running).
+    private let dataGate = LockedValue<DataSocketGate?>(nil)
     /// The configuration.
     public let configuration: WorkerConfiguration
     private let logger: Logger
@@ -50,7 +52,13 @@ public final class WorkerService: Service {
         let loop = try EventLoop(context: context, name: "worker-zmq")
         defer {
             loop.shutdown()
+            dataGate.withLock { $0 }?.stop()
             context.terminate()
+        }
+        if case .curve = config.security {
+            // Must run before the data socket binds: without a ZAP handler libzmq admits any client.
+            let gate = try DataSocketGate(context: context, coordinatorPublicKey: config.coordinatorPublicKey, logger: logger)
+            dataGate.withLock { $0 = gate }
         }
         let codec = WireCodec(limits: config.limits)
         let control = try AsyncSocket(loop: loop, type: .dealer) { socket in
@@ -209,6 +217,8 @@ public final class WorkerService: Service {
             ports.heartbeatInterval.withLock { $0 = .milliseconds(ms) }
         case .load(let assignment):
             let started = ContinuousClock.now
+            // Admit the previous stage before loading: it may connect as soon as its own load ends.
+            dataGate.withLock { $0 }?.admit(assignment)
             await cancelPull()  // a newer assignment replaces a pull still running
             var error: String?
             var bytes = 0

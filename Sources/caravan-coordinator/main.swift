@@ -42,6 +42,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("batch-rows"), help: "Most rows per step.")
     var batchRows = 512
 
+    @Option(help: "Steps in flight at once, each with its own sequences (0: one more than stages).")
+    var lanes = 0
+
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
     var stepTimeout = 60.0
 
@@ -102,6 +105,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard queueTimeout > 0, rebalanceInterval >= 0, joinSettle >= 0, slowFactor > 0, slowFactor < 1 else {
             throw ValidationError("need --queue-timeout > 0, --rebalance-interval >= 0, --join-settle >= 0 and 0 < --slow-factor < 1")
         }
+        guard lanes >= 0 else { throw ValidationError("--lanes must be 0 (automatic) or positive") }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
             throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
         }
@@ -125,6 +129,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             security: security)
         var configuration = config
         configuration.modelSourceEndpoint = modelSource
+        configuration.lanes = lanes > 0 ? lanes : nil
         if let authorizedKeys {
             let text = try String(contentsOfFile: authorizedKeys, encoding: .utf8)
             let keys = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }

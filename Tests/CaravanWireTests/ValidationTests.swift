@@ -129,6 +129,44 @@ final class ValidationTests: XCTestCase {
         XCTAssertThrowsError(try codec.encode(.hello(hello))) { XCTAssertEqual($0 as? WireError, .unsupportedVersion(7)) }
     }
 
+    func testDataClientKeysMustBeCurveKeys() throws {
+        let keys = try (0..<2).map { _ in try CurveKeyPair.generate().publicKey }
+        var assignment = Samples.stageAssignment
+        assignment.dataClientKeys = keys
+        guard case .message(.stageAssignment(let decoded), _) = try codec.decode(try codec.encode(.stageAssignment(assignment))) else {
+            return XCTFail("not a stage assignment")
+        }
+        XCTAssertEqual(decoded.dataClientKeys, keys)
+
+        let rejected: [(String, String)] = [
+            ("short", "data_client_keys[1]"),
+            (String(repeating: "~", count: 40), "data_client_keys[1]"),  // 40 characters, not Z85
+            ("", "data_client_keys[1]"),
+        ]
+        for (bad, field) in rejected {
+            assignment.dataClientKeys = [keys[0], bad]
+            XCTAssertThrowsError(try codec.encode(.stageAssignment(assignment)), "'\(bad)'") { error in
+                guard case .invalidField(let name, _) = error as? WireError else { return XCTFail("\(error)") }
+                XCTAssertEqual(name, "stage_assignment." + field)
+            }
+        }
+        assignment.dataClientKeys = Array(repeating: keys[0], count: 65)
+        XCTAssertThrowsError(try codec.encode(.stageAssignment(assignment))) { error in
+            XCTAssertEqual(error as? WireError, .invalidField("stage_assignment.data_client_keys", reason: "65 keys (at most 64)"))
+        }
+        // A worker's data key is what the coordinator lists for the next stage: checked on Register.
+        var register = Caravan_V1_Register()
+        register.workerID = "w"
+        register.dataAddress = "tcp://10.0.0.5:7001"
+        register.capabilities = Caravan_V1_WorkerCapabilities.with { $0.cores = 2 }
+        register.dataPublicKey = keys[1]
+        XCTAssertNoThrow(try codec.encode(.register(register)))
+        register.dataPublicKey = "not a key"
+        XCTAssertThrowsError(try codec.encode(.register(register))) { error in
+            guard case .invalidField("register.data_public_key", _) = error as? WireError else { return XCTFail("\(error)") }
+        }
+    }
+
     func testGarbageAndTruncatedFramesAreRejected() throws {
         do {
             _ = try codec.decode([ZeroMQ.Message([0xFF, 0xFF, 0xFF, 0xFF])])

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import ZeroMQ
 
 /// Real `caravan-coordinator` and `caravan-worker` processes on 127.0.0.1 for integration tests.
 /// Every wait is bounded; ``stop()`` terminates every process it started (SIGTERM, then SIGKILL).
@@ -174,6 +175,13 @@ final class ClusterProcesses: @unchecked Sendable {
             "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1", "--id", "worker-\(i)",
         ] + arguments, log: "worker-\(i).log"))
         return i
+    }
+
+    /// The coordinator's CURVE key pair (from its key file; CURVE clusters only).
+    func coordinatorKeyPair() throws -> CurveKeyPair {
+        let text = try String(contentsOf: directory.appendingPathComponent("coordinator.key"), encoding: .utf8)
+        let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return try CurveKeyPair(publicKey: try CurveKeyPair.publicKey(forSecretKey: secret), secretKey: secret)
     }
 
     /// Whether every process is still running.

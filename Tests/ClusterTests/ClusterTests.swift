@@ -39,7 +39,7 @@ final class ClusterTests: XCTestCase {
         super.tearDown()
     }
 
-    private func running() throws -> (ClusterProcesses, JobClient) {
+    func running() throws -> (ClusterProcesses, JobClient) {
         if let startError = Self.startError { XCTFail("cluster did not start: \(startError)") }
         guard let cluster = Self.cluster, let context = Self.context, Self.startError == nil else {
             throw ClusterProcesses.Failure(description: "no cluster")
@@ -47,7 +47,7 @@ final class ClusterTests: XCTestCase {
         return (cluster, try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey))
     }
 
-    private static func greedy(_ n: Int) -> Caravan_V1_SamplingParameters {
+    static func greedy(_ n: Int) -> Caravan_V1_SamplingParameters {
         var s = Caravan_V1_SamplingParameters()
         s.temperature = 0
         s.maxTokens = UInt32(n)
@@ -366,12 +366,16 @@ final class ClusterTests: XCTestCase {
             [outcome[0].bytes, outcome[1].bytes],  // valid result of no pending step
             [activation],  // valid first-stage step nobody waits for (wrong stage for the others)
         ]
-        // CURVE clients with a fresh key (they know the servers' public keys), so the frames get
-        // past the handshake and reach the decoders.
-        let endpoints = [(cluster.controlEndpoint, cluster.coordinatorKey), (cluster.clientsEndpoint, cluster.coordinatorKey),
-                         (cluster.resultsEndpoint, cluster.coordinatorKey)] + Array(zip(cluster.workerDataEndpoints, cluster.workerDataKeys))
-        for (endpoint, key) in endpoints {
-            let keys = try CurveKeyPair.generate()
+        // CURVE clients that know the servers' public keys, so the frames get past the handshake and
+        // reach the decoders: a fresh key for the coordinator's sockets (no allow-list here), the
+        // coordinator's own key for the workers' data sockets (they admit only the coordinator and
+        // the stage before them; strangers are refused: DataSocketAllowListTests).
+        let coordinatorKeys = try cluster.coordinatorKeyPair()
+        let endpoints = [(cluster.controlEndpoint, cluster.coordinatorKey, try CurveKeyPair.generate()),
+                         (cluster.clientsEndpoint, cluster.coordinatorKey, try CurveKeyPair.generate()),
+                         (cluster.resultsEndpoint, cluster.coordinatorKey, try CurveKeyPair.generate())]
+            + zip(cluster.workerDataEndpoints, cluster.workerDataKeys).map { ($0, $1, coordinatorKeys) }
+        for (endpoint, key, keys) in endpoints {
             let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
                 try socket.apply(.curveClient(keys: keys, serverPublicKey: key))
                 try socket.connect(endpoint)

@@ -49,6 +49,50 @@ final class MembershipTests: XCTestCase {
     }
 
     /// A worker without the model file joins: it pulls its layers from the coordinator.
+    func testEachStageAdmitsTheCoordinatorAndThePreviousStageAndARePlanReplacesTheSet() throws {
+        var m = Membership(expectedWorkers: 3, modelSHA256: sha, heartbeatTimeout: 1000)
+        var keyed = template
+        keyed.resultPublicKey = "coordinator-key"
+        for n: UInt8 in 1...3 {
+            _ = m.register(peer: peer(n), workerID: "w\(n)", dataAddress: "tcp://w\(n):1", dataPublicKey: "key-w\(n)",
+                           memoryBytes: 1 << 30, speed: 1, heldModels: [sha], now: 0)
+        }
+        let assigns = m.planned(PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 4)!, memoryBytes: 1),
+            PlannedStage(workerID: "w2", layers: LayerRange(4, 8)!, memoryBytes: 1),
+            PlannedStage(workerID: "w3", layers: LayerRange(8, 12)!, memoryBytes: 1),
+        ]), template: keyed)
+        let sets = assigns.compactMap { d -> [String]? in
+            guard case .assign(_, let a) = d else { return nil }
+            return a.dataClientKeys
+        }
+        XCTAssertEqual(sets, [["coordinator-key"], ["coordinator-key", "key-w1"], ["coordinator-key", "key-w2"]])
+        for n: UInt8 in 1...3 { _ = m.assignmentReady(peer: peer(n), epoch: 1, error: nil, now: 10) }
+
+        // w2 is lost: w3 now follows w1 and admits w1's key instead of w2's.
+        m.touch(peer(1), now: 1500)
+        m.touch(peer(3), now: 1500)
+        guard case .plan? = m.tick(now: 1600).last else { return XCTFail("expected a re-plan") }
+        let again = m.planned(PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
+            PlannedStage(workerID: "w3", layers: LayerRange(6, 12)!, memoryBytes: 1),
+        ]), template: keyed)
+        guard again.count == 2, case .assign(let p3, let a3) = again[1] else { return XCTFail("\(again)") }
+        XCTAssertEqual(p3, peer(3))
+        XCTAssertEqual(a3.planEpoch, 2)
+        XCTAssertEqual(a3.dataClientKeys, ["coordinator-key", "key-w1"])
+
+        // Plain mode: no keys anywhere, no sets.
+        var plain = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 1000)
+        _ = join(&plain, 1)
+        _ = join(&plain, 2)
+        let open = plain.planned(PipelinePlan(stages: [
+            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
+            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
+        ]), template: template)
+        for d in open { if case .assign(_, let a) = d { XCTAssertEqual(a.dataClientKeys, []) } }
+    }
+
     func testWorkerWithoutTheModelIsAccepted() {
         var m = Membership(expectedWorkers: 1, modelSHA256: sha, heartbeatTimeout: 1000)
         let d = m.register(peer: peer(1), workerID: "w1", dataAddress: "tcp://w1:1", memoryBytes: 1, speed: 1,

@@ -89,10 +89,12 @@ final class ClusterSupportTests: XCTestCase {
     }
 
     func testStageAssignmentWireRoundTripAndContradictions() throws {
-        let a = StageAssignment(planEpoch: 2, modelName: "m", modelSHA256: String(repeating: "b", count: 64), modelSize: 10,
+        var a = StageAssignment(planEpoch: 2, modelName: "m", modelSHA256: String(repeating: "b", count: 64), modelSize: 10,
                                 modelLayerCount: 30, layers: LayerRange(20, 30)!, stageIndex: 2, stageCount: 3,
                                 nextHop: "tcp://x:1", resultAddress: "tcp://x:1", activationDType: .f32,
                                 maxContextTokens: 256, maxBatchSequences: 4, maxBatchTokens: 512)
+        a.dataClientKeys = try [CurveKeyPair.generate().publicKey, CurveKeyPair.generate().publicKey]
+        XCTAssertEqual(try StageAssignment(wire: a.wire).dataClientKeys, a.dataClientKeys)
         XCTAssertTrue(a.producesLogits)
         XCTAssertFalse(a.embedsTokens)
         XCTAssertEqual(try StageAssignment(wire: a.wire), a)

@@ -386,6 +386,17 @@ public nonisolated struct Caravan_V1_StageAssignment: @unchecked Sendable {
     set {_uniqueStorage()._resultAddress = newValue}
   }
 
+  /// CURVE public keys (Z85) of the clients the worker's activation socket admits under this
+  /// assignment: the coordinator's and the previous stage's worker's (its data_public_key). The
+  /// set replaces the one of the previous assignment; before its first assignment a worker admits
+  /// only the coordinator's key. The worker checks a key when a connection is made (ZAP), so a
+  /// connection made before the change stays up until it closes; every stage makes new
+  /// connections when it loads a new assignment. Empty in plain mode; at most 64 keys.
+  public var dataClientKeys: [String] {
+    get {_storage._dataClientKeys}
+    set {_uniqueStorage()._dataClientKeys = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -797,7 +808,7 @@ nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StageAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}layer_start\0\u{3}layer_end\0\u{3}stage_index\0\u{3}stage_count\0\u{3}embeds_tokens\0\u{3}produces_logits\0\u{3}next_hop_address\0\u{3}next_hop_public_key\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0\u{3}max_batch_tokens\0\u{3}result_address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}layer_start\0\u{3}layer_end\0\u{3}stage_index\0\u{3}stage_count\0\u{3}embeds_tokens\0\u{3}produces_logits\0\u{3}next_hop_address\0\u{3}next_hop_public_key\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0\u{3}max_batch_tokens\0\u{3}result_address\0\u{3}data_client_keys\0")
 
   fileprivate class _StorageClass {
     var _planEpoch: UInt64 = 0
@@ -815,6 +826,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
     var _maxBatchSequences: UInt32 = 0
     var _maxBatchTokens: UInt32 = 0
     var _resultAddress: String = String()
+    var _dataClientKeys: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -840,6 +852,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
       _maxBatchSequences = source._maxBatchSequences
       _maxBatchTokens = source._maxBatchTokens
       _resultAddress = source._resultAddress
+      _dataClientKeys = source._dataClientKeys
     }
   }
 
@@ -873,6 +886,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
         case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxBatchSequences) }()
         case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxBatchTokens) }()
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._resultAddress) }()
+        case 16: try { try decoder.decodeRepeatedStringField(value: &_storage._dataClientKeys) }()
         default: break
         }
       }
@@ -930,6 +944,9 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
       if !_storage._resultAddress.isEmpty {
         try visitor.visitSingularStringField(value: _storage._resultAddress, fieldNumber: 15)
       }
+      if !_storage._dataClientKeys.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._dataClientKeys, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -954,6 +971,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
         if _storage._maxBatchSequences != rhs_storage._maxBatchSequences {return false}
         if _storage._maxBatchTokens != rhs_storage._maxBatchTokens {return false}
         if _storage._resultAddress != rhs_storage._resultAddress {return false}
+        if _storage._dataClientKeys != rhs_storage._dataClientKeys {return false}
         return true
       }
       if !storagesAreEqual {return false}
