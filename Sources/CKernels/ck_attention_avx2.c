@@ -55,6 +55,13 @@ CK_AVX2_INLINE float att_hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+/* `count` half-precision rows (hd elements, stride apart) converted to float, packed hd apart in block. */
+CK_AVX2_INLINE void att_to_block(float *block, const uint16_t *rows, int64_t stride, int64_t count, int64_t hd) {
+  for (int64_t r = 0; r < count; r++) {
+    for (int64_t i = 0; i < hd; i += 8) _mm256_store_ps(block + r * hd + i, LDH(rows + r * stride + i));
+  }
+}
+
 /* The table's softmax of s[0..n), each probability then rounded to half precision. */
 CK_AVX2_INLINE void att_softmax_half(const ck_kernels *t, float *s, int64_t n) {
   if (n > 0) t->softmax(s, n);
@@ -148,11 +155,7 @@ CK_AVX2 static void attn_f16_multi(const ck_attention_query *qs, int64_t nq, con
 
   for (int64_t j0 = 0; j0 < nmax; j0 += per) {
     const int64_t jn = nmax - j0 < per ? nmax - j0 : per;
-    for (int64_t r = 0; r < jn; r++) {
-      const uint16_t *src = keys + (j0 + r) * stride;
-      float *dst = block + r * hd;
-      for (int64_t i = 0; i < hd; i += 8) _mm256_store_ps(dst + i, LDH(src + i));
-    }
+    att_to_block(block, keys + j0 * stride, stride, jn, hd);
     for (int64_t u = 0; u < nq; u++) {
       const float *q = qs[u].q;
       float *sc = scores + u * score_stride;
@@ -203,11 +206,7 @@ CK_AVX2 static void attn_f16_multi(const ck_attention_query *qs, int64_t nq, con
 
   for (int64_t j0 = 0; j0 < nmax; j0 += per) {
     const int64_t jn = nmax - j0 < per ? nmax - j0 : per;
-    for (int64_t r = 0; r < jn; r++) {
-      const uint16_t *src = values + (j0 + r) * stride;
-      float *dst = block + r * hd;
-      for (int64_t i = 0; i < hd; i += 8) _mm256_store_ps(dst + i, LDH(src + i));
-    }
+    att_to_block(block, values + j0 * stride, stride, jn, hd);
     for (int64_t u = 0; u < nq; u++) {
       const float *sc = scores + u * score_stride;
       float *out = qs[u].out;
