@@ -42,7 +42,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("batch-rows"), help: "Most rows per step.")
     var batchRows = 512
 
-    @Option(help: "Steps in flight at once, each with its own sequences (0: one more than stages).")
+    @Option(help: "Steps in flight at once, each with its own sequences (0: one per stage, at least 2).")
     var lanes = 0
 
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
