@@ -54,7 +54,11 @@ let package = Package(
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Cluster daemons
-        .target(name: "ClusterSupport", dependencies: ["CaravanCore", "Llama", "Sampling", "CaravanWire", "ZeroMQ"],
+        .target(name: "ClusterSupport", dependencies: [
+            "CaravanCore", "Llama", "Sampling", "CaravanWire", "ZeroMQ",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
             "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",

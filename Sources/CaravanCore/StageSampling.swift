@@ -6,52 +6,23 @@
 /// token the row's logits predict); it is a pure function of (`seed`, that position), so any
 /// process holding the same logits picks the same token.
 public struct SamplingRequest: Sendable, Equatable {
-    /// Softmax temperature; `0` is greedy.
-    public var temperature: Float
-    /// Top-k (`0` = off).
-    public var topK: Int
-    /// Top-p (`1` = off).
-    public var topP: Float
-    /// Min-p (`0` = off).
-    public var minP: Float
-    /// Repeat penalty (`1` = off).
-    public var repeatPenalty: Float
-    /// Penalty window in tokens (`0` = off, `-1` = the whole history).
-    public var repeatLastN: Int
-    /// Frequency penalty (`0` = off).
-    public var frequencyPenalty: Float
-    /// Presence penalty (`0` = off).
-    public var presencePenalty: Float
-    /// Seed of the counter-based draw (already resolved: never "pick one at random").
-    public var seed: UInt64
-    /// Whether to report the log-probability of the sampled token.
-    public var logprobs: Bool
-    /// How many most likely alternatives to report (0...20).
-    public var topLogprobs: Int
+    /// The job's sampling chain, its seed already resolved (never "pick one at random"), and which
+    /// log-probabilities to report. Generation limits (`maxTokens`, `stop`) are the coordinator's
+    /// business: they do not travel on the wire, a stage ignores them, and a request made by
+    /// `stageRequest(after:)` or read from the wire carries their defaults.
+    public var parameters: SamplingParameters
     /// The newest tokens of the sequence that the penalty stage reads, oldest first: the last
     /// `repeatLastN` tokens (all of them for `-1`), and none when no penalty is active.
     public var history: [Int32]
 
     /// Creates a request.
-    public init(temperature: Float, topK: Int, topP: Float, minP: Float, repeatPenalty: Float, repeatLastN: Int,
-                frequencyPenalty: Float, presencePenalty: Float, seed: UInt64, logprobs: Bool, topLogprobs: Int,
-                history: [Int32]) {
-        self.temperature = temperature
-        self.topK = topK
-        self.topP = topP
-        self.minP = minP
-        self.repeatPenalty = repeatPenalty
-        self.repeatLastN = repeatLastN
-        self.frequencyPenalty = frequencyPenalty
-        self.presencePenalty = presencePenalty
-        self.seed = seed
-        self.logprobs = logprobs
-        self.topLogprobs = topLogprobs
+    public init(parameters: SamplingParameters, history: [Int32]) {
+        self.parameters = parameters
         self.history = history
     }
 
     /// Whether the result must carry log-probabilities.
-    public var wantsLogprobs: Bool { logprobs || topLogprobs > 0 }
+    public var wantsLogprobs: Bool { parameters.logprobs || parameters.topLogprobs > 0 }
 }
 
 /// The token a stage sampled for one row, with its log-probabilities when they were asked for.

@@ -85,6 +85,12 @@ public struct ConfigFile: Sendable, Equatable {
         return out + arguments
     }
 
+    /// This process's command line (without the program name), its `--config FILE` expanded; the
+    /// keys a file may hold are the long options `help` (the command's help text) names.
+    public static func commandLine(help: String) throws(ConfigFileError) -> [String] {
+        try expand(Array(CommandLine.arguments.dropFirst()), knownKeys: optionNames(inHelp: help))
+    }
+
     /// Expands the `--config FILE` (or `--config=FILE`) of a command line (without the program
     /// name): the file's values come first, the command line overrides them. Without `--config`
     /// the arguments are returned unchanged. With `knownKeys`, a key outside it is an error naming

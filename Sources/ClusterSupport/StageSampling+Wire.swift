@@ -10,24 +10,26 @@ import Sampling
 extension SamplingRequest {
     /// The wire message.
     public var wire: Caravan_V1_SamplingRequest {
+        let p = parameters
         var w = Caravan_V1_SamplingRequest()
-        w.temperature = temperature
-        w.topK = Int64(topK)
-        w.topP = topP
-        w.minP = minP
-        w.repeatPenalty = repeatPenalty
-        w.repeatLastN = Int64(repeatLastN)
-        w.frequencyPenalty = frequencyPenalty
-        w.presencePenalty = presencePenalty
-        w.seed = seed
-        w.logprobs = logprobs
-        w.topLogprobs = UInt32(clamping: topLogprobs)
+        w.temperature = p.temperature
+        w.topK = Int64(p.topK)
+        w.topP = p.topP
+        w.minP = p.minP
+        w.repeatPenalty = p.repeatPenalty
+        w.repeatLastN = Int64(p.repeatLastN)
+        w.frequencyPenalty = p.frequencyPenalty
+        w.presencePenalty = p.presencePenalty
+        w.seed = p.seed
+        w.logprobs = p.logprobs
+        w.topLogprobs = UInt32(clamping: p.topLogprobs)
         w.history = history.map { UInt32(bitPattern: $0) }
         return w
     }
 
     /// The request of batch row `row` from its wire message; throws when a value is out of range
-    /// (the same rules as `SamplingParameters.validate()`, token ids must fit `Int32`).
+    /// (the rules of `SamplingParameters.validate()`, token ids must fit `Int32`). Generation
+    /// limits, which do not travel, take their defaults.
     public init(wire w: Caravan_V1_SamplingRequest, row: Int) throws(StepConversionError) {
         guard let topK = Int(exactly: w.topK), let repeatLastN = Int(exactly: w.repeatLastN) else {
             throw .invalidSampling(row: row, reason: "top_k or repeat_last_n does not fit this machine's integers")
@@ -40,14 +42,18 @@ extension SamplingRequest {
             }
             history.append(token)
         }
-        self.init(temperature: w.temperature, topK: topK, topP: w.topP, minP: w.minP, repeatPenalty: w.repeatPenalty,
-                  repeatLastN: repeatLastN, frequencyPenalty: w.frequencyPenalty, presencePenalty: w.presencePenalty,
-                  seed: w.seed, logprobs: w.logprobs, topLogprobs: Int(w.topLogprobs), history: history)
+        var parameters = SamplingParameters(temperature: w.temperature, topK: topK, topP: w.topP, minP: w.minP,
+                                            repeatPenalty: w.repeatPenalty, repeatLastN: repeatLastN,
+                                            frequencyPenalty: w.frequencyPenalty, presencePenalty: w.presencePenalty,
+                                            seed: w.seed)
+        parameters.logprobs = w.logprobs
+        parameters.topLogprobs = Int(w.topLogprobs)
         do {
-            try SamplingParameters(request: self).validate()
+            try parameters.validate()
         } catch {
             throw .invalidSampling(row: row, reason: error.description)
         }
+        self.init(parameters: parameters, history: history)
     }
 }
 
@@ -113,8 +119,8 @@ extension StageOutput {
                 guard let logprob = t.logprob else {
                     throw .sampledMismatch("sequence \(t.sequenceID): logprobs were asked for but are missing")
                 }
-                guard t.topLogprobs.count <= request.topLogprobs else {
-                    throw .sampledMismatch("sequence \(t.sequenceID): \(t.topLogprobs.count) alternatives, at most \(request.topLogprobs) asked for")
+                guard t.topLogprobs.count <= request.parameters.topLogprobs else {
+                    throw .sampledMismatch("sequence \(t.sequenceID): \(t.topLogprobs.count) alternatives, at most \(request.parameters.topLogprobs) asked for")
                 }
                 var top: [SampledAlternative] = []
                 for alt in t.topLogprobs {

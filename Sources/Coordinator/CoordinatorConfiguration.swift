@@ -21,8 +21,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var batchSequences: Int
     /// Most rows per step.
     public var maxBatchRows: Int
-    /// Lanes (steps in flight at once, each with its own sequences); nil = one more than stages,
-    /// so that one lane's round trip through the coordinator leaves every stage busy.
+    /// Lanes (steps in flight at once, each with its own sequences); nil = one per stage, at
+    /// least two.
     public var lanes: Int?
     /// Heartbeat interval asked of workers.
     public var heartbeatInterval: Duration

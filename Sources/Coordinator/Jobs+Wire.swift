@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import Inference
 import Sampling

@@ -14,24 +14,15 @@ import Musl
 
 extension SamplingParameters {
     /// The request a stage needs to sample the token that follows `tokens` (the whole sequence so
-    /// far): the chain's parameters and only the penalty window of `tokens`.
+    /// far): these parameters, generation limits (`maxTokens`, `stop`) reset to their defaults (they
+    /// are the coordinator's business), and only the penalty window of `tokens`.
     public func stageRequest(after tokens: some BidirectionalCollection<Int32>) -> SamplingRequest {
-        SamplingRequest(temperature: temperature, topK: topK, topP: topP, minP: minP, repeatPenalty: repeatPenalty,
-                        repeatLastN: repeatLastN, frequencyPenalty: frequencyPenalty, presencePenalty: presencePenalty,
-                        seed: seed, logprobs: logprobs, topLogprobs: topLogprobs,
-                        history: Penalties.window(of: tokens, lastN: repeatLastN, repeatPenalty: repeatPenalty,
-                                                  frequencyPenalty: frequencyPenalty, presencePenalty: presencePenalty))
-    }
-
-    /// The sampling chain of a stage request. Generation limits (`maxTokens`, `stop`) keep their
-    /// defaults: they are the coordinator's business. Not validated: call `validate()`.
-    public init(request: SamplingRequest) {
-        self.init(temperature: request.temperature, topK: request.topK, topP: request.topP, minP: request.minP,
-                  repeatPenalty: request.repeatPenalty, repeatLastN: request.repeatLastN,
-                  frequencyPenalty: request.frequencyPenalty, presencePenalty: request.presencePenalty,
-                  seed: request.seed)
-        logprobs = request.logprobs
-        topLogprobs = request.topLogprobs
+        var chain = self
+        chain.maxTokens = SamplingParameters().maxTokens
+        chain.stop = []
+        return SamplingRequest(parameters: chain,
+                               history: Penalties.window(of: tokens, lastN: repeatLastN, repeatPenalty: repeatPenalty,
+                                                         frequencyPenalty: frequencyPenalty, presencePenalty: presencePenalty))
     }
 }
 
@@ -55,7 +46,7 @@ extension Penalties {
 extension Sampler {
     /// A sampler for a stage request; throws if its parameters are invalid.
     public init(request: SamplingRequest) throws(SamplingError) {
-        try self.init(parameters: SamplingParameters(request: request))
+        try self.init(parameters: request.parameters)
     }
 
     /// Samples the token at `position` from one row of raw logits (modified in place: penalties

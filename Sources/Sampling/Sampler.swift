@@ -1,3 +1,5 @@
+import CaravanCore
+
 /// A sampling chain in llama.cpp's default order, reproducible from `(seed, position)`.
 ///
 /// Stages: penalties (over the last `repeatLastN` tokens of the history) -> top-k -> top-p ->

@@ -4,7 +4,6 @@ import ClusterSupport
 import Coordinator
 import Foundation
 import Logging
-import ServiceLifecycle
 
 /// `caravan-coordinator`: plans a model over workers and serves jobs.
 @main
@@ -43,7 +42,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("batch-rows"), help: "Most rows per step.")
     var batchRows = 512
 
-    @Option(help: "Steps in flight at once, each with its own sequences (0: one more than stages).")
+    @Option(help: "Steps in flight at once, each with its own sequences (0: one per stage, at least 2).")
     var lanes = 0
 
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
@@ -91,8 +90,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     /// Reads `--config FILE` into the command line, then runs.
     static func main() async {
         do {
-            let known = ConfigFile.optionNames(inHelp: helpMessage(columns: 10_000))
-            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()), knownKeys: known))
+            await main(try ConfigFile.commandLine(help: helpMessage(columns: 10_000)))
         } catch {
             exit(withError: ValidationError("\(error)"))
         }
@@ -114,12 +112,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        Daemon.bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "caravan.coordinator")
         var security = ClusterSecurity.plain
         if !insecure {
@@ -160,11 +153,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.rebalance.slowFactor = slowFactor
         configuration.joinSettle = .milliseconds(Int(joinSettle * 1000))
         let service = CoordinatorService(configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
+        try await Daemon.run(service, logger: logger)
     }
 }

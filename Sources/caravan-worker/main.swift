@@ -2,7 +2,6 @@ import ArgumentParser
 import ClusterSupport
 import Foundation
 import Logging
-import ServiceLifecycle
 import Worker
 import ZeroMQ
 
@@ -61,8 +60,7 @@ struct WorkerCommand: AsyncParsableCommand {
     /// Reads `--config FILE` into the command line, then runs.
     static func main() async {
         do {
-            let known = ConfigFile.optionNames(inHelp: helpMessage(columns: 10_000))
-            await main(try ConfigFile.expand(Array(CommandLine.arguments.dropFirst()), knownKeys: known))
+            await main(try ConfigFile.commandLine(help: helpMessage(columns: 10_000)))
         } catch {
             exit(withError: ValidationError("\(error)"))
         }
@@ -77,12 +75,7 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        Daemon.bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let workerID = id ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let logger = Logger(label: "caravan.worker.\(workerID)")
         var security = ClusterSecurity.plain
@@ -97,11 +90,6 @@ struct WorkerCommand: AsyncParsableCommand {
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.cacheKeepDays = cacheKeepDays > 0 ? cacheKeepDays : nil
         let service = WorkerService(configuration: config, logger: logger)
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
+        try await Daemon.run(service, logger: logger)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaravanCore
 import Sampling
 
 /// Sampling flags, named as in llama.cpp's tools.

@@ -82,17 +82,8 @@ struct Generate: AsyncParsableCommand {
         job.sampling.topP = topP
         job.sampling.maxTokens = maxTokens
         if let seed { job.sampling.seed = seed }
-        var failure: String?
-        try await connection.client().run(job) { update in
-            switch update {
-            case .accepted: break
-            case .token(_, let text): FileHandle.standardOutput.write(Data(text.utf8))
-            case .finished(let reason, let text, let n):
-                FileHandle.standardOutput.write(Data((text + "\n").utf8))
-                FileHandle.standardError.write(Data("[\(n) tokens, \(reason)]\n".utf8))
-            case .failed(let code, let message): failure = "\(code): \(message)"
-            }
-        }
-        if let failure { throw ValidationError("the job failed: \(failure)") }
+        var output = JobOutput()
+        try await connection.client().run(job) { output.show($0) }
+        try output.check()
     }
 }

@@ -88,17 +88,23 @@ final class MultiQueryAttentionTests: XCTestCase {
         return cases
     }
 
+    /// Random half keys and values for the case's longest count (rows of `heads` heads), and one
+    /// query per count, rounded to half as the engine passes them.
+    func randomInputs(_ c: Case, _ rng: inout TestRNG) -> (keys: [UInt16], values: [UInt16], queries: [[Float]]) {
+        let rows = c.counts.max()! * c.hd * c.heads
+        let keys = (0..<rows).map { _ in ck_f32_to_f16_1(rng.normal(1)) }
+        let values = (0..<rows).map { _ in ck_f32_to_f16_1(rng.normal(1)) }
+        let queries: [[Float]] = c.counts.map { _ in
+            (0..<c.hd).map { _ in ck_f16_to_f32_1(ck_f32_to_f16_1(rng.normal(2))) }
+        }
+        return (keys, values, queries)
+    }
+
     func testMultiEqualsSingleQuery() {
         var rng = TestRNG(seed: 2024)
         for c in randomCases(&rng) {
-            let stride = c.hd * c.heads, n = c.counts.max()!
-            let keys = (0..<(n * stride)).map { _ in ck_f32_to_f16_1(rng.normal(1)) }
-            let values = (0..<(n * stride)).map { _ in ck_f32_to_f16_1(rng.normal(1)) }
-            // Queries rounded to half, as the engine passes them.
-            let queries: [[Float]] = c.counts.map { _ in
-                (0..<c.hd).map { _ in ck_f16_to_f32_1(ck_f32_to_f16_1(rng.normal(2))) }
-            }
-            let scale = 1 / Float(c.hd).squareRoot()
+            let (keys, values, queries) = randomInputs(c, &rng)
+            let stride = c.hd * c.heads, scale = 1 / Float(c.hd).squareRoot()
             let head = Int(rng.next() % UInt64(c.heads)), off = head * c.hd
             for isa in testedISAs() {
                 withISA(isa) {
@@ -129,13 +135,8 @@ final class MultiQueryAttentionTests: XCTestCase {
     func testMultiNearDoubleReference() {
         var rng = TestRNG(seed: 99)
         for c in randomCases(&rng) {
-            let stride = c.hd * c.heads, n = c.counts.max()!
-            let keys = (0..<(n * stride)).map { _ in ck_f32_to_f16_1(rng.normal(1)) }
-            let values = (0..<(n * stride)).map { _ in ck_f32_to_f16_1(rng.normal(1)) }
-            let queries: [[Float]] = c.counts.map { _ in
-                (0..<c.hd).map { _ in ck_f16_to_f32_1(ck_f32_to_f16_1(rng.normal(2))) }
-            }
-            let scale = 1 / Float(c.hd).squareRoot()
+            let (keys, values, queries) = randomInputs(c, &rng)
+            let stride = c.hd * c.heads, scale = 1 / Float(c.hd).squareRoot()
             for isa in testedISAs() {
                 withISA(isa) {
                     let got = multi(queries: queries, counts: c.counts, keys: keys, values: values, offset: 0,

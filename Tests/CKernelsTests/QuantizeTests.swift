@@ -20,20 +20,24 @@ final class QuantizeTests: XCTestCase {
         return x
     }
 
+    /// One block of 32 as Q8_0 and Q8_1 quantize it: scale d = amax / 127 and the rounded values
+    /// (see ``refQ8_0(_:runtime:)`` for the two rounding rules).
+    static func refQ8Block(_ blk: ArraySlice<Float>, runtime: Bool) -> (d: Float, q: [Int8]) {
+        let amax = blk.map { abs($0) }.max() ?? 0
+        let d = amax / 127
+        let id: Float = runtime ? (amax != 0 ? 127 / amax : 0) : (d != 0 ? 1 / d : 0)
+        return (d, blk.map { Int8(($0 * id).rounded(runtime ? .toNearestOrEven : .toNearestOrAwayFromZero)) })
+    }
+
     /// ggml's reference Q8_0 (`runtime: false`: multiplier 1/d, ties away from zero) or its x86
     /// AVX2 runtime quantizer (`runtime: true`: multiplier 127/amax, ties to even).
     static func refQ8_0(_ x: [Float], runtime: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         for b in 0..<(x.count / 32) {
-            let blk = x[(b * 32)..<(b * 32 + 32)]
-            let amax = blk.map { abs($0) }.max() ?? 0
-            let d = amax / 127
-            let id: Float = runtime ? (amax != 0 ? 127 / amax : 0) : (d != 0 ? 1 / d : 0)
+            let (d, q) = refQ8Block(x[(b * 32)..<(b * 32 + 32)], runtime: runtime)
             let h = Float16(d).bitPattern
             out += [UInt8(h & 0xFF), UInt8(h >> 8)]
-            for v in blk {
-                out.append(UInt8(bitPattern: Int8((v * id).rounded(runtime ? .toNearestOrEven : .toNearestOrAwayFromZero))))
-            }
+            out += q.map { UInt8(bitPattern: $0) }
         }
         return out
     }
@@ -42,11 +46,7 @@ final class QuantizeTests: XCTestCase {
     static func refQ8_1(_ x: [Float], runtime: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
         for b in 0..<(x.count / 32) {
-            let blk = x[(b * 32)..<(b * 32 + 32)]
-            let amax = blk.map { abs($0) }.max() ?? 0
-            let d = amax / 127
-            let id: Float = runtime ? (amax != 0 ? 127 / amax : 0) : (d != 0 ? 1 / d : 0)
-            let q = blk.map { Int8(($0 * id).rounded(runtime ? .toNearestOrEven : .toNearestOrAwayFromZero)) }
+            let (d, q) = refQ8Block(x[(b * 32)..<(b * 32 + 32)], runtime: runtime)
             let sum = q.reduce(0) { $0 + Int($1) }
             let h = Float16(d).bitPattern, s = Float16(Float(sum) * d).bitPattern
             out += [UInt8(h & 0xFF), UInt8(h >> 8), UInt8(s & 0xFF), UInt8(s >> 8)]

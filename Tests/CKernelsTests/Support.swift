@@ -51,17 +51,10 @@ func withISA<R>(_ isa: Int32, _ body: () throws -> R) rethrows -> R {
 
 func isaName(_ isa: Int32) -> String { String(cString: ck_isa_name(isa)) }
 
-/// Small deterministic PRNG (SplitMix64) so failures reproduce.
-struct TestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Small deterministic PRNG so failures reproduce.
+typealias TestRNG = SplitMix
+
+extension SplitMix {
     /// Approximately normal (sum of uniforms), scaled.
     mutating func normal(_ scale: Float = 1) -> Float {
         var s: Float = 0

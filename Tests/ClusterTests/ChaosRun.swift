@@ -1,5 +1,6 @@
 import CaravanWire
 import Foundation
+import TestSupport
 import XCTest
 import ZeroMQ
 
@@ -260,18 +261,5 @@ final class ChaosRun: XCTestCase {
         XCTAssertEqual(lost, 0, "jobs lost")
         XCTAssertEqual(completed, equal, "jobs whose stream differs from the fault-free run")
         XCTAssertEqual(faults.count, faultCount)
-    }
-}
-
-/// A small seeded generator (SplitMix64), so a chaos run can be repeated with its seed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -108,35 +108,32 @@ final class FaultTests: XCTestCase {
     }
 
     func testFreezeWorkerDuringFourJobs() async throws {
-        let bed = try makeBed()
-        defer { bed.down() }
-        let client = try client(bed)
-        let reference = try await FaultLoad.references(on: client, maxTokens: Self.maxTokens)
         // Thawed after it must have been declared dead: its late answers must be dropped.
-        let o = try await runFaulted(bed, client) {
-            try bed.freeze(2)
-            Thread.sleep(forTimeInterval: 3)
-            try bed.thaw(2)
-        }
-        verify(o, reference, bed, "freeze h2")
-        try await verifyServesAfterwards(client, reference, "freeze h2")
+        try await interruptWorker2("freeze h2", stop: { try $0.freeze(2) }, resume: { try $0.thaw(2) })
     }
 
     func testCutWorkerLinkDuringFourJobs() async throws {
         guard Testbed.namespacesAvailable else {
             throw XCTSkip("cutting a link needs network namespaces (run the tests as root with iproute2); on loopback it cannot be done")
         }
+        try await interruptWorker2("cut h2", stop: { try $0.cut(2) }, resume: { try $0.heal(2) })
+    }
+
+    /// Four jobs run while worker 2 is stopped for 3 s (long enough to be declared lost) and then
+    /// resumed: every job finishes as in the fault-free run, and the cluster serves afterwards.
+    private func interruptWorker2(_ label: String, stop: @escaping @Sendable (Testbed) throws -> Void,
+                                  resume: @escaping @Sendable (Testbed) throws -> Void) async throws {
         let bed = try makeBed()
         defer { bed.down() }
         let client = try client(bed)
         let reference = try await FaultLoad.references(on: client, maxTokens: Self.maxTokens)
         let o = try await runFaulted(bed, client) {
-            try bed.cut(2)
+            try stop(bed)
             Thread.sleep(forTimeInterval: 3)
-            try bed.heal(2)
+            try resume(bed)
         }
-        verify(o, reference, bed, "cut h2")
-        try await verifyServesAfterwards(client, reference, "cut h2")
+        verify(o, reference, bed, label)
+        try await verifyServesAfterwards(client, reference, label)
     }
 
     func testAddWorkerDuringFourJobs() async throws {

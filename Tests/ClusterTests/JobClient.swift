@@ -49,23 +49,38 @@ final class JobClient: @unchecked Sendable {
     /// Submits `jobs` at once and collects each one's tokens until it finishes (bounded by `timeout`).
     func run(_ jobs: [Caravan_V1_JobSubmit], timeout: Duration = .seconds(90),
              onEvent: (Caravan_V1_JobEvent, [String: Result]) -> Void = { _, _ in }) async throws -> [String: Result] {
-        for job in jobs { try await socket.send(try codec.encode(.jobSubmit(job)), timeout: .seconds(5)) }
+        try await send(jobs)
         return try await collect(jobs.map(\.clientRequestID), timeout: timeout, onEvent: onEvent)
+    }
+
+    /// Submits `jobs` (each send bounded).
+    func send(_ jobs: [Caravan_V1_JobSubmit]) async throws {
+        for job in jobs { try await socket.send(try codec.encode(.jobSubmit(job)), timeout: .seconds(5)) }
+    }
+
+    /// Receives job events, handing each to `handle`, until `finished()` holds (checked before
+    /// every receive); past `timeout` throws a timeout naming `operation` and `detail()`. Other
+    /// messages are skipped.
+    func receiveEvents(until finished: () -> Bool, timeout: Duration, operation: String, detail: () -> String,
+                       _ handle: (Caravan_V1_JobEvent) -> Void) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !finished() {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw ZMQError(code: EAGAIN, operation: operation, detail: detail()) }
+            let frames = try await socket.receive(timeout: left)
+            guard case .message(.jobEvent(let e), _) = try codec.decode(frames) else { continue }
+            handle(e)
+        }
     }
 
     /// Collects the events of the jobs with client request ids `ids` until each ends (bounded by
     /// `timeout`), starting from `results`.
     func collect(_ ids: [String], from start: [String: Result] = [:], timeout: Duration = .seconds(90),
                  onEvent: (Caravan_V1_JobEvent, [String: Result]) -> Void = { _, _ in }) async throws -> [String: Result] {
-        let jobs = ids
         var results = start
         var done = Set<String>()
-        let deadline = ContinuousClock.now + timeout
-        while done.count < jobs.count {
-            let left = deadline - ContinuousClock.now
-            guard left > .zero else { throw ZMQError(code: EAGAIN, operation: "job results", detail: "timed out; got \(results)") }
-            let frames = try await socket.receive(timeout: left)
-            guard case .message(.jobEvent(let e), _) = try codec.decode(frames) else { continue }
+        try await receiveEvents(until: { done.count >= ids.count }, timeout: timeout, operation: "job results",
+                                detail: { "timed out; got \(results)" }) { e in
             var r = results[e.clientRequestID] ?? Result()
             switch e.event {
             case .token(let t)?:

@@ -61,19 +61,12 @@ enum JobStream {
     static func run(_ client: JobClient, _ jobs: [Caravan_V1_JobSubmit], timeout: Duration,
                     progress: ([String: Job]) -> Void = { _ in }) async throws -> [String: Job] {
         var results: [String: Job] = [:]
-        for job in jobs {
-            results[job.clientRequestID] = Job(clientID: job.clientRequestID)
-            try await client.socket.send(try client.codec.encode(.jobSubmit(job)), timeout: .seconds(5))
-        }
-        let deadline = ContinuousClock.now + timeout
-        while results.values.contains(where: { !$0.done }) {
-            let left = deadline - ContinuousClock.now
-            guard left > .zero else {
-                throw ZMQError(code: EAGAIN, operation: "job streams", detail: "timed out after \(timeout): "
-                    + results.values.map(\.summary).sorted().joined(separator: "; "))
-            }
-            let frames = try await client.socket.receive(timeout: left)
-            guard case .message(.jobEvent(let e), _) = try client.codec.decode(frames), var r = results[e.clientRequestID] else { continue }
+        for job in jobs { results[job.clientRequestID] = Job(clientID: job.clientRequestID) }
+        try await client.send(jobs)
+        try await client.receiveEvents(until: { !results.values.contains(where: { !$0.done }) }, timeout: timeout,
+                                       operation: "job streams",
+                                       detail: { "timed out after \(timeout): " + results.values.map(\.summary).sorted().joined(separator: "; ") }) { e in
+            guard var r = results[e.clientRequestID] else { return }
             let now = ContinuousClock.now
             r.jobID = e.jobID
             r.sequences.append(e.sequence)

@@ -166,15 +166,26 @@ final class MembershipTests: XCTestCase {
     private func serving(lastEpoch: UInt64 = 0, joinSettle: UInt64 = 0) -> Membership {
         var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 1000, suspectAfter: 300,
                            joinSettle: joinSettle, lastEpoch: lastEpoch)
-        _ = join(&m, 1)
-        _ = join(&m, 2)
-        _ = m.planned(PipelinePlan(stages: [
-            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
-            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
-        ]), template: template)
+        joinAndPlan(&m, workers: 2)
         _ = m.assignmentReady(peer: peer(1), epoch: lastEpoch + 1, error: nil, now: 10)
         _ = m.assignmentReady(peer: peer(2), epoch: lastEpoch + 1, error: nil, now: 10)
         return m
+    }
+
+    /// Workers w1...w`workers` join at 0 and are planned at `now`, 12 layers shared out evenly.
+    private func joinAndPlan(_ m: inout Membership, workers: UInt8, now: UInt64 = 0) {
+        for n in 1...workers { _ = join(&m, n, now: 0) }
+        let share = 12 / Int(workers)
+        _ = m.planned(PipelinePlan(stages: (0..<Int(workers)).map { i in
+            PlannedStage(workerID: "w\(i + 1)", layers: LayerRange(i * share, i * share + share)!, memoryBytes: 1)
+        }), template: template, now: now)
+    }
+
+    /// Worker `n`'s heartbeat at `t` (no steps run, no free memory reported).
+    @discardableResult
+    private func beat(_ m: inout Membership, _ n: UInt8, epoch: UInt64 = 0, loading: Bool = false, _ t: UInt64) -> [Membership.Directive] {
+        m.heartbeat(peer: peer(n), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0,
+                    planEpoch: epoch, loading: loading, now: t)
     }
 
     func testEpochsContinueAfterARestart() {
@@ -196,16 +207,15 @@ final class MembershipTests: XCTestCase {
     func testAJoiningWorkerGetsLayersOnlyOnceHeardSteadilyForTheSettleTime() {
         var m = serving(joinSettle: 5000)
         // w1 and w2 keep beating; w3 joins at 20 and beats, with one gap longer than the suspect time.
-        func beat(_ n: UInt8, _ t: UInt64) { m.heartbeat(peer: peer(n), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: t) }
         XCTAssertEqual(join(&m, 3, now: 20), [.acknowledge(peer(3), accepted: true, reason: "")], "no re-plan on the spot")
         var t: UInt64 = 20
         var replans: [(UInt64, String)] = []
         while t < 12_000 {
             t += 250
-            beat(1, t)
-            beat(2, t)
+            beat(&m, 1, t)
+            beat(&m, 2, t)
             // w3 silent from 2,000 to 2,600 ms (a gap > suspect time, < heartbeat timeout): the count restarts.
-            if !(2000...2600).contains(t) { beat(3, t) }
+            if !(2000...2600).contains(t) { beat(&m, 3, t) }
             for d in m.tick(now: t) { if case .replan(let why) = d { replans.append((t, why)) } }
         }
         XCTAssertEqual(replans.count, 1, "\(replans)")
@@ -218,17 +228,13 @@ final class MembershipTests: XCTestCase {
 
     func testAReplanLeavesOutAWorkerWithRecentHeartbeatGapsUntilItIsSteady() {
         var m = Membership(expectedWorkers: 3, modelSHA256: sha, heartbeatTimeout: 1500, suspectAfter: 300, joinSettle: 5000)
-        for n: UInt8 in 1...3 { _ = join(&m, n, now: 0) }
-        _ = m.planned(PipelinePlan(stages: (0..<3).map { i in
-            PlannedStage(workerID: "w\(i + 1)", layers: LayerRange(i * 4, i * 4 + 4)!, memoryBytes: 1)
-        }), template: template, now: 0)
+        joinAndPlan(&m, workers: 3)
         for n: UInt8 in 1...3 { _ = m.assignmentReady(peer: peer(n), epoch: 1, error: nil, now: 10) }
-        func beat(_ n: UInt8, _ t: UInt64) { m.heartbeat(peer: peer(n), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: t) }
         // w3's link drops packets: a 700 ms gap in its heartbeats (not long enough to be lost).
         for t in stride(from: UInt64(250), through: 3000, by: 250) {
-            beat(1, t)
-            beat(2, t)
-            if !(1000...1600).contains(t) { beat(3, t) }
+            beat(&m, 1, t)
+            beat(&m, 2, t)
+            if !(1000...1600).contains(t) { beat(&m, 3, t) }
         }
         // A step failed (its message was lost on w3's link): the re-plan leaves w3 out.
         let d = m.replan("a step of epoch 1 failed", now: 3000)
@@ -245,7 +251,7 @@ final class MembershipTests: XCTestCase {
         var m = serving(joinSettle: 5000)
         // w2 is lost and w1 alone cannot hold the model (the planner says so): jobs wait.
         for t in stride(from: UInt64(250), through: 1500, by: 250) {
-            m.heartbeat(peer: peer(1), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0, now: t)
+            beat(&m, 1, t)
         }
         _ = m.tick(now: 1500)
         _ = m.planFailed("too little memory", now: 1500)
@@ -257,41 +263,27 @@ final class MembershipTests: XCTestCase {
 
     func testALostAssignmentIsSentAgainFromTheWorkersHeartbeats() {
         var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 5000)
-        _ = join(&m, 1, now: 0)
-        _ = join(&m, 2, now: 0)
-        _ = m.planned(PipelinePlan(stages: [
-            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
-            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
-        ]), template: template, now: 100)
-        func beat(_ n: UInt8, epoch: UInt64, loading: Bool, _ t: UInt64) -> [Membership.Directive] {
-            m.heartbeat(peer: peer(n), stepsRun: 0, recentStepMs: 0, recentRowsPerStep: 0, freeMemoryBytes: 0,
-                        planEpoch: epoch, loading: loading, now: t)
-        }
-        XCTAssertEqual(beat(1, epoch: 1, loading: true, 600), [], "loading it")
-        XCTAssertEqual(beat(2, epoch: 0, loading: false, 600), [], "too early to tell")
-        XCTAssertEqual(beat(1, epoch: 1, loading: true, 1200), [], "still loading it")
-        let again = beat(2, epoch: 0, loading: false, 1200)
+        joinAndPlan(&m, workers: 2, now: 100)
+        XCTAssertEqual(beat(&m, 1, epoch: 1, loading: true, 600), [], "loading it")
+        XCTAssertEqual(beat(&m, 2, epoch: 0, loading: false, 600), [], "too early to tell")
+        XCTAssertEqual(beat(&m, 1, epoch: 1, loading: true, 1200), [], "still loading it")
+        let again = beat(&m, 2, epoch: 0, loading: false, 1200)
         guard case .assign(let p, let a)? = again.first, again.count == 1 else { return XCTFail("\(again)") }
         XCTAssertEqual(p, peer(2))
         XCTAssertEqual(a.planEpoch, 1)
         XCTAssertEqual(a.layers, LayerRange(6, 12)!)
-        XCTAssertEqual(beat(2, epoch: 0, loading: false, 1500), [], "not more than once a second")
+        XCTAssertEqual(beat(&m, 2, epoch: 0, loading: false, 1500), [], "not more than once a second")
         _ = m.assignmentReady(peer: peer(1), epoch: 1, error: nil, now: 1600)
         // w2 loaded it but its AssignmentReady was lost: it runs epoch 1 (not loading) and is asked again.
-        XCTAssertEqual(beat(2, epoch: 1, loading: false, 2300).count, 1)
+        XCTAssertEqual(beat(&m, 2, epoch: 1, loading: false, 2300).count, 1)
         _ = m.assignmentReady(peer: peer(2), epoch: 1, error: nil, now: 2400)
         guard case .serving(1, _, _) = m.phase else { return XCTFail("\(m.phase)") }
-        XCTAssertEqual(beat(2, epoch: 1, loading: false, 5000), [], "serving: nothing to resend")
+        XCTAssertEqual(beat(&m, 2, epoch: 1, loading: false, 5000), [], "serving: nothing to resend")
     }
 
     func testTheSameWorkerProcessRegisteringAgainKeepsItsPlaceWhileAPlanLoads() {
         var m = Membership(expectedWorkers: 2, modelSHA256: sha, heartbeatTimeout: 5000)
-        _ = join(&m, 1, now: 0)
-        _ = join(&m, 2, now: 0)
-        _ = m.planned(PipelinePlan(stages: [
-            PlannedStage(workerID: "w1", layers: LayerRange(0, 6)!, memoryBytes: 1),
-            PlannedStage(workerID: "w2", layers: LayerRange(6, 12)!, memoryBytes: 1),
-        ]), template: template, now: 100)
+        joinAndPlan(&m, workers: 2, now: 100)
         // Same routing identity (the same process after a broken connection): no re-plan.
         XCTAssertEqual(join(&m, 2, now: 900), [.acknowledge(peer(2), accepted: true, reason: "")])
         guard case .assigning(1, _, _) = m.phase else { return XCTFail("\(m.phase)") }

@@ -1,3 +1,4 @@
+import CaravanCore
 import Foundation
 import XCTest
 @testable import Sampling

@@ -51,8 +51,10 @@ final class RowSamplingTests: XCTestCase {
         p.topLogprobs = 3
         let r = p.stageRequest(after: [1, 2, 3])
         XCTAssertTrue(r.wantsLogprobs)
-        var back = SamplingParameters(request: r)
+        var back = r.parameters
         XCTAssertNoThrow(try back.validate())
+        XCTAssertEqual(back.maxTokens, SamplingParameters().maxTokens, "limits are not part of a request")
+        XCTAssertEqual(back.stop, [])
         back.maxTokens = p.maxTokens
         back.stop = p.stop
         XCTAssertEqual(back, p)

@@ -1,3 +1,4 @@
+import CaravanCore
 import XCTest
 @testable import Sampling
 

@@ -10,9 +10,13 @@ import ZeroMQ
 /// Sampling requests and sampled results on the wire: round trips, validation of what a peer
 /// sends (an error, never a crash), and the size of a decode step's result.
 final class StageSamplingWireTests: XCTestCase {
-    private let request = SamplingRequest(temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.2,
-                                          repeatLastN: 4, frequencyPenalty: 0.1, presencePenalty: 0, seed: 12345,
-                                          logprobs: false, topLogprobs: 2, history: [7, 8, 9, 8])
+    private let request: SamplingRequest = {
+        var p = SamplingParameters(temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.2,
+                                   repeatLastN: 4, frequencyPenalty: 0.1, presencePenalty: 0, seed: 12345)
+        p.logprobs = false
+        p.topLogprobs = 2
+        return SamplingRequest(parameters: p, history: [7, 8, 9, 8])
+    }()
 
     private func batch(_ sampling: SamplingRequest?) -> StageBatch {
         StageBatch(entries: [
@@ -112,7 +116,7 @@ final class StageSamplingWireTests: XCTestCase {
         XCTAssertTrue(try rejected { $0.tokens[0].topLogprobs.append((tokenID: 1, logprob: -2)) }, "more alternatives than asked")
         XCTAssertTrue(try rejected { $0.tokens[0].topLogprobs[1].tokenID = 7 }, "alternative outside the vocabulary")
         var plain = request
-        plain.topLogprobs = 0
+        plain.parameters.topLogprobs = 0
         XCTAssertTrue(try rejected({ _ in }, batch: batch(plain)), "logprobs nobody asked for")
         XCTAssertTrue(try rejected({ _ in }, batch: batch(nil)), "tokens for a row that asked for logits")
         XCTAssertTrue(try rejected { $0.logits = try? ActivationTensor(values: [1, 2, 3], shape: [1, 3], dtype: .f32); $0.logitsRows = [step.rows[1]] },
@@ -122,8 +126,8 @@ final class StageSamplingWireTests: XCTestCase {
     func testTheLastStageSamplesOnlyWhenEveryRowAsks() throws {
         let logits: [Float] = [0, 3, 1, 5, 4, 2]  // two rows of a 3-token vocabulary
         var greedy = request
-        greedy.temperature = 0
-        greedy.topLogprobs = 0
+        greedy.parameters.temperature = 0
+        greedy.parameters.topLogprobs = 0
         greedy.history = []
         let both = StageBatch(entries: [
             StageEntry(sequence: SequenceID(1), position: 4, token: 1, wantsLogits: true, sampling: greedy),
@@ -136,7 +140,7 @@ final class StageSamplingWireTests: XCTestCase {
         XCTAssertEqual(indices, [0, 2])
         // Penalty window read on the stage: token 1 was just produced, so row 0 switches to 2.
         var penalized = greedy
-        penalized.repeatPenalty = 10
+        penalized.parameters.repeatPenalty = 10
         penalized.history = [1]
         var withHistory = both
         withHistory.entries[0].sampling = penalized
@@ -148,7 +152,7 @@ final class StageSamplingWireTests: XCTestCase {
             return XCTFail("a row without a request: logits for all")
         }
         var invalid = both
-        invalid.entries[0].sampling?.topP = 5
+        invalid.entries[0].sampling?.parameters.topP = 5
         XCTAssertThrowsError(try output.sampledOnStage(batch: invalid)) {
             guard case .invalidSampling(0, _)? = $0 as? StepConversionError else { return XCTFail("\($0)") }
         }

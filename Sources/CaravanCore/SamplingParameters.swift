@@ -3,6 +3,9 @@
 /// Defaults follow llama.cpp's command-line tool: temperature 0.8, top-k 40, top-p 0.95,
 /// min-p 0.05, repeat penalty 1.0 (off) over the last 64 tokens, no frequency/presence penalty.
 /// When decoding from JSON, missing keys take their default values.
+///
+/// Defined in CaravanCore so that a ``SamplingRequest`` (which `Llama` carries and `Sampling` runs)
+/// can hold the same chain; `Sampling` adds `validate()`.
 public struct SamplingParameters: Sendable, Equatable, Codable {
     /// Softmax temperature. `0` selects greedy decoding (argmax, lowest id on ties).
     public var temperature: Float
@@ -69,53 +72,13 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
     /// Whether these parameters select greedy decoding.
     public var isGreedy: Bool { temperature == 0 }
 
-    /// Checks every value; throws `SamplingError.invalidParameter` naming the first bad one.
-    public func validate() throws(SamplingError) {
-        func fail(_ name: String, _ message: String) -> SamplingError {
-            .invalidParameter(parameter: name, message: message)
-        }
-        guard temperature.isFinite, temperature >= 0 else {
-            throw fail("temperature", "must be a finite number >= 0, got \(temperature)")
-        }
-        guard topK >= 0 else {
-            throw fail("topK", "must be >= 0 (0 disables top-k), got \(topK)")
-        }
-        guard topP.isFinite, topP > 0, topP <= 1 else {
-            throw fail("topP", "must be in (0, 1] (1 disables top-p), got \(topP)")
-        }
-        guard minP.isFinite, minP >= 0, minP <= 1 else {
-            throw fail("minP", "must be in [0, 1] (0 disables min-p), got \(minP)")
-        }
-        guard repeatPenalty.isFinite, repeatPenalty > 0 else {
-            throw fail("repeatPenalty", "must be a finite number > 0 (1 disables it), got \(repeatPenalty)")
-        }
-        guard repeatLastN >= -1 else {
-            throw fail("repeatLastN", "must be >= -1 (-1 = whole history, 0 = off), got \(repeatLastN)")
-        }
-        guard frequencyPenalty.isFinite else {
-            throw fail("frequencyPenalty", "must be a finite number, got \(frequencyPenalty)")
-        }
-        guard presencePenalty.isFinite else {
-            throw fail("presencePenalty", "must be a finite number, got \(presencePenalty)")
-        }
-        guard maxTokens >= 1 else {
-            throw fail("maxTokens", "must be >= 1, got \(maxTokens)")
-        }
-        guard (0...20).contains(topLogprobs) else {
-            throw fail("topLogprobs", "must be in 0...20, got \(topLogprobs)")
-        }
-        if let index = stop.firstIndex(where: { $0.isEmpty }) {
-            throw fail("stop", "stop strings must not be empty (entry \(index) is empty)")
-        }
-    }
-
     private enum CodingKeys: String, CodingKey {
         case temperature, topK, topP, minP, repeatPenalty, repeatLastN
         case frequencyPenalty, presencePenalty, seed, maxTokens, stop, logprobs, topLogprobs
     }
 
     /// Decodes parameters; absent keys keep their defaults. Values are not validated here:
-    /// call `validate()`.
+    /// call `validate()` (in `Sampling`).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = SamplingParameters()
