@@ -82,7 +82,7 @@ public struct OpenAIServer: Sendable {
         let renderer = CompletionRenderer(kind: kind, id: id, model: served, created: Int(Date().timeIntervalSince1970))
         let pieces = gateway.run(job)
         if fields.stream == true {
-            return stream(pieces, renderer: renderer, includeUsage: fields.stream_options?.include_usage == true)
+            return try await stream(pieces, renderer: renderer, includeUsage: fields.stream_options?.include_usage == true)
         }
         var text = ""
         do {
@@ -112,14 +112,26 @@ public struct OpenAIServer: Sendable {
     /// proper error status; a later one is sent as an error event. When the client goes away the
     /// write fails, the stream is dropped and the gateway cancels the job.
     func stream(_ pieces: AsyncThrowingStream<JobPiece, any Error>, renderer: CompletionRenderer,
-                includeUsage: Bool) -> Response {
+                includeUsage: Bool) async throws(OpenAIError) -> Response {
         let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         let logger = self.logger
+        // Wait for the first piece here, so a refused job (prompt too long, no coordinator) is
+        // still answered with its HTTP status.
+        let cursor = PieceCursor(pieces)
+        let head: JobPiece?
+        do {
+            head = try await cursor.next()
+        } catch let e as OpenAIError {
+            throw e
+        } catch {
+            throw .internalError("\(error)")
+        }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             var first = true
             func send(_ data: Data) async throws { try await writer.write(ByteBuffer(bytes: data)) }
             do {
-                for try await piece in pieces {
+                var next = head
+                while let piece = next {
                     switch piece {
                     case .text(let t):
                         try await send(CompletionRenderer.event(renderer.chunk(text: t, first: first)))
@@ -133,6 +145,7 @@ public struct OpenAIServer: Sendable {
                             try await send(CompletionRenderer.event(renderer.usageChunk(Usage(prompt: prompt, completion: completion))))
                         }
                     }
+                    next = try await cursor.next()
                 }
                 try await send(CompletionRenderer.done)
             } catch let e as OpenAIError {
@@ -173,5 +186,19 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     static func render(_ e: OpenAIError) -> Response {
         OpenAIServer.json(e.json, status: HTTPResponse.Status(code: e.status))
+    }
+}
+
+/// One consumer's iterator over a job's pieces, handed from the route handler (first piece) to
+/// the response body writer (the rest); used by one task at a time.
+final class PieceCursor: @unchecked Sendable {
+    private var iterator: AsyncThrowingStream<JobPiece, any Error>.AsyncIterator
+
+    init(_ pieces: AsyncThrowingStream<JobPiece, any Error>) {
+        iterator = pieces.makeAsyncIterator()
+    }
+
+    func next() async throws -> JobPiece? {
+        try await iterator.next()
     }
 }
