@@ -1,3 +1,5 @@
+import CaravanClient
+import CaravanWire
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -110,6 +112,25 @@ extension ClusterTests {
         let unknown = try await http(base, "GET", "/v1/nothing")
         XCTAssertEqual(unknown.status, 404, unknown.body)
         XCTAssertNotNil(unknown.json["error"], unknown.body)
+        // A prompt longer than the context (256): the coordinator's refusal, as a 400, even when streaming.
+        let long = String(repeating: "hello world ", count: 300)
+        let overflow = try await http(base, "POST", "/v1/completions", body: #"{"prompt": "\#(long)", "stream": true}"#)
+        XCTAssertEqual(overflow.status, 400, overflow.body)
+        XCTAssertEqual((overflow.json["error"] as? [String: Any])?["code"] as? String, "context_length_exceeded", overflow.body)
+
+        // A client that goes away mid-stream: its job is cancelled on the coordinator.
+        let port = try XCTUnwrap(Int(base.split(separator: ":").last ?? ""))
+        let client = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        let cancelledBefore = try await client.clusterStatus(includeFinishedJobs: true).jobs.filter { $0.state == .cancelled }.count
+        try Self.abandonStream(port: port, body: #"{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0, "stream": true}"#)
+        var cancelled = false
+        for _ in 0..<100 where !cancelled {
+            try await Task.sleep(for: .milliseconds(100))
+            let status = try await client.clusterStatus(includeFinishedJobs: true)
+            cancelled = status.jobs.filter { $0.state == .cancelled }.count > cancelledBefore && !status.jobs.contains { [.queued, .prefill, .generating].contains($0.state) }
+        }
+        XCTAssertTrue(cancelled, "the abandoned stream's job was not cancelled")
+
         let again = try await http(base, "GET", "/v1/models")
         XCTAssertEqual(again.status, 200, again.body)
 
@@ -119,5 +140,35 @@ extension ClusterTests {
         while serve.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         XCTAssertFalse(serve.isRunning, "caravan serve did not stop on SIGTERM")
         XCTAssertTrue(cluster.allRunning)
+    }
+
+    /// Sends a streaming request over a raw socket, reads until the first event, then closes.
+    private static func abandonStream(port: Int, body: String) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClusterProcesses.Failure(description: "socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw ClusterProcesses.Failure(description: "connect() failed") }
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let bytes = Array(request.utf8)
+        guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else {
+            throw ClusterProcesses.Failure(description: "send() failed")
+        }
+        var received = ""
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !received.contains("data: {") {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw ClusterProcesses.Failure(description: "no event before the connection ended: \(received)") }
+            received += String(decoding: buffer[0..<n], as: UTF8.self)
+        }
     }
 }
