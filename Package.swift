@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "caravan", targets: ["caravan"]),
+        .executable(name: "caravan-openai", targets: ["caravan-openai"]),
         .executable(name: "caravan-worker", targets: ["caravan-worker"]),
         .executable(name: "caravan-coordinator", targets: ["caravan-coordinator"]),
         .executable(name: "caravanctl", targets: ["caravanctl"]),
@@ -83,7 +84,13 @@ let package = Package(
         // MARK: Executables
         .executableTarget(name: "caravan", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
-            "CaravanClient", "CaravanWire", "OpenAIServer", "ClusterSupport", "ZeroMQ",
+            "CaravanClient", "CaravanWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .executableTarget(name: "caravan-openai", dependencies: [
+            "OpenAIServer", "ClusterSupport", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -7,6 +7,6 @@ struct CaravanCommand: AsyncParsableCommand {
         commandName: "caravan",
         abstract: "Run LLaMA-family GGUF models: generate, chat, tokenize, perplexity, bench.",
         subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self,
-                      PerplexityCommand.self, BenchCommand.self, ServeCommand.self]
+                      PerplexityCommand.self, BenchCommand.self]
     )
 }

@@ -6,7 +6,7 @@ import FoundationNetworking
 #endif
 import XCTest
 
-/// `caravan serve` as a real process in front of the shared test cluster, spoken to over HTTP.
+/// `caravan-openai` as a real process in front of the shared test cluster, spoken to over HTTP.
 extension ClusterTests {
     private struct HTTPResult {
         var status: Int
@@ -28,8 +28,8 @@ extension ClusterTests {
 
     private func startServe(_ cluster: ClusterProcesses) throws -> (Process, String) {
         let p = Process()
-        p.executableURL = cluster.binaries.appendingPathComponent("caravan")
-        p.arguments = ["serve", "--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
+        p.executableURL = cluster.binaries.appendingPathComponent("caravan-openai")
+        p.arguments = ["--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
                        "--listen", "127.0.0.1:0", "--timeout", "30"]
         let logURL = cluster.directory.appendingPathComponent("serve.log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
@@ -138,7 +138,7 @@ extension ClusterTests {
         serve.terminate()
         let deadline = Date().addingTimeInterval(10)
         while serve.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        XCTAssertFalse(serve.isRunning, "caravan serve did not stop on SIGTERM")
+        XCTAssertFalse(serve.isRunning, "caravan-openai did not stop on SIGTERM")
         XCTAssertTrue(cluster.allRunning)
     }
 
