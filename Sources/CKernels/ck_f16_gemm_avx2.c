@@ -10,19 +10,14 @@
 
 #define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 
-/* R rows x A activations; w: first row, x: first activation (F16), strides in elements.
-   pf (decode): also asks for the same columns of the next R rows, one cache line per row per 32
-   elements: decode streams each weight once and the hardware prefetcher alone keeps too few
-   lines in flight (see ck_repack_avx2.c's r8_prefetch). */
+/* R rows x A activations; w: first row, x: first activation (F16), strides in elements */
 CK_AVX2_INLINE void f16_tile(const uint16_t *w, int64_t wstride, const uint16_t *x, int64_t xstride, int64_t k,
-                             int R, int A, float *out, int64_t ostride, const int pf) {
+                             int R, int A, float *out, int64_t ostride) {
   __m256 acc[4][3];
   for (int r = 0; r < 4; r++)
     for (int a = 0; a < 3; a++) acc[r][a] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= k; i += 8) {
-    if (pf && (i & 31) == 0)
-      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(w + (r + R) * wstride + i), _MM_HINT_T0);
     __m256 xv[3];
     for (int a = 0; a < A; a++) xv[a] = LDH(x + a * xstride + i);
     for (int r = 0; r < R; r++) {
@@ -39,8 +34,7 @@ CK_AVX2_INLINE void f16_tile(const uint16_t *w, int64_t wstride, const uint16_t 
   }
 }
 
-#define F16_TILE(R, A) f16_tile(W + r * k, k, X + b * xs, xs, k, R, A, out + b * ostride + r, ostride, 0)
-#define F16_DECODE_TILE(R) f16_tile(W + r * k, k, X, xs, k, R, 1, out + r, ostride, r + 2 * (R) <= r1)
+#define F16_TILE(R, A) f16_tile(W + r * k, k, X + b * xs, xs, k, R, A, out + b * ostride + r, ostride)
 
 CK_AVX2 static void mm_f16_tiled(const void *w, size_t wrow, const void *x, size_t xrow, int64_t k,
                                  int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
@@ -49,9 +43,8 @@ CK_AVX2 static void mm_f16_tiled(const void *w, size_t wrow, const void *x, size
   const int64_t xs = (int64_t)(xrow / 2);
   if (nb == 1) {  /* decode: four rows at a time, four independent chains */
     int64_t r = r0, b = 0;
-    for (; r + 4 <= r1; r += 4) F16_DECODE_TILE(4);
+    for (; r + 4 <= r1; r += 4) F16_TILE(4, 1);
     for (; r < r1; r++) F16_TILE(1, 1);
-    (void)b;
     return;
   }
   /* prefill: blocks of 48 rows stay in L1/L2 while the activations stream past in threes */
