@@ -1,7 +1,7 @@
 import Logging
 import ServiceLifecycle
 
-/// What both daemons (`caravan-coordinator`, `caravan-worker`) do around their service.
+/// What the daemons (`caravan-coordinator`, `caravan-worker`, `caravan-openai`) do around their service.
 public enum Daemon {
     /// Sends every logger's records at `level` and above to standard error. Call once, first.
     public static func bootstrapLogging(level: Logger.Level) {

@@ -3,7 +3,6 @@ import ClusterSupport
 import Foundation
 import Logging
 import OpenAIServer
-import ServiceLifecycle
 import ZeroMQ
 
 /// `caravan-openai`: an OpenAI-compatible HTTP API in front of a Caravan coordinator. Its own
@@ -74,11 +73,7 @@ struct CaravanOpenAI: AsyncParsableCommand {
 
     func run() async throws {
         guard let endpoint else { throw ValidationError("caravan-openai needs --coordinator") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
+        Daemon.bootstrapLogging(level: .info)
         let logger = Logger(label: "caravan.serve")
         let keys = try keyFile.map { path throws -> CurveKeyPair in try ClusterSecurity.keyPair(file: path) }
         let gateway = ClusterGateway(endpoint: endpoint, serverKey: insecure ? nil : key, keys: keys,
@@ -88,11 +83,6 @@ struct CaravanOpenAI: AsyncParsableCommand {
         let app = server.application(host: host, port: port) { bound in
             logger.info("listening", metadata: ["url": "http://\(host):\(bound)", "coordinator": "\(endpoint)"])
         }
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
-        try await group.run()
+        try await Daemon.run(app, logger: logger)
     }
 }
