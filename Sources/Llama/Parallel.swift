@@ -73,14 +73,21 @@ private final class PoolState: @unchecked Sendable {
     private var sleepers = 0
     private var stopped = false
     private static let spinLimit = 100_000
+    /// Chunk index of a generation whose job is not written yet.
+    private static let publishing: UInt64 = 0xFFFF_FFFF
 
     private static func generation(_ t: UInt64) -> UInt64 { t >> 32 }
 
     func execute(_ body: @escaping (Int, Int) -> Void, chunks: Int) {
+        // The new generation is announced before the job is written, in a state where nothing can
+        // be claimed: a worker that took the previous generation's ticket late (after that job
+        // ended) now fails its compare-and-swap instead of claiming the new job's chunks under
+        // the old generation (it did: a chunk then ran twice).
+        let next = (Self.generation(ticket.load(ordering: .relaxed)) + 1) << 32
+        ticket.store(next | Self.publishing, ordering: .sequentiallyConsistent)
         job = body
         chunkCount = chunks
         done.store(0, ordering: .relaxed)
-        let next = (Self.generation(ticket.load(ordering: .relaxed)) + 1) << 32
         ticket.store(next, ordering: .releasing)
         condition.lock()
         if sleepers > 0 { condition.broadcast() }
@@ -107,6 +114,7 @@ private final class PoolState: @unchecked Sendable {
         while true {
             let t = ticket.load(ordering: .acquiring)
             guard Self.generation(t) == generation else { return }
+            if t & 0xFFFF_FFFF == Self.publishing { continue }  // the caller is writing the job
             let index = Int(t & 0xFFFF_FFFF)
             guard index < chunkCount else { return }
             let (exchanged, _) = ticket.compareExchange(expected: t, desired: t + 1, ordering: .acquiringAndReleasing)

@@ -20,6 +20,27 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// Back-to-back jobs whose chunk counts change, with chunks so short that the caller often
+    /// finishes a job alone while a worker is still on its way in: a worker late for one job must
+    /// never claim a chunk of the next (a chunk ran twice before the generation was announced
+    /// ahead of the job).
+    func testLateWorkerNeverRunsAChunkOfTheNextJob() {
+        for threads in [2, 3] {
+            let pool = ComputeThreadPool(threads: threads)
+            let runs = UnsafeMutablePointer<Int>.allocate(capacity: 16)
+            defer { runs.deallocate() }
+            var doubled = 0
+            for round in 0..<20_000 {
+                let chunks = 2 + round % 14
+                runs.initialize(repeating: 0, count: chunks)
+                let counts = Mutex(())
+                pool.run(chunks: chunks) { c, _ in counts.withLock { _ in runs[c] += 1 } }
+                for c in 0..<chunks where runs[c] != 1 { doubled += 1 }
+            }
+            XCTAssertEqual(doubled, 0, "threads \(threads)")
+        }
+    }
+
     func testForEachChunkCoversTheRangeExactly() {
         let pool = ComputeThreadPool(threads: 2)
         for count in [1, 5, 16, 17, 576, 1000] {
