@@ -171,21 +171,29 @@ public final class LlamaStage: @unchecked Sendable {
         let att = scratch.attention.pointer, tmp = scratch.tmp.pointer
         let gate = scratch.gate.pointer, up = scratch.up.pointer
 
-        // Attention: norm, projections.
-        for i in 0..<n { ck_rmsnorm_f32(x + i * d, lw.attnNorm.values, xn + i * d, Int64(d), c.rmsEpsilon) }
+        // Attention: norm, projections. Row-wise steps run across the threads too (a row's bits
+        // do not depend on which thread computes it); one row runs on the caller.
+        runner.forEachChunk(of: n) { range, _ in
+            for i in range { ck_rmsnorm_f32(x + i * d, lw.attnNorm.values, xn + i * d, Int64(d), c.rmsEpsilon) }
+        }
         project([(lw.wq, q), (lw.wk, k), (lw.wv, v)], input: xn, count: n)
 
         // RoPE, then append keys and values to the cache as F16.
-        let cosT = scratch.ropeCos.pointer, sinT = scratch.ropeSin.pointer
-        for i in 0..<n {
-            let e = allEntries[first + i]
-            rope.apply(q + i * qd, heads: c.headCount, position: e.position, cos: cosT, sin: sinT)
-            rope.apply(k + i * kvd, heads: c.kvHeadCount, position: e.position, cos: cosT, sin: sinT)
-            // llama.cpp multiplies F16 keys with queries converted to F16: round them the same way.
-            roundToHalf(q + i * qd, count: qd, scratch: scratch.halves.pointer)
-            let s = allSequences[first + i]
-            ck_f32_to_f16(k + i * kvd, s.keys[local] + e.position * kvd, Int64(kvd))
-            ck_f32_to_f16(v + i * kvd, s.values[local] + e.position * kvd, Int64(kvd))
+        let ropeFloats = scratch.ropeFloatsPerSlot, halfCount = scratch.halvesPerSlot
+        runner.forEachChunk(of: n) { range, slot in
+            let cosT = scratch.rope.pointer + slot * 2 * ropeFloats, sinT = cosT + ropeFloats
+            let halves = scratch.halves.pointer + slot * halfCount
+            for i in range {
+                let e = allEntries[first + i]
+                rope.table(position: e.position, cos: cosT, sin: sinT)
+                rope.rotate(q + i * qd, heads: c.headCount, cos: cosT, sin: sinT)
+                rope.rotate(k + i * kvd, heads: c.kvHeadCount, cos: cosT, sin: sinT)
+                // llama.cpp multiplies F16 keys with queries converted to F16: round them the same way.
+                roundToHalf(q + i * qd, count: qd, scratch: halves)
+                let s = allSequences[first + i]
+                ck_f32_to_f16(k + i * kvd, s.keys[local] + e.position * kvd, Int64(kvd))
+                ck_f32_to_f16(v + i * kvd, s.values[local] + e.position * kvd, Int64(kvd))
+            }
         }
 
         // Scaled dot-product attention, causal by position. One work item = one run of rows of a
@@ -218,28 +226,49 @@ public final class LlamaStage: @unchecked Sendable {
             }
         }
         project([(lw.wo, tmp)], input: att, count: n)
-        for i in 0..<(n * d) { x[i] += tmp[i] }
 
-        // Feed-forward (SwiGLU).
-        for i in 0..<n { ck_rmsnorm_f32(x + i * d, lw.ffnNorm.values, xn + i * d, Int64(d), c.rmsEpsilon) }
+        // Residual, then the feed-forward (SwiGLU) with its norm; residual again.
+        runner.forEachChunk(of: n) { range, _ in
+            for i in range {
+                let xi = x + i * d, ti = tmp + i * d
+                for j in 0..<d { xi[j] += ti[j] }
+                ck_rmsnorm_f32(xi, lw.ffnNorm.values, xn + i * d, Int64(d), c.rmsEpsilon)
+            }
+        }
         project([(lw.gate, gate), (lw.up, up)], input: xn, count: n)
-        for i in 0..<n { ck_silu_mul_f32(gate + i * f, up + i * f, gate + i * f, Int64(f)) }
+        runner.forEachChunk(of: n) { range, _ in
+            for i in range { ck_silu_mul_f32(gate + i * f, up + i * f, gate + i * f, Int64(f)) }
+        }
         project([(lw.down, tmp)], input: gate, count: n)
-        for i in 0..<(n * d) { x[i] += tmp[i] }
+        runner.forEachChunk(of: n) { range, _ in
+            for i in range {
+                let xi = x + i * d, ti = tmp + i * d
+                for j in 0..<d { xi[j] += ti[j] }
+            }
+        }
     }
 
     /// Multiplies `count` input rows (contiguous, `matrix.columns` wide) by each matrix, quantizing
-    /// the input once per activation type.
+    /// the input once per activation type; consecutive matrices of one activation type share one
+    /// parallel pass.
     private func project(_ targets: [(WeightMatrix, UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>,
                          count: Int) {
-        var quantizedAs: Int32 = -1
-        for (w, out) in targets {
-            if w.activationType != quantizedAs {
-                scratch.reserveQuantized(bytes: count * w.activationRowBytes)
-                w.quantizeActivations(input, stride: w.columns, count: count, into: scratch.quantized.raw, runner: runner)
-                quantizedAs = w.activationType
+        var start = 0
+        while start < targets.count {
+            let type = targets[start].0.activationType
+            var end = start + 1
+            while end < targets.count && targets[end].0.activationType == type { end += 1 }
+            let w = targets[start].0
+            scratch.reserveQuantized(bytes: count * w.activationRowBytes)
+            w.quantizeActivations(input, stride: w.columns, count: count, into: scratch.quantized.raw, runner: runner)
+            if end - start == 1 {
+                w.multiply(quantized: scratch.quantized.raw, count: count, into: targets[start].1, outStride: w.rows,
+                           runner: runner)
+            } else {
+                WeightMatrix.multiply(Array(targets[start..<end]), quantized: scratch.quantized.raw, count: count,
+                                      runner: runner)
             }
-            w.multiply(quantized: scratch.quantized.raw, count: count, into: out, outStride: w.rows, runner: runner)
+            start = end
         }
     }
 
@@ -310,18 +339,22 @@ final class StageScratch {
     /// Attention scores: per thread, one row of `contextLimit` per query of a work item.
     let scores: AlignedBuffer<Float>
     let scoresPerSlot: Int
-    /// F16 scratch for rounding one row of queries.
+    /// Per thread, F16 scratch for rounding one row of queries.
     let halves: AlignedBuffer<UInt16>
-    let ropeCos: AlignedBuffer<Float>
-    let ropeSin: AlignedBuffer<Float>
+    let halvesPerSlot: Int
+    /// Per thread, one position's RoPE table: `ropeFloatsPerSlot` cosines, then as many sines.
+    let rope: AlignedBuffer<Float>
+    let ropeFloatsPerSlot: Int
 
     init(config: LlamaConfiguration, threads: Int, contextLimit: Int) {
         self.config = config
         scoresPerSlot = LlamaStage.attentionRows * config.groupSize * contextLimit
         scores = AlignedBuffer(capacity: threads * scoresPerSlot)
-        halves = AlignedBuffer(capacity: config.headCount * config.headDimension)
-        ropeCos = AlignedBuffer(capacity: config.headDimension)
-        ropeSin = AlignedBuffer(capacity: config.headDimension)
+        // Slots a cache line apart (no false sharing between threads).
+        halvesPerSlot = (config.headCount * config.headDimension + 31) / 32 * 32
+        halves = AlignedBuffer(capacity: threads * halvesPerSlot)
+        ropeFloatsPerSlot = (config.headDimension + 15) / 16 * 16
+        rope = AlignedBuffer(capacity: threads * 2 * ropeFloatsPerSlot)
     }
 
     func reserve(rows: Int, tile n: Int) {

@@ -9,10 +9,8 @@ struct RotaryEmbedding: Sendable {
     let linearScale: Float
     let frequencyFactors: [Float]?
 
-    /// Rotates `heads` consecutive heads of `x` for position `position`.
-    func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int,
-               cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
-        table(position: position, cos: cos, sin: sin)
+    /// Rotates `heads` consecutive heads of `x` by a table of ``table(position:cos:sin:)``.
+    func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
         for h in 0..<heads {
             let v = x + h * headDimension
             for i in 0..<(dimensions / 2) {

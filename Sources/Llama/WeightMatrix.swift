@@ -61,19 +61,47 @@ struct WeightMatrix: @unchecked Sendable {
     /// `out[b * outStride + r] = W[r] · x[b]` for every row, with `x` already quantized.
     func multiply(quantized x: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>,
                   outStride: Int, runner: any ParallelRunner) {
-        let t = Int32(type.rawValue), k = Int64(columns)
-        if let packed = repacked {
-            let w = UnsafeRawPointer(packed.pointer)
-            runner.forEachChunk(of: rows, granularity: 16) { range, _ in
-                _ = ck_matmul_repacked(t, w, x, k, Int64(range.lowerBound), Int64(range.upperBound), Int64(count),
-                                       out, Int64(outStride))
-            }
-            return
+        runner.forEachChunk(of: rows, granularity: Self.rowGranularity) { range, _ in
+            multiplyRows(range, quantized: x, count: count, into: out, outStride: outStride)
         }
-        let w = data
-        runner.forEachChunk(of: rows, granularity: 16) { range, _ in
-            _ = ck_matmul(t, w, x, k, Int64(range.lowerBound), Int64(range.upperBound), Int64(count),
-                          out, Int64(outStride))
+    }
+
+    /// Row ranges handed to the kernels start at multiples of this (the repacked layouts keep
+    /// rows in groups of 8).
+    static let rowGranularity = 16
+
+    /// ``multiply(quantized:count:into:outStride:runner:)`` for the rows in `range` only, on the
+    /// calling thread.
+    func multiplyRows(_ range: Range<Int>, quantized x: UnsafeRawPointer, count: Int,
+                      into out: UnsafeMutablePointer<Float>, outStride: Int) {
+        let t = Int32(type.rawValue), k = Int64(columns)
+        let r0 = Int64(range.lowerBound), r1 = Int64(range.upperBound)
+        if let packed = repacked {
+            _ = ck_matmul_repacked(t, UnsafeRawPointer(packed.pointer), x, k, r0, r1, Int64(count), out, Int64(outStride))
+        } else {
+            _ = ck_matmul(t, data, x, k, r0, r1, Int64(count), out, Int64(outStride))
+        }
+    }
+
+    /// Multiplies the same quantized activations by several matrices (of one activation type and
+    /// width) in one parallel pass: their rows form one index space, each matrix starting at a
+    /// multiple of ``rowGranularity``, cut into chunks across the threads. One wait for all of
+    /// them instead of one per matrix, and small matrices (keys, values) share chunks with large
+    /// ones. `targets[i].1` receives matrix i's outputs with stride `targets[i].0.rows`.
+    static func multiply(_ targets: [(WeightMatrix, UnsafeMutablePointer<Float>)], quantized x: UnsafeRawPointer,
+                         count: Int, runner: any ParallelRunner) {
+        let g = rowGranularity
+        var total = 0
+        for (w, _) in targets { total += (w.rows + g - 1) / g * g }
+        runner.forEachChunk(of: total, granularity: g) { range, _ in
+            var offset = 0
+            for (w, out) in targets {
+                let lo = max(range.lowerBound, offset) - offset
+                let hi = min(range.upperBound, offset + w.rows) - offset
+                if lo < hi { w.multiplyRows(lo..<hi, quantized: x, count: count, into: out, outStride: w.rows) }
+                offset += (w.rows + g - 1) / g * g
+                if offset >= range.upperBound { break }
+            }
         }
     }
 
