@@ -1,9 +1,10 @@
 /* Run-time instruction set selection and the ck_matmul entry point. */
 #include "ck_internal.h"
+#include "ck_repack.h"
 #include <pthread.h>
 #include <stdatomic.h>
 
-static ck_kernels ck_tab_scalar, ck_tab_avx2, ck_tab_neon;
+static ck_kernels ck_tab_scalar, ck_tab_avx2, ck_tab_avx512, ck_tab_neon;
 static int ck_best = CK_ISA_SCALAR;
 static pthread_once_t ck_once = PTHREAD_ONCE_INIT;
 static _Atomic(const ck_kernels *) ck_cur = NULL;
@@ -12,10 +13,12 @@ static atomic_int ck_cur_isa = CK_ISA_SCALAR;
 static int ck_detect(void) {
 #if defined(CK_X86) && defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    return CK_ISA_AVX2;
-  /* AVX-512 kernels are not implemented: an AVX-512 CPU runs the AVX2 ones (it has AVX2). */
-  return CK_ISA_SCALAR;
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
+    return CK_ISA_SCALAR;
+  /* The AVX-512 table is the AVX2 one with AVX-512 kernels for the repacked (R8) matmuls. */
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    return CK_ISA_AVX512;
+  return CK_ISA_AVX2;
 #elif defined(__aarch64__)
   return CK_ISA_NEON;  /* Advanced SIMD is mandatory on arm64 */
 #else
@@ -26,6 +29,7 @@ static int ck_detect(void) {
 static const ck_kernels *ck_table(int isa) {
   switch (isa) {
     case CK_ISA_AVX2: return &ck_tab_avx2;
+    case CK_ISA_AVX512: return &ck_tab_avx512;
     case CK_ISA_NEON: return &ck_tab_neon;
     default: return &ck_tab_scalar;
   }
@@ -38,6 +42,10 @@ static void ck_init(void) {
   ck_fill_scalar(&ck_tab_neon);
   ck_fill_neon(&ck_tab_neon);
   ck_best = ck_detect();
+  ck_tab_avx512 = ck_tab_avx2;
+#if defined(CK_X86) && defined(__x86_64__)
+  if (ck_best == CK_ISA_AVX512) ck_fill_r8_avx512(ck_tab_avx512.mm_r8, __builtin_cpu_supports("avx512vnni"));
+#endif
   atomic_store(&ck_cur_isa, ck_best);
   atomic_store(&ck_cur, ck_table(ck_best));
 }
@@ -61,9 +69,11 @@ int ck_isa_active(void) {
 
 int ck_set_isa(int isa) {
   pthread_once(&ck_once, ck_init);
-  /* Only the scalar path and the best path exist on a given machine (AVX2 and NEON never
-     coexist; AVX-512 requests fall back to the best available). */
-  const int chosen = (isa == CK_ISA_SCALAR) ? CK_ISA_SCALAR : ck_best;
+  /* The scalar path, the best path and, on an AVX-512 CPU, the AVX2 path exist; any other
+     request (AVX-512 without the CPU for it, NEON on x86-64, AVX2 on arm64) gets the best one. */
+  int chosen = ck_best;
+  if (isa == CK_ISA_SCALAR) chosen = CK_ISA_SCALAR;
+  else if (isa == CK_ISA_AVX2 && ck_best == CK_ISA_AVX512) chosen = CK_ISA_AVX2;
   atomic_store(&ck_cur_isa, chosen);
   atomic_store(&ck_cur, ck_table(chosen));
   return chosen;

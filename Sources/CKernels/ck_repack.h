@@ -23,7 +23,8 @@
    - Q4_1: ggml's order exactly (8 accumulators, one per 4-element chunk, summed as ggml's
      hsum_float_8, plus the min term fma(m, s_y, .)), so equal to ck_matmul's AVX2 bits: the
      default model's golden tests compare greedy tokens with llama.cpp, which does not repack Q4_1.
-   Every path (scalar, AVX2, any grouping or row split) gives the same bits for the same output. */
+   Every path (scalar, AVX2, AVX-512, any grouping or row split) gives the same bits for the same
+   output. */
 #ifndef CK_REPACK_H
 #define CK_REPACK_H
 
@@ -57,6 +58,9 @@ typedef void (*ck_mm_r8_fn)(const void *w, const void *x, size_t xrow, int64_t n
 
 void ck_fill_r8_scalar(ck_mm_r8_fn *tab);   /* indexed by weight type, 31 entries */
 void ck_fill_r8_avx2(ck_mm_r8_fn *tab);     /* no-op when not built for x86-64 */
+/* AVX-512 F+BW+VL kernels of Q4_0, Q4_1, Q5_0, Q8_0 (vnni != 0: their AVX512-VNNI variants;
+   the kernels run only on a CPU with those extensions); no-op when not built for x86-64 */
+void ck_fill_r8_avx512(ck_mm_r8_fn *tab, int vnni);
 
 /* Stores the 8 results of a group (lane r = row g*8 + r) that fall into [r0, r1). */
 static inline void ck_r8_store(const float *v, int64_t g, int64_t r0, int64_t r1, float *out) {

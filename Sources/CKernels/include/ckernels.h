@@ -155,13 +155,16 @@ void  ck_attention_f16_multi(const ck_attention_query *qs, int64_t nq, const uin
 
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
-/** Best instruction set this CPU supports and this library implements: AVX2 (needs FMA and
-    F16C too) on x86-64, NEON on arm64, else scalar. AVX-512 has no kernels yet: AVX-512 CPUs
-    run the AVX2 ones. */
+/** Best instruction set this CPU supports and this library implements: on x86-64, AVX-512
+    (F + BW + VL, with AVX2, FMA and F16C), else AVX2 (with FMA and F16C); NEON on arm64; else
+    scalar. The AVX-512 path is the AVX2 one with AVX-512 kernels for the repacked matmuls
+    (ck_matmul_repacked of Q4_0, Q4_1, Q5_0, Q8_0; their VNNI variants when the CPU has
+    AVX512-VNNI), the same bits as the AVX2 and scalar ones. */
 int ck_isa_best(void);
 /** Instruction set currently used. */
 int ck_isa_active(void);
-/** Force an instruction set (clamped to what the CPU supports); returns the one now active.
+/** Force an instruction set (scalar, the best one, or AVX2 on an AVX-512 CPU; any other request
+    gets the best one); returns the one now active.
     Process-wide: meant for tests and benchmarks, not to be flipped while kernels run. */
 int ck_set_isa(int isa);
 /** "scalar", "avx2", "avx512", "neon", or "?". */
