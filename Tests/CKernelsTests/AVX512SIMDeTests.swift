@@ -1,0 +1,36 @@
+import Foundation
+import XCTest
+
+/// The AVX-512 kernels of the repacked matmuls, compiled against SIMDe's portable intrinsics
+/// and run on this CPU (which has no AVX-512) against the scalar kernels, bit for bit
+/// (`Scripts/test-avx512`, `Scripts/avx512-check/check.c`). Fails, never skips, when SIMDe
+/// (`libsimde-dev`, installed by `Scripts/setup`) or clang is missing.
+final class AVX512SIMDeTests: XCTestCase {
+    func testAVX512KernelsMatchScalarThroughSIMDe() throws {
+        #if arch(x86_64)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let script = root.appendingPathComponent("Scripts/test-avx512")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, "Scripts/test-avx512 failed:\n\(output)")
+        // every type and both variants ran, with no mismatch
+        for type in ["q4_0", "q4_1", "q5_0", "q8_0"] {
+            for variant in ["avx512bw", "avx512vnni"] {
+                XCTAssertNotNil(output.range(of: "\(type) +\(variant) +[0-9]+ cases, 0 mismatches", options: .regularExpression),
+                                "\(type) \(variant) missing or failed:\n\(output)")
+            }
+        }
+        XCTAssertTrue(output.contains(" 0 bad"), output)
+        #else
+        throw XCTSkip("the SIMDe build of the AVX-512 kernels needs an x86-64 CPU with AVX2")
+        #endif
+    }
+}
