@@ -3,6 +3,7 @@
 #include "ck_repack.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 static ck_kernels ck_tab_scalar, ck_tab_avx2, ck_tab_avx512, ck_tab_neon;
 static int ck_best = CK_ISA_SCALAR;
@@ -15,8 +16,11 @@ static int ck_detect(void) {
   __builtin_cpu_init();
   if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
     return CK_ISA_SCALAR;
-  /* The AVX-512 table is the AVX2 one with AVX-512 kernels for the repacked (R8) matmuls. */
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+  /* The AVX-512 table is the AVX2 one with AVX-512 kernels for the repacked (R8) matmuls.
+     CK_NO_AVX512=1 in the environment keeps the AVX2 one (their speed is unmeasured). */
+  const char *off = getenv("CK_NO_AVX512");
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+      && !(off && off[0] == '1'))
     return CK_ISA_AVX512;
   return CK_ISA_AVX2;
 #elif defined(__aarch64__)
