@@ -93,12 +93,21 @@ final class FloatTests: XCTestCase {
         let best = ck_isa_best()
         XCTAssertEqual(ck_set_isa(Int32(CK_ISA_SCALAR)), Int32(CK_ISA_SCALAR))
         XCTAssertEqual(ck_isa_active(), Int32(CK_ISA_SCALAR))
-        XCTAssertEqual(ck_set_isa(Int32(CK_ISA_AVX512)), best, "unavailable ISAs clamp to the best one")
+        XCTAssertEqual(ck_set_isa(Int32(CK_ISA_NEON)), best, "unavailable ISAs clamp to the best one")
         XCTAssertEqual(ck_isa_active(), best)
         XCTAssertEqual(isaName(Int32(CK_ISA_AVX2)), "avx2")
+        XCTAssertEqual(isaName(Int32(CK_ISA_AVX512)), "avx512")
         #if arch(x86_64)
-        // the development and CI machines have AVX2; a scalar-only result would hide the SIMD path
-        XCTAssertEqual(best, Int32(CK_ISA_AVX2))
+        // the development and CI machines have AVX2 (or AVX-512); a scalar-only result would hide the SIMD path
+        XCTAssertTrue(isX86SIMD(best), "best ISA is \(isaName(best))")
+        if best == Int32(CK_ISA_AVX512) {
+            XCTAssertEqual(ck_set_isa(Int32(CK_ISA_AVX2)), Int32(CK_ISA_AVX2), "an AVX-512 CPU can still run the AVX2 table")
+        } else {
+            XCTAssertEqual(ck_set_isa(Int32(CK_ISA_AVX512)), best, "no AVX-512 table without the CPU for it")
+        }
+        XCTAssertEqual(ck_set_isa(best), best)
+        #elseif arch(arm64)
+        XCTAssertEqual(best, Int32(CK_ISA_NEON))
         #endif
     }
 }

@@ -96,7 +96,7 @@ final class QuantizeTests: XCTestCase {
         let fx = try QuantFixtures.load("act_q8_0.bin")
         XCTAssertEqual(fx.type, QType.q8_0.id)
         // AVX2 follows ggml's x86 runtime quantizer instead (GGMLMatmulTests, testQ8_0Q8_1Q8_KMatchReference)
-        for isa in testedISAs() where isa != Int32(CK_ISA_AVX2) {
+        for isa in testedISAs() where !isX86SIMD(isa) {
             withISA(isa) { assertBytesEqual(quantize(.q8_0, fx.floats), fx.blob, "q8_0 [\(isaName(isa))] vs gguf-py") }
         }
     }
@@ -107,7 +107,7 @@ final class QuantizeTests: XCTestCase {
         let rk = Self.refQ8_K(x)
         XCTAssertNotEqual(Self.refQ8_0(x), Self.refQ8_0(x, runtime: true), "the data has ties that tell them apart")
         for isa in testedISAs() {
-            let runtime = isa == Int32(CK_ISA_AVX2)
+            let runtime = isX86SIMD(isa)
             let r0 = Self.refQ8_0(x, runtime: runtime), r1 = Self.refQ8_1(x, runtime: runtime)
             withISA(isa) {
                 assertBytesEqual(quantize(.q8_0, x), r0, "q8_0 [\(isaName(isa))]")

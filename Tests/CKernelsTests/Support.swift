@@ -36,10 +36,21 @@ struct QType: CustomStringConvertible, Sendable {
     var isKQuant: Bool { blockElements == 256 }
 }
 
-/// The instruction sets to test: scalar, plus the best SIMD path when the CPU has one.
+/// The instruction sets to test: scalar, plus the best SIMD path when the CPU has one (on an
+/// AVX-512 CPU also the AVX2 table, which it can still select).
 func testedISAs() -> [Int32] {
-    let best = ck_isa_best()
-    return best == Int32(CK_ISA_SCALAR) ? [Int32(CK_ISA_SCALAR)] : [Int32(CK_ISA_SCALAR), best]
+    switch ck_isa_best() {
+    case Int32(CK_ISA_SCALAR): return [Int32(CK_ISA_SCALAR)]
+    case Int32(CK_ISA_AVX512): return [Int32(CK_ISA_SCALAR), Int32(CK_ISA_AVX2), Int32(CK_ISA_AVX512)]
+    case let best: return [Int32(CK_ISA_SCALAR), best]
+    }
+}
+
+/// Whether isa is one of the x86 SIMD tables: AVX2, or AVX-512 (the AVX2 table with AVX-512
+/// kernels for the repacked matmuls, giving the same bits). Both follow ggml's x86 build
+/// (its runtime quantizers, its AVX2 vec_dot order); scalar and NEON follow ggml's reference.
+func isX86SIMD(_ isa: Int32) -> Bool {
+    isa == Int32(CK_ISA_AVX2) || isa == Int32(CK_ISA_AVX512)
 }
 
 /// Runs body with the given instruction set forced, restoring the best one afterwards.
