@@ -12,8 +12,9 @@
      (n/2 + 16) * 2^-24 * sum|a_i * b_i| of the scalar one (a first-order bound on the rounding
      error of both orders, 2^-24 the unit roundoff), and on small-integer data (every product and
      partial sum exact in float) be bit-identical. Outside the rows asked for: untouched.
-   - ck_axpy_f32, ck_axpy_f16_f32: within 2^-24 * (|a * x_i| + |y_i|) per element (fused vs
-     possibly unfused multiply-add), bit-identical on small-integer data; guards untouched.
+   - ck_axpy_f32, ck_axpy_f16_f32: within 2^-24 * (|a * x_i| + |y_i| + |result_i|) per element
+     (fused vs possibly unfused multiply-add), bit-identical on small-integer data; guards
+     untouched (finite ones: y += a * x leaves a NaN guard the same NaN).
    - ck_f16_to_f32 (all 65536 halves) and ck_f32_to_f16 (random bit patterns, NaNs and infinities
      included, every rounding tie between adjacent halves and its neighbours): bit-identical,
      except that a signaling NaN half may become a quiet NaN float (see check_f16_to_f32).
