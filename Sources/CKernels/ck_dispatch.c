@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 static ck_kernels ck_tab_scalar, ck_tab_avx2, ck_tab_avx512, ck_tab_neon;
 static int ck_best = CK_ISA_SCALAR;
@@ -48,7 +49,11 @@ static void ck_init(void) {
   ck_best = ck_detect();
   ck_tab_avx512 = ck_tab_avx2;
 #if defined(CK_X86) && defined(__x86_64__)
-  if (ck_best == CK_ISA_AVX512) ck_fill_r8_avx512(ck_tab_avx512.mm_r8, __builtin_cpu_supports("avx512vnni"));
+  if (ck_best == CK_ISA_AVX512) {
+    /* decode keeps the AVX2 tiles (see mm_r8_one in ck_internal.h) */
+    memcpy(ck_tab_avx512.mm_r8_one, ck_tab_avx2.mm_r8, sizeof ck_tab_avx512.mm_r8_one);
+    ck_fill_r8_avx512(ck_tab_avx512.mm_r8, __builtin_cpu_supports("avx512vnni"));
+  }
 #endif
   atomic_store(&ck_cur_isa, ck_best);
   atomic_store(&ck_cur, ck_table(ck_best));

@@ -174,6 +174,12 @@ typedef struct {
   void (*mm_r8[31])(const void *w, const void *x, size_t xrow, int64_t nblk,
                     int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
   unsigned char r8_fast[31];
+  /* R8 kernels for one activation (decode), where they differ from mm_r8 (NULL: mm_r8). The
+     AVX-512 table keeps the AVX2 ones here: decode streams every weight from memory once, and the
+     AVX-512 tiles, which read two groups of rows at once (two streams), ran 25-55 % slower than
+     the AVX2 tiles' single stream on a Zen 4 EPYC with the weights in DRAM (same bits either way) */
+  void (*mm_r8_one[31])(const void *w, const void *x, size_t xrow, int64_t nblk,
+                        int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
   /* one query's attention over F16 keys/values (ck_attention_f16); NULL: composed from the above */
   void (*attn_f16)(const float *q, const uint16_t *k, const uint16_t *v, int64_t stride, int64_t n,
                    int64_t hd, float scale, float *scores, float *out);

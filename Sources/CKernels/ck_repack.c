@@ -102,7 +102,8 @@ int ck_matmul_repacked(int wtype, const void *w, const void *x, int64_t k,
   if (r0 == r1 || nb == 0) return 0;
   if (!w || !x || !out) return -1;
   const size_t xrow = (size_t)ck_row_bytes(ck_vec_dot_type(wtype), k);
-  t->mm_r8[wtype](w, x, xrow, k / CK_QK, r0, r1, nb, out, out_stride);
+  const ck_mm_r8_fn f = nb == 1 && t->mm_r8_one[wtype] ? t->mm_r8_one[wtype] : t->mm_r8[wtype];
+  f(w, x, xrow, k / CK_QK, r0, r1, nb, out, out_stride);
   return 0;
 }
 
