@@ -10,14 +10,18 @@
 
 #define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 
-/* R rows x A activations; w: first row, x: first activation (F16), strides in elements */
+/* R rows x A activations; w: first row, x: first activation (F16), strides in elements.
+   pf > 0 (decode of R = 4 adjacent rows): prefetch the weights pf bytes past the tile's start,
+   one line per step (a step reads 4 x 16 bytes), so the lines of the tiles ahead are in flight. */
 CK_AVX2_INLINE void f16_tile(const uint16_t *w, int64_t wstride, const uint16_t *x, int64_t xstride, int64_t k,
-                             int R, int A, float *out, int64_t ostride) {
+                             int R, int A, float *out, int64_t ostride, int64_t pf) {
   __m256 acc[4][3];
   for (int r = 0; r < 4; r++)
     for (int a = 0; a < 3; a++) acc[r][a] = _mm256_setzero_ps();
+  const char *ahead = (const char *)w + pf;
   int64_t i = 0;
   for (; i + 8 <= k; i += 8) {
+    if (pf > 0) _mm_prefetch(ahead + i * 8, _MM_HINT_T0);
     __m256 xv[3];
     for (int a = 0; a < A; a++) xv[a] = LDH(x + a * xstride + i);
     for (int r = 0; r < R; r++) {
@@ -34,7 +38,7 @@ CK_AVX2_INLINE void f16_tile(const uint16_t *w, int64_t wstride, const uint16_t 
   }
 }
 
-#define F16_TILE(R, A) f16_tile(W + r * k, k, X + b * xs, xs, k, R, A, out + b * ostride + r, ostride)
+#define F16_TILE(R, A) f16_tile(W + r * k, k, X + b * xs, xs, k, R, A, out + b * ostride + r, ostride, 0)
 
 CK_AVX2 static void mm_f16_tiled(const void *w, size_t wrow, const void *x, size_t xrow, int64_t k,
                                  int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
@@ -42,8 +46,11 @@ CK_AVX2 static void mm_f16_tiled(const void *w, size_t wrow, const void *x, size
   const uint16_t *W = (const uint16_t *)w, *X = (const uint16_t *)x;
   const int64_t xs = (int64_t)(xrow / 2);
   if (nb == 1) {  /* decode: four rows at a time, four independent chains */
+    /* Prefetch whole tiles ahead, at least 8 KiB: without it the four row streams ran at a
+       third of the memory bandwidth on a Zen 4 EPYC (5.4 against 15 GMAC/s, 49152 x 576) */
+    const int64_t tile = 4 * k * 2, pf = tile * ((8192 + tile - 1) / tile);
     int64_t r = r0, b = 0;
-    for (; r + 4 <= r1; r += 4) F16_TILE(4, 1);
+    for (; r + 4 <= r1; r += 4) f16_tile(W + r * k, k, X, xs, k, 4, 1, out + r, ostride, pf);
     for (; r < r1; r++) F16_TILE(1, 1);
     return;
   }
