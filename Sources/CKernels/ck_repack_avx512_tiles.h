@@ -185,12 +185,16 @@ CK512_FN void CK512_N(mm_r16_q8_0)(const void *w, const void *x, size_t xrow, in
 }
 
 /* ---- Q4_1 x Q8_1: ggml's order (see ck_repack_avx2.c): accumulator c holds chunk c of the 16
-   rows, summed at the end in hsum_float_8's order, then the min term. One activation per tile. */
-CK512_IN __m512 CK512_N(r16_q4_1_one)(const uint8_t *ga, const uint8_t *gb, const uint8_t *xa,
-                                      int64_t nblk, const int pf) {
-  __m512 acc[8];
-  for (int c = 0; c < 8; c++) acc[c] = _mm512_setzero_ps();
-  __m512 macc = _mm512_setzero_ps();
+   rows, summed at the end in hsum_float_8's order, then the min term. A activations per tile
+   (1 or 2, literal in each copy), each with its own 8 accumulators and the same operations as
+   alone: two share the weights' loads and nibble unpacking (18 of the 32 registers). */
+CK512_IN void CK512_N(r16_q4_1_n)(const uint8_t *ga, const uint8_t *gb, const uint8_t *xa, size_t xrow,
+                                  int64_t nblk, const int A, const int pf, __m512 *res) {
+  __m512 acc[2][8], macc[2];
+  for (int a = 0; a < A; a++) {
+    for (int c = 0; c < 8; c++) acc[a][c] = _mm512_setzero_ps();
+    macc[a] = _mm512_setzero_ps();
+  }
   const __m512i m4 = _mm512_set1_epi8(0x0F);
 #if !CK512_V
   const __m512i ones = _mm512_set1_epi16(1);
@@ -199,28 +203,37 @@ CK512_IN __m512 CK512_N(r16_q4_1_one)(const uint8_t *ga, const uint8_t *gb, cons
     const uint8_t *oa = ga + i * 160, *ob = gb + i * 160;
     r16_prefetch(oa, 160, pf);
     r16_prefetch(ob, 160, pf && ob != oa);
-    const ck_block_q8_1 *y = (const ck_block_q8_1 *)xa + i;
-    const __m512 scale = _mm512_mul_ps(r16_halves(oa, ob), _mm512_set1_ps(ck512_h2f(y->d)));
-    const __m512 m16 = r16_halves(oa + 16, ob + 16);
+    const __m512 d16 = r16_halves(oa, ob), m16 = r16_halves(oa + 16, ob + 16);
+    const ck_block_q8_1 *y[2];
+    __m512 scale[2];
+    for (int a = 0; a < A; a++) {
+      y[a] = (const ck_block_q8_1 *)(xa + a * xrow) + i;
+      scale[a] = _mm512_mul_ps(d16, _mm512_set1_ps(ck512_h2f(y[a]->d)));
+    }
     for (int h = 0; h < 4; h++) {
       const __m512i R = r16_load(oa + 32 + 32 * h, ob + 32 + 32 * h);
       const __m512i lo = _mm512_and_si512(R, m4), hi = _mm512_and_si512(_mm512_srli_epi16(R, 4), m4);
-      const __m512i yl = r16_bcast(y->qs + 4 * h), yh = r16_bcast(y->qs + 16 + 4 * h);
+      for (int a = 0; a < A; a++) {
+        const __m512i yl = r16_bcast(y[a]->qs + 4 * h), yh = r16_bcast(y[a]->qs + 16 + 4 * h);
 #if CK512_V
-      const __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, yl);
-      const __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, yh);
+        const __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, yl);
+        const __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, yh);
 #else
-      const __m512i pl = _mm512_madd_epi16(_mm512_maddubs_epi16(lo, yl), ones);
-      const __m512i ph = _mm512_madd_epi16(_mm512_maddubs_epi16(hi, yh), ones);
+        const __m512i pl = _mm512_madd_epi16(_mm512_maddubs_epi16(lo, yl), ones);
+        const __m512i ph = _mm512_madd_epi16(_mm512_maddubs_epi16(hi, yh), ones);
 #endif
-      acc[h] = _mm512_fmadd_ps(scale, ck512_cvtepi32_ps(pl), acc[h]);
-      acc[h + 4] = _mm512_fmadd_ps(scale, ck512_cvtepi32_ps(ph), acc[h + 4]);
+        acc[a][h] = _mm512_fmadd_ps(scale[a], ck512_cvtepi32_ps(pl), acc[a][h]);
+        acc[a][h + 4] = _mm512_fmadd_ps(scale[a], ck512_cvtepi32_ps(ph), acc[a][h + 4]);
+      }
     }
-    macc = _mm512_fmadd_ps(m16, _mm512_set1_ps(ck512_h2f(y->s)), macc);
+    for (int a = 0; a < A; a++) macc[a] = _mm512_fmadd_ps(m16, _mm512_set1_ps(ck512_h2f(y[a]->s)), macc[a]);
   }
-  const __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
-                                 _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
-  return _mm512_add_ps(r, macc);
+  for (int a = 0; a < A; a++) {
+    const __m512 *c = acc[a];
+    const __m512 r = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c[0], c[4]), _mm512_add_ps(c[2], c[6])),
+                                   _mm512_add_ps(_mm512_add_ps(c[1], c[5]), _mm512_add_ps(c[3], c[7])));
+    res[a] = _mm512_add_ps(r, macc[a]);
+  }
 }
 
 CK512_FN void CK512_N(mm_r16_q4_1)(const void *w, const void *x, size_t xrow, int64_t nblk,
@@ -230,12 +243,15 @@ CK512_FN void CK512_N(mm_r16_q4_1)(const void *w, const void *x, size_t xrow, in
   for (int64_t gb = g0; gb < g1; gb += R16_ROW_BLOCK) {
     const int64_t ge = gb + R16_ROW_BLOCK < g1 ? gb + R16_ROW_BLOCK : g1;
     const int pf = nb == 1;  /* decode: stream the rows once, prefetching */
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = 0; b < nb; b += 2) {
+      const int A = nb - b >= 2 ? 2 : 1;
       for (int64_t g = gb; g < ge; g += 2) {
         const int two = g + 1 < ge;
-        const __m512 v = CK512_N(r16_q4_1_one)(W + g * gstride, W + (two ? g + 1 : g) * gstride,
-                                               X + b * xrow, nblk, pf);
-        r16_out(v, g, two, r0, r1, out + b * ostride);
+        const uint8_t *wa = W + g * gstride, *wb = W + (two ? g + 1 : g) * gstride;
+        __m512 v[2];
+        if (A == 2) CK512_N(r16_q4_1_n)(wa, wb, X + b * xrow, xrow, nblk, 2, 0, v);
+        else CK512_N(r16_q4_1_n)(wa, wb, X + b * xrow, xrow, nblk, 1, pf, v);
+        for (int a = 0; a < A; a++) r16_out(v[a], g, two, r0, r1, out + (b + a) * ostride);
       }
     }
   }
