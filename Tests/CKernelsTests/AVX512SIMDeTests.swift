@@ -8,19 +8,8 @@ import XCTest
 final class AVX512SIMDeTests: XCTestCase {
     func testAVX512KernelsMatchScalarThroughSIMDe() throws {
         #if arch(x86_64)
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let script = root.appendingPathComponent("Scripts/test-avx512")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "Scripts/test-avx512 failed:\n\(output)")
+        let (status, output) = try runRepositoryScript("Scripts/test-avx512")
+        XCTAssertEqual(status, 0, "Scripts/test-avx512 failed:\n\(output)")
         // every type and both variants ran, with no mismatch
         for type in ["q4_0", "q4_1", "q5_0", "q8_0"] {
             for variant in ["avx512bw", "avx512vnni"] {

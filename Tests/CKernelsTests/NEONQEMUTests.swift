@@ -14,19 +14,8 @@ final class NEONQEMUTests: XCTestCase {
         #if arch(arm64)
         throw XCTSkip("on arm64 the NEON kernels are the active ones in every CKernels test")
         #else
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let script = root.appendingPathComponent("Scripts/test-neon")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "Scripts/test-neon failed:\n\(output)")
+        let (status, output) = try runRepositoryScript("Scripts/test-neon")
+        XCTAssertEqual(status, 0, "Scripts/test-neon failed:\n\(output)")
         XCTAssertTrue(output.contains("active isa: neon"), output)
         // every kernel ck_fill_neon sets ran, with no mismatch
         let kernels = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K",

@@ -132,3 +132,20 @@ func ulpDistance(_ a: Float, _ b: Float) -> Int {
     if a.isNaN || b.isNaN || a.sign != b.sign { return Int.max }
     return abs(Int(a.bitPattern) - Int(b.bitPattern))
 }
+
+/// Runs a bash script of the repository (path relative to its root) and returns its exit status
+/// and its standard output and error, interleaved.
+func runRepositoryScript(_ path: String) throws -> (status: Int32, output: String) {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = [root.appendingPathComponent(path).path]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
