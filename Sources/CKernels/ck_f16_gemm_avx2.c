@@ -47,7 +47,7 @@ CK_AVX2 static void mm_f16_tiled(const void *w, size_t wrow, const void *x, size
   const int64_t xs = (int64_t)(xrow / 2);
   if (nb == 1) {  /* decode: four rows at a time, four independent chains */
     /* Prefetch whole tiles ahead, at least 8 KiB: without it the four row streams ran at a
-       third of the memory bandwidth on a Zen 4 EPYC (5.4 against 15 GMAC/s, 49152 x 576) */
+       third of the memory bandwidth on a Zen 4 EPYC (5.4 against 13.9 GMAC/s, 49152 x 576) */
     const int64_t tile = 4 * k * 2, pf = tile * ((8192 + tile - 1) / tile);
     int64_t r = r0, b = 0;
     for (; r + 4 <= r1; r += 4) f16_tile(W + r * k, k, X, xs, k, 4, 1, out + r, ostride, pf);

@@ -3,7 +3,10 @@
    VNNI (ck_repack_avx512_tiles.h, included once per variant). A tile computes two groups of 8
    rows at once, one group per 256-bit half of each 512-bit vector, so every lane is one row doing
    exactly the scalar kernel's operations: the results are the scalar and AVX2 kernels' bits.
-   Decode prefetches as the AVX2 kernels do (R16_PREFETCH bytes ahead in each group's stream).
+   Small batches prefetch as the AVX2 kernels do (R16_PREFETCH bytes ahead in each group's stream).
+   The dispatch table sends one activation (decode) to the AVX2 tiles instead (mm_r8_one in
+   ck_internal.h: two streams at once are slower from DRAM); these kernels still take nb == 1
+   correctly, and Scripts/avx512-check checks them with it.
    Built normally (x86-64, target attributes) or with CK_AVX512_SIMDE against SIMDe (see
    ck_avx512.h), which is how Scripts/avx512-check runs them on a machine without AVX-512. */
 #include "ck_avx512.h"

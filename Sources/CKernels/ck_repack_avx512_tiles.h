@@ -144,8 +144,9 @@ CK512_IN void CK512_N(r16_groups_n)(const uint8_t *W, int64_t gstride, int64_t g
   }
 }
 
-/* Decode and small batches (nb <= R16_ACTS): one pass over all groups, prefetching. Larger
-   batches: row blocks of R16_ROW_BLOCK groups (L2-resident) while the activations stream past. */
+/* Small batches (nb <= R16_ACTS; one activation only when called directly, see mm_r8_one):
+   one pass over all groups, prefetching. Larger batches: row blocks of R16_ROW_BLOCK groups
+   (L2-resident) while the activations stream past. */
 CK512_IN void CK512_N(r16_mm)(const void *w, const void *x, size_t xrow, int64_t nblk, int64_t r0,
                               int64_t r1, int64_t nb, float *out, int64_t ostride, const int kind) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
@@ -242,7 +243,7 @@ CK512_FN void CK512_N(mm_r16_q4_1)(const void *w, const void *x, size_t xrow, in
   const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 160;
   for (int64_t gb = g0; gb < g1; gb += R16_ROW_BLOCK) {
     const int64_t ge = gb + R16_ROW_BLOCK < g1 ? gb + R16_ROW_BLOCK : g1;
-    const int pf = nb == 1;  /* decode: stream the rows once, prefetching */
+    const int pf = nb == 1;  /* one activation: stream the rows once, prefetching */
     for (int64_t b = 0; b < nb; b += 2) {
       const int A = nb - b >= 2 ? 2 : 1;
       for (int64_t g = gb; g < ge; g += 2) {
