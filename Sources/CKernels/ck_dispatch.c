@@ -52,7 +52,12 @@ static void ck_init(void) {
   if (ck_best == CK_ISA_AVX512) {
     /* decode keeps the AVX2 tiles (see mm_r8_one in ck_internal.h) */
     memcpy(ck_tab_avx512.mm_r8_one, ck_tab_avx2.mm_r8, sizeof ck_tab_avx512.mm_r8_one);
-    ck_fill_r8_avx512(ck_tab_avx512.mm_r8, __builtin_cpu_supports("avx512vnni"));
+    const int vnni = __builtin_cpu_supports("avx512vnni");
+    ck_fill_r8_avx512(ck_tab_avx512.mm_r8, vnni);
+    /* Q4_K's R8 kernel streams one group at a time, decode included */
+    ck_fill_r8_kq_avx512(ck_tab_avx512.mm_r8, vnni);
+    ck_fill_r8_kq_avx512(ck_tab_avx512.mm_r8_one, vnni);
+    ck_fill_kq_avx512(&ck_tab_avx512);
   }
 #endif
   atomic_store(&ck_cur_isa, ck_best);

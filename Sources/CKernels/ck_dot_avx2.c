@@ -189,6 +189,8 @@ void ck_fill_avx2(ck_kernels *k) {
   k->r8_fast[CK_TYPE_Q4_1] = 1;
   k->r8_fast[CK_TYPE_Q8_0] = 1;
   k->r8_fast[CK_TYPE_Q5_0] = 1;
+  k->r8_fast[CK_TYPE_Q4_K] = 1;
+  k->r8_fast[CK_TYPE_Q5_K] = 1;
 }
 
 #else

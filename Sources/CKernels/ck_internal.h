@@ -197,6 +197,9 @@ typedef struct {
 void ck_fill_scalar(ck_kernels *k);
 void ck_fill_avx2(ck_kernels *k);    /* no-op when not built for x86-64 */
 void ck_fill_neon(ck_kernels *k);    /* no-op when not built for arm64 */
+/* AVX-512 K-quant matmuls (Q4_K, Q5_K, Q6_K; same bits as the AVX2 ones) over an AVX2 table;
+   no-op when not built for x86-64 */
+void ck_fill_kq_avx512(ck_kernels *k);
 
 /* The active table (dispatch). */
 const ck_kernels *ck_active(void);

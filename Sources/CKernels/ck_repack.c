@@ -5,9 +5,13 @@
 
 static int ck_r8_type(int wtype) { return ck_r8_block_bytes(wtype) > 0; }
 
+static int ck_r8_kquant(int wtype) { return ck_r8_block_elements(wtype) == CK_QK_K; }
+
 int64_t ck_repack_bytes(int wtype, int64_t rows, int64_t k) {
-  if (!ck_r8_type(wtype) || rows <= 0 || k <= 0 || k % CK_QK != 0) return 0;
-  return (rows + CK_R8 - 1) / CK_R8 * (k / CK_QK) * ck_r8_block_bytes(wtype);
+  if (!ck_r8_type(wtype) || rows <= 0 || k <= 0) return 0;
+  const int64_t be = ck_r8_block_elements(wtype);
+  if (k % be != 0) return 0;
+  return (rows + CK_R8 - 1) / CK_R8 * (k / be) * ck_r8_block_bytes(wtype);
 }
 
 /* CK_NO_REPACK=1 in the environment turns repacking off (to measure what it brings). */
@@ -31,6 +35,16 @@ static void ck_file_block(int wtype, int64_t *bytes, int64_t *qs_off, int64_t *q
 int ck_repack(int wtype, const void *src, void *dst, int64_t rows, int64_t k) {
   const int64_t total = ck_repack_bytes(wtype, rows, k);
   if (total == 0 || !src || !dst) return -1;
+  if (ck_r8_kquant(wtype)) {
+    const int64_t nblk = k / CK_QK_K, rb = ck_r8_block_bytes(wtype);
+    const size_t row = (size_t)ck_row_bytes(wtype, k);
+    for (int64_t g = 0; g * CK_R8 < rows; g++) {
+      const int n = rows - g * CK_R8 < CK_R8 ? (int)(rows - g * CK_R8) : CK_R8;
+      ck_repack_kq_group(wtype, (const uint8_t *)src + (size_t)(g * CK_R8) * row, row, n, nblk,
+                         (uint8_t *)dst + g * nblk * rb);
+    }
+    return 0;
+  }
   const int64_t nblk = k / CK_QK, rb = ck_r8_block_bytes(wtype);
   int64_t fb, qo, ql;
   ck_file_block(wtype, &fb, &qo, &ql);
@@ -64,7 +78,17 @@ int ck_repack(int wtype, const void *src, void *dst, int64_t rows, int64_t k) {
 }
 
 int ck_dequantize_repacked_row(int wtype, const void *w, int64_t k, int64_t r, float *dst) {
-  if (!ck_r8_type(wtype) || k <= 0 || k % CK_QK != 0 || r < 0 || !w || !dst) return -1;
+  if (!ck_r8_type(wtype) || k <= 0 || k % ck_r8_block_elements(wtype) != 0 || r < 0 || !w || !dst) return -1;
+  if (ck_r8_kquant(wtype)) {
+    const int64_t nblk = k / CK_QK_K, rb = ck_r8_block_bytes(wtype);
+    const int64_t g = r / CK_R8;
+    for (int64_t i = 0; i < nblk; i++) {
+      uint8_t blk[256];  /* the file's super-block of row r, then the reference dequantizer */
+      ck_unrepack_kq_block(wtype, (const uint8_t *)w + (g * nblk + i) * rb, (int)(r % CK_R8), blk);
+      if (ck_dequantize_row(wtype, blk, dst + i * CK_QK_K, CK_QK_K) != 0) return -1;
+    }
+    return 0;
+  }
   const int64_t nblk = k / CK_QK, rb = ck_r8_block_bytes(wtype);
   int64_t fb, qo, ql;
   ck_file_block(wtype, &fb, &qo, &ql);
@@ -97,22 +121,19 @@ int ck_matmul_repacked(int wtype, const void *w, const void *x, int64_t k,
   if (wtype < 0 || wtype > 30 || !ck_r8_type(wtype)) return -1;
   const ck_kernels *t = ck_active();
   if (!t->mm_r8[wtype]) return -1;
-  if (k <= 0 || k % CK_QK != 0) return -1;
+  const int64_t be = ck_r8_block_elements(wtype);
+  if (k <= 0 || k % be != 0) return -1;
   if (r0 < 0 || r1 < r0 || nb < 0 || (nb > 1 && out_stride < r1)) return -1;
   if (r0 == r1 || nb == 0) return 0;
   if (!w || !x || !out) return -1;
   const size_t xrow = (size_t)ck_row_bytes(ck_vec_dot_type(wtype), k);
   const ck_mm_r8_fn f = nb == 1 && t->mm_r8_one[wtype] ? t->mm_r8_one[wtype] : t->mm_r8[wtype];
-  f(w, x, xrow, k / CK_QK, r0, r1, nb, out, out_stride);
+  f(w, x, xrow, k / be, r0, r1, nb, out, out_stride);
   return 0;
 }
 
 /* ---- portable kernels: the arithmetic every path follows ---- */
 
-static inline float ck_r8_half(const uint8_t *p, int r) {
-  uint16_t h; memcpy(&h, p + 2 * r, 2);
-  return ck_h2f(h);
-}
 
 static void mm_r8_nib(const void *w, const void *x, size_t xrow, int64_t nblk,
                       int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride, int five) {
@@ -221,4 +242,5 @@ void ck_fill_r8_scalar(ck_mm_r8_fn *tab) {
   tab[CK_TYPE_Q5_0] = mm_r8_q5_0;
   tab[CK_TYPE_Q4_1] = mm_r8_q4_1;
   tab[CK_TYPE_Q8_0] = mm_r8_q8_0;
+  ck_fill_r8_kq_scalar(tab);
 }

@@ -39,9 +39,17 @@ static inline int64_t ck_r8_block_bytes(int wtype) {
     case CK_TYPE_Q4_1: return 32 + 128;
     case CK_TYPE_Q8_0: return 16 + 256;
     case CK_TYPE_Q5_0: return 16 + 32 + 128;
+    case CK_TYPE_Q4_K: return CK_R8 * 144;
+    case CK_TYPE_Q5_K: return CK_R8 * 176;
     default: return 0;
   }
 }
+
+/* elements of a block of each row in a (group, block): 256 for Q4_K and Q5_K, else 32 */
+static inline int64_t ck_r8_block_elements(int wtype) {
+  return wtype == CK_TYPE_Q4_K || wtype == CK_TYPE_Q5_K ? CK_QK_K : CK_QK;
+}
+
 
 /* offset of the quant vectors in a (group, block) */
 static inline int64_t ck_r8_qs_offset(int wtype) {
@@ -57,10 +65,24 @@ typedef void (*ck_mm_r8_fn)(const void *w, const void *x, size_t xrow, int64_t n
                             int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
 
 void ck_fill_r8_scalar(ck_mm_r8_fn *tab);   /* indexed by weight type, 31 entries */
+/* K-quant R8 layouts (ck_repack_kq.c): repacks nblk super-blocks of `rows` (<= 8) rows, src_row
+   bytes apart, into the group at dst; rebuilds row r's file super-block from a (group, block) */
+void ck_repack_kq_group(int wtype, const uint8_t *src, size_t src_row, int rows, int64_t nblk, uint8_t *dst);
+void ck_unrepack_kq_block(int wtype, const uint8_t *o, int r, uint8_t *blk);
+void ck_fill_r8_kq_scalar(ck_mm_r8_fn *tab);
+void ck_fill_r8_kq_avx2(ck_mm_r8_fn *tab);  /* no-op when not built for x86-64 */
+/* the AVX-512 VNNI Q4_K and Q5_K R8 kernels when vnni != 0 (else nothing); no-op when not built for x86-64 */
+void ck_fill_r8_kq_avx512(ck_mm_r8_fn *tab, int vnni);
 void ck_fill_r8_avx2(ck_mm_r8_fn *tab);     /* no-op when not built for x86-64 */
 /* AVX-512 F+BW+VL kernels of Q4_0, Q4_1, Q5_0, Q8_0 (vnni != 0: their AVX512-VNNI variants;
    the kernels run only on a CPU with those extensions); no-op when not built for x86-64 */
 void ck_fill_r8_avx512(ck_mm_r8_fn *tab, int vnni);
+
+/* the half at p + 2r as float */
+static inline float ck_r8_half(const uint8_t *p, int r) {
+  uint16_t h; memcpy(&h, p + 2 * r, 2);
+  return ck_h2f(h);
+}
 
 /* Stores the 8 results of a group (lane r = row g*8 + r) that fall into [r0, r1). */
 static inline void ck_r8_store(const float *v, int64_t g, int64_t r0, int64_t r1, float *out) {

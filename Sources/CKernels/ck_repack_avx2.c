@@ -273,6 +273,7 @@ void ck_fill_r8_avx2(ck_mm_r8_fn *tab) {
   tab[CK_TYPE_Q5_0] = mm_r8_q5_0;
   tab[CK_TYPE_Q4_1] = mm_r8_q4_1;
   tab[CK_TYPE_Q8_0] = mm_r8_q8_0;
+  ck_fill_r8_kq_avx2(tab);
 }
 
 #else

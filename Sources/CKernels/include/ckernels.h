@@ -153,6 +153,10 @@ void  ck_attention_f16_multi(const ck_attention_query *qs, int64_t nq, const uin
                              const uint16_t *values, int64_t stride, int64_t hd, float scale,
                              float *scores, int64_t score_stride);
 
+/** Reads n bytes at src once, as fast as plain loads go (the memory bandwidth probe of
+    `caravan bench`); returns a value folded from them so that the reads happen. */
+uint64_t ck_read_bytes(const void *src, size_t n);
+
 /** Instruction set dispatch: chosen once at first use from cpuid; tests can force a path. */
 enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
 /** Best instruction set this CPU supports and this library implements: on x86-64, AVX-512

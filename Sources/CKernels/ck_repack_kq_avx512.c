@@ -1,0 +1,172 @@
+/* AVX-512 VNNI kernels of the Q4_K and Q5_K R8 layouts (see ck_repack_kq.c for the layout and arithmetic;
+   ck_repack_kq_avx2.c for the AVX2 tile this follows). Two differences, both for prefill, where
+   the AVX2 tile is bound by its instructions: vpdpbusd multiplies and accumulates the 4-quant
+   products of a sub-block straight into 32-bit sums (the AVX2 tile needs a multiply, a 16-bit
+   add and a final multiply-add), the 8 rows' scales then apply with one 32-bit multiply; and the
+   32 vector registers of AVX-512 hold a tile of 4 activations instead of 2. The integer sums
+   are the same exact integers, so the results are the AVX2 and scalar kernels' bits.
+   256-bit vectors only (AVX-512 VL): Zen 4 runs 512-bit integer operations as two halves, and
+   decode streams one group at a time.
+   Built normally (x86-64, target attributes) or with CK_AVX512_SIMDE against SIMDe (see
+   ck_avx512.h), which is how Scripts/avx512-check runs it on a CPU without AVX-512. */
+#include "ck_avx512.h"
+#include "ck_repack.h"
+
+#if defined(CK_AVX512_BUILD)
+
+#define KQV_ACTS 4        /* activations per tile */
+#define KQV_ROW_BLOCK 8   /* groups per row block in prefill */
+#ifndef KQV_PREFETCH
+#define KQV_PREFETCH 8192 /* as the AVX2 tile (see KQ_PREFETCH there) */
+#endif
+
+/* pshufb controls: byte j (0..3) of each 32-bit lane into the lane's low byte, the rest zero */
+#define KQV_PICK(a) a, -128, -128, -128, a + 4, -128, -128, -128, a + 8, -128, -128, -128, a + 12, -128, -128, -128, \
+                    a, -128, -128, -128, a + 4, -128, -128, -128, a + 8, -128, -128, -128, a + 12, -128, -128, -128
+static const int8_t kqv_pick_tab[4][32] __attribute__((aligned(32))) = {
+  { KQV_PICK(0) }, { KQV_PICK(1) }, { KQV_PICK(2) }, { KQV_PICK(3) },
+};
+
+CK_AVX512_VNNI_INLINE __m256i kqv_pick(const int j) { return _mm256_load_si256((const __m256i *)kqv_pick_tab[j]); }
+
+CK_AVX512_VNNI_INLINE __m256i kqv_bcast(const int8_t *p) {
+  int32_t v; memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+/* h shifted left by n bits (right by -n), n from -3 to 4, in 16-bit lanes (immediate counts) */
+CK_AVX512_VNNI_INLINE __m256i kqv_shift(__m256i h, const int n) {
+  switch (n) {
+    case 4: return _mm256_slli_epi16(h, 4);
+    case 3: return _mm256_slli_epi16(h, 3);
+    case 2: return _mm256_slli_epi16(h, 2);
+    case 1: return _mm256_slli_epi16(h, 1);
+    case 0: return h;
+    case -1: return _mm256_srli_epi16(h, 1);
+    case -2: return _mm256_srli_epi16(h, 2);
+    default: return _mm256_srli_epi16(h, 3);
+  }
+}
+#define KQ_SHIFT kqv_shift
+
+CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, const int A, const int five,
+                                    __m256 *res, const int pf) {
+  __m256 acc[KQV_ACTS];
+  for (int a = 0; a < A; a++) acc[a] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m6 = _mm256_set1_epi8(0x3F), m2 = _mm256_set1_epi8(0x03);
+  const __m256i m16 = _mm256_set1_epi8(0x10);
+  for (int64_t i = 0; i < nblk; i++) {
+    const uint8_t *o = gw + i * (five ? 1408 : 1152);
+    if (pf) {
+      for (int off = 0; off < (five ? 1408 : 1152); off += 64) _mm_prefetch((const char *)(o + KQV_PREFETCH + off), _MM_HINT_T1);
+    }
+    const __m256i a0 = _mm256_loadu_si256((const __m256i *)(o + 32));
+    const __m256i a1 = _mm256_loadu_si256((const __m256i *)(o + 64));
+    const __m256i a2 = _mm256_loadu_si256((const __m256i *)(o + 96));
+    const __m256i sc_lo = _mm256_and_si256(a0, m6), mn_lo = _mm256_and_si256(a1, m6);
+    const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(a2, m4),
+                                          _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a0, 6), m2), 4));
+    const __m256i mn_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(a2, 4), m4),
+                                          _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a1, 6), m2), 4));
+    __m256i isum[KQV_ACTS];
+    for (int a = 0; a < A; a++) isum[a] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+      __m256i pl[KQV_ACTS], ph[KQV_ACTS];
+      for (int a = 0; a < A; a++) pl[a] = ph[a] = _mm256_setzero_si256();
+      for (int m = 0; m < 8; m++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(o + (five ? 384 : 128) + 32 * (8 * c + m)));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (five) {  /* fifth bits 2c (lo) and 2c + 1 (hi) of the m-th qh vector, moved to bit 4 */
+          const __m256i h = _mm256_loadu_si256((const __m256i *)(o + 128 + 32 * m));
+          lo = _mm256_or_si256(lo, _mm256_and_si256(KQ_SHIFT(h, 4 - 2 * c), m16));
+          hi = _mm256_or_si256(hi, _mm256_and_si256(KQ_SHIFT(h, 3 - 2 * c), m16));
+        }
+        for (int a = 0; a < A; a++) {
+          const int8_t *q = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i)->qs + 64 * c + 4 * m;
+          pl[a] = _mm256_dpbusd_epi32(pl[a], lo, kqv_bcast(q));
+          ph[a] = _mm256_dpbusd_epi32(ph[a], hi, kqv_bcast(q + 32));
+        }
+      }
+      const __m256i sv = c < 2 ? sc_lo : sc_hi;
+      const __m256i s0 = _mm256_shuffle_epi8(sv, kqv_pick((2 * c) % 4));
+      const __m256i s1 = _mm256_shuffle_epi8(sv, kqv_pick((2 * c + 1) % 4));
+      for (int a = 0; a < A; a++)
+        isum[a] = _mm256_add_epi32(isum[a], _mm256_add_epi32(_mm256_mullo_epi32(pl[a], s0), _mm256_mullo_epi32(ph[a], s1)));
+    }
+    const __m256i ml03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_lo));
+    const __m256i ml47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_lo, 1));
+    const __m256i mh03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_hi));
+    const __m256i mh47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_hi, 1));
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+    const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16)));
+    for (int a = 0; a < A; a++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i;
+      const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+      const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+      const __m256i q03 = _mm256_broadcastq_epi64(q8s), q47 = _mm256_broadcastq_epi64(_mm_srli_si128(q8s, 8));
+      const __m256i lo4 = _mm256_add_epi32(_mm256_madd_epi16(ml03, q03), _mm256_madd_epi16(mh03, q47));
+      const __m256i hi4 = _mm256_add_epi32(_mm256_madd_epi16(ml47, q03), _mm256_madd_epi16(mh47, q47));
+      const __m256i imin = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo4, hi4), 0xD8);
+      const __m256 yd = _mm256_set1_ps(y->d);
+      acc[a] = _mm256_fmadd_ps(_mm256_mul_ps(d8, yd), _mm256_cvtepi32_ps(isum[a]), acc[a]);
+      acc[a] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, yd), _mm256_cvtepi32_ps(imin), acc[a]);
+    }
+  }
+  for (int a = 0; a < A; a++) res[a] = acc[a];
+}
+
+CK_AVX512_VNNI_INLINE void kqv_out(__m256 v, int64_t g, int64_t r0, int64_t r1, float *out) {
+  const int64_t base = g * CK_R8;
+  if (base >= r0 && base + CK_R8 <= r1) {
+    _mm256_storeu_ps(out + base, v);
+  } else {
+    float t[CK_R8];
+    _mm256_storeu_ps(t, v);
+    ck_r8_store(t, g, r0, r1, out);
+  }
+}
+
+CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int64_t nblk, int64_t r0, int64_t r1,
+                                  int64_t nb, float *out, int64_t ostride, const int five) {
+  const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
+  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * (five ? 1408 : 1152);
+  const int64_t block = nb <= KQV_ACTS ? g1 - g0 : KQV_ROW_BLOCK;
+  const int pf = nb <= KQV_ACTS;
+  for (int64_t gb = g0; gb < g1; gb += block) {
+    const int64_t ge = gb + block < g1 ? gb + block : g1;
+    for (int64_t a0 = 0; a0 < nb; a0 += KQV_ACTS) {
+      const int A = nb - a0 < KQV_ACTS ? (int)(nb - a0) : KQV_ACTS;
+      const uint8_t *xa = X + (size_t)a0 * xrow;
+      for (int64_t g = gb; g < ge; g++) {
+        __m256 res[KQV_ACTS];
+        switch (A) {
+          case 4: kqv_tile(W + g * gstride, xa, xrow, nblk, 4, five, res, pf); break;
+          case 3: kqv_tile(W + g * gstride, xa, xrow, nblk, 3, five, res, pf); break;
+          case 2: kqv_tile(W + g * gstride, xa, xrow, nblk, 2, five, res, pf); break;
+          default: kqv_tile(W + g * gstride, xa, xrow, nblk, 1, five, res, pf); break;
+        }
+        for (int a = 0; a < A; a++) kqv_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
+      }
+    }
+  }
+}
+
+CK_AVX512_VNNI static void mm_r8_q4_K_vnni(const void *w, const void *x, size_t xrow, int64_t nblk,
+                                           int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  kqv_mm(w, x, xrow, nblk, r0, r1, nb, out, ostride, 0);
+}
+
+CK_AVX512_VNNI static void mm_r8_q5_K_vnni(const void *w, const void *x, size_t xrow, int64_t nblk,
+                                           int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  kqv_mm(w, x, xrow, nblk, r0, r1, nb, out, ostride, 1);
+}
+
+void ck_fill_r8_kq_avx512(ck_mm_r8_fn *tab, int vnni) {
+  if (!vnni) return;
+  tab[CK_TYPE_Q4_K] = mm_r8_q4_K_vnni;
+  tab[CK_TYPE_Q5_K] = mm_r8_q5_K_vnni;
+}
+
+#else
+void ck_fill_r8_kq_avx512(ck_mm_r8_fn *tab, int vnni) { (void)tab; (void)vnni; }
+#endif
