@@ -29,6 +29,9 @@ public final class LlamaStage: @unchecked Sendable {
     public var isLast: Bool { layers.end == configuration.layerCount }
     /// Bytes of model weights this stage uses.
     public var weightBytes: Int { weights.byteCount }
+    /// Bytes of weight matrices one decoded token reads (blocks and output head, not the
+    /// embedding): with the seconds per token, the bandwidth decode reaches.
+    public var decodeWeightBytes: Int { weights.decodeByteCount }
     /// Bytes currently allocated for KV caches.
     public var cacheBytes: Int { cache.byteCount }
 

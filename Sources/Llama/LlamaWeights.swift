@@ -80,6 +80,14 @@ struct StageWeights: @unchecked Sendable {
         FilePages.releaseLoaded(file: file, matrices: all)
     }
 
+    /// Bytes of weight matrices one decoded token reads: every block's matrices and the output
+    /// head (the embedding is only gathered, one row per token).
+    var decodeByteCount: Int {
+        var n = layers.reduce(0) { $0 + $1.matrices.reduce(0) { $0 + $1.rowBytes * $1.rows } }
+        if let o = output { n += o.rowBytes * o.rows }
+        return n
+    }
+
     /// Bytes of weights this stage maps (what it keeps resident while running).
     var byteCount: Int {
         var n = layers.reduce(0) { $0 + $1.matrices.reduce(0) { $0 + $1.rowBytes * $1.rows } }

@@ -26,6 +26,10 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Print results as JSON lines.")
     var json = false
 
+    @Flag(inversion: .prefixedNo,
+          help: "After the tests, measure this machine's memory read bandwidth (1 GiB, 1 and N threads) and print decode's effective bandwidth as a fraction of it.")
+    var probe = true
+
     func validate() throws {
         if promptTokens.contains(where: { $0 < 1 }) || genTokens < 0 || repetitions < 1 || sequences < 1 {
             throw ValidationError("counts must be positive")
@@ -63,6 +67,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
             report(test: "pp\(pp)", tokens: pp, times: times, model: name, threads: threads)
         }
+        var decodeBandwidth: Double?
         if genTokens > 0 {
             var times: [Double] = []
             for r in 0..<repetitions {
@@ -76,7 +81,8 @@ struct BenchCommand: AsyncParsableCommand {
                 seqs.forEach(stage.removeSequence)
             }
             let label = sequences == 1 ? "tg\(genTokens)" : "tg\(genTokens)x\(sequences)"
-            report(test: label, tokens: genTokens * sequences, times: times, model: name, threads: threads)
+            decodeBandwidth = report(test: label, tokens: genTokens * sequences, times: times, model: name,
+                                     threads: threads, weightBytes: stage.decodeWeightBytes, steps: genTokens)
         }
         // Memory: peak resident set against the model file plus the largest KV cache used.
         let kvPerPosition = 2 * 2 * stage.configuration.kvDimension * stage.configuration.layerCount
@@ -87,6 +93,24 @@ struct BenchCommand: AsyncParsableCommand {
             Console.out("{\"engine\":\"caravan\",\"test\":\"memory\",\"peak_rss_bytes\":\(peak),\"model_bytes\":\(file.fileSize),\"kv_bytes\":\(kvBytes)}\n")
         } else {
             Console.out("memory: peak RSS \(mb(peak)) MiB; model file \(mb(file.fileSize)) MiB + KV cache \(mb(kvBytes)) MiB = \(mb(file.fileSize + kvBytes)) MiB\n")
+        }
+        // After the memory figure (the probe's 1 GiB buffer would count in the peak).
+        if probe, let decode = decodeBandwidth { reportProbe(threads: threads, decode: decode) }
+    }
+
+    /// Decode's effective bandwidth (bytes of weights per decoded token x steps per second)
+    /// next to what a plain read loop reaches with 1 and `threads` threads.
+    private func reportProbe(threads: Int, decode: Double) {
+        var counts = [1]
+        if threads > 1 { counts.append(threads) }
+        for t in counts {
+            let bps = MemoryBandwidthProbe.readBytesPerSecond(threads: t)
+            if json {
+                Console.out("{\"engine\":\"probe\",\"test\":\"read\",\"threads\":\(t),\"bytes_per_second\":\(Int(bps))}\n")
+            } else {
+                let mine = t == threads ? String(format: " (decode here: %.1f GB/s, %.0f %%)", decode / 1e9, 100 * decode / bps) : ""
+                Console.out(String(format: "memory read probe: %d thread%@ %.1f GB/s%@\n", t, t == 1 ? "" : "s", bps / 1e9, mine))
+            }
         }
     }
 
@@ -100,15 +124,23 @@ struct BenchCommand: AsyncParsableCommand {
         return 0
     }
 
-    private func report(test: String, tokens: Int, times: [Double], model: String, threads: Int) {
+    /// One test's line; for decode (`weightBytes` read per step, `steps` steps per repetition)
+    /// also the effective bandwidth: weight bytes per step x steps per second (returned).
+    @discardableResult
+    private func report(test: String, tokens: Int, times: [Double], model: String, threads: Int,
+                        weightBytes: Int? = nil, steps: Int = 0) -> Double? {
         let sorted = times.sorted()
         let median = sorted[sorted.count / 2]
         let tps = Double(tokens) / median
+        let bandwidth = weightBytes.map { Double($0) * Double(steps) / median }
         if json {
-            Console.out("{\"engine\":\"caravan\",\"model\":\"\(model)\",\"threads\":\(threads),\"test\":\"\(test)\",\"tokens_per_second\":\(String(format: "%.2f", tps)),\"seconds\":\(String(format: "%.5f", median))}\n")
+            let extra = bandwidth.map { ",\"weight_bytes_per_step\":\(weightBytes!),\"effective_bytes_per_second\":\(Int($0))" } ?? ""
+            Console.out("{\"engine\":\"caravan\",\"model\":\"\(model)\",\"threads\":\(threads),\"test\":\"\(test)\",\"tokens_per_second\":\(String(format: "%.2f", tps)),\"seconds\":\(String(format: "%.5f", median))\(extra)}\n")
         } else {
-            Console.out(String(format: "%@  threads=%d  %-10@ %9.2f tok/s  (median of %d, %.3f s)\n",
-                               model, threads, test, tps, times.count, median))
+            let extra = bandwidth.map { String(format: "  %.1f GB/s of weights", $0 / 1e9) } ?? ""
+            Console.out(String(format: "%@  threads=%d  %-10@ %9.2f tok/s  (median of %d, %.3f s)%@\n",
+                               model, threads, test, tps, times.count, median, extra))
         }
+        return bandwidth
     }
 }
