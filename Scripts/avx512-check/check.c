@@ -7,7 +7,7 @@
    [r0, r1) (mostly from a group boundary, some not), 1-64 activations, k from 32 to 4096. The
    whole output buffer (and a guard past its end) must be byte-equal to the scalar kernel's:
    rows outside [r0, r1) untouched.
-   The AVX2 kernels run on the same cases as a cross-check. Also Q4_K's and Q5_K's R8 kernels (VNNI), and the
+   The AVX2 kernels run on the same cases as a cross-check. Also the K-quants' R8 kernels (Q4_K, Q5_K, Q6_K: VNNI; Q4_K, Q5_K: AVX2), and the
    AVX-512 K-quant kernels of the file layout (Q4_K, Q5_K, Q6_K) against the AVX2 ones, bit for
    bit. Exits 1 on any mismatch. */
 #include "ck_repack.h"
@@ -127,16 +127,16 @@ int main(void) {
   ck_fill_r8_kq_avx512(vnni, 1);
   const int have_avx2 = ck_isa_best() == CK_ISA_AVX2 || ck_isa_best() == CK_ISA_AVX512;
   if (have_avx2) ck_fill_r8_avx2(avx2);
-  /* Q4_K and Q5_K have VNNI kernels only (without VNNI the AVX-512 table keeps the AVX2 one) */
-  const int types[] = {CK_TYPE_Q4_0, CK_TYPE_Q4_1, CK_TYPE_Q5_0, CK_TYPE_Q8_0, CK_TYPE_Q4_K, CK_TYPE_Q5_K};
+  /* the K-quants have VNNI kernels only (without VNNI the AVX-512 table keeps the AVX2 one) */
+  const int types[] = {CK_TYPE_Q4_0, CK_TYPE_Q4_1, CK_TYPE_Q5_0, CK_TYPE_Q8_0, CK_TYPE_Q4_K, CK_TYPE_Q5_K, CK_TYPE_Q6_K};
   const int row_choices[] = {1, 3, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 40, 47, 48, 63, 64, 65, 79, 100, 129, 136};
   const int nb_choices[] = {1, 1, 2, 3, 4, 5, 8, 64};
   const int nblk_choices[] = {1, 2, 3, 4, 5, 8, 13, 32, 64, 128};
   int bad = 0, total = 0;
   int expected = 0;
-  for (int ti = 0; ti < 6; ti++) {
+  for (int ti = 0; ti < 7; ti++) {
     const int wt = types[ti];
-    const int kq = wt == CK_TYPE_Q4_K || wt == CK_TYPE_Q5_K;
+    const int kq = wt == CK_TYPE_Q4_K || wt == CK_TYPE_Q5_K || wt == CK_TYPE_Q6_K;
     variant vs[3] = {{"avx512bw", bw[wt], 0, 0}, {"avx512vnni", vnni[wt], 0, 0}, {"avx2", avx2[wt], 0, 0}};
     if ((!vs[0].f && !kq) || !vs[1].f) { printf("%s: no AVX-512 kernel\n", ck_type_name(wt)); bad++; continue; }
     expected += (kq ? 1 : 2) * 160;

@@ -57,6 +57,8 @@ static void ck_init(void) {
     /* Q4_K's R8 kernel streams one group at a time, decode included */
     ck_fill_r8_kq_avx512(ck_tab_avx512.mm_r8, vnni);
     ck_fill_r8_kq_avx512(ck_tab_avx512.mm_r8_one, vnni);
+    /* Q6_K is repacked only where its VNNI kernel runs (the AVX2 table keeps the file layout) */
+    ck_tab_avx512.r8_fast[CK_TYPE_Q6_K] = (unsigned char)(vnni != 0);
     ck_fill_kq_avx512(&ck_tab_avx512);
   }
 #endif

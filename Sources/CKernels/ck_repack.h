@@ -41,13 +41,14 @@ static inline int64_t ck_r8_block_bytes(int wtype) {
     case CK_TYPE_Q5_0: return 16 + 32 + 128;
     case CK_TYPE_Q4_K: return CK_R8 * 144;
     case CK_TYPE_Q5_K: return CK_R8 * 176;
+    case CK_TYPE_Q6_K: return CK_R8 * 210;
     default: return 0;
   }
 }
 
-/* elements of a block of each row in a (group, block): 256 for Q4_K and Q5_K, else 32 */
+/* elements of a block of each row in a (group, block): 256 for the K-quants, else 32 */
 static inline int64_t ck_r8_block_elements(int wtype) {
-  return wtype == CK_TYPE_Q4_K || wtype == CK_TYPE_Q5_K ? CK_QK_K : CK_QK;
+  return wtype == CK_TYPE_Q4_K || wtype == CK_TYPE_Q5_K || wtype == CK_TYPE_Q6_K ? CK_QK_K : CK_QK;
 }
 
 
@@ -71,7 +72,7 @@ void ck_repack_kq_group(int wtype, const uint8_t *src, size_t src_row, int rows,
 void ck_unrepack_kq_block(int wtype, const uint8_t *o, int r, uint8_t *blk);
 void ck_fill_r8_kq_scalar(ck_mm_r8_fn *tab);
 void ck_fill_r8_kq_avx2(ck_mm_r8_fn *tab);  /* no-op when not built for x86-64 */
-/* the AVX-512 VNNI Q4_K and Q5_K R8 kernels when vnni != 0 (else nothing); no-op when not built for x86-64 */
+/* the AVX-512 VNNI Q4_K, Q5_K and Q6_K R8 kernels when vnni != 0 (else nothing); no-op when not built for x86-64 */
 void ck_fill_r8_kq_avx512(ck_mm_r8_fn *tab, int vnni);
 void ck_fill_r8_avx2(ck_mm_r8_fn *tab);     /* no-op when not built for x86-64 */
 /* AVX-512 F+BW+VL kernels of Q4_0, Q4_1, Q5_0, Q8_0 (vnni != 0: their AVX512-VNNI variants;

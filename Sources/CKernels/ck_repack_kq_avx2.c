@@ -13,10 +13,10 @@
 
 #define KQ_ACTS 2        /* activations per tile (16 vector registers) */
 #define KQ_ROW_BLOCK 8   /* groups per row block in prefill (8 x 8 rows x k/256 x 1152 bytes) */
-/* Decode streams the weights once from DRAM. The hardware prefetcher alone left one thread at
-   about 60 % of a plain read loop's bandwidth; asking for the lines KQ_PREFETCH bytes ahead into
-   L2 (not L1: nearer distances and T0 hints were slower) brings it to about 80 % with one thread
-   and to the read loop's figure with two (Scripts/kernel-bench, 70B-wide matrices). */
+/* Decode streams the weights once from DRAM, and the hardware prefetcher alone does not keep one
+   thread's stream at a plain read loop's bandwidth. Lines are asked for KQ_PREFETCH bytes ahead
+   into L2: nearer distances and L1 hints were slower (Scripts/bench-kernels --kq measures it;
+   docs/benchmarks.md has the figures). */
 #ifndef KQ_PREFETCH
 #define KQ_PREFETCH 8192
 #endif
@@ -74,6 +74,8 @@ CK_AVX2_INLINE void kq_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, in
                                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(a1, 6), m2), 4));
     __m256i isum[KQ_ACTS];
     for (int a = 0; a < A; a++) isum[a] = _mm256_setzero_si256();
+    /* unrolled: the fifth-bit shifts of Q5_K need constant counts */
+#pragma clang loop unroll(full)
     for (int c = 0; c < 4; c++) {
       __m256i pl[KQ_ACTS], ph[KQ_ACTS], pl2[KQ_ACTS], ph2[KQ_ACTS];
       for (int a = 0; a < A; a++) pl[a] = ph[a] = pl2[a] = ph2[a] = _mm256_setzero_si256();

@@ -1,4 +1,4 @@
-/* AVX-512 VNNI kernels of the Q4_K and Q5_K R8 layouts (see ck_repack_kq.c for the layout and arithmetic;
+/* AVX-512 VNNI kernels of the Q4_K, Q5_K and Q6_K R8 layouts (see ck_repack_kq.c for the layout and arithmetic;
    ck_repack_kq_avx2.c for the AVX2 tile this follows). Two differences, both for prefill, where
    the AVX2 tile is bound by its instructions: vpdpbusd multiplies and accumulates the 4-quant
    products of a sub-block straight into 32-bit sums (the AVX2 tile needs a multiply, a 16-bit
@@ -34,21 +34,6 @@ CK_AVX512_VNNI_INLINE __m256i kqv_bcast(const int8_t *p) {
   return _mm256_set1_epi32(v);
 }
 
-/* h shifted left by n bits (right by -n), n from -3 to 4, in 16-bit lanes (immediate counts) */
-CK_AVX512_VNNI_INLINE __m256i kqv_shift(__m256i h, const int n) {
-  switch (n) {
-    case 4: return _mm256_slli_epi16(h, 4);
-    case 3: return _mm256_slli_epi16(h, 3);
-    case 2: return _mm256_slli_epi16(h, 2);
-    case 1: return _mm256_slli_epi16(h, 1);
-    case 0: return h;
-    case -1: return _mm256_srli_epi16(h, 1);
-    case -2: return _mm256_srli_epi16(h, 2);
-    default: return _mm256_srli_epi16(h, 3);
-  }
-}
-#define KQ_SHIFT kqv_shift
-
 CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, const int A, const int five,
                                     __m256 *res, const int pf) {
   __m256 acc[KQV_ACTS];
@@ -71,6 +56,7 @@ CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t 
     __m256i isum[KQV_ACTS];
     for (int a = 0; a < A; a++) isum[a] = _mm256_setzero_si256();
     for (int c = 0; c < 4; c++) {
+      const __m128i cnt = _mm_cvtsi32_si128(2 * c);  /* Q5_K: fifth bits 2c and 2c + 1 down to bits 0, 1 */
       __m256i pl[KQV_ACTS], ph[KQV_ACTS];
       for (int a = 0; a < A; a++) pl[a] = ph[a] = _mm256_setzero_si256();
       for (int m = 0; m < 8; m++) {
@@ -78,8 +64,9 @@ CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t 
         __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         if (five) {  /* fifth bits 2c (lo) and 2c + 1 (hi) of the m-th qh vector, moved to bit 4 */
           const __m256i h = _mm256_loadu_si256((const __m256i *)(o + 128 + 32 * m));
-          lo = _mm256_or_si256(lo, _mm256_and_si256(KQ_SHIFT(h, 4 - 2 * c), m16));
-          hi = _mm256_or_si256(hi, _mm256_and_si256(KQ_SHIFT(h, 3 - 2 * c), m16));
+          const __m256i t = _mm256_srl_epi16(h, cnt);
+          lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(t, 4), m16));
+          hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(t, 3), m16));
         }
         for (int a = 0; a < A; a++) {
           const int8_t *q = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i)->qs + 64 * c + 4 * m;
@@ -110,6 +97,73 @@ CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t 
       const __m256 yd = _mm256_set1_ps(y->d);
       acc[a] = _mm256_fmadd_ps(_mm256_mul_ps(d8, yd), _mm256_cvtepi32_ps(isum[a]), acc[a]);
       acc[a] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, yd), _mm256_cvtepi32_ps(imin), acc[a]);
+    }
+  }
+  for (int a = 0; a < A; a++) res[a] = acc[a];
+}
+
+/* Q6_K (layout in ck_repack_kq.c): per (h, m) three vectors give four of 6-bit quants; each
+   16-quant group's products accumulate in 32 bits (vpdpbusd) over the four m of the group, then
+   its 8 rows' scales apply with one 32-bit multiply; the -32 offset comes off once per super-block
+   through the activation's bsums. A = 1..4 activations. */
+#define KQV6_ACTS 4
+CK_AVX512_VNNI_INLINE void kqv6_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, const int A,
+                                     __m256 *res, const int pf) {
+  __m256 acc[KQV6_ACTS];
+  for (int a = 0; a < A; a++) acc[a] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  for (int64_t i = 0; i < nblk; i++) {
+    const uint8_t *o = gw + i * 1680;
+    if (pf) {
+      for (int off = 0; off < 1680; off += 64) _mm_prefetch((const char *)(o + KQV_PREFETCH + off), _MM_HINT_T1);
+    }
+    __m256i isum[KQV6_ACTS], imin[KQV6_ACTS];
+    for (int a = 0; a < A; a++) isum[a] = imin[a] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+      for (int half = 0; half < 2; half++) {  /* m = 4 half .. 4 half + 3: groups 8h + 2t + half */
+        __m256i p[KQV6_ACTS][4];
+        for (int a = 0; a < A; a++) p[a][0] = p[a][1] = p[a][2] = p[a][3] = _mm256_setzero_si256();
+        for (int mm = 0; mm < 4; mm++) {
+          const int m = 4 * half + mm;
+          const uint8_t *q = o + 144 + 32 * 3 * (8 * h + m);
+          const __m256i va = _mm256_loadu_si256((const __m256i *)q);
+          const __m256i vb = _mm256_loadu_si256((const __m256i *)(q + 32));
+          const __m256i vh = _mm256_loadu_si256((const __m256i *)(q + 64));
+          const __m256i u0 = _mm256_or_si256(_mm256_and_si256(va, m4), _mm256_and_si256(_mm256_slli_epi16(vh, 4), m30));
+          const __m256i u1 = _mm256_or_si256(_mm256_and_si256(vb, m4), _mm256_and_si256(_mm256_slli_epi16(vh, 2), m30));
+          const __m256i u2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(va, 4), m4), _mm256_and_si256(vh, m30));
+          const __m256i u3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(vb, 4), m4),
+                                             _mm256_and_si256(_mm256_srli_epi16(vh, 2), m30));
+          for (int a = 0; a < A; a++) {
+            const int8_t *y = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i)->qs + 128 * h + 4 * m;
+            p[a][0] = _mm256_dpbusd_epi32(p[a][0], u0, kqv_bcast(y));
+            p[a][1] = _mm256_dpbusd_epi32(p[a][1], u1, kqv_bcast(y + 32));
+            p[a][2] = _mm256_dpbusd_epi32(p[a][2], u2, kqv_bcast(y + 64));
+            p[a][3] = _mm256_dpbusd_epi32(p[a][3], u3, kqv_bcast(y + 96));
+          }
+        }
+        /* scales of groups 8h + 2t + half (t = 0..3): pair p = 4h + t, element half */
+        for (int t = 0; t < 4; t++) {
+          const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(o + 16 + 16 * (4 * h + t))));
+          const __m256i sc = half ? _mm256_srai_epi32(w, 16) : _mm256_srai_epi32(_mm256_slli_epi32(w, 16), 16);
+          for (int a = 0; a < A; a++) isum[a] = _mm256_add_epi32(isum[a], _mm256_mullo_epi32(p[a][t], sc));
+        }
+      }
+    }
+    /* sum_s sc_s * bsums[s]: pairs of groups in 16-bit lanes against the activation's bsums pairs */
+    for (int pr = 0; pr < 8; pr++) {
+      const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(o + 16 + 16 * pr)));
+      for (int a = 0; a < A; a++) {
+        const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i;
+        int32_t bp; memcpy(&bp, y->bsums + 2 * pr, 4);
+        imin[a] = _mm256_add_epi32(imin[a], _mm256_madd_epi16(w, _mm256_set1_epi32(bp)));
+      }
+    }
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+    for (int a = 0; a < A; a++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i;
+      const __m256i tot = _mm256_sub_epi32(isum[a], _mm256_slli_epi32(imin[a], 5));
+      acc[a] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(y->d)), _mm256_cvtepi32_ps(tot), acc[a]);
     }
   }
   for (int a = 0; a < A; a++) res[a] = acc[a];
@@ -161,8 +215,34 @@ CK_AVX512_VNNI static void mm_r8_q5_K_vnni(const void *w, const void *x, size_t 
   kqv_mm(w, x, xrow, nblk, r0, r1, nb, out, ostride, 1);
 }
 
+CK_AVX512_VNNI static void mm_r8_q6_K_vnni(const void *w, const void *x, size_t xrow, int64_t nblk,
+                                           int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
+  const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
+  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 1680;
+  const int64_t block = nb <= KQV6_ACTS ? g1 - g0 : KQV_ROW_BLOCK;
+  const int pf = nb <= KQV6_ACTS;
+  for (int64_t gb = g0; gb < g1; gb += block) {
+    const int64_t ge = gb + block < g1 ? gb + block : g1;
+    for (int64_t a0 = 0; a0 < nb; a0 += KQV6_ACTS) {
+      const int A = nb - a0 < KQV6_ACTS ? (int)(nb - a0) : KQV6_ACTS;
+      const uint8_t *xa = X + (size_t)a0 * xrow;
+      for (int64_t g = gb; g < ge; g++) {
+        __m256 res[KQV6_ACTS];
+        switch (A) {
+          case 4: kqv6_tile(W + g * gstride, xa, xrow, nblk, 4, res, pf); break;
+          case 3: kqv6_tile(W + g * gstride, xa, xrow, nblk, 3, res, pf); break;
+          case 2: kqv6_tile(W + g * gstride, xa, xrow, nblk, 2, res, pf); break;
+          default: kqv6_tile(W + g * gstride, xa, xrow, nblk, 1, res, pf); break;
+        }
+        for (int a = 0; a < A; a++) kqv_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
+      }
+    }
+  }
+}
+
 void ck_fill_r8_kq_avx512(ck_mm_r8_fn *tab, int vnni) {
   if (!vnni) return;
+  tab[CK_TYPE_Q6_K] = mm_r8_q6_K_vnni;
   tab[CK_TYPE_Q4_K] = mm_r8_q4_K_vnni;
   tab[CK_TYPE_Q5_K] = mm_r8_q5_K_vnni;
 }

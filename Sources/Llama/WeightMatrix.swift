@@ -10,7 +10,8 @@ import Darwin
 ///
 /// `y = W x` for a batch of activations is computed on the quantized blocks directly: activations
 /// are first quantized to the type the weight type pairs with (as llama.cpp does), then rows are
-/// split across threads. Where the active ISA prefers it (Q4_0, Q4_1, Q5_0, Q8_0 on AVX2), the
+/// split across threads. Where the active ISA prefers it (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K on
+/// AVX2; Q6_K too with AVX-512 VNNI), the
 /// matrix is repacked at load into an 8-row interleaved layout (``RepackedStorage``) and multiplied
 /// from there; the file's pages are then released.
 struct WeightMatrix: @unchecked Sendable {

@@ -5,7 +5,7 @@ import XCTest
 /// bit-identical with the file's rows), products agree with the ggml-exact ck_matmul within a
 /// float-reordering bound, and they are bit-identical across ISAs and however they are split.
 final class RepackTests: XCTestCase {
-    static let types: [QType] = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q5_K]
+    static let types: [QType] = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q5_K, .q6_K]
 
     struct Case {
         let wt: QType
@@ -137,7 +137,7 @@ final class RepackTests: XCTestCase {
         XCTAssertTrue(out[0..<3].allSatisfy { $0 == -7 } && out[11...].allSatisfy { $0 == -7 }, "rows outside untouched")
         XCTAssertTrue(out[3..<11].allSatisfy { $0 != -7 })
         XCTAssertEqual(ck_repack_bytes(QType.f16.id, 8, 64), 0)
-        XCTAssertEqual(ck_repack_bytes(QType.q6_K.id, 8, 256), 0)
+        XCTAssertEqual(ck_repack_bytes(QType.q3_K.id, 8, 256), 0)
         XCTAssertEqual(ck_repack_bytes(QType.q4_K.id, 8, 288), 0, "Q4_K: k not a multiple of 256")
         XCTAssertEqual(ck_repack_bytes(QType.q4_0.id, 8, 48), 0, "k not a multiple of 32")
         XCTAssertEqual(ck_repack_preferred(QType.f16.id), 0)

@@ -75,16 +75,18 @@ int ck_quantize_row(int type, const float *src, void *dst, int64_t n);
 int ck_matmul(int wtype, const void *w, const void *x, int64_t k,
               int64_t r0, int64_t r1, int64_t nb, float *out, int64_t out_stride);
 
-/* Load-time repacking (extension): Q4_0, Q4_1, Q5_0 and Q8_0 matrices can be rearranged once into a
-   row-interleaved layout (groups of 8 rows, 4-byte chunks of the 8 rows side by side) whose
-   kernels compute 8 rows against one activation block at once. For Q4_0, Q5_0 and Q8_0 the float
-   summation order differs from ck_matmul's (ggml's vec_dot order): results agree to a few ulps of
-   the dot product's magnitude; Q4_1 keeps ggml's order (same bits as ck_matmul with AVX2). All are
-   bit-identical among themselves however a product is split or batched, and on every ISA. */
+/* Load-time repacking (extension): Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K matrices can be
+   rearranged once into a row-interleaved layout (groups of 8 rows, 4-byte chunks of the 8 rows
+   side by side, the same bytes as the file) whose kernels compute 8 rows against one activation
+   block at once. For Q4_0, Q5_0, Q8_0 and the K-quants the float summation order differs from
+   ck_matmul's (ggml's vec_dot order): results agree to a few ulps of the dot product's magnitude;
+   Q4_1 keeps ggml's order (same bits as ck_matmul with AVX2). All are bit-identical among
+   themselves however a product is split or batched, and on every ISA. Which types an ISA repacks
+   is ck_repack_preferred's answer (Q6_K only with AVX-512 VNNI). */
 /** 1 if the active ISA multiplies wtype faster repacked than in the file layout. */
 int ck_repack_preferred(int wtype);
 /** Bytes of the repacked layout of a rows x k matrix (rows padded to a multiple of 8), or 0
-    when wtype has no repacked layout or k is not a multiple of 32. */
+    when wtype has no repacked layout or k is not a multiple of its block (32; K-quants 256). */
 int64_t ck_repack_bytes(int wtype, int64_t rows, int64_t k);
 /** Repacks rows x k weights from the file layout (src) into dst (ck_repack_bytes bytes,
     64-byte alignment advised). Returns 0 or -1. */
