@@ -29,12 +29,12 @@ public struct TokenCostModel: Sendable, Equatable {
         self.activationElementBytes = activationElementBytes
     }
 
-    /// Measured on the development machine (2 vCPUs of an AMD EPYC, AVX2, release build, one
-    /// thread): decoding one token through a Llama-3-70B-shaped Q4_K_M block of the mean size
-    /// (512 720 896 bytes) takes 60 ms (`Scripts/bench-70b-layer`, docs/benchmarks.md: "70B, on
+    /// Measured on the development machine (2 vCPUs of an AMD EPYC Zen 4, release build, one
+    /// thread): decode of a Llama-3.1-70B-wide Q4_K_M file (`Scripts/make-bench-model`), scaled
+    /// to a mean Llama 3 70B Q4_K_M block of 512 720 896 bytes (docs/benchmarks.md, "70B, on
     /// paper"); a hop costs 0.5 ms plus its bytes over a 1 Gbit/s LAN.
     public static let measuredHere = TokenCostModel(
-        layerMs: 60.0, referenceLayerBytes: 512_720_896, hopMs: 0.5, linkBytesPerMs: 125_000)
+        layerMs: 24.0, referenceLayerBytes: 512_720_896, hopMs: 0.5, linkBytesPerMs: 125_000)
 
     /// Milliseconds to decode one token through `bytes` of weights at `speed`.
     public func computeMs(bytes: Int, speed: Double) -> Double {
