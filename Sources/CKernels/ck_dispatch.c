@@ -17,8 +17,8 @@ static int ck_detect(void) {
   __builtin_cpu_init();
   if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
     return CK_ISA_SCALAR;
-  /* The AVX-512 table is the AVX2 one with AVX-512 kernels for the repacked (R8) matmuls.
-     CK_NO_AVX512=1 in the environment keeps the AVX2 one (their speed is unmeasured). */
+  /* The AVX-512 table is the AVX2 one with AVX-512 kernels for the repacked (R8) matmuls and the
+     K-quants. CK_NO_AVX512=1 in the environment keeps the AVX2 one (to compare them). */
   const char *off = getenv("CK_NO_AVX512");
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
       && !(off && off[0] == '1'))

@@ -175,9 +175,10 @@ typedef struct {
                     int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
   unsigned char r8_fast[31];
   /* R8 kernels for one activation (decode), where they differ from mm_r8 (NULL: mm_r8). The
-     AVX-512 table keeps the AVX2 ones here: decode streams every weight from memory once, and the
-     AVX-512 tiles, which read two groups of rows at once (two streams), ran 25-55 % slower than
-     the AVX2 tiles' single stream on a Zen 4 EPYC with the weights in DRAM (same bits either way) */
+     AVX-512 table keeps the AVX2 ones for Q4_0, Q4_1, Q5_0 and Q8_0: decode streams every weight
+     from memory once, and those AVX-512 tiles, which read two groups of rows at once (two
+     streams), were slower than the AVX2 tiles' single stream with the weights in DRAM (same bits
+     either way); the K-quant VNNI kernels stream one group in decode and serve it too */
   void (*mm_r8_one[31])(const void *w, const void *x, size_t xrow, int64_t nblk,
                         int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride);
   /* one query's attention over F16 keys/values (ck_attention_f16); NULL: composed from the above */

@@ -14,11 +14,11 @@
 #define R8_PREFETCH 3072 /* bytes ahead a decode tile asks for (see r8_prefetch) */
 #endif
 
-/* Decode streams every weight once from memory. The hardware prefetcher alone leaves a
-   single-thread stream at ~11 GB/s here, a third of the bus; asking for the lines R8_PREFETCH
-   bytes ahead of the block being multiplied keeps more of them in flight (+25-40 % on a matrix
-   larger than L3, measured with Scripts/bench-kernels; in the model, 1-thread decode +13-20 %).
-   Batches of more than 4 rows tile row blocks in L2 and do not prefetch (no gain measured). */
+/* Decode streams every weight once from memory, and the hardware prefetcher alone leaves a
+   single-thread stream well below the bus; asking for the lines R8_PREFETCH bytes ahead of the
+   block being multiplied keeps more of them in flight (Scripts/bench-kernels measures it; the
+   figures are in docs/benchmarks/history.md). Batches of more than 4 rows tile row blocks in L2
+   and do not prefetch (no gain measured). */
 CK_AVX2_INLINE void r8_prefetch(const uint8_t *block, int64_t bytes, const int on) {
   if (!on) return;
   for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(block + R8_PREFETCH + off), _MM_HINT_T0);

@@ -164,9 +164,9 @@ enum { CK_ISA_SCALAR = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512 = 2, CK_ISA_NEON = 3 };
 /** Best instruction set this CPU supports and this library implements: on x86-64, AVX-512
     (F + BW + VL, with AVX2, FMA and F16C), else AVX2 (with FMA and F16C); NEON on arm64; else
     scalar. The AVX-512 path is the AVX2 one with AVX-512 kernels for the repacked matmuls
-    (ck_matmul_repacked of Q4_0, Q4_1, Q5_0, Q8_0; their VNNI variants when the CPU has
-    AVX512-VNNI), the same bits as the AVX2 and scalar ones; CK_NO_AVX512=1 in the environment
-    keeps AVX2. */
+    (ck_matmul_repacked of Q4_0, Q4_1, Q5_0, Q8_0, and with AVX512-VNNI their VNNI variants and
+    those of Q4_K, Q5_K, Q6_K) and for ck_matmul of Q4_K, Q5_K and Q6_K, the same bits as the AVX2
+    and scalar ones; CK_NO_AVX512=1 in the environment keeps AVX2. */
 int ck_isa_best(void);
 /** Instruction set currently used. */
 int ck_isa_active(void);
