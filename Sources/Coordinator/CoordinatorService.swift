@@ -73,8 +73,11 @@ public final class CoordinatorService: Service {
             context.terminate()
         }
         let codec = WireCodec(limits: config.limits)
+        // Every socket refuses frames above its largest legitimate one while reading them
+        // (`FrameLimits`, docs/protocol.md): a peer cannot make the coordinator buffer more.
         let control = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            try socket.set(.maxMessageSize, Int64(FrameLimits.control(config.limits)))
             try socket.apply(LinkLiveness.cluster)
             // Workers keep one routing identity per process: a re-made connection takes it over.
             try socket.set(.routerHandover, 1)
@@ -83,11 +86,14 @@ public final class CoordinatorService: Service {
         let results = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 256)
+            try socket.set(.maxMessageSize, Int64(FrameLimits.results(config.limits, maxRows: config.maxBatchRows,
+                                                                       vocabulary: facts.vocabularySize)))
             try socket.apply(LinkLiveness.cluster)
             try socket.bind(config.resultsEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint))
         }
         let clients = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            try socket.set(.maxMessageSize, Int64(FrameLimits.clients(config.limits)))
             try socket.bind(config.clientsEndpoint)
         }
         let resultAddress = Endpoints.advertisable(try await results.withSocket { s throws(ZMQError) in try s.lastEndpoint })
@@ -122,7 +128,7 @@ public final class CoordinatorService: Service {
         }
         let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
                            contextLimit: contextLimit, logger: logger, journal: journal,
-                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout))
+                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout, maxUnfinishedJobs: config.maxUnfinishedJobs))
         let lastEpoch: UInt64
         do {
             lastEpoch = try desk.restore()
