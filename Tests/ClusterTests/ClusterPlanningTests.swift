@@ -44,6 +44,7 @@ final class ClusterPlanningTests: XCTestCase {
         let client = try CurveKeyPair.generate()
         let workerKeyFile = cluster.directory.appendingPathComponent("worker.key").path
         try (worker.secretKey + "\n").write(toFile: workerKeyFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: workerKeyFile)
         let allowed = cluster.directory.appendingPathComponent("authorized").path
         try "# workers and clients\n\(worker.publicKey)\n\(client.publicKey)\n".write(toFile: allowed, atomically: true, encoding: .utf8)
         try cluster.start(workers: 1, model: try TestModel.requirePath(), extraCoordinatorArguments: ["--authorized-keys", allowed],
