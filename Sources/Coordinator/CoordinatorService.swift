@@ -119,9 +119,13 @@ public final class CoordinatorService: Service {
         var assignmentTemplate = template_
         assignmentTemplate.resultPublicKey = config.security.publicKey
         let journal: any JobJournal
+        let journalLogger = logger
         do {
             journal = try config.stateDirectory.map {
-                try FileJobJournal(directory: $0, name: "jobs-\(fingerprint.sha256.prefix(16)).journal")
+                try FileJobJournal(directory: $0, name: "jobs-\(fingerprint.sha256.prefix(16)).journal") { error in
+                    journalLogger.error("job journal write failed; a restart may not restore this job",
+                                        metadata: ["reason": "\(error)"])
+                }
             } ?? InMemoryJobJournal()
         } catch {
             throw CoordinatorStartError(description: "\(error)")

@@ -565,8 +565,15 @@ final class JobDesk: Sendable {
     }
 
     /// Fails jobs that waited for a pipeline, or made no progress across failing pipelines, for
-    /// longer than the queue timeout.
+    /// longer than the queue timeout; compacts the journal when it has grown enough.
     func sweep() async {
+        do {
+            if let kept = try journal.compactIfNeeded(keepEnded: policy.keptEndedJobs) {
+                logger.info("compacted the job journal", metadata: ["entries": "\(kept)"])
+            }
+        } catch {
+            logger.error("cannot compact the job journal", metadata: ["reason": "\(error)"])
+        }
         let limit = policy.queueTimeout
         let expired = state.withLock { s -> [(String, String, Lane?, SequenceID)] in
             s.jobs.values.compactMap { r in
