@@ -86,7 +86,6 @@ final class JobDesk: Sendable {
         var admitting = true
         var unavailableReason = "the cluster is starting (waiting for workers)"
         var faultReportedEpoch: UInt64 = 0
-        var nextJob: UInt64 = 0
         var nextSequence: UInt64 = 0
     }
 
@@ -263,8 +262,6 @@ final class JobDesk: Sendable {
         state.withLock { s in
             for jobID in order {
                 guard let sub = submissions[jobID] else { continue }
-                let number = UInt64(jobID.split(separator: "-").last.flatMap { UInt64($0) } ?? 0)
-                s.nextJob = max(s.nextJob, number)
                 s.nextSequence = max(s.nextSequence, sub.sequence)
                 let generated = tokens[jobID] ?? []
                 var record = JobRecord(jobID: jobID, clientRequestID: sub.clientRequestID, sequence: SequenceID(sub.sequence),
@@ -370,12 +367,11 @@ final class JobDesk: Sendable {
     }
 
     private func submit(_ m: Caravan_V1_JobSubmit, from peer: PeerID, requestID: UInt64) async {
-        let (jobNumber, sequenceNumber, admitting, reason, unfinished) = state.withLock { s -> (UInt64, UInt64, Bool, String, Int) in
-            s.nextJob += 1
+        let (sequenceNumber, admitting, reason, unfinished) = state.withLock { s -> (UInt64, Bool, String, Int) in
             s.nextSequence += 1
-            return (s.nextJob, s.nextSequence, s.admitting, s.unavailableReason, s.bySequence.count)
+            return (s.nextSequence, s.admitting, s.unavailableReason, s.bySequence.count)
         }
-        let jobID = "job-\(jobNumber)"
+        let jobID = Self.newJobID()
         func refuse(_ code: Caravan_V1_JobErrorCode, _ message: String) async {
             await send(JobMessages.event(jobID: jobID, clientRequestID: m.clientRequestID, sequence: 1,
                                          JobMessages.error(code, message)), to: peer, requestID: requestID)
@@ -728,6 +724,18 @@ final class JobDesk: Sendable {
 
     private func send(_ body: Caravan_V1_Envelope.OneOf_Body, to peer: PeerID, requestID: UInt64 = 0) async {
         enqueue(peer, body, requestID)
+    }
+
+    /// A job id no client can guess (`job-` and 128 random bits in hex, from the system's
+    /// cryptographic generator): the id is what status, cancel and attach requests name, so
+    /// sequential ids let anyone reach every job.
+    static func newJobID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bits = [UInt64](repeating: 0, count: 2).map { _ in generator.next() }
+        return "job-" + bits.map { word in
+            let digits = String(word, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }.joined()
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {

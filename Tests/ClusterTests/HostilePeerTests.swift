@@ -154,6 +154,13 @@ final class HostilePeerTests: XCTestCase {
         let refusal = try XCTUnwrap(results["j2"]?.error, "\(results)")
         XCTAssertTrue(refusal.contains("limit of 2 unfinished jobs"), refusal)
         try await assertServes(cluster, context: context)
+        // Job ids are what cancel, status and attach name: 128 random bits, not a counter.
+        let json = try ctl(cluster, ["status", "--json", "--finished"])
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let ids = (object["jobs"] as? [[String: Any]] ?? []).compactMap { $0["job_id"] as? String }
+        XCTAssertGreaterThanOrEqual(ids.count, 3, json.stdout)
+        for id in ids { XCTAssertNotNil(id.wholeMatch(of: /job-[0-9a-f]{32}/), id) }
+        XCTAssertEqual(Set(ids).count, ids.count)
     }
 
     /// Frames above a socket's largest legitimate frame are dropped by libzmq while they are read
