@@ -92,9 +92,15 @@ final class ClusterPlanningTests: XCTestCase {
         sampling.maxTokens = 4
         try await client.socket.send(try client.codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: sampling, id: "x"))),
                                      timeout: .seconds(5))
+        // Job ids are random: take it from the accepted event.
+        var jobID = ""
+        try await client.receiveEvents(until: { !jobID.isEmpty }, timeout: .seconds(10), operation: "accepted",
+                                       detail: { "no accepted event" }) { e in
+            if case .accepted? = e.event, e.clientRequestID == "x" { jobID = e.jobID }
+        }
         try await Task.sleep(for: .seconds(1))
         var request = Caravan_V1_JobStatusRequest()
-        request.jobID = "job-1"
+        request.jobID = jobID
         guard case .jobStatus(let status) = try await client.request(.jobStatusRequest(request)) else { return XCTFail("no status") }
         XCTAssertEqual(status.state, .queued, "the job waits instead of failing")
         XCTAssertTrue(status.waitingReason.contains("cannot hold the model"), status.waitingReason)
