@@ -44,8 +44,10 @@ public final class CaravanClient: Sendable {
     public init(endpoint: String, serverKey: String?, keys: CurveKeyPair? = nil) throws {
         loop = try EventLoop(context: try Context(), name: "caravan-client")
         let security: SocketSecurity = try serverKey.map { .curveClient(keys: try keys ?? CurveKeyPair.generate(), serverPublicKey: $0) } ?? .plain
+        let largest = Int64(FrameLimits.fromCoordinator(codec.limits))
         socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(security)
+            try socket.set(.maxMessageSize, largest)
             try socket.connect(endpoint)
         }
     }

@@ -16,10 +16,13 @@ enum MessageRules {
             try nonEmpty(m.nodeID, "hello.node_id")
         case .register(let m):
             try nonEmpty(m.workerID, "register.worker_id")
+            try short(m.workerID, "register.worker_id", maxBytes: maxWorkerIDBytes)
             try nonEmpty(m.dataAddress, "register.data_address")
+            try short(m.dataAddress, "register.data_address", maxBytes: maxAddressBytes)
             if !m.dataPublicKey.isEmpty { try curveKey(m.dataPublicKey, "register.data_public_key") }
             guard m.hasCapabilities else { throw .missingField("register.capabilities") }
             guard m.capabilities.cores > 0 else { throw .missingField("register.capabilities.cores") }
+            try finite(m.capabilities.measuredGflops, "register.capabilities.measured_gflops", in: 0...maxSpeed)
             for (i, held) in m.capabilities.models.enumerated() {
                 try model(held.model, "register.capabilities.models[\(i)].model", present: held.hasModel)
             }
@@ -35,6 +38,8 @@ enum MessageRules {
         case .heartbeat(let m):
             try nonEmpty(m.senderID, "heartbeat.sender_id")
             try known(m.state.rawValue, "heartbeat.state", m.state)
+            try finite(Double(m.recentStepMs), "heartbeat.recent_step_ms", in: 0...maxStepMs)
+            try finite(Double(m.recentRowsPerStep), "heartbeat.recent_rows_per_step", in: 0...Double(maxRowsPerStep))
         case .stageAssignment(let m):
             guard m.planEpoch > 0 else { throw .missingField("stage_assignment.plan_epoch") }
             try model(m.model, "stage_assignment.model", present: m.hasModel)
@@ -122,6 +127,30 @@ enum MessageRules {
 
     /// Most client keys one stage assignment may list (a pipeline's stages admit a few each).
     static let maxDataClientKeys = 64
+    /// Longest worker id, bytes (it names the worker in logs, status tables and plans).
+    static let maxWorkerIDBytes = 128
+    /// Longest endpoint address, bytes.
+    static let maxAddressBytes = 512
+    /// Largest speed a worker may report (`measured_gflops`; an exaflop).
+    static let maxSpeed = 1e9
+    /// Largest step time a heartbeat may report, milliseconds (a day).
+    static let maxStepMs = 86_400_000.0
+    /// Most rows per step a heartbeat may report (a step carries at most 65,536 rows).
+    static let maxRowsPerStep = 1 << 16
+
+    /// A number from a peer: finite and within `range` (NaN and infinities trap in `Int(_:)` and
+    /// poison every sum they enter).
+    private static func finite(_ value: Double, _ name: String, in range: ClosedRange<Double>) throws(WireError) {
+        guard value.isFinite, range.contains(value) else {
+            throw .invalidField(name, reason: "\(value) is not a finite number in [\(range.lowerBound), \(range.upperBound)]")
+        }
+    }
+
+    private static func short(_ value: String, _ name: String, maxBytes: Int) throws(WireError) {
+        guard value.utf8.count <= maxBytes else {
+            throw .invalidField(name, reason: "\(value.utf8.count) bytes (at most \(maxBytes))")
+        }
+    }
 
     /// A CURVE public key in Z85 (40 characters decoding to 32 bytes).
     private static func curveKey(_ value: String, _ name: String) throws(WireError) {

@@ -44,29 +44,37 @@ public enum ClusterSecurity: Sendable, Equatable {
     }
 
     /// Reads the CURVE secret key (Z85, 40 characters) in `path`, or generates a key pair and writes
-    /// its secret key there (mode 0600) when the file does not exist.
+    /// its secret key there when the file does not exist (created with mode 0600, `O_EXCL`). A
+    /// key file that group or others may access is refused (``KeyFile/readSecret(_:)``).
     public static func keyPair(file path: String) throws(KeyFileError) -> CurveKeyPair {
-        if FileManager.default.fileExists(atPath: path) {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw KeyFileError(description: "cannot read the key file \(path)")
-            }
-            let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        var entry = stat()
+        if lstat(path, &entry) != 0 {
+            let keys: CurveKeyPair
             do {
-                return try CurveKeyPair(publicKey: try CurveKeyPair.publicKey(forSecretKey: secret), secretKey: secret)
+                keys = try CurveKeyPair.generate()
             } catch {
-                throw KeyFileError(description: "\(path) does not hold a Z85 CURVE secret key: \(error)")
+                throw KeyFileError(description: "cannot generate a CURVE key pair: \(error)")
+            }
+            do throws(KeyFile.Failure) {
+                try KeyFile.create(path, contents: keys.secretKey + "\n")
+                return keys
+            } catch let failure where failure.exists {
+                // Another process created it meanwhile: use that one.
+            } catch {
+                throw KeyFileError(description: error.description)
             }
         }
-        let keys: CurveKeyPair
-        do {
-            keys = try CurveKeyPair.generate()
+        let text: String
+        do throws(KeyFile.Failure) {
+            text = try KeyFile.readSecret(path)
         } catch {
-            throw KeyFileError(description: "cannot generate a CURVE key pair: \(error)")
+            throw KeyFileError(description: error.description)
         }
-        guard FileManager.default.createFile(atPath: path, contents: Data((keys.secretKey + "\n").utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
-            throw KeyFileError(description: "cannot write the key file \(path)")
+        let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        do {
+            return try CurveKeyPair(publicKey: try CurveKeyPair.publicKey(forSecretKey: secret), secretKey: secret)
+        } catch {
+            throw KeyFileError(description: "\(path) does not hold a Z85 CURVE secret key: \(error)")
         }
-        return keys
     }
 }

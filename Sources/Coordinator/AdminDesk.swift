@@ -32,8 +32,14 @@ final class AdminDesk: Sendable {
 
 /// Builds the admin replies from a snapshot (pure functions).
 public enum AdminReports {
-    /// The `ClusterStatus` for `snapshot`; ended jobs only when `includeFinishedJobs`.
-    public static func clusterStatus(_ s: ClusterSnapshot, includeFinishedJobs: Bool) -> Caravan_V1_ClusterStatus {
+    /// Jobs a `ClusterStatus` lists at most, so that the reply stays far below the client
+    /// socket's frame limit whatever the job table holds (`caravanctl status JOB` shows any job).
+    public static let maxListedJobs = 512
+
+    /// The `ClusterStatus` for `snapshot`; ended jobs only when `includeFinishedJobs`. At most
+    /// `maxJobs` jobs: the unfinished ones first, then the newest ended ones, in submission order.
+    public static func clusterStatus(_ s: ClusterSnapshot, includeFinishedJobs: Bool,
+                                     maxJobs: Int = maxListedJobs) -> Caravan_V1_ClusterStatus {
         var out = Caravan_V1_ClusterStatus()
         let (epoch, stages, peers) = current(s.phase)
         out.planEpoch = epoch
@@ -63,7 +69,7 @@ public enum AdminReports {
             w.health = .lost
             return w
         }
-        out.jobs = s.jobs.map(\.status).filter { includeFinishedJobs || !ended($0.state) }
+        out.jobs = listed(s.jobs.map(\.status).filter { includeFinishedJobs || !ended($0.state) }, most: maxJobs)
         out.tokensPerSecond = s.jobs.reduce(0) { $0 + $1.tokensPerSecond }
         out.serving = s.unavailableReason == nil
         if let reason = s.unavailableReason {
@@ -194,6 +200,15 @@ public enum AdminReports {
     private static func unixMs(_ ms: UInt64, snapshot s: ClusterSnapshot) -> UInt64 {
         let back = s.nowMs > ms ? s.nowMs - ms : 0
         return s.nowUnixMs > back ? s.nowUnixMs - back : 0
+    }
+
+    /// `jobs` (in submission order) cut to `most`: unfinished jobs first (the newest of them),
+    /// then the newest ended ones; submission order kept.
+    private static func listed(_ jobs: [Caravan_V1_JobStatus], most: Int) -> [Caravan_V1_JobStatus] {
+        guard jobs.count > most else { return jobs }
+        let unfinished = jobs.indices.filter { !ended(jobs[$0].state) }.suffix(max(0, most))
+        let finished = jobs.indices.filter { ended(jobs[$0].state) }.suffix(max(0, most - unfinished.count))
+        return (Array(unfinished) + Array(finished)).sorted().map { jobs[$0] }
     }
 
     private static func ended(_ state: Caravan_V1_JobState) -> Bool {

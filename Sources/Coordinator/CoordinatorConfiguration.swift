@@ -36,6 +36,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(10)
     /// How long a job may wait for a pipeline (start-up, re-plan, too few workers) before it fails.
     public var queueTimeout: Duration = .seconds(300)
+    /// Unfinished jobs (running or waiting) the coordinator holds at most; a job submitted beyond
+    /// is refused (`UNAVAILABLE`) until some end.
+    public var maxUnfinishedJobs = 4096
     /// Where the job journal lives (nil = in memory only: a restart forgets the jobs).
     public var stateDirectory: String?
     /// When a slow worker makes the coordinator re-plan.

@@ -73,8 +73,11 @@ public final class CoordinatorService: Service {
             context.terminate()
         }
         let codec = WireCodec(limits: config.limits)
+        // Every socket refuses frames above its largest legitimate one while reading them
+        // (`FrameLimits`, docs/protocol.md): a peer cannot make the coordinator buffer more.
         let control = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            try socket.set(.maxMessageSize, Int64(FrameLimits.control(config.limits)))
             try socket.apply(LinkLiveness.cluster)
             // Workers keep one routing identity per process: a re-made connection takes it over.
             try socket.set(.routerHandover, 1)
@@ -83,11 +86,14 @@ public final class CoordinatorService: Service {
         let results = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 256)
+            try socket.set(.maxMessageSize, Int64(FrameLimits.results(config.limits, maxRows: config.maxBatchRows,
+                                                                       vocabulary: facts.vocabularySize)))
             try socket.apply(LinkLiveness.cluster)
             try socket.bind(config.resultsEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint))
         }
         let clients = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            try socket.set(.maxMessageSize, Int64(FrameLimits.clients(config.limits)))
             try socket.bind(config.clientsEndpoint)
         }
         let resultAddress = Endpoints.advertisable(try await results.withSocket { s throws(ZMQError) in try s.lastEndpoint })
@@ -113,16 +119,20 @@ public final class CoordinatorService: Service {
         var assignmentTemplate = template_
         assignmentTemplate.resultPublicKey = config.security.publicKey
         let journal: any JobJournal
+        let journalLogger = logger
         do {
             journal = try config.stateDirectory.map {
-                try FileJobJournal(directory: $0, name: "jobs-\(fingerprint.sha256.prefix(16)).journal")
+                try FileJobJournal(directory: $0, name: "jobs-\(fingerprint.sha256.prefix(16)).journal") { error in
+                    journalLogger.error("job journal write failed; a restart may not restore this job",
+                                        metadata: ["reason": "\(error)"])
+                }
             } ?? InMemoryJobJournal()
         } catch {
             throw CoordinatorStartError(description: "\(error)")
         }
         let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
                            contextLimit: contextLimit, logger: logger, journal: journal,
-                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout))
+                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout, maxUnfinishedJobs: config.maxUnfinishedJobs))
         let lastEpoch: UInt64
         do {
             lastEpoch = try desk.restore()

@@ -64,6 +64,11 @@ struct JobDeskPolicy: Sendable {
     var queueTimeout: Duration
     /// Ended jobs kept for status and attach.
     var keptEndedJobs = 1000
+    /// Unfinished jobs (running or waiting) held at most; more are refused until some end.
+    var maxUnfinishedJobs = 4096
+    /// Messages queued for clients at most: beyond half of it new jobs are refused, beyond all of
+    /// it messages are dropped (counted and logged).
+    var maxOutbox = 65_536
 }
 
 /// The client side of the coordinator: takes `JobSubmit`, `JobStatusRequest`, `JobCancel` and
@@ -81,7 +86,6 @@ final class JobDesk: Sendable {
         var admitting = true
         var unavailableReason = "the cluster is starting (waiting for workers)"
         var faultReportedEpoch: UInt64 = 0
-        var nextJob: UInt64 = 0
         var nextSequence: UInt64 = 0
     }
 
@@ -98,6 +102,8 @@ final class JobDesk: Sendable {
     /// re-attached client gets missed tokens and new ones in order, none twice).
     private let outbox: AsyncStream<(PeerID, Caravan_V1_Envelope.OneOf_Body, UInt64)>
     private let outboxInput: AsyncStream<(PeerID, Caravan_V1_Envelope.OneOf_Body, UInt64)>.Continuation
+    /// Messages in the outbox now, and dropped because it was full.
+    private let outboxDepth = LockedValue<(queued: Int, dropped: Int)>((0, 0))
     /// Called once per pipeline epoch whose step failed while it still serves (forces a re-plan).
     let pipelineFault = LockedValue<(@Sendable (UInt64, String) async -> Void)?>(nil)
     /// Answers `caravanctl` requests (status, plan preview); installed by the service.
@@ -121,13 +127,45 @@ final class JobDesk: Sendable {
     /// Sends what the desk queued for clients, until the stream ends (``finish()``).
     func runOutbox() async {
         for await (peer, body, requestID) in outbox {
+            outboxDepth.withLock { $0.queued -= 1 }
             do {
-                let frames = [Message(peer.bytes)] + (try codec.encode(body, requestID: requestID))
+                let frames: [Message]
+                do {
+                    frames = [Message(peer.bytes)] + (try codec.encode(body, requestID: requestID))
+                } catch {
+                    // A reply that cannot be encoded (too large, invalid) must not leave its client
+                    // waiting: it gets an error reply instead.
+                    logger.error("could not encode a reply to a client", metadata: ["reason": "\(error)"])
+                    var reply = Caravan_V1_ErrorReply()
+                    reply.code = "internal"
+                    reply.message = "the coordinator could not encode its reply: \(error)"
+                    frames = [Message(peer.bytes)] + (try codec.encode(.error(reply), requestID: requestID))
+                }
                 try await clients.send(frames, timeout: .seconds(5))
             } catch {
                 logger.warning("could not send to a client", metadata: ["reason": "\(error)"])
             }
         }
+    }
+
+    /// Queues a message for a client; drops it (counted, logged) when the outbox is full.
+    private func enqueue(_ peer: PeerID, _ body: Caravan_V1_Envelope.OneOf_Body, _ requestID: UInt64) {
+        let dropped = outboxDepth.withLock { d -> Int? in
+            guard d.queued < policy.maxOutbox else {
+                d.dropped += 1
+                return d.dropped
+            }
+            d.queued += 1
+            return nil
+        }
+        if let dropped {
+            if dropped == 1 || dropped % 1000 == 0 {
+                logger.error("the client outbox is full; dropped a message", metadata: [
+                    "limit": "\(policy.maxOutbox)", "dropped": "\(dropped)"])
+            }
+            return
+        }
+        outboxInput.yield((peer, body, requestID))
     }
 
     /// Ends the outbox once everything queued is sent.
@@ -224,8 +262,6 @@ final class JobDesk: Sendable {
         state.withLock { s in
             for jobID in order {
                 guard let sub = submissions[jobID] else { continue }
-                let number = UInt64(jobID.split(separator: "-").last.flatMap { UInt64($0) } ?? 0)
-                s.nextJob = max(s.nextJob, number)
                 s.nextSequence = max(s.nextSequence, sub.sequence)
                 let generated = tokens[jobID] ?? []
                 var record = JobRecord(jobID: jobID, clientRequestID: sub.clientRequestID, sequence: SequenceID(sub.sequence),
@@ -331,18 +367,25 @@ final class JobDesk: Sendable {
     }
 
     private func submit(_ m: Caravan_V1_JobSubmit, from peer: PeerID, requestID: UInt64) async {
-        let (jobNumber, sequenceNumber, admitting, reason) = state.withLock { s -> (UInt64, UInt64, Bool, String) in
-            s.nextJob += 1
+        let (sequenceNumber, admitting, reason, unfinished) = state.withLock { s -> (UInt64, Bool, String, Int) in
             s.nextSequence += 1
-            return (s.nextJob, s.nextSequence, s.admitting, s.unavailableReason)
+            return (s.nextSequence, s.admitting, s.unavailableReason, s.bySequence.count)
         }
-        let jobID = "job-\(jobNumber)"
+        let jobID = Self.newJobID()
         func refuse(_ code: Caravan_V1_JobErrorCode, _ message: String) async {
             await send(JobMessages.event(jobID: jobID, clientRequestID: m.clientRequestID, sequence: 1,
                                          JobMessages.error(code, message)), to: peer, requestID: requestID)
         }
         guard admitting else {
             await refuse(.unavailable, reason)
+            return
+        }
+        guard unfinished < policy.maxUnfinishedJobs else {
+            await refuse(.unavailable, "the coordinator holds its limit of \(policy.maxUnfinishedJobs) unfinished jobs; try again when some have ended")
+            return
+        }
+        guard outboxDepth.withLock({ $0.queued }) < policy.maxOutbox / 2 else {
+            await refuse(.unavailable, "the coordinator cannot send to its clients fast enough now; try again later")
             return
         }
         let prompt: [Int32]
@@ -518,8 +561,15 @@ final class JobDesk: Sendable {
     }
 
     /// Fails jobs that waited for a pipeline, or made no progress across failing pipelines, for
-    /// longer than the queue timeout.
+    /// longer than the queue timeout; compacts the journal when it has grown enough.
     func sweep() async {
+        do {
+            if let kept = try journal.compactIfNeeded(keepEnded: policy.keptEndedJobs) {
+                logger.info("compacted the job journal", metadata: ["entries": "\(kept)"])
+            }
+        } catch {
+            logger.error("cannot compact the job journal", metadata: ["reason": "\(error)"])
+        }
         let limit = policy.queueTimeout
         let expired = state.withLock { s -> [(String, String, Lane?, SequenceID)] in
             s.jobs.values.compactMap { r in
@@ -668,13 +718,24 @@ final class JobDesk: Sendable {
     /// Queues `event` for the job's client, numbered, while the caller holds the state lock.
     private func emit(_ jobID: String, _ event: Caravan_V1_JobEvent.OneOf_Event, in s: inout State) {
         guard let r = s.jobs[jobID], let peer = r.peer else { return }
-        s.jobs[jobID]!.eventSequence += 1
-        outboxInput.yield((peer, JobMessages.event(jobID: jobID, clientRequestID: r.clientRequestID,
-                                                   sequence: r.eventSequence + 1, event), 0))
+        s.jobs[jobID]?.eventSequence += 1
+        enqueue(peer, JobMessages.event(jobID: jobID, clientRequestID: r.clientRequestID, sequence: r.eventSequence + 1, event), 0)
     }
 
     private func send(_ body: Caravan_V1_Envelope.OneOf_Body, to peer: PeerID, requestID: UInt64 = 0) async {
-        outboxInput.yield((peer, body, requestID))
+        enqueue(peer, body, requestID)
+    }
+
+    /// A job id no client can guess (`job-` and 128 random bits in hex, from the system's
+    /// cryptographic generator): the id is what status, cancel and attach requests name, so
+    /// sequential ids let anyone reach every job.
+    static func newJobID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bits = [UInt64](repeating: 0, count: 2).map { _ in generator.next() }
+        return "job-" + bits.map { word in
+            let digits = String(word, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }.joined()
     }
 
     static func milliseconds(_ d: Duration) -> Int64 {

@@ -40,7 +40,8 @@ public struct JournalSubmission: Codable, Sendable, Equatable {
 }
 
 /// Where the coordinator persists its jobs so that a restart continues them. Appends must be
-/// durable once they return (at least against a crash of the process).
+/// durable once they return (at least against a crash of the process); one that fails is counted
+/// (``failedWrites``) and reported, never silently lost.
 public protocol JobJournal: Sendable {
     /// Every entry written so far, oldest first.
     func load() throws(JournalError) -> [JournalEntry]
@@ -48,6 +49,54 @@ public protocol JobJournal: Sendable {
     func append(_ entry: JournalEntry)
     /// Replaces the journal with `entries` (compaction at start).
     func rewrite(_ entries: [JournalEntry]) throws(JournalError)
+    /// Compacts (``JournalCompaction``) when the journal has grown by at least its size after the
+    /// last compaction and ``JournalCompaction/minimumGrowth`` entries, so that it stays bounded
+    /// while the coordinator runs. Returns the entries kept, or nil when it was not due.
+    func compactIfNeeded(keepEnded: Int) throws(JournalError) -> Int?
+    /// Appends that failed since start (disk full, I/O error).
+    var failedWrites: Int { get }
+}
+
+/// What a compaction keeps: the highest plan epoch, every unfinished job (submission and tokens)
+/// and the last `keepEnded` ended jobs (submission, tokens, end), in their order. The same as what
+/// a restart restores (``JobDesk``), so compacting changes nothing a restart would see.
+public enum JournalCompaction {
+    /// Entries appended since the last compaction before a running journal compacts again (at
+    /// least; also at least as many as the last compaction kept).
+    public static let minimumGrowth = 10_000
+
+    /// The entries to keep of `entries`.
+    public static func compact(_ entries: [JournalEntry], keepEnded: Int) -> [JournalEntry] {
+        var epoch: UInt64 = 0
+        var order: [String] = []
+        var submissions: [String: JournalSubmission] = [:]
+        var tokens: [String: [JournalEntry]] = [:]
+        var ends: [String: JournalEntry] = [:]
+        for e in entries {
+            switch e {
+            case .submitted(let s):
+                if submissions[s.job] == nil { order.append(s.job) }
+                submissions[s.job] = s
+            case .token(let job, _, _): tokens[job, default: []].append(e)
+            case .ended(let job, _, _, _): ends[job] = e
+            case .epoch(let n): epoch = max(epoch, n)
+            }
+        }
+        let keptEnded = Set(order.filter { ends[$0] != nil }.suffix(max(0, keepEnded)))
+        var out: [JournalEntry] = [.epoch(epoch)]
+        for job in order {
+            guard let submission = submissions[job] else { continue }
+            if ends[job] != nil, !keptEnded.contains(job) { continue }
+            out.append(.submitted(submission))
+            out += tokens[job] ?? []
+            if let end = ends[job] { out.append(end) }
+        }
+        return out
+    }
+
+    /// Whether a journal that kept `kept` entries at its last compaction and has taken `appended`
+    /// since is due again.
+    static func due(kept: Int, appended: Int) -> Bool { appended >= max(minimumGrowth, kept) }
 }
 
 /// Why the journal cannot be read or written.
@@ -66,41 +115,94 @@ public final class InMemoryJobJournal: JobJournal {
     public func load() throws(JournalError) -> [JournalEntry] { entries.all() }
     public func append(_ entry: JournalEntry) { entries.append(entry) }
     public func rewrite(_ entries: [JournalEntry]) throws(JournalError) { self.entries.replace(entries) }
+    public func compactIfNeeded(keepEnded: Int) throws(JournalError) -> Int? { entries.compactIfNeeded(keepEnded: keepEnded) }
+    public var failedWrites: Int { 0 }
 }
 
 private final class LockedEntries: @unchecked Sendable {
     private let lock = NSLock()
     private var items: [JournalEntry] = []
+    private var kept = 0
     func all() -> [JournalEntry] { lock.withLock { items } }
     func append(_ e: JournalEntry) { lock.withLock { items.append(e) } }
-    func replace(_ e: [JournalEntry]) { lock.withLock { items = e } }
+    func replace(_ e: [JournalEntry]) {
+        lock.withLock {
+            items = e
+            kept = e.count
+        }
+    }
+    func compactIfNeeded(keepEnded: Int) -> Int? {
+        lock.withLock {
+            guard JournalCompaction.due(kept: kept, appended: items.count - kept) else { return nil }
+            items = JournalCompaction.compact(items, keepEnded: keepEnded)
+            kept = items.count
+            return kept
+        }
+    }
 }
 
 /// An append-only file of JSON lines, one ``JournalEntry`` per line. Each append is one `write`
 /// of a whole line (so a killed coordinator loses nothing the kernel accepted); a torn last line
-/// from a power cut is skipped on load. Compaction writes a new file and renames it over the old.
+/// from a power cut is skipped on load, and the next append starts a new line after it. A failed
+/// append is cut off again (or, if that fails too, followed by a new line), counted and reported
+/// to `onError`. Compaction writes a new file, `fsync`s it, renames it over the old one and
+/// `fsync`s the directory (so the rename itself survives a power cut); it runs at start and
+/// whenever the file has doubled (``compactIfNeeded(keepEnded:)``).
 public final class FileJobJournal: JobJournal, @unchecked Sendable {
     /// The journal file.
     public let path: String
+    private let directory: String
     private let lock = NSLock()
     private var fd: Int32 = -1
     private let encoder = JSONEncoder()
+    private let onError: @Sendable (JournalError) -> Void
+    /// The file may end in a torn line: the next append writes a newline first.
+    private var needsNewline = false
+    private var failed = 0
+    /// Entries kept by the last compaction, and appended since.
+    private var kept = 0
+    private var appended = 0
 
-    /// Opens (creating) `directory/<name>`, creating the directory.
-    public init(directory: String, name: String = "jobs.journal") throws(JournalError) {
+    /// Opens (creating) `directory/<name>`, creating the directory; `onError` hears of every
+    /// append that failed.
+    public init(directory: String, name: String = "jobs.journal",
+                onError: @escaping @Sendable (JournalError) -> Void = { _ in }) throws(JournalError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw JournalError(description: "cannot create the state directory \(directory): \(error)")
         }
+        self.directory = directory
+        self.onError = onError
         path = (directory as NSString).appendingPathComponent(name)
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw JournalError(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        needsNewline = Self.endsTorn(path)
+    }
+
+    /// Appends that failed since the journal was opened.
+    public var failedWrites: Int { lock.withLock { failed } }
+
+    /// Whether the regular file at `path` is non-empty and does not end with a newline.
+    private static func endsTorn(_ path: String) -> Bool {
+        let rfd = open(path, O_RDONLY | O_CLOEXEC)
+        guard rfd >= 0 else { return false }
+        defer { close(rfd) }
+        var st = stat()
+        guard fstat(rfd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size > 0 else { return false }
+        var last: UInt8 = 0
+        return pread(rfd, &last, 1, st.st_size - 1) == 1 && last != UInt8(ascii: "\n")
     }
 
     deinit { if fd >= 0 { close(fd) } }
 
     public func load() throws(JournalError) -> [JournalEntry] {
+        lock.lock()
+        defer { lock.unlock() }
+        return try loadLocked()
+    }
+
+    private func loadLocked() throws(JournalError) -> [JournalEntry] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         let decoder = JSONDecoder()
         var out: [JournalEntry] = []
@@ -112,12 +214,50 @@ public final class FileJobJournal: JobJournal, @unchecked Sendable {
     }
 
     public func append(_ entry: JournalEntry) {
-        guard var bytes = try? encoder.encode(entry) else { return }
-        bytes.append(UInt8(ascii: "\n"))
-        lock.withLock { _ = Self.writeAll(fd, bytes) }
+        let bytes: Data
+        do {
+            bytes = try encoder.encode(entry) + [UInt8(ascii: "\n")]
+        } catch {
+            report(JournalError(description: "cannot encode a journal entry for \(path): \(error)"))
+            return
+        }
+        let failure = lock.withLock { () -> JournalError? in
+            appended += 1
+            let line = needsNewline ? Data([UInt8(ascii: "\n")]) + bytes : bytes
+            var st = stat()
+            let before = fstat(fd, &st) == 0 ? st.st_size : -1
+            guard !Self.writeAll(fd, line) else {
+                needsNewline = false
+                return nil
+            }
+            let reason = String(cString: strerror(errno))
+            failed += 1
+            // Cut the torn line off again; if that fails, the next append starts a new line.
+            needsNewline = !(before >= 0 && ftruncate(fd, before) == 0)
+            return JournalError(description: "cannot append to \(path): \(reason) (\(failed) failed so far)")
+        }
+        if let failure { report(failure) }
+    }
+
+    private func report(_ error: JournalError) { onError(error) }
+
+    public func compactIfNeeded(keepEnded: Int) throws(JournalError) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard JournalCompaction.due(kept: kept, appended: appended) else { return nil }
+        // Under the lock: no append can slip in between reading and replacing the file.
+        let entries = JournalCompaction.compact(try loadLocked(), keepEnded: keepEnded)
+        try replaceLocked(entries)
+        return entries.count
     }
 
     public func rewrite(_ entries: [JournalEntry]) throws(JournalError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try replaceLocked(entries)
+    }
+
+    private func replaceLocked(_ entries: [JournalEntry]) throws(JournalError) {
         var data = Data()
         for e in entries {
             guard let line = try? encoder.encode(e) else { continue }
@@ -130,13 +270,26 @@ public final class FileJobJournal: JobJournal, @unchecked Sendable {
         let ok = Self.writeAll(tfd, data) && fsync(tfd) == 0
         close(tfd)
         guard ok else { throw JournalError(description: "cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        lock.lock()
-        defer { lock.unlock() }
         guard rename(temporary, path) == 0 else {
             throw JournalError(description: "cannot replace \(path): \(String(cString: strerror(errno)))")
         }
+        let reopened = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard reopened >= 0 else {
+            throw JournalError(description: "cannot reopen \(path): \(String(cString: strerror(errno)))")
+        }
         close(fd)
-        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        fd = reopened
+        needsNewline = false
+        kept = entries.count
+        appended = 0
+        // The rename is durable only once the directory is.
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0, fsync(dfd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if dfd >= 0 { close(dfd) }
+            throw JournalError(description: "cannot sync the state directory \(directory): \(reason)")
+        }
+        close(dfd)
     }
 
     @discardableResult

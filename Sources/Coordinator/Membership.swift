@@ -231,6 +231,12 @@ public struct Membership: Sendable {
         var member = Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
                             memoryBytes: memoryBytes, speed: speed, lastSeen: now)
         let ack = Directive.acknowledge(peer, accepted: true, reason: "")
+        // One connection is one worker: a peer registered under another id may not take this one
+        // too (two members with one id would confuse every table keyed by worker id).
+        if let other = members.first(where: { $0.peer == peer && $0.workerID != workerID }) {
+            return [.acknowledge(peer, accepted: false,
+                                 reason: "this connection is registered as worker \(other.workerID); it cannot register as \(workerID)")]
+        }
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
             let old = members[i]
             let inPlan = planPeers.contains(old.peer)

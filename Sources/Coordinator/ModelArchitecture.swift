@@ -41,6 +41,11 @@ public struct ModelArchitecture: Sendable, Equatable {
             || vocabularySize < 1 {
             return "every size must be positive"
         }
+        // Bounds far above any real model, so that the sizes below cannot overflow.
+        if layerCount > 100_000 || embeddingLength > 1 << 20 || headCount > 1 << 16 || feedForwardLength > 1 << 22
+            || vocabularySize > 1 << 24 {
+            return "a size is out of range (at most 100000 layers, width 2^20, 2^16 heads, feed-forward 2^22, vocabulary 2^24)"
+        }
         if embeddingLength % headCount != 0 { return "the width \(embeddingLength) is not a multiple of \(headCount) heads" }
         if headCount % kvHeadCount != 0 { return "\(headCount) heads are not a multiple of \(kvHeadCount) KV heads" }
         return nil

@@ -40,6 +40,8 @@ public final class ModelServer: Sendable {
             // A peer that asks without reading fills only a short queue (then replies to it are
             // dropped), never the coordinator's memory.
             try s.set(.sendHighWaterMark, 32)
+            // Requests are a few hundred bytes: a bigger frame is dropped while it is read.
+            try s.set(.maxMessageSize, Int64(FrameLimits.modelSource(codec.limits)))
             try s.bind(endpoint)
         }
         address = try await socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }

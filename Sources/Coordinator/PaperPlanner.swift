@@ -117,10 +117,10 @@ public enum PaperPlanner {
         for (suffix, factor) in units where t.lowercased().hasSuffix(suffix.lowercased()) {
             guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v >= 0, v.isFinite
             else { return nil }
-            return UInt64(v * factor)
+            return UInt64(exactly: (v * factor).rounded(.down))
         }
         guard let v = Double(t), v >= 0, v.isFinite else { return nil }
-        return UInt64(v)
+        return UInt64(exactly: v.rounded(.down))
     }
 }
 

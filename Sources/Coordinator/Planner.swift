@@ -6,7 +6,8 @@ public struct PlanWorker: Sendable, Equatable {
     public var id: String
     /// Memory it offers, bytes.
     public var memoryBytes: UInt64
-    /// Relative speed (only ratios matter); non-positive counts as the smallest positive speed.
+    /// Relative speed (only ratios matter); non-positive or non-finite counts as the smallest
+    /// positive speed.
     public var speed: Double
 
     /// Creates a planner input.
@@ -49,10 +50,13 @@ public enum PlanError: Error, Equatable, CustomStringConvertible, Sendable {
     case noWorkers
     /// The workers' memory cannot hold the model with its caches.
     case insufficientMemory(neededBytes: UInt64, offeredBytes: UInt64, detail: String)
+    /// A size the plan needs (KV cache, weights, their sum) does not fit in 64 bits, or is negative.
+    case sizeOutOfRange(String)
 
     public var description: String {
         switch self {
         case .noWorkers: return "no workers to plan for"
+        case .sizeOutOfRange(let what): return "no plan: \(what)"
         case let .insufficientMemory(needed, offered, detail):
             return "the cluster cannot hold the model: it needs \(Planner.mib(needed)) MiB but the workers offer "
                 + "\(Planner.mib(offered)) MiB in all (\(detail))"
@@ -69,14 +73,31 @@ public enum Planner {
     public static func plan(model: ModelFacts, workers: [PlanWorker], contextTokens: Int, batchSequences: Int,
                             overheadBytes: UInt64 = 32 << 20) throws(PlanError) -> PipelinePlan {
         guard !workers.isEmpty else { throw .noWorkers }
-        let kvPerLayer = UInt64(model.kvBytesPerTokenPerLayer) * UInt64(max(1, contextTokens)) * UInt64(max(1, batchSequences))
         let n = model.layerCount
+        // Every size is checked once here: the total need bounds every stage's cost, so the sums
+        // below cannot overflow. Context and batch may come from a client (`PlanPreviewRequest`).
+        let layerSizes = model.layerBytes.compactMap(CheckedArithmetic.unsigned)
+        guard layerSizes.count == n, n == model.layerBytes.count,
+              let embeddingSize = CheckedArithmetic.unsigned(model.embeddingBytes),
+              let outputSize = CheckedArithmetic.unsigned(model.outputBytes),
+              let kvPerToken = CheckedArithmetic.unsigned(model.kvBytesPerTokenPerLayer) else {
+            throw .sizeOutOfRange("the model has a negative size or a layer count that does not match its sizes")
+        }
+        guard let kvPerLayer = CheckedArithmetic.product(kvPerToken, UInt64(max(1, contextTokens)), UInt64(max(1, batchSequences))),
+              let kvTotal = CheckedArithmetic.product(kvPerLayer, UInt64(n)) else {
+            throw .sizeOutOfRange("the KV cache for \(contextTokens) tokens × \(batchSequences) sequences × \(n) layers × "
+                + "\(kvPerToken) bytes per token and layer exceeds 2^64 bytes")
+        }
+        guard let weights = CheckedArithmetic.sum(layerSizes),
+              let needed = CheckedArithmetic.sum(weights, kvTotal, embeddingSize, outputSize, overheadBytes) else {
+            throw .sizeOutOfRange("the model's weights with a KV cache of \(mib(kvTotal)) MiB exceed 2^64 bytes")
+        }
 
         func cost(_ start: Int, _ end: Int) -> UInt64 {
             var bytes = overheadBytes
-            for l in start..<end { bytes += UInt64(model.layerBytes[l]) + kvPerLayer }
-            if start == 0 { bytes += UInt64(model.embeddingBytes) }
-            if end == n { bytes += UInt64(model.outputBytes) }
+            for l in start..<end { bytes += layerSizes[l] + kvPerLayer }
+            if start == 0 { bytes += embeddingSize }
+            if end == n { bytes += outputSize }
             return bytes
         }
         /// Most layers `worker` can take starting at `start`, at most `limit`.
@@ -102,7 +123,8 @@ public enum Planner {
         // Proportional targets (largest remainder), at least one layer each while layers last. The
         // last stage also runs the output matrix: its work counts as the layers its bytes weigh
         // (a decode step reads every weight once), so the last worker takes fewer layers.
-        let speeds = workers.map { $0.speed > 0 ? $0.speed : 1e-9 }
+        // Speeds come from workers' reports: clamped so that their sum stays finite.
+        let speeds = workers.map { $0.speed.isFinite && $0.speed > 0 ? min(max($0.speed, 1e-9), 1e12) : 1e-9 }
         let total = speeds.reduce(0, +)
         let outputWork = workers.count > 1 ? model.outputWorkInLayers : 0
         var ideal = speeds.map { $0 / total * (Double(n) + outputWork) }
@@ -113,7 +135,7 @@ public enum Planner {
             let others = ideal.dropLast().reduce(0, +)
             for i in 0..<(ideal.count - 1) where others > 0 { ideal[i] -= excess * ideal[i] / others }
         }
-        var targets = ideal.map { max(1, Int($0.rounded(.down))) }
+        var targets = ideal.map { max(1, min(n, CheckedArithmetic.int($0) ?? n)) }
         var order = Array(ideal.indices).sorted { ideal[$0] - ideal[$0].rounded(.down) > ideal[$1] - ideal[$1].rounded(.down) }
         while targets.reduce(0, +) < n, !order.isEmpty { targets[order.removeFirst()] += 1 }
         while targets.reduce(0, +) > n, let i = targets.indices.max(by: { targets[$0] < targets[$1] }) { targets[i] -= 1 }
@@ -122,12 +144,10 @@ public enum Planner {
         // Memory-bound: let every worker take as much as it can, in order.
         if let stages = assign(targets: [Int](repeating: n, count: workers.count)) { return PipelinePlan(stages: stages) }
 
-        let weights = model.layerBytes.reduce(0) { $0 + UInt64($1) }
-        let needed = weights + kvPerLayer * UInt64(n) + UInt64(model.embeddingBytes) + UInt64(model.outputBytes) + overheadBytes
-        let offered = workers.reduce(UInt64(0)) { $0 + $1.memoryBytes }
-        let detail = "weights \(mib(weights)) MiB + KV cache \(mib(kvPerLayer * UInt64(n))) MiB for \(contextTokens) tokens × "
-            + "\(batchSequences) sequences + embedding \(mib(UInt64(model.embeddingBytes))) MiB + output "
-            + "\(mib(UInt64(model.outputBytes))) MiB + \(mib(overheadBytes)) MiB overhead per stage; offered: "
+        let offered = workers.reduce(UInt64(0)) { $0.addingReportingOverflow($1.memoryBytes).overflow ? .max : $0 + $1.memoryBytes }
+        let detail = "weights \(mib(weights)) MiB + KV cache \(mib(kvTotal)) MiB for \(contextTokens) tokens × "
+            + "\(batchSequences) sequences + embedding \(mib(embeddingSize)) MiB + output "
+            + "\(mib(outputSize)) MiB + \(mib(overheadBytes)) MiB overhead per stage; offered: "
             + workers.map { "\($0.id) \(mib($0.memoryBytes)) MiB" }.joined(separator: ", ")
         throw .insufficientMemory(neededBytes: needed, offeredBytes: offered, detail: detail)
     }

@@ -9,10 +9,12 @@ public enum Rebalancer {
     /// speed, scaled by the average measured/registered ratio so that both kinds stay comparable.
     /// `layersInPlan` is each stage's work in layers (the last stage's output matrix included).
     public static func planInput(_ workers: [Member], layersInPlan: [String: Double], minimumSteps: Int) -> [PlanWorker] {
-        let measured = Dictionary(uniqueKeysWithValues: workers.compactMap { m -> (String, Double)? in
-            guard let layers = layersInPlan[m.workerID], m.recentStepMs > 0, m.stepsRun >= UInt64(minimumSteps) else { return nil }
+        // Ids are unique in a membership, but a duplicate must not trap: the first one counts.
+        let measured = Dictionary(workers.compactMap { m -> (String, Double)? in
+            guard let layers = layersInPlan[m.workerID], m.recentStepMs.isFinite, m.recentStepMs > 0,
+                  m.stepsRun >= UInt64(minimumSteps) else { return nil }
             return (m.workerID, layers / Double(m.recentStepMs))
-        })
+        }, uniquingKeysWith: { first, _ in first })
         let ratios = workers.compactMap { m -> Double? in
             guard let s = measured[m.workerID], m.speed > 0 else { return nil }
             return s / m.speed
@@ -52,8 +54,9 @@ public enum Rebalancer {
     public static func evaluate(stages: [(member: Member, layers: Int)], candidates: [Member], model: ModelFacts,
                                 contextTokens: Int, batchSequences: Int, slowFactor: Double,
                                 minimumSteps: Int) -> Decision? {
-        guard !stages.isEmpty,
-              stages.allSatisfy({ $0.member.recentStepMs > 0 && $0.member.stepsRun >= UInt64(minimumSteps) }) else { return nil }
+        guard !stages.isEmpty, stages.allSatisfy({
+            $0.member.recentStepMs.isFinite && $0.member.recentStepMs > 0 && $0.member.stepsRun >= UInt64(minimumSteps)
+        }) else { return nil }
         let current = stages.map { Double($0.member.recentStepMs) }.max() ?? 0
         guard current > 0 else { return nil }
         let layersInPlan = stageWork(stages.map { ($0.member.workerID, $0.layers) }, model: model)
@@ -69,5 +72,8 @@ public enum Rebalancer {
         return Decision(reason: reason, currentMs: current, predictedMs: predicted)
     }
 
-    static func format(_ v: Double) -> String { String(Double(Int((v * 10).rounded())) / 10) }
+    static func format(_ v: Double) -> String {
+        guard let tenths = CheckedArithmetic.int((v * 10).rounded()) else { return "\(v)" }
+        return String(Double(tenths) / 10)
+    }
 }

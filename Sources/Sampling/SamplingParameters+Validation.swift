@@ -39,5 +39,16 @@ extension SamplingParameters {
         if let index = stop.firstIndex(where: { $0.isEmpty }) {
             throw fail("stop", "stop strings must not be empty (entry \(index) is empty)")
         }
+        guard stop.count <= Self.maxStopStrings else {
+            throw fail("stop", "at most \(Self.maxStopStrings) stop strings, got \(stop.count)")
+        }
+        if let index = stop.firstIndex(where: { $0.utf8.count > Self.maxStopStringBytes }) {
+            throw fail("stop", "a stop string may have at most \(Self.maxStopStringBytes) bytes (entry \(index) has \(stop[index].utf8.count))")
+        }
     }
+
+    /// Most stop strings one request may give (the matcher checks each at every token).
+    public static let maxStopStrings = 16
+    /// Longest stop string, UTF-8 bytes (the streamed text holds back up to this much).
+    public static let maxStopStringBytes = 256
 }

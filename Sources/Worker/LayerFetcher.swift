@@ -97,6 +97,8 @@ public final class LayerFetcher: Sendable {
             socket = try AsyncSocket(loop: loop, type: .dealer) { s in
                 try s.apply(self.security.client(serverKey: self.coordinatorPublicKey))
                 try s.set(.linger, 0)
+                try s.set(.maxMessageSize, Int64(FrameLimits.modelChunks(self.codec.limits,
+                                                                        maxChunkBytes: Int(clamping: self.settings.blockSize))))
                 try s.apply(LinkLiveness.cluster)
                 try s.connect(source)
             }

@@ -70,11 +70,14 @@ public final class WorkerService: Service {
             // coordinator sees the same peer (no re-registration, no lost assignment); a restarted
             // worker is a new peer.
             try socket.set(.routingID, Self.processIdentity(config.workerID))
+            try socket.set(.maxMessageSize, Int64(FrameLimits.fromCoordinator(config.limits)))
             try socket.connect(config.coordinatorEndpoint)
         }
         let data = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
             try socket.set(.receiveHighWaterMark, 64)
+            // A frame above the protocol's payload limit is dropped while it is read (`FrameLimits`).
+            try socket.set(.maxMessageSize, Int64(FrameLimits.data(config.limits)))
             try socket.apply(LinkLiveness.cluster)
             try socket.bind(config.dataEndpoint)
         }

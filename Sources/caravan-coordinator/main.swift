@@ -75,6 +75,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for running jobs.")
     var drainTimeout = 10.0
 
+    @Option(name: .customLong("max-jobs"), help: "Unfinished jobs (running or waiting) the coordinator holds at most; more are refused until some end.")
+    var maxJobs = 4096
+
     @Flag(help: "Plain ZeroMQ connections (no CURVE encryption); for trusted networks only.")
     var insecure = false
 
@@ -105,6 +108,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard queueTimeout > 0, rebalanceInterval >= 0, joinSettle >= 0, slowFactor > 0, slowFactor < 1 else {
             throw ValidationError("need --queue-timeout > 0, --rebalance-interval >= 0, --join-settle >= 0 and 0 < --slow-factor < 1")
         }
+        // Seconds become milliseconds with Int(_:): finite and at most a million seconds.
+        let seconds = [stepTimeout, heartbeatInterval, heartbeatTimeout, queueTimeout, rebalanceInterval, joinSettle, drainTimeout]
+        guard seconds.allSatisfy({ $0.isFinite && $0 <= 1_000_000 }) else {
+            throw ValidationError("durations must be finite numbers of seconds, at most 1000000")
+        }
+        guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be positive") }
         guard lanes >= 0 else { throw ValidationError("--lanes must be 0 (automatic) or positive") }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
             throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
@@ -147,6 +156,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var configuration = config
         configuration.drainTimeout = .milliseconds(Int(drainTimeout * 1000))
         configuration.queueTimeout = .milliseconds(Int(queueTimeout * 1000))
+        configuration.maxUnfinishedJobs = maxJobs
         configuration.stateDirectory = stateDir == "none" ? nil : stateDir
         configuration.rebalance.enabled = rebalanceInterval > 0
         configuration.rebalance.minimumInterval = .milliseconds(Int(rebalanceInterval * 1000))

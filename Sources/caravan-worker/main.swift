@@ -72,6 +72,12 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard cacheKeepDays >= 0, cacheKeepDays.isFinite else { throw ValidationError("--cache-keep-days must be 0 or more") }
+        // The coordinator refuses a Register with a speed outside this range, or a longer id.
+        if let speed, !(speed.isFinite && speed >= 0 && speed <= 1e9) {
+            throw ValidationError("--speed must be a number from 0 to 1e9, got \(speed)")
+        }
+        if let id, id.isEmpty || id.utf8.count > 128 { throw ValidationError("--id must have 1 to 128 bytes") }
+        if let memoryLimitMiB, memoryLimitMiB > 1 << 40 { throw ValidationError("--memory-limit-mib is at most 2^40") }
     }
 
     func run() async throws {

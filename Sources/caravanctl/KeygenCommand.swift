@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterSupport
 import Foundation
 import ZeroMQ
 
@@ -23,11 +24,13 @@ struct Keygen: ParsableCommand {
         try fm.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let keys = try CurveKeyPair.generate()
         for (path, text) in [(file, keys.secretKey), (pub, keys.publicKey)] {
-            try? fm.removeItem(atPath: path)
-            guard fm.createFile(atPath: path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw ValidationError("cannot write \(path)")
+            if force { unlink(path) }
+            // Created with mode 0600 and O_EXCL: never readable by others, never through a symlink.
+            do throws(KeyFile.Failure) {
+                try KeyFile.create(path, contents: text + "\n")
+            } catch {
+                throw ValidationError(error.exists ? "\(path) exists (use --force to replace it)" : error.description)
             }
-            try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
         }
         print(keys.publicKey)
     }

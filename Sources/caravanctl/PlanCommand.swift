@@ -72,6 +72,9 @@ struct Plan: AsyncParsableCommand {
     func validate() throws {
         if modelFile != nil && shape != nil { throw ValidationError("give --model-file or --shape, not both") }
         if ![ctx, batchSequences].allSatisfy({ ($0 ?? 1) >= 1 }) { throw ValidationError("--ctx and --batch-sequences must be positive") }
+        if ![ctx, batchSequences].allSatisfy({ ($0 ?? 1) <= Int(UInt32.max) }) {
+            throw ValidationError("--ctx and --batch-sequences must be at most \(UInt32.max)")
+        }
         guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }
         if ModelQuantization(rawValue: quant.lowercased()) == nil {
             throw ValidationError("unknown --quant \(quant); one of \(ModelQuantization.allCases.map(\.rawValue).joined(separator: ", "))")

@@ -44,6 +44,7 @@ final class ClusterPlanningTests: XCTestCase {
         let client = try CurveKeyPair.generate()
         let workerKeyFile = cluster.directory.appendingPathComponent("worker.key").path
         try (worker.secretKey + "\n").write(toFile: workerKeyFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: workerKeyFile)
         let allowed = cluster.directory.appendingPathComponent("authorized").path
         try "# workers and clients\n\(worker.publicKey)\n\(client.publicKey)\n".write(toFile: allowed, atomically: true, encoding: .utf8)
         try cluster.start(workers: 1, model: try TestModel.requirePath(), extraCoordinatorArguments: ["--authorized-keys", allowed],
@@ -91,9 +92,15 @@ final class ClusterPlanningTests: XCTestCase {
         sampling.maxTokens = 4
         try await client.socket.send(try client.codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: sampling, id: "x"))),
                                      timeout: .seconds(5))
+        // Job ids are random: take it from the accepted event.
+        var jobID = ""
+        try await client.receiveEvents(until: { !jobID.isEmpty }, timeout: .seconds(10), operation: "accepted",
+                                       detail: { "no accepted event" }) { e in
+            if case .accepted? = e.event, e.clientRequestID == "x" { jobID = e.jobID }
+        }
         try await Task.sleep(for: .seconds(1))
         var request = Caravan_V1_JobStatusRequest()
-        request.jobID = "job-1"
+        request.jobID = jobID
         guard case .jobStatus(let status) = try await client.request(.jobStatusRequest(request)) else { return XCTFail("no status") }
         XCTAssertEqual(status.state, .queued, "the job waits instead of failing")
         XCTAssertTrue(status.waitingReason.contains("cannot hold the model"), status.waitingReason)

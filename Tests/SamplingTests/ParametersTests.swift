@@ -48,6 +48,18 @@ final class ParametersTests: XCTestCase {
         assertInvalid(SamplingParameters(stop: ["</s>", ""]), "stop")
     }
 
+    /// Stop strings come from clients: their count and length are bounded (the matcher checks
+    /// each at every token and the stream holds back up to the longest).
+    func testStopStringsAreBoundedInCountAndLength() {
+        let most = SamplingParameters.maxStopStrings
+        let longest = SamplingParameters.maxStopStringBytes
+        XCTAssertNoThrow(try SamplingParameters(stop: (0..<most).map { "s\($0)" }).validate())
+        XCTAssertNoThrow(try SamplingParameters(stop: [String(repeating: "x", count: longest)]).validate())
+        assertInvalid(SamplingParameters(stop: (0...most).map { "s\($0)" }), "stop")
+        assertInvalid(SamplingParameters(stop: ["ok", String(repeating: "é", count: longest / 2 + 1)]), "stop")
+        assertInvalid(SamplingParameters(stop: [String(repeating: "x", count: 1 << 20)]), "stop")
+    }
+
     func testValidEdgeValues() {
         XCTAssertNoThrow(try SamplingParameters(temperature: 0, topK: 0, topP: 1, minP: 0, repeatLastN: -1,
                                                 frequencyPenalty: -0.5, presencePenalty: 1, maxTokens: 1).validate())
