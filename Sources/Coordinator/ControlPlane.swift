@@ -82,10 +82,21 @@ final class ControlPlane: Sendable {
                             heldModels: m.capabilities.models.map(\.model.sha256), runningEpoch: m.runningPlanEpoch, now: t)
             }
         case .heartbeat(let m):
-            directives = membership.withLock {
-                $0.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
-                             recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes,
-                             planEpoch: m.planEpoch, loading: m.state == .loading, now: t)
+            let (next, gap) = membership.withLock { ms -> ([Membership.Directive], HeartbeatGap?) in
+                let d = ms.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
+                                     recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes,
+                                     planEpoch: m.planEpoch, loading: m.state == .loading, sequence: m.sequence,
+                                     sentUnixMs: m.sentUnixMs, now: t)
+                let gap = ms.members.first { $0.peer == peer }?.lastHeartbeatGap
+                return (d, gap?.at == t ? gap : nil)
+            }
+            directives = next
+            if let gap {
+                // Who made a gap decides whether the next re-plan may leave the worker out.
+                logger.notice("heartbeat gap", metadata: [
+                    "worker": "\(m.senderID)", "gap_ms": "\(gap.milliseconds)", "delay_ms": "\(gap.delayMs)",
+                    "made_by": "\(gap.kind.rawValue)",
+                ])
             }
             if directives.contains(where: { if case .assign = $0 { true } else { false } }) {
                 logger.notice("sending an assignment again", metadata: ["epoch": "\(membership.withLock { $0.epoch })"])
@@ -124,6 +135,17 @@ final class ControlPlane: Sendable {
             case .plan(let workers):
                 let t = now
                 lastPlanAt.withLock { $0 = t }
+                let others = membership.withLock { m in
+                    m.members.filter { o in !o.draining && !workers.contains { $0.peer == o.peer } }
+                }
+                for o in others {
+                    logger.notice("the plan leaves out a registered worker", metadata: [
+                        "worker": "\(o.workerID)", "silent_ms": "\(t > o.lastSeen ? t - o.lastSeen : 0)",
+                        "last_gap_ms_ago": "\(o.lastGapAt.map { t > $0 ? t - $0 : 0 }.map(String.init) ?? "none")",
+                        "last_link_gap_ms_ago": "\(o.lastLinkGapAt.map { t > $0 ? t - $0 : 0 }.map(String.init) ?? "none")",
+                        "load_failed": "\(o.loadFailed)",
+                    ])
+                }
                 do {
                     let plan = try Planner.plan(model: facts, workers: planInput(workers),
                                                 contextTokens: template.maxContextTokens,

@@ -46,9 +46,17 @@ public struct Member: Sendable, Equatable {
     public var stageMemoryBytes: UInt64 = 0
     /// Since when it has been heard without a gap longer than the suspect time (milliseconds).
     public var heardSince: UInt64
-    /// When its heartbeats last had a gap longer than the suspect time (nil = never): a worker
-    /// with a recent gap (a lossy or flapping link) is left out of re-plans until it is steady.
+    /// When it was last heard after a silence longer than the suspect time (nil = never): a
+    /// joining worker's settling starts again.
     public var lastGapAt: UInt64?
+    /// Its last heartbeat (arrival, send time, sequence), to tell who made the next gap.
+    public var lastBeat: HeartbeatMark?
+    /// Its last heartbeat gap longer than the suspect time (nil = none).
+    public var lastHeartbeatGap: HeartbeatGap?
+    /// When its link last delayed or lost heartbeats for longer than the suspect time (nil =
+    /// never): a worker with such a recent gap (a lossy or flapping link) is left out of re-plans
+    /// until it is steady. A gap the worker made itself (it sent late) does not count.
+    public var lastLinkGapAt: UInt64?
     /// It joined while a plan was serving and no plan has counted it yet: it gets layers once it
     /// has been heard steadily for the join-settle time.
     public var awaitingPlan = false
@@ -243,6 +251,9 @@ public struct Membership: Sendable {
                 member.assignedAt = old.assignedAt
                 member.heardSince = old.heardSince
                 member.lastGapAt = old.lastGapAt
+                member.lastBeat = old.lastBeat
+                member.lastHeartbeatGap = old.lastHeartbeatGap
+                member.lastLinkGapAt = old.lastLinkGapAt
                 members[i] = member
                 return [ack]
             }
@@ -289,9 +300,12 @@ public struct Membership: Sendable {
         phase = .gathering
         pendingReason = reason
         // This plan counts every plannable worker, those still settling included, except workers
-        // whose heartbeats had a gap within the settle time (a lossy or flapping link would stall
-        // the new pipeline too): they rejoin once steady. If only unsteady workers are left, or
-        // the steady ones cannot hold the model (``planFailed(_:now:)``), all are used.
+        // silent for half the heartbeat timeout now (likely the fault itself, not declared lost
+        // yet) and workers whose link delayed or lost heartbeats within the settle time (a lossy
+        // or flapping link would stall the new pipeline too): they rejoin once steady. A worker
+        // that only sent late (busy, or briefly stopped) is healthy and stays. If only unsteady
+        // workers are left, or the steady ones cannot hold the model (``planFailed(_:now:)``),
+        // all are used.
         for i in members.indices { members[i].awaitingPlan = false }
         var out: [Directive] = wasRunning ? [.replan(reason: reason)] : []
         var workers = plannable
@@ -361,9 +375,13 @@ public struct Membership: Sendable {
         return waitFor("\(pendingReason): \(reason)", now: now)
     }
 
-    /// Whether `member`'s heartbeats had a gap within the join-settle time.
+    /// Whether a re-plan should leave `member` out: it is silent now for longer than half the
+    /// heartbeat timeout (and the suspect time), or its link delayed or lost heartbeats within the
+    /// join-settle time. A gap the worker made itself (it sent late: no CPU for a while) does not
+    /// count (``HeartbeatGap``); a worker just a little late (starved for a moment) stays in.
     private func isUnsteady(_ member: Member, now: UInt64) -> Bool {
-        guard joinSettle > 0, let gap = member.lastGapAt else { return false }
+        if now > member.lastSeen, now - member.lastSeen > max(suspectAfter, heartbeatTimeout / 2) { return true }
+        guard joinSettle > 0, let gap = member.lastLinkGapAt else { return false }
         return now >= gap && now - gap < joinSettle
     }
 
@@ -408,12 +426,20 @@ public struct Membership: Sendable {
     /// that neither loads it nor has reported it ready for a second (its assignment, or its
     /// `AssignmentReady`, was lost with a broken connection) is sent its assignment again; a
     /// worker already running that epoch answers it with `AssignmentReady` again.
+    /// `sequence` and `sentUnixMs` (the worker's own, 0 = not reported) tell whether a gap before
+    /// this heartbeat was made by the worker or by its link (``HeartbeatGap``).
     @discardableResult
     public mutating func heartbeat(peer: PeerID, stepsRun: UInt64, recentStepMs: Float, recentRowsPerStep: Float,
                                    freeMemoryBytes: UInt64, planEpoch: UInt64 = 0, loading: Bool = false,
-                                   now: UInt64) -> [Directive] {
+                                   sequence: UInt64 = 0, sentUnixMs: UInt64 = 0, now: UInt64) -> [Directive] {
         touch(peer, now: now)
         guard let i = members.firstIndex(where: { $0.peer == peer }) else { return [] }
+        let mark = HeartbeatMark(arrivedAt: now, sentUnixMs: sentUnixMs, sequence: sequence)
+        if let previous = members[i].lastBeat, let gap = HeartbeatGap.between(previous, mark, suspectAfter: suspectAfter) {
+            members[i].lastHeartbeatGap = gap
+            if gap.kind == .link { members[i].lastLinkGapAt = now }
+        }
+        if members[i].lastBeat.map({ now >= $0.arrivedAt }) ?? true { members[i].lastBeat = mark }
         members[i].stepsRun = stepsRun
         members[i].recentStepMs = recentStepMs
         members[i].recentRowsPerStep = recentRowsPerStep
