@@ -62,6 +62,9 @@ public struct Member: Sendable, Equatable {
     public var awaitingPlan = false
     /// When its assignment of the plan being loaded was last sent (milliseconds).
     public var assignedAt: UInt64 = 0
+    /// What it holds of the model without a pull: the file (from its Register) and the layers of
+    /// every stage it has loaded (they stay in its layer cache).
+    public var holdings = LayerHoldings()
 
     /// A member as registered.
     public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
@@ -75,6 +78,19 @@ public struct Member: Sendable, Equatable {
         self.lastSeen = lastSeen
         self.heardSince = lastSeen
     }
+}
+
+/// Why a plan is being made: it decides how the planner weighs moving layers.
+public enum PlanPurpose: String, Sendable, Equatable {
+    /// The first plan: layers in proportion to speed.
+    case initial
+    /// A worker was lost, drained, restarted, failed to load, or a step failed: the fewest bytes
+    /// moved (survivors keep what they hold), then the fastest pipeline.
+    case recovery
+    /// A worker joined: layers in proportion to speed.
+    case growth
+    /// A worker became slow: movement weighed against the gain over the rebalancing horizon.
+    case rebalance
 }
 
 /// A worker's health as the coordinator sees it.
@@ -193,6 +209,10 @@ public struct Membership: Sendable {
     public private(set) var hasServed = false
     private var lastEpoch: UInt64
     private var pendingReason = "initial plan"
+    /// Why the pending plan is made.
+    public private(set) var pendingPurpose = PlanPurpose.initial
+    /// What each worker id held when last seen (a worker that comes back keeps its layer cache).
+    private var knownHoldings: [String: LayerHoldings] = [:]
     /// Workers the pending plan leaves out for unsteady heartbeats.
     private var leftOutUnsteady: [PeerID] = []
 
@@ -238,6 +258,8 @@ public struct Membership: Sendable {
         // A worker without the model file is accepted: it pulls its layers from the coordinator.
         var member = Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
                             memoryBytes: memoryBytes, speed: speed, lastSeen: now)
+        member.holdings = knownHoldings[workerID] ?? LayerHoldings()
+        member.holdings.wholeFile = heldModels.contains(modelSHA256)
         let ack = Directive.acknowledge(peer, accepted: true, reason: "")
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
             let old = members[i]
@@ -254,6 +276,7 @@ public struct Membership: Sendable {
                 member.lastBeat = old.lastBeat
                 member.lastHeartbeatGap = old.lastHeartbeatGap
                 member.lastLinkGapAt = old.lastLinkGapAt
+                member.holdings = old.holdings
                 members[i] = member
                 return [ack]
             }
@@ -272,13 +295,14 @@ public struct Membership: Sendable {
         }
         if hasServed || phase != .gathering {
             // Jobs are waiting for capacity: use the worker at once. Otherwise let it settle first.
-            if case .waiting = phase { return [ack] + replan("worker \(workerID) joined", now: now) }
-            if joinSettle == 0 { return [ack] + replan("worker \(workerID) joined", now: now) }
+            if case .waiting = phase { return [ack] + replan("worker \(workerID) joined", now: now, purpose: .growth) }
+            if joinSettle == 0 { return [ack] + replan("worker \(workerID) joined", now: now, purpose: .growth) }
             if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].awaitingPlan = true }
             return [ack]
         }
         guard members.count >= expectedWorkers else { return [ack] }
         pendingReason = "initial plan over \(members.count) workers"
+        pendingPurpose = .initial
         return [ack, .plan(workers: plannable)]
     }
 
@@ -293,12 +317,13 @@ public struct Membership: Sendable {
     }
 
     /// Re-plans now over the plannable workers for `reason` (a failed step, a slow worker, an
-    /// operator). No-op before the first plan.
-    public mutating func replan(_ reason: String, now: UInt64) -> [Directive] {
+    /// operator), for `purpose`. No-op before the first plan.
+    public mutating func replan(_ reason: String, now: UInt64, purpose: PlanPurpose = .recovery) -> [Directive] {
         guard hasServed || phase != .gathering else { return [] }
         let wasRunning = !planPeers.isEmpty
         phase = .gathering
         pendingReason = reason
+        pendingPurpose = purpose
         // This plan counts every plannable worker, those still settling included, except workers
         // silent for half the heartbeat timeout now (likely the fault itself, not declared lost
         // yet) and workers whose link delayed or lost heartbeats within the settle time (a lossy
@@ -397,6 +422,10 @@ public struct Membership: Sendable {
         }
         members[index].readyEpoch = epoch
         if memoryBytes > 0 { members[index].stageMemoryBytes = memoryBytes }
+        if let stage = peers.firstIndex(of: peer) {
+            members[index].holdings.add(stage: stages[stage].layers, layerCount: stages[stage].modelLayerCount)
+            knownHoldings[members[index].workerID] = members[index].holdings
+        }
         let allReady = peers.allSatisfy { p in members.contains { $0.peer == p && $0.readyEpoch == epoch } }
         guard allReady else { return [] }
         phase = .serving(epoch: epoch, stages: stages, peers: peers)
@@ -488,7 +517,8 @@ public struct Membership: Sendable {
         }
         guard let first = settled.first else { return [] }
         let names = settled.map(\.workerID).joined(separator: ", ")
-        return replan("worker\(settled.count > 1 ? "s" : "") \(names) joined (heard steadily for \(now - first.heardSince) ms)", now: now)
+        return replan("worker\(settled.count > 1 ? "s" : "") \(names) joined (heard steadily for \(now - first.heardSince) ms)", now: now,
+                      purpose: .growth)
     }
 
     /// Why a drain request is refused.
