@@ -63,7 +63,7 @@ extension Planner {
     /// The predicted bottleneck of `plan` in layer-times: each stage's work (its layers, plus the
     /// output matrix for the last of several) over its worker's speed; the slowest stage's.
     public static func bottleneck(_ plan: PipelinePlan, workers: [PlanWorker], model: ModelFacts) -> Double {
-        let speeds = Dictionary(workers.map { ($0.id, $0.speed > 0 ? $0.speed : 1e-9) }, uniquingKeysWith: { a, _ in a })
+        let speeds = Dictionary(workers.map { ($0.id, $0.speed.isFinite && $0.speed > 0 ? $0.speed : 1e-9) }, uniquingKeysWith: { a, _ in a })
         let outputWork = plan.stages.count > 1 ? model.outputWorkInLayers : 0
         return plan.stages.map { s in
             (Double(s.layers.count) + (s.layers.end == model.layerCount ? outputWork : 0)) / (speeds[s.workerID] ?? 1e-9)
@@ -98,7 +98,7 @@ extension Planner {
             overheadBytes + prefix[e] - prefix[s] + (s == 0 ? UInt64(model.embeddingBytes) : 0) + (e == n ? UInt64(model.outputBytes) : 0)
         }
         let outputWork = w > 1 ? model.outputWorkInLayers : 0
-        let speeds = workers.map { $0.speed > 0 ? $0.speed : 1e-9 }
+        let speeds = workers.map { $0.speed.isFinite && $0.speed > 0 ? $0.speed : 1e-9 }
         func time(_ i: Int, _ s: Int, _ e: Int) -> Double { (Double(e - s) + (e == n ? outputWork : 0)) / speeds[i] }
         // pulls[i][s][e - s - 1]: bytes worker i pulls to run [s, e).
         let pulls: [[[UInt64]]] = workers.map { worker in
@@ -161,7 +161,7 @@ extension Planner {
                 PlannedStage(workerID: worker.id, layers: LayerRange(r.0, r.1)!, memoryBytes: memory(r.0, r.1))
             })
         }
-        let fastest = limits[firstLimit { $0 != nil }]
+        let fastest = max(1e-12, limits[firstLimit { $0 != nil }])
         func cost(_ p: PipelinePlan) -> Double {
             let moving = Double(pullBytes(p, workers: workers, model: model)) / max(1, movement.linkBytesPerSecond)
             return moving + movement.paybackSeconds * (bottleneck(p, workers: workers, model: model) / fastest - 1)
