@@ -23,6 +23,12 @@ final class ControlPlane: Sendable {
     private let origin: ContinuousClock.Instant
     /// When the last plan was made (coordinator clock, ms), for the rebalancing interval.
     private let lastPlanAt = LockedValue<UInt64>(0)
+    /// The slow-worker rule over time.
+    private let slowWatch: LockedValue<SlowWatch>
+    /// Measured speed of pulls, bytes per second (moving average over assignments that pulled).
+    private let linkSpeed: LockedValue<Double>
+    /// Bytes each worker of the plan being loaded must pull (to measure the link by its load time).
+    private let expectedPulls = LockedValue<[String: UInt64]>([:])
 
     init(control: AsyncSocket, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
          template: AssignmentTemplate, configuration: CoordinatorConfiguration, logger: Logger, desk: JobDesk,
@@ -37,6 +43,9 @@ final class ControlPlane: Sendable {
         self.desk = desk
         self.serve = serve
         self.origin = clock.now
+        self.slowWatch = LockedValue(SlowWatch(sustainedSteps: configuration.rebalance.sustainedSteps,
+                                               horizonSeconds: Double(JobDesk.milliseconds(configuration.rebalance.horizon)) / 1000))
+        self.linkSpeed = LockedValue(configuration.rebalance.linkBytesPerSecond)
     }
 
     /// Milliseconds on the coordinator's clock.
@@ -82,10 +91,21 @@ final class ControlPlane: Sendable {
                             heldModels: m.capabilities.models.map(\.model.sha256), runningEpoch: m.runningPlanEpoch, now: t)
             }
         case .heartbeat(let m):
-            directives = membership.withLock {
-                $0.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
-                             recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes,
-                             planEpoch: m.planEpoch, loading: m.state == .loading, now: t)
+            let (next, gap) = membership.withLock { ms -> ([Membership.Directive], HeartbeatGap?) in
+                let d = ms.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
+                                     recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes,
+                                     planEpoch: m.planEpoch, loading: m.state == .loading, sequence: m.sequence,
+                                     sentUnixMs: m.sentUnixMs, now: t)
+                let gap = ms.members.first { $0.peer == peer }?.lastHeartbeatGap
+                return (d, gap?.at == t ? gap : nil)
+            }
+            directives = next
+            if let gap {
+                // Who made a gap decides whether the next re-plan may leave the worker out.
+                logger.notice("heartbeat gap", metadata: [
+                    "worker": "\(m.senderID)", "gap_ms": "\(gap.milliseconds)", "delay_ms": "\(gap.delayMs)",
+                    "made_by": "\(gap.kind.rawValue)",
+                ])
             }
             if directives.contains(where: { if case .assign = $0 { true } else { false } }) {
                 logger.notice("sending an assignment again", metadata: ["epoch": "\(membership.withLock { $0.epoch })"])
@@ -96,6 +116,18 @@ final class ControlPlane: Sendable {
                 "load_ms": "\(m.loadMs)",
             ])
             if m.ready { membership.withLock { $0.stageMemory(peer: peer, bytes: m.memoryBytes) } }
+            if m.ready, m.loadMs > 0, let pulled = expectedPulls.withLock({ $0.removeValue(forKey: m.workerID) }), pulled >= 4 << 20 {
+                // A lower bound of the link's speed (the load time includes building the stage).
+                let rate = Double(pulled) / (Double(m.loadMs) / 1000)
+                let speed = linkSpeed.withLock { s in
+                    s = 0.5 * s + 0.5 * rate
+                    return s
+                }
+                logger.info("pull measured", metadata: [
+                    "worker": "\(m.workerID)", "bytes": "\(pulled)", "load_ms": "\(m.loadMs)",
+                    "link_mb_per_s": "\(Int(speed / 1e6))",
+                ])
+            }
             directives = membership.withLock {
                 $0.assignmentReady(peer: peer, epoch: m.planEpoch, error: m.ready ? nil : m.error, memoryBytes: m.memoryBytes,
                                    now: t)
@@ -124,11 +156,30 @@ final class ControlPlane: Sendable {
             case .plan(let workers):
                 let t = now
                 lastPlanAt.withLock { $0 = t }
+                let others = membership.withLock { m in
+                    m.members.filter { o in !o.draining && !workers.contains { $0.peer == o.peer } }
+                }
+                for o in others {
+                    logger.notice("the plan leaves out a registered worker", metadata: [
+                        "worker": "\(o.workerID)", "silent_ms": "\(t > o.lastSeen ? t - o.lastSeen : 0)",
+                        "last_gap_ms_ago": "\(o.lastGapAt.map { t > $0 ? t - $0 : 0 }.map(String.init) ?? "none")",
+                        "last_link_gap_ms_ago": "\(o.lastLinkGapAt.map { t > $0 ? t - $0 : 0 }.map(String.init) ?? "none")",
+                        "load_failed": "\(o.loadFailed)",
+                    ])
+                }
                 do {
-                    let plan = try Planner.plan(model: facts, workers: planInput(workers),
-                                                contextTokens: template.maxContextTokens,
-                                                batchSequences: template.maxBatchSequences)
-                    logger.info("plan", metadata: ["stages": "\(plan.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " "))"])
+                    let input = planInput(workers)
+                    let purpose = membership.withLock { $0.pendingPurpose }
+                    let plan = try makePlan(input, purpose: purpose)
+                    let pulls = Dictionary(plan.stages.map { s in
+                        (s.workerID, (input.first { $0.id == s.workerID }?.holdings ?? LayerHoldings())
+                            .bytesToPull(s.layers.start, s.layers.end, model: facts))
+                    }, uniquingKeysWith: { a, _ in a })
+                    expectedPulls.withLock { $0 = pulls }
+                    logger.info("plan", metadata: [
+                        "purpose": "\(purpose.rawValue)", "pull_bytes": "\(pulls.values.reduce(0, +))",
+                        "stages": "\(plan.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " "))",
+                    ])
                     let next = membership.withLock { $0.planned(plan, template: template, now: t) }
                     desk.recordEpoch(membership.withLock { $0.epoch })
                     queue += next
@@ -159,6 +210,27 @@ final class ControlPlane: Sendable {
                 await send(.drain(m), to: peer)
             }
         }
+    }
+
+    /// The plan for `purpose`: recovery moves the fewest bytes (survivors keep what they hold), a
+    /// rebalance weighs movement against the gain over the horizon, the others are proportional.
+    private func makePlan(_ input: [PlanWorker], purpose: PlanPurpose) throws(PlanError) -> PipelinePlan {
+        let link = linkSpeed.withLock { $0 }
+        switch purpose {
+        case .recovery:
+            return try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
+                                    batchSequences: template.maxBatchSequences, movement: .recovery(linkBytesPerSecond: link))
+        case .rebalance:
+            return try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
+                                    batchSequences: template.maxBatchSequences, movement: rebalanceMovement(link))
+        case .initial, .growth:
+            return try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
+                                    batchSequences: template.maxBatchSequences)
+        }
+    }
+
+    private func rebalanceMovement(_ link: Double) -> MovementCost {
+        MovementCost(linkBytesPerSecond: link, paybackSeconds: slowWatch.withLock { $0.horizonSeconds })
     }
 
     /// Planner input: measured speeds where the running plan has them (see ``Rebalancer``).
@@ -235,23 +307,27 @@ final class ControlPlane: Sendable {
         let policy = configuration.rebalance
         guard policy.enabled else { return }
         let t = now
-        guard t - lastPlanAt.withLock({ $0 }) >= UInt64(JobDesk.milliseconds(policy.minimumInterval)) else { return }
-        let snapshot = membership.withLock { m -> (members: [Member], layers: [(String, Int)])? in
-            guard case let .serving(_, stages, peers) = m.phase else { return nil }
+        let snapshot = membership.withLock { m -> (epoch: UInt64, members: [Member], layers: [(String, Int)])? in
+            guard case let .serving(epoch, stages, peers) = m.phase else { return nil }
             let ids = peers.map { p in m.members.first { $0.peer == p }?.workerID ?? "" }
-            return (m.members, zip(ids, stages).map { ($0, $1.layers.count) })
+            return (epoch, m.members, zip(ids, stages).map { ($0, $1.layers.count) })
         }
         guard let snapshot else { return }
         let stages = snapshot.layers.compactMap { id, layers in
             snapshot.members.first { $0.workerID == id }.map { (member: $0, layers: layers) }
         }
-        guard stages.count == snapshot.layers.count,
-              let decision = Rebalancer.evaluate(
-                stages: stages, candidates: snapshot.members.filter { !$0.draining && !$0.loadFailed }, model: facts,
-                contextTokens: template.maxContextTokens, batchSequences: template.maxBatchSequences,
-                slowFactor: policy.slowFactor, minimumSteps: policy.minimumSteps) else { return }
+        guard stages.count == snapshot.layers.count else { return }
+        let candidate = Rebalancer.evaluate(
+            stages: stages, candidates: snapshot.members.filter { !$0.draining && !$0.loadFailed }, model: facts,
+            contextTokens: template.maxContextTokens, batchSequences: template.maxBatchSequences,
+            slowFactor: policy.slowFactor, minimumSteps: policy.minimumSteps,
+            movement: rebalanceMovement(linkSpeed.withLock { $0 }))
+        // The watch sees every check (a transient must last the sustained window); a re-plan
+        // waits for the interval after the last plan as well.
+        guard let decision = slowWatch.withLock({ $0.observe(candidate, epoch: snapshot.epoch, now: t) }) else { return }
+        guard t - lastPlanAt.withLock({ $0 }) >= UInt64(JobDesk.milliseconds(policy.minimumInterval)) else { return }
         let reason = decision.reason
-        let directives = membership.withLock { $0.replan(reason, now: t) }
+        let directives = membership.withLock { $0.replan(reason, now: t, purpose: .rebalance) }
         await execute(directives)
     }
 

@@ -92,6 +92,15 @@ public struct RebalancePolicy: Sendable {
     public var minimumInterval: Duration = .seconds(30)
     /// Steps each stage must have run (since its load) before its speed is trusted.
     public var minimumSteps = 16
+    /// Steps of the slowest stage a bottleneck must last before it counts as a slow worker
+    /// (``SlowWatch``): a few slow samples under CPU contention are a transient.
+    public var sustainedSteps: UInt64 = 32
+    /// A re-plan for speed must save, over this horizon at the current load, more time than its
+    /// pulls take.
+    public var horizon: Duration = .seconds(600)
+    /// Link speed assumed for pulls until one is measured (from the first assignments that
+    /// pulled), bytes per second (1 Gbit/s).
+    public var linkBytesPerSecond = 125_000_000.0
 
     /// The default policy.
     public init() {}

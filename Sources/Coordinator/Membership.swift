@@ -46,14 +46,25 @@ public struct Member: Sendable, Equatable {
     public var stageMemoryBytes: UInt64 = 0
     /// Since when it has been heard without a gap longer than the suspect time (milliseconds).
     public var heardSince: UInt64
-    /// When its heartbeats last had a gap longer than the suspect time (nil = never): a worker
-    /// with a recent gap (a lossy or flapping link) is left out of re-plans until it is steady.
+    /// When it was last heard after a silence longer than the suspect time (nil = never): a
+    /// joining worker's settling starts again.
     public var lastGapAt: UInt64?
+    /// Its last heartbeat (arrival, send time, sequence), to tell who made the next gap.
+    public var lastBeat: HeartbeatMark?
+    /// Its last heartbeat gap longer than the suspect time (nil = none).
+    public var lastHeartbeatGap: HeartbeatGap?
+    /// When its link last delayed or lost heartbeats for longer than the suspect time (nil =
+    /// never): a worker with such a recent gap (a lossy or flapping link) is left out of re-plans
+    /// until it is steady. A gap the worker made itself (it sent late) does not count.
+    public var lastLinkGapAt: UInt64?
     /// It joined while a plan was serving and no plan has counted it yet: it gets layers once it
     /// has been heard steadily for the join-settle time.
     public var awaitingPlan = false
     /// When its assignment of the plan being loaded was last sent (milliseconds).
     public var assignedAt: UInt64 = 0
+    /// What it holds of the model without a pull: the file (from its Register) and the layers of
+    /// every stage it has loaded (they stay in its layer cache).
+    public var holdings = LayerHoldings()
 
     /// A member as registered.
     public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
@@ -67,6 +78,19 @@ public struct Member: Sendable, Equatable {
         self.lastSeen = lastSeen
         self.heardSince = lastSeen
     }
+}
+
+/// Why a plan is being made: it decides how the planner weighs moving layers.
+public enum PlanPurpose: String, Sendable, Equatable {
+    /// The first plan: layers in proportion to speed.
+    case initial
+    /// A worker was lost, drained, restarted, failed to load, or a step failed: the fewest bytes
+    /// moved (survivors keep what they hold), then the fastest pipeline.
+    case recovery
+    /// A worker joined: layers in proportion to speed.
+    case growth
+    /// A worker became slow: movement weighed against the gain over the rebalancing horizon.
+    case rebalance
 }
 
 /// A worker's health as the coordinator sees it.
@@ -185,6 +209,10 @@ public struct Membership: Sendable {
     public private(set) var hasServed = false
     private var lastEpoch: UInt64
     private var pendingReason = "initial plan"
+    /// Why the pending plan is made.
+    public private(set) var pendingPurpose = PlanPurpose.initial
+    /// What each worker id held when last seen (a worker that comes back keeps its layer cache).
+    private var knownHoldings: [String: LayerHoldings] = [:]
     /// Workers the pending plan leaves out for unsteady heartbeats.
     private var leftOutUnsteady: [PeerID] = []
 
@@ -230,6 +258,8 @@ public struct Membership: Sendable {
         // A worker without the model file is accepted: it pulls its layers from the coordinator.
         var member = Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
                             memoryBytes: memoryBytes, speed: speed, lastSeen: now)
+        member.holdings = knownHoldings[workerID] ?? LayerHoldings()
+        member.holdings.wholeFile = heldModels.contains(modelSHA256)
         let ack = Directive.acknowledge(peer, accepted: true, reason: "")
         // One connection is one worker: a peer registered under another id may not take this one
         // too (two members with one id would confuse every table keyed by worker id).
@@ -249,6 +279,10 @@ public struct Membership: Sendable {
                 member.assignedAt = old.assignedAt
                 member.heardSince = old.heardSince
                 member.lastGapAt = old.lastGapAt
+                member.lastBeat = old.lastBeat
+                member.lastHeartbeatGap = old.lastHeartbeatGap
+                member.lastLinkGapAt = old.lastLinkGapAt
+                member.holdings = old.holdings
                 members[i] = member
                 return [ack]
             }
@@ -267,13 +301,14 @@ public struct Membership: Sendable {
         }
         if hasServed || phase != .gathering {
             // Jobs are waiting for capacity: use the worker at once. Otherwise let it settle first.
-            if case .waiting = phase { return [ack] + replan("worker \(workerID) joined", now: now) }
-            if joinSettle == 0 { return [ack] + replan("worker \(workerID) joined", now: now) }
+            if case .waiting = phase { return [ack] + replan("worker \(workerID) joined", now: now, purpose: .growth) }
+            if joinSettle == 0 { return [ack] + replan("worker \(workerID) joined", now: now, purpose: .growth) }
             if let i = members.firstIndex(where: { $0.peer == peer }) { members[i].awaitingPlan = true }
             return [ack]
         }
         guard members.count >= expectedWorkers else { return [ack] }
         pendingReason = "initial plan over \(members.count) workers"
+        pendingPurpose = .initial
         return [ack, .plan(workers: plannable)]
     }
 
@@ -288,16 +323,20 @@ public struct Membership: Sendable {
     }
 
     /// Re-plans now over the plannable workers for `reason` (a failed step, a slow worker, an
-    /// operator). No-op before the first plan.
-    public mutating func replan(_ reason: String, now: UInt64) -> [Directive] {
+    /// operator), for `purpose`. No-op before the first plan.
+    public mutating func replan(_ reason: String, now: UInt64, purpose: PlanPurpose = .recovery) -> [Directive] {
         guard hasServed || phase != .gathering else { return [] }
         let wasRunning = !planPeers.isEmpty
         phase = .gathering
         pendingReason = reason
+        pendingPurpose = purpose
         // This plan counts every plannable worker, those still settling included, except workers
-        // whose heartbeats had a gap within the settle time (a lossy or flapping link would stall
-        // the new pipeline too): they rejoin once steady. If only unsteady workers are left, or
-        // the steady ones cannot hold the model (``planFailed(_:now:)``), all are used.
+        // silent for half the heartbeat timeout now (likely the fault itself, not declared lost
+        // yet) and workers whose link delayed or lost heartbeats within the settle time (a lossy
+        // or flapping link would stall the new pipeline too): they rejoin once steady. A worker
+        // that only sent late (busy, or briefly stopped) is healthy and stays. If only unsteady
+        // workers are left, or the steady ones cannot hold the model (``planFailed(_:now:)``),
+        // all are used.
         for i in members.indices { members[i].awaitingPlan = false }
         var out: [Directive] = wasRunning ? [.replan(reason: reason)] : []
         var workers = plannable
@@ -367,9 +406,13 @@ public struct Membership: Sendable {
         return waitFor("\(pendingReason): \(reason)", now: now)
     }
 
-    /// Whether `member`'s heartbeats had a gap within the join-settle time.
+    /// Whether a re-plan should leave `member` out: it is silent now for longer than half the
+    /// heartbeat timeout (and the suspect time), or its link delayed or lost heartbeats within the
+    /// join-settle time. A gap the worker made itself (it sent late: no CPU for a while) does not
+    /// count (``HeartbeatGap``); a worker just a little late (starved for a moment) stays in.
     private func isUnsteady(_ member: Member, now: UInt64) -> Bool {
-        guard joinSettle > 0, let gap = member.lastGapAt else { return false }
+        if now > member.lastSeen, now - member.lastSeen > max(suspectAfter, heartbeatTimeout / 2) { return true }
+        guard joinSettle > 0, let gap = member.lastLinkGapAt else { return false }
         return now >= gap && now - gap < joinSettle
     }
 
@@ -385,6 +428,10 @@ public struct Membership: Sendable {
         }
         members[index].readyEpoch = epoch
         if memoryBytes > 0 { members[index].stageMemoryBytes = memoryBytes }
+        if let stage = peers.firstIndex(of: peer) {
+            members[index].holdings.add(stage: stages[stage].layers, layerCount: stages[stage].modelLayerCount)
+            knownHoldings[members[index].workerID] = members[index].holdings
+        }
         let allReady = peers.allSatisfy { p in members.contains { $0.peer == p && $0.readyEpoch == epoch } }
         guard allReady else { return [] }
         phase = .serving(epoch: epoch, stages: stages, peers: peers)
@@ -414,12 +461,20 @@ public struct Membership: Sendable {
     /// that neither loads it nor has reported it ready for a second (its assignment, or its
     /// `AssignmentReady`, was lost with a broken connection) is sent its assignment again; a
     /// worker already running that epoch answers it with `AssignmentReady` again.
+    /// `sequence` and `sentUnixMs` (the worker's own, 0 = not reported) tell whether a gap before
+    /// this heartbeat was made by the worker or by its link (``HeartbeatGap``).
     @discardableResult
     public mutating func heartbeat(peer: PeerID, stepsRun: UInt64, recentStepMs: Float, recentRowsPerStep: Float,
                                    freeMemoryBytes: UInt64, planEpoch: UInt64 = 0, loading: Bool = false,
-                                   now: UInt64) -> [Directive] {
+                                   sequence: UInt64 = 0, sentUnixMs: UInt64 = 0, now: UInt64) -> [Directive] {
         touch(peer, now: now)
         guard let i = members.firstIndex(where: { $0.peer == peer }) else { return [] }
+        let mark = HeartbeatMark(arrivedAt: now, sentUnixMs: sentUnixMs, sequence: sequence)
+        if let previous = members[i].lastBeat, let gap = HeartbeatGap.between(previous, mark, suspectAfter: suspectAfter) {
+            members[i].lastHeartbeatGap = gap
+            if gap.kind == .link { members[i].lastLinkGapAt = now }
+        }
+        if members[i].lastBeat.map({ now >= $0.arrivedAt }) ?? true { members[i].lastBeat = mark }
         members[i].stepsRun = stepsRun
         members[i].recentStepMs = recentStepMs
         members[i].recentRowsPerStep = recentRowsPerStep
@@ -468,7 +523,8 @@ public struct Membership: Sendable {
         }
         guard let first = settled.first else { return [] }
         let names = settled.map(\.workerID).joined(separator: ", ")
-        return replan("worker\(settled.count > 1 ? "s" : "") \(names) joined (heard steadily for \(now - first.heardSince) ms)", now: now)
+        return replan("worker\(settled.count > 1 ? "s" : "") \(names) joined (heard steadily for \(now - first.heardSince) ms)", now: now,
+                      purpose: .growth)
     }
 
     /// Why a drain request is refused.

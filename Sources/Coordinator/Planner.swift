@@ -9,12 +9,15 @@ public struct PlanWorker: Sendable, Equatable {
     /// Relative speed (only ratios matter); non-positive or non-finite counts as the smallest
     /// positive speed.
     public var speed: Double
+    /// What it holds of the model without a pull (weighed by the movement-aware plan).
+    public var holdings: LayerHoldings
 
     /// Creates a planner input.
-    public init(id: String, memoryBytes: UInt64, speed: Double) {
+    public init(id: String, memoryBytes: UInt64, speed: Double, holdings: LayerHoldings = LayerHoldings()) {
         self.id = id
         self.memoryBytes = memoryBytes
         self.speed = speed
+        self.holdings = holdings
     }
 }
 

@@ -21,7 +21,8 @@ public enum Rebalancer {
         }
         let scale = ratios.isEmpty ? 1 : ratios.reduce(0, +) / Double(ratios.count)
         return workers.map { m in
-            PlanWorker(id: m.workerID, memoryBytes: m.memoryBytes, speed: measured[m.workerID] ?? m.speed * scale)
+            PlanWorker(id: m.workerID, memoryBytes: m.memoryBytes, speed: measured[m.workerID] ?? m.speed * scale,
+                       holdings: m.holdings)
         }
     }
 
@@ -45,15 +46,35 @@ public enum Rebalancer {
         public var currentMs: Double
         /// The slowest stage's predicted step time after re-planning, milliseconds.
         public var predictedMs: Double
+        /// Bytes the new plan makes workers pull.
+        public var moveBytes: UInt64 = 0
+        /// Time those pulls take at the link speed, seconds.
+        public var moveSeconds: Double = 0
+        /// Steps the slowest stage has run (since its load).
+        public var slowestSteps: UInt64 = 0
+
+        /// A decision.
+        public init(reason: String, currentMs: Double, predictedMs: Double, moveBytes: UInt64 = 0, moveSeconds: Double = 0,
+                    slowestSteps: UInt64 = 0) {
+            self.reason = reason
+            self.currentMs = currentMs
+            self.predictedMs = predictedMs
+            self.moveBytes = moveBytes
+            self.moveSeconds = moveSeconds
+            self.slowestSteps = slowestSteps
+        }
     }
 
     /// Whether to re-plan: `stages` are the running plan's workers with their layer counts, in
     /// order; `candidates` every worker that may take layers. Nil unless every stage has enough
     /// measurements and the plan with measured speeds predicts a bottleneck below `slowFactor` of
     /// today's.
+    /// With `movement`, the new plan weighs the bytes it moves (``Planner/plan(model:workers:contextTokens:batchSequences:overheadBytes:movement:)``)
+    /// and the decision says how long they take to move; ``SlowWatch`` then decides whether the
+    /// gain pays for them.
     public static func evaluate(stages: [(member: Member, layers: Int)], candidates: [Member], model: ModelFacts,
                                 contextTokens: Int, batchSequences: Int, slowFactor: Double,
-                                minimumSteps: Int) -> Decision? {
+                                 minimumSteps: Int, movement: MovementCost? = nil) -> Decision? {
         guard !stages.isEmpty, stages.allSatisfy({
             $0.member.recentStepMs.isFinite && $0.member.recentStepMs > 0 && $0.member.stepsRun >= UInt64(minimumSteps)
         }) else { return nil }
@@ -61,15 +82,32 @@ public enum Rebalancer {
         guard current > 0 else { return nil }
         let layersInPlan = stageWork(stages.map { ($0.member.workerID, $0.layers) }, model: model)
         let workers = planInput(candidates, layersInPlan: layersInPlan, minimumSteps: minimumSteps)
-        guard let plan = try? Planner.plan(model: model, workers: workers, contextTokens: contextTokens,
+        guard var plan = try? Planner.plan(model: model, workers: workers, contextTokens: contextTokens,
                                            batchSequences: batchSequences) else { return nil }
         let speeds = Dictionary(workers.map { ($0.id, $0.speed) }, uniquingKeysWith: { a, _ in a })
-        let predicted = plan.stages.map { Double($0.layers.count) / max(1e-9, speeds[$0.workerID] ?? 1e-9) }.max() ?? current
+        func bottleneck(_ p: PipelinePlan) -> Double {
+            let outputWork = p.stages.count > 1 ? model.outputWorkInLayers : 0
+            return p.stages.map { s in
+                (Double(s.layers.count) + (s.layers.end == model.layerCount ? outputWork : 0)) / max(1e-9, speeds[s.workerID] ?? 1e-9)
+            }.max() ?? current
+        }
+        // The proportional plan first (cheap): when even it gains too little, nothing does.
+        guard bottleneck(plan) < slowFactor * current else { return nil }
+        if let movement {
+            // The plan worth making once the bytes it moves are weighed.
+            guard let weighed = try? Planner.plan(model: model, workers: workers, contextTokens: contextTokens,
+                                                  batchSequences: batchSequences, movement: movement) else { return nil }
+            plan = weighed
+        }
+        let predicted = bottleneck(plan)
         guard predicted < slowFactor * current,
               let slowest = stages.max(by: { $0.member.recentStepMs < $1.member.recentStepMs }) else { return nil }
         let reason = "worker \(slowest.member.workerID) is slow (\(Self.format(Double(slowest.member.recentStepMs))) ms per step for "
             + "\(slowest.layers) layers); a new plan predicts \(Self.format(predicted)) ms instead of \(Self.format(current)) ms"
-        return Decision(reason: reason, currentMs: current, predictedMs: predicted)
+        let moveBytes = Planner.pullBytes(plan, workers: workers, model: model)
+        let moveSeconds = movement.map { Double(moveBytes) / max(1, $0.linkBytesPerSecond) } ?? 0
+        return Decision(reason: reason, currentMs: current, predictedMs: predicted, moveBytes: moveBytes, moveSeconds: moveSeconds,
+                        slowestSteps: slowest.member.stepsRun)
     }
 
     static func format(_ v: Double) -> String {
