@@ -3,8 +3,7 @@
    A tile is one group of 8 rows x up to 4 activations: 8 rows in the lanes of one float
    accumulator per activation, so no horizontal sums. Prefill tiles rows in blocks of 8 groups
    (64 rows, L2-resident) while the activations stream past in fours. */
-#include "ck_avx2.h"
-#include "ck_repack.h"
+#include "ck_repack_avx2.h"
 
 #if defined(__x86_64__)
 
@@ -24,27 +23,11 @@ CK_AVX2_INLINE void r8_prefetch(const uint8_t *block, int64_t bytes, const int o
   for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(block + R8_PREFETCH + off), _MM_HINT_T0);
 }
 
-CK_AVX2_INLINE __m256i r8_bcast(const int8_t *p) {
-  int32_t v; memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
-
 /* 8 * sum of a Q8_0 block's quants */
 CK_AVX2_INLINE int32_t r8_sum8(const int8_t *qs) {
   const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
   const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
   return 8 * ck_hsum_epi32(s);
-}
-
-CK_AVX2_INLINE void r8_out(__m256 v, int64_t g, int64_t r0, int64_t r1, float *out) {
-  const int64_t base = g * CK_R8;
-  if (base >= r0 && base + CK_R8 <= r1) {
-    _mm256_storeu_ps(out + base, v);
-  } else {
-    float t[CK_R8];
-    _mm256_storeu_ps(t, v);
-    ck_r8_store(t, g, r0, r1, out);
-  }
 }
 
 /* ---- Q4_0 / Q5_0 x Q8_0 ----

@@ -6,8 +6,7 @@
    broadcast to the 8 rows; the 16-bit products of a sub-block are summed in 16 bits (Q4_K: 8 x
    15 x 127 x 2 < 2^15; Q5_K, whose fifth bits are ORed in from their own vectors: 4 x 31 x
    127 x 2), and one multiply-add per sub-block applies the 8 rows' scales. */
-#include "ck_avx2.h"
-#include "ck_repack.h"
+#include "ck_repack_avx2.h"
 
 #if defined(__x86_64__)
 
@@ -20,11 +19,6 @@
 #ifndef KQ_PREFETCH
 #define KQ_PREFETCH 8192
 #endif
-
-CK_AVX2_INLINE __m256i kq_bcast(const int8_t *p) {
-  int32_t v; memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
 
 /* pshufb controls: byte j (0..3) of each 32-bit lane into both 16-bit words of the lane */
 #define KQ_PICK(a) a, -128, a, -128, a + 4, -128, a + 4, -128, a + 8, -128, a + 8, -128, a + 12, -128, a + 12, -128, \
@@ -89,8 +83,8 @@ CK_AVX2_INLINE void kq_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, in
         }
         for (int a = 0; a < A; a++) {
           const int8_t *q = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i)->qs + 64 * c + 4 * m;
-          pl[a] = _mm256_add_epi16(pl[a], _mm256_maddubs_epi16(lo, kq_bcast(q)));
-          ph[a] = _mm256_add_epi16(ph[a], _mm256_maddubs_epi16(hi, kq_bcast(q + 32)));
+          pl[a] = _mm256_add_epi16(pl[a], _mm256_maddubs_epi16(lo, r8_bcast(q)));
+          ph[a] = _mm256_add_epi16(ph[a], _mm256_maddubs_epi16(hi, r8_bcast(q + 32)));
         }
         if (five && m == 3) {  /* Q5_K: |pair| <= 31 x 127 x 2, four of them per 16-bit sum */
           for (int a = 0; a < A; a++) { pl2[a] = pl[a]; ph2[a] = ph[a]; pl[a] = ph[a] = _mm256_setzero_si256(); }
@@ -131,17 +125,6 @@ CK_AVX2_INLINE void kq_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, in
   for (int a = 0; a < A; a++) res[a] = acc[a];
 }
 
-CK_AVX2_INLINE void kq_out(__m256 v, int64_t g, int64_t r0, int64_t r1, float *out) {
-  const int64_t base = g * CK_R8;
-  if (base >= r0 && base + CK_R8 <= r1) {
-    _mm256_storeu_ps(out + base, v);
-  } else {
-    float t[CK_R8];
-    _mm256_storeu_ps(t, v);
-    ck_r8_store(t, g, r0, r1, out);
-  }
-}
-
 /* Decode and small batches: every group once, prefetched. Larger batches: row blocks of
    KQ_ROW_BLOCK groups (L2-resident) while the activations pass in tiles. */
 CK_AVX2_INLINE void kq_mm(const void *w, const void *x, size_t xrow, int64_t nblk, int64_t r0, int64_t r1,
@@ -158,7 +141,7 @@ CK_AVX2_INLINE void kq_mm(const void *w, const void *x, size_t xrow, int64_t nbl
         __m256 res[KQ_ACTS];
         if (A == 2) kq_tile(W + g * gstride, xa, xrow, nblk, 2, five, res, nb <= KQ_ACTS);
         else kq_tile(W + g * gstride, xa, xrow, nblk, 1, five, res, nb <= KQ_ACTS);
-        for (int a = 0; a < A; a++) kq_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
+        for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
       }
     }
   }

@@ -34,6 +34,19 @@ CK_AVX512_VNNI_INLINE __m256i kqv_bcast(const int8_t *p) {
   return _mm256_set1_epi32(v);
 }
 
+/* sum_j mn_j * q8s_j of one group's 8 rows: mn_lo / mn_hi hold row r's mins 0-3 / 4-7 at dword r,
+   q03 / q47 the activation's sub-block sums 0-3 / 4-7 (each 64-bit lane); rows 0-3 and 4-7 as
+   16-bit words, lane pairs summed into rows by hadd (rows 0 1 4 5 | 2 3 6 7), then reordered */
+CK_AVX512_VNNI_INLINE __m256i kqv_mins(__m256i mn_lo, __m256i mn_hi, __m256i q03, __m256i q47) {
+  const __m256i ml03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_lo));
+  const __m256i ml47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_lo, 1));
+  const __m256i mh03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_hi));
+  const __m256i mh47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_hi, 1));
+  const __m256i lo4 = _mm256_add_epi32(_mm256_madd_epi16(ml03, q03), _mm256_madd_epi16(mh03, q47));
+  const __m256i hi4 = _mm256_add_epi32(_mm256_madd_epi16(ml47, q03), _mm256_madd_epi16(mh47, q47));
+  return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo4, hi4), 0xD8);
+}
+
 CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, const int A, const int five,
                                     __m256 *res, const int pf) {
   __m256 acc[KQV_ACTS];
@@ -80,10 +93,6 @@ CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t 
       for (int a = 0; a < A; a++)
         isum[a] = _mm256_add_epi32(isum[a], _mm256_add_epi32(_mm256_mullo_epi32(pl[a], s0), _mm256_mullo_epi32(ph[a], s1)));
     }
-    const __m256i ml03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_lo));
-    const __m256i ml47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_lo, 1));
-    const __m256i mh03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_hi));
-    const __m256i mh47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_hi, 1));
     const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
     const __m256 dm8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(o + 16)));
     for (int a = 0; a < A; a++) {
@@ -91,9 +100,7 @@ CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t 
       const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
       const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
       const __m256i q03 = _mm256_broadcastq_epi64(q8s), q47 = _mm256_broadcastq_epi64(_mm_srli_si128(q8s, 8));
-      const __m256i lo4 = _mm256_add_epi32(_mm256_madd_epi16(ml03, q03), _mm256_madd_epi16(mh03, q47));
-      const __m256i hi4 = _mm256_add_epi32(_mm256_madd_epi16(ml47, q03), _mm256_madd_epi16(mh47, q47));
-      const __m256i imin = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo4, hi4), 0xD8);
+      const __m256i imin = kqv_mins(mn_lo, mn_hi, q03, q47);
       const __m256 yd = _mm256_set1_ps(y->d);
       acc[a] = _mm256_fmadd_ps(_mm256_mul_ps(d8, yd), _mm256_cvtepi32_ps(isum[a]), acc[a]);
       acc[a] = _mm256_fnmadd_ps(_mm256_mul_ps(dm8, yd), _mm256_cvtepi32_ps(imin), acc[a]);
@@ -106,10 +113,9 @@ CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t 
    16-quant group's products accumulate in 32 bits (vpdpbusd) over the four m of the group, then
    its 8 rows' scales apply with one 32-bit multiply; the -32 offset comes off once per super-block
    through the activation's bsums. A = 1..4 activations. */
-#define KQV6_ACTS 4
 CK_AVX512_VNNI_INLINE void kqv6_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, int64_t nblk, const int A,
                                      __m256 *res, const int pf) {
-  __m256 acc[KQV6_ACTS];
+  __m256 acc[KQV_ACTS];
   for (int a = 0; a < A; a++) acc[a] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   for (int64_t i = 0; i < nblk; i++) {
@@ -117,11 +123,11 @@ CK_AVX512_VNNI_INLINE void kqv6_tile(const uint8_t *gw, const uint8_t *x, size_t
     if (pf) {
       for (int off = 0; off < 1680; off += 64) _mm_prefetch((const char *)(o + KQV_PREFETCH + off), _MM_HINT_T1);
     }
-    __m256i isum[KQV6_ACTS], imin[KQV6_ACTS];
+    __m256i isum[KQV_ACTS], imin[KQV_ACTS];
     for (int a = 0; a < A; a++) isum[a] = imin[a] = _mm256_setzero_si256();
     for (int h = 0; h < 2; h++) {
       for (int half = 0; half < 2; half++) {  /* m = 4 half .. 4 half + 3: groups 8h + 2t + half */
-        __m256i p[KQV6_ACTS][4];
+        __m256i p[KQV_ACTS][4];
         for (int a = 0; a < A; a++) p[a][0] = p[a][1] = p[a][2] = p[a][3] = _mm256_setzero_si256();
         for (int mm = 0; mm < 4; mm++) {
           const int m = 4 * half + mm;
@@ -189,17 +195,6 @@ CK_AVX512_VNNI_INLINE __m512i kqz_load(const uint8_t *a, const uint8_t *b) {
                             _mm256_loadu_si256((const __m256i *)b), 1);
 }
 
-/* sum_j mn_j * q8s_j of 8 rows (one group's mins, as in kqv_tile) */
-CK_AVX512_VNNI_INLINE __m256i kqz_mins(__m256i mn_lo, __m256i mn_hi, __m256i q03, __m256i q47) {
-  const __m256i ml03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_lo));
-  const __m256i ml47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_lo, 1));
-  const __m256i mh03 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(mn_hi));
-  const __m256i mh47 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mn_hi, 1));
-  const __m256i lo4 = _mm256_add_epi32(_mm256_madd_epi16(ml03, q03), _mm256_madd_epi16(mh03, q47));
-  const __m256i hi4 = _mm256_add_epi32(_mm256_madd_epi16(ml47, q03), _mm256_madd_epi16(mh47, q47));
-  return _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo4, hi4), 0xD8);
-}
-
 CK_AVX512_VNNI_INLINE void kqz_tile(const uint8_t *ga, const uint8_t *gb, const uint8_t *x, size_t xrow, int64_t nblk,
                                     const int A, const int five, __m512 *res) {
   __m512 acc[KQV_ACTS];
@@ -255,8 +250,8 @@ CK_AVX512_VNNI_INLINE void kqz_tile(const uint8_t *ga, const uint8_t *gb, const 
       const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
       const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
       const __m256i q03 = _mm256_broadcastq_epi64(q8s), q47 = _mm256_broadcastq_epi64(_mm_srli_si128(q8s, 8));
-      const __m512i imin = _mm512_inserti64x4(_mm512_castsi256_si512(kqz_mins(mla, mha, q03, q47)),
-                                              kqz_mins(mlb, mhb, q03, q47), 1);
+      const __m512i imin = _mm512_inserti64x4(_mm512_castsi256_si512(kqv_mins(mla, mha, q03, q47)),
+                                              kqv_mins(mlb, mhb, q03, q47), 1);
       const __m512 yd = _mm512_set1_ps(y->d);
       acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(d16, yd), ck512_cvtepi32_ps(isum[a]), acc[a]);
       acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(dm16, yd), ck512_cvtepi32_ps(imin), acc[a]);
@@ -265,10 +260,15 @@ CK_AVX512_VNNI_INLINE void kqz_tile(const uint8_t *ga, const uint8_t *gb, const 
   for (int a = 0; a < A; a++) res[a] = acc[a];
 }
 
+/* kind: 0 Q4_K, 1 Q5_K, 2 Q6_K (a constant in every inlined copy). Decode and small batches:
+   every group once, prefetched; larger batches: row blocks of KQV_ROW_BLOCK groups while the
+   activations pass in tiles, Q4_K and Q5_K groups in pairs (kqz_tile). */
 CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int64_t nblk, int64_t r0, int64_t r1,
-                                  int64_t nb, float *out, int64_t ostride, const int five) {
+                                  int64_t nb, float *out, int64_t ostride, const int kind) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
-  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * (five ? 1408 : 1152);
+  const int five = kind == 1;
+  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8;
+  const int64_t gstride = nblk * (kind == 0 ? 1152 : kind == 1 ? 1408 : 1680);
   const int64_t block = nb <= KQV_ACTS ? g1 - g0 : KQV_ROW_BLOCK;
   const int pf = nb <= KQV_ACTS;
   for (int64_t gb = g0; gb < g1; gb += block) {
@@ -277,7 +277,7 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
       const int A = nb - a0 < KQV_ACTS ? (int)(nb - a0) : KQV_ACTS;
       const uint8_t *xa = X + (size_t)a0 * xrow;
       int64_t g = gb;
-      if (!pf) {  /* prefill: pairs of groups in 512-bit tiles */
+      if (!pf && kind != 2) {  /* prefill: pairs of groups in 512-bit tiles */
         for (; g + 1 < ge; g += 2) {
           __m512 rz[KQV_ACTS];
           const uint8_t *wa = W + g * gstride, *wb = W + (g + 1) * gstride;
@@ -295,11 +295,21 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
       }
       for (; g < ge; g++) {
         __m256 res[KQV_ACTS];
-        switch (A) {
-          case 4: kqv_tile(W + g * gstride, xa, xrow, nblk, 4, five, res, pf); break;
-          case 3: kqv_tile(W + g * gstride, xa, xrow, nblk, 3, five, res, pf); break;
-          case 2: kqv_tile(W + g * gstride, xa, xrow, nblk, 2, five, res, pf); break;
-          default: kqv_tile(W + g * gstride, xa, xrow, nblk, 1, five, res, pf); break;
+        const uint8_t *wg = W + g * gstride;
+        if (kind == 2) {
+          switch (A) {
+            case 4: kqv6_tile(wg, xa, xrow, nblk, 4, res, pf); break;
+            case 3: kqv6_tile(wg, xa, xrow, nblk, 3, res, pf); break;
+            case 2: kqv6_tile(wg, xa, xrow, nblk, 2, res, pf); break;
+            default: kqv6_tile(wg, xa, xrow, nblk, 1, res, pf); break;
+          }
+        } else {
+          switch (A) {
+            case 4: kqv_tile(wg, xa, xrow, nblk, 4, five, res, pf); break;
+            case 3: kqv_tile(wg, xa, xrow, nblk, 3, five, res, pf); break;
+            case 2: kqv_tile(wg, xa, xrow, nblk, 2, five, res, pf); break;
+            default: kqv_tile(wg, xa, xrow, nblk, 1, five, res, pf); break;
+          }
         }
         for (int a = 0; a < A; a++) kqv_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
       }
@@ -319,27 +329,7 @@ CK_AVX512_VNNI static void mm_r8_q5_K_vnni(const void *w, const void *x, size_t 
 
 CK_AVX512_VNNI static void mm_r8_q6_K_vnni(const void *w, const void *x, size_t xrow, int64_t nblk,
                                            int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
-  const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
-  const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 1680;
-  const int64_t block = nb <= KQV6_ACTS ? g1 - g0 : KQV_ROW_BLOCK;
-  const int pf = nb <= KQV6_ACTS;
-  for (int64_t gb = g0; gb < g1; gb += block) {
-    const int64_t ge = gb + block < g1 ? gb + block : g1;
-    for (int64_t a0 = 0; a0 < nb; a0 += KQV6_ACTS) {
-      const int A = nb - a0 < KQV6_ACTS ? (int)(nb - a0) : KQV6_ACTS;
-      const uint8_t *xa = X + (size_t)a0 * xrow;
-      for (int64_t g = gb; g < ge; g++) {
-        __m256 res[KQV6_ACTS];
-        switch (A) {
-          case 4: kqv6_tile(W + g * gstride, xa, xrow, nblk, 4, res, pf); break;
-          case 3: kqv6_tile(W + g * gstride, xa, xrow, nblk, 3, res, pf); break;
-          case 2: kqv6_tile(W + g * gstride, xa, xrow, nblk, 2, res, pf); break;
-          default: kqv6_tile(W + g * gstride, xa, xrow, nblk, 1, res, pf); break;
-        }
-        for (int a = 0; a < A; a++) kqv_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
-      }
-    }
-  }
+  kqv_mm(w, x, xrow, nblk, r0, r1, nb, out, ostride, 2);
 }
 
 void ck_fill_r8_kq_avx512(ck_mm_r8_fn *tab, int vnni) {
