@@ -86,7 +86,8 @@ final class RecoveryTests: XCTestCase {
             kill(slow, SIGCONT)
         }
         defer { stop.set() }
-        try await checkSurvives(cluster, tokens: 120, after: 4, "slow") { throttle.start() }
+        // long enough for the slow window (SlowWatch: a bottleneck sustained over 32 steps) to pass
+        try await checkSurvives(cluster, tokens: 240, after: 4, "slow") { throttle.start() }
         stop.set()
         let log = cluster.log("coordinator.log")
         XCTAssertTrue(log.contains("worker-1 is slow"), String(log.suffix(3000)))
