@@ -142,12 +142,17 @@ int main(void) {
     expected += (kq ? 1 : 2) * 160;
     const int xt = ck_vec_dot_type(wt);
     for (int c = 0; c < 160; c++) {
-      const int64_t rows = pick(row_choices, sizeof row_choices / sizeof *row_choices);
+      int64_t rows = pick(row_choices, sizeof row_choices / sizeof *row_choices);
       int64_t nb = pick(nb_choices, sizeof nb_choices / sizeof *nb_choices);
       int64_t nblk = pick(nblk_choices, sizeof nblk_choices / sizeof *nblk_choices);
       if (c < 8) nblk = 128;  /* k = 4096 at least a few times */
       if (kq) nblk = (nblk + 7) / 8;  /* super-blocks of 256: k up to 4096 */
       if (rows * nb * nblk * (kq ? 8 : 1) > 40000) nb = nb > 4 ? 5 : nb;  /* keep the scalar reference fast */
+      if (kq && c >= 154) {  /* large batches: the unpacked prefill path, k-chunk and pass remainders */
+        rows = c % 2 ? 77 : 40;
+        nblk = 17 + c % 3;
+        nb = 24 + (int64_t)(next() % 140);
+      }
       const int64_t k = nblk * (kq ? CK_QK_K : CK_QK);
       const int extreme = c % 7 == 3;
       /* rows [r0, r1): from a group boundary (3 in 4), else anywhere */

@@ -5,17 +5,23 @@
    add and a final multiply-add), the 8 rows' scales then apply with one 32-bit multiply; and the
    32 vector registers of AVX-512 hold a tile of 4 activations instead of 2. The integer sums
    are the same exact integers, so the results are the AVX2 and scalar kernels' bits.
-   256-bit vectors only (AVX-512 VL): Zen 4 runs 512-bit integer operations as two halves, and
-   decode streams one group at a time.
+   Three shapes: decode and small batches stream one group at a time in 256-bit vectors (kqv_tile);
+   batches pair two groups in 512-bit vectors (kqz_tile); from KQU_MIN_ACTS activations, Q4_K and
+   Q5_K are unpacked once per row block into ready code vectors (kqu_block), so the activations'
+   pass is loads and vpdpbusd alone.
    Built normally (x86-64, target attributes) or with CK_AVX512_SIMDE against SIMDe (see
    ck_avx512.h), which is how Scripts/avx512-check runs it on a CPU without AVX-512. */
 #include "ck_avx512.h"
 #include "ck_repack.h"
+#include <stdlib.h>
 
 #if defined(CK_AVX512_BUILD)
 
 #define KQV_ACTS 4        /* activations per tile */
 #define KQV_ROW_BLOCK 8   /* groups per row block in prefill */
+#ifndef KQU_MIN_ACTS
+#define KQU_MIN_ACTS 24   /* from this many activations the unpacked path (kqu_block) pays */
+#endif
 #ifndef KQV_PREFETCH
 #define KQV_PREFETCH 8192 /* as the AVX2 tile (see KQ_PREFETCH there) */
 #endif
@@ -260,6 +266,156 @@ CK_AVX512_VNNI_INLINE void kqz_tile(const uint8_t *ga, const uint8_t *gb, const 
   for (int a = 0; a < A; a++) res[a] = acc[a];
 }
 
+/* Prefill of many activations: a row block's pairs of groups are unpacked once per k-chunk into
+   a scratch of ready 512-bit code vectors (Q5_K's fifth bit already added), scale vectors, mins
+   and half scales, and the activation tiles then pass over it with loads and vpdpbusd alone: the
+   unpacking, which bounds the tile above, is paid once per KQU_ACTS activations instead of once per
+   tile. Same integer sums and the same float order per block as kqz_tile (same bits). */
+#define KQU_PB 4864        /* scratch bytes per pair and super-block: 4096 codes, 512 scales, 128 mins, 128 d/dmin */
+#ifndef KQU_KC
+#define KQU_KC 16          /* super-blocks per k-chunk */
+#endif
+#define KQU_ACTS 128       /* activations per pass over a chunk */
+#define KQU_PAIRS (KQV_ROW_BLOCK / 2)
+
+static _Thread_local uint8_t *kqu_scratch;
+static _Thread_local size_t kqu_scratch_bytes;
+
+static uint8_t *kqu_buffer(size_t bytes) {
+  if (kqu_scratch_bytes < bytes) {
+    free(kqu_scratch);
+    kqu_scratch = aligned_alloc(64, bytes);
+    kqu_scratch_bytes = kqu_scratch ? bytes : 0;
+  }
+  return kqu_scratch;
+}
+
+CK_AVX512_VNNI_INLINE void kqu_unpack(const uint8_t *oa, const uint8_t *ob, const int five, uint8_t *P) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m2 = _mm512_set1_epi8(0x03);
+  const __m512i m16 = _mm512_set1_epi8(0x10);
+  const int64_t qoff = five ? 384 : 128;
+  const __m512i a0 = kqz_load(oa + 32, ob + 32), a1 = kqz_load(oa + 64, ob + 64), a2 = kqz_load(oa + 96, ob + 96);
+  const __m512i sc_lo = _mm512_and_si512(a0, m6), mn_lo = _mm512_and_si512(a1, m6);
+  const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(a2, m4),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a0, 6), m2), 4));
+  const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a2, 4), m4),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a1, 6), m2), 4));
+  for (int c = 0; c < 4; c++) {
+    const __m128i cnt = _mm_cvtsi32_si128(2 * c);
+    for (int m = 0; m < 8; m++) {
+      const int64_t off = qoff + 32 * (8 * c + m);
+      const __m512i v = kqz_load(oa + off, ob + off);
+      __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      if (five) {
+        const __m512i t = _mm512_srl_epi16(kqz_load(oa + 128 + 32 * m, ob + 128 + 32 * m), cnt);
+        lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(t, 4), m16));
+        hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(t, 3), m16));
+      }
+      _mm512_store_si512((__m512i *)(P + 128 * (8 * c + m)), lo);
+      _mm512_store_si512((__m512i *)(P + 128 * (8 * c + m) + 64), hi);
+    }
+    const __m512i sv = c < 2 ? sc_lo : sc_hi;
+    _mm512_store_si512((__m512i *)(P + 4096 + 128 * c), _mm512_shuffle_epi8(sv, _mm512_broadcast_i64x4(kqv_pick((2 * c) % 4))));
+    _mm512_store_si512((__m512i *)(P + 4096 + 128 * c + 64), _mm512_shuffle_epi8(sv, _mm512_broadcast_i64x4(kqv_pick((2 * c + 1) % 4))));
+  }
+  _mm512_store_si512((__m512i *)(P + 4608), mn_lo);
+  _mm512_store_si512((__m512i *)(P + 4672), mn_hi);
+  _mm512_store_ps((float *)(P + 4736), ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)oa)),
+                                                                              _mm_loadu_si128((const __m128i *)ob), 1)));
+  _mm512_store_ps((float *)(P + 4800), ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(oa + 16))),
+                                                                              _mm_loadu_si128((const __m128i *)(ob + 16)), 1)));
+}
+
+/* A activations (rows of x from block i0) over nb blocks of one pair's scratch; acc in and out */
+CK_AVX512_VNNI_INLINE void kqu_tile(const uint8_t *S, const uint8_t *x, size_t xrow, int64_t i0, int64_t nb, const int A, __m512 *accp) {
+  __m512 acc[KQV_ACTS];
+  for (int a = 0; a < A; a++) acc[a] = accp[a];
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *P = S + i * KQU_PB;
+    __m512i isum[KQV_ACTS];
+    for (int a = 0; a < A; a++) isum[a] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; c++) {
+      __m512i pl[KQV_ACTS], ph[KQV_ACTS];
+      for (int a = 0; a < A; a++) pl[a] = ph[a] = _mm512_setzero_si512();
+      for (int m = 0; m < 8; m++) {
+        const __m512i lo = _mm512_load_si512((const __m512i *)(P + 128 * (8 * c + m)));
+        const __m512i hi = _mm512_load_si512((const __m512i *)(P + 128 * (8 * c + m) + 64));
+        for (int a = 0; a < A; a++) {
+          const int8_t *q = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i0 + i)->qs + 64 * c + 4 * m;
+          int32_t y0, y1;
+          memcpy(&y0, q, 4); memcpy(&y1, q + 32, 4);
+          pl[a] = _mm512_dpbusd_epi32(pl[a], lo, _mm512_set1_epi32(y0));
+          ph[a] = _mm512_dpbusd_epi32(ph[a], hi, _mm512_set1_epi32(y1));
+        }
+      }
+      const __m512i s0 = _mm512_load_si512((const __m512i *)(P + 4096 + 128 * c));
+      const __m512i s1 = _mm512_load_si512((const __m512i *)(P + 4096 + 128 * c + 64));
+      for (int a = 0; a < A; a++)
+        isum[a] = _mm512_add_epi32(isum[a], _mm512_add_epi32(_mm512_mullo_epi32(pl[a], s0), _mm512_mullo_epi32(ph[a], s1)));
+    }
+    const __m512i mn_lo = _mm512_load_si512((const __m512i *)(P + 4608)), mn_hi = _mm512_load_si512((const __m512i *)(P + 4672));
+    const __m256i mla = _mm512_castsi512_si256(mn_lo), mlb = _mm512_extracti64x4_epi64(mn_lo, 1);
+    const __m256i mha = _mm512_castsi512_si256(mn_hi), mhb = _mm512_extracti64x4_epi64(mn_hi, 1);
+    const __m512 d16 = _mm512_load_ps((const float *)(P + 4736)), dm16 = _mm512_load_ps((const float *)(P + 4800));
+    for (int a = 0; a < A; a++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i0 + i;
+      const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+      const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+      const __m256i q03 = _mm256_broadcastq_epi64(q8s), q47 = _mm256_broadcastq_epi64(_mm_srli_si128(q8s, 8));
+      const __m512i imin = _mm512_inserti64x4(_mm512_castsi256_si512(kqv_mins(mla, mha, q03, q47)),
+                                              kqv_mins(mlb, mhb, q03, q47), 1);
+      const __m512 yd = _mm512_set1_ps(y->d);
+      acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(d16, yd), ck512_cvtepi32_ps(isum[a]), acc[a]);
+      acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(dm16, yd), ck512_cvtepi32_ps(imin), acc[a]);
+    }
+  }
+  for (int a = 0; a < A; a++) accp[a] = acc[a];
+}
+
+/* groups [gb, gb + 2 np) of a row block, every activation; 0 when the scratch cannot be had */
+CK_AVX512_VNNI_INLINE int kqu_block(const uint8_t *W, int64_t gstride, const uint8_t *X, size_t xrow, int64_t nblk,
+                                    int64_t gb, int np, int64_t nbat, int64_t r0, int64_t r1, float *out, int64_t ostride, const int five) {
+  const int64_t rb = five ? 1408 : 1152;
+  const int64_t kc = nblk < KQU_KC ? nblk : KQU_KC;
+  uint8_t *S = kqu_buffer((size_t)KQU_PAIRS * (size_t)kc * KQU_PB + (size_t)KQU_ACTS * KQU_PAIRS * 64);
+  if (!S) return 0;
+  __m512 *accb = (__m512 *)(S + (size_t)KQU_PAIRS * (size_t)kc * KQU_PB);  /* [activation][pair] */
+  for (int64_t ao = 0; ao < nbat; ao += KQU_ACTS) {
+    const int64_t na = nbat - ao < KQU_ACTS ? nbat - ao : KQU_ACTS;
+    for (int64_t j = 0; j < na * np; j++) accb[j] = _mm512_setzero_ps();
+    for (int64_t k0 = 0; k0 < nblk; k0 += kc) {
+      const int64_t nk = nblk - k0 < kc ? nblk - k0 : kc;
+      for (int p = 0; p < np; p++) {
+        const uint8_t *ga = W + (gb + 2 * p) * gstride, *gbp = W + (gb + 2 * p + 1) * gstride;
+        for (int64_t i = 0; i < nk; i++) kqu_unpack(ga + (k0 + i) * rb, gbp + (k0 + i) * rb, five, S + ((size_t)p * kc + i) * KQU_PB);
+      }
+      for (int64_t a0 = 0; a0 < na; a0 += KQV_ACTS) {
+        const int A = na - a0 < KQV_ACTS ? (int)(na - a0) : KQV_ACTS;
+        const uint8_t *xa = X + (size_t)(ao + a0) * xrow;
+        for (int p = 0; p < np; p++) {
+          __m512 t[KQV_ACTS];
+          for (int a = 0; a < A; a++) t[a] = accb[(a0 + a) * np + p];
+          const uint8_t *Sp = S + (size_t)p * kc * KQU_PB;
+          switch (A) {
+            case 4: kqu_tile(Sp, xa, xrow, k0, nk, 4, t); break;
+            case 3: kqu_tile(Sp, xa, xrow, k0, nk, 3, t); break;
+            case 2: kqu_tile(Sp, xa, xrow, k0, nk, 2, t); break;
+            default: kqu_tile(Sp, xa, xrow, k0, nk, 1, t); break;
+          }
+          for (int a = 0; a < A; a++) accb[(a0 + a) * np + p] = t[a];
+        }
+      }
+    }
+    for (int64_t a = 0; a < na; a++)
+      for (int p = 0; p < np; p++) {
+        const __m512 v = accb[a * np + p];
+        kqv_out(_mm512_castps512_ps256(v), gb + 2 * p, r0, r1, out + (ao + a) * ostride);
+        kqv_out(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)), gb + 2 * p + 1, r0, r1, out + (ao + a) * ostride);
+      }
+  }
+  return 1;
+}
+
 /* kind: 0 Q4_K, 1 Q5_K, 2 Q6_K (a constant in every inlined copy). Decode and small batches:
    every group once, prefetched; larger batches: row blocks of KQV_ROW_BLOCK groups while the
    activations pass in tiles, Q4_K and Q5_K groups in pairs (kqz_tile). */
@@ -273,6 +429,23 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
   const int pf = nb <= KQV_ACTS;
   for (int64_t gb = g0; gb < g1; gb += block) {
     const int64_t ge = gb + block < g1 ? gb + block : g1;
+    if (nb >= KQU_MIN_ACTS && kind != 2 && ge - gb >= 2 && kqu_block(W, gstride, X, xrow, nblk, gb, (int)((ge - gb) / 2), nb, r0, r1, out, ostride, five)) {
+      if ((ge - gb) % 2 == 0) continue;
+      const int64_t g = ge - 1;  /* the odd group left */
+      for (int64_t a0 = 0; a0 < nb; a0 += KQV_ACTS) {
+        const int A = nb - a0 < KQV_ACTS ? (int)(nb - a0) : KQV_ACTS;
+        __m256 res[KQV_ACTS];
+        const uint8_t *xa = X + (size_t)a0 * xrow, *wg = W + g * gstride;
+        switch (A) {
+          case 4: kqv_tile(wg, xa, xrow, nblk, 4, five, res, 0); break;
+          case 3: kqv_tile(wg, xa, xrow, nblk, 3, five, res, 0); break;
+          case 2: kqv_tile(wg, xa, xrow, nblk, 2, five, res, 0); break;
+          default: kqv_tile(wg, xa, xrow, nblk, 1, five, res, 0); break;
+        }
+        for (int a = 0; a < A; a++) kqv_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
+      }
+      continue;
+    }
     for (int64_t a0 = 0; a0 < nb; a0 += KQV_ACTS) {
       const int A = nb - a0 < KQV_ACTS ? (int)(nb - a0) : KQV_ACTS;
       const uint8_t *xa = X + (size_t)a0 * xrow;

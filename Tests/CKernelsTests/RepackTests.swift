@@ -130,6 +130,36 @@ final class RepackTests: XCTestCase {
         }
     }
 
+    /// Large batches of the K-quants take other paths than `nb: 11` (the AVX-512 kernels unpack a
+    /// row block once for many activations, in k-chunks of 16 super-blocks and passes of 128
+    /// activations): the same bits as the scalar kernel and as one activation at a time, with
+    /// a chunk remainder (19 super-blocks), an odd group and a partial group (77 rows), a pass
+    /// remainder (150 activations) and row ranges that cut groups.
+    func testLargeBatchesOfKQuantsGiveTheScalarBits() {
+        for (n, wt) in [QType.q4_K, .q5_K, .q6_K].enumerated() {
+            let c = makeCase(wt, rows: 77, k: 19 * 256, nb: 150, seed: 80 + UInt64(n))
+            var results: [[Float]] = []
+            for isa in testedISAs() {
+                withISA(isa) {
+                    var all = [Float](repeating: .nan, count: c.nb * c.rows)
+                    repacked(c, r0: 0, r1: c.rows, b0: 0, count: c.nb, into: &all)
+                    XCTAssertFalse(all.contains { !$0.isFinite }, "\(wt) [\(isaName(isa))]: every output written")
+                    var split = [Float](repeating: .nan, count: c.nb * c.rows)
+                    for (r0, r1) in [(0, 16), (16, 43), (43, 77)] {
+                        for (b0, count) in [(0, 1), (1, 30), (31, 119)] {
+                            repacked(c, r0: r0, r1: r1, b0: b0, count: count, into: &split)
+                        }
+                    }
+                    XCTAssertEqual(split.map(\.bitPattern), all.map(\.bitPattern), "\(wt) [\(isaName(isa))]: split rows and batches")
+                    results.append(all)
+                }
+            }
+            for other in results.dropFirst() {
+                XCTAssertEqual(other.map(\.bitPattern), results[0].map(\.bitPattern), "\(wt): scalar and SIMD bits")
+            }
+        }
+    }
+
     func testOnlyWritesItsRowsAndRejectsBadInput() {
         let c = makeCase(.q4_0, seed: 70)
         var out = [Float](repeating: -7, count: c.rows)
