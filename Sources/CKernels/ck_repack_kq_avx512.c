@@ -6,8 +6,8 @@
    32 vector registers of AVX-512 hold a tile of 4 activations instead of 2. The integer sums
    are the same exact integers, so the results are the AVX2 and scalar kernels' bits.
    Three shapes: decode and small batches stream one group at a time in 256-bit vectors (kqv_tile);
-   batches pair two groups in 512-bit vectors (kqz_tile); from KQU_MIN_ACTS activations, Q4_K and
-   Q5_K are unpacked once per row block into ready code vectors (kqu_block), so the activations'
+   batches pair two groups in 512-bit vectors (kqz_tile); from KQU_MIN_ACTS activations, pairs of
+   groups are unpacked once per row block into ready code vectors (kqu_block), so the activations'
    pass is loads and vpdpbusd alone.
    Built normally (x86-64, target attributes) or with CK_AVX512_SIMDE against SIMDe (see
    ck_avx512.h), which is how Scripts/avx512-check runs it on a CPU without AVX-512. */
@@ -372,14 +372,96 @@ CK_AVX512_VNNI_INLINE void kqu_tile(const uint8_t *S, const uint8_t *x, size_t x
   for (int a = 0; a < A; a++) accp[a] = acc[a];
 }
 
+/* Q6_K's scratch per pair and super-block (KQU_PB6): 64 code vectors (h, m, t: 6-bit codes of
+   sub-block 8h + 2t + m / 4 for quants 4m..4m+3), 16 scale vectors (h, half, t: the 32-bit scale
+   of group 8h + 2t + half per row), the 8 scale-pair vectors in 16-bit words (for the -32 offset
+   through bsums) and the 16 rows' d. */
+#define KQU_PB6 5696
+
+CK_AVX512_VNNI_INLINE void kqu_unpack6(const uint8_t *oa, const uint8_t *ob, uint8_t *P) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  for (int h = 0; h < 2; h++)
+    for (int m = 0; m < 8; m++) {
+      const int64_t q = 144 + 32 * 3 * (8 * h + m);
+      const __m512i va = kqz_load(oa + q, ob + q), vb = kqz_load(oa + q + 32, ob + q + 32), vh = kqz_load(oa + q + 64, ob + q + 64);
+      uint8_t *d = P + 256 * (8 * h + m);
+      _mm512_store_si512((__m512i *)d, _mm512_or_si512(_mm512_and_si512(va, m4), _mm512_and_si512(_mm512_slli_epi16(vh, 4), m30)));
+      _mm512_store_si512((__m512i *)(d + 64), _mm512_or_si512(_mm512_and_si512(vb, m4), _mm512_and_si512(_mm512_slli_epi16(vh, 2), m30)));
+      _mm512_store_si512((__m512i *)(d + 128), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(va, 4), m4), _mm512_and_si512(vh, m30)));
+      _mm512_store_si512((__m512i *)(d + 192), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(vb, 4), m4),
+                                                                _mm512_and_si512(_mm512_srli_epi16(vh, 2), m30)));
+    }
+  for (int pr = 0; pr < 8; pr++) {  /* pr = 4h + t */
+    const __m512i w = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(oa + 16 + 16 * pr))),
+                                                                   _mm_loadu_si128((const __m128i *)(ob + 16 + 16 * pr)), 1));
+    _mm512_store_si512((__m512i *)(P + 5120 + 64 * pr), w);
+    const int h = pr / 4, t = pr % 4;
+    _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + t)), _mm512_srai_epi32(_mm512_slli_epi32(w, 16), 16));
+    _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + 4 + t)), _mm512_srai_epi32(w, 16));
+  }
+  _mm512_store_ps((float *)(P + 5632), ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)oa)),
+                                                                              _mm_loadu_si128((const __m128i *)ob), 1)));
+}
+
+/* kqu_tile for Q6_K (kqv6_tile's sums and order) */
+CK_AVX512_VNNI_INLINE void kqu_tile6(const uint8_t *S, const uint8_t *x, size_t xrow, int64_t i0, int64_t nb, const int A, __m512 *accp) {
+  __m512 acc[KQV_ACTS];
+  for (int a = 0; a < A; a++) acc[a] = accp[a];
+  for (int64_t i = 0; i < nb; i++) {
+    const uint8_t *P = S + i * KQU_PB6;
+    __m512i isum[KQV_ACTS], imin[KQV_ACTS];
+    for (int a = 0; a < A; a++) isum[a] = imin[a] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+      for (int half = 0; half < 2; half++) {
+        __m512i p[KQV_ACTS][4];
+        for (int a = 0; a < A; a++) p[a][0] = p[a][1] = p[a][2] = p[a][3] = _mm512_setzero_si512();
+        for (int mm = 0; mm < 4; mm++) {
+          const int m = 4 * half + mm;
+          const uint8_t *d = P + 256 * (8 * h + m);
+          const __m512i u0 = _mm512_load_si512((const __m512i *)d), u1 = _mm512_load_si512((const __m512i *)(d + 64));
+          const __m512i u2 = _mm512_load_si512((const __m512i *)(d + 128)), u3 = _mm512_load_si512((const __m512i *)(d + 192));
+          for (int a = 0; a < A; a++) {
+            const int8_t *y = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i0 + i)->qs + 128 * h + 4 * m;
+            int32_t y0, y1, y2, y3;
+            memcpy(&y0, y, 4); memcpy(&y1, y + 32, 4); memcpy(&y2, y + 64, 4); memcpy(&y3, y + 96, 4);
+            p[a][0] = _mm512_dpbusd_epi32(p[a][0], u0, _mm512_set1_epi32(y0));
+            p[a][1] = _mm512_dpbusd_epi32(p[a][1], u1, _mm512_set1_epi32(y1));
+            p[a][2] = _mm512_dpbusd_epi32(p[a][2], u2, _mm512_set1_epi32(y2));
+            p[a][3] = _mm512_dpbusd_epi32(p[a][3], u3, _mm512_set1_epi32(y3));
+          }
+        }
+        for (int t = 0; t < 4; t++) {
+          const __m512i sc = _mm512_load_si512((const __m512i *)(P + 4096 + 64 * (8 * h + 4 * half + t)));
+          for (int a = 0; a < A; a++) isum[a] = _mm512_add_epi32(isum[a], _mm512_mullo_epi32(p[a][t], sc));
+        }
+      }
+    }
+    for (int pr = 0; pr < 8; pr++) {
+      const __m512i w = _mm512_load_si512((const __m512i *)(P + 5120 + 64 * pr));
+      for (int a = 0; a < A; a++) {
+        const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i0 + i;
+        int32_t bp; memcpy(&bp, y->bsums + 2 * pr, 4);
+        imin[a] = _mm512_add_epi32(imin[a], _mm512_madd_epi16(w, _mm512_set1_epi32(bp)));
+      }
+    }
+    const __m512 d16 = _mm512_load_ps((const float *)(P + 5632));
+    for (int a = 0; a < A; a++) {
+      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i0 + i;
+      const __m512i tot = _mm512_sub_epi32(isum[a], _mm512_slli_epi32(imin[a], 5));
+      acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(d16, _mm512_set1_ps(y->d)), ck512_cvtepi32_ps(tot), acc[a]);
+    }
+  }
+  for (int a = 0; a < A; a++) accp[a] = acc[a];
+}
+
 /* groups [gb, gb + 2 np) of a row block, every activation; 0 when the scratch cannot be had */
 CK_AVX512_VNNI_INLINE int kqu_block(const uint8_t *W, int64_t gstride, const uint8_t *X, size_t xrow, int64_t nblk,
-                                    int64_t gb, int np, int64_t nbat, int64_t r0, int64_t r1, float *out, int64_t ostride, const int five) {
-  const int64_t rb = five ? 1408 : 1152;
+                                    int64_t gb, int np, int64_t nbat, int64_t r0, int64_t r1, float *out, int64_t ostride, const int kind) {
+  const int64_t rb = kind == 0 ? 1152 : kind == 1 ? 1408 : 1680, pb = kind == 2 ? KQU_PB6 : KQU_PB;
   const int64_t kc = nblk < KQU_KC ? nblk : KQU_KC;
-  uint8_t *S = kqu_buffer((size_t)KQU_PAIRS * (size_t)kc * KQU_PB + (size_t)KQU_ACTS * KQU_PAIRS * 64);
+  uint8_t *S = kqu_buffer((size_t)KQU_PAIRS * (size_t)kc * (size_t)pb + (size_t)KQU_ACTS * KQU_PAIRS * 64);
   if (!S) return 0;
-  __m512 *accb = (__m512 *)(S + (size_t)KQU_PAIRS * (size_t)kc * KQU_PB);  /* [activation][pair] */
+  __m512 *accb = (__m512 *)(S + (size_t)KQU_PAIRS * (size_t)kc * (size_t)pb);  /* [activation][pair] */
   for (int64_t ao = 0; ao < nbat; ao += KQU_ACTS) {
     const int64_t na = nbat - ao < KQU_ACTS ? nbat - ao : KQU_ACTS;
     for (int64_t j = 0; j < na * np; j++) accb[j] = _mm512_setzero_ps();
@@ -387,7 +469,11 @@ CK_AVX512_VNNI_INLINE int kqu_block(const uint8_t *W, int64_t gstride, const uin
       const int64_t nk = nblk - k0 < kc ? nblk - k0 : kc;
       for (int p = 0; p < np; p++) {
         const uint8_t *ga = W + (gb + 2 * p) * gstride, *gbp = W + (gb + 2 * p + 1) * gstride;
-        for (int64_t i = 0; i < nk; i++) kqu_unpack(ga + (k0 + i) * rb, gbp + (k0 + i) * rb, five, S + ((size_t)p * kc + i) * KQU_PB);
+        for (int64_t i = 0; i < nk; i++) {
+          uint8_t *P = S + ((size_t)p * (size_t)kc + (size_t)i) * (size_t)pb;
+          if (kind == 2) kqu_unpack6(ga + (k0 + i) * rb, gbp + (k0 + i) * rb, P);
+          else kqu_unpack(ga + (k0 + i) * rb, gbp + (k0 + i) * rb, kind == 1, P);
+        }
       }
       for (int64_t a0 = 0; a0 < na; a0 += KQV_ACTS) {
         const int A = na - a0 < KQV_ACTS ? (int)(na - a0) : KQV_ACTS;
@@ -395,12 +481,21 @@ CK_AVX512_VNNI_INLINE int kqu_block(const uint8_t *W, int64_t gstride, const uin
         for (int p = 0; p < np; p++) {
           __m512 t[KQV_ACTS];
           for (int a = 0; a < A; a++) t[a] = accb[(a0 + a) * np + p];
-          const uint8_t *Sp = S + (size_t)p * kc * KQU_PB;
-          switch (A) {
-            case 4: kqu_tile(Sp, xa, xrow, k0, nk, 4, t); break;
-            case 3: kqu_tile(Sp, xa, xrow, k0, nk, 3, t); break;
-            case 2: kqu_tile(Sp, xa, xrow, k0, nk, 2, t); break;
-            default: kqu_tile(Sp, xa, xrow, k0, nk, 1, t); break;
+          const uint8_t *Sp = S + (size_t)p * (size_t)kc * (size_t)pb;
+          if (kind == 2) {
+            switch (A) {
+              case 4: kqu_tile6(Sp, xa, xrow, k0, nk, 4, t); break;
+              case 3: kqu_tile6(Sp, xa, xrow, k0, nk, 3, t); break;
+              case 2: kqu_tile6(Sp, xa, xrow, k0, nk, 2, t); break;
+              default: kqu_tile6(Sp, xa, xrow, k0, nk, 1, t); break;
+            }
+          } else {
+            switch (A) {
+              case 4: kqu_tile(Sp, xa, xrow, k0, nk, 4, t); break;
+              case 3: kqu_tile(Sp, xa, xrow, k0, nk, 3, t); break;
+              case 2: kqu_tile(Sp, xa, xrow, k0, nk, 2, t); break;
+              default: kqu_tile(Sp, xa, xrow, k0, nk, 1, t); break;
+            }
           }
           for (int a = 0; a < A; a++) accb[(a0 + a) * np + p] = t[a];
         }
@@ -417,8 +512,9 @@ CK_AVX512_VNNI_INLINE int kqu_block(const uint8_t *W, int64_t gstride, const uin
 }
 
 /* kind: 0 Q4_K, 1 Q5_K, 2 Q6_K (a constant in every inlined copy). Decode and small batches:
-   every group once, prefetched; larger batches: row blocks of KQV_ROW_BLOCK groups while the
-   activations pass in tiles, Q4_K and Q5_K groups in pairs (kqz_tile). */
+   every group once, prefetched; larger batches: row blocks of KQV_ROW_BLOCK groups, unpacked in
+   pairs (kqu_block) from KQU_MIN_ACTS activations, else the activations pass in tiles, Q4_K and
+   Q5_K groups in pairs (kqz_tile); an odd group left goes alone. */
 CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int64_t nblk, int64_t r0, int64_t r1,
                                   int64_t nb, float *out, int64_t ostride, const int kind) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
@@ -429,27 +525,13 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
   const int pf = nb <= KQV_ACTS;
   for (int64_t gb = g0; gb < g1; gb += block) {
     const int64_t ge = gb + block < g1 ? gb + block : g1;
-    if (nb >= KQU_MIN_ACTS && kind != 2 && ge - gb >= 2 && kqu_block(W, gstride, X, xrow, nblk, gb, (int)((ge - gb) / 2), nb, r0, r1, out, ostride, five)) {
-      if ((ge - gb) % 2 == 0) continue;
-      const int64_t g = ge - 1;  /* the odd group left */
-      for (int64_t a0 = 0; a0 < nb; a0 += KQV_ACTS) {
-        const int A = nb - a0 < KQV_ACTS ? (int)(nb - a0) : KQV_ACTS;
-        __m256 res[KQV_ACTS];
-        const uint8_t *xa = X + (size_t)a0 * xrow, *wg = W + g * gstride;
-        switch (A) {
-          case 4: kqv_tile(wg, xa, xrow, nblk, 4, five, res, 0); break;
-          case 3: kqv_tile(wg, xa, xrow, nblk, 3, five, res, 0); break;
-          case 2: kqv_tile(wg, xa, xrow, nblk, 2, five, res, 0); break;
-          default: kqv_tile(wg, xa, xrow, nblk, 1, five, res, 0); break;
-        }
-        for (int a = 0; a < A; a++) kqv_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
-      }
-      continue;
-    }
-    for (int64_t a0 = 0; a0 < nb; a0 += KQV_ACTS) {
+    int64_t gs = gb;  /* the first group the tiles below multiply */
+    if (nb >= KQU_MIN_ACTS && ge - gb >= 2 && kqu_block(W, gstride, X, xrow, nblk, gb, (int)((ge - gb) / 2), nb, r0, r1, out, ostride, kind))
+      gs = gb + ((ge - gb) & ~(int64_t)1);
+    for (int64_t a0 = 0; a0 < nb && gs < ge; a0 += KQV_ACTS) {
       const int A = nb - a0 < KQV_ACTS ? (int)(nb - a0) : KQV_ACTS;
       const uint8_t *xa = X + (size_t)a0 * xrow;
-      int64_t g = gb;
+      int64_t g = gs;
       if (!pf && kind != 2) {  /* prefill: pairs of groups in 512-bit tiles */
         for (; g + 1 < ge; g += 2) {
           __m512 rz[KQV_ACTS];
