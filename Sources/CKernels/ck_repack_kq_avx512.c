@@ -396,8 +396,9 @@ CK_AVX512_VNNI_INLINE void kqu_unpack6(const uint8_t *oa, const uint8_t *ob, uin
                                                                    _mm_loadu_si128((const __m128i *)(ob + 16 + 16 * pr)), 1));
     _mm512_store_si512((__m512i *)(P + 5120 + 64 * pr), w);
     const int h = pr / 4, t = pr % 4;
-    _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + t)), _mm512_srai_epi32(_mm512_slli_epi32(w, 16), 16));
-    _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + 4 + t)), _mm512_srai_epi32(w, 16));
+    /* the low and the high word of each lane, sign-extended (a multiply-add by 1 and 0) */
+    _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + t)), _mm512_madd_epi16(w, _mm512_set1_epi32(1)));
+    _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + 4 + t)), _mm512_madd_epi16(w, _mm512_set1_epi32(0x10000)));
   }
   _mm512_store_ps((float *)(P + 5632), ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)oa)),
                                                                               _mm_loadu_si128((const __m128i *)ob), 1)));
