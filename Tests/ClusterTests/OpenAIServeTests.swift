@@ -39,7 +39,7 @@ extension ClusterTests {
         p.standardError = handle
         try p.run()
         // (Not the metrics listener's line, whose URL goes on with /metrics.)
-        let port = try cluster.waitForLog("serve.log", "url=http://127\\.0\\.0\\.1:([0-9]+)(?![0-9/])", timeout: .seconds(30))
+        let port = try cluster.waitForLog("serve.log", "url=http://127\\.0\\.0\\.1:([0-9]+)\\s", timeout: .seconds(30))
         return (p, "http://127.0.0.1:\(port)")
     }
 

@@ -50,13 +50,14 @@ extension ClusterTests {
     /// `invite` refuses a wildcard endpoint without `--host` and rewrites it with one.
     func testJoinTokenBringsAWorkerIn() throws {
         let (cluster, _) = try running()
-        let token = cluster.joinToken
-        XCTAssertTrue(token.hasPrefix("caravan1:"), token)
-        let payload = token.dropFirst("caravan1:".count).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        let json = try XCTUnwrap(Data(base64Encoded: payload + String(repeating: "=", count: (4 - payload.count % 4) % 4)))
-        let fields = try XCTUnwrap(JSONSerialization.jsonObject(with: json) as? [String: String])
-        XCTAssertEqual(fields, ["control": cluster.controlEndpoint, "clients": cluster.clientsEndpoint,
-                                "coordinator_key": cluster.coordinatorKey])
+        func fields(_ token: String) throws -> [String: String] {
+            XCTAssertTrue(token.hasPrefix("caravan1:"), token)
+            let payload = token.dropFirst("caravan1:".count).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            let json = try XCTUnwrap(Data(base64Encoded: payload + String(repeating: "=", count: (4 - payload.count % 4) % 4)), token)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: json) as? [String: String], token)
+        }
+        XCTAssertEqual(try fields(cluster.joinToken), ["control": cluster.controlEndpoint, "clients": cluster.clientsEndpoint,
+                                                       "coordinator_key": cluster.coordinatorKey])
 
         let arguments = try XCTUnwrap(cluster.workers[2].arguments)
         XCTAssertFalse(arguments.contains { $0.hasPrefix("--coordinator") }, "\(arguments)")
@@ -78,6 +79,25 @@ extension ClusterTests {
                                     in: cluster.directory, timeout: 30)
         XCTAssertEqual(hosted.status, 0, hosted.stderr)
         XCTAssertTrue(hosted.stderr.contains("caravan-worker --join caravan1:"), hosted.stderr)
+        XCTAssertEqual(try fields(hosted.stdout.trimmingCharacters(in: .whitespacesAndNewlines))["control"], "tcp://10.1.2.3:7000")
+        // From the coordinator's config file: endpoints, and the key derived from its key file.
+        let config = cluster.directory.appendingPathComponent("invite-coordinator.conf")
+        try """
+            control = tcp://0.0.0.0:7000
+            clients = tcp://127.0.0.1:7100
+            key-file = \(cluster.directory.appendingPathComponent("coordinator.key").path)
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let fromConfig = try CLIRun.run(ctl, ["invite", "--coordinator-config", config.path, "--host", "coord.example"],
+                                        in: cluster.directory, timeout: 30)
+        XCTAssertEqual(fromConfig.status, 0, fromConfig.stderr)
+        XCTAssertEqual(try fields(fromConfig.stdout.trimmingCharacters(in: .whitespacesAndNewlines)),
+                       ["control": "tcp://coord.example:7000", "clients": "tcp://coord.example:7100",
+                        "coordinator_key": cluster.coordinatorKey])
+        let noKey = try CLIRun.run(ctl, ["invite", "--key-file", cluster.directory.appendingPathComponent("absent.key").path],
+                                   in: cluster.directory, timeout: 30)
+        XCTAssertNotEqual(noKey.status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cluster.directory.appendingPathComponent("absent.key").path),
+                       "invite never creates a coordinator key")
         // A damaged token stops the worker at once with a clear message.
         let bad = try CLIRun.run(cluster.binaries.appendingPathComponent("caravan-worker"), ["--join", "caravan1:%%%"],
                                  in: cluster.directory, timeout: 30)
