@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // MARK: Core values and seams (no I/O)
@@ -63,16 +65,27 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
             "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Coordinator", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 
         .target(name: "CaravanClient", dependencies: ["CaravanWire", "ZeroMQ"]),
+
+        // MARK: Prometheus metrics over HTTP (`--metrics HOST:PORT` on the daemons)
+        .target(name: "MetricsEndpoint", dependencies: [
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
 
         // MARK: OpenAI-compatible HTTP front end (over CaravanClient)
         .target(name: "OpenAIServer", dependencies: [
@@ -90,20 +103,20 @@ let package = Package(
         ]),
 
         .executableTarget(name: "caravan-openai", dependencies: [
-            "OpenAIServer", "ClusterSupport", "ZeroMQ",
+            "OpenAIServer", "ClusterSupport", "ZeroMQ", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         .executableTarget(name: "caravan-worker", dependencies: [
-            "Worker", "ZeroMQ", "ClusterSupport",
+            "Worker", "ZeroMQ", "ClusterSupport", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "caravan-coordinator", dependencies: [
-            "Coordinator", "ZeroMQ", "ClusterSupport",
+            "Coordinator", "ZeroMQ", "ClusterSupport", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -129,7 +142,8 @@ let package = Package(
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire"]),
-        .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
+        .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,11 +12,15 @@ public enum Daemon {
         }
     }
 
-    /// Runs `service` until it ends or SIGTERM / SIGINT asks it to stop gracefully.
-    public static func run(_ service: some Service, logger: Logger) async throws {
+    /// Runs `service` until it ends or SIGTERM / SIGINT asks it to stop gracefully. `alongside`
+    /// (e.g. a metrics endpoint) start first and stop last; when any of them ends, all stop.
+    public static func run(_ service: some Service, alongside: [any Service] = [], logger: Logger) async throws {
+        let services = (alongside + [service]).map {
+            ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                                                           failureTerminationBehavior: .gracefullyShutdownGroup)
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

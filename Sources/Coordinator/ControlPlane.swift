@@ -116,6 +116,7 @@ final class ControlPlane: Sendable {
                 "load_ms": "\(m.loadMs)",
             ])
             if m.ready { membership.withLock { $0.stageMemory(peer: peer, bytes: m.memoryBytes) } }
+            if !m.ready { CoordinatorMetrics.fault(.loadFailed) }
             if m.ready, m.loadMs > 0, let pulled = expectedPulls.withLock({ $0.removeValue(forKey: m.workerID) }), pulled >= 4 << 20 {
                 // A lower bound of the link's speed (the load time includes building the stage).
                 let rate = Double(pulled) / (Double(m.loadMs) / 1000)
@@ -171,6 +172,7 @@ final class ControlPlane: Sendable {
                     let input = planInput(workers)
                     let purpose = membership.withLock { $0.pendingPurpose }
                     let plan = try makePlan(input, purpose: purpose)
+                    CoordinatorMetrics.planned(purpose)
                     let pulls = Dictionary(plan.stages.map { s in
                         (s.workerID, (input.first { $0.id == s.workerID }?.holdings ?? LayerHoldings())
                             .bytesToPull(s.layers.start, s.layers.end, model: facts))
@@ -184,6 +186,7 @@ final class ControlPlane: Sendable {
                     desk.recordEpoch(membership.withLock { $0.epoch })
                     queue += next
                 } catch {
+                    CoordinatorMetrics.planFailures.increment()
                     queue += membership.withLock { $0.planFailed(error.description, now: t) }
                 }
             case let .assign(peer, assignment):
@@ -263,6 +266,7 @@ final class ControlPlane: Sendable {
 
     /// A step of `epoch` failed while it still serves: re-plan (the jobs replay on the new plan).
     func pipelineFault(epoch: UInt64, reason: String) async {
+        CoordinatorMetrics.fault(.stepFailed)
         let directives = membership.withLock { m -> [Membership.Directive] in
             guard m.epoch == epoch else { return [] }
             return m.replan("a step of epoch \(epoch) failed: \(reason)", now: now)
@@ -348,7 +352,12 @@ final class ControlPlane: Sendable {
             try? await Task.sleep(for: configuration.heartbeatInterval)
             if Task.isCancelled { break }
             let t = now
-            let directives = membership.withLock { $0.tick(now: t) }
+            let (directives, lost) = membership.withLock { m in
+                let before = m.members.count
+                let directives = m.tick(now: t)
+                return (directives, max(0, before - m.members.count))
+            }
+            if lost > 0 { CoordinatorMetrics.fault(.workerLost, count: lost) }
             await execute(directives)
             beat += 1
             let (peers, epoch) = membership.withLock { ($0.members.map(\.peer), $0.epoch) }

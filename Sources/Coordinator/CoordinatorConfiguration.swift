@@ -36,6 +36,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(10)
     /// How long a job may wait for a pipeline (start-up, re-plan, too few workers) before it fails.
     public var queueTimeout: Duration = .seconds(300)
+    /// Whether the cluster gauges (jobs, worker health, step times) are refreshed for the metrics
+    /// endpoint (once a second); counters and histograms are recorded either way.
+    public var recordsMetrics = false
     /// Unfinished jobs (running or waiting) the coordinator holds at most; a job submitted beyond
     /// is refused (`UNAVAILABLE`) until some end.
     public var maxUnfinishedJobs = 4096

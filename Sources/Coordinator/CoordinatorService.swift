@@ -103,6 +103,7 @@ public final class CoordinatorService: Service {
             "model": "\(fingerprint.name)", "sha256": "\(fingerprint.sha256)", "layers": "\(facts.layerCount)",
             "control": "\(controlAddress)", "clients": "\(clientsAddress)", "results": "\(resultAddress)",
             "workers": "\(config.expectedWorkers)", "security": "\(config.security == .plain ? "plain" : "curve")",
+            "activations": "\(config.activationDType == .f32 ? "f32" : "f16")",
             "public_key": "\(config.security.publicKey)",
             "authorized_keys": "\(config.authorizedKeys.map { String($0.count) } ?? "any")",
         ])
@@ -158,11 +159,13 @@ public final class CoordinatorService: Service {
                 return r
             }
         }
-        desk.admin.withLock { $0 = AdminDesk(source: LiveClusterStatus(
+        let status = LiveClusterStatus(
             membership: membership, desk: desk, clock: { plane.elapsedMs }, configuration: config,
             model: LiveClusterStatus.identity(fingerprint, layerCount: facts.layerCount),
             planningBasis: PlanningBasis(facts: facts, modelName: fingerprint.name, contextTokens: contextLimit,
-                                         batchSequences: config.batchSequences))) }
+                                         batchSequences: config.batchSequences))
+        desk.admin.withLock { $0 = AdminDesk(source: status) }
+        CoordinatorMetrics.declare()
 
         // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
         // `drainTimeout`), then every loop is cancelled.
@@ -199,6 +202,14 @@ public final class CoordinatorService: Service {
                 group.addTask { await desk.runOutbox() }
                 group.addTask { await modelServer.run() }
                 group.addTask { await plane.tickLoop() }
+                if config.recordsMetrics {
+                    group.addTask {
+                        while !Task.isCancelled {
+                            CoordinatorMetrics.refresh(status.snapshot())
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                }
                 group.addTask {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {
@@ -224,6 +235,7 @@ public final class CoordinatorService: Service {
                 logger.warning("result socket: dropped a message that is not a step result")
                 return
             }
+            CoordinatorMetrics.bytesFromLastStage.increment(by: frames.dropFirst().reduce(0) { $0 + $1.count })
             guard let engine = desk.serving?.engine, engine.deliver(outcome) else {
                 logger.warning("result socket: dropped a result for no pending step",
                                metadata: ["step": "\(outcome.stepID)", "epoch": "\(outcome.planEpoch)"])

@@ -5,6 +5,7 @@ import ClusterSupport
 import Foundation
 import Inference
 import Logging
+import Metrics
 import Sampling
 
 import Tokenizer
@@ -35,6 +36,8 @@ struct JobRecord: Sendable {
     var texts: [String] = []
     let started: ContinuousClock.Instant
     var firstToken: ContinuousClock.Instant?
+    /// When its latest token came (for the per-token latency metric).
+    var lastToken: ContinuousClock.Instant?
     var eventSequence: UInt64 = 0
     var error: String?
     /// The lane running it, when running.
@@ -458,6 +461,7 @@ final class JobDesk: Sendable {
         accepted.queuePosition = UInt32(queued)
         await emit(jobID, .accepted(accepted))
         logger.info("job accepted", metadata: ["job": "\(jobID)", "prompt_tokens": "\(prompt.count)"])
+        CoordinatorMetrics.jobsSubmitted.increment()
         await dispatch(jobID)
     }
 
@@ -516,7 +520,18 @@ final class JobDesk: Sendable {
                 s.jobs[jobID]?.state = .generating
                 s.jobs[jobID]?.failuresWithoutProgress = 0
                 s.jobs[jobID]?.stalledSince = nil
-                if s.jobs[jobID]?.firstToken == nil { s.jobs[jobID]?.firstToken = .now }
+                let now = ContinuousClock.now
+                if let record = s.jobs[jobID] {
+                    if let last = record.lastToken {
+                        CoordinatorMetrics.tokenLatency.record(duration: now - last)
+                    } else if record.tokenIDs.count == 1 {  // the first token (not a job restored from the journal)
+                        CoordinatorMetrics.timeToFirstToken.record(duration: now - record.started)
+                        CoordinatorMetrics.promptTokens.increment(by: record.promptTokens)
+                    }
+                }
+                CoordinatorMetrics.tokensGenerated.increment()
+                s.jobs[jobID]?.lastToken = now
+                if s.jobs[jobID]?.firstToken == nil { s.jobs[jobID]?.firstToken = now }
                 emit(jobID, .token(token), in: &s)
             }
         case .generation(.finished(let reason, let text)):
@@ -610,6 +625,7 @@ final class JobDesk: Sendable {
             return true
         }
         guard ended else { return }
+        CoordinatorMetrics.jobEnded(newState == .cancelled ? "cancelled" : newState == .failed ? "failed" : "finished")
         switch event {
         case .finished(let f):
             journal.append(.ended(job: jobID, state: newState == .cancelled ? "cancelled" : "finished",

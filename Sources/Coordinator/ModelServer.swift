@@ -134,6 +134,7 @@ public final class ModelServer: Sendable {
                                                   requestID: requestID)
                     await reply([peer] + frames)
                     served.withLock { $0 = ($0.chunks + 1, $0.bytes + UInt64(range.count)) }
+                    CoordinatorMetrics.modelBytesServed.increment(by: range.count)
                 } catch {
                     logger.error("model source: cannot encode a chunk", metadata: ["reason": "\(error)"])
                 }

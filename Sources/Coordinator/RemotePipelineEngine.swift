@@ -92,8 +92,10 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
         let step = ActivationStep(tokens: batch, jobID: label, planEpoch: planEpoch, stepID: id)
         let frames = try codec.encode(step)
         pending.expect(id)
+        let frameBytes = frames.reduce(0) { $0 + $1.count }
         do {
             try await firstStage.send(frames, timeout: deadline)
+            CoordinatorMetrics.bytesToFirstStage.increment(by: frameBytes)
         } catch {
             pending.abandon(id, with: PipelineError.sendFailed("\(error)"))
             throw PipelineError.sendFailed("\(error)")
@@ -116,6 +118,7 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
         }
         if let message = outcome.error { throw PipelineError.stageFailed(step: id, message: message) }
         let took = Self.seconds(ContinuousClock.now - sent)
+        CoordinatorMetrics.pipelineStep.recordSeconds(took)
         timing.withLock { $0.record(rows: rows, seconds: took) }
         do {
             return try StageOutput(outcome: outcome, batch: batch, vocabulary: vocabularySize)

@@ -34,6 +34,11 @@ public final class LlamaStage: @unchecked Sendable {
     public var decodeWeightBytes: Int { weights.decodeByteCount }
     /// Bytes currently allocated for KV caches.
     public var cacheBytes: Int { cache.byteCount }
+    /// Bytes the KV caches of `sequences` full-context sequences take: F16 keys and values,
+    /// `[sequences][layers][contextLimit][kvDimension]` each.
+    public func cacheBudgetBytes(sequences: Int) -> Int {
+        2 * 2 * sequences * layers.count * contextLimit * configuration.kvDimension
+    }
 
     /// Loads the tensors of `layers` from `file`.
     /// - Parameters:

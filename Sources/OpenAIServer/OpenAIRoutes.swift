@@ -23,6 +23,9 @@ public struct OpenAIServer: Sendable {
     /// The router with every route and the error rendering.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        // Requests, durations and errors by route and status (swift-metrics; recorded only when
+        // the executable bootstrapped a backend with --metrics).
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: OpenAIErrorMiddleware(logger: logger))
         router.get("/v1/models") { _, _ in try await self.models() }
         router.post("/v1/completions") { request, _ in try await self.complete(request, kind: .text) }

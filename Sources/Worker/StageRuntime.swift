@@ -96,6 +96,10 @@ public actor StageRuntime {
         }
         installed = Installed(assignment: assignment, stage: stage, next: next, results: results)
         statistics.withLock { $0 = StepStatistics() }
+        WorkerMetrics.weightBytes.record(stage.weightBytes)
+        WorkerMetrics.layers.record(assignment.layers.count)
+        WorkerMetrics.kvCacheBytes.record(stage.cacheBytes)
+        WorkerMetrics.kvCacheBudgetBytes.record(stage.cacheBudgetBytes(sequences: assignment.maxBatchSequences))
         logger.info("stage loaded", metadata: [
             "epoch": "\(assignment.planEpoch)", "layers": "\(assignment.layers)",
             "stage": "\(assignment.stageIndex + 1)/\(assignment.stageCount)", "next": "\(assignment.nextHop)",
@@ -120,10 +124,12 @@ public actor StageRuntime {
     public func release(_ sequences: [UInt64], epoch: UInt64) {
         guard let installed, installed.assignment.planEpoch == epoch else { return }
         for id in sequences { installed.stage.removeSequence(SequenceID(id)) }
+        WorkerMetrics.kvCacheBytes.record(installed.stage.cacheBytes)
     }
 
     /// Handles one received data message (frames after the routing id).
     public func handle(frames: [Message]) async {
+        WorkerMetrics.bytesReceived.increment(by: frames.reduce(0) { $0 + $1.count })
         let step: ActivationStep
         do {
             guard case .activation(let s, _) = try codec.decode(frames) else {
@@ -171,18 +177,23 @@ public actor StageRuntime {
         let elapsed = ContinuousClock.now - started
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         statistics.withLock { $0.record(milliseconds: ms, rows: batch.entries.count) }
+        WorkerMetrics.stepTime.record(duration: elapsed)
+        WorkerMetrics.steps.increment()
+        WorkerMetrics.rows.increment(by: batch.entries.count)
+        WorkerMetrics.kvCacheBytes.record(installed.stage.cacheBytes)
         do {
+            let frames: [Message]
             switch output {
             case let .hidden(values, rows, width):
-                let next = try step.forwarding(hidden: values, rows: rows, width: width, dtype: assignment.activationDType)
-                try await installed.next.send(try codec.encode(next), timeout: sendTimeout)
+                frames = try codec.encode(try step.forwarding(hidden: values, rows: rows, width: width, dtype: assignment.activationDType))
             case let .logits(values, entryIndices, vocabulary):
-                let outcome = try step.outcome(logits: values, entryIndices: entryIndices, vocabulary: vocabulary, dtype: .f32)
-                try await installed.next.send(try codec.encode(outcome), timeout: sendTimeout)
+                frames = try codec.encode(try step.outcome(logits: values, entryIndices: entryIndices, vocabulary: vocabulary, dtype: .f32))
             case let .sampled(rows, entryIndices):
-                try await installed.next.send(try codec.encode(step.outcome(sampled: rows, entryIndices: entryIndices)),
-                                              timeout: sendTimeout)
+                frames = try codec.encode(step.outcome(sampled: rows, entryIndices: entryIndices))
             }
+            try await installed.next.send(frames, timeout: sendTimeout)
+            let sent = frames.reduce(0) { $0 + $1.count }
+            if case .hidden = output { WorkerMetrics.bytesToNextStage.increment(by: sent) } else { WorkerMetrics.bytesToCoordinator.increment(by: sent) }
         } catch {
             logger.error("could not send the output of step \(step.stepID)", metadata: ["reason": "\(error)"])
             await report(step.failure("stage \(assignment.stageIndex): could not send its output: \(error)"), to: installed)
@@ -190,6 +201,7 @@ public actor StageRuntime {
     }
 
     private func report(_ outcome: StepOutcome, to installed: Installed) async {
+        WorkerMetrics.stepFailures.increment()
         logger.warning("step failed", metadata: ["step": "\(outcome.stepID)", "reason": "\(outcome.error ?? "")"])
         do {
             try await installed.results.send(try codec.encode(outcome), timeout: sendTimeout)

@@ -88,6 +88,7 @@ public final class WorkerService: Service {
             "threads": "\(config.threads)", "memory": "\(free)", "speed": "\(capabilities.speed)",
             "security": "\(config.security == .plain ? "plain" : "curve")", "data_key": "\(config.security.publicKey)",
         ])
+        WorkerMetrics.declare()
         let runtime = StageRuntime(loop: loop, codec: codec, threads: config.threads, security: config.security,
                                    coordinatorPublicKey: config.coordinatorPublicKey, sendTimeout: config.sendTimeout,
                                    logger: logger)
@@ -276,6 +277,8 @@ public final class WorkerService: Service {
     private func loaded(_ assignment: StageAssignment, bytes: Int, error: String?, started: ContinuousClock.Instant,
                         ports: Ports) async {
         let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
+        WorkerMetrics.loaded(ok: error == nil)
+        WorkerMetrics.loadTime.record(duration: ContinuousClock.now - started)
         for d in next {
             if case .reportReady(let epoch, let error) = d {
                 var ready = Caravan_V1_AssignmentReady()
@@ -300,7 +303,10 @@ public final class WorkerService: Service {
             throw LayerFetchError("no local file with sha256 \(assignment.modelSHA256) (\(assignment.modelName)) and the coordinator offers no model source")
         }
         let source = LayerFetcher.resolve(source: advertised, coordinatorEndpoint: configuration.coordinatorEndpoint)
-        return try await fetcher.fetch(assignment, source: source, heard: { ports.lastHeard.withLock { $0 = .now } }).path
+        let report = try await fetcher.fetch(assignment, source: source, heard: { ports.lastHeard.withLock { $0 = .now } })
+        WorkerMetrics.layerBytesPulled.increment(by: report.downloadedBytes)
+        WorkerMetrics.layerBytesReused.increment(by: report.reusedBytes)
+        return report.path
     }
 
     private func heartbeats(ports: Ports, runtime: StageRuntime, register: Caravan_V1_Register,
@@ -333,6 +339,8 @@ public final class WorkerService: Service {
             beat.sentUnixMs = UInt64(Date().timeIntervalSince1970 * 1000)
             let state = session.read { $0.state }
             beat.planEpoch = session.read { $0.planEpoch }
+            if case .ready = state { WorkerMetrics.ready.record(1) } else { WorkerMetrics.ready.record(0) }
+            WorkerMetrics.coordinatorSilence.record(Double(silence.components.seconds) + Double(silence.components.attoseconds) / 1e18)
             switch state {
             case .initial, .registering, .idle, .refused: beat.state = .idle
             case .loading: beat.state = .loading

@@ -4,6 +4,8 @@ import ClusterSupport
 import Coordinator
 import Foundation
 import Logging
+import MetricsEndpoint
+import ServiceLifecycle
 
 /// `caravan-coordinator`: plans a model over workers and serves jobs.
 @main
@@ -30,8 +32,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Workers to wait for before planning.")
     var workers = 1
 
-    @Option(name: .customLong("activation-dtype"), help: "Activations between stages: f16 or f32.")
-    var activationDType = "f16"
+    @Option(name: .customLong("activation-dtype"), help: "Activations between stages: f32 (the default: exactly the single-node tokens) or f16 (half the bytes per hop, for slow links; rounds the residual stream, so greedy output may part from one machine's at near-ties).")
+    var activationDType = "f32"
 
     @Option(help: "Context (positions per sequence).")
     var ctx = 2048
@@ -87,6 +89,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "HOST:PORT to serve Prometheus metrics on (GET /metrics; port 0 picks a free one, logged as `metrics listening url=...`); default: none.")
+    var metrics: String?
+
     @Option(help: "A config file of `key = value` lines named like these options (see Deploy/coordinator.conf); options on the command line override it.")
     var config: String?
 
@@ -113,6 +118,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard seconds.allSatisfy({ $0.isFinite && $0 <= 1_000_000 }) else {
             throw ValidationError("durations must be finite numbers of seconds, at most 1000000")
         }
+        if let metrics, HostPort(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
         guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be positive") }
         guard lanes >= 0 else { throw ValidationError("--lanes must be 0 (automatic) or positive") }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
@@ -162,7 +168,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.rebalance.minimumInterval = .milliseconds(Int(rebalanceInterval * 1000))
         configuration.rebalance.slowFactor = slowFactor
         configuration.joinSettle = .milliseconds(Int(joinSettle * 1000))
+        var alongside: [any Service] = []
+        if let metrics, let address = HostPort(metrics) {
+            configuration.recordsMetrics = true
+            alongside.append(MetricsServer(address: address, registry: PrometheusBootstrap.bootstrap(), logger: logger))
+        }
         let service = CoordinatorService(configuration: configuration, logger: logger)
-        try await Daemon.run(service, logger: logger)
+        try await Daemon.run(service, alongside: alongside, logger: logger)
     }
 }

@@ -2,7 +2,9 @@ import ArgumentParser
 import ClusterSupport
 import Foundation
 import Logging
+import MetricsEndpoint
 import OpenAIServer
+import ServiceLifecycle
 import ZeroMQ
 
 /// `caravan-openai`: an OpenAI-compatible HTTP API in front of a Caravan coordinator. Its own
@@ -41,6 +43,9 @@ struct CaravanOpenAI: AsyncParsableCommand {
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body accepted.")
     var maxBodyBytes = OpenAIServer.defaultMaxBodyBytes
 
+    @Option(help: "HOST:PORT to serve Prometheus metrics on (GET /metrics, a listener of its own; port 0 picks a free one); default: none.")
+    var metrics: String?
+
     func validate() throws {
         guard endpoint != nil else { throw ValidationError("caravan-openai needs --coordinator (or CARAVAN_COORDINATOR)") }
         guard insecure || key?.count == 40 else {
@@ -49,6 +54,7 @@ struct CaravanOpenAI: AsyncParsableCommand {
         guard (try? Self.hostPort(listen)) != nil else { throw ValidationError("--listen must be HOST:PORT, got \(listen)") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
+        if let metrics, HostPort(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
     }
 
     private static func environment(_ name: String) -> String? {
@@ -75,6 +81,10 @@ struct CaravanOpenAI: AsyncParsableCommand {
         guard let endpoint else { throw ValidationError("caravan-openai needs --coordinator") }
         Daemon.bootstrapLogging(level: .info)
         let logger = Logger(label: "caravan.serve")
+        var alongside: [any Service] = []
+        if let metrics, let address = HostPort(metrics) {
+            alongside.append(MetricsServer(address: address, registry: PrometheusBootstrap.bootstrap(), logger: logger))
+        }
         let keys = try keyFile.map { path throws -> CurveKeyPair in try ClusterSecurity.keyPair(file: path) }
         let gateway = ClusterGateway(endpoint: endpoint, serverKey: insecure ? nil : key, keys: keys,
                                      modelName: modelName, timeout: .seconds(timeout))
@@ -83,6 +93,6 @@ struct CaravanOpenAI: AsyncParsableCommand {
         let app = server.application(host: host, port: port) { bound in
             logger.info("listening", metadata: ["url": "http://\(host):\(bound)", "coordinator": "\(endpoint)"])
         }
-        try await Daemon.run(app, logger: logger)
+        try await Daemon.run(app, alongside: alongside, logger: logger)
     }
 }

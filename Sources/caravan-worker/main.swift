@@ -2,6 +2,8 @@ import ArgumentParser
 import ClusterSupport
 import Foundation
 import Logging
+import MetricsEndpoint
+import ServiceLifecycle
 import Worker
 import ZeroMQ
 
@@ -12,8 +14,11 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "caravan-worker",
         abstract: "Run layers of a model for a Caravan coordinator.")
 
-    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:7000.")
-    var coordinator: String
+    @Option(help: "The coordinator's control endpoint, e.g. tcp://10.0.0.1:7000 (or give --join).")
+    var coordinator: String?
+
+    @Option(help: "A join token from `caravanctl invite` (caravan1:...): the coordinator's endpoint and public key in one; replaces --coordinator, --coordinator-key and --insecure.")
+    var join: String?
 
     @Option(name: .customLong("model"), help: "A model file this worker holds (repeatable; none: pull the assigned layers from the coordinator).")
     var models: [String] = []
@@ -54,6 +59,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(help: "HOST:PORT to serve Prometheus metrics on (GET /metrics; port 0 picks a free one, logged as `metrics listening url=...`); default: none.")
+    var metrics: String?
+
     @Option(help: "A config file of `key = value` lines named like these options (see Deploy/worker.conf); options on the command line override it.")
     var config: String?
 
@@ -66,10 +74,31 @@ struct WorkerCommand: AsyncParsableCommand {
         }
     }
 
-    func validate() throws {
+    /// Where the coordinator is and how to reach it: from `--join`, or from the separate flags.
+    func coordinatorAddress() throws -> (endpoint: String, key: String?) {
+        if let join {
+            guard coordinator == nil, coordinatorKey == nil, !insecure else {
+                throw ValidationError("--join already names the coordinator: leave out --coordinator, --coordinator-key and --insecure")
+            }
+            do {
+                let token = try JoinToken(parsing: join)
+                return (token.control, token.coordinatorKey)
+            } catch {
+                throw ValidationError("--join: \(error)")
+            }
+        }
+        guard let coordinator else {
+            throw ValidationError("give --coordinator (the coordinator's control endpoint) or --join TOKEN (from `caravanctl invite`)")
+        }
         guard insecure || coordinatorKey?.count == 40 else {
             throw ValidationError("give --coordinator-key (the coordinator's 40-character Z85 public key), or --insecure for plain connections")
         }
+        return (coordinator, insecure ? nil : coordinatorKey)
+    }
+
+    func validate() throws {
+        _ = try coordinatorAddress()
+        if let metrics, HostPort(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard cacheKeepDays >= 0, cacheKeepDays.isFinite else { throw ValidationError("--cache-keep-days must be 0 or more") }
         // The coordinator refuses a Register with a speed outside this range, or a longer id.
@@ -84,18 +113,23 @@ struct WorkerCommand: AsyncParsableCommand {
         Daemon.bootstrapLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let workerID = id ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let logger = Logger(label: "caravan.worker.\(workerID)")
+        let (endpoint, key) = try coordinatorAddress()
         var security = ClusterSecurity.plain
-        if !insecure {
+        if key != nil {
             security = .curve(try keyFile.map { path throws in try ClusterSecurity.keyPair(file: path) } ?? CurveKeyPair.generate())
         }
         var config = WorkerConfiguration(
-            workerID: workerID, coordinatorEndpoint: coordinator, dataEndpoint: dataEndpoint,
+            workerID: workerID, coordinatorEndpoint: endpoint, dataEndpoint: dataEndpoint,
             advertisedDataEndpoint: advertise, modelPaths: models, threads: threads,
             memoryLimit: memoryLimitMiB.map { $0 << 20 }, speed: speed, security: security,
-            coordinatorPublicKey: coordinatorKey ?? "")
+            coordinatorPublicKey: key ?? "")
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.cacheKeepDays = cacheKeepDays > 0 ? cacheKeepDays : nil
+        var alongside: [any Service] = []
+        if let metrics, let address = HostPort(metrics) {
+            alongside.append(MetricsServer(address: address, registry: PrometheusBootstrap.bootstrap(), logger: logger))
+        }
         let service = WorkerService(configuration: config, logger: logger)
-        try await Daemon.run(service, logger: logger)
+        try await Daemon.run(service, alongside: alongside, logger: logger)
     }
 }

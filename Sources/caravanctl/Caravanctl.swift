@@ -9,7 +9,7 @@ import Foundation
 struct Caravanctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caravanctl", abstract: "Operate a Caravan cluster: status, plan previews, drain, keys, jobs.",
-        subcommands: [Status.self, Plan.self, Drain.self, Keygen.self, Generate.self, Attach.self])
+        subcommands: [Status.self, Plan.self, Drain.self, Keygen.self, Invite.self, Generate.self, Attach.self])
 }
 
 /// Where the coordinator is.

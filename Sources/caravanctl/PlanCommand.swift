@@ -63,8 +63,8 @@ struct Plan: AsyncParsableCommand {
     @Option(name: .customLong("link-gbps"), help: "On paper: network bandwidth between machines, Gbit/s.")
     var linkGbps: Double?
 
-    @Option(name: .customLong("activation-dtype"), help: "On paper: activations between stages, f16 or f32.")
-    var activationDType = "f16"
+    @Option(name: .customLong("activation-dtype"), help: "On paper: activations between stages, f32 (the coordinator's default) or f16.")
+    var activationDType = "f32"
 
     @Flag(help: "Print the plan as JSON (a PlanPreview message).")
     var json = false

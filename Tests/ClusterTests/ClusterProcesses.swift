@@ -91,11 +91,29 @@ final class ClusterProcesses: @unchecked Sendable {
         ], log: "worker-0.log"))
     }
 
+    /// The join token `caravanctl invite` printed for the coordinator (set by `start` when some
+    /// worker joins with it).
+    private(set) var joinToken = ""
+
+    /// Asks `caravanctl invite` for a join token of the running coordinator (its control and
+    /// client endpoints and the public key derived from its key file).
+    func invite() throws -> String {
+        let out = try CLIRun.run(binaries.appendingPathComponent("caravanctl"), [
+            "invite", "--control", controlEndpoint, "--clients", clientsEndpoint,
+            "--key-file", directory.appendingPathComponent("coordinator.key").path,
+        ], in: directory, timeout: 30)
+        guard out.status == 0 else { throw Failure(description: "caravanctl invite failed: \(out.stderr)") }
+        return out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Starts a coordinator and `workers` workers and waits until the pipeline serves. Workers in
-    /// `withoutModel` get no `--model` (they pull their layers from the coordinator); with
-    /// `oneByOne` each worker is started once the previous one registered (join order = stage order).
+    /// `withoutModel` get no `--model` (they pull their layers from the coordinator); workers in
+    /// `joining` get only `--join TOKEN` (from `caravanctl invite`) instead of the coordinator's
+    /// endpoint and key; with `oneByOne` each worker is started once the previous one registered
+    /// (join order = stage order).
     func start(workers count: Int, model: String, extraCoordinatorArguments: [String] = [],
-               extraWorkerArguments: (Int) -> [String] = { _ in [] }, withoutModel: Set<Int> = [], oneByOne: Bool = false) throws {
+               extraWorkerArguments: (Int) -> [String] = { _ in [] }, withoutModel: Set<Int> = [], joining: Set<Int> = [],
+               oneByOne: Bool = false) throws {
         coordinator = try launch("caravan-coordinator", [
             "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
             "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
@@ -108,10 +126,12 @@ final class ClusterProcesses: @unchecked Sendable {
         clientsEndpoint = try waitForLog("coordinator.log", "clients=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         resultsEndpoint = try waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         coordinatorKey = try waitForLog("coordinator.log", "public_key=(\\S{40})", timeout: .seconds(5))
+        if !joining.isEmpty { joinToken = try invite() }
         for i in 0..<count {
-            workers.append(try launch("caravan-worker", [
-                "--coordinator-key=\(coordinatorKey)", "--coordinator", controlEndpoint, "--threads", "1", "--speed", "1",
-                "--id", "worker-\(i)",
+            let coordinator = joining.contains(i) ? ["--join", joinToken]
+                : ["--coordinator-key=\(coordinatorKey)", "--coordinator", controlEndpoint]
+            workers.append(try launch("caravan-worker", coordinator + [
+                "--threads", "1", "--speed", "1", "--id", "worker-\(i)",
             ] + (withoutModel.contains(i) ? [] : ["--model", model]) + extraWorkerArguments(i), log: "worker-\(i).log"))
             if oneByOne {
                 do {

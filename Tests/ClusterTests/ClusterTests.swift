@@ -22,9 +22,11 @@ final class ClusterTests: XCTestCase {
             let model = try TestModel.requirePath()
             let c = try ClusterProcesses()
             cluster = c
-            // F32 activations: the pipeline then computes exactly what one node does (F16, the
-            // default, rounds the residual stream between stages and drifts after ~6-14 tokens).
-            try c.start(workers: 3, model: model, extraCoordinatorArguments: ["--activation-dtype", "f32"])
+            // Default flags (F32 activations: the pipeline computes exactly what one node does),
+            // plus a metrics endpoint on every daemon; worker-2 joins with only `--join TOKEN`
+            // from `caravanctl invite` (OperationsTests checks all three).
+            try c.start(workers: 3, model: model, extraCoordinatorArguments: ["--metrics", "127.0.0.1:0"],
+                        extraWorkerArguments: { _ in ["--metrics", "127.0.0.1:0"] }, joining: [2])
             context = try Context()
         } catch {
             startError = "\(error)"

@@ -26,18 +26,20 @@ extension ClusterTests {
         return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? -1, body: String(decoding: data, as: UTF8.self))
     }
 
-    private func startServe(_ cluster: ClusterProcesses) throws -> (Process, String) {
+    /// Starts `caravan-openai` in front of `cluster` (log: serve.log); returns it and its base URL.
+    func startServe(_ cluster: ClusterProcesses, extraArguments: [String] = []) throws -> (Process, String) {
         let p = Process()
         p.executableURL = cluster.binaries.appendingPathComponent("caravan-openai")
         p.arguments = ["--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
-                       "--listen", "127.0.0.1:0", "--timeout", "30"]
+                       "--listen", "127.0.0.1:0", "--timeout", "30"] + extraArguments
         let logURL = cluster.directory.appendingPathComponent("serve.log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let handle = try FileHandle(forWritingTo: logURL)
         p.standardOutput = handle
         p.standardError = handle
         try p.run()
-        let port = try cluster.waitForLog("serve.log", "url=http://127\\.0\\.0\\.1:([0-9]+)", timeout: .seconds(30))
+        // (Not the metrics listener's line, whose URL goes on with /metrics.)
+        let port = try cluster.waitForLog("serve.log", "url=http://127\\.0\\.0\\.1:([0-9]+)\\s", timeout: .seconds(30))
         return (p, "http://127.0.0.1:\(port)")
     }
 
