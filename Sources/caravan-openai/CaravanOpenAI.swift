@@ -41,6 +41,12 @@ struct CaravanOpenAI: AsyncParsableCommand {
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body accepted.")
     var maxBodyBytes = OpenAIServer.defaultMaxBodyBytes
 
+    @Option(name: .customLong("api-keys"), help: "File of API keys (one per line, # comments, at least 16 characters each): requests must send `Authorization: Bearer KEY` (else 401). Default: $CARAVAN_API_KEYS; without one, no authentication (logged).")
+    var apiKeys: String?
+
+    @Option(name: .customLong("max-concurrent-requests"), help: "Completions running at once at most (more: 429 at once). Keep it at or below the coordinator's --max-jobs-per-client: every request runs as this server's one client key.")
+    var maxConcurrentRequests = 32
+
     func validate() throws {
         guard endpoint != nil else { throw ValidationError("caravan-openai needs --coordinator (or CARAVAN_COORDINATOR)") }
         guard insecure || key?.count == 40 else {
@@ -49,6 +55,7 @@ struct CaravanOpenAI: AsyncParsableCommand {
         guard (try? Self.hostPort(listen)) != nil else { throw ValidationError("--listen must be HOST:PORT, got \(listen)") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
+        guard maxConcurrentRequests >= 1 else { throw ValidationError("--max-concurrent-requests must be positive") }
     }
 
     private static func environment(_ name: String) -> String? {
@@ -76,12 +83,19 @@ struct CaravanOpenAI: AsyncParsableCommand {
         Daemon.bootstrapLogging(level: .info)
         let logger = Logger(label: "caravan.serve")
         let keys = try keyFile.map { path throws -> CurveKeyPair in try ClusterSecurity.keyPair(file: path) }
-        let gateway = ClusterGateway(endpoint: endpoint, serverKey: insecure ? nil : key, keys: keys,
-                                     modelName: modelName, timeout: .seconds(timeout))
+        let gateway = try ClusterGateway(endpoint: endpoint, serverKey: insecure ? nil : key, keys: keys,
+                                         modelName: modelName, timeout: .seconds(timeout),
+                                         maxConcurrentJobs: maxConcurrentRequests)
         let (host, port) = try Self.hostPort(listen)
-        let server = OpenAIServer(gateway: gateway, maxBodyBytes: maxBodyBytes, logger: logger)
+        let keyFile = apiKeys ?? Self.environment("CARAVAN_API_KEYS")
+        let accepted = try keyFile.map { path throws -> APIKeys in try APIKeys(file: path) }
+        let server = OpenAIServer(gateway: gateway, maxBodyBytes: maxBodyBytes, apiKeys: accepted, logger: logger)
+        if accepted == nil {
+            logger.warning("no --api-keys: anyone who reaches this address may run jobs; bind to 127.0.0.1 or give an API key file")
+        }
         let app = server.application(host: host, port: port) { bound in
-            logger.info("listening", metadata: ["url": "http://\(host):\(bound)", "coordinator": "\(endpoint)"])
+            logger.info("listening", metadata: ["url": "http://\(host):\(bound)", "coordinator": "\(endpoint)",
+                                                "api_keys": "\(accepted?.count ?? 0)", "max_concurrent": "\(maxConcurrentRequests)"])
         }
         try await Daemon.run(app, logger: logger)
     }
