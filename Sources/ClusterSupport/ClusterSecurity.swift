@@ -7,8 +7,8 @@ import ZeroMQ
 /// coordinator's key is given to workers and clients (`--coordinator-key`), each worker's data-socket
 /// key travels in its `Register` and reaches the previous stage in its `StageAssignment`. A worker's
 /// data socket admits only the client keys its assignment lists (the coordinator's and the previous
-/// stage's worker's; a ZAP allow-list); the coordinator's sockets admit any client that knows its
-/// public key unless it runs with `--authorized-keys`.
+/// stage's worker's; a ZAP allow-list); the coordinator's sockets admit keys by role, from its
+/// allow-lists (`Coordinator.AccessList`).
 public enum ClusterSecurity: Sendable, Equatable {
     /// Plain TCP (`--insecure`), for trusted networks only.
     case plain

@@ -6,19 +6,43 @@ import ClusterSupport
 /// `PlanPreviewRequest` → `PlanPreview`) from a ``ClusterStatusSource``. Changes nothing.
 final class AdminDesk: Sendable {
     private let source: any ClusterStatusSource
+    /// How clients are admitted ("lists", "open", "plain"), reported in every status.
+    private let clientAccess: String
 
-    init(source: any ClusterStatusSource) { self.source = source }
+    init(source: any ClusterStatusSource, clientAccess: String = "plain") {
+        self.source = source
+        self.clientAccess = clientAccess
+    }
 
-    /// The reply to an admin request, or nil when `body` is not one this desk answers.
-    func answer(_ body: Caravan_V1_Envelope.OneOf_Body) -> Caravan_V1_Envelope.OneOf_Body? {
+    /// The reply to an admin request from `caller`, or nil when `body` is not one this desk
+    /// answers. A status lists only the caller's own jobs unless it is an admin; a plan preview
+    /// is for admins only.
+    func answer(_ body: Caravan_V1_Envelope.OneOf_Body, caller: Caller = .plain) -> Caravan_V1_Envelope.OneOf_Body? {
         switch body {
         case .clusterStatusRequest(let r):
-            return .clusterStatus(AdminReports.clusterStatus(source.snapshot(), includeFinishedJobs: r.includeFinishedJobs))
+            var snapshot = source.snapshot()
+            let waitingForRoom = snapshot.jobs.filter { $0.status.queuePosition > 0 }.count
+            snapshot.jobs = snapshot.jobs.filter { caller.mayTouch(jobOwnedBy: $0.owner) }
+            var status = AdminReports.clusterStatus(snapshot, includeFinishedJobs: r.includeFinishedJobs)
+            status.admissionQueued = UInt32(clamping: waitingForRoom)
+            status.clientAccess = clientAccess
+            status.callerRoles = caller.key.isEmpty && caller.roles == .all ? "" : caller.roles.description
+            return .clusterStatus(status)
+        case .planPreviewRequest where !caller.roles.contains(.admin):
+            return Self.forbidden("a plan preview is for admin keys only (authorized_admins)")
         case .planPreviewRequest(let r):
             return .planPreview(AdminReports.planPreview(r, basis: source.planningBasis, snapshot: source.snapshot()))
         default:
             return nil
         }
+    }
+
+    /// The reply to a request the caller's roles do not allow.
+    static func forbidden(_ message: String) -> Caravan_V1_Envelope.OneOf_Body {
+        var e = Caravan_V1_ErrorReply()
+        e.code = "forbidden"
+        e.message = message
+        return .error(e)
     }
 
     /// The reply when no desk is installed yet.

@@ -91,6 +91,7 @@ public enum AdminTables {
         } else {
             out.append("cluster: WAITING (\(s.waitingReason))  plan epoch \(s.planEpoch)\(model)  \(security)")
         }
+        if let line = access(s) { out.append(line) }
         out.append("")
         out.append("workers (\(s.workers.count) registered, \(s.expectedWorkers) expected):")
         let rows = s.workers.map { w -> [String] in
@@ -112,11 +113,13 @@ public enum AdminTables {
         out.append("")
         let queued = s.jobs.filter { $0.state == .queued }.count
         let running = s.jobs.filter { $0.state == .prefill || $0.state == .generating }.count
-        out.append("jobs: \(queued) queued, \(running) running")
+        out.append("jobs: \(queued) queued, \(running) running"
+            + (s.admissionQueued > 0 ? " (\(s.admissionQueued) waiting for KV room)" : ""))
         if !s.jobs.isEmpty {
             out.append(table(["JOB", "STATE", "PROMPT", "GENERATED", "EPOCH", "SUBMITTED", "WAITING / ERROR"], s.jobs.map { j in
                 let age = s.nowUnixMs > j.submittedUnixMs ? Self.age(ms: s.nowUnixMs - j.submittedUnixMs) + " ago" : "now"
-                let note = j.hasError ? j.error.message : j.waitingReason
+                var note = j.hasError ? j.error.message : j.waitingReason
+                if j.queuePosition > 0 { note = "queue position \(j.queuePosition)" + (note.isEmpty ? "" : ": \(note)") }
                 return [j.jobID, jobState(j.state), "\(j.promptTokens)", "\(j.completionTokens)", "\(j.planEpoch)", age, note]
             }))
         }
@@ -131,6 +134,18 @@ public enum AdminTables {
             }))
         }
         return out.joined(separator: "\n")
+    }
+
+    /// Who may connect as a client, and the asking key's roles (nil for older coordinators).
+    static func access(_ s: Caravan_V1_ClusterStatus) -> String? {
+        let clients: String
+        switch s.clientAccess {
+        case "": return nil
+        case "open": clients = "OPEN CLIENTS: any key that knows the coordinator's public key may submit jobs (--open-clients)"
+        case "plain": clients = "PLAIN: no keys, no roles; every peer may do everything (--insecure)"
+        default: clients = "clients by allow-list"
+        }
+        return "access: \(clients)" + (s.callerRoles.isEmpty ? "" : "; this key: \(s.callerRoles)")
     }
 
     /// A plan preview: one row per stage, memory against what the worker offers, estimates.

@@ -8,11 +8,14 @@ public struct AdminJob: Sendable, Equatable {
     public var status: Caravan_V1_JobStatus
     /// Its current decode rate, tokens per second (0 when not generating).
     public var tokensPerSecond: Double
+    /// The key of the client that submitted it ("" in plain mode).
+    public var owner: String
 
     /// Creates a job entry.
-    public init(status: Caravan_V1_JobStatus, tokensPerSecond: Double = 0) {
+    public init(status: Caravan_V1_JobStatus, tokensPerSecond: Double = 0, owner: String = "") {
         self.status = status
         self.tokensPerSecond = tokensPerSecond
+        self.owner = owner
     }
 }
 
@@ -105,17 +108,18 @@ struct LiveClusterStatus: ClusterStatusSource {
     func snapshot() -> ClusterSnapshot {
         let m = membership.withLock { $0 }
         let now = max(clock(), m.clock)
-        let (records, unavailable) = desk.adminSnapshot()
+        let (records, unavailable, queued) = desk.adminSnapshot()
         let instant = ContinuousClock.now
         let jobs = records.map { r -> AdminJob in
-            let s = JobDesk.wireStatus(r)
+            var s = JobDesk.wireStatus(r)
+            s.queuePosition = UInt32(clamping: queued[r.jobID] ?? 0)
             let completion = r.tokenIDs.count
             var rate = 0.0
             if s.state == .generating, let first = r.firstToken, completion > 1 {
                 let seconds = Double(JobDesk.milliseconds(instant - first)) / 1000
                 if seconds > 0 { rate = Double(completion - 1) / seconds }
             }
-            return AdminJob(status: s, tokensPerSecond: rate)
+            return AdminJob(status: s, tokensPerSecond: rate, owner: r.owner)
         }.sorted { ($0.status.submittedUnixMs, $0.status.jobID) < ($1.status.submittedUnixMs, $1.status.jobID) }
         var security = false
         if case .curve = configuration.security { security = true }

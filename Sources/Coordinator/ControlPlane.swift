@@ -70,7 +70,20 @@ final class ControlPlane: Sendable {
         }
         let t = now
         var directives: [Membership.Directive] = []
+        // ZAP admits only worker keys on this socket; checked again per message because the lists
+        // may have changed since the connection was made.
+        let caller = AccessList.caller(of: frames, access: configuration.access)
+        guard caller.roles.contains(.worker) else {
+            logger.warning("control socket: dropped a message from a key that is not a worker's",
+                           metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
+            return
+        }
         switch body {
+        case .register(let m) where configuration.access != nil && m.dataPublicKey != caller.key:
+            // A worker uses one key pair for every connection: the key it announces for its data
+            // socket (which results and assignments are checked against) must be the one it holds.
+            directives = [.acknowledge(peer, accepted: false, reason:
+                "worker \(m.workerID) announced the data key \(m.dataPublicKey) but connected with \(caller.key)")]
         case .hello(let m):
             membership.withLock { $0.touch(peer, now: t) }
             logger.info("hello", metadata: ["node": "\(m.nodeID)", "role": "\(m.role)"])

@@ -57,9 +57,12 @@ public struct CoordinatorConfiguration: Sendable {
     /// The model source address workers are told in `RegisterAck` (set by the service once the
     /// socket is bound; a wildcard host means the host of the control endpoint).
     public var modelSourceAddress = ""
-    /// With CURVE: the client public keys (workers' and clients') the coordinator's sockets admit;
-    /// nil admits every client that knows the coordinator's public key.
-    public var authorizedKeys: Set<String>?
+    /// With CURVE: who may connect, and as what (``AccessList``); the service refuses to start
+    /// with CURVE and no list. Ignored in plain mode, where every peer has every role.
+    public var access: AccessList?
+    /// Running and queued jobs one client key may hold at once (admins and plain mode: no limit
+    /// beyond ``maxUnfinishedJobs``).
+    public var maxJobsPerClient = 64
 
     /// Creates a configuration.
     public init(modelPath: String, controlEndpoint: String, clientsEndpoint: String, resultsEndpoint: String? = nil,

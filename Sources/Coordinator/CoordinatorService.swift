@@ -53,19 +53,36 @@ public final class CoordinatorService: Service {
         let contextLimit = min(config.contextTokens, facts.contextLength > 0 ? facts.contextLength : config.contextTokens)
 
         let context = try Context()
-        // With an allow-list, a ZAP handler decides which CURVE clients the sockets admit (it must
-        // run before the sockets bind).
+        // With CURVE a ZAP handler decides who connects to which socket (it must run before the
+        // sockets bind): each socket has a ZAP domain admitting only the roles that use it, and
+        // every admitted connection's frames carry the client key as User-Id for the per-message
+        // checks (AccessList, docs/protocol.md).
         var zap: ZAPAuthenticator?
-        if case .curve = config.security, let keys = config.authorizedKeys {
+        let access: AccessList?
+        if case .curve = config.security {
+            if let problem = AccessList.startupProblem(config.access) {
+                throw CoordinatorStartError(description: problem)
+            }
+            access = config.access
+        } else {
+            access = nil
+        }
+        if let access {
             let logger = self.logger
-            zap = try ZAPAuthenticator(context: context, allowedClientKeys: keys, allowNull: false) { decision in
+            zap = try ZAPAuthenticator(context: context, allowNull: false, resolver: { domain, key in
+                access.resolve(domain: domain, key: key) { error in
+                    logger.error("cannot read an allow-list again; keeping the previous one", metadata: ["reason": "\(error)"])
+                }
+            }) { decision in
                 if !decision.allowed {
                     logger.warning("refused a connection", metadata: [
-                        "address": "\(decision.address)", "key": "\(decision.clientKey ?? "")", "reason": "\(decision.reason)",
+                        "address": "\(decision.address)", "socket": "\(decision.domain)", "key": "\(decision.clientKey ?? "")",
+                        "reason": "\(decision.reason)",
                     ])
                 }
             }
         }
+        let roles = access != nil
         let loop = try EventLoop(context: context, name: "coordinator-zmq")
         defer {
             loop.shutdown()
@@ -77,6 +94,7 @@ public final class CoordinatorService: Service {
         // (`FrameLimits`, docs/protocol.md): a peer cannot make the coordinator buffer more.
         let control = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            if roles { try socket.set(.zapDomain, CoordinatorSocketDomain.control.rawValue) }
             try socket.set(.maxMessageSize, Int64(FrameLimits.control(config.limits)))
             try socket.apply(LinkLiveness.cluster)
             // Workers keep one routing identity per process: a re-made connection takes it over.
@@ -85,6 +103,7 @@ public final class CoordinatorService: Service {
         }
         let results = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            if roles { try socket.set(.zapDomain, CoordinatorSocketDomain.results.rawValue) }
             try socket.set(.receiveHighWaterMark, 256)
             try socket.set(.maxMessageSize, Int64(FrameLimits.results(config.limits, maxRows: config.maxBatchRows,
                                                                        vocabulary: facts.vocabularySize)))
@@ -93,6 +112,7 @@ public final class CoordinatorService: Service {
         }
         let clients = try AsyncSocket(loop: loop, type: .router) { socket in
             try socket.apply(config.security.server)
+            if roles { try socket.set(.zapDomain, CoordinatorSocketDomain.clients.rawValue) }
             try socket.set(.maxMessageSize, Int64(FrameLimits.clients(config.limits)))
             try socket.bind(config.clientsEndpoint)
         }
@@ -105,14 +125,15 @@ public final class CoordinatorService: Service {
             "workers": "\(config.expectedWorkers)", "security": "\(config.security == .plain ? "plain" : "curve")",
             "activations": "\(config.activationDType == .f32 ? "f32" : "f16")",
             "public_key": "\(config.security.publicKey)",
-            "authorized_keys": "\(config.authorizedKeys.map { String($0.count) } ?? "any")",
+            "client_access": "\(AccessList.clientAccess(access))",
+            "authorized": "\(access.map { "workers \($0.counts.workers), clients \($0.counts.clients), admins \($0.counts.admins)" } ?? "plain mode: every peer has every role")",
         ])
+        if access?.openClients == true {
+            logger.warning("OPEN CLIENTS: any key that knows the coordinator's public key may submit jobs (--open-clients); give --authorized-clients to close it")
+        } else if access == nil {
+            logger.warning("PLAIN MODE: no encryption and no roles; every peer may register, submit, drain and read every job (--insecure)")
+        }
 
-        let modelServer = try await ModelServer(
-            loop: loop, endpoint: config.modelSourceEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint),
-            security: config.security, file: file, fingerprint: fingerprint, layerCount: facts.layerCount, codec: codec, logger: logger)
-        var planeConfiguration = config
-        planeConfiguration.modelSourceAddress = modelServer.address
         let template_ = AssignmentTemplate(
             modelName: fingerprint.name, modelSHA256: fingerprint.sha256, modelSize: fingerprint.size,
             modelLayerCount: facts.layerCount, resultAddress: resultAddress, activationDType: config.activationDType,
@@ -133,7 +154,9 @@ public final class CoordinatorService: Service {
         }
         let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
                            contextLimit: contextLimit, logger: logger, journal: journal,
-                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout, maxUnfinishedJobs: config.maxUnfinishedJobs))
+                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout, maxUnfinishedJobs: config.maxUnfinishedJobs,
+                                                 maxJobsPerClient: config.maxJobsPerClient, batchSequences: config.batchSequences),
+                           access: access)
         let lastEpoch: UInt64
         do {
             lastEpoch = try desk.restore()
@@ -145,6 +168,15 @@ public final class CoordinatorService: Service {
             heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout)),
             suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)),
             joinSettle: UInt64(JobDesk.milliseconds(config.joinSettle)), lastEpoch: lastEpoch))
+        let modelServer = try await ModelServer(
+            loop: loop, endpoint: config.modelSourceEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint),
+            security: config.security, file: file, fingerprint: fingerprint, layerCount: facts.layerCount, codec: codec, logger: logger,
+            access: access, isRegisteredWorker: { key in
+                membership.withLock { m in m.members.contains { $0.dataPublicKey == key } }
+            })
+        var planeConfiguration = config
+        planeConfiguration.modelSourceAddress = modelServer.address
+        planeConfiguration.access = access
         let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
                                  template: assignmentTemplate, configuration: planeConfiguration, logger: logger, desk: desk,
@@ -164,7 +196,7 @@ public final class CoordinatorService: Service {
             model: LiveClusterStatus.identity(fingerprint, layerCount: facts.layerCount),
             planningBasis: PlanningBasis(facts: facts, modelName: fingerprint.name, contextTokens: contextLimit,
                                          batchSequences: config.batchSequences))
-        desk.admin.withLock { $0 = AdminDesk(source: status) }
+        desk.admin.withLock { $0 = AdminDesk(source: status, clientAccess: AccessList.clientAccess(access)) }
         CoordinatorMetrics.declare()
 
         // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
@@ -187,7 +219,9 @@ public final class CoordinatorService: Service {
                 }
                 group.addTask {
                     do {
-                        for try await frames in results.messages() { self.deliver(frames, codec: codec, desk: desk) }
+                        for try await frames in results.messages() {
+                            self.deliver(frames, codec: codec, desk: desk, access: access)
+                        }
                     } catch {
                         self.logger.error("result socket failed", metadata: ["reason": "\(error)"])
                     }
@@ -228,8 +262,19 @@ public final class CoordinatorService: Service {
         await control.close()
     }
 
-    private func deliver(_ frames: [Message], codec: WireCodec, desk: JobDesk) {
+    private func deliver(_ frames: [Message], codec: WireCodec, desk: JobDesk, access: AccessList?) {
         guard frames.count >= 2 else { return }
+        if access != nil {
+            // Only the worker the last stage of the serving plan was assigned to posts results:
+            // another worker (or a stale one) could otherwise answer steps it never ran.
+            let caller = AccessList.caller(of: frames, access: access)
+            guard let serving = desk.serving, caller.roles.contains(.worker), !caller.key.isEmpty,
+                  caller.key == serving.lastStageKey else {
+                logger.warning("result socket: dropped a result from a worker that does not run the last stage",
+                               metadata: ["key": "\(caller.key)"])
+                return
+            }
+        }
         do {
             guard case .stepResult(let outcome, _) = try codec.decode(Array(frames.dropFirst())) else {
                 logger.warning("result socket: dropped a message that is not a step result")
@@ -278,7 +323,8 @@ public final class CoordinatorService: Service {
             "epoch": "\(serve.epoch)", "stages": "\(serve.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " "))",
             "lanes": "\(lanes.count)",
         ])
-        let pipeline = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes)
+        let pipeline = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes,
+                                       lastStageKey: serve.stages.last?.publicKey ?? "")
         guard await desk.startServing(pipeline, stillCurrent: { plane.isServing(epoch: serve.epoch) }) else {
             logger.info("plan replaced before it served", metadata: ["epoch": "\(serve.epoch)"])
             await first.close()

@@ -16,6 +16,8 @@ struct ServingPipeline: Sendable {
     let epoch: UInt64
     let engine: RemotePipelineEngine
     let lanes: [Lane]
+    /// The CURVE key of the worker running the last stage: results are taken from it only.
+    var lastStageKey = ""
 }
 
 /// One job's bookkeeping. A job outlives pipelines: while no pipeline can take it (start-up,
@@ -26,6 +28,11 @@ struct JobRecord: Sendable {
     let sequence: SequenceID
     let promptTokens: Int
     let submittedMs: UInt64
+    /// The CURVE key of the client that submitted it ("" in plain mode): only that key (and
+    /// admins) may read, cancel or attach to it.
+    var owner = ""
+    /// KV positions per stage the job reserves while it runs (``KVAdmission``).
+    var kvCost = 0
     /// Where events go (nil after a coordinator restart until a client attaches).
     var peer: PeerID?
     var state: Caravan_V1_JobState
@@ -72,6 +79,10 @@ struct JobDeskPolicy: Sendable {
     /// Messages queued for clients at most: beyond half of it new jobs are refused, beyond all of
     /// it messages are dropped (counted and logged).
     var maxOutbox = 65_536
+    /// Unfinished jobs one client key may hold (admins and plain mode: only the global limit).
+    var maxJobsPerClient = 64
+    /// Sequences per step the plan sizes KV caches for: with the context, the KV room jobs share.
+    var batchSequences = 8
 }
 
 /// The client side of the coordinator: takes `JobSubmit`, `JobStatusRequest`, `JobCancel` and
@@ -90,6 +101,7 @@ final class JobDesk: Sendable {
         var unavailableReason = "the cluster is starting (waiting for workers)"
         var faultReportedEpoch: UInt64 = 0
         var nextSequence: UInt64 = 0
+        var admission: KVAdmission
     }
 
     private let clients: AsyncSocket
@@ -100,7 +112,9 @@ final class JobDesk: Sendable {
     private let logger: Logger
     private let journal: any JobJournal
     private let policy: JobDeskPolicy
-    private let state = LockedValue(State())
+    /// Who may do what (nil in plain mode: everyone everything).
+    private let access: AccessList?
+    private let state: LockedValue<State>
     /// Everything sent to clients, in the order it was decided under the state lock (so that a
     /// re-attached client gets missed tokens and new ones in order, none twice).
     private let outbox: AsyncStream<(PeerID, Caravan_V1_Envelope.OneOf_Body, UInt64)>
@@ -115,7 +129,8 @@ final class JobDesk: Sendable {
     let drainHandler = LockedValue<(@Sendable (Caravan_V1_DrainRequest) async -> Caravan_V1_AdminResult)?>(nil)
 
     init(clients: AsyncSocket, codec: WireCodec, tokenizer: Tokenizer, template: ChatTemplate?, contextLimit: Int,
-         logger: Logger, journal: any JobJournal, policy: JobDeskPolicy) {
+         logger: Logger, journal: any JobJournal, policy: JobDeskPolicy, access: AccessList? = nil) {
+        self.access = access
         self.clients = clients
         self.codec = codec
         self.tokenizer = tokenizer
@@ -124,6 +139,7 @@ final class JobDesk: Sendable {
         self.logger = logger
         self.journal = journal
         self.policy = policy
+        state = LockedValue(State(admission: KVAdmission(contextTokens: contextLimit, batchSequences: policy.batchSequences)))
         (outbox, outboxInput) = AsyncStream.makeStream()
     }
 
@@ -223,10 +239,17 @@ final class JobDesk: Sendable {
     /// Jobs not ended yet (running or waiting).
     var activeJobs: Int { state.withLock { $0.bySequence.count } }
 
-    /// Every remembered job and, when jobs cannot run now, why (for `caravanctl status`).
-    func adminSnapshot() -> (jobs: [JobRecord], unavailable: String?) {
-        state.withLock { s in (Array(s.jobs.values), s.admitting && s.serving != nil ? nil : s.unavailableReason) }
+    /// Every remembered job, when jobs cannot run now why, and the jobs waiting for KV room with
+    /// their positions (for `caravanctl status`).
+    func adminSnapshot() -> (jobs: [JobRecord], unavailable: String?, queued: [String: Int]) {
+        state.withLock { s in
+            let queued = Dictionary(s.admission.queue.enumerated().map { ($1.job, $0 + 1) }, uniquingKeysWith: { a, _ in a })
+            return (Array(s.jobs.values), s.admitting && s.serving != nil ? nil : s.unavailableReason, queued)
+        }
     }
+
+    /// KV positions per stage reserved by running jobs, and the budget (for tests and logs).
+    var kvRoom: (inUse: Int, budget: Int) { state.withLock { ($0.admission.inUse, $0.admission.budget) } }
 
     /// Jobs waiting for a pipeline, and the reason given.
     var waiting: (count: Int, reason: String) {
@@ -270,6 +293,7 @@ final class JobDesk: Sendable {
                 var record = JobRecord(jobID: jobID, clientRequestID: sub.clientRequestID, sequence: SequenceID(sub.sequence),
                                        promptTokens: sub.prompt.count, submittedMs: sub.submittedMs, peer: nil,
                                        state: generated.isEmpty ? .queued : .generating, started: .now)
+                record.owner = sub.owner ?? ""
                 record.tokenIDs = generated.map(\.0)
                 record.texts = generated.map(\.1)
                 if let (st, reason, text) = ends[jobID] {
@@ -290,6 +314,7 @@ final class JobDesk: Sendable {
                                                      contextLimit: contextLimit) else { continue }
                     record.parked = session
                     record.session = session
+                    record.kvCost = s.admission.cost(promptTokens: sub.prompt.count, maxNewTokens: session.parameters.maxTokens)
                     record.waitingSince = .now
                     record.waitingReason = "the coordinator restarted; waiting for the pipeline"
                     s.jobs[jobID] = record
@@ -342,13 +367,26 @@ final class JobDesk: Sendable {
             await send(.error(reply), to: peer)
             return
         }
+        // Roles per message (docs/protocol.md): ZAP admits only client and admin keys here; a
+        // client touches its own jobs only (another's are "not found"), admins everything.
+        let caller = AccessList.caller(of: frames, access: access)
+        guard !caller.roles.intersection([.client, .admin]).isEmpty else {
+            logger.warning("client socket: refused a message from a key that is neither client nor admin",
+                           metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
+            await send(AdminDesk.forbidden("this key is not a client's (authorized_clients) or an admin's (authorized_admins)"),
+                       to: peer, requestID: requestID)
+            return
+        }
         switch body {
-        case .jobSubmit(let m): await submit(m, from: peer, requestID: requestID)
-        case .jobStatusRequest(let m): await status(m.jobID, to: peer, requestID: requestID)
-        case .jobCancel(let m): await cancel(m.jobID, from: peer, requestID: requestID)
-        case .jobAttach(let m): await attach(m, from: peer, requestID: requestID)
+        case .jobSubmit(let m): await submit(m, from: peer, caller: caller, requestID: requestID)
+        case .jobStatusRequest(let m): await status(m.jobID, to: peer, caller: caller, requestID: requestID)
+        case .jobCancel(let m): await cancel(m.jobID, from: peer, caller: caller, requestID: requestID)
+        case .jobAttach(let m): await attach(m, from: peer, caller: caller, requestID: requestID)
         case .clusterStatusRequest, .planPreviewRequest:
-            await send(admin.withLock { $0 }?.answer(body) ?? AdminDesk.notReady, to: peer, requestID: requestID)
+            await send(admin.withLock { $0 }?.answer(body, caller: caller) ?? AdminDesk.notReady, to: peer, requestID: requestID)
+        case .drainRequest where !caller.roles.contains(.admin):
+            logger.warning("client socket: refused a drain request from a key that is not an admin's", metadata: ["key": "\(caller.key)"])
+            await send(AdminDesk.forbidden("draining a worker is for admin keys only (authorized_admins)"), to: peer, requestID: requestID)
         case .drainRequest(let m):
             if let handler = drainHandler.withLock({ $0 }) {
                 await send(.adminResult(await handler(m)), to: peer, requestID: requestID)
@@ -369,10 +407,13 @@ final class JobDesk: Sendable {
         }
     }
 
-    private func submit(_ m: Caravan_V1_JobSubmit, from peer: PeerID, requestID: UInt64) async {
-        let (sequenceNumber, admitting, reason, unfinished) = state.withLock { s -> (UInt64, Bool, String, Int) in
+    private func submit(_ m: Caravan_V1_JobSubmit, from peer: PeerID, caller: Caller, requestID: UInt64) async {
+        let (sequenceNumber, admitting, reason, unfinished, own) = state.withLock { s -> (UInt64, Bool, String, Int, Int) in
             s.nextSequence += 1
-            return (s.nextSequence, s.admitting, s.unavailableReason, s.bySequence.count)
+            // Counted only for keys the limit applies to (the job table holds at most a few thousand).
+            let own = caller.roles.contains(.admin) || caller.key.isEmpty
+                ? 0 : s.bySequence.values.count { s.jobs[$0]?.owner == caller.key }
+            return (s.nextSequence, s.admitting, s.unavailableReason, s.bySequence.count, own)
         }
         let jobID = Self.newJobID()
         func refuse(_ code: Caravan_V1_JobErrorCode, _ message: String) async {
@@ -385,6 +426,10 @@ final class JobDesk: Sendable {
         }
         guard unfinished < policy.maxUnfinishedJobs else {
             await refuse(.unavailable, "the coordinator holds its limit of \(policy.maxUnfinishedJobs) unfinished jobs; try again when some have ended")
+            return
+        }
+        guard own < policy.maxJobsPerClient else {
+            await refuse(.tooManyJobs, "this client holds its limit of \(policy.maxJobsPerClient) running and queued jobs; try again when some have ended")
             return
         }
         guard outboxDepth.withLock({ $0.queued }) < policy.maxOutbox / 2 else {
@@ -443,11 +488,13 @@ final class JobDesk: Sendable {
         let submittedMs = UInt64(Date().timeIntervalSince1970 * 1000)
         journal.append(.submitted(JournalSubmission(
             job: jobID, sequence: sequenceNumber, clientRequestID: m.clientRequestID, prompt: prompt,
-            sampling: (try? sampling.jsonString()) ?? "{}", submittedMs: submittedMs)))
+            sampling: (try? sampling.jsonString()) ?? "{}", submittedMs: submittedMs, owner: caller.key.isEmpty ? nil : caller.key)))
         let queued = state.withLock { s -> Int in
             var record = JobRecord(jobID: jobID, clientRequestID: m.clientRequestID, sequence: sequence,
                                    promptTokens: prompt.count, submittedMs: submittedMs, peer: peer, state: .queued,
                                    started: .now)
+            record.owner = caller.key
+            record.kvCost = s.admission.cost(promptTokens: prompt.count, maxNewTokens: parameters.maxTokens)
             record.parked = session
             record.session = session
             record.waitingSince = .now
@@ -466,9 +513,25 @@ final class JobDesk: Sendable {
     }
 
     /// Moves a parked job onto the serving pipeline's least-loaded lane (replaying it if it had
-    /// run before); leaves it parked when no pipeline serves.
+    /// run before); leaves it parked when no pipeline serves, or while the stages have no KV room
+    /// for it (``KVAdmission``: it waits its turn; one that can never fit fails).
     private func dispatch(_ jobID: String) async {
         guard let pipeline = serving else { return }
+        let decision = state.withLock { s -> KVAdmission.Decision? in
+            guard let r = s.jobs[jobID], r.parked != nil, !r.isEnded else { return nil }
+            let decision = s.admission.request(jobID, cost: r.kvCost)
+            if case .queued(let position) = decision {
+                s.jobs[jobID]?.waitingReason = "waiting for KV room on the stages (\(s.admission.inUse) of \(s.admission.budget) positions in use; position \(position) when queued)"
+            }
+            return decision
+        }
+        switch decision {
+        case nil, .queued?: return
+        case .refused(let reason)?:
+            await end(jobID, state: .failed, event: JobMessages.error(.contextOverflow, reason))
+            return
+        case .start?: break
+        }
         var best = 0
         var bestLoad = Int.max
         for (i, lane) in pipeline.lanes.enumerated() {
@@ -596,7 +659,7 @@ final class JobDesk: Sendable {
                 return (r.jobID, r.waitingReason.isEmpty ? s.unavailableReason : r.waitingReason, lane, r.sequence)
             }
         }
-        for (jobID, reason, lane, sequence) in expired {
+        for (jobID, reason, lane, sequence) in expired where state.withLock({ $0.admission.position(of: jobID) == nil }) {
             logger.warning("job waited too long for a pipeline", metadata: ["job": "\(jobID)", "reason": "\(reason)"])
             await end(jobID, state: .failed, event: JobMessages.error(
                 .unavailable, "no pipeline could run the job within \(Self.seconds(limit)) s: \(reason)"))
@@ -605,8 +668,11 @@ final class JobDesk: Sendable {
     }
 
     private func end(_ jobID: String, state newState: Caravan_V1_JobState, event: Caravan_V1_JobEvent.OneOf_Event) async {
+        var admitted: [String] = []
         let ended = state.withLock { s -> Bool in
             guard var record = s.jobs[jobID], !record.isEnded else { return false }
+            // Its KV room goes to the jobs waiting for it.
+            admitted = s.admission.release(jobID)
             record.state = newState
             record.endEvent = event
             record.parked = nil
@@ -624,6 +690,7 @@ final class JobDesk: Sendable {
             }
             return true
         }
+        for next in admitted { await dispatch(next) }
         guard ended else { return }
         CoordinatorMetrics.jobEnded(newState == .cancelled ? "cancelled" : newState == .failed ? "failed" : "finished")
         switch event {
@@ -636,13 +703,15 @@ final class JobDesk: Sendable {
         }
     }
 
-    private func status(_ jobID: String, to peer: PeerID, requestID: UInt64) async {
-        guard let (record, reason) = state.withLock({ s in s.jobs[jobID].map { ($0, s.unavailableReason) } }) else {
+    private func status(_ jobID: String, to peer: PeerID, caller: Caller, requestID: UInt64) async {
+        guard let (record, reason) = state.withLock({ s in s.jobs[jobID].map { ($0, s.unavailableReason) } }),
+              caller.mayTouch(jobOwnedBy: record.owner) else {
             await notFound(jobID, to: peer, requestID: requestID)
             return
         }
         var s = Self.wireStatus(record)
         if record.parked != nil, s.waitingReason.isEmpty { s.waitingReason = reason }
+        s.queuePosition = UInt32(clamping: state.withLock { $0.admission.position(of: jobID) } ?? 0)
         await send(.jobStatus(s), to: peer, requestID: requestID)
     }
 
@@ -671,11 +740,18 @@ final class JobDesk: Sendable {
         await send(.error(reply), to: peer, requestID: requestID)
     }
 
-    private func cancel(_ jobID: String, from peer: PeerID, requestID: UInt64) async {
-        enum Where { case lane(Lane, SequenceID), parked(GenerationSession), none }
+    private func cancel(_ jobID: String, from peer: PeerID, caller: Caller, requestID: UInt64) async {
+        enum Where { case lane(Lane, SequenceID), parked(GenerationSession), none, notYours }
         let target = state.withLock { s -> Where in
-            guard let r = s.jobs[jobID], !r.isEnded else { return .none }
-            if let session = r.parked { return .parked(session) }
+            guard let r = s.jobs[jobID] else { return .none }
+            guard caller.mayTouch(jobOwnedBy: r.owner) else { return .notYours }
+            guard !r.isEnded else { return .none }
+            // Taken out of the job under the lock: a concurrent dispatch (a new pipeline, a hand
+            // back) can no longer put the same session on a lane while it is being cancelled.
+            if let session = r.parked {
+                s.jobs[jobID]?.parked = nil
+                return .parked(session)
+            }
             if let lane = r.lane, let pipeline = s.serving, pipeline.epoch == r.epoch, lane < pipeline.lanes.count {
                 return .lane(pipeline.lanes[lane], r.sequence)
             }
@@ -684,29 +760,58 @@ final class JobDesk: Sendable {
         switch target {
         case let .lane(lane, sequence):
             if await lane.cancel(sequence) { return }
-            // Handed back meanwhile: it is parked now.
-            if let session = state.withLock({ $0.jobs[jobID]?.parked }) { await cancelParked(jobID, session) }
+            // Handed back meanwhile: it is parked now (or already dispatched again, then cancel
+            // it where it runs now).
+            if let session = claimParked(jobID) {
+                await cancelParked(jobID, session)
+            } else if let (lane, sequence) = state.withLock({ s -> (Lane, SequenceID)? in
+                guard let r = s.jobs[jobID], !r.isEnded, let i = r.lane, let p = s.serving, p.epoch == r.epoch,
+                      i < p.lanes.count else { return nil }
+                return (p.lanes[i], r.sequence)
+            }) {
+                _ = await lane.cancel(sequence)
+            }
         case .parked(let session):
             await cancelParked(jobID, session)
+        case .notYours:
+            logger.warning("a client asked to cancel a job it does not own", metadata: ["job": "\(jobID)", "key": "\(caller.key)"])
+            await notFound(jobID, to: peer, requestID: requestID)
         case .none:
             guard state.withLock({ $0.jobs[jobID] }) != nil else {
                 await notFound(jobID, to: peer, requestID: requestID)
                 return
             }
-            await status(jobID, to: peer, requestID: requestID)
+            await status(jobID, to: peer, caller: caller, requestID: requestID)
         }
     }
 
+    /// Takes a parked job's session out of the job (under the lock), so that nothing else
+    /// dispatches it meanwhile.
+    private func claimParked(_ jobID: String) -> GenerationSession? {
+        state.withLock { s in
+            guard let session = s.jobs[jobID]?.parked, s.jobs[jobID]?.isEnded == false else { return nil }
+            s.jobs[jobID]?.parked = nil
+            return session
+        }
+    }
+
+    /// Ends a job whose session the caller claimed (``claimParked(_:)``): no lane holds it.
     private func cancelParked(_ jobID: String, _ session: GenerationSession) async {
-        guard case .finished(let reason, let text)? = session.cancel() else { return }
-        await laneEvent(session.sequence, .generation(.finished(reason: reason, text: text)))
+        let event: GenerationEvent
+        if case .finished(let reason, let text)? = session.cancel() {
+            event = .finished(reason: reason, text: text)
+        } else {
+            // It had finished already: end the job as cancelled all the same.
+            event = .finished(reason: .cancelled, text: "")
+        }
+        await laneEvent(session.sequence, .generation(event))
     }
 
     /// A client (re-)attaches to a job: it receives the events it missed (tokens from
     /// `received_tokens` on, and the end if the job ended), then the rest of the stream.
-    private func attach(_ m: Caravan_V1_JobAttach, from peer: PeerID, requestID: UInt64) async {
+    private func attach(_ m: Caravan_V1_JobAttach, from peer: PeerID, caller: Caller, requestID: UInt64) async {
         let found = state.withLock { s -> Bool in
-            guard let record = s.jobs[m.jobID] else { return false }
+            guard let record = s.jobs[m.jobID], caller.mayTouch(jobOwnedBy: record.owner) else { return false }
             s.jobs[m.jobID]?.peer = peer
             var accepted = Caravan_V1_JobAccepted()
             accepted.promptTokens = UInt32(record.promptTokens)

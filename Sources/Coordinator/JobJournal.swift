@@ -26,10 +26,13 @@ public struct JournalSubmission: Codable, Sendable, Equatable {
     public var sampling: String
     /// Submission time, Unix milliseconds.
     public var submittedMs: UInt64
+    /// The submitting client's CURVE key (nil in plain mode, and in journals written before roles).
+    public var owner: String?
 
     /// Creates a submission record.
     public init(job: String, sequence: UInt64, clientRequestID: String, prompt: [Int32], sampling: String,
-                submittedMs: UInt64) {
+                submittedMs: UInt64, owner: String? = nil) {
+        self.owner = owner
         self.job = job
         self.sequence = sequence
         self.clientRequestID = clientRequestID

@@ -30,13 +30,21 @@ public final class ModelServer: Sendable {
     /// The address workers are told (RegisterAck.model_source_address).
     public let address: String
     private let served = LockedValue<(chunks: Int, bytes: UInt64)>((0, 0))
+    private let access: AccessList?
+    private let isRegisteredWorker: @Sendable (String) -> Bool
 
     /// Binds a ROUTER on `endpoint` (port `*` = any free port) on `loop` with `security`, serving
-    /// `file` (whose content hash is `fingerprint`).
+    /// `file` (whose content hash is `fingerprint`). With an `access` list (CURVE), only worker
+    /// keys connect, and a request is answered only when `isRegisteredWorker` says its key
+    /// belongs to a registered worker.
     public init(loop: EventLoop, endpoint: String, security: ClusterSecurity, file: GGUFFile, fingerprint: ModelFingerprint,
-                layerCount: Int, codec: WireCodec, logger: Logger) async throws {
+                layerCount: Int, codec: WireCodec, logger: Logger, access: AccessList? = nil,
+                isRegisteredWorker: @escaping @Sendable (String) -> Bool = { _ in true }) async throws {
+        self.access = access
+        self.isRegisteredWorker = isRegisteredWorker
         socket = try AsyncSocket(loop: loop, type: .router) { s in
             try s.apply(security.server)
+            if access != nil { try s.set(.zapDomain, Array(CoordinatorSocketDomain.modelSource.rawValue.utf8)) }
             // A peer that asks without reading fills only a short queue (then replies to it are
             // dropped), never the coordinator's memory.
             try s.set(.sendHighWaterMark, 32)
@@ -102,6 +110,14 @@ public final class ModelServer: Sendable {
             logger.warning("model source: dropped a bad frame", metadata: ["reason": "\(error)"])
             await reply([peer] + ((try? codec.encode(.error(.with { $0.code = "invalid_message"; $0.message = "\(error)" }))) ?? []))
             return
+        }
+        if access != nil {
+            let caller = AccessList.caller(of: frames, access: access)
+            guard caller.roles.contains(.worker), isRegisteredWorker(caller.key) else {
+                await refuse(ChunkRequestRefusal(code: "forbidden", description: "the model source serves registered workers only"),
+                             to: peer, requestID: requestID)
+                return
+            }
         }
         switch body {
         case .modelInfoRequest(let m):

@@ -12,42 +12,91 @@ public enum JobPiece: Sendable, Equatable {
     case finished(text: String, reason: Caravan_V1_FinishReason, promptTokens: Int, completionTokens: Int)
 }
 
-/// Runs jobs on the coordinator for the HTTP routes: keeps a few idle ``CaravanClient``s (one job
-/// at a time each), and maps client failures to ``OpenAIError``s.
+/// Runs jobs on the coordinator for the HTTP routes through one shared pool of coordinator
+/// connections (``CaravanClient``s, one job at a time each, all with the gateway's one key pair),
+/// admits at most `maxConcurrentJobs` jobs at once (more: 429 at once, nothing queued), and maps
+/// client failures to ``OpenAIError``s.
+///
+/// The pool holds at most `maxConcurrentJobs + 1` connections (one for status requests): a
+/// connection is made when no idle one is left, returned after its job, and dropped after a
+/// transport failure or timeout.
 public final class ClusterGateway: Sendable {
     private let endpoint: String
     private let serverKey: String?
+    /// The one key pair every pooled connection uses: the coordinator sees one client (its jobs,
+    /// its per-client limit), whichever connection a request gets.
     private let keys: CurveKeyPair?
     /// How long to wait for each answer of the coordinator (the next token, a status).
     public let timeout: Duration
+    /// Jobs running at once at most; more are refused with 429.
+    public let maxConcurrentJobs: Int
     private let configuredModel: String?
-    private let idle = Mutex<[CaravanClient]>([])
-    private let maxIdle = 8
+    private struct Pool {
+        var idle: [CaravanClient] = []
+        /// Connections made and not dropped (idle or in use).
+        var open = 0
+        /// Jobs running now.
+        var running = 0
+        /// The coordinator's model name and when it was read (requests ask for it each time).
+        var model: (name: String, at: ContinuousClock.Instant)?
+    }
+    private let pool = Mutex(Pool())
 
     /// Jobs go to `endpoint` (`serverKey`: the coordinator's CURVE public key, nil = plain TCP),
-    /// as `keys` (nil = a new pair per connection). `modelName` overrides the name the coordinator
-    /// reports.
+    /// as `keys` (nil = one new pair for this gateway). `modelName` overrides the name the
+    /// coordinator reports. At most `maxConcurrentJobs` jobs run at once.
     public init(endpoint: String, serverKey: String?, keys: CurveKeyPair?, modelName: String? = nil,
-                timeout: Duration = .seconds(60)) {
+                timeout: Duration = .seconds(60), maxConcurrentJobs: Int = 32) throws {
         self.endpoint = endpoint
         self.serverKey = serverKey
-        self.keys = keys
+        self.keys = try keys ?? (serverKey == nil ? nil : CurveKeyPair.generate())
         self.configuredModel = modelName
         self.timeout = timeout
+        self.maxConcurrentJobs = max(1, maxConcurrentJobs)
     }
 
+    /// Connections open now (idle or in use) and jobs running, for tests and logs.
+    public var usage: (connections: Int, running: Int) { pool.withLock { ($0.open, $0.running) } }
+
     private func take() throws(OpenAIError) -> CaravanClient {
-        if let c = idle.withLock({ $0.popLast() }) { return c }
+        let reuse = pool.withLock { p -> CaravanClient? in
+            if let c = p.idle.popLast() { return c }
+            p.open += 1
+            return nil
+        }
+        if let reuse { return reuse }
         do {
             return try CaravanClient(endpoint: endpoint, serverKey: serverKey, keys: keys)
         } catch {
+            pool.withLock { $0.open -= 1 }
             throw .unavailable("cannot connect to the coordinator at \(endpoint): \(error)")
         }
     }
 
     private func giveBack(_ client: CaravanClient) {
-        idle.withLock { if $0.count < maxIdle { $0.append(client) } }
+        pool.withLock { p in
+            if p.idle.count < maxConcurrentJobs + 1 { p.idle.append(client) } else { p.open -= 1 }
+        }
     }
+
+    /// A connection that failed is closed, not pooled.
+    private func drop(_ client: CaravanClient) {
+        pool.withLock { $0.open -= 1 }
+    }
+
+    /// Takes a job slot, or refuses with 429 when `maxConcurrentJobs` jobs run.
+    private func admit() throws(OpenAIError) {
+        let admitted = pool.withLock { p -> Bool in
+            guard p.running < maxConcurrentJobs else { return false }
+            p.running += 1
+            return true
+        }
+        guard admitted else {
+            throw .tooManyRequests("this server runs at most \(maxConcurrentJobs) requests at once; try again shortly")
+        }
+    }
+
+    private func release() { pool.withLock { $0.running -= 1 } }
 
     static func map(_ error: ClientError) -> OpenAIError {
         switch error {
@@ -62,20 +111,25 @@ public final class ClusterGateway: Sendable {
         case .unavailable, .workerLost: .unavailable("the cluster cannot serve the job: \(message)")
         case .internal: .internalError(message)
         case .contextOverflow: .invalid(message, code: "context_length_exceeded")
+        case .tooManyJobs: .tooManyRequests("the cluster holds this server's limit of jobs: \(message)")
         default: .invalid(message)
         }
     }
 
-    /// The served model's name: the configured one, else the coordinator's current model.
+    /// The served model's name: the configured one, else the coordinator's current model (read
+    /// at most every 10 seconds, not on every request).
     public func modelName() async throws(OpenAIError) -> String {
         if let configuredModel { return configuredModel }
+        if let cached = pool.withLock({ $0.model }), ContinuousClock.now - cached.at < .seconds(10) { return cached.name }
         let client = try take()
         do {
             let status = try await client.clusterStatus(timeout: min(timeout, .seconds(10)))
             giveBack(client)
             guard !status.model.name.isEmpty else { throw OpenAIError.unavailable("the cluster has no model yet: \(status.waitingReason)") }
+            pool.withLock { $0.model = (status.model.name, .now) }
             return status.model.name
         } catch let e as ClientError {
+            drop(client)
             throw Self.map(e)
         } catch let e as OpenAIError {
             throw e
@@ -98,6 +152,13 @@ public final class ClusterGateway: Sendable {
         let timeout = self.timeout
         let task = Task {
             let client: CaravanClient
+            do {
+                try admit()
+            } catch {
+                continuation.finish(throwing: error)
+                return
+            }
+            defer { release() }
             do {
                 client = try take()
             } catch {
@@ -125,8 +186,10 @@ public final class ClusterGateway: Sendable {
                 }
                 giveBack(client)
             } catch let error as ClientError {
+                drop(client)
                 failure = Self.map(error)
             } catch {
+                drop(client)
                 failure = .internalError("\(error)")
             }
             if let failure { continuation.finish(throwing: failure) } else { continuation.finish() }

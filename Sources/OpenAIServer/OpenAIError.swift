@@ -3,7 +3,7 @@ import Foundation
 /// A failure answered to an HTTP client as OpenAI's error JSON:
 /// `{"error": {"message", "type", "param", "code"}}` with ``status``.
 public struct OpenAIError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// The HTTP status code (400, 404, 413, 500, 503).
+    /// The HTTP status code (400, 401, 404, 413, 429, 500, 503).
     public var status: Int
     /// What went wrong, for people.
     public var message: String
@@ -45,6 +45,20 @@ public struct OpenAIError: Error, Equatable, Sendable, CustomStringConvertible {
     public static func tooLarge(limit: Int) -> OpenAIError {
         OpenAIError(status: 413, message: "The request body is larger than \(limit) bytes.",
                     type: "invalid_request_error", code: "request_too_large")
+    }
+
+    /// 401: no `Authorization: Bearer` header.
+    public static let missingAPIKey = OpenAIError(
+        status: 401, message: "You didn't provide an API key: send it as 'Authorization: Bearer KEY'.",
+        type: "invalid_request_error", code: "missing_api_key")
+
+    /// 401: a key that is not in the server's API key file.
+    public static let invalidAPIKey = OpenAIError(
+        status: 401, message: "Incorrect API key provided.", type: "invalid_request_error", code: "invalid_api_key")
+
+    /// 429: too many requests at once (`limit`), or the coordinator's per-client job limit.
+    public static func tooManyRequests(_ message: String) -> OpenAIError {
+        OpenAIError(status: 429, message: message, type: "requests", code: "rate_limit_exceeded")
     }
 
     /// 503: the coordinator could not be reached or did not answer in time.

@@ -12,11 +12,15 @@ public struct OpenAIServer: Sendable {
     let gateway: ClusterGateway
     let maxBodyBytes: Int
     let logger: Logger
+    /// Keys a request must bear (`Authorization: Bearer`); nil: no authentication.
+    let apiKeys: APIKeys?
 
-    /// Serves jobs through `gateway`.
-    public init(gateway: ClusterGateway, maxBodyBytes: Int = OpenAIServer.defaultMaxBodyBytes, logger: Logger) {
+    /// Serves jobs through `gateway`; with `apiKeys`, only requests bearing one of them.
+    public init(gateway: ClusterGateway, maxBodyBytes: Int = OpenAIServer.defaultMaxBodyBytes, apiKeys: APIKeys? = nil,
+                logger: Logger) {
         self.gateway = gateway
         self.maxBodyBytes = maxBodyBytes
+        self.apiKeys = apiKeys
         self.logger = logger
     }
 
@@ -27,6 +31,7 @@ public struct OpenAIServer: Sendable {
         // the executable bootstrapped a backend with --metrics).
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: OpenAIErrorMiddleware(logger: logger))
+        if let apiKeys { router.add(middleware: APIKeyMiddleware(keys: apiKeys)) }
         router.get("/v1/models") { _, _ in try await self.models() }
         router.post("/v1/completions") { request, _ in try await self.complete(request, kind: .text) }
         router.post("/v1/chat/completions") { request, _ in try await self.complete(request, kind: .chat) }

@@ -91,6 +91,20 @@ public final class Message: @unchecked Sendable {
     /// The frame decoded as UTF-8 (invalid sequences repaired).
     public var string: String { String(decoding: bytes, as: UTF8.self) }
 
+    /// A metadata property of a received frame (`zmq_msg_gets`), e.g. `"User-Id"` (what the ZAP
+    /// handler answered for the connection it came on) or `"Peer-Address"`; nil when the frame has
+    /// no such property (frames made locally, NULL connections without ZAP).
+    public func metadata(_ property: String) -> String? {
+        guard let value = zmq_msg_gets(msg, property) else { return nil }
+        return String(cString: value)
+    }
+
+    /// The ZAP user id of the connection this frame came on (``ZAPAuthenticator``), nil when none.
+    public var userID: String? {
+        guard let id = metadata("User-Id"), !id.isEmpty else { return nil }
+        return id
+    }
+
     /// Makes a fresh `zmq_msg_t` sharing this frame's content, for `zmq_msg_send` to consume.
     func makeSendCopy() -> UnsafeMutablePointer<zmq_msg_t> {
         let copy = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)

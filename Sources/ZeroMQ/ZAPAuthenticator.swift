@@ -2,6 +2,15 @@ import CZeroMQ
 import Foundation
 import Synchronization
 
+/// Why a ``ZAPAuthenticator/Resolver`` refused a connection (the ZAP status text).
+public struct ZAPRefusal: Error, Sendable, Equatable {
+    /// The reason, logged by the coordinator (the peer only sees the handshake fail).
+    public let reason: String
+
+    /// A refusal with `reason`.
+    public init(_ reason: String) { self.reason = reason }
+}
+
 /// One decision of the ``ZAPAuthenticator``, for logging.
 public struct ZAPDecision: Sendable, Equatable {
     /// The security mechanism the peer used (`"CURVE"`, `"NULL"`, ...).
@@ -10,6 +19,8 @@ public struct ZAPDecision: Sendable, Equatable {
     public let address: String
     /// The client's CURVE public key in Z85, when the mechanism is CURVE.
     public let clientKey: String?
+    /// The ZAP domain of the socket the peer connected to (empty when the socket set none).
+    public var domain: String = ""
     /// True when the peer was admitted (status 200).
     public let allowed: Bool
     /// Why (the ZAP status text).
@@ -21,7 +32,9 @@ public struct ZAPDecision: Sendable, Equatable {
 /// thread.
 ///
 /// CURVE clients are admitted (200) when their public key is in the allow-list, which can change at
-/// run time; others are refused (400) and never deliver a message. NULL-mechanism peers (plain mode)
+/// run time; others are refused (400) and never deliver a message. With a ``Resolver`` instead,
+/// the decision depends on the socket's ZAP domain too, and the resolver's answer becomes the
+/// connection's ZAP User-Id, which every frame received on it carries (``Message/userID``). NULL-mechanism peers (plain mode)
 /// are admitted when `allowNull` is true; libzmq asks about them only for sockets with a ZAP domain.
 /// Start it before binding CURVE server sockets: without a handler libzmq admits every CURVE client.
 /// Only one authenticator can run per context.
@@ -31,9 +44,13 @@ public final class ZAPAuthenticator: Sendable {
 
     private let shared: Shared
 
+    /// Decides a CURVE connection from the socket's ZAP domain and the client's Z85 public key:
+    /// `.success(userID)` admits it with that User-Id, `.failure(reason)` refuses it.
+    public typealias Resolver = @Sendable (_ domain: String, _ clientKey: String) -> Result<String, ZAPRefusal>
+
     /// Starts the handler in `context`, admitting CURVE clients whose Z85 public keys are in
     /// `allowedClientKeys`. `onDecision` is called (on the handler thread) for every request.
-    public init(
+    public convenience init(
         context: Context,
         allowedClientKeys: Set<String> = [],
         allowNull: Bool = true,
@@ -41,11 +58,27 @@ public final class ZAPAuthenticator: Sendable {
     ) throws(ZMQError) {
         var keys = Set<[UInt8]>()
         for key in allowedClientKeys { keys.insert(try Self.decodeKey(key)) }
+        try self.init(context: context, keys: keys, resolver: nil, allowNull: allowNull, onDecision: onDecision)
+    }
+
+    /// Starts the handler in `context`, asking `resolver` about every CURVE connection (the
+    /// allow-list methods have no effect then). `onDecision` is called for every request.
+    public convenience init(
+        context: Context,
+        allowNull: Bool = false,
+        resolver: @escaping Resolver,
+        onDecision: (@Sendable (ZAPDecision) -> Void)? = nil
+    ) throws(ZMQError) {
+        try self.init(context: context, keys: [], resolver: resolver, allowNull: allowNull, onDecision: onDecision)
+    }
+
+    private init(context: Context, keys: Set<[UInt8]>, resolver: Resolver?, allowNull: Bool,
+                 onDecision: (@Sendable (ZAPDecision) -> Void)?) throws(ZMQError) {
         // Everything that can fail happens before `shared` is set, so a failed init runs no deinit.
         let wake = try WakePipe()
         let socket = try Socket(context: context, type: .rep)
         try socket.bind(Self.endpoint)
-        shared = Shared(allowed: keys, wake: wake)
+        shared = Shared(allowed: keys, resolver: resolver, wake: wake)
         let worker = Worker(socket: socket, allowNull: allowNull, onDecision: onDecision, shared: shared)
         let thread = Thread { worker.run() }
         thread.name = "zap-handler"
@@ -96,16 +129,25 @@ public final class ZAPAuthenticator: Sendable {
     /// State shared by the authenticator and its thread.
     private final class Shared: Sendable {
         let allowed: Mutex<Set<[UInt8]>>
+        let resolver: Resolver?
         let stopping = Atomic<Bool>(false)
         let wake: WakePipe
         let done = DispatchSemaphore(value: 0)
 
-        init(allowed: Set<[UInt8]>, wake: WakePipe) {
+        init(allowed: Set<[UInt8]>, resolver: Resolver?, wake: WakePipe) {
             self.allowed = Mutex(allowed)
+            self.resolver = resolver
             self.wake = wake
         }
 
-        func isAllowed(_ key: [UInt8]) -> Bool { allowed.withLock { $0.contains(key) } }
+        /// The User-Id for `key` connecting to a socket of `domain`, or why it is refused.
+        func decide(_ key: [UInt8], domain: String) -> Result<String, ZAPRefusal> {
+            if let resolver {
+                guard let z85 = Z85.encode(key) else { return .failure(ZAPRefusal("unreadable client key")) }
+                return resolver(domain, z85)
+            }
+            return allowed.withLock { $0.contains(key) } ? .success("") : .failure(ZAPRefusal("unknown client public key"))
+        }
     }
 
     /// The handler thread's state; touched only by that thread.
@@ -146,6 +188,7 @@ public final class ZAPAuthenticator: Sendable {
             var clientKey: String?
             var status = "400"
             var reason: String
+            var userID = ""
             if frames.count < 6 || text(0) != "1.0" {
                 reason = "malformed ZAP request"
             } else {
@@ -153,10 +196,11 @@ public final class ZAPAuthenticator: Sendable {
                 case "CURVE":
                     if frames.count >= 7, frames[6].count == 32 {
                         clientKey = Z85.encode(frames[6])
-                        if auth.isAllowed(frames[6]) {
-                            status = "200"; reason = "OK"
-                        } else {
-                            reason = "unknown client public key"
+                        switch auth.decide(frames[6], domain: text(2)) {
+                        case .success(let id):
+                            status = "200"; reason = "OK"; userID = id
+                        case .failure(let refusal):
+                            reason = refusal.reason
                         }
                     } else {
                         reason = "CURVE request without a 32-byte client key"
@@ -167,9 +211,12 @@ public final class ZAPAuthenticator: Sendable {
                     reason = "mechanism \(mechanism) not supported"
                 }
             }
-            onDecision?(ZAPDecision(mechanism: mechanism, address: text(3), clientKey: clientKey,
-                                    allowed: status == "200", reason: reason))
-            return [Array("1.0".utf8), requestID, Array(status.utf8), Array(reason.utf8), [], []]
+            var decision = ZAPDecision(mechanism: mechanism, address: text(3), clientKey: clientKey,
+                                       allowed: status == "200", reason: reason)
+            decision.domain = text(2)
+            onDecision?(decision)
+            // Reply: version, request id, status code, status text, user id, metadata.
+            return [Array("1.0".utf8), requestID, Array(status.utf8), Array(reason.utf8), Array(userID.utf8), []]
         }
     }
 }

@@ -50,8 +50,23 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("step-timeout"), help: "Seconds a pipeline step may take.")
     var stepTimeout = 60.0
 
-    @Option(name: .customLong("authorized-keys"), help: "File of admitted client public keys (workers' and clients', Z85, one per line, # comments); default: any client that knows the coordinator's key.")
+    @Option(name: .customLong("authorized-workers"), help: "File of worker public keys (Z85, one per line, # comments; `caravanctl keygen --role worker` appends to it): only these register, post results and pull model bytes. Required with CURVE.")
+    var authorizedWorkers: String?
+
+    @Option(name: .customLong("authorized-clients"), help: "File of client public keys: these submit jobs and read, cancel and attach to their own jobs. Required with CURVE unless --open-clients.")
+    var authorizedClients: String?
+
+    @Option(name: .customLong("authorized-admins"), help: "File of admin public keys: everything a client may do, on every job; drain workers, preview plans.")
+    var authorizedAdmins: String?
+
+    @Option(name: .customLong("authorized-keys"), help: "Legacy: a file of keys that have every role (worker, client and admin).")
     var authorizedKeys: String?
+
+    @Flag(name: .customLong("open-clients"), help: "Let any key that knows the coordinator's public key submit jobs (as a client; it still sees only its own jobs). Logged loudly and shown by `caravanctl status`.")
+    var openClients = false
+
+    @Option(name: .customLong("max-jobs-per-client"), help: "Running and queued jobs one client key may hold at once (admins: no limit beyond --max-jobs).")
+    var maxJobsPerClient = 64
 
     @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
     var heartbeatInterval = 0.25
@@ -120,6 +135,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         if let metrics, HostPort(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
         guard maxJobs >= 1 else { throw ValidationError("--max-jobs must be positive") }
+        guard maxJobsPerClient >= 1 else { throw ValidationError("--max-jobs-per-client must be positive") }
         guard lanes >= 0 else { throw ValidationError("--lanes must be 0 (automatic) or positive") }
         guard workers >= 1, ctx >= 1, batchSequences >= 1, batchRows >= 1, stepTimeout > 0 else {
             throw ValidationError("--workers, --ctx, --batch-sequences, --batch-rows and --step-timeout must be positive")
@@ -145,16 +161,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var configuration = config
         configuration.modelSourceEndpoint = modelSource
         configuration.lanes = lanes > 0 ? lanes : nil
-        if let authorizedKeys {
-            let text = try String(contentsOfFile: authorizedKeys, encoding: .utf8)
-            let keys = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-            guard let bad = keys.first(where: { $0.count != 40 }) else {
-                configuration.authorizedKeys = Set(keys)
-                return try await runGroup(configuration, logger: logger)
-            }
-            throw ValidationError("\(authorizedKeys): '\(bad)' is not a 40-character Z85 public key")
+        if !insecure {
+            // Secure by default: no worker list, or no client list without --open-clients, is an
+            // error before anything binds.
+            let files = AccessList.Files(workers: authorizedWorkers, clients: authorizedClients, admins: authorizedAdmins,
+                                         allRoles: authorizedKeys)
+            let access = try AccessList(files: files, openClients: openClients)
+            if let problem = AccessList.startupProblem(access) { throw ValidationError(problem) }
+            configuration.access = access
         }
+        configuration.maxJobsPerClient = maxJobsPerClient
         try await runGroup(configuration, logger: logger)
     }
 

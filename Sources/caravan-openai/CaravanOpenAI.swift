@@ -46,6 +46,12 @@ struct CaravanOpenAI: AsyncParsableCommand {
     @Option(help: "HOST:PORT to serve Prometheus metrics on (GET /metrics, a listener of its own; port 0 picks a free one); default: none.")
     var metrics: String?
 
+    @Option(name: .customLong("api-keys"), help: "File of API keys (one per line, # comments, at least 16 characters each): requests must send `Authorization: Bearer KEY` (else 401). Default: $CARAVAN_API_KEYS; without one, no authentication (logged).")
+    var apiKeys: String?
+
+    @Option(name: .customLong("max-concurrent-requests"), help: "Completions running at once at most (more: 429 at once). Keep it at or below the coordinator's --max-jobs-per-client: every request runs as this server's one client key.")
+    var maxConcurrentRequests = 32
+
     func validate() throws {
         guard endpoint != nil else { throw ValidationError("caravan-openai needs --coordinator (or CARAVAN_COORDINATOR)") }
         guard insecure || key?.count == 40 else {
@@ -55,6 +61,7 @@ struct CaravanOpenAI: AsyncParsableCommand {
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
         if let metrics, HostPort(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
+        guard maxConcurrentRequests >= 1 else { throw ValidationError("--max-concurrent-requests must be positive") }
     }
 
     private static func environment(_ name: String) -> String? {
@@ -86,12 +93,19 @@ struct CaravanOpenAI: AsyncParsableCommand {
             alongside.append(MetricsServer(address: address, registry: PrometheusBootstrap.bootstrap(), logger: logger))
         }
         let keys = try keyFile.map { path throws -> CurveKeyPair in try ClusterSecurity.keyPair(file: path) }
-        let gateway = ClusterGateway(endpoint: endpoint, serverKey: insecure ? nil : key, keys: keys,
-                                     modelName: modelName, timeout: .seconds(timeout))
+        let gateway = try ClusterGateway(endpoint: endpoint, serverKey: insecure ? nil : key, keys: keys,
+                                         modelName: modelName, timeout: .seconds(timeout),
+                                         maxConcurrentJobs: maxConcurrentRequests)
         let (host, port) = try Self.hostPort(listen)
-        let server = OpenAIServer(gateway: gateway, maxBodyBytes: maxBodyBytes, logger: logger)
+        let keyFile = apiKeys ?? Self.environment("CARAVAN_API_KEYS")
+        let accepted = try keyFile.map { path throws -> APIKeys in try APIKeys(file: path) }
+        let server = OpenAIServer(gateway: gateway, maxBodyBytes: maxBodyBytes, apiKeys: accepted, logger: logger)
+        if accepted == nil {
+            logger.warning("no --api-keys: anyone who reaches this address may run jobs; bind to 127.0.0.1 or give an API key file")
+        }
         let app = server.application(host: host, port: port) { bound in
-            logger.info("listening", metadata: ["url": "http://\(host):\(bound)", "coordinator": "\(endpoint)"])
+            logger.info("listening", metadata: ["url": "http://\(host):\(bound)", "coordinator": "\(endpoint)",
+                                                "api_keys": "\(accepted?.count ?? 0)", "max_concurrent": "\(maxConcurrentRequests)"])
         }
         try await Daemon.run(app, alongside: alongside, logger: logger)
     }

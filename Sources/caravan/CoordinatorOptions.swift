@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaravanClient
 import CaravanWire
+import ClusterSupport
 import Foundation
 
 /// Where a Caravan coordinator is, for `generate` and `chat`; without an endpoint they run locally.
@@ -15,6 +16,10 @@ struct CoordinatorOptions: ParsableArguments {
 
     @Flag(help: "Plain TCP to the coordinator (for one started with --insecure).")
     var insecure = false
+
+    @Option(name: .customLong("key-file"),
+            help: "This client's CURVE secret key file, listed in the coordinator's authorized_clients (default: $CARAVAN_KEY_FILE, else a new key each run, which only an --open-clients coordinator admits).")
+    var keyFile: String?
 
     private static func environment(_ name: String) -> String? {
         guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
@@ -42,7 +47,9 @@ struct CoordinatorOptions: ParsableArguments {
     /// A client of the coordinator, or nil in local mode.
     func client() throws -> CaravanClient? {
         guard let endpoint else { return nil }
-        return try CaravanClient(endpoint: endpoint, serverKey: insecure ? nil : key)
+        let file = keyFile ?? Self.environment("CARAVAN_KEY_FILE")
+        return try CaravanClient(endpoint: endpoint, serverKey: insecure ? nil : key,
+                                 keys: try file.map { try ClusterSecurity.keyPair(file: $0) })
     }
 
     /// Rejects the local-only model options, which a cluster job cannot honour.

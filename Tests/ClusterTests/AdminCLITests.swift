@@ -5,7 +5,8 @@ import ZeroMQ
 /// `caravanctl status`, `plan` and `keygen` against the shared 3-worker cluster of ``ClusterTests``.
 extension ClusterTests {
     private func ctl(_ cluster: ClusterProcesses, _ arguments: [String], connect: Bool = true) throws -> CLIRun.Output {
-        let connection = connect ? ["--clients", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)"] : []
+        let connection = connect ? ["--clients", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
+                                    "--key-file", cluster.adminKeyFile] : []
         return try CLIRun.run(cluster.binaries.appendingPathComponent("caravanctl"), arguments + connection,
                               in: cluster.directory, timeout: 30)
     }

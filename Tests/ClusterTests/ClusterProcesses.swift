@@ -20,6 +20,15 @@ final class ClusterProcesses: @unchecked Sendable {
     private(set) var workerDataKeys: [String] = []
     /// The coordinator's CURVE public key.
     private(set) var coordinatorKey = ""
+    /// The allow-lists of a CURVE coordinator (in ``directory``): every worker ``start`` and
+    /// ``addWorker`` launch gets a key listed in `authorized_workers`; `admin.key` is listed in
+    /// `authorized_admins`. Clients are open (`--open-clients`) unless the test gives its own
+    /// client list.
+    var authorizedWorkers: URL { directory.appendingPathComponent("authorized_workers") }
+    var authorizedAdmins: URL { directory.appendingPathComponent("authorized_admins") }
+    var authorizedClients: URL { directory.appendingPathComponent("authorized_clients") }
+    /// The admin key's secret key file (for `caravanctl --key-file`).
+    var adminKeyFile: String { directory.appendingPathComponent("admin.key").path }
 
     init() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
@@ -106,6 +115,54 @@ final class ClusterProcesses: @unchecked Sendable {
         return out.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Makes a key pair whose secret key is in `name` (mode 0600) and lists its public key in
+    /// `list` (when given); returns the pair. An existing key file is reused.
+    @discardableResult
+    func makeKey(_ name: String, listIn list: URL?) throws -> CurveKeyPair {
+        let file = directory.appendingPathComponent(name)
+        if let text = try? String(contentsOf: file, encoding: .utf8) {
+            let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return try CurveKeyPair(publicKey: try CurveKeyPair.publicKey(forSecretKey: secret), secretKey: secret)
+        }
+        let keys = try CurveKeyPair.generate()
+        guard FileManager.default.createFile(atPath: file.path, contents: Data((keys.secretKey + "\n").utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw Failure(description: "cannot write \(file.path)")
+        }
+        if let list { try appendLine("\(keys.publicKey) \(name)", to: list) }
+        return keys
+    }
+
+    /// Appends `line` to `file` (created when missing).
+    func appendLine(_ line: String, to file: URL) throws {
+        if !FileManager.default.fileExists(atPath: file.path) { FileManager.default.createFile(atPath: file.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: file)
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data((line + "\n").utf8))
+    }
+
+    /// The admin key pair (made on first use, listed in `authorized_admins`).
+    func adminKeys() throws -> CurveKeyPair { try makeKey("admin.key", listIn: authorizedAdmins) }
+
+    /// The allow-list arguments of a CURVE coordinator: worker and admin lists, and
+    /// `--open-clients` unless `extra` names a client list of its own.
+    private func accessArguments(_ extra: [String]) throws -> [String] {
+        try adminKeys()
+        if !FileManager.default.fileExists(atPath: authorizedWorkers.path) {
+            FileManager.default.createFile(atPath: authorizedWorkers.path, contents: Data("# workers\n".utf8))
+        }
+        let ownClients = extra.contains("--authorized-clients") || extra.contains("--authorized-keys")
+        return ["--authorized-workers", authorizedWorkers.path, "--authorized-admins", authorizedAdmins.path]
+            + (ownClients ? [] : ["--open-clients"])
+    }
+
+    /// The `--key-file` arguments of CURVE worker `i` (its key listed in `authorized_workers`).
+    private func workerKeyArguments(_ i: Int) throws -> [String] {
+        try makeKey("worker-\(i).key", listIn: authorizedWorkers)
+        return ["--key-file", directory.appendingPathComponent("worker-\(i).key").path]
+    }
+
     /// Starts a coordinator and `workers` workers and waits until the pipeline serves. Workers in
     /// `withoutModel` get no `--model` (they pull their layers from the coordinator); workers in
     /// `joining` get only `--join TOKEN` (from `caravanctl invite`) instead of the coordinator's
@@ -118,7 +175,7 @@ final class ClusterProcesses: @unchecked Sendable {
             "--key-file", directory.appendingPathComponent("coordinator.key").path, "--model", model, "--control", "tcp://127.0.0.1:*", "--clients", "tcp://127.0.0.1:*",
             "--workers", "\(count)", "--ctx", "256", "--batch-sequences", "4", "--step-timeout", "30",
             "--heartbeat-timeout", "4", "--state-dir", directory.appendingPathComponent("state").path,
-        ] + extraCoordinatorArguments, log: "coordinator.log")
+        ] + (try accessArguments(extraCoordinatorArguments)) + extraCoordinatorArguments, log: "coordinator.log")
         self.model = model
         self.extraCoordinatorArguments = extraCoordinatorArguments
         self.workerCount = count
@@ -132,7 +189,7 @@ final class ClusterProcesses: @unchecked Sendable {
                 : ["--coordinator-key=\(coordinatorKey)", "--coordinator", controlEndpoint]
             workers.append(try launch("caravan-worker", coordinator + [
                 "--threads", "1", "--speed", "1", "--id", "worker-\(i)",
-            ] + (withoutModel.contains(i) ? [] : ["--model", model]) + extraWorkerArguments(i), log: "worker-\(i).log"))
+            ] + (try workerKeyArguments(i)) + (withoutModel.contains(i) ? [] : ["--model", model]) + extraWorkerArguments(i), log: "worker-\(i).log"))
             if oneByOne {
                 do {
                     _ = try waitForLog("coordinator.log", "worker=worker-\(i)[^0-9]", timeout: .seconds(60))
@@ -174,7 +231,7 @@ final class ClusterProcesses: @unchecked Sendable {
             "--control", controlEndpoint, "--clients", clientsEndpoint, "--workers", "\(workerCount)", "--ctx", "256",
             "--batch-sequences", "4", "--step-timeout", "30", "--heartbeat-timeout", "4",
             "--state-dir", directory.appendingPathComponent("state").path,
-        ] + extraCoordinatorArguments, log: "coordinator-2.log")
+        ] + (try accessArguments(extraCoordinatorArguments)) + extraCoordinatorArguments, log: "coordinator-2.log")
         _ = try waitForLog("coordinator-2.log", "(serving)", timeout: .seconds(60))
     }
 
@@ -190,7 +247,7 @@ final class ClusterProcesses: @unchecked Sendable {
     @discardableResult
     func addWorker(_ arguments: [String] = []) throws -> Int {
         let i = workers.count
-        let security = coordinatorKey.isEmpty ? ["--insecure"] : ["--coordinator-key=\(coordinatorKey)"]
+        let security = coordinatorKey.isEmpty ? ["--insecure"] : ["--coordinator-key=\(coordinatorKey)"] + (try workerKeyArguments(i))
         workers.append(try launch("caravan-worker", security + [
             "--coordinator", controlEndpoint, "--model", model, "--threads", "1", "--speed", "1", "--id", "worker-\(i)",
         ] + arguments, log: "worker-\(i).log"))

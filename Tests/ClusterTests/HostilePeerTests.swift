@@ -5,7 +5,7 @@ import TestSupport
 import XCTest
 import ZeroMQ
 
-/// A real coordinator and worker (CURVE, no allow-list, `--join-settle 0`, `--max-jobs 2`) facing
+/// A real coordinator and worker (CURVE, open clients, `--join-settle 0`, `--max-jobs 2`) facing
 /// peers that lie or press:
 /// a client asking for a plan whose sizes overflow 64 bits, a "worker" reporting an infinite
 /// speed, frames larger than a socket's largest legitimate one, more jobs than it holds. The
@@ -45,7 +45,8 @@ final class HostilePeerTests: XCTestCase {
 
     private func ctl(_ cluster: ClusterProcesses, _ arguments: [String]) throws -> CLIRun.Output {
         try CLIRun.run(cluster.binaries.appendingPathComponent("caravanctl"),
-                       arguments + ["--clients", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)"],
+                       arguments + ["--clients", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
+                                    "--key-file", cluster.adminKeyFile],
                        in: cluster.directory, timeout: 30)
     }
 
@@ -64,9 +65,10 @@ final class HostilePeerTests: XCTestCase {
         XCTAssertEqual(r["after"]?.tokens.count, 3, file: file, line: line)
     }
 
-    /// A raw CURVE DEALER on `endpoint` with a fresh key (the coordinator has no allow-list).
+    /// A raw CURVE DEALER on `endpoint` with a listed worker's key that no running worker uses
+    /// (so that the worker-only sockets admit it; the client socket admits any key).
     private func dealer(_ loop: EventLoop, _ endpoint: String, serverKey: String) throws -> AsyncSocket {
-        let keys = try CurveKeyPair.generate()
+        let keys = try Self.cluster!.makeKey("hostile-worker.key", listIn: Self.cluster!.authorizedWorkers)
         return try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(.curveClient(keys: keys, serverPublicKey: serverKey))
             try socket.connect(endpoint)
@@ -89,7 +91,8 @@ final class HostilePeerTests: XCTestCase {
         XCTAssertEqual(plan.status, 2, "infeasible: \(plan.stdout) \(plan.stderr)")
         XCTAssertTrue(plan.stdout.contains("exceeds 2^64 bytes"), plan.stdout + plan.stderr)
         // The same through the wire, with a model shape whose sizes add up past 2^64.
-        let client = try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        let client = try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey,
+                                   keys: try cluster.adminKeys())
         var request = Caravan_V1_PlanPreviewRequest()
         request.shape.name = "huge"
         request.shape.layerBytes = Array(repeating: (1 << 50) - 1, count: 1000)

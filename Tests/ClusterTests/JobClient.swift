@@ -15,10 +15,11 @@ final class JobClient: @unchecked Sendable {
     let socket: AsyncSocket
     let codec = WireCodec()
 
-    /// A client of the coordinator at `endpoint` with CURVE public key `serverKey` (nil: plain).
-    init(context: Context, endpoint: String, serverKey: String?) throws {
+    /// A client of the coordinator at `endpoint` with CURVE public key `serverKey` (nil: plain),
+    /// using `keys` (default: a new key pair, which an `--open-clients` coordinator takes as a client).
+    init(context: Context, endpoint: String, serverKey: String?, keys: CurveKeyPair? = nil) throws {
         loop = try EventLoop(context: context, name: "test-client")
-        let security: SocketSecurity = try serverKey.map { .curveClient(keys: try CurveKeyPair.generate(), serverPublicKey: $0) } ?? .plain
+        let security: SocketSecurity = try serverKey.map { .curveClient(keys: try keys ?? CurveKeyPair.generate(), serverPublicKey: $0) } ?? .plain
         socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(security)
             try socket.connect(endpoint)

@@ -96,17 +96,30 @@ final class LayerPullClusterTests: XCTestCase {
     }
 
     /// Garbage and bad requests on the coordinator's model source are answered with errors or
-    /// dropped; the coordinator keeps running and serving.
+    /// dropped; the coordinator keeps running and serving. It answers registered workers only: a
+    /// listed worker key that never registered is refused (`forbidden`).
     private func probeModelSource(_ cluster: ClusterProcesses, context: Context) async throws {
         let endpoint = try cluster.waitForLog("coordinator.log", "model_source=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         let loop = try EventLoop(context: context, name: "model-source-probe")
         defer { loop.shutdown() }
-        let keys = try CurveKeyPair.generate()
+        let codec = WireCodec()
+        let unregistered = try cluster.makeKey("unregistered-worker.key", listIn: cluster.authorizedWorkers)
+        let outsider = try AsyncSocket(loop: loop, type: .dealer) { s in
+            try s.apply(.curveClient(keys: unregistered, serverPublicKey: cluster.coordinatorKey))
+            try s.connect(endpoint)
+        }
+        try await outsider.send(try codec.encode(.modelInfoRequest(.with { $0.sha256 = String(repeating: "0", count: 64) }), requestID: 4))
+        guard case .message(.error(let refusal), 4) = try codec.decode(try await outsider.receive(timeout: .seconds(10))) else {
+            return XCTFail("an unregistered worker key was served")
+        }
+        XCTAssertEqual(refusal.code, "forbidden", refusal.message)
+        await outsider.close()
+        // The probe speaks with a registered worker's key (worker 0 runs with it).
+        let keys = try cluster.makeKey("worker-0.key", listIn: nil)
         let socket = try AsyncSocket(loop: loop, type: .dealer) { s in
             try s.apply(.curveClient(keys: keys, serverPublicKey: cluster.coordinatorKey))
             try s.connect(endpoint)
         }
-        let codec = WireCodec()
         let sha = try XCTUnwrap(cluster.log("worker-1.log").firstMatch(of: /([0-9a-f]{64})\.gguf/)?.1).description
         func ask(_ offset: UInt64, _ length: UInt32, sha: String) async throws -> Inbound {
             try await socket.send(try codec.encode(.modelChunkRequest(.with {

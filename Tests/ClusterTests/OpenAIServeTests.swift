@@ -14,10 +14,12 @@ extension ClusterTests {
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
     }
 
-    private func http(_ base: String, _ method: String, _ path: String, body: String? = nil) async throws -> HTTPResult {
+    private func http(_ base: String, _ method: String, _ path: String, body: String? = nil,
+                      bearer: String? = nil) async throws -> HTTPResult {
         var request = URLRequest(url: try XCTUnwrap(URL(string: base + path)))
         request.httpMethod = method
         request.timeoutInterval = 60
+        if let bearer { request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization") }
         if let body {
             request.httpBody = Data(body.utf8)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -26,20 +28,20 @@ extension ClusterTests {
         return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? -1, body: String(decoding: data, as: UTF8.self))
     }
 
-    /// Starts `caravan-openai` in front of `cluster` (log: serve.log); returns it and its base URL.
-    func startServe(_ cluster: ClusterProcesses, extraArguments: [String] = []) throws -> (Process, String) {
+    /// Starts `caravan-openai` in front of `cluster` (log: `log`); returns it and its base URL.
+    func startServe(_ cluster: ClusterProcesses, extraArguments: [String] = [], log: String = "serve.log") throws -> (Process, String) {
         let p = Process()
         p.executableURL = cluster.binaries.appendingPathComponent("caravan-openai")
         p.arguments = ["--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
                        "--listen", "127.0.0.1:0", "--timeout", "30"] + extraArguments
-        let logURL = cluster.directory.appendingPathComponent("serve.log")
+        let logURL = cluster.directory.appendingPathComponent(log)
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let handle = try FileHandle(forWritingTo: logURL)
         p.standardOutput = handle
         p.standardError = handle
         try p.run()
         // (Not the metrics listener's line, whose URL goes on with /metrics.)
-        let port = try cluster.waitForLog("serve.log", "url=http://127\\.0\\.0\\.1:([0-9]+)\\s", timeout: .seconds(30))
+        let port = try cluster.waitForLog(log, "url=http://127\\.0\\.0\\.1:([0-9]+)\\s", timeout: .seconds(30))
         return (p, "http://127.0.0.1:\(port)")
     }
 
@@ -122,7 +124,8 @@ extension ClusterTests {
 
         // A client that goes away mid-stream: its job is cancelled on the coordinator.
         let port = try XCTUnwrap(Int(base.split(separator: ":").last ?? ""))
-        let client = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        // Admin key: the status lists every client's jobs (the server's are its own key's).
+        let client = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey, keys: try cluster.adminKeys())
         let cancelledBefore = try await client.clusterStatus(includeFinishedJobs: true).jobs.filter { $0.state == .cancelled }.count
         try Self.abandonStream(port: port, body: #"{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0, "stream": true}"#)
         var cancelled = false
@@ -144,11 +147,62 @@ extension ClusterTests {
         XCTAssertTrue(cluster.allRunning)
     }
 
+    /// With `--api-keys` a request needs `Authorization: Bearer` with one of the file's keys
+    /// (401 and OpenAI's error JSON otherwise, nothing reaches the coordinator); with
+    /// `--max-concurrent-requests 1` a second request while one streams gets 429 at once, and is
+    /// taken again once the first ends.
+    func testOpenAIServeAPIKeysAndConcurrencyLimit() async throws {
+        let (cluster, _) = try running()
+        let keyFile = cluster.directory.appendingPathComponent("api_keys")
+        let (alice, bob) = ("sk-alice-0123456789abcdef", "sk-bob-0123456789abcdef01")
+        try "# API keys\n\(alice) alice\n\(bob) bob\n".write(to: keyFile, atomically: true, encoding: .utf8)
+        let (serve, base) = try startServe(cluster, extraArguments: ["--api-keys", keyFile.path, "--max-concurrent-requests", "1"], log: "serve-keys.log")
+        defer {
+            if serve.isRunning { kill(serve.processIdentifier, SIGKILL) }
+            serve.waitUntilExit()
+        }
+        let accepted = { cluster.log("coordinator.log").components(separatedBy: "job accepted").count }
+        let before = accepted()
+        let missing = try await http(base, "POST", "/v1/completions", body: #"{"prompt": "x", "max_tokens": 2}"#)
+        XCTAssertEqual(missing.status, 401, missing.body)
+        XCTAssertEqual((missing.json["error"] as? [String: Any])?["code"] as? String, "missing_api_key", missing.body)
+        let wrong = try await http(base, "GET", "/v1/models", bearer: "sk-mallory-0123456789abcdef")
+        XCTAssertEqual(wrong.status, 401, wrong.body)
+        XCTAssertEqual((wrong.json["error"] as? [String: Any])?["code"] as? String, "invalid_api_key", wrong.body)
+        XCTAssertEqual(accepted(), before, "an unauthenticated request reached the coordinator")
+        for key in [alice, bob] {
+            let models = try await http(base, "GET", "/v1/models", bearer: key)
+            XCTAssertEqual(models.status, 200, models.body)
+        }
+
+        let port = try XCTUnwrap(Int(base.split(separator: ":").last ?? ""))
+        let held = try Self.openStream(port: port, bearer: alice,
+                                       body: #"{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0, "stream": true}"#)
+        let busy = try await http(base, "POST", "/v1/completions", body: #"{"prompt": "x", "max_tokens": 2}"#, bearer: bob)
+        XCTAssertEqual(busy.status, 429, busy.body)
+        XCTAssertEqual((busy.json["error"] as? [String: Any])?["code"] as? String, "rate_limit_exceeded", busy.body)
+        close(held)
+        var after = HTTPResult(status: 0, body: "")
+        for _ in 0..<100 {
+            after = try await http(base, "POST", "/v1/completions", body: #"{"prompt": "x", "max_tokens": 2, "temperature": 0}"#, bearer: bob)
+            if after.status != 429 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertEqual(after.status, 200, "the slot came back when the first request ended: \(after.body)")
+    }
+
     /// Sends a streaming request over a raw socket, reads until the first event, then closes.
     private static func abandonStream(port: Int, body: String) throws {
+        close(try openStream(port: port, body: body))
+    }
+
+    /// Sends a streaming request over a raw socket and reads until the first event; returns the
+    /// open socket (the request runs until it is closed or the job ends).
+    private static func openStream(port: Int, bearer: String? = nil, body: String) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClusterProcesses.Failure(description: "socket() failed") }
-        defer { close(fd) }
+        var ok = false
+        defer { if !ok { close(fd) } }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -160,7 +214,7 @@ extension ClusterTests {
         var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            + (bearer.map { "Authorization: Bearer \($0)\r\n" } ?? "") + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
         let bytes = Array(request.utf8)
         guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else {
             throw ClusterProcesses.Failure(description: "send() failed")
@@ -172,5 +226,7 @@ extension ClusterTests {
             guard n > 0 else { throw ClusterProcesses.Failure(description: "no event before the connection ended: \(received)") }
             received += String(decoding: buffer[0..<n], as: UTF8.self)
         }
+        ok = true
+        return fd
     }
 }

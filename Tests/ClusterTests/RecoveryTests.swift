@@ -107,7 +107,11 @@ final class RecoveryTests: XCTestCase {
         XCTAssertEqual(reference.tokens.count, 48)
 
         var jobID = ""
-        let second = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        // The job belongs to the key that submitted it: the client attaching after the restart
+        // uses the same key (another key would be told "not found").
+        let ownerKeys = try CurveKeyPair.generate()
+        let second = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey,
+                                   keys: ownerKeys)
         var before = JobClient.Result()
         do {
             _ = try await second.run([job], timeout: .seconds(20)) { event, results in
@@ -123,7 +127,8 @@ final class RecoveryTests: XCTestCase {
         XCTAssertFalse(jobID.isEmpty)
         XCTAssertGreaterThanOrEqual(before.tokens.count, 10)
         try cluster.restartCoordinator()
-        let third = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        let third = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey,
+                                  keys: ownerKeys)
         var attach = Caravan_V1_JobAttach()
         attach.jobID = jobID
         attach.receivedTokens = UInt32(before.tokens.count)

@@ -235,58 +235,111 @@ public nonisolated struct Caravan_V1_PlanChange: Sendable {
 }
 
 /// Coordinator -> admin: the cluster at a glance.
-public nonisolated struct Caravan_V1_ClusterStatus: Sendable {
+public nonisolated struct Caravan_V1_ClusterStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The current plan epoch (0 = no plan yet).
-  public var planEpoch: UInt64 = 0
+  public var planEpoch: UInt64 {
+    get {_storage._planEpoch}
+    set {_uniqueStorage()._planEpoch = newValue}
+  }
 
   /// The model the current plan serves.
   public var model: Caravan_V1_ModelIdentity {
-    get {_model ?? Caravan_V1_ModelIdentity()}
-    set {_model = newValue}
+    get {_storage._model ?? Caravan_V1_ModelIdentity()}
+    set {_uniqueStorage()._model = newValue}
   }
   /// Returns true if `model` has been explicitly set.
-  public var hasModel: Bool {self._model != nil}
+  public var hasModel: Bool {_storage._model != nil}
   /// Clears the value of `model`. Subsequent reads from it will return its default value.
-  public mutating func clearModel() {self._model = nil}
+  public mutating func clearModel() {_uniqueStorage()._model = nil}
 
   /// Whether CURVE security is on (false = plain mode).
-  public var curveEnabled: Bool = false
+  public var curveEnabled: Bool {
+    get {_storage._curveEnabled}
+    set {_uniqueStorage()._curveEnabled = newValue}
+  }
 
   /// All known workers.
-  public var workers: [Caravan_V1_WorkerStatus] = []
+  public var workers: [Caravan_V1_WorkerStatus] {
+    get {_storage._workers}
+    set {_uniqueStorage()._workers = newValue}
+  }
 
   /// Active (and, if asked, finished) jobs.
-  public var jobs: [Caravan_V1_JobStatus] = []
+  public var jobs: [Caravan_V1_JobStatus] {
+    get {_storage._jobs}
+    set {_uniqueStorage()._jobs = newValue}
+  }
 
   /// Tokens generated per second over the last minute, whole cluster.
-  public var tokensPerSecond: Double = 0
+  public var tokensPerSecond: Double {
+    get {_storage._tokensPerSecond}
+    set {_uniqueStorage()._tokensPerSecond = newValue}
+  }
 
   /// True while jobs are accepted; otherwise `waiting_reason` says why not.
-  public var serving: Bool = false
+  public var serving: Bool {
+    get {_storage._serving}
+    set {_uniqueStorage()._serving = newValue}
+  }
 
-  public var waitingReason: String = String()
+  public var waitingReason: String {
+    get {_storage._waitingReason}
+    set {_uniqueStorage()._waitingReason = newValue}
+  }
 
   /// Plans made so far, oldest first (the coordinator keeps the most recent ones).
-  public var planHistory: [Caravan_V1_PlanChange] = []
+  public var planHistory: [Caravan_V1_PlanChange] {
+    get {_storage._planHistory}
+    set {_uniqueStorage()._planHistory = newValue}
+  }
 
   /// Workers the coordinator waits for before planning.
-  public var expectedWorkers: UInt32 = 0
+  public var expectedWorkers: UInt32 {
+    get {_storage._expectedWorkers}
+    set {_uniqueStorage()._expectedWorkers = newValue}
+  }
 
   /// The coordinator's wall clock when it answered, Unix milliseconds.
-  public var nowUnixMs: UInt64 = 0
+  public var nowUnixMs: UInt64 {
+    get {_storage._nowUnixMs}
+    set {_uniqueStorage()._nowUnixMs = newValue}
+  }
 
   /// Recently lost workers (health LOST), most recent last.
-  public var lostWorkers: [Caravan_V1_WorkerStatus] = []
+  public var lostWorkers: [Caravan_V1_WorkerStatus] {
+    get {_storage._lostWorkers}
+    set {_uniqueStorage()._lostWorkers = newValue}
+  }
+
+  /// Who may connect as a client: "lists" (authorized_clients/admins), "open" (--open-clients:
+  /// any key that knows the coordinator's public key) or "plain" (no CURVE, no roles).
+  public var clientAccess: String {
+    get {_storage._clientAccess}
+    set {_uniqueStorage()._clientAccess = newValue}
+  }
+
+  /// The asking key's roles, e.g. "client" or "admin,client" (empty in plain mode). Only admins
+  /// see every job in `jobs`; a client sees its own.
+  public var callerRoles: String {
+    get {_storage._callerRoles}
+    set {_uniqueStorage()._callerRoles = newValue}
+  }
+
+  /// Jobs waiting for KV room on the pipeline (admission control), in start order.
+  public var admissionQueued: UInt32 {
+    get {_storage._admissionQueued}
+    set {_uniqueStorage()._admissionQueued = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _model: Caravan_V1_ModelIdentity? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Admin -> coordinator: how would the coordinator plan with these inputs? Changes nothing.
@@ -731,88 +784,167 @@ nonisolated extension Caravan_V1_PlanChange: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Caravan_V1_ClusterStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}curve_enabled\0\u{1}workers\0\u{1}jobs\0\u{3}tokens_per_second\0\u{1}serving\0\u{3}waiting_reason\0\u{3}plan_history\0\u{3}expected_workers\0\u{3}now_unix_ms\0\u{3}lost_workers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}curve_enabled\0\u{1}workers\0\u{1}jobs\0\u{3}tokens_per_second\0\u{1}serving\0\u{3}waiting_reason\0\u{3}plan_history\0\u{3}expected_workers\0\u{3}now_unix_ms\0\u{3}lost_workers\0\u{4}\u{8}client_access\0\u{3}caller_roles\0\u{3}admission_queued\0")
+
+  fileprivate class _StorageClass {
+    var _planEpoch: UInt64 = 0
+    var _model: Caravan_V1_ModelIdentity? = nil
+    var _curveEnabled: Bool = false
+    var _workers: [Caravan_V1_WorkerStatus] = []
+    var _jobs: [Caravan_V1_JobStatus] = []
+    var _tokensPerSecond: Double = 0
+    var _serving: Bool = false
+    var _waitingReason: String = String()
+    var _planHistory: [Caravan_V1_PlanChange] = []
+    var _expectedWorkers: UInt32 = 0
+    var _nowUnixMs: UInt64 = 0
+    var _lostWorkers: [Caravan_V1_WorkerStatus] = []
+    var _clientAccess: String = String()
+    var _callerRoles: String = String()
+    var _admissionQueued: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _planEpoch = source._planEpoch
+      _model = source._model
+      _curveEnabled = source._curveEnabled
+      _workers = source._workers
+      _jobs = source._jobs
+      _tokensPerSecond = source._tokensPerSecond
+      _serving = source._serving
+      _waitingReason = source._waitingReason
+      _planHistory = source._planHistory
+      _expectedWorkers = source._expectedWorkers
+      _nowUnixMs = source._nowUnixMs
+      _lostWorkers = source._lostWorkers
+      _clientAccess = source._clientAccess
+      _callerRoles = source._callerRoles
+      _admissionQueued = source._admissionQueued
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._model) }()
-      case 3: try { try decoder.decodeSingularBoolField(value: &self.curveEnabled) }()
-      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.workers) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
-      case 6: try { try decoder.decodeSingularDoubleField(value: &self.tokensPerSecond) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.serving) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.waitingReason) }()
-      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.planHistory) }()
-      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.expectedWorkers) }()
-      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.nowUnixMs) }()
-      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.lostWorkers) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._planEpoch) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._model) }()
+        case 3: try { try decoder.decodeSingularBoolField(value: &_storage._curveEnabled) }()
+        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._workers) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._tokensPerSecond) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._serving) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._waitingReason) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._planHistory) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._expectedWorkers) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._nowUnixMs) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._lostWorkers) }()
+        case 20: try { try decoder.decodeSingularStringField(value: &_storage._clientAccess) }()
+        case 21: try { try decoder.decodeSingularStringField(value: &_storage._callerRoles) }()
+        case 22: try { try decoder.decodeSingularUInt32Field(value: &_storage._admissionQueued) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.planEpoch != 0 {
-      try visitor.visitSingularUInt64Field(value: self.planEpoch, fieldNumber: 1)
-    }
-    try { if let v = self._model {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
-    if self.curveEnabled != false {
-      try visitor.visitSingularBoolField(value: self.curveEnabled, fieldNumber: 3)
-    }
-    if !self.workers.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.workers, fieldNumber: 4)
-    }
-    if !self.jobs.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.jobs, fieldNumber: 5)
-    }
-    if self.tokensPerSecond.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.tokensPerSecond, fieldNumber: 6)
-    }
-    if self.serving != false {
-      try visitor.visitSingularBoolField(value: self.serving, fieldNumber: 7)
-    }
-    if !self.waitingReason.isEmpty {
-      try visitor.visitSingularStringField(value: self.waitingReason, fieldNumber: 8)
-    }
-    if !self.planHistory.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.planHistory, fieldNumber: 9)
-    }
-    if self.expectedWorkers != 0 {
-      try visitor.visitSingularUInt32Field(value: self.expectedWorkers, fieldNumber: 10)
-    }
-    if self.nowUnixMs != 0 {
-      try visitor.visitSingularUInt64Field(value: self.nowUnixMs, fieldNumber: 11)
-    }
-    if !self.lostWorkers.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.lostWorkers, fieldNumber: 12)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._planEpoch != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._planEpoch, fieldNumber: 1)
+      }
+      try { if let v = _storage._model {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if _storage._curveEnabled != false {
+        try visitor.visitSingularBoolField(value: _storage._curveEnabled, fieldNumber: 3)
+      }
+      if !_storage._workers.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._workers, fieldNumber: 4)
+      }
+      if !_storage._jobs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._jobs, fieldNumber: 5)
+      }
+      if _storage._tokensPerSecond.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._tokensPerSecond, fieldNumber: 6)
+      }
+      if _storage._serving != false {
+        try visitor.visitSingularBoolField(value: _storage._serving, fieldNumber: 7)
+      }
+      if !_storage._waitingReason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._waitingReason, fieldNumber: 8)
+      }
+      if !_storage._planHistory.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._planHistory, fieldNumber: 9)
+      }
+      if _storage._expectedWorkers != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._expectedWorkers, fieldNumber: 10)
+      }
+      if _storage._nowUnixMs != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._nowUnixMs, fieldNumber: 11)
+      }
+      if !_storage._lostWorkers.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._lostWorkers, fieldNumber: 12)
+      }
+      if !_storage._clientAccess.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clientAccess, fieldNumber: 20)
+      }
+      if !_storage._callerRoles.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._callerRoles, fieldNumber: 21)
+      }
+      if _storage._admissionQueued != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._admissionQueued, fieldNumber: 22)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Caravan_V1_ClusterStatus, rhs: Caravan_V1_ClusterStatus) -> Bool {
-    if lhs.planEpoch != rhs.planEpoch {return false}
-    if lhs._model != rhs._model {return false}
-    if lhs.curveEnabled != rhs.curveEnabled {return false}
-    if lhs.workers != rhs.workers {return false}
-    if lhs.jobs != rhs.jobs {return false}
-    if lhs.tokensPerSecond != rhs.tokensPerSecond {return false}
-    if lhs.serving != rhs.serving {return false}
-    if lhs.waitingReason != rhs.waitingReason {return false}
-    if lhs.planHistory != rhs.planHistory {return false}
-    if lhs.expectedWorkers != rhs.expectedWorkers {return false}
-    if lhs.nowUnixMs != rhs.nowUnixMs {return false}
-    if lhs.lostWorkers != rhs.lostWorkers {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._planEpoch != rhs_storage._planEpoch {return false}
+        if _storage._model != rhs_storage._model {return false}
+        if _storage._curveEnabled != rhs_storage._curveEnabled {return false}
+        if _storage._workers != rhs_storage._workers {return false}
+        if _storage._jobs != rhs_storage._jobs {return false}
+        if _storage._tokensPerSecond != rhs_storage._tokensPerSecond {return false}
+        if _storage._serving != rhs_storage._serving {return false}
+        if _storage._waitingReason != rhs_storage._waitingReason {return false}
+        if _storage._planHistory != rhs_storage._planHistory {return false}
+        if _storage._expectedWorkers != rhs_storage._expectedWorkers {return false}
+        if _storage._nowUnixMs != rhs_storage._nowUnixMs {return false}
+        if _storage._lostWorkers != rhs_storage._lostWorkers {return false}
+        if _storage._clientAccess != rhs_storage._clientAccess {return false}
+        if _storage._callerRoles != rhs_storage._callerRoles {return false}
+        if _storage._admissionQueued != rhs_storage._admissionQueued {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

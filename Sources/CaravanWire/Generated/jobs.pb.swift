@@ -99,6 +99,9 @@ public nonisolated enum Caravan_V1_JobErrorCode: SwiftProtobuf.Enum, Swift.CaseI
 
   /// Anything else; see the message.
   case `internal` // = 5
+
+  /// The client holds its limit of running and queued jobs; try again when some have ended.
+  case tooManyJobs // = 6
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -113,6 +116,7 @@ public nonisolated enum Caravan_V1_JobErrorCode: SwiftProtobuf.Enum, Swift.CaseI
     case 3: self = .workerLost
     case 4: self = .contextOverflow
     case 5: self = .internal
+    case 6: self = .tooManyJobs
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -125,6 +129,7 @@ public nonisolated enum Caravan_V1_JobErrorCode: SwiftProtobuf.Enum, Swift.CaseI
     case .workerLost: return 3
     case .contextOverflow: return 4
     case .internal: return 5
+    case .tooManyJobs: return 6
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -137,6 +142,7 @@ public nonisolated enum Caravan_V1_JobErrorCode: SwiftProtobuf.Enum, Swift.CaseI
     .workerLost,
     .contextOverflow,
     .internal,
+    .tooManyJobs,
   ]
 
 }
@@ -587,6 +593,9 @@ public nonisolated struct Caravan_V1_JobStatus: Sendable {
   /// Times the job was moved to a new pipeline (re-plans, faults) and replayed.
   public var replays: UInt32 = 0
 
+  /// While QUEUED for KV room (admission control): 1 = the next job to start; 0 = not in that queue.
+  public var queuePosition: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -637,7 +646,7 @@ nonisolated extension Caravan_V1_FinishReason: SwiftProtobuf._ProtoNameProviding
 }
 
 nonisolated extension Caravan_V1_JobErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0JOB_ERROR_CODE_UNSPECIFIED\0\u{1}JOB_ERROR_CODE_INVALID_REQUEST\0\u{1}JOB_ERROR_CODE_UNAVAILABLE\0\u{1}JOB_ERROR_CODE_WORKER_LOST\0\u{1}JOB_ERROR_CODE_CONTEXT_OVERFLOW\0\u{1}JOB_ERROR_CODE_INTERNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0JOB_ERROR_CODE_UNSPECIFIED\0\u{1}JOB_ERROR_CODE_INVALID_REQUEST\0\u{1}JOB_ERROR_CODE_UNAVAILABLE\0\u{1}JOB_ERROR_CODE_WORKER_LOST\0\u{1}JOB_ERROR_CODE_CONTEXT_OVERFLOW\0\u{1}JOB_ERROR_CODE_INTERNAL\0\u{1}JOB_ERROR_CODE_TOO_MANY_JOBS\0")
 }
 
 nonisolated extension Caravan_V1_JobState: SwiftProtobuf._ProtoNameProviding {
@@ -1273,7 +1282,7 @@ nonisolated extension Caravan_V1_JobStatusRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}state\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}submitted_unix_ms\0\u{3}plan_epoch\0\u{1}error\0\u{3}waiting_reason\0\u{1}replays\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}state\0\u{3}prompt_tokens\0\u{3}completion_tokens\0\u{3}submitted_unix_ms\0\u{3}plan_epoch\0\u{1}error\0\u{3}waiting_reason\0\u{1}replays\0\u{4}\u{b}queue_position\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1290,6 +1299,7 @@ nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
       case 7: try { try decoder.decodeSingularMessageField(value: &self._error) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.waitingReason) }()
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.replays) }()
+      case 20: try { try decoder.decodeSingularUInt32Field(value: &self.queuePosition) }()
       default: break
       }
     }
@@ -1327,6 +1337,9 @@ nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
     if self.replays != 0 {
       try visitor.visitSingularUInt32Field(value: self.replays, fieldNumber: 9)
     }
+    if self.queuePosition != 0 {
+      try visitor.visitSingularUInt32Field(value: self.queuePosition, fieldNumber: 20)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1340,6 +1353,7 @@ nonisolated extension Caravan_V1_JobStatus: SwiftProtobuf.Message, SwiftProtobuf
     if lhs._error != rhs._error {return false}
     if lhs.waitingReason != rhs.waitingReason {return false}
     if lhs.replays != rhs.replays {return false}
+    if lhs.queuePosition != rhs.queuePosition {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
