@@ -52,7 +52,8 @@ public final class CoordinatorService: Service {
         let fingerprint = try ModelFingerprint.of(path: config.modelPath)
         let contextLimit = min(config.contextTokens, facts.contextLength > 0 ? facts.contextLength : config.contextTokens)
 
-        let context = try Context()
+        // Two I/O threads: layer pulls (several connections) are encrypted on two cores.
+        let context = try Context(ioThreads: 2)
         // With an allow-list, a ZAP handler decides which CURVE clients the sockets admit (it must
         // run before the sockets bind).
         var zap: ZAPAuthenticator?

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -20,6 +21,9 @@ public final class WorkerService: Service {
     private let modelSource = LockedValue("")
     /// A pull of layers running beside the control loop (cancelled by the next load or shutdown).
     private let pullTask = LockedValue<Task<Void, Never>?>(nil)
+    /// What the layer cache holds (reported in registrations and heartbeats; read again after
+    /// every pull).
+    private let cachedLayers = LockedValue<[CachedLayers]>([])
     /// Which CURVE clients the data socket admits (nil in plain mode; set when running).
     private let dataGate = LockedValue<DataSocketGate?>(nil)
     /// The configuration.
@@ -44,11 +48,15 @@ public final class WorkerService: Service {
         }
         let memory = HostInfo.memory()
         let free = min(config.memoryLimit ?? UInt64.max, memory?.available ?? config.memoryLimit ?? 0)
+        let cached = LayerCache.contents(directory: config.cacheDirectory)
+        cachedLayers.withLock { $0 = cached }
         let capabilities = WorkerCapabilities(
             cores: config.threads, totalMemory: memory?.total ?? free, freeMemory: free,
-            speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0))
+            speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0),
+            cachedLayers: cached)
 
-        let context = try Context()
+        // Two I/O threads: a pull of layers decrypts its two connections on two cores.
+        let context = try Context(ioThreads: 2)
         let loop = try EventLoop(context: context, name: "worker-zmq")
         defer {
             loop.shutdown()
@@ -300,7 +308,10 @@ public final class WorkerService: Service {
             throw LayerFetchError("no local file with sha256 \(assignment.modelSHA256) (\(assignment.modelName)) and the coordinator offers no model source")
         }
         let source = LayerFetcher.resolve(source: advertised, coordinatorEndpoint: configuration.coordinatorEndpoint)
-        return try await fetcher.fetch(assignment, source: source, heard: { ports.lastHeard.withLock { $0 = .now } }).path
+        let path = try await fetcher.fetch(assignment, source: source, heard: { ports.lastHeard.withLock { $0 = .now } }).path
+        let cached = LayerCache.contents(directory: configuration.cacheDirectory)
+        cachedLayers.withLock { $0 = cached }
+        return path
     }
 
     private func heartbeats(ports: Ports, runtime: StageRuntime, register: Caravan_V1_Register,
@@ -344,6 +355,8 @@ public final class WorkerService: Service {
             beat.stepsRun = UInt64(stats.steps)
             beat.recentStepMs = Float(stats.recentMilliseconds)
             beat.recentRowsPerStep = Float(stats.recentRows)
+            if let pull = layerFetcher.withLock({ $0 })?.progress { beat.pull = pull.wire }
+            beat.cachedLayers = cachedLayers.withLock { $0 }.map(\.wire)
             await ports.send(.heartbeat(beat))
         }
     }
