@@ -55,8 +55,8 @@ public final class WorkerService: Service {
             speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0),
             cachedLayers: cached)
 
-        // Two I/O threads: a pull of layers decrypts its two connections on two cores.
-        let context = try Context(ioThreads: 2)
+        // One I/O thread per pull connection: a pull decrypts its connections on as many cores.
+        let context = try Context(ioThreads: max(1, config.pullConnections))
         let loop = try EventLoop(context: context, name: "worker-zmq")
         defer {
             loop.shutdown()
@@ -108,6 +108,7 @@ public final class WorkerService: Service {
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
         var fetchSettings = LayerFetcher.Settings()
         fetchSettings.pruneUnusedAfter = config.cacheKeepDays.map { $0 * 86_400 }
+        fetchSettings.connections = max(1, config.pullConnections)
         layerFetcher.withLock {
             $0 = LayerFetcher(loop: loop, codec: codec, security: config.security, coordinatorPublicKey: config.coordinatorPublicKey,
                               cacheDirectory: config.cacheDirectory, settings: fetchSettings, logger: logger)
