@@ -264,7 +264,6 @@ public struct Membership: Sendable {
         member.holdings = knownHoldings[workerID] ?? LayerHoldings()
         member.holdings.wholeFile = heldModels.contains(modelSHA256)
         for c in cachedLayers where c.modelSHA256 == modelSHA256 { member.holdings.add(cached: c) }
-        knownHoldings[workerID] = member.holdings
         let ack = Directive.acknowledge(peer, accepted: true, reason: "")
         // One connection is one worker: a peer registered under another id may not take this one
         // too (two members with one id would confuse every table keyed by worker id).
@@ -272,6 +271,7 @@ public struct Membership: Sendable {
             return [.acknowledge(peer, accepted: false,
                                  reason: "this connection is registered as worker \(other.workerID); it cannot register as \(workerID)")]
         }
+        knownHoldings[workerID] = member.holdings
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
             let old = members[i]
             let inPlan = planPeers.contains(old.peer)
