@@ -5,7 +5,7 @@ import PackageDescription
 ///
 /// Dependencies point downward:
 ///   executables -> Coordinator/Worker/CaravanClient -> Llama/Tokenizer/ChatTemplate/Sampling
-///   -> GGUF/CKernels/CaravanCore;  CaravanWire -> ZeroMQ -> CZeroMQ.
+///   -> GGUF/CKernels/CaravanCore;  CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum.
 let package = Package(
     name: "Caravan",
     platforms: [.macOS(.v15)],
@@ -51,8 +51,10 @@ let package = Package(
         // MARK: Network
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        // CRC-32C in hardware (payload and model chunk checksums).
+        .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "CaravanWire", dependencies: [
-            "CaravanCore", "ZeroMQ",
+            "CaravanCore", "ZeroMQ", "CChecksum",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 

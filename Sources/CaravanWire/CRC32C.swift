@@ -1,7 +1,14 @@
-/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven with slicing-by-8.
+import CChecksum
+
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78): the CPU's instruction where it has one
+/// (x86-64 SSE4.2, AArch64 CRC), else table-driven with slicing-by-8.
 ///
-/// Used for tensor payload checksums. `CRC32C.checksum("123456789".utf8)` is `0xE3069283`.
+/// Used for tensor payload and model chunk checksums. `CRC32C.checksum("123456789".utf8)` is
+/// `0xE3069283`.
 public enum CRC32C {
+    /// True when checksums are computed by the CPU's CRC-32C instruction.
+    public static let usesHardware = cchecksum_crc32c_hw_available() != 0
+
     /// Reflected Castagnoli polynomial.
     public static let polynomial: UInt32 = 0x82F6_3B78
 
@@ -35,6 +42,13 @@ public enum CRC32C {
 
     /// Continues a checksum: `update(checksum(a), b) == checksum(a + b)`.
     public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard usesHardware else { return softwareUpdate(crc, bytes) }
+        guard bytes.count > 0, let base = bytes.baseAddress else { return crc }
+        return ~cchecksum_crc32c_hw_update(~crc, base, bytes.count)
+    }
+
+    /// ``update(_:_:)`` with the tables only (the fallback; tests compare the two).
+    static func softwareUpdate(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var c = ~crc
         let count = bytes.count
         guard count > 0, let base = bytes.baseAddress else { return crc }

@@ -13,15 +13,20 @@ public struct ModelChunkData: Sendable {
     public let offset: UInt64
     /// The bytes.
     public let payload: ZeroMQ.Message
+    /// The CRC-32C of the payload: verified against the bytes when the chunk was received
+    /// (so a receiver need not compute it again), or given by the sender; nil = not computed yet.
+    public let checksum: UInt32?
 
     /// Number of bytes.
     public var count: Int { payload.count }
 
-    /// A chunk of `payload` at `offset` of the model `sha256`.
-    public init(sha256: String, offset: UInt64, payload: ZeroMQ.Message) {
+    /// A chunk of `payload` at `offset` of the model `sha256`; `checksum`, when given, must be the
+    /// payload's CRC-32C (nil: computed when encoded).
+    public init(sha256: String, offset: UInt64, payload: ZeroMQ.Message, checksum: UInt32? = nil) {
         self.sha256 = sha256
         self.offset = offset
         self.payload = payload
+        self.checksum = checksum
     }
 
     /// The header describing this chunk, with the CRC-32C of its bytes.
@@ -30,7 +35,7 @@ public struct ModelChunkData: Sendable {
         m.sha256 = sha256
         m.offset = offset
         m.length = UInt32(clamping: payload.count)
-        m.crc32C = payload.withUnsafeBytes { CRC32C.checksum($0) }
+        m.crc32C = checksum ?? payload.withUnsafeBytes { CRC32C.checksum($0) }
         return m
     }
 
@@ -49,7 +54,7 @@ public struct ModelChunkData: Sendable {
         }
         let actual = payload.withUnsafeBytes { CRC32C.checksum($0) }
         guard actual == m.crc32C else { throw .checksumMismatch(declared: m.crc32C, actual: actual) }
-        self.init(sha256: m.sha256, offset: m.offset, payload: payload)
+        self.init(sha256: m.sha256, offset: m.offset, payload: payload, checksum: actual)
     }
 }
 

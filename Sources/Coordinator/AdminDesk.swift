@@ -211,6 +211,7 @@ public enum AdminReports {
         if member.recentStepMs > 0, member.recentRowsPerStep > 0 {
             w.tokensPerSecond = Double(member.recentRowsPerStep) / Double(member.recentStepMs) * 1000
         }
+        if let pull = member.pull { w.pull = pull.wire }
         return w
     }
 

@@ -107,6 +107,9 @@ public enum AdminTables {
             out.append(table(["WORKER", "ADDRESS", "STATE", "HEALTH", "LAYERS", "MEM USED", "MEM FREE", "STEP MS",
                               "ROWS/S", "STEPS", "LAST HEARD"], rows))
         }
+        for w in s.workers where w.hasPull {
+            out.append("  " + pulling(w.workerID, w.pull))
+        }
         for w in s.lostWorkers {
             out.append("lost: \(w.workerID) (\(w.dataAddress)), last heard \(clock(w.lastHeartbeatUnixMs))")
         }
@@ -146,6 +149,15 @@ public enum AdminTables {
         default: clients = "clients by allow-list"
         }
         return "access: \(clients)" + (s.callerRoles.isEmpty ? "" : "; this key: \(s.callerRoles)")
+    }
+
+    /// One worker's pull of layers: "w2 pulling layers [2, 4): 1.2 GiB of 3.9 GiB (31 %), 480 MB/s, 6 s left".
+    public static func pulling(_ worker: String, _ p: Caravan_V1_PullProgress) -> String {
+        let percent = p.totalBytes > 0 ? Double(min(p.doneBytes, p.totalBytes)) / Double(p.totalBytes) * 100 : 0
+        let rate = p.bytesPerSecond.isFinite && p.bytesPerSecond > 0 ? String(format: "%.0f MB/s", p.bytesPerSecond / 1e6) : "rate unknown"
+        let eta = p.etaMs > 0 ? age(ms: p.etaMs) + " left" : "time left unknown"
+        return "\(worker) pulling layers \(layers(p.layerStart, p.layerEnd)): \(bytes(p.doneBytes)) of \(bytes(p.totalBytes)) "
+            + String(format: "(%.0f %%)", percent) + ", \(rate), \(eta)"
     }
 
     /// A plan preview: one row per stage, memory against what the worker offers, estimates.

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -101,14 +102,17 @@ final class ControlPlane: Sendable {
             directives = membership.withLock {
                 $0.register(peer: peer, workerID: m.workerID, dataAddress: m.dataAddress, dataPublicKey: m.dataPublicKey,
                             memoryBytes: m.capabilities.freeMemoryBytes, speed: m.capabilities.measuredGflops,
-                            heldModels: m.capabilities.models.map(\.model.sha256), runningEpoch: m.runningPlanEpoch, now: t)
+                            heldModels: m.capabilities.models.map(\.model.sha256),
+                            cachedLayers: CachedLayers.fromWire(m.capabilities.cachedLayers),
+                            runningEpoch: m.runningPlanEpoch, now: t)
             }
         case .heartbeat(let m):
             let (next, gap) = membership.withLock { ms -> ([Membership.Directive], HeartbeatGap?) in
                 let d = ms.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
                                      recentRowsPerStep: m.recentRowsPerStep, freeMemoryBytes: m.freeMemoryBytes,
                                      planEpoch: m.planEpoch, loading: m.state == .loading, sequence: m.sequence,
-                                     sentUnixMs: m.sentUnixMs, now: t)
+                                     sentUnixMs: m.sentUnixMs, pull: m.hasPull ? PullProgress(wire: m.pull) : nil,
+                                     cachedLayers: CachedLayers.fromWire(m.cachedLayers), now: t)
                 let gap = ms.members.first { $0.peer == peer }?.lastHeartbeatGap
                 return (d, gap?.at == t ? gap : nil)
             }

@@ -52,7 +52,8 @@ public final class CoordinatorService: Service {
         let fingerprint = try ModelFingerprint.of(path: config.modelPath)
         let contextLimit = min(config.contextTokens, facts.contextLength > 0 ? facts.contextLength : config.contextTokens)
 
-        let context = try Context()
+        // Two I/O threads: layer pulls (several connections) are encrypted on two cores.
+        let context = try Context(ioThreads: 2)
         // With CURVE a ZAP handler decides who connects to which socket (it must run before the
         // sockets bind): each socket has a ZAP domain admitting only the roles that use it, and
         // every admitted connection's frames carry the client key as User-Id for the per-message

@@ -62,9 +62,12 @@ public struct Member: Sendable, Equatable {
     public var awaitingPlan = false
     /// When its assignment of the plan being loaded was last sent (milliseconds).
     public var assignedAt: UInt64 = 0
-    /// What it holds of the model without a pull: the file (from its Register) and the layers of
-    /// every stage it has loaded (they stay in its layer cache).
+    /// What it holds of the model without a pull: the file (from its Register), the layers of
+    /// every stage it has loaded (they stay in its layer cache) and what it reported its layer
+    /// cache holds (from earlier runs too).
     public var holdings = LayerHoldings()
+    /// The pull of layers it reported in its last heartbeat (nil = none running).
+    public var pull: PullProgress?
 
     /// A member as registered.
     public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
@@ -252,14 +255,15 @@ public struct Membership: Sendable {
     /// A worker registered (first time, after a restart, or again after the coordinator was
     /// silent: then `runningEpoch` names the epoch it still runs).
     public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
-                                  memoryBytes: UInt64, speed: Double, heldModels: [String], runningEpoch: UInt64 = 0,
-                                  now: UInt64) -> [Directive] {
+                                  memoryBytes: UInt64, speed: Double, heldModels: [String], cachedLayers: [CachedLayers] = [],
+                                  runningEpoch: UInt64 = 0, now: UInt64) -> [Directive] {
         clock = max(clock, now)
         // A worker without the model file is accepted: it pulls its layers from the coordinator.
         var member = Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
                             memoryBytes: memoryBytes, speed: speed, lastSeen: now)
         member.holdings = knownHoldings[workerID] ?? LayerHoldings()
         member.holdings.wholeFile = heldModels.contains(modelSHA256)
+        for c in cachedLayers where c.modelSHA256 == modelSHA256 { member.holdings.add(cached: c) }
         let ack = Directive.acknowledge(peer, accepted: true, reason: "")
         // One connection is one worker: a peer registered under another id may not take this one
         // too (two members with one id would confuse every table keyed by worker id).
@@ -267,6 +271,7 @@ public struct Membership: Sendable {
             return [.acknowledge(peer, accepted: false,
                                  reason: "this connection is registered as worker \(other.workerID); it cannot register as \(workerID)")]
         }
+        knownHoldings[workerID] = member.holdings
         if let i = members.firstIndex(where: { $0.workerID == workerID || $0.peer == peer }) {
             let old = members[i]
             let inPlan = planPeers.contains(old.peer)
@@ -282,7 +287,11 @@ public struct Membership: Sendable {
                 member.lastBeat = old.lastBeat
                 member.lastHeartbeatGap = old.lastHeartbeatGap
                 member.lastLinkGapAt = old.lastLinkGapAt
+                let file = member.holdings.wholeFile
                 member.holdings = old.holdings
+                member.holdings.wholeFile = file
+                for c in cachedLayers where c.modelSHA256 == modelSHA256 { member.holdings.add(cached: c) }
+                knownHoldings[workerID] = member.holdings
                 members[i] = member
                 return [ack]
             }
@@ -462,11 +471,14 @@ public struct Membership: Sendable {
     /// `AssignmentReady`, was lost with a broken connection) is sent its assignment again; a
     /// worker already running that epoch answers it with `AssignmentReady` again.
     /// `sequence` and `sentUnixMs` (the worker's own, 0 = not reported) tell whether a gap before
-    /// this heartbeat was made by the worker or by its link (``HeartbeatGap``).
+    /// this heartbeat was made by the worker or by its link (``HeartbeatGap``). `pull` is the
+    /// pull of layers it runs (nil = none); `cachedLayers` what its layer cache holds (added to
+    /// its holdings, so the next movement-aware plan counts them as already there).
     @discardableResult
     public mutating func heartbeat(peer: PeerID, stepsRun: UInt64, recentStepMs: Float, recentRowsPerStep: Float,
                                    freeMemoryBytes: UInt64, planEpoch: UInt64 = 0, loading: Bool = false,
-                                   sequence: UInt64 = 0, sentUnixMs: UInt64 = 0, now: UInt64) -> [Directive] {
+                                   sequence: UInt64 = 0, sentUnixMs: UInt64 = 0, pull: PullProgress? = nil,
+                                   cachedLayers: [CachedLayers] = [], now: UInt64) -> [Directive] {
         touch(peer, now: now)
         guard let i = members.firstIndex(where: { $0.peer == peer }) else { return [] }
         let mark = HeartbeatMark(arrivedAt: now, sentUnixMs: sentUnixMs, sequence: sequence)
@@ -479,6 +491,12 @@ public struct Membership: Sendable {
         members[i].recentStepMs = recentStepMs
         members[i].recentRowsPerStep = recentRowsPerStep
         if freeMemoryBytes > 0 { members[i].freeMemoryBytes = freeMemoryBytes }
+        members[i].pull = pull
+        let relevant = cachedLayers.filter { $0.modelSHA256 == modelSHA256 }
+        if !relevant.isEmpty {
+            for c in relevant { members[i].holdings.add(cached: c) }
+            knownHoldings[members[i].workerID] = members[i].holdings
+        }
         guard case let .assigning(epoch, stages, peers) = phase, let stage = peers.firstIndex(of: peer),
               members[i].readyEpoch != epoch, !(loading && planEpoch == epoch),
               now >= members[i].assignedAt, now - members[i].assignedAt >= Self.assignmentResend else { return [] }

@@ -144,7 +144,8 @@ public final class ModelServer: Sendable {
                     await refuse(ChunkRequestRefusal(code: "invalid_request", description: "bytes outside the file"), to: peer, requestID: requestID)
                     return
                 }
-                let payload = Message(count: bytes.count) { $0.copyMemory(from: bytes) }
+                // Sent from the mapping itself (no copy); the file stays mapped until libzmq is done.
+                let payload = Message(borrowing: bytes, owner: file)
                 do {
                     let frames = try codec.encode(ModelChunkData(sha256: fingerprint.sha256, offset: range.lowerBound, payload: payload),
                                                   requestID: requestID)

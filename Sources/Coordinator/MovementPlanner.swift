@@ -27,6 +27,13 @@ public struct LayerHoldings: Sendable, Equatable {
         if range.end == layerCount { output = true }
     }
 
+    /// Adds what a worker reported its layer cache holds of the model.
+    public mutating func add(cached: CachedLayers) {
+        layers.formUnion(cached.layers)
+        embedding = embedding || cached.embedding
+        output = output || cached.output
+    }
+
     /// Bytes a stage running blocks `[start, end)` of `model` must pull (0 with the whole file).
     public func bytesToPull(_ start: Int, _ end: Int, model: ModelFacts) -> UInt64 {
         guard !wholeFile else { return 0 }

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -14,14 +15,18 @@ public struct WorkerCapabilities: Sendable, Equatable {
     public var speed: Double
     /// Model files held, with their hashes.
     public var models: [ModelFingerprint]
+    /// Layers of models held in the layer cache.
+    public var cachedLayers: [CachedLayers]
 
     /// Creates capabilities.
-    public init(cores: Int, totalMemory: UInt64, freeMemory: UInt64, speed: Double, models: [ModelFingerprint]) {
+    public init(cores: Int, totalMemory: UInt64, freeMemory: UInt64, speed: Double, models: [ModelFingerprint],
+                cachedLayers: [CachedLayers] = []) {
         self.cores = cores
         self.totalMemory = totalMemory
         self.freeMemory = freeMemory
         self.speed = speed
         self.models = models
+        self.cachedLayers = cachedLayers
     }
 
     /// The `Register` message for a worker with data endpoint `dataAddress`.
@@ -41,6 +46,7 @@ public struct WorkerCapabilities: Sendable, Equatable {
             return held
         }
         caps.activationDtypes = [.f16, .f32]
+        caps.cachedLayers = cachedLayers.prefix(CachedLayers.maxModels).map(\.wire)
         var r = Caravan_V1_Register()
         r.workerID = workerID
         r.capabilities = caps

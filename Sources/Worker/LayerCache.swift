@@ -1,5 +1,7 @@
+import CaravanCore
 import CaravanWire
 import Foundation
+import GGUF
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -27,7 +29,7 @@ public struct LayerFetchError: Error, CustomStringConvertible, Sendable {
 /// a cache directory take turns (the second then reuses what the first pulled). Not thread-safe:
 /// one fetch uses it at a time.
 public final class LayerCache {
-    private struct Manifest: Codable {
+    fileprivate struct Manifest: Codable {
         var sha256: String
         var size: UInt64
         var blockSize: UInt64
@@ -132,8 +134,9 @@ public final class LayerCache {
     }
 
     /// Writes the bytes of block `index` at its offset and records their CRC-32C (persisted by
-    /// the next ``commit()``).
-    public func write(block index: Int, bytes: UnsafeRawBufferPointer) throws(LayerFetchError) {
+    /// the next ``commit()``). `checksum` is the CRC-32C of `bytes` when the caller has already
+    /// verified it (a model chunk's, checked by the codec); nil computes it here.
+    public func write(block index: Int, bytes: UnsafeRawBufferPointer, checksum: UInt32? = nil) throws(LayerFetchError) {
         let range = StageByteRanges.blockBytes(index, blockSize: manifest.blockSize, fileSize: manifest.size)
         guard bytes.count == range.count, let base = bytes.baseAddress else {
             throw LayerFetchError("block \(index) has \(bytes.count) bytes, expected \(range.count)")
@@ -144,7 +147,7 @@ public final class LayerCache {
             guard n > 0 else { throw LayerFetchError("cannot write \(path): \(String(cString: strerror(errno)))") }
             done += n
         }
-        manifest.blocks[String(index)] = CRC32C.checksum(bytes)
+        manifest.blocks[String(index)] = checksum ?? CRC32C.checksum(bytes)
         dirty = true
     }
 
@@ -160,5 +163,38 @@ public final class LayerCache {
             throw LayerFetchError("cannot write \(manifestPath): \(error)")
         }
         dirty = false
+    }
+}
+
+extension LayerCache {
+    /// What the layer caches in `directory` hold, per model: read from their manifests (the
+    /// blocks written and synced; their checksums are checked again only when a pull reuses
+    /// them) and the cached GGUF header, without taking the caches' locks. Caches whose header
+    /// is not complete, and unreadable ones, are skipped; at most ``CachedLayers/maxModels``,
+    /// most recently used first.
+    public static func contents(directory: String) -> [CachedLayers] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var found: [(used: Date, layers: CachedLayers)] = []
+        for name in names where name.hasSuffix(".blocks.json") {
+            let sha = String(name.dropLast(".blocks.json".count))
+            let manifestPath = directory + "/" + name
+            let path = directory + "/" + sha + ".gguf"
+            guard let data = FileManager.default.contents(atPath: manifestPath),
+                  let m = try? JSONDecoder().decode(Manifest.self, from: data), m.sha256 == sha, m.blockSize > 0,
+                  m.blocks["0"] != nil else { continue }
+            let present = Set(m.blocks.keys.compactMap { Int($0) })
+            guard let file = try? GGUFFile(path: path), UInt64(file.fileSize) == m.size else { continue }
+            let base = UInt64(file.dataOffset)
+            let header = StageByteRanges.blocks(covering: [0..<base], blockSize: m.blockSize, fileSize: m.size)
+            guard header.allSatisfy(present.contains) else { continue }
+            let tensors = file.tensorInfos.map { t in
+                TensorExtent(name: t.name, bytes: (base + UInt64(t.relativeOffset))..<(base + UInt64(t.relativeOffset) + UInt64(t.byteCount)))
+            }
+            let held = StageByteRanges.held(tensors: tensors, presentBlocks: present, blockSize: m.blockSize, fileSize: m.size)
+            guard !held.layers.isEmpty || held.embedding || held.output else { continue }
+            let used = (try? FileManager.default.attributesOfItem(atPath: manifestPath)[.modificationDate] as? Date) ?? .distantPast
+            found.append((used, CachedLayers(modelSHA256: sha, layers: held.layers, embedding: held.embedding, output: held.output)))
+        }
+        return found.sorted { $0.used > $1.used }.prefix(CachedLayers.maxModels).map(\.layers)
     }
 }

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -12,16 +13,25 @@ import ZeroMQ
 /// Steps: `ModelInfo` (size, where the tensor data starts); the blocks holding the GGUF header,
 /// metadata and tensor index; parse it; the blocks holding the stage's tensors
 /// (``StageByteRanges``). Blocks already cached with a matching CRC-32C are reused; the rest are
-/// requested in chunks of one block, a few in flight (``ChunkSchedule``), each checked (CRC-32C by
-/// the codec, offset and size by the schedule) and retried when bad, refused or lost. Progress
-/// (MiB done of total, MiB/s) is logged every second.
+/// requested in chunks of one block over two connections (their CURVE work runs on two of
+/// libzmq's I/O threads), a window of them in flight (``ChunkSchedule``) so the link never waits
+/// for a round trip, each checked (CRC-32C by the codec, offset and size by the
+/// schedule) and retried when bad, refused or lost. Progress (bytes done of total, recent rate,
+/// time left) is logged every few seconds and readable in ``progress`` (for heartbeats).
 public final class LayerFetcher: Sendable {
     /// Tuning of the download.
     public struct Settings: Sendable {
         /// Bytes per block and chunk request (capped by the source's `max_chunk_bytes`).
         public var blockSize: UInt64 = 1 << 20
-        /// Chunk requests in flight.
-        public var window = 4
+        /// Chunk requests in flight: enough blocks to cover the link's bandwidth × round trip
+        /// (16 MiB in flight at 1 MiB blocks; the coordinator sends them as fast as CURVE allows).
+        public var window = 16
+        /// Connections to the model source, the requests spread over them. With CURVE every byte
+        /// is encrypted and decrypted by libzmq's I/O thread of its connection: two connections
+        /// (each daemon runs two I/O threads) let two cores do it.
+        public var connections = 2
+        /// Seconds between progress lines in the log.
+        public var logInterval: Duration = .seconds(3)
         /// How long to wait for any reply before the requests in flight count as lost.
         public var requestTimeout: Duration = .seconds(10)
         /// Times one block is requested before the fetch fails.
@@ -54,6 +64,10 @@ public final class LayerFetcher: Sendable {
     private let cacheDirectory: String
     private let settings: Settings
     private let logger: Logger
+    private let current = LockedValue<PullProgress?>(nil)
+
+    /// The pull in progress (nil when none runs).
+    public var progress: PullProgress? { current.withLock { $0 } }
 
     /// A fetcher connecting on `loop` (as a CURVE client of the coordinator's key, or plain) and
     /// caching in `cacheDirectory`.
@@ -91,34 +105,39 @@ public final class LayerFetcher: Sendable {
     /// missing from `source`; returns the cache file to load from. `heard` is called whenever the
     /// coordinator answers (it is alive).
     public func fetch(_ assignment: StageAssignment, source: String,
-                      heard: @Sendable () -> Void = {}) async throws(LayerFetchError) -> Report {
-        let socket: AsyncSocket
+                      heard: @escaping @Sendable () -> Void = {}) async throws(LayerFetchError) -> Report {
+        var sockets: [AsyncSocket] = []
+        func closeAll() async { for s in sockets { await s.close() } }
         do {
-            socket = try AsyncSocket(loop: loop, type: .dealer) { s in
-                try s.apply(self.security.client(serverKey: self.coordinatorPublicKey))
-                try s.set(.linger, 0)
-                try s.set(.maxMessageSize, Int64(FrameLimits.modelChunks(self.codec.limits,
-                                                                        maxChunkBytes: Int(clamping: self.settings.blockSize))))
-                try s.apply(LinkLiveness.cluster)
-                try s.connect(source)
+            for _ in 0..<max(1, settings.connections) {
+                sockets.append(try AsyncSocket(loop: loop, type: .dealer) { s in
+                    try s.apply(self.security.client(serverKey: self.coordinatorPublicKey))
+                    try s.set(.linger, 0)
+                    try s.set(.maxMessageSize, Int64(FrameLimits.modelChunks(self.codec.limits,
+                                                                            maxChunkBytes: Int(clamping: self.settings.blockSize))))
+                    try s.apply(LinkLiveness.cluster)
+                    try s.connect(source)
+                })
             }
         } catch {
+            await closeAll()
             throw LayerFetchError("cannot connect to the model source \(source): \(error)")
         }
+        defer { current.withLock { $0 = nil } }
         do {
-            let report = try await fetch(assignment, socket: socket, source: source, heard: heard)
-            await socket.close()
+            let report = try await fetch(assignment, sockets: sockets, source: source, heard: heard)
+            await closeAll()
             return report
         } catch {
-            await socket.close()
+            await closeAll()
             throw error
         }
     }
 
-    private func fetch(_ a: StageAssignment, socket: AsyncSocket, source: String,
-                       heard: @Sendable () -> Void) async throws(LayerFetchError) -> Report {
+    private func fetch(_ a: StageAssignment, sockets: [AsyncSocket], source: String,
+                       heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) -> Report {
         let started = ContinuousClock.now
-        let info = try await modelInfo(a.modelSHA256, socket: socket, heard: heard)
+        let info = try await modelInfo(a.modelSHA256, socket: sockets[0], heard: heard)
         guard info.model.sizeBytes == a.modelSize || a.modelSize == 0 else {
             throw LayerFetchError("the model source's \(a.modelSHA256) has \(info.model.sizeBytes) bytes, the assignment says \(a.modelSize)")
         }
@@ -132,8 +151,8 @@ public final class LayerFetcher: Sendable {
         var totals = Totals(started: started)
         // 1. The GGUF header, metadata and tensor index.
         let header = StageByteRanges.blocks(covering: [0..<info.dataOffset], blockSize: blockSize, fileSize: size)
-        try await ensure(header, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256,
-                         socket: socket, totals: &totals, heard: heard)
+        try await ensure(header, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256, layers: a.layers,
+                         sockets: sockets, totals: &totals, heard: heard)
         try cache.commit()
         // 2. The stage's tensors.
         let file: GGUFFile
@@ -148,8 +167,8 @@ public final class LayerFetcher: Sendable {
         let ranges = StageByteRanges.ranges(file: file, layers: a.layers, layerCount: a.modelLayerCount)
         let blocks = StageByteRanges.blocks(covering: ranges, blockSize: blockSize, fileSize: size)
         let rest = blocks.filter { !header.contains($0) }
-        try await ensure(rest, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256,
-                         socket: socket, totals: &totals, heard: heard)
+        try await ensure(rest, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256, layers: a.layers,
+                         sockets: sockets, totals: &totals, heard: heard)
         try cache.commit()
         let elapsed = Self.seconds(ContinuousClock.now - started)
         let report = Report(path: cache.path, neededBytes: totals.downloaded + totals.reused,
@@ -239,21 +258,61 @@ public final class LayerFetcher: Sendable {
         throw LayerFetchError("the model source did not answer \(settings.maxAttempts) model info requests")
     }
 
-    /// Reuses the cached blocks of `blocks` and pulls the others.
-    private func ensure(_ blocks: [Int], cache: LayerCache, size: UInt64, blockSize: UInt64, sha: String,
-                        socket: AsyncSocket, totals: inout Totals, heard: @Sendable () -> Void) async throws(LayerFetchError) {
+    /// Reuses the cached blocks of `blocks` and pulls the others, spread over `sockets` (block i
+    /// on connection i mod n, each with its share of the window).
+    private func ensure(_ blocks: [Int], cache: LayerCache, size: UInt64, blockSize: UInt64, sha: String, layers: LayerRange,
+                        sockets: [AsyncSocket], totals: inout Totals, heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) {
         // Reading back a large cached stage takes a while; the coordinator just answered (ModelInfo).
         let (cached, missing) = cache.check(blocks, checked: heard)
         totals.reused += cached.reduce(0) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }
         guard !missing.isEmpty else { return }
         let missingBytes = missing.reduce(UInt64(0)) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }
-        var schedule = ChunkSchedule(blocks: missing, blockSize: blockSize, fileSize: size, window: settings.window,
-                                     maxAttempts: settings.maxAttempts, firstRequestID: totals.nextRequestID)
+        let shared = PullShared(cache: cache, totalBytes: missingBytes, layers: layers, progress: current,
+                                logInterval: settings.logInterval, logger: logger)
+        let lanes = max(1, min(sockets.count, missing.count))
+        let window = max(1, (settings.window + lanes - 1) / lanes)
+        let firstID = totals.nextRequestID
+        let results: [LaneResult]
+        do {
+            results = try await withThrowingTaskGroup(of: LaneResult.self) { group in
+                for lane in 0..<lanes {
+                    let part = stride(from: lane, to: missing.count, by: lanes).map { missing[$0] }
+                    let socket = sockets[lane]
+                    group.addTask {
+                        try await self.pull(part, socket: socket, shared: shared, size: size, blockSize: blockSize, sha: sha,
+                                            window: window, firstRequestID: firstID, heard: heard)
+                    }
+                }
+                var out: [LaneResult] = []
+                for try await r in group { out.append(r) }
+                return out
+            }
+        } catch let error as LayerFetchError {
+            throw error
+        } catch {
+            throw LayerFetchError("pulling layers failed: \(error)")
+        }
+        try shared.commit()
+        totals.downloaded += results.reduce(0) { $0 + $1.downloaded }
+        totals.retries += results.reduce(0) { $0 + $1.retries }
+        totals.nextRequestID = results.map(\.nextRequestID).max() ?? firstID
+    }
+
+    /// What one connection's share of a pull did.
+    private struct LaneResult: Sendable {
+        var downloaded: UInt64
+        var retries: Int
+        var nextRequestID: UInt64
+    }
+
+    /// Pulls `blocks` over one connection, at most `window` requests in flight.
+    private func pull(_ blocks: [Int], socket: AsyncSocket, shared: PullShared, size: UInt64, blockSize: UInt64, sha: String,
+                      window: Int, firstRequestID: UInt64, heard: @Sendable () -> Void) async throws(LayerFetchError) -> LaneResult {
+        var schedule = ChunkSchedule(blocks: blocks, blockSize: blockSize, fileSize: size, window: window,
+                                     maxAttempts: settings.maxAttempts, firstRequestID: firstRequestID)
         var request = Caravan_V1_ModelChunkRequest()
         request.sha256 = sha
-        let phaseStart = ContinuousClock.now
-        var lastLog = phaseStart
-        var lastCommit = phaseStart
+        var downloaded: UInt64 = 0
         while !schedule.isComplete {
             if let failure = schedule.failure { throw LayerFetchError("pulling layers failed: \(failure)") }
             for r in schedule.nextRequests() {
@@ -286,8 +345,12 @@ public final class LayerFetcher: Sendable {
                     }
                     switch schedule.received(id: rid, offset: chunk.offset, count: chunk.count) {
                     case .accept(let block):
-                        try chunk.payload.withUnsafeBytes { (bytes) throws(LayerFetchError) in try cache.write(block: block, bytes: bytes) }
-                        totals.downloaded += UInt64(chunk.count)
+                        // The codec verified the chunk's CRC-32C against its bytes: the cache records it.
+                        try chunk.payload.withUnsafeBytes { (bytes) throws(LayerFetchError) in
+                            try shared.write(block: block, bytes: bytes, checksum: chunk.checksum)
+                        }
+                        downloaded += UInt64(chunk.count)
+                        try shared.completed(UInt64(chunk.count))
                     case .reject(let reason):
                         logger.warning("dropped a chunk", metadata: ["reason": "\(reason)"])
                     case .ignore:
@@ -305,26 +368,90 @@ public final class LayerFetcher: Sendable {
                 logger.warning("model source: dropped a bad chunk", metadata: ["reason": "\(error)"])
                 if let rid = ModelChunkData.requestID(of: frames) { schedule.failed(id: rid, reason: "\(error)") }
             }
-            let now = ContinuousClock.now
-            if now - lastCommit >= .seconds(2) {
-                try cache.commit()
-                lastCommit = now
-            }
-            if now - lastLog >= .seconds(1) {
-                lastLog = now
-                let seconds = Self.seconds(now - phaseStart)
-                logger.info("pulling layers", metadata: [
-                    "done_mib": "\(String(format: "%.1f", Double(schedule.completedBytes) / 1_048_576))",
-                    "total_mib": "\(String(format: "%.1f", Double(missingBytes) / 1_048_576))",
-                    "mib_per_s": "\(String(format: "%.1f", Double(schedule.completedBytes) / 1_048_576 / max(seconds, 1e-3)))",
-                ])
-            }
         }
-        totals.retries += schedule.retries
-        totals.nextRequestID = schedule.nextRequestID
+        return LaneResult(downloaded: downloaded, retries: schedule.retries, nextRequestID: schedule.nextRequestID)
+    }
+
+    /// Log metadata of a progress report: MiB done of total, recent MiB/s, seconds left.
+    static func metadata(_ p: PullProgress) -> Logger.Metadata {
+        [
+            "layers": "\(p.layers)",
+            "done_mib": "\(String(format: "%.1f", Double(p.doneBytes) / 1_048_576))",
+            "total_mib": "\(String(format: "%.1f", Double(p.totalBytes) / 1_048_576))",
+            "mib_per_s": "\(String(format: "%.1f", p.bytesPerSecond / 1_048_576))",
+            "eta_s": "\(p.etaSeconds.map { String(format: "%.1f", $0) } ?? "?")",
+        ]
     }
 
     private static func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+
+/// The state the connections of one pull share: the cache (written one block at a time), the
+/// bytes done, the meter, and when the cache was last committed and progress last logged.
+private final class PullShared: @unchecked Sendable {
+    private let lock = NSLock()
+    private let cache: LayerCache
+    private let layers: LayerRange
+    private let progress: LockedValue<PullProgress?>
+    private let logInterval: Duration
+    private let logger: Logger
+    private let start = ContinuousClock.now
+    private var meter: PullMeter
+    private var done: UInt64 = 0
+    private var lastSample: ContinuousClock.Instant
+    private var lastCommit: ContinuousClock.Instant
+    private var lastLog: ContinuousClock.Instant
+
+    init(cache: LayerCache, totalBytes: UInt64, layers: LayerRange, progress: LockedValue<PullProgress?>,
+         logInterval: Duration, logger: Logger) {
+        self.cache = cache
+        self.layers = layers
+        self.progress = progress
+        self.logInterval = logInterval
+        self.logger = logger
+        meter = PullMeter(totalBytes: totalBytes)
+        meter.record(bytes: 0, at: 0)
+        lastSample = start
+        lastCommit = start
+        lastLog = start
+        progress.withLock { $0 = meter.progress(layers: layers) }
+    }
+
+    func write(block: Int, bytes: UnsafeRawBufferPointer, checksum: UInt32?) throws(LayerFetchError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try cache.write(block: block, bytes: bytes, checksum: checksum)
+    }
+
+    func commit() throws(LayerFetchError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try cache.commit()
+    }
+
+    /// `bytes` more were written: commits every 2 s, samples the rate every 250 ms, publishes the
+    /// progress, logs it every `logInterval`.
+    func completed(_ bytes: UInt64) throws(LayerFetchError) {
+        lock.lock()
+        defer { lock.unlock() }
+        done += bytes
+        let now = ContinuousClock.now
+        if now - lastCommit >= .seconds(2) {
+            try cache.commit()
+            lastCommit = now
+        }
+        if now - lastSample >= .milliseconds(250) || done >= meter.totalBytes {
+            lastSample = now
+            let elapsed = now - start
+            meter.record(bytes: done, at: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
+        let p = meter.progress(layers: layers, done: done)
+        progress.withLock { $0 = p }
+        if now - lastLog >= logInterval {
+            lastLog = now
+            logger.info("pulling layers", metadata: LayerFetcher.metadata(p))
+        }
     }
 }

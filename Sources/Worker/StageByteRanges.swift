@@ -65,6 +65,29 @@ public enum StageByteRanges {
         return ranges(headerBytes: base, tensors: tensors, layers: layers, layerCount: layerCount)
     }
 
+    /// What a partial copy of a model holds whole, given the `blockSize`-byte blocks of the
+    /// `fileSize`-byte file that are present: the transformer blocks all of whose `blk.N.*`
+    /// tensors lie in present blocks, the token embedding, and the output (`output.weight` and
+    /// `output_norm.weight`, or the embedding and the norm when the output is tied to it).
+    public static func held(tensors: [TensorExtent], presentBlocks: Set<Int>, blockSize: UInt64,
+                            fileSize: UInt64) -> (layers: [Int], embedding: Bool, output: Bool) {
+        func present(_ name: String) -> Bool? {
+            guard let t = tensors.first(where: { $0.name == name }) else { return nil }
+            return blocks(covering: [t.bytes], blockSize: blockSize, fileSize: fileSize).allSatisfy(presentBlocks.contains)
+        }
+        var complete: [Int: Bool] = [:]
+        for t in tensors where t.name.hasPrefix("blk.") {
+            let parts = t.name.split(separator: ".", maxSplits: 2)
+            guard parts.count > 1, let n = Int(parts[1]), n >= 0 else { continue }
+            let whole = blocks(covering: [t.bytes], blockSize: blockSize, fileSize: fileSize).allSatisfy(presentBlocks.contains)
+            complete[n] = (complete[n] ?? true) && whole
+        }
+        let embedding = present("token_embd.weight") ?? false
+        let norm = present("output_norm.weight") ?? false
+        let output = norm && (present("output.weight") ?? embedding)
+        return (complete.filter(\.value).map(\.key).sorted(), embedding, output)
+    }
+
     /// Sorts `ranges` and merges overlapping or touching ones; empty ranges vanish.
     public static func merge(_ ranges: [Range<UInt64>]) -> [Range<UInt64>] {
         var out: [Range<UInt64>] = []

@@ -34,6 +34,8 @@ public struct WorkerConfiguration: Sendable {
     /// Caches of other models unused for this many days are removed when a pull starts (nil =
     /// kept forever).
     public var cacheKeepDays: Double? = 14
+    /// Connections a pull of layers uses (each with its own libzmq I/O thread for CURVE).
+    public var pullConnections = 2
 
     /// Creates a configuration.
     public init(workerID: String, coordinatorEndpoint: String, dataEndpoint: String,

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -20,6 +21,9 @@ public final class WorkerService: Service {
     private let modelSource = LockedValue("")
     /// A pull of layers running beside the control loop (cancelled by the next load or shutdown).
     private let pullTask = LockedValue<Task<Void, Never>?>(nil)
+    /// What the layer cache holds (reported in registrations and heartbeats; read again after
+    /// every pull).
+    private let cachedLayers = LockedValue<[CachedLayers]>([])
     /// Which CURVE clients the data socket admits (nil in plain mode; set when running).
     private let dataGate = LockedValue<DataSocketGate?>(nil)
     /// The configuration.
@@ -44,11 +48,15 @@ public final class WorkerService: Service {
         }
         let memory = HostInfo.memory()
         let free = min(config.memoryLimit ?? UInt64.max, memory?.available ?? config.memoryLimit ?? 0)
+        let cached = LayerCache.contents(directory: config.cacheDirectory)
+        cachedLayers.withLock { $0 = cached }
         let capabilities = WorkerCapabilities(
             cores: config.threads, totalMemory: memory?.total ?? free, freeMemory: free,
-            speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0))
+            speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0),
+            cachedLayers: cached)
 
-        let context = try Context()
+        // One I/O thread per pull connection: a pull decrypts its connections on as many cores.
+        let context = try Context(ioThreads: max(1, config.pullConnections))
         let loop = try EventLoop(context: context, name: "worker-zmq")
         defer {
             loop.shutdown()
@@ -101,6 +109,7 @@ public final class WorkerService: Service {
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
         var fetchSettings = LayerFetcher.Settings()
         fetchSettings.pruneUnusedAfter = config.cacheKeepDays.map { $0 * 86_400 }
+        fetchSettings.connections = max(1, config.pullConnections)
         layerFetcher.withLock {
             $0 = LayerFetcher(loop: loop, codec: codec, security: config.security, coordinatorPublicKey: config.coordinatorPublicKey,
                               cacheDirectory: config.cacheDirectory, settings: fetchSettings, logger: logger)
@@ -306,6 +315,8 @@ public final class WorkerService: Service {
         let report = try await fetcher.fetch(assignment, source: source, heard: { ports.lastHeard.withLock { $0 = .now } })
         WorkerMetrics.layerBytesPulled.increment(by: report.downloadedBytes)
         WorkerMetrics.layerBytesReused.increment(by: report.reusedBytes)
+        let cached = LayerCache.contents(directory: configuration.cacheDirectory)
+        cachedLayers.withLock { $0 = cached }
         return report.path
     }
 
@@ -352,6 +363,8 @@ public final class WorkerService: Service {
             beat.stepsRun = UInt64(stats.steps)
             beat.recentStepMs = Float(stats.recentMilliseconds)
             beat.recentRowsPerStep = Float(stats.recentRows)
+            if let pull = layerFetcher.withLock({ $0 })?.progress { beat.pull = pull.wire }
+            beat.cachedLayers = cachedLayers.withLock { $0 }.map(\.wire)
             await ports.send(.heartbeat(beat))
         }
     }

@@ -16,9 +16,21 @@ public final class Context: Sendable {
     let handle: SendablePointer
     private let terminated = Atomic<Bool>(false)
 
-    /// Creates a context.
-    public init() throws(ZMQError) {
+    /// Creates a context with one I/O thread.
+    public convenience init() throws(ZMQError) {
+        try self.init(ioThreads: 1)
+    }
+
+    /// Creates a context with `ioThreads` I/O threads (libzmq's default is one). A connection is
+    /// served by one I/O thread, which also does its CURVE encryption; daemons that move bulk
+    /// data over several connections use more.
+    public init(ioThreads: Int) throws(ZMQError) {
         guard let raw = zmq_ctx_new() else { throw ZMQError.last("zmq_ctx_new") }
+        if ioThreads != 1, zmq_ctx_set(raw, ZMQ_IO_THREADS, Int32(clamping: max(1, ioThreads))) != 0 {
+            let error = ZMQError.last("zmq_ctx_set(ZMQ_IO_THREADS)")
+            zmq_ctx_term(raw)
+            throw error
+        }
         handle = SendablePointer(raw)
     }
 

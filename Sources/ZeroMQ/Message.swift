@@ -62,6 +62,27 @@ public final class Message: @unchecked Sendable {
         hasMore = false
     }
 
+    /// A zero-copy frame over `bytes`, memory that `owner` keeps valid and unchanged for as long
+    /// as `owner` lives (e.g. a read-only file mapping): libzmq reads it in place and `owner` is
+    /// kept alive until libzmq is done with the frame.
+    public init(borrowing bytes: UnsafeRawBufferPointer, owner: AnyObject & Sendable) {
+        msg = .allocate(capacity: 1)
+        guard let base = bytes.baseAddress, bytes.count > 0 else {
+            zmq_msg_init(msg)
+            hasMore = false
+            return
+        }
+        // The hint carries a +1 reference to the owner; the C callback drops it.
+        let hint = Unmanaged.passRetained(owner as AnyObject).toOpaque()
+        let free: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, hint in
+            guard let hint else { return }
+            Unmanaged<AnyObject>.fromOpaque(hint).release()
+        }
+        let rc = zmq_msg_init_data(msg, UnsafeMutableRawPointer(mutating: base), bytes.count, free, hint)
+        precondition(rc == 0, "zmq_msg_init_data failed: \(ZMQError.last("zmq_msg_init_data"))")
+        hasMore = false
+    }
+
     /// Takes over an initialised `zmq_msg_t` (used by receive).
     init(taking storage: UnsafeMutablePointer<zmq_msg_t>, hasMore: Bool) {
         msg = storage

@@ -29,6 +29,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("cache-keep-days"), help: "Remove the layer caches of other models unused for this many days when a pull starts; 0 keeps them forever.")
     var cacheKeepDays = 14.0
 
+    @Option(name: .customLong("pull-connections"), help: "Connections a pull of layers uses (1-8); with CURVE each is encrypted by its own libzmq I/O thread.")
+    var pullConnections = 2
+
     @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
     var dataEndpoint = "tcp://127.0.0.1:*"
 
@@ -101,6 +104,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let metrics, HostPort(metrics) == nil { throw ValidationError("--metrics must be HOST:PORT, got \(metrics)") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard cacheKeepDays >= 0, cacheKeepDays.isFinite else { throw ValidationError("--cache-keep-days must be 0 or more") }
+        guard (1...8).contains(pullConnections) else { throw ValidationError("--pull-connections must be 1 to 8") }
         // The coordinator refuses a Register with a speed outside this range, or a longer id.
         if let speed, !(speed.isFinite && speed >= 0 && speed <= 1e9) {
             throw ValidationError("--speed must be a number from 0 to 1e9, got \(speed)")
@@ -125,6 +129,7 @@ struct WorkerCommand: AsyncParsableCommand {
             coordinatorPublicKey: key ?? "")
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.cacheKeepDays = cacheKeepDays > 0 ? cacheKeepDays : nil
+        config.pullConnections = pullConnections
         var alongside: [any Service] = []
         if let metrics, let address = HostPort(metrics) {
             alongside.append(MetricsServer(address: address, registry: PrometheusBootstrap.bootstrap(), logger: logger))

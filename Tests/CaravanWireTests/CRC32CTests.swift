@@ -36,4 +36,27 @@ final class CRC32CTests: XCTestCase {
         let whole = data.withUnsafeBytes { CRC32C.update(first, UnsafeRawBufferPointer(rebasing: $0[split...])) }
         XCTAssertEqual(whole, reference(data))
     }
+
+    /// The hardware path (where the CPU has one) and the tables agree at every length and
+    /// alignment, including long buffers and continued checksums.
+    func testHardwareAndTablesAgree() {
+        var state: UInt64 = 7
+        let data: [UInt8] = (0..<(1 << 16) + 77).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 33)
+        }
+        data.withUnsafeBytes { all in
+            for offset in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 1000, all.count - offset] {
+                    let part = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + length)])
+                    XCTAssertEqual(CRC32C.update(0, part), CRC32C.softwareUpdate(0, part), "offset \(offset) length \(length)")
+                    XCTAssertEqual(CRC32C.update(0x1234_5678, part), CRC32C.softwareUpdate(0x1234_5678, part))
+                }
+            }
+        }
+        XCTAssertEqual(data.withUnsafeBytes { CRC32C.softwareUpdate(0, $0) }, reference(data))
+        #if arch(x86_64)
+        print("CRC32C.usesHardware = \(CRC32C.usesHardware)")
+        #endif
+    }
 }

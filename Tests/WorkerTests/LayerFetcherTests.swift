@@ -138,11 +138,91 @@ final class LayerFetcherTests: XCTestCase {
         }
         XCTAssertEqual(x, y)
 
+        // The cache now reports the stage's blocks (and neither the embedding nor the output).
+        let contents = LayerCache.contents(directory: cache)
+        XCTAssertEqual(contents, [CachedLayers(modelSHA256: sha, layers: [3, 4, 5], embedding: false, output: false)])
+
         let served = source.chunksServed
         let again = try await fetcher.fetch(assignment, source: address)
         XCTAssertEqual(again.downloadedBytes, 0)
         XCTAssertEqual(again.reusedBytes, report.neededBytes)
         XCTAssertEqual(source.chunksServed, served, "nothing was requested the second time")
+    }
+
+    /// Log lines a test can read.
+    private final class CapturedLog: LogHandler, @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [(String, Logger.Metadata)] = []
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            lock.withLock { lines.append(("\(event.message)", event.metadata ?? [:])) }
+        }
+        func entries(_ message: String) -> [Logger.Metadata] { lock.withLock { lines.filter { $0.0 == message }.map(\.1) } }
+    }
+
+    /// A pull reports its progress while it runs (for heartbeats) and logs it with the rate and
+    /// the time left; afterwards no progress is reported.
+    func testPullReportsProgressWhileItRuns() async throws {
+        let file = try GGUFFile(path: try TestModel.requirePath())
+        let sha = String(repeating: "7", count: 64)
+        let context = try Context()
+        let loop = try EventLoop(context: context, name: "fetch-progress-test")
+        defer {
+            loop.shutdown()
+            context.terminate()
+        }
+        let source = try FaultySource(loop: loop, file: file, sha: sha, lostBlock: .max, misplacedBlock: .max)
+        let address = try await source.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        let server = Task { await source.run() }
+        defer { server.cancel() }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-progress-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        var settings = LayerFetcher.Settings()
+        settings.requestTimeout = .seconds(5)
+        settings.logInterval = .zero
+        let log = CapturedLog()
+        let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
+                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-progress") { _ in log })
+        let layers = LayerRange(0, 30)!
+        let assignment = StageAssignment(
+            planEpoch: 1, modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
+            layers: layers, stageIndex: 0, stageCount: 1, nextHop: "tcp://127.0.0.1:1", resultAddress: "tcp://127.0.0.1:1",
+            activationDType: .f32, maxContextTokens: 16, maxBatchSequences: 1, maxBatchTokens: 16)
+        XCTAssertNil(fetcher.progress)
+        let finished = LockedValue(false)
+        let pull = Task {
+            defer { finished.withLock { $0 = true } }
+            return try await fetcher.fetch(assignment, source: address)
+        }
+        var seen: [PullProgress] = []
+        while !finished.withLock({ $0 }) {
+            if let p = fetcher.progress { seen.append(p) }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let report = try await pull.value
+        XCTAssertNil(fetcher.progress, "no pull runs any more")
+        // The header first, then the tensors: the second phase's total is the larger.
+        let total = seen.map(\.totalBytes).max() ?? 0
+        let tensors = seen.filter { $0.totalBytes == total }
+        XCTAssertGreaterThan(total, 10 << 20, "the progress of the tensor blocks was seen")
+        XCTAssertLessThanOrEqual(total, report.downloadedBytes)
+        XCTAssertTrue(tensors.contains { $0.doneBytes > 0 && $0.doneBytes < total }, "progress part way was seen")
+        for p in seen {
+            XCTAssertEqual(p.layers, layers)
+            XCTAssertLessThanOrEqual(p.doneBytes, p.totalBytes)
+        }
+        XCTAssertTrue(zip(tensors, tensors.dropFirst()).allSatisfy { $0.doneBytes <= $1.doneBytes }, "progress only grows")
+        let lines = log.entries("pulling layers")
+        XCTAssertFalse(lines.isEmpty, "progress lines are logged")
+        for key in ["done_mib", "total_mib", "mib_per_s", "eta_s", "layers"] {
+            XCTAssertNotNil(lines.last?[key], "\(key) is logged")
+        }
+        XCTAssertTrue(lines.contains { ($0["mib_per_s"].map { "\($0)" } ?? "0.0") != "0.0" }, "a rate is measured")
     }
 
     /// A pull waiting for chunks ends at once when its task is cancelled (a newer assignment or

@@ -200,6 +200,16 @@ public nonisolated struct Caravan_V1_WorkerStatus: @unchecked Sendable {
     set {_uniqueStorage()._stageIndex = newValue}
   }
 
+  /// The pull of layers it reported in its last heartbeat (unset when none runs).
+  public var pull: Caravan_V1_PullProgress {
+    get {_storage._pull ?? Caravan_V1_PullProgress()}
+    set {_uniqueStorage()._pull = newValue}
+  }
+  /// Returns true if `pull` has been explicitly set.
+  public var hasPull: Bool {_storage._pull != nil}
+  /// Clears the value of `pull`. Subsequent reads from it will return its default value.
+  public mutating func clearPull() {_uniqueStorage()._pull = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -552,7 +562,7 @@ nonisolated extension Caravan_V1_ClusterStatusRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}state\0\u{3}data_address\0\u{1}capabilities\0\u{3}layer_start\0\u{3}layer_end\0\u{3}last_heartbeat_unix_ms\0\u{3}heartbeat_rtt_ms\0\u{1}health\0\u{3}last_heartbeat_age_ms\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0\u{3}memory_used_bytes\0\u{3}memory_free_bytes\0\u{3}tokens_per_second\0\u{3}stage_index\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}state\0\u{3}data_address\0\u{1}capabilities\0\u{3}layer_start\0\u{3}layer_end\0\u{3}last_heartbeat_unix_ms\0\u{3}heartbeat_rtt_ms\0\u{1}health\0\u{3}last_heartbeat_age_ms\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0\u{3}memory_used_bytes\0\u{3}memory_free_bytes\0\u{3}tokens_per_second\0\u{3}stage_index\0\u{1}pull\0")
 
   fileprivate class _StorageClass {
     var _workerID: String = String()
@@ -572,6 +582,7 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
     var _memoryFreeBytes: UInt64 = 0
     var _tokensPerSecond: Double = 0
     var _stageIndex: UInt32 = 0
+    var _pull: Caravan_V1_PullProgress? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -599,6 +610,7 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
       _memoryFreeBytes = source._memoryFreeBytes
       _tokensPerSecond = source._tokensPerSecond
       _stageIndex = source._stageIndex
+      _pull = source._pull
     }
   }
 
@@ -634,6 +646,7 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
         case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._memoryFreeBytes) }()
         case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._tokensPerSecond) }()
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._stageIndex) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._pull) }()
         default: break
         }
       }
@@ -697,6 +710,9 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
       if _storage._stageIndex != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._stageIndex, fieldNumber: 17)
       }
+      try { if let v = _storage._pull {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -723,6 +739,7 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
         if _storage._memoryFreeBytes != rhs_storage._memoryFreeBytes {return false}
         if _storage._tokensPerSecond != rhs_storage._tokensPerSecond {return false}
         if _storage._stageIndex != rhs_storage._stageIndex {return false}
+        if _storage._pull != rhs_storage._pull {return false}
         return true
       }
       if !storagesAreEqual {return false}

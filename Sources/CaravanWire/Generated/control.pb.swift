@@ -170,6 +170,61 @@ public nonisolated struct Caravan_V1_WorkerCapabilities: Sendable {
   /// Activation dtypes the worker can send and receive (F16 and F32 for this version).
   public var activationDtypes: [Caravan_V1_DType] = []
 
+  /// Layers of models the worker holds in its layer cache (pulled before, possibly by an earlier
+  /// run), so the planner can give it those layers without a pull. At most 16 entries. Empty from
+  /// workers that do not report it.
+  public var cachedLayers: [Caravan_V1_CachedLayers] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The blocks of one model a worker holds in its layer cache, verified against their checksums.
+public nonisolated struct Caravan_V1_CachedLayers: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// SHA-256 of the model file (64 lowercase hex digits).
+  public var modelSha256: String = String()
+
+  /// Transformer blocks held whole, ascending, each below the model's layer count. At most 4096.
+  public var layers: [UInt32] = []
+
+  /// It holds the token embedding (what a first stage needs beyond its blocks).
+  public var embedding: Bool = false
+
+  /// It holds the output norm and matrix (what a last stage needs beyond its blocks).
+  public var output: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A pull of model bytes from the coordinator's model source, in progress.
+public nonisolated struct Caravan_V1_PullProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The layers being pulled, [layer_start, layer_end).
+  public var layerStart: UInt32 = 0
+
+  public var layerEnd: UInt32 = 0
+
+  /// Bytes to pull in all (blocks already cached not counted) and pulled so far.
+  public var totalBytes: UInt64 = 0
+
+  public var doneBytes: UInt64 = 0
+
+  /// Recent rate, bytes per second (0 = not measured yet).
+  public var bytesPerSecond: Double = 0
+
+  /// Time left at the recent rate, milliseconds (0 = unknown or done).
+  public var etaMs: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -244,44 +299,93 @@ public nonisolated struct Caravan_V1_RegisterAck: Sendable {
 
 /// Liveness, both ways. The coordinator's heartbeats carry the plan epoch it considers current; a
 /// worker seeing a newer epoch than its assignment stops accepting activations of the old one.
-public nonisolated struct Caravan_V1_Heartbeat: Sendable {
+public nonisolated struct Caravan_V1_Heartbeat: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Id of the sender ("coordinator" or the worker id).
-  public var senderID: String = String()
+  public var senderID: String {
+    get {_storage._senderID}
+    set {_uniqueStorage()._senderID = newValue}
+  }
 
   /// The plan epoch the sender currently runs (worker) or has published (coordinator).
-  public var planEpoch: UInt64 = 0
+  public var planEpoch: UInt64 {
+    get {_storage._planEpoch}
+    set {_uniqueStorage()._planEpoch = newValue}
+  }
 
   /// Monotonically increasing per sender, to spot losses and reordering.
-  public var sequence: UInt64 = 0
+  public var sequence: UInt64 {
+    get {_storage._sequence}
+    set {_uniqueStorage()._sequence = newValue}
+  }
 
   /// Sender's wall clock, Unix milliseconds (for round-trip estimates, not for ordering).
-  public var sentUnixMs: UInt64 = 0
+  public var sentUnixMs: UInt64 {
+    get {_storage._sentUnixMs}
+    set {_uniqueStorage()._sentUnixMs = newValue}
+  }
 
   /// Worker only: its state.
-  public var state: Caravan_V1_WorkerState = .unspecified
+  public var state: Caravan_V1_WorkerState {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
 
   /// Worker only: memory available now, bytes.
-  public var freeMemoryBytes: UInt64 = 0
+  public var freeMemoryBytes: UInt64 {
+    get {_storage._freeMemoryBytes}
+    set {_uniqueStorage()._freeMemoryBytes = newValue}
+  }
 
   /// Worker only: steps currently queued or running.
-  public var inflightSteps: UInt32 = 0
+  public var inflightSteps: UInt32 {
+    get {_storage._inflightSteps}
+    set {_uniqueStorage()._inflightSteps = newValue}
+  }
 
   /// Worker only: steps run since its stage was loaded.
-  public var stepsRun: UInt64 = 0
+  public var stepsRun: UInt64 {
+    get {_storage._stepsRun}
+    set {_uniqueStorage()._stepsRun = newValue}
+  }
 
   /// Worker only: recent compute time of one step, milliseconds (moving average; 0 = no steps yet).
-  public var recentStepMs: Float = 0
+  public var recentStepMs: Float {
+    get {_storage._recentStepMs}
+    set {_uniqueStorage()._recentStepMs = newValue}
+  }
 
   /// Worker only: recent rows per step (moving average), to compare step times fairly.
-  public var recentRowsPerStep: Float = 0
+  public var recentRowsPerStep: Float {
+    get {_storage._recentRowsPerStep}
+    set {_uniqueStorage()._recentRowsPerStep = newValue}
+  }
+
+  /// Worker only: the pull of layers it is running (unset when none).
+  public var pull: Caravan_V1_PullProgress {
+    get {_storage._pull ?? Caravan_V1_PullProgress()}
+    set {_uniqueStorage()._pull = newValue}
+  }
+  /// Returns true if `pull` has been explicitly set.
+  public var hasPull: Bool {_storage._pull != nil}
+  /// Clears the value of `pull`. Subsequent reads from it will return its default value.
+  public mutating func clearPull() {_uniqueStorage()._pull = nil}
+
+  /// Worker only: what its layer cache holds now (as in `WorkerCapabilities.cached_layers`; sent
+  /// again after each pull). Empty = nothing new to report.
+  public var cachedLayers: [Caravan_V1_CachedLayers] {
+    get {_storage._cachedLayers}
+    set {_uniqueStorage()._cachedLayers = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Coordinator -> worker: run layers [layer_start, layer_end) of a model for a plan epoch.
@@ -564,7 +668,7 @@ nonisolated extension Caravan_V1_HeldModel: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerCapabilities"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cores\0\u{3}total_memory_bytes\0\u{3}free_memory_bytes\0\u{3}measured_gflops\0\u{3}measured_memory_bandwidth\0\u{1}models\0\u{3}activation_dtypes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cores\0\u{3}total_memory_bytes\0\u{3}free_memory_bytes\0\u{3}measured_gflops\0\u{3}measured_memory_bandwidth\0\u{1}models\0\u{3}activation_dtypes\0\u{3}cached_layers\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -579,6 +683,7 @@ nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, Swif
       case 5: try { try decoder.decodeSingularDoubleField(value: &self.measuredMemoryBandwidth) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.models) }()
       case 7: try { try decoder.decodeRepeatedEnumField(value: &self.activationDtypes) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.cachedLayers) }()
       default: break
       }
     }
@@ -606,6 +711,9 @@ nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, Swif
     if !self.activationDtypes.isEmpty {
       try visitor.visitPackedEnumField(value: self.activationDtypes, fieldNumber: 7)
     }
+    if !self.cachedLayers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.cachedLayers, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -617,6 +725,107 @@ nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, Swif
     if lhs.measuredMemoryBandwidth != rhs.measuredMemoryBandwidth {return false}
     if lhs.models != rhs.models {return false}
     if lhs.activationDtypes != rhs.activationDtypes {return false}
+    if lhs.cachedLayers != rhs.cachedLayers {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_CachedLayers: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CachedLayers"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}model_sha256\0\u{1}layers\0\u{1}embedding\0\u{1}output\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.modelSha256) }()
+      case 2: try { try decoder.decodeRepeatedUInt32Field(value: &self.layers) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.embedding) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.output) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.modelSha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelSha256, fieldNumber: 1)
+    }
+    if !self.layers.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.layers, fieldNumber: 2)
+    }
+    if self.embedding != false {
+      try visitor.visitSingularBoolField(value: self.embedding, fieldNumber: 3)
+    }
+    if self.output != false {
+      try visitor.visitSingularBoolField(value: self.output, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_CachedLayers, rhs: Caravan_V1_CachedLayers) -> Bool {
+    if lhs.modelSha256 != rhs.modelSha256 {return false}
+    if lhs.layers != rhs.layers {return false}
+    if lhs.embedding != rhs.embedding {return false}
+    if lhs.output != rhs.output {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_PullProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PullProgress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}layer_start\0\u{3}layer_end\0\u{3}total_bytes\0\u{3}done_bytes\0\u{3}bytes_per_second\0\u{3}eta_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.layerStart) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.layerEnd) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.totalBytes) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.doneBytes) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.bytesPerSecond) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.etaMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.layerStart != 0 {
+      try visitor.visitSingularUInt32Field(value: self.layerStart, fieldNumber: 1)
+    }
+    if self.layerEnd != 0 {
+      try visitor.visitSingularUInt32Field(value: self.layerEnd, fieldNumber: 2)
+    }
+    if self.totalBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.totalBytes, fieldNumber: 3)
+    }
+    if self.doneBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.doneBytes, fieldNumber: 4)
+    }
+    if self.bytesPerSecond.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.bytesPerSecond, fieldNumber: 5)
+    }
+    if self.etaMs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.etaMs, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_PullProgress, rhs: Caravan_V1_PullProgress) -> Bool {
+    if lhs.layerStart != rhs.layerStart {return false}
+    if lhs.layerEnd != rhs.layerEnd {return false}
+    if lhs.totalBytes != rhs.totalBytes {return false}
+    if lhs.doneBytes != rhs.doneBytes {return false}
+    if lhs.bytesPerSecond != rhs.bytesPerSecond {return false}
+    if lhs.etaMs != rhs.etaMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -733,74 +942,146 @@ nonisolated extension Caravan_V1_RegisterAck: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Heartbeat"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sender_id\0\u{3}plan_epoch\0\u{1}sequence\0\u{3}sent_unix_ms\0\u{1}state\0\u{3}free_memory_bytes\0\u{3}inflight_steps\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sender_id\0\u{3}plan_epoch\0\u{1}sequence\0\u{3}sent_unix_ms\0\u{1}state\0\u{3}free_memory_bytes\0\u{3}inflight_steps\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0\u{1}pull\0\u{3}cached_layers\0")
+
+  fileprivate class _StorageClass {
+    var _senderID: String = String()
+    var _planEpoch: UInt64 = 0
+    var _sequence: UInt64 = 0
+    var _sentUnixMs: UInt64 = 0
+    var _state: Caravan_V1_WorkerState = .unspecified
+    var _freeMemoryBytes: UInt64 = 0
+    var _inflightSteps: UInt32 = 0
+    var _stepsRun: UInt64 = 0
+    var _recentStepMs: Float = 0
+    var _recentRowsPerStep: Float = 0
+    var _pull: Caravan_V1_PullProgress? = nil
+    var _cachedLayers: [Caravan_V1_CachedLayers] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _senderID = source._senderID
+      _planEpoch = source._planEpoch
+      _sequence = source._sequence
+      _sentUnixMs = source._sentUnixMs
+      _state = source._state
+      _freeMemoryBytes = source._freeMemoryBytes
+      _inflightSteps = source._inflightSteps
+      _stepsRun = source._stepsRun
+      _recentStepMs = source._recentStepMs
+      _recentRowsPerStep = source._recentRowsPerStep
+      _pull = source._pull
+      _cachedLayers = source._cachedLayers
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.senderID) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sentUnixMs) }()
-      case 5: try { try decoder.decodeSingularEnumField(value: &self.state) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.freeMemoryBytes) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.inflightSteps) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.stepsRun) }()
-      case 9: try { try decoder.decodeSingularFloatField(value: &self.recentStepMs) }()
-      case 10: try { try decoder.decodeSingularFloatField(value: &self.recentRowsPerStep) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._senderID) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._planEpoch) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._sequence) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._sentUnixMs) }()
+        case 5: try { try decoder.decodeSingularEnumField(value: &_storage._state) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._freeMemoryBytes) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._inflightSteps) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._stepsRun) }()
+        case 9: try { try decoder.decodeSingularFloatField(value: &_storage._recentStepMs) }()
+        case 10: try { try decoder.decodeSingularFloatField(value: &_storage._recentRowsPerStep) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._pull) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._cachedLayers) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.senderID.isEmpty {
-      try visitor.visitSingularStringField(value: self.senderID, fieldNumber: 1)
-    }
-    if self.planEpoch != 0 {
-      try visitor.visitSingularUInt64Field(value: self.planEpoch, fieldNumber: 2)
-    }
-    if self.sequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 3)
-    }
-    if self.sentUnixMs != 0 {
-      try visitor.visitSingularUInt64Field(value: self.sentUnixMs, fieldNumber: 4)
-    }
-    if self.state != .unspecified {
-      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 5)
-    }
-    if self.freeMemoryBytes != 0 {
-      try visitor.visitSingularUInt64Field(value: self.freeMemoryBytes, fieldNumber: 6)
-    }
-    if self.inflightSteps != 0 {
-      try visitor.visitSingularUInt32Field(value: self.inflightSteps, fieldNumber: 7)
-    }
-    if self.stepsRun != 0 {
-      try visitor.visitSingularUInt64Field(value: self.stepsRun, fieldNumber: 8)
-    }
-    if self.recentStepMs.bitPattern != 0 {
-      try visitor.visitSingularFloatField(value: self.recentStepMs, fieldNumber: 9)
-    }
-    if self.recentRowsPerStep.bitPattern != 0 {
-      try visitor.visitSingularFloatField(value: self.recentRowsPerStep, fieldNumber: 10)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._senderID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._senderID, fieldNumber: 1)
+      }
+      if _storage._planEpoch != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._planEpoch, fieldNumber: 2)
+      }
+      if _storage._sequence != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sequence, fieldNumber: 3)
+      }
+      if _storage._sentUnixMs != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sentUnixMs, fieldNumber: 4)
+      }
+      if _storage._state != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._state, fieldNumber: 5)
+      }
+      if _storage._freeMemoryBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._freeMemoryBytes, fieldNumber: 6)
+      }
+      if _storage._inflightSteps != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._inflightSteps, fieldNumber: 7)
+      }
+      if _storage._stepsRun != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._stepsRun, fieldNumber: 8)
+      }
+      if _storage._recentStepMs.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._recentStepMs, fieldNumber: 9)
+      }
+      if _storage._recentRowsPerStep.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._recentRowsPerStep, fieldNumber: 10)
+      }
+      try { if let v = _storage._pull {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if !_storage._cachedLayers.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._cachedLayers, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Caravan_V1_Heartbeat, rhs: Caravan_V1_Heartbeat) -> Bool {
-    if lhs.senderID != rhs.senderID {return false}
-    if lhs.planEpoch != rhs.planEpoch {return false}
-    if lhs.sequence != rhs.sequence {return false}
-    if lhs.sentUnixMs != rhs.sentUnixMs {return false}
-    if lhs.state != rhs.state {return false}
-    if lhs.freeMemoryBytes != rhs.freeMemoryBytes {return false}
-    if lhs.inflightSteps != rhs.inflightSteps {return false}
-    if lhs.stepsRun != rhs.stepsRun {return false}
-    if lhs.recentStepMs != rhs.recentStepMs {return false}
-    if lhs.recentRowsPerStep != rhs.recentRowsPerStep {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._senderID != rhs_storage._senderID {return false}
+        if _storage._planEpoch != rhs_storage._planEpoch {return false}
+        if _storage._sequence != rhs_storage._sequence {return false}
+        if _storage._sentUnixMs != rhs_storage._sentUnixMs {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._freeMemoryBytes != rhs_storage._freeMemoryBytes {return false}
+        if _storage._inflightSteps != rhs_storage._inflightSteps {return false}
+        if _storage._stepsRun != rhs_storage._stepsRun {return false}
+        if _storage._recentStepMs != rhs_storage._recentStepMs {return false}
+        if _storage._recentRowsPerStep != rhs_storage._recentRowsPerStep {return false}
+        if _storage._pull != rhs_storage._pull {return false}
+        if _storage._cachedLayers != rhs_storage._cachedLayers {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
