@@ -201,36 +201,74 @@ CK_AVX512_VNNI_INLINE __m512i kqz_load(const uint8_t *a, const uint8_t *b) {
                             _mm256_loadu_si256((const __m256i *)b), 1);
 }
 
+/* the 8 half-precision values at `off` of both groups, as 16 floats */
+CK_AVX512_VNNI_INLINE __m512 kqz_halves(const uint8_t *oa, const uint8_t *ob, int64_t off) {
+  return ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(oa + off))),
+                                                _mm_loadu_si128((const __m128i *)(ob + off)), 1));
+}
+
+/* Q4_K/Q5_K: the 6-bit scales and mins of sub-blocks 0-3 (lo) and 4-7 (hi), byte j of each lane */
+CK_AVX512_VNNI_INLINE void kqz_scales(const uint8_t *oa, const uint8_t *ob, __m512i *sc_lo, __m512i *sc_hi,
+                                      __m512i *mn_lo, __m512i *mn_hi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m2 = _mm512_set1_epi8(0x03);
+  const __m512i a0 = kqz_load(oa + 32, ob + 32), a1 = kqz_load(oa + 64, ob + 64), a2 = kqz_load(oa + 96, ob + 96);
+  *sc_lo = _mm512_and_si512(a0, m6);
+  *mn_lo = _mm512_and_si512(a1, m6);
+  *sc_hi = _mm512_or_si512(_mm512_and_si512(a2, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a0, 6), m2), 4));
+  *mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a2, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a1, 6), m2), 4));
+}
+
+/* sub-block j's scale as a 32-bit value per row */
+CK_AVX512_VNNI_INLINE __m512i kqz_scale(__m512i sc_lo, __m512i sc_hi, const int j) {
+  return _mm512_shuffle_epi8(j < 4 ? sc_lo : sc_hi, _mm512_broadcast_i64x4(kqv_pick(j % 4)));
+}
+
+/* Q4_K/Q5_K: the codes of quants 4m..4m+3 of sub-blocks 2c (lo) and 2c + 1 (hi), Q5_K's fifth bit added */
+CK_AVX512_VNNI_INLINE void kqz_codes(const uint8_t *oa, const uint8_t *ob, const int five, const int c, const int m,
+                                     __m512i *lo, __m512i *hi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m16 = _mm512_set1_epi8(0x10);
+  const int64_t off = (five ? 384 : 128) + 32 * (8 * c + m);
+  const __m512i v = kqz_load(oa + off, ob + off);
+  *lo = _mm512_and_si512(v, m4);
+  *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+  if (five) {  /* fifth bits 2c and 2c + 1 of the m-th qh vector, moved to bit 4 */
+    const __m512i t = _mm512_srl_epi16(kqz_load(oa + 128 + 32 * m, ob + 128 + 32 * m), _mm_cvtsi32_si128(2 * c));
+    *lo = _mm512_or_si512(*lo, _mm512_and_si512(_mm512_slli_epi16(t, 4), m16));
+    *hi = _mm512_or_si512(*hi, _mm512_and_si512(_mm512_slli_epi16(t, 3), m16));
+  }
+}
+
+/* one super-block's end for one activation: acc + d * isum - dmin * (mins . bsums), in that order */
+CK_AVX512_VNNI_INLINE __m512 kqz_block_end(__m512 acc, __m512i isum, __m512i mn_lo, __m512i mn_hi, __m512 d16, __m512 dm16,
+                                           const ck_block_q8_K *y) {
+  const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+  const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+  const __m256i q03 = _mm256_broadcastq_epi64(q8s), q47 = _mm256_broadcastq_epi64(_mm_srli_si128(q8s, 8));
+  const __m512i imin = _mm512_inserti64x4(
+      _mm512_castsi256_si512(kqv_mins(_mm512_castsi512_si256(mn_lo), _mm512_castsi512_si256(mn_hi), q03, q47)),
+      kqv_mins(_mm512_extracti64x4_epi64(mn_lo, 1), _mm512_extracti64x4_epi64(mn_hi, 1), q03, q47), 1);
+  const __m512 yd = _mm512_set1_ps(y->d);
+  acc = _mm512_fmadd_ps(_mm512_mul_ps(d16, yd), ck512_cvtepi32_ps(isum), acc);
+  return _mm512_fnmadd_ps(_mm512_mul_ps(dm16, yd), ck512_cvtepi32_ps(imin), acc);
+}
+
 CK_AVX512_VNNI_INLINE void kqz_tile(const uint8_t *ga, const uint8_t *gb, const uint8_t *x, size_t xrow, int64_t nblk,
                                     const int A, const int five, __m512 *res) {
   __m512 acc[KQV_ACTS];
   for (int a = 0; a < A; a++) acc[a] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m2 = _mm512_set1_epi8(0x03);
-  const __m512i m16 = _mm512_set1_epi8(0x10);
-  const int64_t rb = five ? 1408 : 1152, qoff = five ? 384 : 128;
+  const int64_t rb = five ? 1408 : 1152;
   for (int64_t i = 0; i < nblk; i++) {
     const uint8_t *oa = ga + i * rb, *ob = gb + i * rb;
-    const __m512i a0 = kqz_load(oa + 32, ob + 32), a1 = kqz_load(oa + 64, ob + 64), a2 = kqz_load(oa + 96, ob + 96);
-    const __m512i sc_lo = _mm512_and_si512(a0, m6), mn_lo = _mm512_and_si512(a1, m6);
-    const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(a2, m4),
-                                          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a0, 6), m2), 4));
-    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a2, 4), m4),
-                                          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a1, 6), m2), 4));
+    __m512i sc_lo, sc_hi, mn_lo, mn_hi;
+    kqz_scales(oa, ob, &sc_lo, &sc_hi, &mn_lo, &mn_hi);
     __m512i isum[KQV_ACTS];
     for (int a = 0; a < A; a++) isum[a] = _mm512_setzero_si512();
     for (int c = 0; c < 4; c++) {
-      const __m128i cnt = _mm_cvtsi32_si128(2 * c);
       __m512i pl[KQV_ACTS], ph[KQV_ACTS];
       for (int a = 0; a < A; a++) pl[a] = ph[a] = _mm512_setzero_si512();
       for (int m = 0; m < 8; m++) {
-        const int64_t off = qoff + 32 * (8 * c + m);
-        const __m512i v = kqz_load(oa + off, ob + off);
-        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-        if (five) {
-          const __m512i t = _mm512_srl_epi16(kqz_load(oa + 128 + 32 * m, ob + 128 + 32 * m), cnt);
-          lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(t, 4), m16));
-          hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(t, 3), m16));
-        }
+        __m512i lo, hi;
+        kqz_codes(oa, ob, five, c, m, &lo, &hi);
         for (int a = 0; a < A; a++) {
           const int8_t *q = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i)->qs + 64 * c + 4 * m;
           int32_t y0, y1;
@@ -239,29 +277,13 @@ CK_AVX512_VNNI_INLINE void kqz_tile(const uint8_t *ga, const uint8_t *gb, const 
           ph[a] = _mm512_dpbusd_epi32(ph[a], hi, _mm512_set1_epi32(y1));
         }
       }
-      const __m512i sv = c < 2 ? sc_lo : sc_hi;
-      const __m512i s0 = _mm512_shuffle_epi8(sv, _mm512_broadcast_i64x4(kqv_pick((2 * c) % 4)));
-      const __m512i s1 = _mm512_shuffle_epi8(sv, _mm512_broadcast_i64x4(kqv_pick((2 * c + 1) % 4)));
+      const __m512i s0 = kqz_scale(sc_lo, sc_hi, 2 * c), s1 = kqz_scale(sc_lo, sc_hi, 2 * c + 1);
       for (int a = 0; a < A; a++)
         isum[a] = _mm512_add_epi32(isum[a], _mm512_add_epi32(_mm512_mullo_epi32(pl[a], s0), _mm512_mullo_epi32(ph[a], s1)));
     }
-    const __m256i mla = _mm512_castsi512_si256(mn_lo), mlb = _mm512_extracti64x4_epi64(mn_lo, 1);
-    const __m256i mha = _mm512_castsi512_si256(mn_hi), mhb = _mm512_extracti64x4_epi64(mn_hi, 1);
-    const __m512 d16 = ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)oa)),
-                                                              _mm_loadu_si128((const __m128i *)ob), 1));
-    const __m512 dm16 = ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(oa + 16))),
-                                                               _mm_loadu_si128((const __m128i *)(ob + 16)), 1));
-    for (int a = 0; a < A; a++) {
-      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i;
-      const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
-      const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-      const __m256i q03 = _mm256_broadcastq_epi64(q8s), q47 = _mm256_broadcastq_epi64(_mm_srli_si128(q8s, 8));
-      const __m512i imin = _mm512_inserti64x4(_mm512_castsi256_si512(kqv_mins(mla, mha, q03, q47)),
-                                              kqv_mins(mlb, mhb, q03, q47), 1);
-      const __m512 yd = _mm512_set1_ps(y->d);
-      acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(d16, yd), ck512_cvtepi32_ps(isum[a]), acc[a]);
-      acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(dm16, yd), ck512_cvtepi32_ps(imin), acc[a]);
-    }
+    const __m512 d16 = kqz_halves(oa, ob, 0), dm16 = kqz_halves(oa, ob, 16);
+    for (int a = 0; a < A; a++)
+      acc[a] = kqz_block_end(acc[a], isum[a], mn_lo, mn_hi, d16, dm16, (const ck_block_q8_K *)(x + (size_t)a * xrow) + i);
   }
   for (int a = 0; a < A; a++) res[a] = acc[a];
 }
@@ -291,39 +313,22 @@ static uint8_t *kqu_buffer(size_t bytes) {
 }
 
 CK_AVX512_VNNI_INLINE void kqu_unpack(const uint8_t *oa, const uint8_t *ob, const int five, uint8_t *P) {
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m6 = _mm512_set1_epi8(0x3F), m2 = _mm512_set1_epi8(0x03);
-  const __m512i m16 = _mm512_set1_epi8(0x10);
-  const int64_t qoff = five ? 384 : 128;
-  const __m512i a0 = kqz_load(oa + 32, ob + 32), a1 = kqz_load(oa + 64, ob + 64), a2 = kqz_load(oa + 96, ob + 96);
-  const __m512i sc_lo = _mm512_and_si512(a0, m6), mn_lo = _mm512_and_si512(a1, m6);
-  const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(a2, m4),
-                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a0, 6), m2), 4));
-  const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a2, 4), m4),
-                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a1, 6), m2), 4));
+  __m512i sc_lo, sc_hi, mn_lo, mn_hi;
+  kqz_scales(oa, ob, &sc_lo, &sc_hi, &mn_lo, &mn_hi);
   for (int c = 0; c < 4; c++) {
-    const __m128i cnt = _mm_cvtsi32_si128(2 * c);
     for (int m = 0; m < 8; m++) {
-      const int64_t off = qoff + 32 * (8 * c + m);
-      const __m512i v = kqz_load(oa + off, ob + off);
-      __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-      if (five) {
-        const __m512i t = _mm512_srl_epi16(kqz_load(oa + 128 + 32 * m, ob + 128 + 32 * m), cnt);
-        lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(t, 4), m16));
-        hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_slli_epi16(t, 3), m16));
-      }
+      __m512i lo, hi;
+      kqz_codes(oa, ob, five, c, m, &lo, &hi);
       _mm512_store_si512((__m512i *)(P + 128 * (8 * c + m)), lo);
       _mm512_store_si512((__m512i *)(P + 128 * (8 * c + m) + 64), hi);
     }
-    const __m512i sv = c < 2 ? sc_lo : sc_hi;
-    _mm512_store_si512((__m512i *)(P + 4096 + 128 * c), _mm512_shuffle_epi8(sv, _mm512_broadcast_i64x4(kqv_pick((2 * c) % 4))));
-    _mm512_store_si512((__m512i *)(P + 4096 + 128 * c + 64), _mm512_shuffle_epi8(sv, _mm512_broadcast_i64x4(kqv_pick((2 * c + 1) % 4))));
+    _mm512_store_si512((__m512i *)(P + 4096 + 128 * c), kqz_scale(sc_lo, sc_hi, 2 * c));
+    _mm512_store_si512((__m512i *)(P + 4096 + 128 * c + 64), kqz_scale(sc_lo, sc_hi, 2 * c + 1));
   }
   _mm512_store_si512((__m512i *)(P + 4608), mn_lo);
   _mm512_store_si512((__m512i *)(P + 4672), mn_hi);
-  _mm512_store_ps((float *)(P + 4736), ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)oa)),
-                                                                              _mm_loadu_si128((const __m128i *)ob), 1)));
-  _mm512_store_ps((float *)(P + 4800), ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(oa + 16))),
-                                                                              _mm_loadu_si128((const __m128i *)(ob + 16)), 1)));
+  _mm512_store_ps((float *)(P + 4736), kqz_halves(oa, ob, 0));
+  _mm512_store_ps((float *)(P + 4800), kqz_halves(oa, ob, 16));
 }
 
 /* A activations (rows of x from block i0) over nb blocks of one pair's scratch; acc in and out */
@@ -354,20 +359,9 @@ CK_AVX512_VNNI_INLINE void kqu_tile(const uint8_t *S, const uint8_t *x, size_t x
         isum[a] = _mm512_add_epi32(isum[a], _mm512_add_epi32(_mm512_mullo_epi32(pl[a], s0), _mm512_mullo_epi32(ph[a], s1)));
     }
     const __m512i mn_lo = _mm512_load_si512((const __m512i *)(P + 4608)), mn_hi = _mm512_load_si512((const __m512i *)(P + 4672));
-    const __m256i mla = _mm512_castsi512_si256(mn_lo), mlb = _mm512_extracti64x4_epi64(mn_lo, 1);
-    const __m256i mha = _mm512_castsi512_si256(mn_hi), mhb = _mm512_extracti64x4_epi64(mn_hi, 1);
     const __m512 d16 = _mm512_load_ps((const float *)(P + 4736)), dm16 = _mm512_load_ps((const float *)(P + 4800));
-    for (int a = 0; a < A; a++) {
-      const ck_block_q8_K *y = (const ck_block_q8_K *)(x + (size_t)a * xrow) + i0 + i;
-      const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
-      const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-      const __m256i q03 = _mm256_broadcastq_epi64(q8s), q47 = _mm256_broadcastq_epi64(_mm_srli_si128(q8s, 8));
-      const __m512i imin = _mm512_inserti64x4(_mm512_castsi256_si512(kqv_mins(mla, mha, q03, q47)),
-                                              kqv_mins(mlb, mhb, q03, q47), 1);
-      const __m512 yd = _mm512_set1_ps(y->d);
-      acc[a] = _mm512_fmadd_ps(_mm512_mul_ps(d16, yd), ck512_cvtepi32_ps(isum[a]), acc[a]);
-      acc[a] = _mm512_fnmadd_ps(_mm512_mul_ps(dm16, yd), ck512_cvtepi32_ps(imin), acc[a]);
-    }
+    for (int a = 0; a < A; a++)
+      acc[a] = kqz_block_end(acc[a], isum[a], mn_lo, mn_hi, d16, dm16, (const ck_block_q8_K *)(x + (size_t)a * xrow) + i0 + i);
   }
   for (int a = 0; a < A; a++) accp[a] = acc[a];
 }
@@ -400,8 +394,7 @@ CK_AVX512_VNNI_INLINE void kqu_unpack6(const uint8_t *oa, const uint8_t *ob, uin
     _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + t)), _mm512_madd_epi16(w, _mm512_set1_epi32(1)));
     _mm512_store_si512((__m512i *)(P + 4096 + 64 * (8 * h + 4 + t)), _mm512_madd_epi16(w, _mm512_set1_epi32(0x10000)));
   }
-  _mm512_store_ps((float *)(P + 5632), ck512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)oa)),
-                                                                              _mm_loadu_si128((const __m128i *)ob), 1)));
+  _mm512_store_ps((float *)(P + 5632), kqz_halves(oa, ob, 0));
 }
 
 /* kqu_tile for Q6_K (kqv6_tile's sums and order) */
