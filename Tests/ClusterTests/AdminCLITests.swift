@@ -12,8 +12,8 @@ extension ClusterTests {
     }
 
     private func shared() throws -> ClusterProcesses {
-        if let error = Self.startError { XCTFail("cluster did not start: \(error)") }
-        return try XCTUnwrap(Self.cluster)
+        if let error = Self.shared.startError { XCTFail("cluster did not start: \(error)") }
+        return try XCTUnwrap(Self.shared.cluster)
     }
 
     /// The status table lists the three workers with contiguous layer ranges covering the model,

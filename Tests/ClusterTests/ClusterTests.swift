@@ -12,40 +12,26 @@ import ZeroMQ
 /// this class), submits jobs through the client socket and checks the tokens against llama.cpp's
 /// reference and against solo runs; sends garbage to every socket and checks the daemons survive.
 final class ClusterTests: XCTestCase {
-    nonisolated(unsafe) static var cluster: ClusterProcesses?
-    nonisolated(unsafe) static var startError: String?
-    nonisolated(unsafe) static var context: Context?
+    static let shared = SharedCluster()
 
     override class func setUp() {
         super.setUp()
-        do {
-            let model = try TestModel.requirePath()
-            let c = try ClusterProcesses()
-            cluster = c
+        shared.start { c in
             // Default flags (F32 activations: the pipeline computes exactly what one node does),
             // plus a metrics endpoint on every daemon; worker-2 joins with only `--join TOKEN`
             // from `caravanctl invite` (OperationsTests checks all three).
-            try c.start(workers: 3, model: model, extraCoordinatorArguments: ["--metrics", "127.0.0.1:0"],
+            try c.start(workers: 3, model: try TestModel.requirePath(), extraCoordinatorArguments: ["--metrics", "127.0.0.1:0"],
                         extraWorkerArguments: { _ in ["--metrics", "127.0.0.1:0"] }, joining: [2])
-            context = try Context()
-        } catch {
-            startError = "\(error)"
         }
     }
 
     override class func tearDown() {
-        cluster?.stop()
-        if let c = cluster { try? FileManager.default.removeItem(at: c.directory) }
-        cluster = nil
-        context = nil
+        shared.stop()
         super.tearDown()
     }
 
     func running() throws -> (ClusterProcesses, JobClient) {
-        if let startError = Self.startError { XCTFail("cluster did not start: \(startError)") }
-        guard let cluster = Self.cluster, let context = Self.context, Self.startError == nil else {
-            throw ClusterProcesses.Failure(description: "no cluster")
-        }
+        let (cluster, context) = try Self.shared.running()
         return (cluster, try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey))
     }
 
@@ -287,7 +273,7 @@ final class ClusterTests: XCTestCase {
         try cluster.restartCoordinator()
         XCTAssertTrue(cluster.workers.allSatisfy(\.isRunning))
         XCTAssertTrue(cluster.log("worker-0.log").contains("registering again"))
-        let again = try JobClient(context: try XCTUnwrap(Self.context), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        let again = try JobClient(context: try XCTUnwrap(Self.shared.context), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
         let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "again")])
         XCTAssertEqual(r["again"]?.tokens, try Self.localGreedy(france.prompt_ids, count: 8))
     }
@@ -331,7 +317,7 @@ final class ClusterTests: XCTestCase {
     /// running and still answer a job correctly.
     func testBadFramesLeaveDaemonsRunning() async throws {
         let (cluster, client) = try running()
-        let context = try XCTUnwrap(Self.context)
+        let context = try XCTUnwrap(Self.shared.context)
         let loop = try EventLoop(context: context, name: "test-garbage")
         defer { loop.shutdown() }
         let codec = WireCodec()

@@ -14,7 +14,7 @@ extension ClusterTests {
     /// arrive (the worker logs it as failed: wrong epoch), so a delivered step would be seen.
     func testWorkerDataSocketsRefuseUnknownKeys() async throws {
         let (cluster, client) = try running()
-        let context = try XCTUnwrap(Self.context)
+        let context = try XCTUnwrap(Self.shared.context)
         let loop = try EventLoop(context: context, name: "test-allow-list")
         defer { loop.shutdown() }
         let codec = WireCodec()

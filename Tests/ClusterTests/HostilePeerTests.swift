@@ -11,37 +11,21 @@ import ZeroMQ
 /// speed, frames larger than a socket's largest legitimate one, more jobs than it holds. The
 /// coordinator answers with clear errors or drops the frame, and keeps serving.
 final class HostilePeerTests: XCTestCase {
-    nonisolated(unsafe) static var cluster: ClusterProcesses?
-    nonisolated(unsafe) static var startError: String?
-    nonisolated(unsafe) static var context: Context?
+    static let shared = SharedCluster()
 
     override class func setUp() {
         super.setUp()
-        do {
-            let c = try ClusterProcesses()
-            cluster = c
+        shared.start { c in
             try c.start(workers: 1, model: try TestModel.requirePath(), extraCoordinatorArguments: ["--join-settle", "0", "--max-jobs", "2"])
-            context = try Context()
-        } catch {
-            startError = "\(error)"
         }
     }
 
     override class func tearDown() {
-        cluster?.stop()
-        if let c = cluster { try? FileManager.default.removeItem(at: c.directory) }
-        cluster = nil
-        context = nil
+        shared.stop()
         super.tearDown()
     }
 
-    private func running() throws -> (ClusterProcesses, Context) {
-        if let startError = Self.startError { XCTFail("cluster did not start: \(startError)") }
-        guard let cluster = Self.cluster, let context = Self.context, Self.startError == nil else {
-            throw ClusterProcesses.Failure(description: "no cluster")
-        }
-        return (cluster, context)
-    }
+    private func running() throws -> (ClusterProcesses, Context) { try Self.shared.running() }
 
     private func ctl(_ cluster: ClusterProcesses, _ arguments: [String]) throws -> CLIRun.Output {
         try CLIRun.run(cluster.binaries.appendingPathComponent("caravanctl"),
@@ -68,7 +52,7 @@ final class HostilePeerTests: XCTestCase {
     /// A raw CURVE DEALER on `endpoint` with a listed worker's key that no running worker uses
     /// (so that the worker-only sockets admit it; the client socket admits any key).
     private func dealer(_ loop: EventLoop, _ endpoint: String, serverKey: String) throws -> AsyncSocket {
-        let keys = try Self.cluster!.makeKey("hostile-worker.key", listIn: Self.cluster!.authorizedWorkers)
+        let keys = try Self.shared.cluster!.makeKey("hostile-worker.key", listIn: Self.shared.cluster!.authorizedWorkers)
         return try AsyncSocket(loop: loop, type: .dealer) { socket in
             try socket.apply(.curveClient(keys: keys, serverPublicKey: serverKey))
             try socket.connect(endpoint)

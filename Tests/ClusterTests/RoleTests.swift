@@ -8,42 +8,26 @@ import ZeroMQ
 /// `authorized_clients`, an admin key, no `--open-clients`): each socket admits only the roles
 /// that use it, and each message is checked against the sender's key (docs/protocol.md, "Roles").
 final class RoleTests: XCTestCase {
-    nonisolated(unsafe) static var cluster: ClusterProcesses?
-    nonisolated(unsafe) static var startError: String?
-    nonisolated(unsafe) static var context: Context?
+    static let shared = SharedCluster()
     nonisolated(unsafe) static var alice: CurveKeyPair?
     nonisolated(unsafe) static var bob: CurveKeyPair?
 
     override class func setUp() {
         super.setUp()
-        do {
-            let c = try ClusterProcesses()
-            cluster = c
+        shared.start { c in
             alice = try c.makeKey("alice.key", listIn: c.authorizedClients)
             bob = try c.makeKey("bob.key", listIn: c.authorizedClients)
             try c.start(workers: 1, model: try TestModel.requirePath(),
                         extraCoordinatorArguments: ["--authorized-clients", c.authorizedClients.path, "--join-settle", "0"])
-            context = try Context()
-        } catch {
-            startError = "\(error)"
         }
     }
 
     override class func tearDown() {
-        cluster?.stop()
-        if let c = cluster { try? FileManager.default.removeItem(at: c.directory) }
-        cluster = nil
-        context = nil
+        shared.stop()
         super.tearDown()
     }
 
-    private func running() throws -> (ClusterProcesses, Context) {
-        if let startError = Self.startError { XCTFail("cluster did not start: \(startError)") }
-        guard let cluster = Self.cluster, let context = Self.context, Self.startError == nil else {
-            throw ClusterProcesses.Failure(description: "no cluster")
-        }
-        return (cluster, context)
-    }
+    private func running() throws -> (ClusterProcesses, Context) { try Self.shared.running() }
 
     private func client(_ keys: CurveKeyPair) throws -> JobClient {
         let (cluster, context) = try running()
