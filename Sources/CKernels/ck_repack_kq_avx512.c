@@ -13,6 +13,7 @@
    ck_avx512.h), which is how Scripts/avx512-check runs it on a CPU without AVX-512. */
 #include "ck_avx512.h"
 #include "ck_repack.h"
+#include "ck_repack_avx2.h"
 #include <stdlib.h>
 
 #if defined(CK_AVX512_BUILD)
@@ -34,11 +35,6 @@ static const int8_t kqv_pick_tab[4][32] __attribute__((aligned(32))) = {
 };
 
 CK_AVX512_VNNI_INLINE __m256i kqv_pick(const int j) { return _mm256_load_si256((const __m256i *)kqv_pick_tab[j]); }
-
-CK_AVX512_VNNI_INLINE __m256i kqv_bcast(const int8_t *p) {
-  int32_t v; memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
 
 /* sum_j mn_j * q8s_j of one group's 8 rows: mn_lo / mn_hi hold row r's mins 0-3 / 4-7 at dword r,
    q03 / q47 the activation's sub-block sums 0-3 / 4-7 (each 64-bit lane); rows 0-3 and 4-7 as
@@ -89,8 +85,8 @@ CK_AVX512_VNNI_INLINE void kqv_tile(const uint8_t *gw, const uint8_t *x, size_t 
         }
         for (int a = 0; a < A; a++) {
           const int8_t *q = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i)->qs + 64 * c + 4 * m;
-          pl[a] = _mm256_dpbusd_epi32(pl[a], lo, kqv_bcast(q));
-          ph[a] = _mm256_dpbusd_epi32(ph[a], hi, kqv_bcast(q + 32));
+          pl[a] = _mm256_dpbusd_epi32(pl[a], lo, r8_bcast(q));
+          ph[a] = _mm256_dpbusd_epi32(ph[a], hi, r8_bcast(q + 32));
         }
       }
       const __m256i sv = c < 2 ? sc_lo : sc_hi;
@@ -148,10 +144,10 @@ CK_AVX512_VNNI_INLINE void kqv6_tile(const uint8_t *gw, const uint8_t *x, size_t
                                              _mm256_and_si256(_mm256_srli_epi16(vh, 2), m30));
           for (int a = 0; a < A; a++) {
             const int8_t *y = ((const ck_block_q8_K *)(x + (size_t)a * xrow) + i)->qs + 128 * h + 4 * m;
-            p[a][0] = _mm256_dpbusd_epi32(p[a][0], u0, kqv_bcast(y));
-            p[a][1] = _mm256_dpbusd_epi32(p[a][1], u1, kqv_bcast(y + 32));
-            p[a][2] = _mm256_dpbusd_epi32(p[a][2], u2, kqv_bcast(y + 64));
-            p[a][3] = _mm256_dpbusd_epi32(p[a][3], u3, kqv_bcast(y + 96));
+            p[a][0] = _mm256_dpbusd_epi32(p[a][0], u0, r8_bcast(y));
+            p[a][1] = _mm256_dpbusd_epi32(p[a][1], u1, r8_bcast(y + 32));
+            p[a][2] = _mm256_dpbusd_epi32(p[a][2], u2, r8_bcast(y + 64));
+            p[a][3] = _mm256_dpbusd_epi32(p[a][3], u3, r8_bcast(y + 96));
           }
         }
         /* scales of groups 8h + 2t + half (t = 0..3): pair p = 4h + t, element half */
@@ -179,17 +175,6 @@ CK_AVX512_VNNI_INLINE void kqv6_tile(const uint8_t *gw, const uint8_t *x, size_t
     }
   }
   for (int a = 0; a < A; a++) res[a] = acc[a];
-}
-
-CK_AVX512_VNNI_INLINE void kqv_out(__m256 v, int64_t g, int64_t r0, int64_t r1, float *out) {
-  const int64_t base = g * CK_R8;
-  if (base >= r0 && base + CK_R8 <= r1) {
-    _mm256_storeu_ps(out + base, v);
-  } else {
-    float t[CK_R8];
-    _mm256_storeu_ps(t, v);
-    ck_r8_store(t, g, r0, r1, out);
-  }
 }
 
 /* Prefill: two groups at once in 512-bit vectors (lanes 0-7 rows of group g, lanes 8-15 rows of
@@ -498,8 +483,8 @@ CK_AVX512_VNNI_INLINE int kqu_block(const uint8_t *W, int64_t gstride, const uin
     for (int64_t a = 0; a < na; a++)
       for (int p = 0; p < np; p++) {
         const __m512 v = accb[a * np + p];
-        kqv_out(_mm512_castps512_ps256(v), gb + 2 * p, r0, r1, out + (ao + a) * ostride);
-        kqv_out(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)), gb + 2 * p + 1, r0, r1, out + (ao + a) * ostride);
+        r8_out(_mm512_castps512_ps256(v), gb + 2 * p, r0, r1, out + (ao + a) * ostride);
+        r8_out(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)), gb + 2 * p + 1, r0, r1, out + (ao + a) * ostride);
       }
   }
   return 1;
@@ -537,8 +522,8 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
             default: kqz_tile(wa, wb, xa, xrow, nblk, 1, five, rz); break;
           }
           for (int a = 0; a < A; a++) {
-            kqv_out(_mm512_castps512_ps256(rz[a]), g, r0, r1, out + (a0 + a) * ostride);
-            kqv_out(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(rz[a]), 1)), g + 1, r0, r1, out + (a0 + a) * ostride);
+            r8_out(_mm512_castps512_ps256(rz[a]), g, r0, r1, out + (a0 + a) * ostride);
+            r8_out(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(rz[a]), 1)), g + 1, r0, r1, out + (a0 + a) * ostride);
           }
         }
       }
@@ -560,7 +545,7 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
             default: kqv_tile(wg, xa, xrow, nblk, 1, five, res, pf); break;
           }
         }
-        for (int a = 0; a < A; a++) kqv_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
+        for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
       }
     }
   }
