@@ -8,23 +8,15 @@ import ZeroMQ
 /// freeze, cut, add, drain): a slowed-down worker and a coordinator crash. Every job must end with
 /// exactly the tokens of the fault-free run: none lost, none doubled, none changed.
 final class RecoveryTests: XCTestCase {
-    private static func sampling(_ t: Float, seed: UInt64, tokens: UInt32) -> Caravan_V1_SamplingParameters {
-        var s = Caravan_V1_SamplingParameters()
-        s.temperature = t
-        s.seed = seed
-        s.topK = 40
-        s.maxTokens = tokens
-        return s
-    }
 
     /// Four concurrent jobs, greedy and seeded sampling.
     private static func jobs(tokens: UInt32, tag: String) throws -> [Caravan_V1_JobSubmit] {
         let p = try EngineReference.load().greedy.map(\.prompt_ids)
         return [
-            JobClient.submit(prompt: p[0], sampling: sampling(0, seed: 1, tokens: tokens), id: "\(tag)-greedy-a"),
-            JobClient.submit(prompt: p[1], sampling: sampling(0, seed: 1, tokens: tokens), id: "\(tag)-greedy-b"),
-            JobClient.submit(prompt: p[2], sampling: sampling(0.9, seed: 77, tokens: tokens), id: "\(tag)-seeded-a"),
-            JobClient.submit(prompt: p[0], sampling: sampling(0.7, seed: 4242, tokens: tokens), id: "\(tag)-seeded-b"),
+            JobClient.submit(prompt: p[0], sampling: .seeded(0, seed: 1, tokens: tokens), id: "\(tag)-greedy-a"),
+            JobClient.submit(prompt: p[1], sampling: .seeded(0, seed: 1, tokens: tokens), id: "\(tag)-greedy-b"),
+            JobClient.submit(prompt: p[2], sampling: .seeded(0.9, seed: 77, tokens: tokens), id: "\(tag)-seeded-a"),
+            JobClient.submit(prompt: p[0], sampling: .seeded(0.7, seed: 4242, tokens: tokens), id: "\(tag)-seeded-b"),
         ]
     }
 

@@ -9,21 +9,13 @@ import ZeroMQ
 /// one mid-job. The re-plan keeps both survivors, moves none of the layers they held, happens
 /// once, and every job ends with the tokens of the fault-free run.
 final class SurvivorReplanClusterTests: XCTestCase {
-    private static func sampling(_ t: Float, seed: UInt64, tokens: UInt32) -> Caravan_V1_SamplingParameters {
-        var s = Caravan_V1_SamplingParameters()
-        s.temperature = t
-        s.seed = seed
-        s.topK = 40
-        s.maxTokens = tokens
-        return s
-    }
 
     private static func jobs(tag: String) throws -> [Caravan_V1_JobSubmit] {
         let p = try EngineReference.load().greedy.map(\.prompt_ids)
         return [
-            JobClient.submit(prompt: p[0], sampling: sampling(0, seed: 1, tokens: 48), id: "\(tag)-greedy-a"),
-            JobClient.submit(prompt: p[1], sampling: sampling(0, seed: 1, tokens: 48), id: "\(tag)-greedy-b"),
-            JobClient.submit(prompt: p[2], sampling: sampling(0.9, seed: 77, tokens: 48), id: "\(tag)-seeded"),
+            JobClient.submit(prompt: p[0], sampling: .seeded(0, seed: 1, tokens: 48), id: "\(tag)-greedy-a"),
+            JobClient.submit(prompt: p[1], sampling: .seeded(0, seed: 1, tokens: 48), id: "\(tag)-greedy-b"),
+            JobClient.submit(prompt: p[2], sampling: .seeded(0.9, seed: 77, tokens: 48), id: "\(tag)-seeded"),
         ]
     }
 
