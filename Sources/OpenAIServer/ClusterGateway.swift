@@ -158,10 +158,12 @@ public final class ClusterGateway: Sendable {
                 continuation.finish(throwing: error)
                 return
             }
-            defer { release() }
+            // The slot is given back before the stream ends (not after, as a defer would), so a
+            // caller that has seen one job end can start the next without a spurious 429.
             do {
                 client = try take()
             } catch {
+                release()
                 continuation.finish(throwing: error)
                 return
             }
@@ -192,6 +194,7 @@ public final class ClusterGateway: Sendable {
                 drop(client)
                 failure = .internalError("\(error)")
             }
+            release()
             if let failure { continuation.finish(throwing: failure) } else { continuation.finish() }
         }
         continuation.onTermination = { termination in
