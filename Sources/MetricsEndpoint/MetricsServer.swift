@@ -1,4 +1,5 @@
 import Hummingbird
+import Synchronization
 import Logging
 import Prometheus
 import ServiceLifecycle
@@ -23,6 +24,20 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
+/// Why a metrics endpoint could not start.
+public struct MetricsServerError: Error, CustomStringConvertible {
+    /// The address it was asked to listen on.
+    public let address: HostPort
+    /// The flag that gave the address, so the message says what to change.
+    public let flag: String
+    /// What the network stack said (e.g. "Address already in use").
+    public let reason: String
+
+    public var description: String {
+        "cannot serve metrics on \(address) (\(flag)): \(reason); pick a free port or 0 for any"
+    }
+}
+
 /// Serves a Prometheus registry as `GET /metrics` (text exposition format 0.0.4) over plain HTTP.
 /// A swift-service-lifecycle `Service`: it runs beside a daemon's own service and stops with it.
 public struct MetricsServer: Service {
@@ -31,9 +46,14 @@ public struct MetricsServer: Service {
     private let registry: PrometheusCollectorRegistry
     private let logger: Logger
 
-    /// A server for `registry` on `address`; logs `metrics listening url=...` once bound.
-    public init(address: HostPort, registry: PrometheusCollectorRegistry, logger: Logger) {
+    /// The flag named in a start-up error.
+    public let flag: String
+
+    /// A server for `registry` on `address`; logs `metrics listening url=...` once bound. A failure
+    /// to bind is a ``MetricsServerError`` naming `flag`.
+    public init(address: HostPort, registry: PrometheusCollectorRegistry, logger: Logger, flag: String = "--metrics") {
         self.address = address
+        self.flag = flag
         self.registry = registry
         self.logger = logger
     }
@@ -58,14 +78,22 @@ public struct MetricsServer: Service {
 
     public func run() async throws {
         let (host, logger) = (address.host, logger)
+        let bound = Mutex(false)
         let app = Application(
             router: router(),
             configuration: .init(address: .hostname(host, port: address.port), serverName: "caravan-metrics"),
             onServerRunning: { channel in
+                bound.withLock { $0 = true }
                 let port = channel.localAddress?.port ?? 0
                 logger.info("metrics listening", metadata: ["url": "http://\(HostPort("\(host):\(port)")?.description ?? host)/metrics"])
             },
             logger: logger)
-        try await app.run()
+        do {
+            try await app.run()
+        } catch where !bound.withLock({ $0 }) {
+            // Before it is bound the only failures are the address's (in use, not ours, not
+            // resolvable); NIO's text names a system call, not the flag the operator typed.
+            throw MetricsServerError(address: address, flag: flag, reason: "\(error)")
+        }
     }
 }
