@@ -232,33 +232,33 @@ public final class WorkerService: Service {
             let started = ContinuousClock.now
             // Admit the previous stage before loading: it may connect as soon as its own load ends.
             dataGate.withLock { $0 }?.admit(assignment)
-            await cancelPull()  // a newer assignment replaces a pull still running
-            var error: String?
-            var bytes = 0
-            if let path = paths[assignment.modelSHA256] {
+            // A newer assignment replaces a load or pull still running; the new load starts when
+            // the old one has stopped (a pull's cache, the runtime), without holding up this loop.
+            let previous = pullTask.withLock { task in
+                defer { task = nil }
+                return task
+            }
+            previous?.cancel()
+            let local = paths[assignment.modelSHA256]
+            // Loading runs beside the control loop, which keeps handling heartbeats, releases and
+            // newer assignments meanwhile: a pull takes minutes, and even a local load of a wide
+            // model takes tens of seconds, long enough for a waiting loop to hear nothing from the
+            // coordinator and register again mid-load.
+            let task = Task {
+                await previous?.value
+                guard !Task.isCancelled else { return }
+                var error: String?
+                var bytes = 0
                 do {
+                    let path = if let local { local } else { try await self.pullLayers(assignment, ports: ports) }
                     bytes = try await runtime.load(assignment, path: path)
                 } catch let e {
-                    error = e.description
+                    error = "\(e)"
                 }
-            } else {
-                // Pulling may take minutes: it runs beside the control loop, which keeps handling
-                // heartbeats, releases and newer assignments meanwhile.
-                let task = Task {
-                    var error: String?
-                    var bytes = 0
-                    do {
-                        bytes = try await runtime.load(assignment, path: try await self.pullLayers(assignment, ports: ports))
-                    } catch let e {
-                        error = "\(e)"
-                    }
-                    guard !Task.isCancelled else { return }  // replaced by a newer assignment, or stopping
-                    await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
-                }
-                pullTask.withLock { $0 = task }
-                return
+                guard !Task.isCancelled else { return }  // replaced by a newer assignment, or stopping
+                await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
             }
-            await loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
+            pullTask.withLock { $0 = task }
         case .reportReady(let epoch, let error):
             // The coordinator asked again for a stage already loaded (loads report themselves).
             var ready = Caravan_V1_AssignmentReady()
@@ -272,7 +272,7 @@ public final class WorkerService: Service {
         }
     }
 
-    /// Cancels the pull running beside the control loop, if any, and waits for it to end.
+    /// Cancels the load or pull running beside the control loop, if any, and waits for it to end.
     private func cancelPull() async {
         let running = pullTask.withLock { task in
             defer { task = nil }

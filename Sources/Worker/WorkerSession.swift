@@ -64,13 +64,23 @@ public struct WorkerSession: Sendable, Equatable {
             state = .refused(reason: reason)
             return [.stop(reason: "the coordinator refused the registration: \(reason)")]
         }
+        let ended = loadEndedWhileRegistering
+        loadEndedWhileRegistering = nil
+        var directives: [Directive] = [.startHeartbeats(intervalMilliseconds: max(50, heartbeatIntervalMilliseconds))]
         if let kept, planEpoch != 0, kept.planEpoch == planEpoch {
-            // A load still running goes on (and reports itself); a loaded stage goes on serving.
-            state = forgottenWhileLoading ? .loading(kept) : .ready(kept)
+            if let ended {
+                // The load ended while the registration was on its way: report it now, or the
+                // coordinator waits for a report that nothing would ever send.
+                state = ended.error.map { .failed(kept, reason: $0) } ?? .ready(kept)
+                directives.append(.reportReady(epoch: kept.planEpoch, error: ended.error))
+            } else {
+                // A load still running goes on (and reports itself); a loaded stage goes on serving.
+                state = forgottenWhileLoading ? .loading(kept) : .ready(kept)
+            }
         } else {
             state = .idle
         }
-        return [.startHeartbeats(intervalMilliseconds: max(50, heartbeatIntervalMilliseconds))]
+        return directives
     }
 
     /// The coordinator assigned a stage. Assignments of an epoch older than (or equal to) the one
@@ -94,6 +104,12 @@ public struct WorkerSession: Sendable, Equatable {
     /// Loading the assignment of `epoch` finished (failed when `error` is set). A result for an
     /// epoch that is no longer being loaded is ignored.
     public mutating func loaded(epoch: UInt64, error: String?) -> [Directive] {
+        if state == .registering, forgottenWhileLoading, forgottenAssignment?.planEpoch == epoch {
+            // Registering again mid-load: keep the outcome for the acknowledgement to report.
+            forgottenWhileLoading = false
+            loadEndedWhileRegistering = LoadOutcome(error: error)
+            return []
+        }
         guard case .loading(let assignment) = state, assignment.planEpoch == epoch else { return [] }
         if let error {
             state = .failed(assignment, reason: error)
@@ -116,10 +132,12 @@ public struct WorkerSession: Sendable, Equatable {
             state = .registering
             forgottenAssignment = a
             forgottenWhileLoading = true
+            loadEndedWhileRegistering = nil
         case .ready(let a), .failed(let a, _):
             state = .registering
             forgottenAssignment = a
             forgottenWhileLoading = false
+            loadEndedWhileRegistering = nil
         }
         return [.sendHelloAndRegister]
     }
@@ -129,6 +147,13 @@ public struct WorkerSession: Sendable, Equatable {
     public private(set) var forgottenAssignment: StageAssignment?
     /// Whether ``forgottenAssignment`` was still loading.
     private var forgottenWhileLoading = false
+    /// How the load of ``forgottenAssignment`` ended, when it ended during the re-registration.
+    private var loadEndedWhileRegistering: LoadOutcome?
+
+    /// A finished load's outcome (`error` set when it failed).
+    struct LoadOutcome: Sendable, Equatable {
+        var error: String?
+    }
 
     /// The assignment whose steps the data plane accepts now (only when ready).
     public var runningAssignment: StageAssignment? {

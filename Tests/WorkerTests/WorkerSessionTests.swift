@@ -60,6 +60,49 @@ final class WorkerSessionTests: XCTestCase {
         XCTAssertEqual(s.loaded(epoch: 4, error: nil), [.reportReady(epoch: 4, error: nil)])
     }
 
+    /// A load that ends while the worker registers again (its control loop heard nothing for a
+    /// while) is reported after the acknowledgement. Before, the outcome was dropped: the session
+    /// went back to `loading` for good, ignored the assignment the coordinator sent again, and the
+    /// cluster never served (seen with 70B-wide stages, whose local loads take tens of seconds).
+    func testALoadThatEndsWhileRegisteringAgainIsReportedAfterTheAcknowledgement() {
+        for error in [nil, "out of memory"] as [String?] {
+            var s = WorkerSession()
+            _ = s.start()
+            _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10)
+            let a = assignment(epoch: 5)
+            _ = s.assigned(a)
+            XCTAssertEqual(s.coordinatorSilent(), [.sendHelloAndRegister])
+            XCTAssertEqual(s.loaded(epoch: 5, error: error), [], "nothing to report before the acknowledgement")
+            XCTAssertEqual(s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10, planEpoch: 5),
+                           [.startHeartbeats(intervalMilliseconds: 50), .reportReady(epoch: 5, error: error)])
+            if let error {
+                XCTAssertEqual(s.state, .failed(a, reason: error))
+                XCTAssertNil(s.runningAssignment)
+            } else {
+                XCTAssertEqual(s.state, .ready(a))
+                XCTAssertEqual(s.runningAssignment, a)
+                XCTAssertEqual(s.assigned(a), [.reportReady(epoch: 5, error: nil)], "the assignment sent again is answered")
+            }
+        }
+    }
+
+    /// The kept outcome belongs to that registration only: a coordinator that restarted (another
+    /// epoch) gets an idle worker, and a second silence starts afresh.
+    func testALoadOutcomeKeptDuringRegistrationIsForgottenWhenThePlanChanged() {
+        var s = WorkerSession()
+        _ = s.start()
+        _ = s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10)
+        _ = s.assigned(assignment(epoch: 6))
+        _ = s.coordinatorSilent()
+        _ = s.loaded(epoch: 6, error: nil)
+        XCTAssertEqual(s.registerAck(accepted: true, reason: "", heartbeatIntervalMilliseconds: 10, planEpoch: 1),
+                       [.startHeartbeats(intervalMilliseconds: 50)])
+        XCTAssertEqual(s.state, .idle)
+        let b = assignment(epoch: 1)
+        XCTAssertEqual(s.assigned(b), [.load(b)])
+        XCTAssertEqual(s.loaded(epoch: 1, error: nil), [.reportReady(epoch: 1, error: nil)])
+    }
+
     func testSilentCoordinatorMeansRegisterAgainAndAcceptAnyEpoch() {
         var s = WorkerSession()
         XCTAssertEqual(s.coordinatorSilent(), [], "nothing to redo before starting")
