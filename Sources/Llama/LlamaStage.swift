@@ -44,15 +44,18 @@ public final class LlamaStage: @unchecked Sendable {
     /// - Parameters:
     ///   - contextLimit: maximum positions per sequence (defaults to the model's training context).
     ///   - runner: threads for the kernels.
+    ///   - kept: a stage of the same model (the caller checks: same file contents) whose blocks,
+    ///     embedding and head are taken instead of loaded again; its caches are not.
     public init(file: GGUFFile, layers: LayerRange? = nil, contextLimit: Int? = nil,
-                runner: any ParallelRunner = SerialRunner()) throws(GGUFError) {
+                runner: any ParallelRunner = SerialRunner(), keeping kept: LlamaStage? = nil) throws(GGUFError) {
         let config = try LlamaConfiguration(file: file)
         let range = layers ?? LayerRange(0, config.layerCount)!
         self.configuration = config
         self.layers = range
         self.file = file
         self.contextLimit = max(1, min(contextLimit ?? config.contextLength, config.contextLength))
-        self.weights = try StageWeights(file: file, config: config, range: range)
+        let keptWeights = kept.flatMap { k in k.configuration == config ? (weights: k.weights, range: k.layers) : nil }
+        self.weights = try StageWeights(file: file, config: config, range: range, keeping: keptWeights)
         self.cache = KVCache(layerCount: range.count, kvDimension: config.kvDimension, contextLimit: self.contextLimit)
         self.rope = RotaryEmbedding(headDimension: config.headDimension, dimensions: config.ropeDimensions,
                                     base: config.ropeBase, linearScale: config.ropeLinearScale,

@@ -38,32 +38,61 @@ struct StageWeights: @unchecked Sendable {
     let embedding: WeightMatrix?      // token_embd: [d] x vocab rows
     let outputNorm: WeightVector?     // [d]
     let output: WeightMatrix?         // output.weight, or token_embd when tied
+    let tiedOutput: WeightMatrix?     // token_embd when it is also the output (tied), else nil
     let ropeFrequencyFactors: [Float]?  // rope_freqs.weight (Llama 3.1 scaling), [ropeDim / 2]
 
-    init(file: GGUFFile, config c: LlamaConfiguration, range: LayerRange) throws(GGUFError) {
+    /// Loads the tensors of `range` from `file`, taking from `kept` (another stage of the same
+    /// model: the caller checks that) every block, the embedding and the head it already holds.
+    /// Re-planning after a loss or for speed mostly extends a stage by a few blocks; loading and
+    /// repacking only those makes the stage ready in a fraction of a full load at a wide model.
+    init(file: GGUFFile, config c: LlamaConfiguration, range: LayerRange,
+         keeping kept: (weights: StageWeights, range: LayerRange)? = nil) throws(GGUFError) {
         guard range.end <= c.layerCount else {
             throw .corrupt(path: file.path, what: "layer range \(range) exceeds the model's \(c.layerCount) layers")
         }
         var layers: [LayerWeights] = []
-        for i in range.layers { layers.append(try LayerWeights(file: file, layer: i, config: c)) }
+        var loaded: [WeightMatrix] = []
+        for i in range.layers {
+            if let kept, kept.range.layers.contains(i) {
+                layers.append(kept.weights.layers[i - kept.range.start])
+            } else {
+                let layer = try LayerWeights(file: file, layer: i, config: c)
+                layers.append(layer)
+                loaded += layer.matrices
+            }
+        }
         self.layers = layers
         let d = c.embeddingLength
         let tokenEmbedding = { () throws(GGUFError) -> WeightMatrix in
-            try WeightMatrix(file: file, name: "token_embd.weight", columns: d, rows: c.vocabularySize)
+            if let e = kept?.weights.embedding ?? kept?.weights.tiedOutput { return e }
+            let e = try WeightMatrix(file: file, name: "token_embd.weight", columns: d, rows: c.vocabularySize)
+            loaded.append(e)
+            return e
         }
         embedding = range.start == 0 ? try tokenEmbedding() : nil
-        if range.end == c.layerCount {
+        if range.end == c.layerCount, let keptOutput = kept?.weights.output, let keptNorm = kept?.weights.outputNorm {
+            outputNorm = keptNorm
+            output = keptOutput
+            tiedOutput = kept?.weights.tiedOutput
+        } else if range.end == c.layerCount {
             outputNorm = try WeightVector(file: file, name: "output_norm.weight", count: d)
             if file.tensor(named: "output.weight") != nil {
-                output = try WeightMatrix(file: file, name: "output.weight", columns: d, rows: c.vocabularySize)
+                let o = try WeightMatrix(file: file, name: "output.weight", columns: d, rows: c.vocabularySize)
+                loaded.append(o)
+                output = o
+                tiedOutput = nil
             } else if let e = embedding {
                 output = e  // tied embeddings: one matrix (repacked once)
+                tiedOutput = e
             } else {
-                output = try tokenEmbedding()  // tied embeddings
+                let e = try tokenEmbedding()  // tied embeddings
+                output = e
+                tiedOutput = e
             }
         } else {
             outputNorm = nil
             output = nil
+            tiedOutput = nil
         }
         if let t = file.tensor(named: "rope_freqs.weight") {
             guard t.type == .f32, t.elementCount == c.ropeDimensions / 2 else {
@@ -74,10 +103,7 @@ struct StageWeights: @unchecked Sendable {
         } else {
             ropeFrequencyFactors = nil
         }
-        var all = layers.flatMap(\.matrices)
-        if let e = embedding { all.append(e) }
-        if let o = output { all.append(o) }
-        FilePages.releaseLoaded(file: file, matrices: all)
+        FilePages.releaseLoaded(file: file, matrices: loaded)
     }
 
     /// Bytes of weight matrices one decoded token reads: every block's matrices and the output

@@ -20,6 +20,9 @@ struct WeightMatrix: @unchecked Sendable {
     let rows: Int
     let columns: Int
     let data: UnsafeRawPointer
+    /// The mapped file `data` points into: held so that a matrix handed from one stage to the
+    /// next (see ``StageWeights/init(file:config:range:keeping:)``) keeps its mapping alive.
+    let file: GGUFFile
     let rowBytes: Int
     /// The rows rearranged at load time for the active ISA's kernels (see `ck_repack`), or nil
     /// when the file layout is multiplied directly.
@@ -38,6 +41,7 @@ struct WeightMatrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         self.data = file.data(of: t)
+        self.file = file
         self.rowBytes = t.rowBytes
         self.repacked = RepackedStorage(type: t.type, data: self.data, rows: rows, columns: columns)
     }

@@ -65,8 +65,11 @@ public actor StageRuntime {
         } else {
             do {
                 let file = try GGUFFile(path: path)
+                // Blocks this worker already runs are taken from the stage it replaces (same
+                // model), so a re-plan loads only the blocks that are new to it.
+                let kept = installed.flatMap { $0.assignment.modelSHA256 == assignment.modelSHA256 ? $0.stage : nil }
                 stage = try LlamaStage(file: file, layers: assignment.layers, contextLimit: assignment.maxContextTokens,
-                                       runner: runner)
+                                       runner: runner, keeping: kept)
             } catch {
                 throw StageLoadError(description: "cannot load layers \(assignment.layers) of \(path): \(error)")
             }

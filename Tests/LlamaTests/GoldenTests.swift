@@ -101,6 +101,40 @@ final class GoldenTests: XCTestCase {
         }
     }
 
+    /// A re-plan's stage built from the stage it replaces (its blocks, embedding and head taken,
+    /// only new blocks loaded) computes the same bits as one loaded from scratch, and really takes
+    /// the kept matrices instead of loading them again.
+    func testStagesKeepingAnEarlierStagesWeightsAreBitIdentical() throws {
+        let file = try model()
+        let prompt: [Int32] = [504, 3575, 282, 4649, 314]
+        let whole = try LlamaStage(file: file, contextLimit: 64)
+        let n = whole.configuration.layerCount
+        let (_, wholeLogits) = try greedy(whole, prompt: prompt, steps: 3)
+        // A worker that ran [0, 10) now runs [0, 14); one that ran [20, n) now runs [14, n).
+        let earlierFirst = try LlamaStage(file: file, layers: LayerRange(0, 10), contextLimit: 64)
+        let earlierLast = try LlamaStage(file: file, layers: LayerRange(20, n), contextLimit: 64)
+        let again = try GGUFFile(path: file.path)  // as the worker opens the file again
+        let a = try LlamaStage(file: again, layers: LayerRange(0, 14), contextLimit: 64, keeping: earlierFirst)
+        let b = try LlamaStage(file: again, layers: LayerRange(14, n), contextLimit: 64, keeping: earlierLast)
+        XCTAssertEqual(a.weights.layers[3].wq.data, earlierFirst.weights.layers[3].wq.data, "a kept block is not loaded again")
+        XCTAssertNotEqual(a.weights.layers[12].wq.data, earlierFirst.weights.layers[9].wq.data)
+        XCTAssertEqual(a.weights.embedding?.data, earlierFirst.weights.embedding?.data, "the embedding is kept")
+        XCTAssertEqual(b.weights.output?.data, earlierLast.weights.output?.data, "the head is kept")
+        XCTAssertEqual(b.weights.layers[n - 1 - 14].down.data, earlierLast.weights.layers[n - 1 - 20].down.data)
+        let id = SequenceID(9)
+        var entries = prompt.enumerated().map { StageEntry(sequence: id, position: $0.offset, token: $0.element) }
+        entries[entries.count - 1].wantsLogits = true
+        var tokens = prompt
+        for step in 0..<3 {
+            guard case let .hidden(h, _, _) = try a.forward(StageBatch(entries: entries)) else { return XCTFail() }
+            guard case let .logits(l, _, vocab) = try b.forward(StageBatch(entries: entries, hidden: h)) else { return XCTFail() }
+            XCTAssertEqual(Array(l[0..<vocab]), wholeLogits[step], "step \(step)")
+            let next = argmax(l[0..<vocab])
+            tokens.append(next)
+            entries = [StageEntry(sequence: id, position: tokens.count - 1, token: next, wantsLogits: true)]
+        }
+    }
+
     func testBatchedSequencesMatchSeparateRuns() throws {
         let file = try model()
         let prompts: [[Int32]] = [[504, 3575, 282, 4649, 314], [1, 2, 3], [4649, 314, 504, 3575, 282, 11, 12]]
