@@ -3,6 +3,7 @@ import CaravanWire
 import ClusterSupport
 import Foundation
 import Logging
+import Planning
 import ZeroMQ
 
 /// The coordinator's control socket (ROUTER): feeds workers' messages into the ``Membership``

@@ -1,6 +1,6 @@
 import CaravanCore
-import Coordinator
 import GGUF
+import Planning
 import TestSupport
 import XCTest
 
