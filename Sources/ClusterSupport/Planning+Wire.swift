@@ -13,13 +13,13 @@ extension ModelFacts {
         }
         let limit = UInt64(1) << 50
         guard s.layerBytes.allSatisfy({ $0 > 0 && $0 < limit }), s.embeddingBytes < limit, s.outputBytes < limit,
-              s.kvBytesPerTokenPerLayer < limit else {
+              s.kvBytesPerTokenPerLayer < limit, s.layerMultiplyAdds < limit else {
             throw PlanInputError(description: "a model shape has an empty or implausible size")
         }
         self.init(layerCount: s.layerBytes.count, layerBytes: s.layerBytes.map { Int($0) },
                   embeddingBytes: Int(s.embeddingBytes), outputBytes: Int(s.outputBytes),
                   kvBytesPerTokenPerLayer: Int(s.kvBytesPerTokenPerLayer), vocabularySize: Int(s.vocabularySize),
-                  embeddingLength: Int(s.embeddingLength))
+                  embeddingLength: Int(s.embeddingLength), layerMultiplyAdds: Int(s.layerMultiplyAdds))
     }
 
     /// The wire form, named `name`.
@@ -32,6 +32,7 @@ extension ModelFacts {
         s.kvBytesPerTokenPerLayer = UInt64(kvBytesPerTokenPerLayer)
         s.embeddingLength = UInt32(clamping: embeddingLength)
         s.vocabularySize = UInt32(clamping: vocabularySize)
+        s.layerMultiplyAdds = UInt64(clamping: layerMultiplyAdds)
         return s
     }
 }

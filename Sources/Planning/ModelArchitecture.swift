@@ -33,6 +33,10 @@ public struct ModelArchitecture: Sendable, Equatable {
     /// Width of the key (and value) projections.
     public var kvDimension: Int { embeddingLength / max(1, headCount) * kvHeadCount }
 
+    /// Multiply-adds of one row through a block's matrices: q and o (d x d), k and v (d x kv),
+    /// gate, up and down (d x feed-forward).
+    public var layerMultiplyAdds: Int { embeddingLength * (2 * embeddingLength + 2 * kvDimension + 3 * feedForwardLength) }
+
     /// Why an architecture is unusable.
     public var problem: String? {
         if layerCount < 1 || embeddingLength < 1 || headCount < 1 || kvHeadCount < 1 || feedForwardLength < 1
@@ -148,7 +152,8 @@ extension ModelFacts {
         let embedding = q.block(.embedding, layer: 0, layers: n).bytes(a.vocabularySize * d)
         let output = d * 4 + (a.tiedOutput ? embedding : q.block(.output, layer: 0, layers: n).bytes(a.vocabularySize * d))
         self.init(layerCount: n, layerBytes: layers, embeddingBytes: embedding, outputBytes: output,
-                  kvBytesPerTokenPerLayer: 2 * kv * 2, vocabularySize: a.vocabularySize, embeddingLength: d)
+                  kvBytesPerTokenPerLayer: 2 * kv * 2, vocabularySize: a.vocabularySize, embeddingLength: d,
+                  layerMultiplyAdds: a.layerMultiplyAdds)
     }
 
     /// Bytes of the weights as the stages hold them (layers, embedding, output; a tied output

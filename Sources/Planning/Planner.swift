@@ -124,8 +124,8 @@ public enum Planner {
         }
 
         // Proportional targets (largest remainder), at least one layer each while layers last. The
-        // last stage also runs the output matrix: its work counts as the layers its bytes weigh
-        // (a decode step reads every weight once), so the last worker takes fewer layers.
+        // last stage also runs the output matrix: its work counts as the layers its multiply-adds
+        // weigh (``ModelFacts/outputWorkInLayers`` says why), so the last worker takes fewer layers.
         // Speeds come from workers' reports: clamped so that their sum stays finite.
         let speeds = workers.map { $0.speed.isFinite && $0.speed > 0 ? min(max($0.speed, 1e-9), 1e12) : 1e-9 }
         let total = speeds.reduce(0, +)

@@ -55,8 +55,8 @@ public enum Rebalancer {
     }
 
     /// Each stage's work in layers, by worker id (stages in pipeline order). The last stage also
-    /// runs the output matrix: it counts as the layers its bytes weigh, as the planner does, so
-    /// that a balanced pipeline does not look like a slow last stage.
+    /// runs the output matrix: it counts as ``ModelFacts/outputWorkInLayers`` layers, as the
+    /// planner counts it, so that a balanced pipeline does not look like a slow last stage.
     public static func stageWork(_ stages: [(workerID: String, layers: Int)], model: ModelFacts) -> [String: Double] {
         let outputWork = stages.count > 1 ? model.outputWorkInLayers : 0
         var work: [String: Double] = [:]
