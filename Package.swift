@@ -3,9 +3,13 @@ import PackageDescription
 
 /// Caravan: distributed LLaMA-family inference over ZeroMQ.
 ///
-/// Dependencies point downward:
-///   executables -> Coordinator/Worker/CaravanClient -> Llama/Tokenizer/ChatTemplate/Sampling
-///   -> GGUF/CKernels/CaravanCore;  CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum.
+/// Dependencies point downward (a module uses only modules on the lines below its own):
+///   executables: caravan, caravanctl, caravan-coordinator, caravan-worker, caravan-openai
+///   -> Coordinator, Worker (daemons), OpenAIServer (HTTP API), MetricsEndpoint (Prometheus)
+///   -> ClusterSupport (daemon start-up, config files, keys, wire conversions), CaravanClient
+///   -> Planning (pure), Inference, CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum
+///   -> Llama, Tokenizer, ChatTemplate, Sampling
+///   -> GGUF, CKernels, CaravanCore.
 let package = Package(
     name: "Caravan",
     platforms: [.macOS(.v15)],
