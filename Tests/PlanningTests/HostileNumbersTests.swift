@@ -103,6 +103,29 @@ final class HostileNumbersTests: XCTestCase {
         }
     }
 
+    /// A client's model shape may claim one multiply-add per block and the largest vocabulary and
+    /// width: the head then weighs ~10^19 blocks. The plans still cover every layer, without a trap.
+    func testAnAbsurdHeadWeightPlansWithoutTrapping() throws {
+        var absurd = model
+        absurd.layerMultiplyAdds = 1
+        absurd.vocabularySize = Int(UInt32.max)
+        absurd.embeddingLength = Int(UInt32.max)
+        XCTAssertGreaterThan(absurd.outputWorkInLayers, 1e18)
+        for n in 1...4 {
+            let plan = try Planner.plan(model: absurd, workers: workers(n), contextTokens: 256, batchSequences: 4)
+            XCTAssertEqual(plan.stages.first?.layers.start, 0)
+            XCTAssertEqual(plan.stages.last?.layers.end, 30)
+            XCTAssertEqual(plan.stages.map(\.layers.count).reduce(0, +), 30)
+            let moving = try Planner.plan(model: absurd, workers: workers(n), contextTokens: 256, batchSequences: 4,
+                                          movement: .recovery(linkBytesPerSecond: 1e8))
+            XCTAssertEqual(moving.stages.last?.layers.end, 30)
+        }
+        let measured = (0..<2).map { MeasuredWorker(workerID: "w\($0)", memoryBytes: 1 << 32, speed: 1, stepsRun: 100, recentStepMs: 5) }
+        // Whatever the rebalancer decides here, it must not trap.
+        _ = Rebalancer.evaluate(stages: [(measured[0], 15), (measured[1], 15)], candidates: measured, model: absurd,
+                                contextTokens: 256, batchSequences: 4, slowFactor: 0.75, minimumSteps: 16)
+    }
+
     /// `caravanctl plan` on paper: sizes and shapes typed by a user give errors, not traps.
     func testPaperSizesAndShapesOutOfRangeAreErrors() {
         XCTAssertNil(PaperPlanner.parseBytes("1e30GiB"))
