@@ -56,6 +56,7 @@ public enum PlanError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A size the plan needs (KV cache, weights, their sum) does not fit in 64 bits, or is negative.
     case sizeOutOfRange(String)
 
+    /// The reason in words, for logs and for `caravanctl plan`.
     public var description: String {
         switch self {
         case .noWorkers: return "no workers to plan for"
