@@ -3,9 +3,13 @@ import PackageDescription
 
 /// Caravan: distributed LLaMA-family inference over ZeroMQ.
 ///
-/// Dependencies point downward:
-///   executables -> Coordinator/Worker/CaravanClient -> Llama/Tokenizer/ChatTemplate/Sampling
-///   -> GGUF/CKernels/CaravanCore;  CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum.
+/// Dependencies point downward (a module uses only modules on the lines below its own):
+///   executables: caravan, caravanctl, caravan-coordinator, caravan-worker, caravan-openai
+///   -> Coordinator, Worker (daemons), OpenAIServer (HTTP API), MetricsEndpoint (Prometheus)
+///   -> ClusterSupport (daemon start-up, config files, keys, wire conversions), CaravanClient
+///   -> Planning (pure), Inference, CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum
+///   -> Llama, Tokenizer, ChatTemplate, Sampling
+///   -> GGUF, CKernels, CaravanCore.
 let package = Package(
     name: "Caravan",
     platforms: [.macOS(.v15)],
@@ -46,7 +50,7 @@ let package = Package(
         .target(name: "Sampling", dependencies: ["CaravanCore"]),
 
         // MARK: Generation (sessions, batching) over a forward engine seam
-        .target(name: "Inference", dependencies: ["CaravanCore", "Llama", "Tokenizer", "Sampling", "ChatTemplate"]),
+        .target(name: "Inference", dependencies: ["CaravanCore", "Llama", "Tokenizer", "Sampling"]),
 
         // MARK: Network
         .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
@@ -58,9 +62,12 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 
+        // MARK: Planning (pure: who runs which layers; the on-paper planner)
+        .target(name: "Planning", dependencies: ["CaravanCore", "GGUF", "Llama"]),
+
         // MARK: Cluster daemons
         .target(name: "ClusterSupport", dependencies: [
-            "CaravanCore", "Llama", "Sampling", "CaravanWire", "ZeroMQ",
+            "CaravanCore", "Llama", "Sampling", "CaravanWire", "ZeroMQ", "Planning",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ],
@@ -73,6 +80,7 @@ let package = Package(
         ], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Coordinator", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            "Planning",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -125,13 +133,15 @@ let package = Package(
         ]),
 
         .executableTarget(name: "caravanctl", dependencies: [
-            "CaravanClient", "CaravanWire", "ClusterSupport", "Coordinator", "GGUF", "ZeroMQ",
+            "CaravanClient", "CaravanWire", "ClusterSupport", "Planning", "GGUF", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["GGUF"], path: "Tests/TestSupport"),
+        .testTarget(name: "CaravanCoreTests", dependencies: ["CaravanCore"]),
+        .testTarget(name: "CChecksumTests", dependencies: ["CChecksum"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "TestSupport"]),
         .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "CKernels", "TestSupport"]),
@@ -141,8 +151,14 @@ let package = Package(
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
+        .testTarget(name: "ClusterSupportTests", dependencies: [
+            "ClusterSupport", "Planning", "CaravanCore", "CaravanWire", "Llama", "Sampling", "ZeroMQ",
+        ]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: [
+            "Coordinator", "Planning", "ClusterSupport", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport",
+        ]),
+        .testTarget(name: "PlanningTests", dependencies: ["Planning", "CaravanCore", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),

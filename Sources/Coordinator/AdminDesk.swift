@@ -1,6 +1,7 @@
 import CaravanCore
 import CaravanWire
 import ClusterSupport
+import Planning
 
 /// Answers operators' requests on the client socket (`ClusterStatusRequest` → `ClusterStatus`,
 /// `PlanPreviewRequest` → `PlanPreview`) from a ``ClusterStatusSource``. Changes nothing.

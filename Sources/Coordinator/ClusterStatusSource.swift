@@ -1,6 +1,7 @@
 import CaravanWire
 import ClusterSupport
 import Foundation
+import Planning
 
 /// A job as the admin desk reports it.
 public struct AdminJob: Sendable, Equatable {

@@ -3,6 +3,7 @@ import CaravanWire
 import ClusterSupport
 import Foundation
 import Logging
+import Planning
 import ZeroMQ
 
 /// The coordinator's control socket (ROUTER): feeds workers' messages into the ``Membership``
@@ -258,8 +259,8 @@ final class ControlPlane: Sendable {
         Rebalancer.planInput(workers, layersInPlan: currentLayers(), minimumSteps: configuration.rebalance.minimumSteps)
     }
 
-    /// Each serving stage's work in layers (the last stage's output matrix counted as the layers
-    /// its bytes weigh, as the planner does).
+    /// Each serving stage's work in layers (the last stage's output matrix counted as the planner
+    /// counts it).
     private func currentLayers() -> [String: Double] {
         let stages = membership.withLock { m -> [(workerID: String, layers: Int)] in
             guard case let .serving(_, stages, peers) = m.phase else { return [] }

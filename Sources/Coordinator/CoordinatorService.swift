@@ -6,6 +6,7 @@ import Foundation
 import GGUF
 import Inference
 import Logging
+import Planning
 import ServiceLifecycle
 import Tokenizer
 import ZeroMQ

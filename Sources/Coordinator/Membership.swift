@@ -1,6 +1,7 @@
 import CaravanCore
 import CaravanWire
 import ClusterSupport
+import Planning
 
 /// A peer's ZeroMQ routing id on a ROUTER socket.
 public struct PeerID: Hashable, Sendable, CustomStringConvertible {

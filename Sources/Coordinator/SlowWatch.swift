@@ -1,3 +1,4 @@
+import Planning
 /// The slow-worker rule over time, as a pure state machine fed at every balance check.
 ///
 /// A re-plan for speed costs every running job a replay and moves layers, so one is made only

@@ -1,8 +1,9 @@
 import ArgumentParser
 import CaravanWire
-import Coordinator
+import ClusterSupport
 import Foundation
 import GGUF
+import Planning
 
 /// `caravanctl plan`: what the planner would do, without doing it.
 ///

@@ -1,6 +1,6 @@
 import ArgumentParser
 import CaravanWire
-import Coordinator
+import ClusterSupport
 import Foundation
 import SwiftProtobuf
 

@@ -57,7 +57,7 @@ extension ClusterTests {
         let plan = try ctl(cluster, ["plan", "--exclude", "worker-2"])
         XCTAssertEqual(plan.status, 0, plan.stderr)
         // Two stages covering [0, 30) contiguously; the last one, which also runs the output matrix
-        // (tied to the 29 MiB embedding), takes fewer layers.
+        // (49152 x 576, the multiply-adds of 8 blocks), takes fewer layers.
         let cut = (1..<30).first { plan.stdout.contains("[0, \($0))") && plan.stdout.contains("[\($0), 30)") }
         XCTAssertNotNil(cut, plan.stdout)
         XCTAssertGreaterThan(cut ?? 0, 15, plan.stdout)

@@ -2,6 +2,7 @@ import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Coordinator
+import Planning
 import XCTest
 
 final class AdminReportTests: XCTestCase {

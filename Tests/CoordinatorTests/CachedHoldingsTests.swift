@@ -2,6 +2,7 @@ import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Coordinator
+import Planning
 import XCTest
 
 /// Workers report what their layer caches hold (issue 13): the coordinator adds it to what they

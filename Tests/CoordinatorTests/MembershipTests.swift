@@ -1,6 +1,7 @@
 import CaravanCore
 import ClusterSupport
 import Coordinator
+import Planning
 import XCTest
 
 final class MembershipTests: XCTestCase {
@@ -335,5 +336,28 @@ final class MembershipTests: XCTestCase {
         let w = m.members[0]
         XCTAssertEqual(m.health(w, now: 100), .healthy)
         XCTAssertEqual(m.health(w, now: 10 + m.suspectAfter + 1), .suspect)
+    }
+
+    /// A connection registered as one worker cannot register as another (that made two members
+    /// with one id); the refusal says why, and ids stay unique.
+    func testAConnectionCannotRegisterUnderASecondWorkerID() {
+        let gib: UInt64 = 1 << 30
+        var m = Membership(expectedWorkers: 3, modelSHA256: sha, heartbeatTimeout: 1000)
+        _ = m.register(peer: PeerID([0, 1]), workerID: "a", dataAddress: "tcp://a:1", memoryBytes: gib, speed: 1,
+                       heldModels: [sha], now: 0)
+        _ = m.register(peer: PeerID([0, 2]), workerID: "b", dataAddress: "tcp://b:1", memoryBytes: gib, speed: 1,
+                       heldModels: [sha], now: 0)
+        let again = m.register(peer: PeerID([0, 1]), workerID: "b", dataAddress: "tcp://a:1", memoryBytes: gib, speed: 1,
+                               heldModels: [sha], now: 1)
+        guard case let .acknowledge(peer, accepted, reason)? = again.first else { return XCTFail("\(again)") }
+        XCTAssertEqual(peer, PeerID([0, 1]))
+        XCTAssertFalse(accepted)
+        XCTAssertTrue(reason.contains("registered as worker a"), reason)
+        XCTAssertEqual(m.members.map(\.workerID).sorted(), ["a", "b"])
+        // A new connection with a known id (a restarted worker) still replaces the old one.
+        _ = m.register(peer: PeerID([0, 3]), workerID: "b", dataAddress: "tcp://b:2", memoryBytes: gib, speed: 1,
+                       heldModels: [sha], now: 2)
+        XCTAssertEqual(m.members.map(\.workerID).sorted(), ["a", "b"])
+        XCTAssertEqual(m.members.first { $0.workerID == "b" }?.peer, PeerID([0, 3]))
     }
 }

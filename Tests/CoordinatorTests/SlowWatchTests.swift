@@ -1,4 +1,5 @@
 import Coordinator
+import Planning
 import XCTest
 
 /// No rebalance on a transient; a rebalance only when its gain over the horizon pays for its pulls.

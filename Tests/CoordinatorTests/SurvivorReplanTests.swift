@@ -1,6 +1,7 @@
 import CaravanCore
 import ClusterSupport
 import Coordinator
+import Planning
 import XCTest
 
 /// One fault, one re-plan, and no healthy worker left out of it (issue 13: after kill -9 of the

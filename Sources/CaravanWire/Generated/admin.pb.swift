@@ -424,6 +424,10 @@ public nonisolated struct Caravan_V1_ModelShape: Sendable {
 
   public var vocabularySize: UInt32 = 0
 
+  /// Multiply-adds of one token through a block's matrices, on average over the blocks; the
+  /// planner weighs the output head against it (0 = not counted: the head is weighed by its bytes).
+  public var layerMultiplyAdds: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1028,7 +1032,7 @@ nonisolated extension Caravan_V1_PlanPreviewRequest: SwiftProtobuf.Message, Swif
 
 nonisolated extension Caravan_V1_ModelShape: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ModelShape"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}layer_bytes\0\u{3}embedding_bytes\0\u{3}output_bytes\0\u{3}kv_bytes_per_token_per_layer\0\u{3}embedding_length\0\u{3}vocabulary_size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}layer_bytes\0\u{3}embedding_bytes\0\u{3}output_bytes\0\u{3}kv_bytes_per_token_per_layer\0\u{3}embedding_length\0\u{3}vocabulary_size\0\u{3}layer_multiply_adds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1043,6 +1047,7 @@ nonisolated extension Caravan_V1_ModelShape: SwiftProtobuf.Message, SwiftProtobu
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.kvBytesPerTokenPerLayer) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.embeddingLength) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.vocabularySize) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.layerMultiplyAdds) }()
       default: break
       }
     }
@@ -1070,6 +1075,9 @@ nonisolated extension Caravan_V1_ModelShape: SwiftProtobuf.Message, SwiftProtobu
     if self.vocabularySize != 0 {
       try visitor.visitSingularUInt32Field(value: self.vocabularySize, fieldNumber: 7)
     }
+    if self.layerMultiplyAdds != 0 {
+      try visitor.visitSingularUInt64Field(value: self.layerMultiplyAdds, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1081,6 +1089,7 @@ nonisolated extension Caravan_V1_ModelShape: SwiftProtobuf.Message, SwiftProtobu
     if lhs.kvBytesPerTokenPerLayer != rhs.kvBytesPerTokenPerLayer {return false}
     if lhs.embeddingLength != rhs.embeddingLength {return false}
     if lhs.vocabularySize != rhs.vocabularySize {return false}
+    if lhs.layerMultiplyAdds != rhs.layerMultiplyAdds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,17 +1,13 @@
 import CaravanCore
-import Coordinator
+import Planning
 import XCTest
 
 final class RebalancerTests: XCTestCase {
     private let model = ModelFacts(layerCount: 30, layerBytes: Array(repeating: 1 << 20, count: 30), embeddingBytes: 1 << 20,
                                    outputBytes: 1 << 20, kvBytesPerTokenPerLayer: 64)
 
-    private func member(_ id: String, stepMs: Float, steps: UInt64 = 100) -> Member {
-        var m = Member(workerID: id, peer: PeerID(Array(id.utf8)), dataAddress: "tcp://\(id):1", memoryBytes: 1 << 30,
-                       speed: 1, lastSeen: 0)
-        m.recentStepMs = stepMs
-        m.stepsRun = steps
-        return m
+    private func member(_ id: String, stepMs: Float, steps: UInt64 = 100) -> MeasuredWorker {
+        MeasuredWorker(workerID: id, memoryBytes: 1 << 30, speed: 1, stepsRun: steps, recentStepMs: stepMs)
     }
 
     func testAWorkerTwiceAsSlowAsPlannedMovesLayers() throws {

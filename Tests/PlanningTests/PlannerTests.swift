@@ -1,6 +1,6 @@
 import CaravanCore
-import Coordinator
 import GGUF
+import Planning
 import TestSupport
 import XCTest
 
@@ -65,6 +65,9 @@ final class PlannerTests: XCTestCase {
         XCTAssertTrue(facts.layerBytes.allSatisfy { $0 > 0 })
         XCTAssertGreaterThan(facts.embeddingBytes, 0)
         XCTAssertGreaterThanOrEqual(facts.outputBytes, facts.embeddingBytes, "tied output holds the embedding again")
+        // Every block's matrices: d x (2d + 2 kv + 3 ffn) weights, one multiply-add each per token.
+        XCTAssertEqual(facts.layerMultiplyAdds, 576 * (2 * 576 + 2 * 192 + 3 * 1536))
+        XCTAssertEqual(facts.outputWorkInLayers, 8, accuracy: 1e-12, "the 49152 x 576 head is worth 8 blocks")
         let total = facts.layerBytes.reduce(0, +) + facts.embeddingBytes
         XCTAssertLessThanOrEqual(total, file.fileSize)
         XCTAssertGreaterThan(total, file.fileSize * 9 / 10)

@@ -1,5 +1,5 @@
 import CaravanCore
-import Coordinator
+import Planning
 import XCTest
 
 /// Re-plans that move the fewest bytes (issue 13): what each worker holds is weighed.

@@ -1,5 +1,3 @@
-import CaravanWire
-
 /// The architecture numbers of a LLaMA-family model, enough to size it without its file.
 public struct ModelArchitecture: Sendable, Equatable {
     /// A name for reports.
@@ -34,6 +32,10 @@ public struct ModelArchitecture: Sendable, Equatable {
 
     /// Width of the key (and value) projections.
     public var kvDimension: Int { embeddingLength / max(1, headCount) * kvHeadCount }
+
+    /// Multiply-adds of one row through a block's matrices: q and o (d x d), k and v (d x kv),
+    /// gate, up and down (d x feed-forward).
+    public var layerMultiplyAdds: Int { embeddingLength * (2 * embeddingLength + 2 * kvDimension + 3 * feedForwardLength) }
 
     /// Why an architecture is unusable.
     public var problem: String? {
@@ -126,6 +128,9 @@ public enum ModelQuantization: String, Sendable, CaseIterable {
 public struct PlanInputError: Error, CustomStringConvertible, Sendable, Equatable {
     /// What is wrong.
     public let description: String
+
+    /// An error saying `description`.
+    public init(description: String) { self.description = description }
 }
 
 extension ModelFacts {
@@ -147,36 +152,8 @@ extension ModelFacts {
         let embedding = q.block(.embedding, layer: 0, layers: n).bytes(a.vocabularySize * d)
         let output = d * 4 + (a.tiedOutput ? embedding : q.block(.output, layer: 0, layers: n).bytes(a.vocabularySize * d))
         self.init(layerCount: n, layerBytes: layers, embeddingBytes: embedding, outputBytes: output,
-                  kvBytesPerTokenPerLayer: 2 * kv * 2, vocabularySize: a.vocabularySize, embeddingLength: d)
-    }
-
-    /// Facts from their wire form (`PlanPreviewRequest.shape`).
-    public init(shape s: Caravan_V1_ModelShape) throws(PlanInputError) {
-        guard !s.layerBytes.isEmpty, s.layerBytes.count <= 100_000 else {
-            throw PlanInputError(description: "a model shape needs 1 to 100000 layers, got \(s.layerBytes.count)")
-        }
-        let limit = UInt64(1) << 50
-        guard s.layerBytes.allSatisfy({ $0 > 0 && $0 < limit }), s.embeddingBytes < limit, s.outputBytes < limit,
-              s.kvBytesPerTokenPerLayer < limit else {
-            throw PlanInputError(description: "a model shape has an empty or implausible size")
-        }
-        self.init(layerCount: s.layerBytes.count, layerBytes: s.layerBytes.map { Int($0) },
-                  embeddingBytes: Int(s.embeddingBytes), outputBytes: Int(s.outputBytes),
-                  kvBytesPerTokenPerLayer: Int(s.kvBytesPerTokenPerLayer), vocabularySize: Int(s.vocabularySize),
-                  embeddingLength: Int(s.embeddingLength))
-    }
-
-    /// The wire form, named `name`.
-    public func shape(name: String) -> Caravan_V1_ModelShape {
-        var s = Caravan_V1_ModelShape()
-        s.name = name
-        s.layerBytes = layerBytes.map { UInt64($0) }
-        s.embeddingBytes = UInt64(embeddingBytes)
-        s.outputBytes = UInt64(outputBytes)
-        s.kvBytesPerTokenPerLayer = UInt64(kvBytesPerTokenPerLayer)
-        s.embeddingLength = UInt32(clamping: embeddingLength)
-        s.vocabularySize = UInt32(clamping: vocabularySize)
-        return s
+                  kvBytesPerTokenPerLayer: 2 * kv * 2, vocabularySize: a.vocabularySize, embeddingLength: d,
+                  layerMultiplyAdds: a.layerMultiplyAdds)
     }
 
     /// Bytes of the weights as the stages hold them (layers, embedding, output; a tied output

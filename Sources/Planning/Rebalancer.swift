@@ -1,5 +1,33 @@
 import CaravanCore
 
+/// A worker as the rebalancer sees it: what it registered and what its heartbeats measured.
+public struct MeasuredWorker: Sendable, Equatable {
+    /// Worker id.
+    public var workerID: String
+    /// Memory it offers, bytes.
+    public var memoryBytes: UInt64
+    /// Its registered relative speed.
+    public var speed: Double
+    /// What it holds of the model without a pull.
+    public var holdings: LayerHoldings
+    /// Steps run since its stage was loaded.
+    public var stepsRun: UInt64
+    /// Recent compute time of one step, milliseconds (0 = no steps yet; a peer may report any
+    /// number, so non-finite values are possible and ignored).
+    public var recentStepMs: Float
+
+    /// A measured worker.
+    public init(workerID: String, memoryBytes: UInt64, speed: Double, holdings: LayerHoldings = LayerHoldings(),
+                stepsRun: UInt64 = 0, recentStepMs: Float = 0) {
+        self.workerID = workerID
+        self.memoryBytes = memoryBytes
+        self.speed = speed
+        self.holdings = holdings
+        self.stepsRun = stepsRun
+        self.recentStepMs = recentStepMs
+    }
+}
+
 /// The slow-worker rule as pure functions: speeds measured on the running pipeline, and whether a
 /// new plan would cut the bottleneck enough to be worth a switch (hysteresis against flapping).
 public enum Rebalancer {
@@ -8,7 +36,7 @@ public enum Rebalancer {
     /// stage sees the same batches, so these compare fairly); the others keep their registered
     /// speed, scaled by the average measured/registered ratio so that both kinds stay comparable.
     /// `layersInPlan` is each stage's work in layers (the last stage's output matrix included).
-    public static func planInput(_ workers: [Member], layersInPlan: [String: Double], minimumSteps: Int) -> [PlanWorker] {
+    public static func planInput(_ workers: [MeasuredWorker], layersInPlan: [String: Double], minimumSteps: Int) -> [PlanWorker] {
         // Ids are unique in a membership, but a duplicate must not trap: the first one counts.
         let measured = Dictionary(workers.compactMap { m -> (String, Double)? in
             guard let layers = layersInPlan[m.workerID], m.recentStepMs.isFinite, m.recentStepMs > 0,
@@ -27,8 +55,8 @@ public enum Rebalancer {
     }
 
     /// Each stage's work in layers, by worker id (stages in pipeline order). The last stage also
-    /// runs the output matrix: it counts as the layers its bytes weigh, as the planner does, so
-    /// that a balanced pipeline does not look like a slow last stage.
+    /// runs the output matrix: it counts as ``ModelFacts/outputWorkInLayers`` layers, as the
+    /// planner counts it, so that a balanced pipeline does not look like a slow last stage.
     public static func stageWork(_ stages: [(workerID: String, layers: Int)], model: ModelFacts) -> [String: Double] {
         let outputWork = stages.count > 1 ? model.outputWorkInLayers : 0
         var work: [String: Double] = [:]
@@ -72,15 +100,15 @@ public enum Rebalancer {
     /// With `movement`, the new plan weighs the bytes it moves (``Planner/plan(model:workers:contextTokens:batchSequences:overheadBytes:movement:)``)
     /// and the decision says how long they take to move; ``SlowWatch`` then decides whether the
     /// gain pays for them.
-    public static func evaluate(stages: [(member: Member, layers: Int)], candidates: [Member], model: ModelFacts,
+    public static func evaluate(stages: [(worker: MeasuredWorker, layers: Int)], candidates: [MeasuredWorker], model: ModelFacts,
                                 contextTokens: Int, batchSequences: Int, slowFactor: Double,
                                  minimumSteps: Int, movement: MovementCost? = nil) -> Decision? {
         guard !stages.isEmpty, stages.allSatisfy({
-            $0.member.recentStepMs.isFinite && $0.member.recentStepMs > 0 && $0.member.stepsRun >= UInt64(minimumSteps)
+            $0.worker.recentStepMs.isFinite && $0.worker.recentStepMs > 0 && $0.worker.stepsRun >= UInt64(minimumSteps)
         }) else { return nil }
-        let current = stages.map { Double($0.member.recentStepMs) }.max() ?? 0
+        let current = stages.map { Double($0.worker.recentStepMs) }.max() ?? 0
         guard current > 0 else { return nil }
-        let layersInPlan = stageWork(stages.map { ($0.member.workerID, $0.layers) }, model: model)
+        let layersInPlan = stageWork(stages.map { ($0.worker.workerID, $0.layers) }, model: model)
         let workers = planInput(candidates, layersInPlan: layersInPlan, minimumSteps: minimumSteps)
         guard var plan = try? Planner.plan(model: model, workers: workers, contextTokens: contextTokens,
                                            batchSequences: batchSequences) else { return nil }
@@ -101,16 +129,18 @@ public enum Rebalancer {
         }
         let predicted = bottleneck(plan)
         guard predicted < slowFactor * current,
-              let slowest = stages.max(by: { $0.member.recentStepMs < $1.member.recentStepMs }) else { return nil }
-        let reason = "worker \(slowest.member.workerID) is slow (\(Self.format(Double(slowest.member.recentStepMs))) ms per step for "
+              let slowest = stages.max(by: { $0.worker.recentStepMs < $1.worker.recentStepMs }) else { return nil }
+        let reason = "worker \(slowest.worker.workerID) is slow (\(Self.format(Double(slowest.worker.recentStepMs))) ms per step for "
             + "\(slowest.layers) layers); a new plan predicts \(Self.format(predicted)) ms instead of \(Self.format(current)) ms"
         let moveBytes = Planner.pullBytes(plan, workers: workers, model: model)
         let moveSeconds = movement.map { Double(moveBytes) / max(1, $0.linkBytesPerSecond) } ?? 0
         return Decision(reason: reason, currentMs: current, predictedMs: predicted, moveBytes: moveBytes, moveSeconds: moveSeconds,
-                        slowestSteps: slowest.member.stepsRun)
+                        slowestSteps: slowest.worker.stepsRun)
     }
 
-    static func format(_ v: Double) -> String {
+    /// `v` with one decimal, for reasons and logs (the plain value when it is not a finite number
+    /// that fits an `Int`).
+    public static func format(_ v: Double) -> String {
         guard let tenths = CheckedArithmetic.int((v * 10).rounded()) else { return "\(v)" }
         return String(Double(tenths) / 10)
     }

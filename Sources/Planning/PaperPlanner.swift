@@ -1,5 +1,4 @@
 import Foundation
-import CaravanWire
 
 /// What one token costs on a stage and between stages, from measurements on a reference machine.
 ///
@@ -152,28 +151,5 @@ extension PaperWorker {
         }
         guard worker.memoryBytes > 0 else { throw PlanInputError(description: "worker '\(spec)': give mem=SIZE") }
         return worker
-    }
-}
-
-extension PaperPrediction {
-    /// The prediction as a `PlanPreview` (for `--json`).
-    public func preview(model: String, workers: [PaperWorker], contextTokens: Int, batchSequences: Int) -> Caravan_V1_PlanPreview {
-        var p = Caravan_V1_PlanPreview()
-        p.feasible = true
-        p.modelName = model
-        p.maxContextTokens = UInt32(clamping: contextTokens)
-        p.maxBatchSequences = UInt32(clamping: batchSequences)
-        p.estimatedTokensPerSecond = tokensPerSecond
-        p.stages = plan.stages.enumerated().map { i, stage in
-            var s = Caravan_V1_PlannedStage()
-            s.workerID = stage.workerID
-            s.layerStart = UInt32(stage.layers.start)
-            s.layerEnd = UInt32(stage.layers.end)
-            s.estimatedMemoryBytes = stage.memoryBytes
-            s.estimatedStepMs = stageMs[i]
-            s.workerMemoryBytes = workers.first { $0.id == stage.workerID }?.memoryBytes ?? 0
-            return s
-        }
-        return p
     }
 }

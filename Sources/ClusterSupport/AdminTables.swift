@@ -1,5 +1,6 @@
 import CaravanWire
 import Foundation
+import Planning
 
 /// Renders admin replies as plain-text tables for `caravanctl` (pure functions).
 public enum AdminTables {

@@ -56,6 +56,7 @@ public enum PlanError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A size the plan needs (KV cache, weights, their sum) does not fit in 64 bits, or is negative.
     case sizeOutOfRange(String)
 
+    /// The reason in words, for logs and for `caravanctl plan`.
     public var description: String {
         switch self {
         case .noWorkers: return "no workers to plan for"
@@ -124,8 +125,8 @@ public enum Planner {
         }
 
         // Proportional targets (largest remainder), at least one layer each while layers last. The
-        // last stage also runs the output matrix: its work counts as the layers its bytes weigh
-        // (a decode step reads every weight once), so the last worker takes fewer layers.
+        // last stage also runs the output matrix: its work counts as the layers its multiply-adds
+        // weigh (``ModelFacts/outputWorkInLayers`` says why), so the last worker takes fewer layers.
         // Speeds come from workers' reports: clamped so that their sum stays finite.
         let speeds = workers.map { $0.speed.isFinite && $0.speed > 0 ? min(max($0.speed, 1e-9), 1e12) : 1e-9 }
         let total = speeds.reduce(0, +)
