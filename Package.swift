@@ -78,7 +78,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 
-        .target(name: "CaravanClient", dependencies: ["CaravanWire", "ZeroMQ"]),
+        .target(name: "CaravanClient", dependencies: ["CaravanCore", "CaravanWire", "ZeroMQ"]),
 
         // MARK: Prometheus metrics over HTTP (`--metrics HOST:PORT` on the daemons)
         .target(name: "MetricsEndpoint", dependencies: [
@@ -91,7 +91,7 @@ let package = Package(
 
         // MARK: OpenAI-compatible HTTP front end (over CaravanClient)
         .target(name: "OpenAIServer", dependencies: [
-            "CaravanClient", "CaravanWire", "ZeroMQ",
+            "CaravanClient", "CaravanCore", "ZeroMQ",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -143,7 +143,8 @@ let package = Package(
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
-        .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire", "ZeroMQ"]),
+        .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanCore", "CaravanWire", "ZeroMQ"]),
+        .testTarget(name: "CaravanClientTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),
     ],
