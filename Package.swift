@@ -86,7 +86,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 
-        .target(name: "CaravanClient", dependencies: ["CaravanWire", "ZeroMQ"]),
+        .target(name: "CaravanClient", dependencies: ["CaravanCore", "CaravanWire", "ZeroMQ"]),
 
         // MARK: Prometheus metrics over HTTP (`--metrics HOST:PORT` on the daemons)
         .target(name: "MetricsEndpoint", dependencies: [
@@ -99,7 +99,7 @@ let package = Package(
 
         // MARK: OpenAI-compatible HTTP front end (over CaravanClient)
         .target(name: "OpenAIServer", dependencies: [
-            "CaravanClient", "CaravanWire", "ZeroMQ",
+            "CaravanClient", "CaravanCore", "ZeroMQ",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -159,7 +159,8 @@ let package = Package(
             "Coordinator", "Planning", "ClusterSupport", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport",
         ]),
         .testTarget(name: "PlanningTests", dependencies: ["Planning", "CaravanCore", "GGUF", "TestSupport"]),
-        .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire", "ZeroMQ"]),
+        .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanCore", "CaravanWire", "ZeroMQ"]),
+        .testTarget(name: "CaravanClientTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),
     ],

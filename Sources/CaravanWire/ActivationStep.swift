@@ -26,11 +26,13 @@ public struct SequenceRow: Sendable, Equatable {
 /// A pipeline step travelling from one stage to the next: the rows it covers and, except for
 /// first-stage input (token ids only), their activations.
 public struct ActivationStep: Sendable {
-    /// The job the step serves (non-empty).
+    /// A label of the pipeline that sent the step, for logs (the coordinator writes `epoch-N`;
+    /// non-empty). Not a job, whatever the name says: a step carries rows of many jobs, one
+    /// sequence each (the wire field `job_id` predates batching).
     public var jobID: String
     /// The plan epoch the sender runs (positive).
     public var planEpoch: UInt64
-    /// Step number within the job.
+    /// Step number within the plan epoch (its lanes share the numbering).
     public var stepID: UInt64
     /// One entry per tensor row (non-empty).
     public var rows: [SequenceRow]
@@ -81,7 +83,7 @@ public struct SampledToken: Sendable, Equatable {
 /// tokens when the last stage samples, or the logits of the rows that asked for them when the
 /// coordinator samples, or an error.
 public struct StepOutcome: Sendable, Equatable {
-    /// The job of the step.
+    /// The label of the step (see ``ActivationStep/jobID``: not a job).
     public var jobID: String
     /// The plan epoch the step ran under.
     public var planEpoch: UInt64

@@ -4,15 +4,13 @@ import Inference
 import Sampling
 
 extension SamplingParameters {
-    /// The parameters of a job request. Zero means "off" (or greedy for the temperature), as in
-    /// `jobs.proto`; `maxTokens` 0 means up to `contextLimit`; an absent seed is drawn at random.
+    /// The parameters of a job request (every field: the chain, the penalties and their window,
+    /// stop strings, log-probabilities; read as ``SamplingParameters/init(jobWire:)`` reads them);
+    /// `maxTokens` 0 means up to `contextLimit`; an absent seed is drawn at random.
     public init(wire w: Caravan_V1_SamplingParameters, contextLimit: Int) {
-        self.init(temperature: w.temperature, topK: Int(w.topK), topP: w.topP == 0 ? 1 : w.topP, minP: w.minP,
-                  repeatPenalty: w.repetitionPenalty == 0 ? 1 : w.repetitionPenalty,
-                  seed: w.hasSeed ? w.seed : UInt64.random(in: 0...UInt64.max),
-                  maxTokens: w.maxTokens == 0 ? contextLimit : Int(w.maxTokens), stop: w.stop)
-        logprobs = w.logprobs
-        topLogprobs = Int(w.topLogprobs)
+        self.init(jobWire: w)
+        seed = w.hasSeed ? w.seed : UInt64.random(in: 0...UInt64.max)
+        maxTokens = w.maxTokens == 0 ? contextLimit : Int(w.maxTokens)
     }
 }
 

@@ -1,5 +1,5 @@
 import CaravanClient
-import CaravanWire
+import CaravanCore
 import Foundation
 import Synchronization
 import ZeroMQ
@@ -9,7 +9,7 @@ public enum JobPiece: Sendable, Equatable {
     /// Text that became safe to show.
     case text(String)
     /// The job ended (`text` is the held-back tail).
-    case finished(text: String, reason: Caravan_V1_FinishReason, promptTokens: Int, completionTokens: Int)
+    case finished(text: String, reason: JobFinishReason, promptTokens: Int, completionTokens: Int)
 }
 
 /// Runs jobs on the coordinator for the HTTP routes through one shared pool of coordinator
@@ -103,16 +103,19 @@ public final class ClusterGateway: Sendable {
         case .timeout(let what): .unavailable("the coordinator did not answer in time (\(what))")
         case .transport(let why): .unavailable("the coordinator cannot be reached: \(why)")
         case let .rejected(code, message): .invalid("the coordinator refused the request: \(code): \(message)")
+        case .invalidRequest(let why): .invalid(why)
+        case .badReply(let why): .internalError("the coordinator's answer could not be read: \(why)")
         }
     }
 
-    static func map(_ code: Caravan_V1_JobErrorCode, _ message: String) -> OpenAIError {
-        switch code {
-        case .unavailable, .workerLost: .unavailable("the cluster cannot serve the job: \(message)")
-        case .internal: .internalError(message)
-        case .contextOverflow: .invalid(message, code: "context_length_exceeded")
-        case .tooManyJobs: .tooManyRequests("the cluster holds this server's limit of jobs: \(message)")
-        default: .invalid(message)
+    static func map(_ failure: JobFailure) -> OpenAIError {
+        let message = failure.message
+        switch failure.reason {
+        case .unavailable, .workerLost: return .unavailable("the cluster cannot serve the job: \(message)")
+        case .internal: return .internalError(message)
+        case .contextOverflow: return .invalid(message, code: "context_length_exceeded")
+        case .tooManyJobs: return .tooManyRequests("the cluster holds this server's limit of jobs: \(message)")
+        case .invalidRequest: return .invalid(message)
         }
     }
 
@@ -123,11 +126,11 @@ public final class ClusterGateway: Sendable {
         if let cached = pool.withLock({ $0.model }), ContinuousClock.now - cached.at < .seconds(10) { return cached.name }
         let client = try take()
         do {
-            let status = try await client.clusterStatus(timeout: min(timeout, .seconds(10)))
+            let served = try await client.servedModel(timeout: min(timeout, .seconds(10)))
             giveBack(client)
-            guard !status.model.name.isEmpty else { throw OpenAIError.unavailable("the cluster has no model yet: \(status.waitingReason)") }
-            pool.withLock { $0.model = (status.model.name, .now) }
-            return status.model.name
+            guard !served.name.isEmpty else { throw OpenAIError.unavailable("the cluster has no model yet: \(served.waitingReason)") }
+            pool.withLock { $0.model = (served.name, .now) }
+            return served.name
         } catch let e as ClientError {
             drop(client)
             throw Self.map(e)
@@ -141,10 +144,10 @@ public final class ClusterGateway: Sendable {
     /// Starts `job` and returns its pieces as a stream that ends after `.finished` or throws an
     /// ``OpenAIError``. When the consumer stops early (the HTTP client went away), the job is
     /// cancelled on the coordinator.
-    public func run(_ job: Caravan_V1_JobSubmit) -> AsyncThrowingStream<JobPiece, any Error> {
+    public func run(_ job: JobRequest) -> AsyncThrowingStream<JobPiece, any Error> {
         let (stream, continuation) = AsyncThrowingStream<JobPiece, any Error>.makeStream()
         struct State {
-            var jobID: String?
+            var jobID: JobID?
             var ended = false
             var client: CaravanClient?
         }
@@ -171,19 +174,20 @@ public final class ClusterGateway: Sendable {
             var promptTokens = 0
             var failure: OpenAIError?
             do {
-                try await client.run(job, timeout: timeout) { update in
-                    switch update {
-                    case let .accepted(jobID, prompt):
+                try await client.run(job, timeout: timeout) { event in
+                    switch event {
+                    case let .accepted(jobID, prompt, _):
                         promptTokens = prompt
                         state.withLock { $0.jobID = jobID }
-                    case let .token(_, text):
-                        if !text.isEmpty { continuation.yield(.text(text)) }
-                    case let .finished(reason, text, completion):
+                    case .token(let token):
+                        if !token.text.isEmpty { continuation.yield(.text(token.text)) }
+                    case .finished(let end):
                         state.withLock { $0.ended = true }
-                        continuation.yield(.finished(text: text, reason: reason, promptTokens: promptTokens, completionTokens: completion))
-                    case let .failed(code, message):
+                        continuation.yield(.finished(text: end.text, reason: end.reason, promptTokens: promptTokens,
+                                                     completionTokens: end.completionTokens))
+                    case .failed(let f):
                         state.withLock { $0.ended = true }
-                        failure = Self.map(code, message)
+                        failure = Self.map(f)
                     }
                 }
                 giveBack(client)
@@ -199,7 +203,7 @@ public final class ClusterGateway: Sendable {
         }
         continuation.onTermination = { termination in
             guard case .cancelled = termination else { return }
-            let (jobID, client) = state.withLock { s -> (String?, CaravanClient?) in
+            let (jobID, client) = state.withLock { s -> (JobID?, CaravanClient?) in
                 s.ended ? (nil, nil) : (s.jobID, s.client)
             }
             guard let jobID, let client else {
@@ -207,7 +211,7 @@ public final class ClusterGateway: Sendable {
                 return
             }
             // The job's own stream then ends with a cancelled finish, and the task returns.
-            Task { try? await client.cancel(jobID: jobID) }
+            Task { try? await client.cancel(job: jobID) }
         }
         return stream
     }

@@ -1,4 +1,4 @@
-import CaravanWire
+import CaravanCore
 import Foundation
 import Hummingbird
 import Logging
@@ -71,15 +71,15 @@ public struct OpenAIServer: Sendable {
 
     func complete(_ request: Request, kind: CompletionKind) async throws(OpenAIError) -> Response {
         let body = try await readBody(request)
-        var job: Caravan_V1_JobSubmit
+        var job: JobRequest
         let fields: SamplingFields
         switch kind {
         case .text:
             let r = try decodeRequest(CompletionRequest.self, from: body)
-            (job, fields) = (try r.jobSubmit(), r.sampling)
+            (job, fields) = (try r.jobRequest(), r.sampling)
         case .chat:
             let r = try decodeRequest(ChatCompletionRequest.self, from: body)
-            (job, fields) = (try r.jobSubmit(), r.sampling)
+            (job, fields) = (try r.jobRequest(), r.sampling)
         }
         let served = try await gateway.modelName()
         if let asked = fields.model, !asked.isEmpty, !Self.names(asked, served) {

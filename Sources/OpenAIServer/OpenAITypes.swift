@@ -1,8 +1,8 @@
-import CaravanWire
+import CaravanCore
 import Foundation
 
 // OpenAI's JSON request and response bodies, their validation, and their conversion to and from
-// Caravan's wire messages (the only place the two meet).
+// Caravan's job requests and events (the only place the two meet).
 
 /// A string or an array of strings (`prompt`, `stop`).
 public enum StringOrArray: Decodable, Equatable, Sendable {
@@ -46,6 +46,9 @@ public struct SamplingFields: Decodable, Equatable, Sendable {
     public var min_p: Double?
     /// Extension: llama.cpp-style repetition penalty (1 = off).
     public var repetition_penalty: Double?
+    /// Extension (llama.cpp's server): the penalty window in tokens (64 when absent; 0 = off,
+    /// -1 = the whole sequence).
+    public var repeat_last_n: Int?
     public var n: Int?
     public var stream: Bool?
     public var stream_options: StreamOptions?
@@ -60,54 +63,68 @@ public struct SamplingFields: Decodable, Equatable, Sendable {
     public var tools: [JSONValue]?
     public var response_format: JSONValue?
 
-    /// Checks the fields and converts them to the wire's sampling parameters; throws naming the
-    /// first field that is invalid or that Caravan cannot honour.
-    func wire(contextMaxTokens: Int = Int(UInt32.max)) throws(OpenAIError) -> Caravan_V1_SamplingParameters {
-        var w = Caravan_V1_SamplingParameters()
+    /// OpenAI's range for the presence and frequency penalties.
+    static let penaltyRange = -2.0...2.0
+
+    /// Checks the fields and converts them to a job request for `input` (its sampling chain, max
+    /// tokens, stop strings, seed); throws naming the first field that is invalid or that Caravan
+    /// cannot honour.
+    func jobRequest(_ input: JobInput, contextMaxTokens: Int = Int(UInt32.max)) throws(OpenAIError) -> JobRequest {
+        // OpenAI's defaults: temperature 1, and no truncation or penalty unless asked for.
+        var p = SamplingParameters(temperature: 1, topK: 0, topP: 1, minP: 0, repeatPenalty: 1)
         if let t = temperature {
             guard t.isFinite, t >= 0, t <= 2 else { throw .invalid("temperature must be between 0 and 2, got \(t)", param: "temperature") }
-            w.temperature = Float(t)
-        } else {
-            w.temperature = 1
+            p.temperature = Float(t)
         }
-        if let p = top_p {
-            guard p.isFinite, p > 0, p <= 1 else { throw .invalid("top_p must be in (0, 1], got \(p)", param: "top_p") }
-            w.topP = Float(p)
+        if let v = top_p {
+            guard v.isFinite, v > 0, v <= 1 else { throw .invalid("top_p must be in (0, 1], got \(v)", param: "top_p") }
+            p.topP = Float(v)
         }
         if let k = top_k {
             guard k >= 0, k <= Int(UInt32.max) else { throw .invalid("top_k must be at least 0, got \(k)", param: "top_k") }
-            w.topK = UInt32(k)
+            p.topK = k
         }
         if let m = min_p {
             guard m.isFinite, m >= 0, m <= 1 else { throw .invalid("min_p must be in [0, 1], got \(m)", param: "min_p") }
-            w.minP = Float(m)
+            p.minP = Float(m)
         }
         if let r = repetition_penalty {
             guard r.isFinite, r > 0 else { throw .invalid("repetition_penalty must be positive, got \(r)", param: "repetition_penalty") }
-            w.repetitionPenalty = Float(r)
+            p.repeatPenalty = Float(r)
+        }
+        if let n = repeat_last_n {
+            guard n >= -1, n <= Int(Int32.max) else {
+                throw .invalid("repeat_last_n must be -1 (the whole sequence), 0 (off) or a window in tokens, got \(n)", param: "repeat_last_n")
+            }
+            p.repeatLastN = n
+        }
+        if let v = presence_penalty {
+            guard v.isFinite, Self.penaltyRange.contains(v) else {
+                throw .invalid("presence_penalty must be between -2 and 2, got \(v)", param: "presence_penalty")
+            }
+            p.presencePenalty = Float(v)
+        }
+        if let v = frequency_penalty {
+            guard v.isFinite, Self.penaltyRange.contains(v) else {
+                throw .invalid("frequency_penalty must be between -2 and 2, got \(v)", param: "frequency_penalty")
+            }
+            p.frequencyPenalty = Float(v)
         }
         if max_tokens != nil, max_completion_tokens != nil, max_tokens != max_completion_tokens {
             throw .invalid("max_tokens and max_completion_tokens differ; give one", param: "max_tokens")
         }
+        var maxTokens: Int?
         if let m = max_tokens ?? max_completion_tokens {
             let param = max_tokens != nil ? "max_tokens" : "max_completion_tokens"
             guard m >= 1, m <= contextMaxTokens else { throw .invalid("\(param) must be at least 1, got \(m)", param: param) }
-            w.maxTokens = UInt32(m)
+            maxTokens = m
         }
         if let n, n != 1 { throw .invalid("only n = 1 is supported, got \(n)", param: "n") }
         if let b = best_of, b != 1 { throw .invalid("only best_of = 1 is supported, got \(b)", param: "best_of") }
         if let stop {
             let values = stop.values
             guard !values.contains(where: \.isEmpty) else { throw .invalid("stop strings must not be empty", param: "stop") }
-            w.stop = values
-        }
-        if let seed { w.seed = UInt64(bitPattern: seed) }
-        // Not carried by Caravan's job protocol: refuse rather than ignore.
-        if let p = presence_penalty, p != 0 {
-            throw .invalid("presence_penalty is not supported by this server (use the repetition_penalty extension)", param: "presence_penalty")
-        }
-        if let f = frequency_penalty, f != 0 {
-            throw .invalid("frequency_penalty is not supported by this server (use the repetition_penalty extension)", param: "frequency_penalty")
+            p.stop = values
         }
         if let bias = logit_bias, !bias.isEmpty { throw .invalid("logit_bias is not supported by this server", param: "logit_bias") }
         if echo == true { throw .invalid("echo is not supported by this server", param: "echo") }
@@ -116,7 +133,7 @@ public struct SamplingFields: Decodable, Equatable, Sendable {
         if let f = response_format, f != .object(["type": .string("text")]) {
             throw .invalid("only response_format {\"type\": \"text\"} is supported", param: "response_format")
         }
-        return w
+        return JobRequest(input: input, sampling: p, maxTokens: maxTokens, seed: seed.map { UInt64(bitPattern: $0) })
     }
 }
 
@@ -152,7 +169,7 @@ public struct CompletionRequest: Decodable, Equatable, Sendable {
     }
 
     /// Validates the request and converts it to a job (`clientRequestID` set by the caller).
-    public func jobSubmit() throws(OpenAIError) -> Caravan_V1_JobSubmit {
+    public func jobRequest() throws(OpenAIError) -> JobRequest {
         guard let prompt else { throw .invalid("prompt is required", param: "prompt") }
         let text: String
         switch prompt {
@@ -163,10 +180,7 @@ public struct CompletionRequest: Decodable, Equatable, Sendable {
         }
         guard !text.isEmpty else { throw .invalid("prompt must not be empty", param: "prompt") }
         if logprobs != nil { throw .invalid("logprobs are not supported by this server", param: "logprobs") }
-        var job = Caravan_V1_JobSubmit()
-        job.input = .prompt(text)
-        job.sampling = try sampling.wire()
-        return job
+        return try sampling.jobRequest(.prompt(text))
     }
 }
 
@@ -218,15 +232,14 @@ public struct ChatCompletionRequest: Decodable, Equatable, Sendable {
     static let roles: [String: String] = ["system": "system", "developer": "system", "user": "user", "assistant": "assistant"]
 
     /// Validates the request and converts it to a job (`clientRequestID` set by the caller).
-    public func jobSubmit() throws(OpenAIError) -> Caravan_V1_JobSubmit {
+    public func jobRequest() throws(OpenAIError) -> JobRequest {
         guard let messages, !messages.isEmpty else { throw .invalid("messages must be a non-empty array", param: "messages") }
-        var chat = Caravan_V1_ChatConversation()
+        var chat: [ChatTurn] = []
         for (i, m) in messages.enumerated() {
             guard let role = Self.roles[m.role] else {
                 throw .invalid("messages[\(i)].role '\(m.role)' is not one of system, developer, user, assistant", param: "messages[\(i)].role")
             }
-            var message = Caravan_V1_ChatMessage()
-            message.role = role
+            var message = ChatTurn(role: role, content: "")
             switch m.content ?? .none {
             case .text(let s): message.content = s
             case .none: message.content = ""
@@ -240,15 +253,12 @@ public struct ChatCompletionRequest: Decodable, Equatable, Sendable {
                 }
                 message.content = text
             }
-            chat.messages.append(message)
+            chat.append(message)
         }
         if logprobs == true || (top_logprobs ?? 0) > 0 {
             throw .invalid("logprobs are not supported by this server", param: "logprobs")
         }
-        var job = Caravan_V1_JobSubmit()
-        job.input = .chat(chat)
-        job.sampling = try sampling.wire()
-        return job
+        return try sampling.jobRequest(.chat(chat))
     }
 }
 
@@ -274,10 +284,10 @@ public func decodeRequest<T: Decodable>(_ type: T.Type, from data: Data) throws(
 // MARK: - Responses
 
 /// OpenAI's name for a Caravan finish reason.
-public func finishReasonName(_ reason: Caravan_V1_FinishReason) -> String {
+public func finishReasonName(_ reason: JobFinishReason) -> String {
     switch reason {
     case .length: "length"
-    default: "stop" // end of sequence, stop string, cancelled
+    case .endOfSequence, .stopString, .cancelled: "stop"
     }
 }
 

@@ -24,11 +24,11 @@ extension SamplingParameters {
         guard repeatLastN >= -1 else {
             throw fail("repeatLastN", "must be >= -1 (-1 = whole history, 0 = off), got \(repeatLastN)")
         }
-        guard frequencyPenalty.isFinite else {
-            throw fail("frequencyPenalty", "must be a finite number, got \(frequencyPenalty)")
+        guard frequencyPenalty.isFinite, Self.penaltyRange.contains(frequencyPenalty) else {
+            throw fail("frequencyPenalty", "must be in [-2, 2] (0 disables it), got \(frequencyPenalty)")
         }
-        guard presencePenalty.isFinite else {
-            throw fail("presencePenalty", "must be a finite number, got \(presencePenalty)")
+        guard presencePenalty.isFinite, Self.penaltyRange.contains(presencePenalty) else {
+            throw fail("presencePenalty", "must be in [-2, 2] (0 disables it), got \(presencePenalty)")
         }
         guard maxTokens >= 1 else {
             throw fail("maxTokens", "must be >= 1, got \(maxTokens)")
@@ -47,6 +47,8 @@ extension SamplingParameters {
         }
     }
 
+    /// The range of the frequency and presence penalties (OpenAI's).
+    public static let penaltyRange: ClosedRange<Float> = -2...2
     /// Most stop strings one request may give (the matcher checks each at every token).
     public static let maxStopStrings = 16
     /// Longest stop string, UTF-8 bytes (the streamed text holds back up to this much).

@@ -1,6 +1,6 @@
 import ArgumentParser
 import CaravanClient
-import CaravanWire
+import CaravanCore
 import ChatTemplate
 import Foundation
 import Inference
@@ -50,21 +50,14 @@ struct ChatCommand: AsyncParsableCommand {
 
     /// The conversation through a coordinator, which renders it with the model's template.
     private func remote(_ client: CaravanClient) async throws {
-        let parameters = try sampling.wire()
-        var conversation = Caravan_V1_ChatConversation()
-        func message(_ role: String, _ content: String) -> Caravan_V1_ChatMessage {
-            var m = Caravan_V1_ChatMessage()
-            m.role = role
-            m.content = content
-            return m
-        }
-        if let system { conversation.messages.append(message("system", system)) }
+        var conversation: [ChatTurn] = []
+        if let system { conversation.append(ChatTurn(role: "system", content: system)) }
         while true {
             Console.status("> ")
             guard let line = readLine(), !line.isEmpty else { break }
-            conversation.messages.append(message("user", line))
-            let reply = try await RemoteGeneration.run(client: client, input: .chat(conversation), sampling: parameters, json: false)
-            conversation.messages.append(message("assistant", reply))
+            conversation.append(ChatTurn(role: "user", content: line))
+            let reply = try await RemoteGeneration.run(client: client, input: .chat(conversation), sampling: sampling.parameters, json: false)
+            conversation.append(ChatTurn(role: "assistant", content: reply))
         }
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import CaravanClient
-import CaravanWire
+import CaravanCore
 import ClusterSupport
 import Foundation
 
@@ -64,32 +64,6 @@ struct CoordinatorOptions: ParsableArguments {
     }
 }
 
-extension SamplingOptions {
-    /// The sampling parameters as sent to a coordinator; throws naming any flag the wire protocol
-    /// does not carry (rather than ignoring it).
-    func wire() throws -> Caravan_V1_SamplingParameters {
-        var unsupported: [String] = []
-        if frequencyPenalty != 0 { unsupported.append("--frequency-penalty") }
-        if presencePenalty != 0 { unsupported.append("--presence-penalty") }
-        // The coordinator always looks back over 64 tokens (the local default).
-        if repeatLastN != 64 { unsupported.append("--repeat-last-n (the cluster always uses 64)") }
-        if !unsupported.isEmpty {
-            throw ValidationError("not supported with --coordinator (the job protocol does not carry it): \(unsupported.joined(separator: ", "))")
-        }
-        guard maxTokens >= 1, maxTokens <= Int(UInt32.max) else { throw ValidationError("--max-tokens must be at least 1") }
-        var w = Caravan_V1_SamplingParameters()
-        w.temperature = temperature
-        w.topK = UInt32(max(0, topK))
-        w.topP = topP
-        w.minP = minP
-        w.repetitionPenalty = repeatPenalty
-        w.seed = seed
-        w.maxTokens = UInt32(maxTokens)
-        w.stop = stop
-        return w
-    }
-}
-
 /// One job run through a coordinator, streamed like a local generation.
 enum RemoteGeneration {
     /// Why a cluster job failed.
@@ -97,30 +71,30 @@ enum RemoteGeneration {
         let description: String
     }
 
-    /// Submits `input`, prints tokens as they arrive (plain text, or one JSON object per event) and
-    /// returns the whole generated text.
-    static func run(client: CaravanClient, input: Caravan_V1_JobSubmit.OneOf_Input,
-                    sampling: Caravan_V1_SamplingParameters, json: Bool) async throws -> String {
-        var job = Caravan_V1_JobSubmit()
-        job.clientRequestID = "caravan-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
-        job.input = input
-        job.sampling = sampling
+    /// Submits `input` sampled with `sampling` (every parameter, its seed and max tokens
+    /// included: the output equals a local run's), prints tokens as they arrive (plain text, or one
+    /// JSON object per event) and returns the whole generated text.
+    static func run(client: CaravanClient, input: JobInput, sampling: SamplingParameters, json: Bool) async throws -> String {
+        let job = JobRequest(input: input,
+                             clientRequestID: "caravan-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))",
+                             sampling: sampling, maxTokens: sampling.maxTokens, seed: sampling.seed)
         var text = ""
         var failure: String?
         var summary = ""
         var firstToken: Date?
         let submitted = Date()
-        try await client.run(job) { update in
-            switch update {
-            case let .accepted(jobID, promptTokens):
+        try await client.run(job) { event in
+            switch event {
+            case let .accepted(jobID, promptTokens, _):
                 summary = "\(jobID), \(promptTokens) prompt tokens"
-            case let .token(id, piece):
+            case .token(let token):
                 if firstToken == nil { firstToken = Date() }
+                text += token.text
+                Console.out(json ? LocalGeneration.jsonLine(["token": .int(Int(token.id)), "text": .string(token.text)]) : token.text)
+            case .finished(let end):
+                let (piece, completionTokens) = (end.text, end.completionTokens)
                 text += piece
-                Console.out(json ? LocalGeneration.jsonLine(["token": .int(Int(id)), "text": .string(piece)]) : piece)
-            case let .finished(reason, piece, completionTokens):
-                text += piece
-                let name = finishName(reason)
+                let name = finishName(end.reason)
                 Console.out(json ? LocalGeneration.jsonLine(["finish_reason": .string(name), "text": .string(piece)]) : piece + "\n")
                 let end = Date()
                 let first = firstToken ?? end
@@ -129,8 +103,8 @@ enum RemoteGeneration {
                 let ttft = first.timeIntervalSince(submitted) * 1000
                 summary += String(format: ", first token after %.1f ms, %d generated at %.1f tok/s, finished: %@",
                                   ttft, completionTokens, rate, name)
-            case let .failed(code, message):
-                failure = "\(code): \(message)"
+            case .failed(let f):
+                failure = f.description
             }
         }
         if let failure { throw Failure(description: "the job failed: \(failure)") }
@@ -138,14 +112,13 @@ enum RemoteGeneration {
         return text
     }
 
-    /// The local mode's name for a wire finish reason.
-    static func finishName(_ reason: Caravan_V1_FinishReason) -> String {
+    /// The local mode's name for a job's finish reason.
+    static func finishName(_ reason: JobFinishReason) -> String {
         switch reason {
         case .endOfSequence: "eog"
         case .length: "length"
         case .stopString: "stop"
         case .cancelled: "cancelled"
-        default: "unknown"
         }
     }
 }

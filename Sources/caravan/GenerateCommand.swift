@@ -29,7 +29,7 @@ struct GenerateCommand: AsyncParsableCommand {
             try CoordinatorOptions.rejectLocalOnly(modelOptions)
             // The coordinator tokenizes the prompt itself (special tokens parsed).
             if noSpecial { throw ValidationError("--no-special is not supported with --coordinator (the job protocol does not carry it)") }
-            _ = try await RemoteGeneration.run(client: client, input: .prompt(prompt), sampling: try sampling.wire(), json: json)
+            _ = try await RemoteGeneration.run(client: client, input: .prompt(prompt), sampling: sampling.parameters, json: json)
             return
         }
         let (file, tokenizer) = try modelOptions.open()

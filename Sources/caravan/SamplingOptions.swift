@@ -18,9 +18,9 @@ struct SamplingOptions: ParsableArguments {
     var repeatPenalty: Float = 1.0
     @Option(name: .customLong("repeat-last-n"), help: "Tokens the penalties look back over (-1 = all).")
     var repeatLastN: Int = 64
-    @Option(name: .customLong("frequency-penalty"), help: "Frequency penalty (0 = off).")
+    @Option(name: .customLong("frequency-penalty"), help: "Frequency penalty, -2 to 2 (0 = off).")
     var frequencyPenalty: Float = 0
-    @Option(name: .customLong("presence-penalty"), help: "Presence penalty (0 = off).")
+    @Option(name: .customLong("presence-penalty"), help: "Presence penalty, -2 to 2 (0 = off).")
     var presencePenalty: Float = 0
     @Option(help: "Random seed: the same seed gives the same output.")
     var seed: UInt64 = 0

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaravanCore
 import Foundation
 
 /// `caravanctl attach JOB`: receive the rest of a job's stream (after a client or coordinator restart).
@@ -8,15 +9,25 @@ struct Attach: AsyncParsableCommand {
 
     @OptionGroup var connection: Connection
 
-    @Argument(help: "The job id (job-N).")
-    var jobID: String
+    @Argument(help: "The job id (as `caravanctl generate` or `status` shows it: job-...).", transform: JobID.parse)
+    var jobID: JobID
 
     @Option(name: .customLong("received-tokens"), help: "Tokens already received (they are not sent again).")
     var receivedTokens = 0
 
     func run() async throws {
         var output = JobOutput()
-        try await connection.client().attach(jobID: jobID, receivedTokens: receivedTokens) { output.show($0) }
+        try await connection.client().attach(job: jobID, receivedTokens: receivedTokens) { output.show($0) }
         try output.check()
+    }
+}
+
+extension JobID {
+    /// The id a user typed, or a validation error that says what an id looks like.
+    static func parse(_ text: String) throws -> JobID {
+        guard let id = JobID(text) else {
+            throw ValidationError("'\(text)' is not a job id (job- and up to \(JobID.maxSuffixLength) letters or digits)")
+        }
+        return id
     }
 }

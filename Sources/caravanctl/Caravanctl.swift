@@ -1,6 +1,6 @@
 import ArgumentParser
 import CaravanClient
-import CaravanWire
+import CaravanCore
 import ClusterSupport
 import Foundation
 
@@ -63,25 +63,15 @@ struct Generate: AsyncParsableCommand {
 
     func validate() throws {
         guard (prompt == nil) != (chat == nil) else { throw ValidationError("give --prompt or --chat") }
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
     }
 
     func run() async throws {
-        var job = Caravan_V1_JobSubmit()
-        job.clientRequestID = "caravanctl-\(ProcessInfo.processInfo.processIdentifier)"
-        if let prompt { job.input = .prompt(prompt) }
-        if let chat {
-            var m = Caravan_V1_ChatMessage()
-            m.role = "user"
-            m.content = chat
-            var c = Caravan_V1_ChatConversation()
-            c.messages = [m]
-            job.input = .chat(c)
-        }
-        job.sampling.temperature = temperature
-        job.sampling.topK = topK
-        job.sampling.topP = topP
-        job.sampling.maxTokens = maxTokens
-        if let seed { job.sampling.seed = seed }
+        let input: JobInput = prompt.map { .prompt($0) } ?? .chat([ChatTurn(role: "user", content: chat ?? "")])
+        // The coordinator's defaults for what is not asked for: no min-p, no repeat penalty.
+        let sampling = SamplingParameters(temperature: temperature, topK: Int(topK), topP: topP, minP: 0)
+        let job = JobRequest(input: input, clientRequestID: "caravanctl-\(ProcessInfo.processInfo.processIdentifier)",
+                             sampling: sampling, maxTokens: Int(maxTokens), seed: seed)
         var output = JobOutput()
         try await connection.client().run(job) { output.show($0) }
         try output.check()

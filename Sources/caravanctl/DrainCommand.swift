@@ -1,5 +1,4 @@
 import ArgumentParser
-import CaravanWire
 
 /// `caravanctl drain WORKER`: asks the coordinator to move a worker's layers elsewhere and let it go.
 struct Drain: AsyncParsableCommand {
@@ -18,12 +17,9 @@ struct Drain: AsyncParsableCommand {
     var deadlineMs: UInt32 = 0
 
     func run() async throws {
-        var m = Caravan_V1_DrainRequest()
-        m.workerID = worker
-        m.reason = reason
-        m.deadlineMs = deadlineMs
-        let r = try await connection.client().drain(m)
-        guard r.ok else { throw ValidationError("drain refused: \(r.message)") }
+        let r = try await connection.client().drain(worker: worker, reason: reason,
+                                                    deadline: deadlineMs == 0 ? nil : .milliseconds(deadlineMs))
+        guard r.accepted else { throw ValidationError("drain refused: \(r.message)") }
         print(r.message.isEmpty ? "draining \(worker)" : r.message)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaravanClient
+import CaravanCore
 import Foundation
 
 /// How `generate` and `attach` show a job's stream: the text to standard output as it comes, the
@@ -8,15 +9,15 @@ struct JobOutput {
     /// The failure the coordinator reported (`code: message`), if any.
     private(set) var failure: String?
 
-    /// Shows one update.
-    mutating func show(_ update: JobUpdate) {
-        switch update {
+    /// Shows one event.
+    mutating func show(_ event: JobEvent) {
+        switch event {
         case .accepted: break
-        case .token(_, let text): FileHandle.standardOutput.write(Data(text.utf8))
-        case .finished(let reason, let text, let n):
-            FileHandle.standardOutput.write(Data((text + "\n").utf8))
-            FileHandle.standardError.write(Data("[\(n) tokens, \(reason)]\n".utf8))
-        case .failed(let code, let message): failure = "\(code): \(message)"
+        case .token(let token): FileHandle.standardOutput.write(Data(token.text.utf8))
+        case .finished(let end):
+            FileHandle.standardOutput.write(Data((end.text + "\n").utf8))
+            FileHandle.standardError.write(Data("[\(end.completionTokens) tokens, \(end.reason)]\n".utf8))
+        case .failed(let f): failure = f.description
         }
     }
 

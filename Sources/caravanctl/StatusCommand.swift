@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -11,8 +12,8 @@ struct Status: AsyncParsableCommand {
 
     @OptionGroup var connection: Connection
 
-    @Argument(help: "A job id (job-N): show only that job.")
-    var jobID: String?
+    @Argument(help: "A job id (job-...): show only that job.", transform: JobID.parse)
+    var jobID: JobID?
 
     @Flag(help: "Print the coordinator's answer as JSON.")
     var json = false
@@ -38,10 +39,10 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         let client = try connection.client()
         if let jobID {
-            let s = try await client.status(jobID: jobID)
-            if json { return print(try s.jsonString(options: jsonOptions)) }
-            print("\(s.jobID): \(s.state) prompt=\(s.promptTokens) completion=\(s.completionTokens) epoch=\(s.planEpoch)"
-                + (s.hasError ? " error=\(s.error.message)" : "") + (s.waitingReason.isEmpty ? "" : " waiting=\(s.waitingReason)"))
+            let s = try await client.status(job: jobID)
+            if json { return print(try Caravan_V1_JobStatus(s).jsonString(options: jsonOptions)) }
+            print("\(s.job): \(s.state) prompt=\(s.promptTokens) completion=\(s.completionTokens) epoch=\(s.planEpoch)"
+                + (s.failure.map { " error=\($0.message)" } ?? "") + (s.waitingReason.isEmpty ? "" : " waiting=\(s.waitingReason)"))
             return
         }
         guard watch else {

@@ -90,21 +90,8 @@ final class ChaosRun: XCTestCase {
             // Receive for a moment.
             if let frames = try? await client.socket.receive(timeout: .milliseconds(100)),
                case .message(.jobEvent(let e), _)? = try? client.codec.decode(frames), var r = running[e.clientRequestID] {
-                r.job.jobID = e.jobID
-                r.job.sequences.append(e.sequence)
-                switch e.event {
-                case .token(let t)?:
-                    r.job.tokens.append(Int32(bitPattern: t.tokenID))
-                    r.job.text += t.text
-                    r.job.arrivals.append(.now)
-                    lastToken = .now
-                case .finished(let f)?:
-                    r.job.finish = f.reason
-                    r.job.text += f.text
-                case .error(let err)?:
-                    r.job.error = "\(err.code): \(err.message)"
-                default: break
-                }
+                r.job.record(e)
+                if case .token? = e.event { lastToken = .now }
                 running[e.clientRequestID] = r
             }
             // Retire finished and timed-out jobs; keep the load up while faults remain.

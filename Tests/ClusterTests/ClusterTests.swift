@@ -78,19 +78,28 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(cluster.allRunning)
     }
 
-    /// The `caravan` CLI with `--coordinator` streams the cluster's greedy continuation; a flag the
-    /// job protocol does not carry is refused by name.
+    /// The `caravan` CLI with `--coordinator` streams the cluster's greedy continuation; every
+    /// sampling flag reaches the cluster: with the repeat, frequency and presence penalties and
+    /// their window the output changes, and equals the local engine's with the same flags.
     func testCaravanGenerateThroughCoordinator() throws {
         let (cluster, _) = try running()
         let caravan = cluster.binaries.appendingPathComponent("caravan")
-        let common = ["generate", "--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
-                      "-p", "The capital of France is", "-n", "16", "--temperature", "0"]
-        let run = try CLIRun.run(caravan, common, in: cluster.directory, timeout: 60)
+        let generate = ["generate", "-p", "The capital of France is", "-n", "16", "--temperature", "0"]
+        let remote = ["--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)"]
+        let run = try CLIRun.run(caravan, generate + remote, in: cluster.directory, timeout: 60)
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertEqual(run.stdout, " Paris.\n\nThe United States has a population of approximately 311\n", run.stderr)
-        let refused = try CLIRun.run(caravan, common + ["--presence-penalty", "0.5"], in: cluster.directory, timeout: 30)
+        let penalties = ["--presence-penalty", "2", "--frequency-penalty", "0.5", "--repeat-penalty", "1.1", "--repeat-last-n", "32"]
+        let penalized = try CLIRun.run(caravan, generate + remote + penalties, in: cluster.directory, timeout: 60)
+        XCTAssertEqual(penalized.status, 0, penalized.stderr)
+        XCTAssertNotEqual(penalized.stdout, run.stdout, "the penalties change the greedy output")
+        let local = try CLIRun.run(caravan, generate + penalties + ["--model", try TestModel.requirePath(), "--ctx", "256", "-t", "1"],
+                                   in: cluster.directory, timeout: 60)
+        XCTAssertEqual(local.status, 0, local.stderr)
+        XCTAssertEqual(penalized.stdout, local.stdout, "the cluster samples as the local engine does")
+        let refused = try CLIRun.run(caravan, generate + remote + ["--presence-penalty", "2.5"], in: cluster.directory, timeout: 30)
         XCTAssertNotEqual(refused.status, 0)
-        XCTAssertTrue(refused.stderr.contains("--presence-penalty"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("presencePenalty"), refused.stderr)
         XCTAssertEqual(refused.stdout, "")
     }
 
@@ -282,19 +291,27 @@ final class ClusterTests: XCTestCase {
     func testClientLibraryAndCaravanctl() async throws {
         let (cluster, _) = try running()
         let client = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
-        var job = Caravan_V1_JobSubmit()
-        job.clientRequestID = "library"
-        job.input = .prompt("The capital of France is")
-        job.sampling.maxTokens = 4
-        var updates: [JobUpdate] = []
-        try await client.run(job, timeout: .seconds(60)) { updates.append($0) }
-        guard case .accepted(let jobID, 5)? = updates.first else { return XCTFail("\(updates)") }
-        XCTAssertEqual(updates.dropFirst().prefix(4), [.token(id: 7042, text: " Paris"), .token(id: 30, text: "."),
-                                                      .token(id: 198, text: "\n"), .token(id: 198, text: "\n")])
-        XCTAssertEqual(updates.last, .finished(reason: .length, text: "", completionTokens: 4))
-        let status = try await client.status(jobID: jobID)
+        let job = JobRequest(input: .prompt("The capital of France is"), clientRequestID: "library",
+                             sampling: SamplingParameters(temperature: 0), maxTokens: 4)
+        var events: [JobEvent] = []
+        try await client.run(job, timeout: .seconds(60)) { events.append($0) }
+        guard case .accepted(let jobID, 5, _)? = events.first else { return XCTFail("\(events)") }
+        XCTAssertEqual(events.dropFirst().prefix(4), [.token(JobToken(id: 7042, text: " Paris")), .token(JobToken(id: 30, text: ".")),
+                                                     .token(JobToken(id: 198, text: "\n")), .token(JobToken(id: 198, text: "\n"))])
+        guard case .finished(let end)? = events.last else { return XCTFail("\(events)") }
+        XCTAssertEqual(end.reason, .length)
+        XCTAssertEqual(end.text, "")
+        XCTAssertEqual(end.completionTokens, 4)
+        let status = try await client.status(job: jobID)
         XCTAssertEqual(status.state, .finished)
         XCTAssertEqual(status.completionTokens, 4)
+        // The coordinator checks what the client does not: a presence penalty outside [-2, 2] is refused by name.
+        var refusal: [JobEvent] = []
+        try await client.run(JobRequest(input: .prompt("x"), clientRequestID: "too-strong",
+                                        sampling: SamplingParameters(presencePenalty: 3)), timeout: .seconds(30)) { refusal.append($0) }
+        guard case .failed(let failure)? = refusal.last else { return XCTFail("\(refusal)") }
+        XCTAssertEqual(failure.reason, .invalidRequest)
+        XCTAssertTrue(failure.message.contains("presencePenalty"), failure.message)
 
         let ctl = Process()
         ctl.executableURL = cluster.binaries.appendingPathComponent("caravanctl")

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import Foundation
 import ZeroMQ
@@ -7,7 +8,7 @@ final class JobClient: @unchecked Sendable {
     struct Result: Equatable {
         var tokens: [Int32] = []
         var text = ""
-        var finish: Caravan_V1_FinishReason?
+        var finish: JobFinishReason?
         var error: String?
     }
 
@@ -83,19 +84,23 @@ final class JobClient: @unchecked Sendable {
         try await receiveEvents(until: { done.count >= ids.count }, timeout: timeout, operation: "job results",
                                 detail: { "timed out; got \(results)" }) { e in
             var r = results[e.clientRequestID] ?? Result()
-            switch e.event {
-            case .token(let t)?:
-                r.tokens.append(Int32(t.tokenID))
+            // Read as CaravanClient reads it: a coordinator event that does not convert is an error.
+            switch Swift.Result(catching: { () throws(WireError) in try JobEvent(wire: e) }) {
+            case .success(.token(let t)):
+                r.tokens.append(t.id)
                 r.text += t.text
-            case .finished(let f)?:
+            case .success(.finished(let f)):
                 r.finish = f.reason
                 r.text += f.text
                 done.insert(e.clientRequestID)
-            case .error(let err)?:
-                r.error = err.message
+            case .success(.failed(let f)):
+                r.error = f.message
                 done.insert(e.clientRequestID)
-            default:
+            case .success(.accepted):
                 break
+            case .failure(let error):
+                r.error = "unreadable event: \(error)"
+                done.insert(e.clientRequestID)
             }
             results[e.clientRequestID] = r
             onEvent(e, results)

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import Foundation
 import ZeroMQ
@@ -15,7 +16,7 @@ enum JobStream {
         var arrivals: [ContinuousClock.Instant] = []
         /// `JobEvent.sequence` of every event, in arrival order (must count up by one).
         var sequences: [UInt64] = []
-        var finish: Caravan_V1_FinishReason?
+        var finish: JobFinishReason?
         var error: String?
         var done: Bool { finish != nil || error != nil }
 
@@ -49,6 +50,29 @@ enum JobStream {
             return first - instant
         }
 
+        /// Records one event of this job's stream that arrived at `now`, read as CaravanClient reads
+        /// it (`JobEvent(wire:)`: an event that does not convert is an error).
+        mutating func record(_ e: Caravan_V1_JobEvent, at now: ContinuousClock.Instant = .now) {
+            jobID = e.jobID
+            sequences.append(e.sequence)
+            do {
+                switch try JobEvent(wire: e) {
+                case .accepted: break
+                case .token(let t):
+                    tokens.append(t.id)
+                    text += t.text
+                    arrivals.append(now)
+                case .finished(let f):
+                    finish = f.reason
+                    text += f.text
+                case .failed(let f):
+                    self.error = f.description
+                }
+            } catch {
+                self.error = "unreadable event: \(error)"
+            }
+        }
+
         /// The token stream, for failure messages.
         var summary: String {
             "\(clientID) [\(jobID)]: \(tokens.count) tokens, finish \(finish.map { "\($0)" } ?? "-"), error \(error ?? "-")"
@@ -67,22 +91,7 @@ enum JobStream {
                                        operation: "job streams",
                                        detail: { "timed out after \(timeout): " + results.values.map(\.summary).sorted().joined(separator: "; ") }) { e in
             guard var r = results[e.clientRequestID] else { return }
-            let now = ContinuousClock.now
-            r.jobID = e.jobID
-            r.sequences.append(e.sequence)
-            switch e.event {
-            case .token(let t)?:
-                r.tokens.append(Int32(bitPattern: t.tokenID))
-                r.text += t.text
-                r.arrivals.append(now)
-            case .finished(let f)?:
-                r.finish = f.reason
-                r.text += f.text
-            case .error(let err)?:
-                r.error = "\(err.code): \(err.message)"
-            default:
-                break
-            }
+            r.record(e)
             results[e.clientRequestID] = r
             progress(results)
         }

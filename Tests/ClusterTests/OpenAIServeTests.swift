@@ -79,6 +79,23 @@ extension ClusterTests {
         XCTAssertEqual(usage["completion_tokens"] as? Int, 12)
         XCTAssertGreaterThan(usage["prompt_tokens"] as? Int ?? 0, 0)
 
+        // OpenAI's presence and frequency penalties reach the cluster's sampling: the greedy text
+        // changes, and equals the CLI's with the same penalties.
+        let penalized = try await http(base, "POST", "/v1/completions", body: #"""
+            {"prompt": "\#(prompt)", "max_tokens": 12, "temperature": 0, "presence_penalty": 2, "frequency_penalty": 0.5}
+            """#)
+        XCTAssertEqual(penalized.status, 200, penalized.body)
+        let penalizedText = try XCTUnwrap((penalized.json["choices"] as? [[String: Any]])?.first?["text"] as? String, penalized.body)
+        XCTAssertNotEqual(penalizedText, text)
+        let penalizedCLI = try CLIRun.run(cluster.binaries.appendingPathComponent("caravan"),
+                                          ["generate", "--coordinator", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)",
+                                           "-p", prompt, "-n", "12", "--temperature", "0", "--presence-penalty", "2",
+                                           "--frequency-penalty", "0.5"], in: cluster.directory, timeout: 60)
+        XCTAssertEqual(penalizedText + "\n", penalizedCLI.stdout, penalizedCLI.stderr)
+        let tooStrong = try await http(base, "POST", "/v1/completions", body: #"{"prompt": "x", "presence_penalty": 2.5}"#)
+        XCTAssertEqual(tooStrong.status, 400, tooStrong.body)
+        XCTAssertEqual((tooStrong.json["error"] as? [String: Any])?["param"] as? String, "presence_penalty", tooStrong.body)
+
         // Streamed chat: the deltas add up to the non-streamed content.
         let chat = #""messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 10, "temperature": 0"#
         let whole = try await http(base, "POST", "/v1/chat/completions", body: "{\(chat)}")

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import Foundation
 @testable import OpenAIServer
@@ -67,11 +68,8 @@ final class GatewayPoolTests: XCTestCase {
         }
     }
 
-    private static func job(_ id: String) -> Caravan_V1_JobSubmit {
-        var j = Caravan_V1_JobSubmit()
-        j.clientRequestID = id
-        j.prompt = "x"
-        return j
+    private static func job(_ id: String) -> JobRequest {
+        JobRequest(input: .prompt("x"), clientRequestID: id)
     }
 
     /// Drains a job's pieces; returns nil when it finished, else the error.

@@ -1,19 +1,19 @@
-import CaravanWire
+import CaravanCore
 import Foundation
 @testable import OpenAIServer
 import XCTest
 
 /// JSON request validation and conversion to Caravan jobs; response and chunk rendering.
 final class OpenAITypesTests: XCTestCase {
-    private func completion(_ json: String) throws(OpenAIError) -> Caravan_V1_JobSubmit {
-        try decodeRequest(CompletionRequest.self, from: Data(json.utf8)).jobSubmit()
+    private func completion(_ json: String) throws(OpenAIError) -> JobRequest {
+        try decodeRequest(CompletionRequest.self, from: Data(json.utf8)).jobRequest()
     }
 
-    private func chat(_ json: String) throws(OpenAIError) -> Caravan_V1_JobSubmit {
-        try decodeRequest(ChatCompletionRequest.self, from: Data(json.utf8)).jobSubmit()
+    private func chat(_ json: String) throws(OpenAIError) -> JobRequest {
+        try decodeRequest(ChatCompletionRequest.self, from: Data(json.utf8)).jobRequest()
     }
 
-    private func rejected(_ body: () throws(OpenAIError) -> Caravan_V1_JobSubmit, param: String?,
+    private func rejected(_ body: () throws(OpenAIError) -> JobRequest, param: String?,
                           status: Int = 400, file: StaticString = #filePath, line: UInt = #line) {
         do {
             let job = try body()
@@ -37,21 +37,39 @@ final class OpenAITypesTests: XCTestCase {
         XCTAssertEqual(s.topP, 0.9)
         XCTAssertEqual(s.topK, 40)
         XCTAssertEqual(s.minP, 0.05)
-        XCTAssertEqual(s.repetitionPenalty, 1.1)
-        XCTAssertEqual(s.seed, 42)
-        XCTAssertEqual(s.maxTokens, 7)
+        XCTAssertEqual(s.repeatPenalty, 1.1)
+        XCTAssertEqual(s.repeatLastN, 64, "llama.cpp's window unless repeat_last_n says otherwise")
+        XCTAssertEqual(s.presencePenalty, 0)
+        XCTAssertEqual(s.frequencyPenalty, 0)
+        XCTAssertEqual(job.seed, 42)
+        XCTAssertEqual(job.maxTokens, 7)
         XCTAssertEqual(s.stop, ["\n", "END"])
-        XCTAssertEqual(job.model, "", "the cluster's current model is used")
+        XCTAssertNil(job.model, "the cluster's current model is used")
     }
 
     func testDefaultsAndSingleStopString() throws {
         let job = try completion(#"{"prompt": ["Hi"], "stop": "x"}"#)
         XCTAssertEqual(job.input, .prompt("Hi"))
         XCTAssertEqual(job.sampling.temperature, 1, "OpenAI's default temperature, not greedy")
-        XCTAssertEqual(job.sampling.maxTokens, 0)
-        XCTAssertFalse(job.sampling.hasSeed)
+        XCTAssertEqual(job.sampling.topK, 0, "no top-k unless asked for")
+        XCTAssertEqual(job.sampling.topP, 1)
+        XCTAssertEqual(job.sampling.minP, 0)
+        XCTAssertEqual(job.sampling.repeatPenalty, 1)
+        XCTAssertNil(job.maxTokens, "up to the context limit")
+        XCTAssertNil(job.seed, "the coordinator draws one")
         XCTAssertEqual(job.sampling.stop, ["x"])
-        XCTAssertEqual(try completion(#"{"prompt": "a", "seed": -1}"#).sampling.seed, UInt64.max)
+        XCTAssertEqual(try completion(#"{"prompt": "a", "seed": -1}"#).seed, UInt64.max)
+    }
+
+    /// OpenAI's presence and frequency penalties (and llama.cpp's window) reach the job.
+    func testPenaltiesAreCarried() throws {
+        let s = try completion(#"{"prompt": "a", "presence_penalty": 1.5, "frequency_penalty": -0.25, "repeat_last_n": -1}"#).sampling
+        XCTAssertEqual(s.presencePenalty, 1.5)
+        XCTAssertEqual(s.frequencyPenalty, -0.25)
+        XCTAssertEqual(s.repeatLastN, -1)
+        let c = try chat(#"{"messages": [{"role": "user", "content": "a"}], "presence_penalty": -2, "frequency_penalty": 2}"#).sampling
+        XCTAssertEqual(c.presencePenalty, -2)
+        XCTAssertEqual(c.frequencyPenalty, 2)
     }
 
     func testInvalidParametersAreRejectedByName() {
@@ -63,8 +81,11 @@ final class OpenAITypesTests: XCTestCase {
         rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "n": 2}"#) }, param: "n")
         rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "top_k": -3}"#) }, param: "top_k")
         rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "stop": ["", "x"]}"#) }, param: "stop")
-        rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "presence_penalty": 0.5}"#) }, param: "presence_penalty")
-        rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "frequency_penalty": 1}"#) }, param: "frequency_penalty")
+        rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "presence_penalty": 2.5}"#) }, param: "presence_penalty")
+        rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "presence_penalty": -2.01}"#) }, param: "presence_penalty")
+        rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "frequency_penalty": 3}"#) }, param: "frequency_penalty")
+        rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "frequency_penalty": 1e300}"#) }, param: "frequency_penalty")
+        rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "repeat_last_n": -2}"#) }, param: "repeat_last_n")
         rejected({ () throws(OpenAIError) in try completion(#"{"prompt": "a", "logprobs": 2}"#) }, param: "logprobs")
         rejected({ () throws(OpenAIError) in try completion(#"{"prompt": ""}"#) }, param: "prompt")
         rejected({ () throws(OpenAIError) in try completion(#"{"prompt": ["a", "b"]}"#) }, param: "prompt")
@@ -86,10 +107,10 @@ final class OpenAITypesTests: XCTestCase {
                       {"role": "user", "content": "Go"}],
          "max_completion_tokens": 5}
         """#)
-        guard case .chat(let c)? = job.input else { return XCTFail("not a chat: \(job)") }
-        XCTAssertEqual(c.messages.map(\.role), ["system", "user", "assistant", "user"])
-        XCTAssertEqual(c.messages.map(\.content), ["Be brief.", "Hi there", "", "Go"])
-        XCTAssertEqual(job.sampling.maxTokens, 5)
+        guard case .chat(let c) = job.input else { return XCTFail("not a chat: \(job)") }
+        XCTAssertEqual(c.map(\.role), ["system", "user", "assistant", "user"])
+        XCTAssertEqual(c.map(\.content), ["Be brief.", "Hi there", "", "Go"])
+        XCTAssertEqual(job.maxTokens, 5)
     }
 
     func testChatRejections() {
@@ -141,8 +162,10 @@ final class OpenAITypesTests: XCTestCase {
         XCTAssertEqual(finishReasonName(.length), "length")
         XCTAssertEqual(finishReasonName(.endOfSequence), "stop")
         XCTAssertEqual(finishReasonName(.stopString), "stop")
-        XCTAssertEqual(ClusterGateway.map(.contextOverflow, "prompt too long").status, 400)
-        XCTAssertEqual(ClusterGateway.map(.unavailable, "no workers").status, 503)
+        XCTAssertEqual(ClusterGateway.map(JobFailure(.contextOverflow, "prompt too long")).status, 400)
+        XCTAssertEqual(ClusterGateway.map(JobFailure(.unavailable, "no workers")).status, 503)
+        XCTAssertEqual(ClusterGateway.map(JobFailure(.tooManyJobs, "limit")).status, 429)
+        XCTAssertEqual(ClusterGateway.map(.badReply("job_event.job_id")).status, 500)
         XCTAssertEqual(ClusterGateway.map(.timeout("job")).status, 503)
         XCTAssertTrue(OpenAIServer.names("SmolLM2.gguf", "SmolLM2.gguf"))
         XCTAssertTrue(OpenAIServer.names("SmolLM2", "SmolLM2.gguf"))

@@ -44,6 +44,8 @@ final class ParametersTests: XCTestCase {
         assertInvalid(SamplingParameters(repeatLastN: -2), "repeatLastN")
         assertInvalid(SamplingParameters(frequencyPenalty: .nan), "frequencyPenalty")
         assertInvalid(SamplingParameters(presencePenalty: -.infinity), "presencePenalty")
+        assertInvalid(SamplingParameters(frequencyPenalty: 2.01), "frequencyPenalty")
+        assertInvalid(SamplingParameters(presencePenalty: -2.5), "presencePenalty")
         assertInvalid(SamplingParameters(maxTokens: 0), "maxTokens")
         assertInvalid(SamplingParameters(stop: ["</s>", ""]), "stop")
     }
@@ -64,6 +66,7 @@ final class ParametersTests: XCTestCase {
         XCTAssertNoThrow(try SamplingParameters(temperature: 0, topK: 0, topP: 1, minP: 0, repeatLastN: -1,
                                                 frequencyPenalty: -0.5, presencePenalty: 1, maxTokens: 1).validate())
         XCTAssertNoThrow(try SamplingParameters(minP: 1).validate())
+        XCTAssertNoThrow(try SamplingParameters(frequencyPenalty: 2, presencePenalty: -2).validate(), "OpenAI's range, ends included")
     }
 
     func testCodableRoundTripAndDefaultsForMissingKeys() throws {

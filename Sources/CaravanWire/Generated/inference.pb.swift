@@ -160,13 +160,17 @@ public nonisolated struct Caravan_V1_ActivationHeader: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The job this step serves.
+  /// A label of the pipeline that sent the step, for logs (the coordinator writes "epoch-N"). Not a
+  /// job: a step carries rows of many jobs, one sequence each (see `sequences`). The name predates
+  /// batching and is kept because the field's users (ActivationStep.jobID) span the worker and the
+  /// coordinator; non-empty.
   public var jobID: String = String()
 
   /// The plan epoch the sender runs; a stage drops steps of another epoch.
   public var planEpoch: UInt64 = 0
 
-  /// Step number within the job, increasing; the result of a step carries the same id.
+  /// Step number within the plan epoch (shared by its lanes), increasing; the result of a step
+  /// carries the same id.
   public var stepID: UInt64 = 0
 
   /// One entry per row of the tensor (or per token for first-stage input), in row order.
@@ -249,7 +253,7 @@ public nonisolated struct Caravan_V1_StepResult: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The job of the step.
+  /// The label from the activation header (not a job; see ActivationHeader.job_id).
   public var jobID: String = String()
 
   /// The plan epoch the step ran under.

@@ -255,7 +255,10 @@ public nonisolated struct Caravan_V1_SamplingParameters: Sendable {
   /// Drop tokens less likely than min_p times the most likely one (0 = off).
   public var minP: Float = 0
 
-  /// Penalty for tokens already present (1 or 0 = off).
+  /// Repeat penalty: a positive logit of a token present in the penalty window is divided by it,
+  /// a negative one multiplied (1 or 0 = off). Called `repeatPenalty` in code and `repeat_penalty`
+  /// in inference.proto; this field keeps its first name, which the coordinator's job journal (its
+  /// protobuf JSON) and older clients use.
   public var repetitionPenalty: Float = 0
 
   /// Random seed for reproducible sampling; absent = random.
@@ -280,11 +283,32 @@ public nonisolated struct Caravan_V1_SamplingParameters: Sendable {
   /// Return the sampled token's logprob even when top_logprobs is 0.
   public var logprobs: Bool = false
 
+  /// The penalty window: the last repeat_last_n tokens of the sequence (prompt included) that the
+  /// repeat, frequency and presence penalties read; 0 = no penalties, -1 = the whole sequence;
+  /// absent = 64 (the default of llama.cpp and of `caravan generate`).
+  public var repeatLastN: Int64 {
+    get {_repeatLastN ?? 0}
+    set {_repeatLastN = newValue}
+  }
+  /// Returns true if `repeatLastN` has been explicitly set.
+  public var hasRepeatLastN: Bool {self._repeatLastN != nil}
+  /// Clears the value of `repeatLastN`. Subsequent reads from it will return its default value.
+  public mutating func clearRepeatLastN() {self._repeatLastN = nil}
+
+  /// Subtracted from a token's logit once per occurrence in the penalty window, in [-2, 2]
+  /// (0 = off; OpenAI's range).
+  public var frequencyPenalty: Float = 0
+
+  /// Subtracted once from the logit of every token present in the penalty window, in [-2, 2]
+  /// (0 = off; OpenAI's range).
+  public var presencePenalty: Float = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _seed: UInt64? = nil
+  fileprivate var _repeatLastN: Int64? = nil
 }
 
 /// A prompt given as token ids.
@@ -720,7 +744,7 @@ nonisolated extension Caravan_V1_ChatConversation: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Caravan_V1_SamplingParameters: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SamplingParameters"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}top_k\0\u{3}top_p\0\u{3}min_p\0\u{3}repetition_penalty\0\u{1}seed\0\u{3}max_tokens\0\u{1}stop\0\u{3}top_logprobs\0\u{1}logprobs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}temperature\0\u{3}top_k\0\u{3}top_p\0\u{3}min_p\0\u{3}repetition_penalty\0\u{1}seed\0\u{3}max_tokens\0\u{1}stop\0\u{3}top_logprobs\0\u{1}logprobs\0\u{3}repeat_last_n\0\u{3}frequency_penalty\0\u{3}presence_penalty\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -738,6 +762,9 @@ nonisolated extension Caravan_V1_SamplingParameters: SwiftProtobuf.Message, Swif
       case 8: try { try decoder.decodeRepeatedStringField(value: &self.stop) }()
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.topLogprobs) }()
       case 10: try { try decoder.decodeSingularBoolField(value: &self.logprobs) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self._repeatLastN) }()
+      case 12: try { try decoder.decodeSingularFloatField(value: &self.frequencyPenalty) }()
+      case 13: try { try decoder.decodeSingularFloatField(value: &self.presencePenalty) }()
       default: break
       }
     }
@@ -778,6 +805,15 @@ nonisolated extension Caravan_V1_SamplingParameters: SwiftProtobuf.Message, Swif
     if self.logprobs != false {
       try visitor.visitSingularBoolField(value: self.logprobs, fieldNumber: 10)
     }
+    try { if let v = self._repeatLastN {
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 11)
+    } }()
+    if self.frequencyPenalty.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.frequencyPenalty, fieldNumber: 12)
+    }
+    if self.presencePenalty.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.presencePenalty, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -792,6 +828,9 @@ nonisolated extension Caravan_V1_SamplingParameters: SwiftProtobuf.Message, Swif
     if lhs.stop != rhs.stop {return false}
     if lhs.topLogprobs != rhs.topLogprobs {return false}
     if lhs.logprobs != rhs.logprobs {return false}
+    if lhs._repeatLastN != rhs._repeatLastN {return false}
+    if lhs.frequencyPenalty != rhs.frequencyPenalty {return false}
+    if lhs.presencePenalty != rhs.presencePenalty {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
