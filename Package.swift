@@ -6,6 +6,10 @@ import PackageDescription
 /// Dependencies point downward:
 ///   executables -> Coordinator/Worker/CaravanClient -> Llama/Tokenizer/ChatTemplate/Sampling
 ///   -> GGUF/CKernels/CaravanCore;  CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum.
+///   Coordinator/Worker -> CaravanTransport (the seam the daemons' logic talks through: ZeroMQ
+///   sockets, or an in-memory hub in one process) -> ZeroMQ.
+///   CaravanTesting (tests only: an in-process cluster over the in-memory transport) ->
+///   Coordinator/Worker/CaravanTransport/TestSupport.
 let package = Package(
     name: "Caravan",
     platforms: [.macOS(.v15)],
@@ -57,6 +61,8 @@ let package = Package(
             "CaravanCore", "ZeroMQ", "CChecksum",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
+        // Send, receive, close: over ZeroMQ sockets or in memory (tests).
+        .target(name: "CaravanTransport", dependencies: ["ZeroMQ"]),
 
         // MARK: Cluster daemons
         .target(name: "ClusterSupport", dependencies: [
@@ -66,13 +72,13 @@ let package = Package(
         ],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
-            "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport", "CaravanTransport",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Coordinator", dependencies: [
-            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport", "CaravanTransport",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -142,7 +148,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "CaravanTransport", "Inference", "Llama", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),

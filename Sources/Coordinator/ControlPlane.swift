@@ -1,9 +1,9 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ClusterSupport
 import Foundation
 import Logging
-import ZeroMQ
 
 /// The coordinator's control socket (ROUTER): feeds workers' messages into the ``Membership``
 /// state machine and carries out its directives (acknowledgements, planning, assignments,
@@ -11,7 +11,7 @@ import ZeroMQ
 /// when an operator drains a worker, and when a worker has become slow enough that moving layers
 /// pays (see ``RebalancePolicy``). Sends `ReleaseSequences` to every stage.
 final class ControlPlane: Sendable {
-    private let control: AsyncSocket
+    private let control: any Transport
     private let codec: WireCodec
     private let membership: LockedValue<Membership>
     private let facts: ModelFacts
@@ -31,7 +31,7 @@ final class ControlPlane: Sendable {
     /// Bytes each worker of the plan being loaded must pull (to measure the link by its load time).
     private let expectedPulls = LockedValue<[String: UInt64]>([:])
 
-    init(control: AsyncSocket, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
+    init(control: any Transport, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
          template: AssignmentTemplate, configuration: CoordinatorConfiguration, logger: Logger, desk: JobDesk,
          serve: AsyncStream<ServeOrder>.Continuation) {
         self.control = control
@@ -54,13 +54,12 @@ final class ControlPlane: Sendable {
     /// The clock ``Membership`` is fed with (milliseconds since start), for status reports.
     var elapsedMs: UInt64 { now }
 
-    /// Handles one message from the control socket (routing id first).
-    func handle(_ frames: [Message]) async {
-        guard frames.count >= 2 else { return }
-        let peer = PeerID(frames[0].bytes)
+    /// Handles one message from the control link.
+    func handle(_ message: Delivery) async {
+        let peer = PeerID(message.sender ?? [])
         let body: Caravan_V1_Envelope.OneOf_Body
         do {
-            guard case .message(let b, _) = try codec.decode(Array(frames.dropFirst())) else {
+            guard case .message(let b, _) = try codec.decode(message.frames) else {
                 logger.warning("control socket: dropped a data message")
                 return
             }
@@ -73,7 +72,7 @@ final class ControlPlane: Sendable {
         var directives: [Membership.Directive] = []
         // ZAP admits only worker keys on this socket; checked again per message because the lists
         // may have changed since the connection was made.
-        let caller = AccessList.caller(of: frames, access: configuration.access)
+        let caller = AccessList.caller(identity: message.identity, access: configuration.access)
         guard caller.roles.contains(.worker) else {
             logger.warning("control socket: dropped a message from a key that is not a worker's",
                            metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
@@ -391,7 +390,7 @@ final class ControlPlane: Sendable {
 
     private func send(_ body: Caravan_V1_Envelope.OneOf_Body, to peer: PeerID) async {
         do {
-            try await control.send([Message(peer.bytes)] + (try codec.encode(body)), timeout: .seconds(2))
+            try await control.send(try codec.encode(body), to: peer.bytes, timeout: .seconds(2))
         } catch {
             logger.warning("could not send a control message", metadata: ["reason": "\(error)"])
         }
