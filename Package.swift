@@ -151,6 +151,16 @@ let package = Package(
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "CaravanTransport", "Inference", "Llama", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
+        // An in-process cluster (coordinator and workers over the in-memory transport) for tests.
+        .target(name: "CaravanTesting", dependencies: [
+            "Coordinator", "Worker", "CaravanTransport", "CaravanWire", "ClusterSupport", "ZeroMQ", "TestSupport",
+            "CaravanCore", "GGUF", "Inference", "Llama", "Tokenizer",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/CaravanTesting"),
+        .testTarget(name: "CaravanTestingTests", dependencies: [
+            "CaravanTesting", "CaravanTransport", "CaravanWire", "Coordinator", "Worker", "Inference", "Llama", "Tokenizer",
+            "GGUF", "ZeroMQ", "TestSupport",
+        ]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -32,6 +32,8 @@ public actor StageRuntime {
     private let coordinatorPublicKey: String
     private let sendTimeout: Duration
     private let logger: Logger
+    /// Times steps (ContinuousClock in the daemon; tests may dilate it).
+    private let clock: any Clock<Duration>
     private var installed: Installed?
     private var pool: ComputeThreadPool?
     /// Step statistics since the stage was loaded, readable without waiting for a running step
@@ -41,10 +43,14 @@ public actor StageRuntime {
     public var stepsRun: Int { statistics.withLock { $0.steps } }
 
     /// A runtime connecting to its next hop and the result endpoint through `dialer`; the
-    /// coordinator proves itself with `coordinatorPublicKey` (CURVE; "" in plain mode).
+    /// coordinator proves itself with `coordinatorPublicKey` (CURVE; "" in plain mode). Step
+    /// times (reported in heartbeats, read by the coordinator's balance checks) are measured on
+    /// `clock`.
     public init(dialer: any TransportDialer, codec: WireCodec, threads: Int,
-                coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger) {
+                coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger,
+                clock: any Clock<Duration> = ContinuousClock()) {
         self.dialer = dialer
+        self.clock = clock
         self.codec = codec
         self.threads = threads
         self.coordinatorPublicKey = coordinatorPublicKey
@@ -150,7 +156,7 @@ public actor StageRuntime {
             return
         }
         var output: StageOutput
-        let started = ContinuousClock.now
+        let elapsedSinceStart = Self.stopwatch(clock)
         do {
             output = try installed.stage.forward(batch)
         } catch {
@@ -165,7 +171,7 @@ public actor StageRuntime {
             await report(step.failure("stage \(assignment.stageIndex): \(error)"), to: installed)
             return
         }
-        let elapsed = ContinuousClock.now - started
+        let elapsed = elapsedSinceStart()
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         statistics.withLock { $0.record(milliseconds: ms, rows: batch.entries.count) }
         WorkerMetrics.stepTime.record(duration: elapsed)
@@ -199,6 +205,12 @@ public actor StageRuntime {
         } catch {
             logger.error("could not report a failed step", metadata: ["reason": "\(error)"])
         }
+    }
+
+    /// Starts measuring on `clock`: the returned function tells the time elapsed since.
+    private static func stopwatch<C: Clock>(_ clock: C) -> () -> Duration where C.Duration == Duration {
+        let start = clock.now
+        return { start.duration(to: clock.now) }
     }
 
     /// Closes the transports.

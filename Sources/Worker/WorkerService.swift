@@ -31,11 +31,14 @@ public final class WorkerService: Service {
     public let configuration: WorkerConfiguration
     private let logger: Logger
     private let session = SessionBox()
+    /// Times the stage's steps (see ``StageRuntime``).
+    private let stepClock: any Clock<Duration>
 
-    /// A worker with `configuration`, logging to `logger`.
-    public init(configuration: WorkerConfiguration, logger: Logger) {
+    /// A worker with `configuration`, logging to `logger`, timing its steps on `stepClock`.
+    public init(configuration: WorkerConfiguration, logger: Logger, stepClock: any Clock<Duration> = ContinuousClock()) {
         self.configuration = configuration
         self.logger = logger
+        self.stepClock = stepClock
     }
 
     /// Runs the daemon: binds the data socket (ROUTER), connects the control socket (DEALER) to the
@@ -118,7 +121,7 @@ public final class WorkerService: Service {
         WorkerMetrics.declare()
         let runtime = StageRuntime(dialer: links.dialer, codec: codec, threads: config.threads,
                                    coordinatorPublicKey: config.coordinatorPublicKey, sendTimeout: config.sendTimeout,
-                                   logger: logger)
+                                   logger: logger, clock: stepClock)
         let ports = Ports(control: links.control, codec: codec, logger: logger)
         let register = {
             var r = capabilities.register(workerID: config.workerID, dataAddress: advertised)
