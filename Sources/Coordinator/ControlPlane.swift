@@ -30,6 +30,9 @@ final class ControlPlane: Sendable {
     private let linkSpeed: LockedValue<Double>
     /// Bytes each worker of the plan being loaded must pull (to measure the link by its load time).
     private let expectedPulls = LockedValue<[String: UInt64]>([:])
+    /// Each stage's work in the plan a re-plan for balance replaces (taken before the re-plan ends
+    /// that plan's serving phase): the measured speeds of the plan to come are read against it.
+    private let layersBeforeRebalance = LockedValue<[String: Double]>([:])
 
     init(control: any Transport, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
          template: AssignmentTemplate, configuration: CoordinatorConfiguration, logger: Logger, desk: JobDesk,
@@ -185,8 +188,8 @@ final class ControlPlane: Sendable {
                     ])
                 }
                 do {
-                    let input = planInput(workers)
                     let purpose = membership.withLock { $0.pendingPurpose }
+                    let input = planInput(workers, purpose: purpose)
                     let plan = try makePlan(input, purpose: purpose)
                     CoordinatorMetrics.planned(purpose)
                     let pulls = Dictionary(plan.stages.map { s in
@@ -252,9 +255,13 @@ final class ControlPlane: Sendable {
         MovementCost(linkBytesPerSecond: link, paybackSeconds: slowWatch.withLock { $0.horizonSeconds })
     }
 
-    /// Planner input: measured speeds where the running plan has them (see ``Rebalancer``).
-    private func planInput(_ workers: [Member]) -> [PlanWorker] {
-        Rebalancer.planInput(workers, layersInPlan: currentLayers(), minimumSteps: configuration.rebalance.minimumSteps)
+    /// Planner input: measured speeds where the running plan has them (see ``Rebalancer``). A
+    /// re-plan for balance has ended the serving phase already: it reads the speeds against the
+    /// plan it replaces.
+    private func planInput(_ workers: [Member], purpose: PlanPurpose? = nil) -> [PlanWorker] {
+        var layers = currentLayers()
+        if layers.isEmpty, purpose == .rebalance { layers = layersBeforeRebalance.withLock { $0 } }
+        return Rebalancer.planInput(workers, layersInPlan: layers, minimumSteps: configuration.rebalance.minimumSteps)
     }
 
     /// Each serving stage's work in layers (the last stage's output matrix counted as the layers
@@ -347,6 +354,8 @@ final class ControlPlane: Sendable {
         guard let decision = slowWatch.withLock({ $0.observe(candidate, epoch: snapshot.epoch, now: t) }) else { return }
         guard t - lastPlanAt.withLock({ $0 }) >= UInt64(JobDesk.milliseconds(policy.minimumInterval)) else { return }
         let reason = decision.reason
+        let layers = currentLayers()
+        layersBeforeRebalance.withLock { $0 = layers }
         let directives = membership.withLock { $0.replan(reason, now: t, purpose: .rebalance) }
         await execute(directives)
     }

@@ -47,7 +47,7 @@ final class InProcessClusterTests: XCTestCase {
     }
 
     /// The results by job name without the tag.
-    static func untagged(_ results: [String: InProcessClient.Result], _ tag: String) -> [String: InProcessClient.Result] {
+    static func untagged<T>(_ results: [String: T], _ tag: String) -> [String: T] {
         Dictionary(uniqueKeysWithValues: results.map { (String($0.key.dropFirst(tag.count + 1)), $0.value) })
     }
 
@@ -73,11 +73,8 @@ final class InProcessClusterTests: XCTestCase {
         let middle = try XCTUnwrap(status.workers.first { $0.layerEnd > $0.layerStart && $0.stageIndex == 1 }).workerID
         let client = cluster.client()
         let reference = Self.untagged(try await client.run(Self.jobs("ref")), "ref")
-        let greedy = try await SingleProcessReference.generate(
-            modelPath: try Self.model.get(), prompts: [Self.prompts[0], Self.prompts[1]],
-            parameters: SamplingParameters(temperature: 0, maxTokens: 40))
-        XCTAssertEqual(reference["greedy-a"]?.tokens, greedy[0])
-        XCTAssertEqual(reference["greedy-b"]?.tokens, greedy[1])
+        let single = Self.untagged(try await SingleProcessReference.generate(modelPath: try Self.model.get(), jobs: Self.jobs("ref")), "ref")
+        for (id, tokens) in single { XCTAssertEqual(reference[id]?.tokens, tokens, "\(id): the single process's tokens") }
 
         var killedAt: ContinuousClock.Instant?
         let faulty = Self.untagged(try await client.run(Self.jobs("kill")) { _, results in
@@ -94,5 +91,37 @@ final class InProcessClusterTests: XCTestCase {
         // Noticed by the heartbeat timeout (400 ms here), well before the step deadline (1 s); the bound
         // leaves room for a loaded machine.
         XCTAssertLessThan(recovery, .seconds(2))
+    }
+
+    /// A worker whose steps take twenty times longer than the other's (its step clock dilated)
+    /// loses layers to the other in a re-plan for balance, and every job keeps its output. (The
+    /// successor of the process-level test that throttled a worker with SIGSTOP/SIGCONT, which
+    /// depended on how loaded the machine was.)
+    func testASlowWorkerLosesLayersAndJobsKeepTheirOutput() async throws {
+        let cluster = InProcessCluster(modelPath: try Self.model.get(), workers: 2) { c in
+            c.rebalance.enabled = true
+            c.rebalance.minimumInterval = .milliseconds(100)
+            c.rebalance.minimumSteps = 4
+            c.rebalance.sustainedSteps = 8
+        }
+        defer { cluster.stop() }
+        try cluster.start(workers: [.init(), .init(stepTimeScale: 20)])
+        let slow = InProcessCluster.workerNode(2)
+        let status = try await cluster.waitUntilServing()
+        let before = try XCTUnwrap(status.workers.first { $0.workerID == slow })
+        XCTAssertEqual(before.layerEnd - before.layerStart, 3, "equal speeds registered: an even split")
+        let jobs = Self.jobs("slow", tokens: 200)
+        let expected = try await SingleProcessReference.generate(modelPath: try Self.model.get(), jobs: jobs)
+        let results = try await cluster.client().run(jobs)
+        XCTAssertTrue(cluster.logs.contains("worker \(slow) is slow"), cluster.logs.text.suffix(3000).description)
+        XCTAssertTrue(cluster.logs.contains("job waits for a pipeline"), "the re-plan came while the jobs ran")
+        for job in jobs {
+            let r = try XCTUnwrap(results[job.clientRequestID])
+            XCTAssertNil(r.error)
+            XCTAssertEqual(r.tokens, expected[job.clientRequestID], "\(job.clientRequestID): the single process's tokens")
+        }
+        let replanned = try await cluster.waitUntilServing(after: status.planEpoch)
+        let after = try XCTUnwrap(replanned.workers.first { $0.workerID == slow })
+        XCTAssertLessThan(after.layerEnd - after.layerStart, 3, "the slow worker lost layers")
     }
 }
