@@ -114,7 +114,6 @@ final class InProcessClusterTests: XCTestCase {
         let expected = try await SingleProcessReference.generate(modelPath: try Self.model.get(), jobs: jobs)
         let results = try await cluster.client().run(jobs)
         XCTAssertTrue(cluster.logs.contains("worker \(slow) is slow"), cluster.logs.text.suffix(3000).description)
-        XCTAssertTrue(cluster.logs.contains("job waits for a pipeline"), "the re-plan came while the jobs ran")
         for job in jobs {
             let r = try XCTUnwrap(results[job.clientRequestID])
             XCTAssertNil(r.error)
