@@ -6,10 +6,14 @@ import PackageDescription
 /// Dependencies point downward (a module uses only modules on the lines below its own):
 ///   executables: caravan, caravanctl, caravan-coordinator, caravan-worker, caravan-openai
 ///   -> Coordinator, Worker (daemons), OpenAIServer (HTTP API), MetricsEndpoint (Prometheus)
-///   -> ClusterSupport (daemon start-up, config files, keys, wire conversions), CaravanClient
+///   -> ClusterSupport (daemon start-up, config files, keys, wire conversions), CaravanClient,
+///      CaravanTransport (the seam the daemons' logic talks through: ZeroMQ sockets, or an
+///      in-memory hub in one process)
 ///   -> Planning (pure), Inference, CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum
 ///   -> Llama, Tokenizer, ChatTemplate, Sampling
 ///   -> GGUF, CKernels, CaravanCore.
+///   CaravanTesting (tests only: an in-process cluster over the in-memory transport) ->
+///   Coordinator, Worker, CaravanTransport, TestSupport.
 let package = Package(
     name: "Caravan",
     platforms: [.macOS(.v15)],
@@ -61,6 +65,8 @@ let package = Package(
             "CaravanCore", "ZeroMQ", "CChecksum",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
+        // Send, receive, close: over ZeroMQ sockets or in memory (tests).
+        .target(name: "CaravanTransport", dependencies: ["ZeroMQ"]),
 
         // MARK: Planning (pure: who runs which layers; the on-paper planner)
         .target(name: "Planning", dependencies: ["CaravanCore", "GGUF", "Llama"]),
@@ -73,14 +79,14 @@ let package = Package(
         ],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
-            "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport", "CaravanTransport",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Coordinator", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
-            "Planning",
+            "Planning", "CaravanTransport",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -154,14 +160,24 @@ let package = Package(
         .testTarget(name: "ClusterSupportTests", dependencies: [
             "ClusterSupport", "Planning", "CaravanCore", "CaravanWire", "Llama", "Sampling", "ZeroMQ",
         ]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "CaravanTransport", "CaravanTesting", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: [
-            "Coordinator", "Planning", "ClusterSupport", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport",
+            "Coordinator", "Planning", "ClusterSupport", "CaravanWire", "CaravanTransport", "CaravanTesting", "Inference", "Llama", "GGUF", "TestSupport",
         ]),
         .testTarget(name: "PlanningTests", dependencies: ["Planning", "CaravanCore", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "CaravanClientTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
+        // An in-process cluster (coordinator and workers over the in-memory transport) for tests.
+        .target(name: "CaravanTesting", dependencies: [
+            "Coordinator", "Worker", "CaravanTransport", "CaravanWire", "ClusterSupport", "ZeroMQ", "TestSupport",
+            "CaravanCore", "GGUF", "Inference", "Llama", "Tokenizer", "Planning",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/CaravanTesting"),
+        .testTarget(name: "CaravanTestingTests", dependencies: [
+            "CaravanTesting", "CaravanTransport", "CaravanWire", "Coordinator", "Worker", "Inference", "Llama", "Tokenizer",
+            "GGUF", "ZeroMQ", "TestSupport",
+        ]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

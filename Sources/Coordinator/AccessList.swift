@@ -242,8 +242,13 @@ extension AccessList {
     /// lists; `.plain` when there is no access list (plain mode). A CURVE frame without a User-Id
     /// cannot happen with the handler running; it gets no role.
     static func caller(of frames: [Message], access: AccessList?) -> Caller {
+        caller(identity: frames.dropFirst().first?.userID ?? frames.first?.userID, access: access)
+    }
+
+    /// The caller of a message whose link proved `identity` (a ``CaravanTransport/Delivery``'s).
+    static func caller(identity: String?, access: AccessList?) -> Caller {
         guard let access else { return .plain }
-        guard let key = frames.dropFirst().first?.userID ?? frames.first?.userID else { return Caller(key: "", roles: []) }
+        guard let key = identity else { return Caller(key: "", roles: []) }
         return Caller(key: key, roles: access.roles(of: key))
     }
 }

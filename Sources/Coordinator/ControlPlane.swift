@@ -1,10 +1,10 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ClusterSupport
 import Foundation
 import Logging
 import Planning
-import ZeroMQ
 
 /// The coordinator's control socket (ROUTER): feeds workers' messages into the ``Membership``
 /// state machine and carries out its directives (acknowledgements, planning, assignments,
@@ -12,7 +12,7 @@ import ZeroMQ
 /// when an operator drains a worker, and when a worker has become slow enough that moving layers
 /// pays (see ``RebalancePolicy``). Sends `ReleaseSequences` to every stage.
 final class ControlPlane: Sendable {
-    private let control: AsyncSocket
+    private let control: any Transport
     private let codec: WireCodec
     private let membership: LockedValue<Membership>
     private let facts: ModelFacts
@@ -31,8 +31,11 @@ final class ControlPlane: Sendable {
     private let linkSpeed: LockedValue<Double>
     /// Bytes each worker of the plan being loaded must pull (to measure the link by its load time).
     private let expectedPulls = LockedValue<[String: UInt64]>([:])
+    /// Each stage's work in the plan a re-plan for balance replaces (taken before the re-plan ends
+    /// that plan's serving phase): the measured speeds of the plan to come are read against it.
+    private let layersBeforeRebalance = LockedValue<[String: Double]>([:])
 
-    init(control: AsyncSocket, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
+    init(control: any Transport, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
          template: AssignmentTemplate, configuration: CoordinatorConfiguration, logger: Logger, desk: JobDesk,
          serve: AsyncStream<ServeOrder>.Continuation) {
         self.control = control
@@ -55,13 +58,12 @@ final class ControlPlane: Sendable {
     /// The clock ``Membership`` is fed with (milliseconds since start), for status reports.
     var elapsedMs: UInt64 { now }
 
-    /// Handles one message from the control socket (routing id first).
-    func handle(_ frames: [Message]) async {
-        guard frames.count >= 2 else { return }
-        let peer = PeerID(frames[0].bytes)
+    /// Handles one message from the control link.
+    func handle(_ message: Delivery) async {
+        let peer = PeerID(message.sender ?? [])
         let body: Caravan_V1_Envelope.OneOf_Body
         do {
-            guard case .message(let b, _) = try codec.decode(Array(frames.dropFirst())) else {
+            guard case .message(let b, _) = try codec.decode(message.frames) else {
                 logger.warning("control socket: dropped a data message")
                 return
             }
@@ -74,7 +76,7 @@ final class ControlPlane: Sendable {
         var directives: [Membership.Directive] = []
         // ZAP admits only worker keys on this socket; checked again per message because the lists
         // may have changed since the connection was made.
-        let caller = AccessList.caller(of: frames, access: configuration.access)
+        let caller = AccessList.caller(identity: message.identity, access: configuration.access)
         guard caller.roles.contains(.worker) else {
             logger.warning("control socket: dropped a message from a key that is not a worker's",
                            metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
@@ -187,8 +189,8 @@ final class ControlPlane: Sendable {
                     ])
                 }
                 do {
-                    let input = planInput(workers)
                     let purpose = membership.withLock { $0.pendingPurpose }
+                    let input = planInput(workers, purpose: purpose)
                     let plan = try makePlan(input, purpose: purpose)
                     CoordinatorMetrics.planned(purpose)
                     let pulls = Dictionary(plan.stages.map { s in
@@ -254,9 +256,13 @@ final class ControlPlane: Sendable {
         MovementCost(linkBytesPerSecond: link, paybackSeconds: slowWatch.withLock { $0.horizonSeconds })
     }
 
-    /// Planner input: measured speeds where the running plan has them (see ``Rebalancer``).
-    private func planInput(_ workers: [Member]) -> [PlanWorker] {
-        Rebalancer.planInput(workers, layersInPlan: currentLayers(), minimumSteps: configuration.rebalance.minimumSteps)
+    /// Planner input: measured speeds where the running plan has them (see ``Rebalancer``). A
+    /// re-plan for balance has ended the serving phase already: it reads the speeds against the
+    /// plan it replaces.
+    private func planInput(_ workers: [Member], purpose: PlanPurpose? = nil) -> [PlanWorker] {
+        var layers = currentLayers()
+        if layers.isEmpty, purpose == .rebalance { layers = layersBeforeRebalance.withLock { $0 } }
+        return Rebalancer.planInput(workers, layersInPlan: layers, minimumSteps: configuration.rebalance.minimumSteps)
     }
 
     /// Each serving stage's work in layers (the last stage's output matrix counted as the planner
@@ -349,6 +355,8 @@ final class ControlPlane: Sendable {
         guard let decision = slowWatch.withLock({ $0.observe(candidate, epoch: snapshot.epoch, now: t) }) else { return }
         guard t - lastPlanAt.withLock({ $0 }) >= UInt64(JobDesk.milliseconds(policy.minimumInterval)) else { return }
         let reason = decision.reason
+        let layers = currentLayers()
+        layersBeforeRebalance.withLock { $0 = layers }
         let directives = membership.withLock { $0.replan(reason, now: t, purpose: .rebalance) }
         await execute(directives)
     }
@@ -392,7 +400,7 @@ final class ControlPlane: Sendable {
 
     private func send(_ body: Caravan_V1_Envelope.OneOf_Body, to peer: PeerID) async {
         do {
-            try await control.send([Message(peer.bytes)] + (try codec.encode(body)), timeout: .seconds(2))
+            try await control.send(try codec.encode(body), to: peer.bytes, timeout: .seconds(2))
         } catch {
             logger.warning("could not send a control message", metadata: ["reason": "\(error)"])
         }

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ChatTemplate
 import ClusterSupport
@@ -37,22 +38,12 @@ public final class CoordinatorService: Service {
         self.stepTiming = LockedValue(StepDeadline(maximum: RemotePipelineEngine.seconds(configuration.stepDeadline)))
     }
 
+    /// Runs the daemon: binds the control, result and client sockets (ROUTERs) and the model
+    /// source, with CURVE and the ZAP handler as configured, and serves over them (``run(over:)``).
     public func run() async throws {
         let config = configuration
-        let file: GGUFFile
-        let facts: ModelFacts
-        let tokenizer: Tokenizer
-        do {
-            file = try GGUFFile(path: config.modelPath)
-            facts = try ModelFacts(file: file)
-            tokenizer = try Tokenizer(gguf: file)
-        } catch {
-            throw CoordinatorStartError(description: "cannot open the model \(config.modelPath): \(error)")
-        }
-        let template = tokenizer.chatTemplate.flatMap { try? ChatTemplate($0) }
-        let fingerprint = try ModelFingerprint.of(path: config.modelPath)
-        let contextLimit = min(config.contextTokens, facts.contextLength > 0 ? facts.contextLength : config.contextTokens)
-
+        let model = try openModel()
+        let (file, facts, fingerprint) = (model.file, model.facts, model.fingerprint)
         // Two I/O threads: layer pulls (several connections) are encrypted on two cores.
         let context = try Context(ioThreads: 2)
         // With CURVE a ZAP handler decides who connects to which socket (it must run before the
@@ -91,7 +82,6 @@ public final class CoordinatorService: Service {
             zap?.stop()
             context.terminate()
         }
-        let codec = WireCodec(limits: config.limits)
         // Every socket refuses frames above its largest legitimate one while reading them
         // (`FrameLimits`, docs/protocol.md): a peer cannot make the coordinator buffer more.
         let control = try AsyncSocket(loop: loop, type: .router) { socket in
@@ -121,6 +111,60 @@ public final class CoordinatorService: Service {
         let resultAddress = Endpoints.advertisable(try await results.withSocket { s throws(ZMQError) in try s.lastEndpoint })
         let controlAddress = try await control.withSocket { s throws(ZMQError) in try s.lastEndpoint }
         let clientsAddress = try await clients.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        let security = config.security
+        let logger = self.logger
+        try await run(over: CoordinatorLinks(
+            control: ZeroMQTransport(control, routed: true), results: ZeroMQTransport(results, routed: true),
+            clients: ZeroMQTransport(clients, routed: true),
+            dialer: ZeroMQDialer(loop: loop, security: { security.client(serverKey: $0) }),
+            controlAddress: controlAddress, clientsAddress: clientsAddress, resultAddress: resultAddress,
+            access: access,
+            modelSource: { isRegisteredWorker in
+                try await ModelServer(
+                    loop: loop, endpoint: config.modelSourceEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint),
+                    security: config.security, file: file, fingerprint: fingerprint, layerCount: facts.layerCount,
+                    codec: WireCodec(limits: config.limits), logger: logger, access: access, isRegisteredWorker: isRegisteredWorker)
+            }), model: model)
+    }
+
+    /// Serves over `links` until cancelled or shut down gracefully: takes workers' registrations,
+    /// plans, assigns, and serves jobs once every stage is ready. Closes the links when done.
+    public func run(over links: CoordinatorLinks) async throws {
+        try await run(over: links, model: try openModel())
+    }
+
+    /// The model file, what the planner needs of it, and its fingerprint (read once per start).
+    private struct OpenedModel: Sendable {
+        let file: GGUFFile
+        let facts: ModelFacts
+        let fingerprint: ModelFingerprint
+    }
+
+    private func openModel() throws -> OpenedModel {
+        let path = configuration.modelPath
+        do {
+            let file = try GGUFFile(path: path)
+            return OpenedModel(file: file, facts: try ModelFacts(file: file), fingerprint: try ModelFingerprint.of(path: path))
+        } catch {
+            throw CoordinatorStartError(description: "cannot open the model \(path): \(error)")
+        }
+    }
+
+    private func run(over links: CoordinatorLinks, model: OpenedModel) async throws {
+        let config = configuration
+        let (file, facts, fingerprint) = (model.file, model.facts, model.fingerprint)
+        let tokenizer: Tokenizer
+        do {
+            tokenizer = try Tokenizer(gguf: file)
+        } catch {
+            throw CoordinatorStartError(description: "cannot open the model \(config.modelPath): \(error)")
+        }
+        let template = tokenizer.chatTemplate.flatMap { try? ChatTemplate($0) }
+        let contextLimit = min(config.contextTokens, facts.contextLength > 0 ? facts.contextLength : config.contextTokens)
+        let access = links.access
+        let codec = WireCodec(limits: config.limits)
+        let (control, results, clients) = (links.control, links.results, links.clients)
+        let (resultAddress, controlAddress, clientsAddress) = (links.resultAddress, links.controlAddress, links.clientsAddress)
         logger.info("coordinator started", metadata: [
             "model": "\(fingerprint.name)", "sha256": "\(fingerprint.sha256)", "layers": "\(facts.layerCount)",
             "control": "\(controlAddress)", "clients": "\(clientsAddress)", "results": "\(resultAddress)",
@@ -170,14 +214,11 @@ public final class CoordinatorService: Service {
             heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout)),
             suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)),
             joinSettle: UInt64(JobDesk.milliseconds(config.joinSettle)), lastEpoch: lastEpoch))
-        let modelServer = try await ModelServer(
-            loop: loop, endpoint: config.modelSourceEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint),
-            security: config.security, file: file, fingerprint: fingerprint, layerCount: facts.layerCount, codec: codec, logger: logger,
-            access: access, isRegisteredWorker: { key in
-                membership.withLock { m in m.members.contains { $0.dataPublicKey == key } }
-            })
+        let modelServer = try await links.modelSource? { key in
+            membership.withLock { m in m.members.contains { $0.dataPublicKey == key } }
+        }
         var planeConfiguration = config
-        planeConfiguration.modelSourceAddress = modelServer.address
+        planeConfiguration.modelSourceAddress = modelServer?.address ?? ""
         planeConfiguration.access = access
         let (servings, serveSignal) = AsyncStream.makeStream(of: ServeOrder.self)
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
@@ -214,15 +255,15 @@ public final class CoordinatorService: Service {
                 }
                 group.addTask {
                     do {
-                        for try await frames in control.messages() { await plane.handle(frames) }
+                        for try await message in control.deliveries() { await plane.handle(message) }
                     } catch {
                         self.logger.error("control socket failed", metadata: ["reason": "\(error)"])
                     }
                 }
                 group.addTask {
                     do {
-                        for try await frames in results.messages() {
-                            self.deliver(frames, codec: codec, desk: desk, access: access)
+                        for try await message in results.deliveries() {
+                            self.deliver(message, codec: codec, desk: desk, access: access)
                         }
                     } catch {
                         self.logger.error("result socket failed", metadata: ["reason": "\(error)"])
@@ -230,13 +271,13 @@ public final class CoordinatorService: Service {
                 }
                 group.addTask {
                     do {
-                        for try await frames in clients.messages() { await desk.handle(frames) }
+                        for try await message in clients.deliveries() { await desk.handle(message) }
                     } catch {
                         self.logger.error("client socket failed", metadata: ["reason": "\(error)"])
                     }
                 }
                 group.addTask { await desk.runOutbox() }
-                group.addTask { await modelServer.run() }
+                if let modelServer { group.addTask { await modelServer.run() } }
                 group.addTask { await plane.tickLoop() }
                 if config.recordsMetrics {
                     group.addTask {
@@ -249,7 +290,7 @@ public final class CoordinatorService: Service {
                 group.addTask {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {
-                        await self.serve(serve, loop: loop, codec: codec, desk: desk, plane: plane,
+                        await self.serve(serve, dialer: links.dialer, codec: codec, desk: desk, plane: plane,
                                          vocabulary: facts.vocabularySize, contextLimit: contextLimit)
                     }
                 }
@@ -258,18 +299,17 @@ public final class CoordinatorService: Service {
         desk.serving?.engine.failAll(CancellationError())
         desk.finish()
         logger.info("coordinator stopping")
-        await modelServer.close()
+        await modelServer?.close()
         await clients.close()
         await results.close()
         await control.close()
     }
 
-    private func deliver(_ frames: [Message], codec: WireCodec, desk: JobDesk, access: AccessList?) {
-        guard frames.count >= 2 else { return }
+    private func deliver(_ message: Delivery, codec: WireCodec, desk: JobDesk, access: AccessList?) {
         if access != nil {
             // Only the worker the last stage of the serving plan was assigned to posts results:
             // another worker (or a stale one) could otherwise answer steps it never ran.
-            let caller = AccessList.caller(of: frames, access: access)
+            let caller = AccessList.caller(identity: message.identity, access: access)
             guard let serving = desk.serving, caller.roles.contains(.worker), !caller.key.isEmpty,
                   caller.key == serving.lastStageKey else {
                 logger.warning("result socket: dropped a result from a worker that does not run the last stage",
@@ -278,11 +318,11 @@ public final class CoordinatorService: Service {
             }
         }
         do {
-            guard case .stepResult(let outcome, _) = try codec.decode(Array(frames.dropFirst())) else {
+            guard case .stepResult(let outcome, _) = try codec.decode(message.frames) else {
                 logger.warning("result socket: dropped a message that is not a step result")
                 return
             }
-            CoordinatorMetrics.bytesFromLastStage.increment(by: frames.dropFirst().reduce(0) { $0 + $1.count })
+            CoordinatorMetrics.bytesFromLastStage.increment(by: message.frames.reduce(0) { $0 + $1.count })
             guard let engine = desk.serving?.engine, engine.deliver(outcome) else {
                 logger.warning("result socket: dropped a result for no pending step",
                                metadata: ["step": "\(outcome.stepID)", "epoch": "\(outcome.planEpoch)"])
@@ -293,16 +333,11 @@ public final class CoordinatorService: Service {
         }
     }
 
-    private func serve(_ serve: ServeOrder, loop: EventLoop, codec: WireCodec, desk: JobDesk, plane: ControlPlane,
+    private func serve(_ serve: ServeOrder, dialer: any TransportDialer, codec: WireCodec, desk: JobDesk, plane: ControlPlane,
                        vocabulary: Int, contextLimit: Int) async {
-        let first: AsyncSocket
+        let first: any Transport
         do {
-            first = try AsyncSocket(loop: loop, type: .dealer) { socket in
-                try socket.apply(self.configuration.security.client(serverKey: serve.stages[0].publicKey))
-                try socket.set(.sendHighWaterMark, 64)
-                try socket.apply(LinkLiveness.cluster)
-                try socket.connect(serve.stages[0].address)
-            }
+            first = try dialer.dial(serve.stages[0].address, serverKey: serve.stages[0].publicKey)
         } catch {
             logger.error("cannot connect to the first stage", metadata: ["reason": "\(error)"])
             await plane.pipelineFault(epoch: serve.epoch, reason: "cannot connect to the first stage: \(error)")

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ChatTemplate
 import ClusterSupport
@@ -104,7 +105,7 @@ final class JobDesk: Sendable {
         var admission: KVAdmission
     }
 
-    private let clients: AsyncSocket
+    private let clients: any Transport
     private let codec: WireCodec
     private let tokenizer: Tokenizer
     private let template: ChatTemplate?
@@ -128,7 +129,7 @@ final class JobDesk: Sendable {
     /// Answers `DrainRequest`s; installed by the service.
     let drainHandler = LockedValue<(@Sendable (Caravan_V1_DrainRequest) async -> Caravan_V1_AdminResult)?>(nil)
 
-    init(clients: AsyncSocket, codec: WireCodec, tokenizer: Tokenizer, template: ChatTemplate?, contextLimit: Int,
+    init(clients: any Transport, codec: WireCodec, tokenizer: Tokenizer, template: ChatTemplate?, contextLimit: Int,
          logger: Logger, journal: any JobJournal, policy: JobDeskPolicy, access: AccessList? = nil) {
         self.access = access
         self.clients = clients
@@ -150,7 +151,7 @@ final class JobDesk: Sendable {
             do {
                 let frames: [Message]
                 do {
-                    frames = [Message(peer.bytes)] + (try codec.encode(body, requestID: requestID))
+                    frames = try codec.encode(body, requestID: requestID)
                 } catch {
                     // A reply that cannot be encoded (too large, invalid) must not leave its client
                     // waiting: it gets an error reply instead.
@@ -158,9 +159,9 @@ final class JobDesk: Sendable {
                     var reply = Caravan_V1_ErrorReply()
                     reply.code = "internal"
                     reply.message = "the coordinator could not encode its reply: \(error)"
-                    frames = [Message(peer.bytes)] + (try codec.encode(.error(reply), requestID: requestID))
+                    frames = try codec.encode(.error(reply), requestID: requestID)
                 }
-                try await clients.send(frames, timeout: .seconds(5))
+                try await clients.send(frames, to: peer.bytes, timeout: .seconds(5))
             } catch {
                 logger.warning("could not send to a client", metadata: ["reason": "\(error)"])
             }
@@ -347,14 +348,13 @@ final class JobDesk: Sendable {
 
     // MARK: Client socket
 
-    /// Handles one message from the client socket (routing id first).
-    func handle(_ frames: [Message]) async {
-        guard frames.count >= 2 else { return }
-        let peer = PeerID(frames[0].bytes)
+    /// Handles one message from the client link.
+    func handle(_ message: Delivery) async {
+        let peer = PeerID(message.sender ?? [])
         let body: Caravan_V1_Envelope.OneOf_Body
         let requestID: UInt64
         do {
-            guard case .message(let b, let r) = try codec.decode(Array(frames.dropFirst())) else {
+            guard case .message(let b, let r) = try codec.decode(message.frames) else {
                 logger.warning("client socket: dropped an unexpected data message")
                 return
             }
@@ -369,7 +369,7 @@ final class JobDesk: Sendable {
         }
         // Roles per message (docs/protocol.md): ZAP admits only client and admin keys here; a
         // client touches its own jobs only (another's are "not found"), admins everything.
-        let caller = AccessList.caller(of: frames, access: access)
+        let caller = AccessList.caller(identity: message.identity, access: access)
         guard !caller.roles.intersection([.client, .admin]).isEmpty else {
             logger.warning("client socket: refused a message from a key that is neither client nor admin",
                            metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])

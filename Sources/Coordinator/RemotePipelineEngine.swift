@@ -1,10 +1,10 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ClusterSupport
 import Inference
 import Llama
 import Logging
-import ZeroMQ
 
 /// Why a remote forward step failed.
 public enum PipelineError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -44,7 +44,7 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     public let contextLimit: Int
     /// The plan epoch steps run under.
     public let planEpoch: UInt64
-    private let firstStage: AsyncSocket
+    private let firstStage: any Transport
     private let codec: WireCodec
     private let deadline: Duration
     private let releaser: @Sendable ([UInt64]) async -> Void
@@ -53,9 +53,9 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     private let timing: LockedValue<StepDeadline>
     private let label: String
 
-    /// An engine sending steps of `planEpoch` through `firstStage` (a DEALER connected to the first
-    /// worker's data endpoint); `releaser` sends `ReleaseSequences` to every worker.
-    public init(firstStage: AsyncSocket, planEpoch: UInt64, vocabularySize: Int, contextLimit: Int, codec: WireCodec,
+    /// An engine sending steps of `planEpoch` through `firstStage` (a one-peer transport connected
+    /// to the first worker's data endpoint); `releaser` sends `ReleaseSequences` to every worker.
+    public init(firstStage: any Transport, planEpoch: UInt64, vocabularySize: Int, contextLimit: Int, codec: WireCodec,
                 deadline: Duration = .seconds(30), timing: LockedValue<StepDeadline>? = nil, label: String = "pipeline",
                 releaser: @escaping @Sendable ([UInt64]) async -> Void) {
         self.firstStage = firstStage

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ClusterSupport
 import GGUF
@@ -12,8 +13,9 @@ public struct StageLoadError: Error, CustomStringConvertible, Sendable {
     public let description: String
 }
 
-/// The data plane of a worker: the loaded stage and the sockets to its next hop and to the
-/// coordinator's result endpoint. Steps are executed one at a time in arrival order (the stage is
+/// The data plane of a worker: the loaded stage and the transports to its next hop and to the
+/// coordinator's result endpoint (made by a ``TransportDialer``: ZeroMQ in the daemon, in memory in
+/// tests). Steps are executed one at a time in arrival order (the stage is
 /// not thread-safe); a bad step is logged and dropped, a failed forward is reported as a
 /// `StepResult` error, and nothing a peer sends stops the runtime.
 public actor StageRuntime {
@@ -21,16 +23,17 @@ public actor StageRuntime {
         let assignment: StageAssignment
         let stage: LlamaStage
         let next: NextHop
-        let results: AsyncSocket
+        let results: any Transport
     }
 
-    private let loop: EventLoop
+    private let dialer: any TransportDialer
     private let codec: WireCodec
     private let threads: Int
-    private let security: ClusterSecurity
     private let coordinatorPublicKey: String
     private let sendTimeout: Duration
     private let logger: Logger
+    /// Times steps (ContinuousClock in the daemon; tests may dilate it).
+    private let clock: any Clock<Duration>
     private var installed: Installed?
     private var pool: ComputeThreadPool?
     /// Step statistics since the stage was loaded, readable without waiting for a running step
@@ -39,13 +42,17 @@ public actor StageRuntime {
     /// Steps executed since the stage was loaded (for logs and tests).
     public var stepsRun: Int { statistics.withLock { $0.steps } }
 
-    /// A runtime creating its sockets on `loop`.
-    public init(loop: EventLoop, codec: WireCodec, threads: Int, security: ClusterSecurity = .plain,
-                coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger) {
-        self.loop = loop
+    /// A runtime connecting to its next hop and the result endpoint through `dialer`; the
+    /// coordinator proves itself with `coordinatorPublicKey` (CURVE; "" in plain mode). Step
+    /// times (reported in heartbeats, read by the coordinator's balance checks) are measured on
+    /// `clock`.
+    public init(dialer: any TransportDialer, codec: WireCodec, threads: Int,
+                coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger,
+                clock: any Clock<Duration> = ContinuousClock()) {
+        self.dialer = dialer
+        self.clock = clock
         self.codec = codec
         self.threads = threads
-        self.security = security
         self.coordinatorPublicKey = coordinatorPublicKey
         self.sendTimeout = sendTimeout
         self.logger = logger
@@ -78,23 +85,25 @@ public actor StageRuntime {
             throw StageLoadError(description: "the model has \(stage.configuration.layerCount) layers, the assignment says \(assignment.modelLayerCount)")
         }
         let next: NextHop
-        let results: AsyncSocket
+        let results: any Transport
         do {
-            // The last stage sends to the coordinator's result socket: connected now, and shared
+            // The last stage sends to the coordinator's result endpoint: connected now, and shared
             // with failure reports. A next stage is connected at the first step sent to it (see
             // NextHop).
-            let toResults = assignment.resultAddress == assignment.nextHop
-            next = NextHop(socket: try Self.dealer(loop: loop, endpoint: toResults ? assignment.nextHop : nil,
-                                                   security: security.client(serverKey: assignment.nextHopPublicKey)),
-                           endpoint: assignment.nextHop, connected: toResults)
-            results = toResults
-                ? next.socket : try Self.dealer(loop: loop, endpoint: assignment.resultAddress,
-                                                security: security.client(serverKey: coordinatorPublicKey))
+            if assignment.resultAddress == assignment.nextHop {
+                results = try dialer.dial(assignment.nextHop, serverKey: assignment.nextHopPublicKey)
+                next = NextHop(dialer: dialer, endpoint: assignment.nextHop, serverKey: assignment.nextHopPublicKey,
+                               connected: results)
+            } else {
+                next = NextHop(dialer: dialer, endpoint: assignment.nextHop, serverKey: assignment.nextHopPublicKey,
+                               connected: nil)
+                results = try dialer.dial(assignment.resultAddress, serverKey: coordinatorPublicKey)
+            }
         } catch {
             throw StageLoadError(description: "cannot connect to \(assignment.nextHop): \(error)")
         }
         if let old = installed {
-            await old.next.socket.close()
+            await old.next.close()
             await old.results.close()
         }
         installed = Installed(assignment: assignment, stage: stage, next: next, results: results)
@@ -109,18 +118,6 @@ public actor StageRuntime {
             "weight_bytes": "\(stage.weightBytes)",
         ])
         return stage.weightBytes
-    }
-
-    /// A DEALER with `security`, connected to `endpoint` (nil: connected later).
-    private static func dealer(loop: EventLoop, endpoint: String?, security: SocketSecurity) throws -> AsyncSocket {
-        try AsyncSocket(loop: loop, type: .dealer) { socket in
-            try socket.apply(security)
-            try socket.set(.sendHighWaterMark, 64)
-            // A connection that stops answering (a cut link, heavy packet loss with TCP backing
-            // off) is dropped and re-established instead of stalling for minutes.
-            try socket.apply(LinkLiveness.cluster)
-            if let endpoint { try socket.connect(endpoint) }
-        }
     }
 
     /// Frees the KV caches of `sequences`.
@@ -162,7 +159,7 @@ public actor StageRuntime {
             return
         }
         var output: StageOutput
-        let started = ContinuousClock.now
+        let elapsedSinceStart = Self.stopwatch(clock)
         do {
             output = try installed.stage.forward(batch)
         } catch {
@@ -177,7 +174,7 @@ public actor StageRuntime {
             await report(step.failure("stage \(assignment.stageIndex): \(error)"), to: installed)
             return
         }
-        let elapsed = ContinuousClock.now - started
+        let elapsed = elapsedSinceStart()
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         statistics.withLock { $0.record(milliseconds: ms, rows: batch.entries.count) }
         WorkerMetrics.stepTime.record(duration: elapsed)
@@ -213,54 +210,67 @@ public actor StageRuntime {
         }
     }
 
-    /// Closes the sockets.
+    /// Starts measuring on `clock`: the returned function tells the time elapsed since.
+    private static func stopwatch<C: Clock>(_ clock: C) -> () -> Duration where C.Duration == Duration {
+        let start = clock.now
+        return { start.duration(to: clock.now) }
+    }
+
+    /// Closes the transports.
     public func shutdown() async {
         if let installed {
-            await installed.next.socket.close()
+            await installed.next.close()
             await installed.results.close()
         }
         installed = nil
     }
 }
 
-/// The socket to a stage's next hop.
+/// The transport to a stage's next hop.
 ///
-/// A next stage's data socket is connected at the first step sent there, not when the assignment
+/// A next stage's data endpoint is connected at the first step sent there, not when the assignment
 /// loads: the coordinator sends steps of a plan only once every stage reported its assignment
 /// ready, and a worker admits the key of the stage before it (its ZAP allow-list) as soon as it
 /// takes the assignment, so the handshake is never made too early. (libzmq does not retry a
 /// handshake the peer refused: a connection made before the next stage knew the key would stay
 /// dead.)
 final class NextHop: Sendable {
-    /// The DEALER.
-    let socket: AsyncSocket
     /// Where it connects.
     let endpoint: String
-    private let connected: LockedValue<Bool>
+    private let serverKey: String
+    private let dialer: any TransportDialer
+    private let transport: LockedValue<(any Transport)?>
 
-    /// A hop sending through `socket` to `endpoint`; `connected` says whether `socket` is already
-    /// connected there.
-    init(socket: AsyncSocket, endpoint: String, connected: Bool) {
-        self.socket = socket
+    /// A hop to `endpoint` (proving itself with `serverKey`), dialled through `dialer` at the first
+    /// send unless `connected` is given.
+    init(dialer: any TransportDialer, endpoint: String, serverKey: String, connected: (any Transport)?) {
+        self.dialer = dialer
         self.endpoint = endpoint
-        self.connected = LockedValue(connected)
+        self.serverKey = serverKey
+        self.transport = LockedValue(connected)
     }
 
     /// Sends `frames`, connecting first when this is the first step.
-    func send(_ frames: [Message], timeout: Duration) async throws(ZMQError) {
-        let connectNow = connected.withLock { done in
-            defer { done = true }
-            return !done
-        }
-        if connectNow {
-            do {
-                try await socket.connect(endpoint)
-            } catch {
-                connected.withLock { $0 = false }
-                throw error
+    func send(_ frames: [Message], timeout: Duration) async throws(TransportError) {
+        let current = transport.withLock { $0 }
+        let hop: any Transport
+        if let current {
+            hop = current
+        } else {
+            let made = try dialer.dial(endpoint, serverKey: serverKey)
+            hop = transport.withLock { t in
+                if let t { return t }  // another step connected meanwhile
+                t = made
+                return made
             }
+            if hop !== made { await made.close() }
         }
-        try await socket.send(frames, timeout: timeout)
+        try await hop.send(frames, timeout: timeout)
+    }
+
+    /// Closes the transport, if it was connected.
+    func close() async {
+        await transport.withLock { $0 }?.close()
     }
 }
 

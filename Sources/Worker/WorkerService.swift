@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -30,31 +31,20 @@ public final class WorkerService: Service {
     public let configuration: WorkerConfiguration
     private let logger: Logger
     private let session = SessionBox()
+    /// Times the stage's steps (see ``StageRuntime``).
+    private let stepClock: any Clock<Duration>
 
-    /// A worker with `configuration`, logging to `logger`.
-    public init(configuration: WorkerConfiguration, logger: Logger) {
+    /// A worker with `configuration`, logging to `logger`, timing its steps on `stepClock`.
+    public init(configuration: WorkerConfiguration, logger: Logger, stepClock: any Clock<Duration> = ContinuousClock()) {
         self.configuration = configuration
         self.logger = logger
+        self.stepClock = stepClock
     }
 
+    /// Runs the daemon: binds the data socket (ROUTER), connects the control socket (DEALER) to the
+    /// coordinator, with CURVE and ZAP as configured, and serves over them (``run(over:)``).
     public func run() async throws {
         let config = configuration
-        var fingerprints: [(ModelFingerprint, String)] = []
-        for path in config.modelPaths {
-            let started = ContinuousClock.now
-            let fp = try ModelFingerprint.of(path: path)
-            logger.info("model file", metadata: ["path": "\(path)", "sha256": "\(fp.sha256)", "took": "\(ContinuousClock.now - started)"])
-            fingerprints.append((fp, path))
-        }
-        let memory = HostInfo.memory()
-        let free = min(config.memoryLimit ?? UInt64.max, memory?.available ?? config.memoryLimit ?? 0)
-        let cached = LayerCache.contents(directory: config.cacheDirectory)
-        cachedLayers.withLock { $0 = cached }
-        let capabilities = WorkerCapabilities(
-            cores: config.threads, totalMemory: memory?.total ?? free, freeMemory: free,
-            speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0),
-            cachedLayers: cached)
-
         // One I/O thread per pull connection: a pull decrypts its connections on as many cores.
         let context = try Context(ioThreads: max(1, config.pullConnections))
         let loop = try EventLoop(context: context, name: "worker-zmq")
@@ -90,30 +80,56 @@ public final class WorkerService: Service {
             try socket.bind(config.dataEndpoint)
         }
         let bound = try await data.withSocket { socket throws(ZMQError) in try socket.lastEndpoint }
-        let advertised = config.advertisedDataEndpoint ?? Endpoints.advertisable(bound)
+        var fetchSettings = LayerFetcher.Settings()
+        fetchSettings.pruneUnusedAfter = config.cacheKeepDays.map { $0 * 86_400 }
+        fetchSettings.connections = max(1, config.pullConnections)
+        let fetcher = LayerFetcher(loop: loop, codec: codec, security: config.security, coordinatorPublicKey: config.coordinatorPublicKey,
+                                   cacheDirectory: config.cacheDirectory, settings: fetchSettings, logger: logger)
+        let security = config.security
+        try await run(over: WorkerLinks(
+            control: ZeroMQTransport(control, routed: false), data: ZeroMQTransport(data, routed: true),
+            dialer: ZeroMQDialer(loop: loop, security: { security.client(serverKey: $0) }),
+            dataAddress: config.advertisedDataEndpoint ?? Endpoints.advertisable(bound), layerFetcher: fetcher))
+    }
+
+    /// Serves over `links` until cancelled, shut down gracefully or drained: registers, heartbeats,
+    /// loads assignments and runs the steps arriving on the data link. Closes the links when done.
+    public func run(over links: WorkerLinks) async throws {
+        let config = configuration
+        var fingerprints: [(ModelFingerprint, String)] = []
+        for path in config.modelPaths {
+            let started = ContinuousClock.now
+            let fp = try ModelFingerprint.of(path: path)
+            logger.info("model file", metadata: ["path": "\(path)", "sha256": "\(fp.sha256)", "took": "\(ContinuousClock.now - started)"])
+            fingerprints.append((fp, path))
+        }
+        let memory = HostInfo.memory()
+        let free = min(config.memoryLimit ?? UInt64.max, memory?.available ?? config.memoryLimit ?? 0)
+        let cached = LayerCache.contents(directory: config.cacheDirectory)
+        cachedLayers.withLock { $0 = cached }
+        let capabilities = WorkerCapabilities(
+            cores: config.threads, totalMemory: memory?.total ?? free, freeMemory: free,
+            speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0),
+            cachedLayers: cached)
+        let codec = WireCodec(limits: config.limits)
+        let advertised = links.dataAddress
         logger.info("worker started", metadata: [
             "id": "\(config.workerID)", "data": "\(advertised)", "coordinator": "\(config.coordinatorEndpoint)",
             "threads": "\(config.threads)", "memory": "\(free)", "speed": "\(capabilities.speed)",
             "security": "\(config.security == .plain ? "plain" : "curve")", "data_key": "\(config.security.publicKey)",
         ])
         WorkerMetrics.declare()
-        let runtime = StageRuntime(loop: loop, codec: codec, threads: config.threads, security: config.security,
+        let runtime = StageRuntime(dialer: links.dialer, codec: codec, threads: config.threads,
                                    coordinatorPublicKey: config.coordinatorPublicKey, sendTimeout: config.sendTimeout,
-                                   logger: logger)
-        let ports = Ports(control: control, codec: codec, logger: logger)
+                                   logger: logger, clock: stepClock)
+        let ports = Ports(control: links.control, codec: codec, logger: logger)
         let register = {
             var r = capabilities.register(workerID: config.workerID, dataAddress: advertised)
             r.dataPublicKey = config.security.publicKey
             return r
         }()
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
-        var fetchSettings = LayerFetcher.Settings()
-        fetchSettings.pruneUnusedAfter = config.cacheKeepDays.map { $0 * 86_400 }
-        fetchSettings.connections = max(1, config.pullConnections)
-        layerFetcher.withLock {
-            $0 = LayerFetcher(loop: loop, codec: codec, security: config.security, coordinatorPublicKey: config.coordinatorPublicKey,
-                              cacheDirectory: config.cacheDirectory, settings: fetchSettings, logger: logger)
-        }
+        layerFetcher.withLock { $0 = links.layerFetcher }
 
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
@@ -122,8 +138,8 @@ public final class WorkerService: Service {
                         await self.execute(directive, ports: ports, runtime: runtime, register: register, paths: paths, group: nil)
                     }
                     do {
-                        for try await frames in control.messages() {
-                            await self.handleControl(frames, ports: ports, runtime: runtime, register: register, paths: paths)
+                        for try await message in links.control.deliveries() {
+                            await self.handleControl(message.frames, ports: ports, runtime: runtime, register: register, paths: paths)
                         }
                     } catch {
                         self.logger.error("control socket failed", metadata: ["reason": "\(error)"])
@@ -131,9 +147,8 @@ public final class WorkerService: Service {
                 }
                 group.addTask {
                     do {
-                        for try await frames in data.messages() {
-                            guard frames.count >= 2 else { continue }  // routing id + message
-                            await runtime.handle(frames: Array(frames.dropFirst()))
+                        for try await message in links.data.deliveries() {
+                            await runtime.handle(frames: message.frames)
                         }
                     } catch {
                         self.logger.error("data socket failed", metadata: ["reason": "\(error)"])
@@ -153,8 +168,8 @@ public final class WorkerService: Service {
         logger.info("worker stopping")
         await cancelPull()
         await runtime.shutdown()
-        await data.close()
-        await control.close()
+        await links.data.close()
+        await links.control.close()
     }
 
     /// The control socket's routing identity: the worker id (cut to fit) and a random nonce of
@@ -372,7 +387,7 @@ public final class WorkerService: Service {
 
 /// The control socket with its codec.
 final class Ports: Sendable {
-    let control: AsyncSocket
+    let control: any Transport
     let codec: WireCodec
     let logger: Logger
     let heartbeatInterval = LockedValue<Duration?>(nil)
@@ -383,7 +398,7 @@ final class Ports: Sendable {
     /// Silence after which the worker registers again (the coordinator's heartbeat timeout).
     let coordinatorTimeout = LockedValue<Duration>(.seconds(10))
 
-    init(control: AsyncSocket, codec: WireCodec, logger: Logger) {
+    init(control: any Transport, codec: WireCodec, logger: Logger) {
         self.control = control
         self.codec = codec
         self.logger = logger

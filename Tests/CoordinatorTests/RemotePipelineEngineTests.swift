@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import ClusterSupport
 import Coordinator
@@ -18,7 +19,7 @@ final class RemotePipelineEngineTests: XCTestCase {
         let first = try AsyncSocket(loop: loop, type: .dealer) { try $0.connect("inproc://first-stage") }
         let codec = WireCodec()
         let released = LockedValue<[UInt64]>([])
-        let engine = RemotePipelineEngine(firstStage: first, planEpoch: 4, vocabularySize: 2, contextLimit: 64, codec: codec,
+        let engine = RemotePipelineEngine(firstStage: ZeroMQTransport(first, routed: false), planEpoch: 4, vocabularySize: 2, contextLimit: 64, codec: codec,
                                           deadline: .milliseconds(800), releaser: { ids in released.withLock { $0 += ids } })
         func batch(_ seq: UInt64) -> StageBatch {
             StageBatch(entries: [StageEntry(sequence: SequenceID(seq), position: 0, token: 1, wantsLogits: true)])

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTesting
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -11,48 +12,22 @@ import Tokenizer
 import XCTest
 import ZeroMQ
 
-/// A one-stage "pipeline" in process that goes through the real wire conversions both ways: the
-/// step is encoded and decoded (sampling requests validated), the stage runs, and its result comes
-/// back either as logits (the coordinator samples) or sampled on the stage, exactly like
-/// `StageRuntime` does it.
-private final class WireLoopEngine: ForwardEngine, @unchecked Sendable {
-    let stage: LlamaStage
-    let sampleOnStage: Bool
-    let codec = WireCodec()
-    let vocabularySize: Int
-    let contextLimit: Int
-    /// Bytes of every result message (all frames) and whether it carried sampled tokens.
-    private(set) var results: [(bytes: Int, sampled: Bool)] = []
+/// The coordinator's sampling: every row's sampling request removed from the step, so the last
+/// stage sends logits back and the ``BatchScheduler`` samples them here.
+private final class LogitsOnly: ForwardEngine, Sendable {
+    let inner: any ForwardEngine
+    var vocabularySize: Int { inner.vocabularySize }
+    var contextLimit: Int { inner.contextLimit }
 
-    init(file: GGUFFile, sampleOnStage: Bool) throws {
-        stage = try LlamaStage(file: file, contextLimit: 256, runner: ComputeThreadPool(threads: 2))
-        self.sampleOnStage = sampleOnStage
-        vocabularySize = stage.configuration.vocabularySize
-        contextLimit = stage.contextLimit
-    }
+    init(_ inner: any ForwardEngine) { self.inner = inner }
 
     func forward(_ batch: StageBatch) async throws -> StageOutput {
-        let step = ActivationStep(tokens: batch, jobID: "t", planEpoch: 1, stepID: 1)
-        guard case .activation(let received, _) = try codec.decode(try codec.encode(step)) else { throw CocoaError(.coderInvalidValue) }
-        let stageBatch = try StageBatch(step: received, embedsTokens: true, hiddenWidth: stage.configuration.embeddingLength)
-        var output = try stage.forward(stageBatch)
-        if sampleOnStage { output = try output.sampledOnStage(batch: stageBatch) }
-        let outcome: StepOutcome
-        switch output {
-        case let .logits(values, entryIndices, vocabulary):
-            outcome = try received.outcome(logits: values, entryIndices: entryIndices, vocabulary: vocabulary, dtype: .f32)
-        case let .sampled(rows, entryIndices):
-            outcome = received.outcome(sampled: rows, entryIndices: entryIndices)
-        case .hidden:
-            throw CocoaError(.coderInvalidValue)
-        }
-        let frames = try codec.encode(outcome)
-        results.append((frames.reduce(0) { $0 + $1.count }, !outcome.tokens.isEmpty))
-        guard case .stepResult(let back, _) = try codec.decode(frames) else { throw CocoaError(.coderInvalidValue) }
-        return try StageOutput(outcome: back, batch: batch, vocabulary: vocabularySize)
+        var stripped = batch
+        for i in stripped.entries.indices { stripped.entries[i].sampling = nil }
+        return try await inner.forward(stripped)
     }
 
-    func release(_ sequence: SequenceID) async { stage.removeSequence(sequence) }
+    func release(_ sequence: SequenceID) async { await inner.release(sequence) }
 }
 
 final class StageSamplingTests: XCTestCase {
@@ -84,7 +59,7 @@ final class StageSamplingTests: XCTestCase {
     }
 
     /// Every session of `parameters` run together: generated ids, text, finish reason, logprobs.
-    private func run(_ engine: WireLoopEngine, tok: Tokenizer, parameters: [SamplingParameters],
+    private func run(_ engine: any ForwardEngine, tok: Tokenizer, parameters: [SamplingParameters],
                      rewindAfter: Int? = nil) async throws -> [[String]] {
         let prompts = ["Once upon a time,", "The capital of France is", "List three colors:"]
         let scheduler = BatchScheduler(engine: engine)
@@ -118,12 +93,16 @@ final class StageSamplingTests: XCTestCase {
         }
     }
 
+    /// The real worker code (a ``StageRuntime`` with every layer, over the in-memory transport,
+    /// driven by the coordinator's ``RemotePipelineEngine``): once with the coordinator sampling the
+    /// logits the stage sends back, once with the stage sampling the rows' requests itself.
     func testSamplingOnTheStageEqualsSamplingOnTheCoordinatorBitForBit() async throws {
-        let (file, tok) = try load()
-        let coordinator = try WireLoopEngine(file: file, sampleOnStage: false)
-        let onStage = try WireLoopEngine(file: file, sampleOnStage: true)
-        let expected = try await run(coordinator, tok: tok, parameters: cases)
-        let got = try await run(onStage, tok: tok, parameters: cases)
+        let (_, tok) = try load()
+        let path = try TestModel.requirePath()
+        let coordinator = try await InProcessPipeline(modelPath: path)
+        let onStage = try await InProcessPipeline(modelPath: path)
+        let expected = try await run(LogitsOnly(coordinator.engine), tok: tok, parameters: cases)
+        let got = try await run(onStage.engine, tok: tok, parameters: cases)
         for (n, (e, g)) in zip(expected, got).enumerated() {
             XCTAssertEqual(g, e, "case \(n): ids, text and logprob bits")
         }
@@ -136,10 +115,13 @@ final class StageSamplingTests: XCTestCase {
         print("result message of the last decode step: logits \(logitsBytes) B, sampled \(sampledBytes) B")
         XCTAssertGreaterThan(logitsBytes, 4 * tok.vocabularySize)
         XCTAssertLessThan(sampledBytes * 1000, logitsBytes)
+        await coordinator.close()
+        await onStage.close()
 
         // The same runs with a fault after a few steps (replay from position 0) continue identically.
-        let replayed = try await run(try WireLoopEngine(file: file, sampleOnStage: true), tok: tok, parameters: cases,
-                                     rewindAfter: 9)
+        let fresh = try await InProcessPipeline(modelPath: path)
+        let replayed = try await run(fresh.engine, tok: tok, parameters: cases, rewindAfter: 9)
         XCTAssertEqual(replayed, expected)
+        await fresh.close()
     }
 }

@@ -1,0 +1,103 @@
+import CaravanCore
+import CaravanTesting
+import CaravanTransport
+import CaravanWire
+import ClusterSupport
+import Foundation
+import GGUF
+import Logging
+import Planning
+import Tokenizer
+import XCTest
+import ZeroMQ
+@testable import Coordinator
+
+/// The coordinator's control plane on the in-memory transport, with a scripted worker: the
+/// handshake, the assignment, the serve order once the stage is ready, and answers routed to the
+/// worker that asked.
+final class ControlPlaneTests: XCTestCase {
+    static let model = Result { try TinyModel().write() }
+    let codec = WireCodec()
+
+    func testAWorkerRegistersIsAssignedTheModelAndItsReadinessStartsServing() async throws {
+        let path = try Self.model.get()
+        let file = try GGUFFile(path: path)
+        let facts = try ModelFacts(file: file)
+        let fingerprint = try ModelFingerprint.of(path: path)
+        let hub = InMemoryHub()
+        let control = try hub.bind("mem://coordinator/control", node: "coordinator")
+        let logger = Logger(label: "plane") { _ in SwiftLogNoOpLogHandler() }
+        let desk = JobDesk(clients: try hub.bind("mem://coordinator/clients", node: "coordinator"), codec: codec,
+                           tokenizer: try Tokenizer(gguf: file), template: nil, contextLimit: 256, logger: logger,
+                           journal: InMemoryJobJournal(), policy: JobDeskPolicy(queueTimeout: .seconds(30)))
+        let config = CoordinatorConfiguration(modelPath: path, controlEndpoint: "mem://coordinator/control",
+                                              clientsEndpoint: "mem://coordinator/clients", expectedWorkers: 1,
+                                              activationDType: .f32, contextTokens: 256)
+        let membership = LockedValue(Membership(expectedWorkers: 1, modelSHA256: fingerprint.sha256, heartbeatTimeout: 2000,
+                                                suspectAfter: 500, joinSettle: 0, lastEpoch: 0))
+        let template = AssignmentTemplate(
+            modelName: fingerprint.name, modelSHA256: fingerprint.sha256, modelSize: fingerprint.size,
+            modelLayerCount: facts.layerCount, resultAddress: "mem://coordinator/results", activationDType: .f32,
+            maxContextTokens: 256, maxBatchSequences: 8, maxBatchTokens: 128)
+        let (servings, serve) = AsyncStream.makeStream(of: ServeOrder.self)
+        let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts, template: template,
+                                 configuration: config, logger: logger, desk: desk, serve: serve)
+
+        let worker = hub.connect("mem://coordinator/control", node: "worker-1", routingID: Array("w:worker-1".utf8))
+        let stranger = hub.connect("mem://coordinator/control", node: "stranger")
+        func send(_ link: any Transport, _ body: Caravan_V1_Envelope.OneOf_Body) async throws {
+            try await link.send(try codec.encode(body), timeout: .seconds(1))
+            await plane.handle(try await control.receive(within: .seconds(5)))
+        }
+        func next(_ link: any Transport) async throws -> Caravan_V1_Envelope.OneOf_Body {
+            guard case .message(let body, _) = try codec.decode(try await link.receive(within: .seconds(5)).frames) else {
+                throw TransportError(.failed, "not a control message")
+            }
+            return body
+        }
+
+        try await send(worker, .hello(.with { $0.role = .worker; $0.nodeID = "worker-1"; $0.protocolVersion = WireProtocol.version }))
+        guard case .hello(let hello) = try await next(worker) else { return XCTFail("no hello back") }
+        XCTAssertEqual(hello.role, .coordinator)
+        // A bad frame from another peer is dropped; nothing goes to anyone.
+        try await stranger.send([Message([1, 2, 3])], timeout: .seconds(1))
+        await plane.handle(try await control.receive(within: .seconds(5)))
+        XCTAssertEqual(hub.delivered(from: "coordinator", to: "stranger"), 0)
+
+        try await send(worker, .register(.with { r in
+            r.workerID = "worker-1"
+            r.dataAddress = "mem://worker-1/data"
+            r.capabilities.cores = 1
+            r.capabilities.freeMemoryBytes = 1 << 30
+            r.capabilities.totalMemoryBytes = 1 << 30
+            r.capabilities.measuredGflops = 1
+            r.capabilities.models = [.with { $0.model.sha256 = fingerprint.sha256; $0.model.name = fingerprint.name }]
+        }))
+        guard case .registerAck(let ack) = try await next(worker) else { return XCTFail("no acknowledgement") }
+        XCTAssertTrue(ack.accepted, ack.reason)
+        XCTAssertEqual(ack.heartbeatIntervalMs, 250)
+        // The one expected worker registered: it is planned over and assigned every layer.
+        guard case .stageAssignment(let wire) = try await next(worker) else { return XCTFail("no assignment") }
+        let assignment = try StageAssignment(wire: wire)
+        XCTAssertEqual(assignment.layers, LayerRange(0, facts.layerCount))
+        XCTAssertEqual(assignment.nextHop, "mem://coordinator/results", "the last stage sends to the result endpoint")
+
+        try await send(worker, .assignmentReady(.with {
+            $0.planEpoch = assignment.planEpoch
+            $0.workerID = "worker-1"
+            $0.ready = true
+        }))
+        var orders = servings.makeAsyncIterator()
+        let served = await orders.next()
+        let order = try XCTUnwrap(served)
+        XCTAssertEqual(order.epoch, assignment.planEpoch)
+        XCTAssertEqual(order.stages.map(\.address), ["mem://worker-1/data"])
+        XCTAssertTrue(plane.isServing(epoch: assignment.planEpoch))
+
+        // Releasing sequences goes to the serving plan's worker.
+        await plane.release([7], epoch: assignment.planEpoch)
+        guard case .releaseSequences(let release) = try await next(worker) else { return XCTFail("no release") }
+        XCTAssertEqual(release.sequenceIds, [7])
+        XCTAssertEqual(hub.delivered(from: "coordinator", to: "stranger"), 0)
+    }
+}
