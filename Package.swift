@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "CaravanWire", "Inference", "Llama", "GGUF", "Tokenizer", "ChatTemplate", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
         .testTarget(name: "ClusterTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ", "Llama", "GGUF", "Tokenizer", "TestSupport"]),
