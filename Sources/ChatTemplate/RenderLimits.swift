@@ -8,7 +8,10 @@ enum RenderLimits {
     /// Most elements of any list a render builds.
     static let maxElements = 1 << 20
     /// Most statements and loop iterations one render executes.
-    static let maxSteps = 5_000_000
+    static let maxSteps = 1_000_000
+    /// Most lists, dicts and namespaces one nesting check visits: values share their parts
+    /// (`[a, a]` in a loop doubles the paths, not the memory), so the check is bounded too.
+    static let maxVisits = 100_000
     /// Deepest nesting of lists, dicts and namespaces that is printed or serialized.
     static let maxNesting = 64
 
@@ -54,14 +57,26 @@ enum RenderLimits {
 
 extension Value {
     /// Whether lists, tuples, dicts and namespaces nest deeper than `limit` inside this value (a
-    /// namespace that holds itself nests without end). Visits at most the containers within
-    /// `limit` levels.
+    /// namespace that holds itself nests without end), or hold more than
+    /// ``RenderLimits/maxVisits`` of them counted along every path (shared parts count each
+    /// time they are reached).
     func nests(deeperThan limit: Int) -> Bool {
-        guard limit >= 0 else { return true }
+        var visits = 0
+        return nests(deeperThan: limit, visits: &visits)
+    }
+
+    private func nests(deeperThan limit: Int, visits: inout Int) -> Bool {
         switch self {
-        case .array(let a), .tuple(let a): return a.contains { $0.nests(deeperThan: limit - 1) }
-        case .dict(let d): return d.pairs.contains { $0.1.nests(deeperThan: limit - 1) }
-        case .namespace(let n): return n.attributes.pairs.contains { $0.1.nests(deeperThan: limit - 1) }
+        case .array, .tuple, .dict, .namespace:
+            visits += 1
+            guard limit >= 0, visits <= RenderLimits.maxVisits else { return true }
+        default:
+            return false
+        }
+        switch self {
+        case .array(let a), .tuple(let a): return a.contains { $0.nests(deeperThan: limit - 1, visits: &visits) }
+        case .dict(let d): return d.pairs.contains { $0.1.nests(deeperThan: limit - 1, visits: &visits) }
+        case .namespace(let n): return n.attributes.pairs.contains { $0.1.nests(deeperThan: limit - 1, visits: &visits) }
         default: return false
         }
     }

@@ -39,8 +39,8 @@ final class Renderer {
     /// ``RenderLimits/maxNesting`` deep, so printing, serializing and freeing it stay shallow.
     private func storable(_ value: Value, _ pos: SourcePosition) throws(ChatTemplateError) -> Value {
         guard !value.nests(deeperThan: RenderLimits.maxNesting) else {
-            throw .render(message: "the value set nests lists, dicts or namespaces more than \(RenderLimits.maxNesting) deep "
-                          + "(or a namespace holds itself)", position: pos)
+            throw .render(message: "the value set nests lists, dicts or namespaces more than \(RenderLimits.maxNesting) deep, "
+                          + "holds more than \(RenderLimits.maxVisits) of them, or holds itself", position: pos)
         }
         return value
     }
