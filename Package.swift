@@ -162,7 +162,8 @@ let package = Package(
         ]),
         .testTarget(name: "WorkerTests", dependencies: ["Worker", "CaravanTransport", "CaravanTesting", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: [
-            "Coordinator", "Planning", "ClusterSupport", "CaravanWire", "CaravanTransport", "CaravanTesting", "Inference", "Llama", "GGUF", "TestSupport",
+            "Coordinator", "Planning", "ClusterSupport", "CaravanWire", "CaravanTransport", "CaravanTesting", "Inference", "Llama", "GGUF",
+            "Tokenizer", "ChatTemplate", "TestSupport",
         ]),
         .testTarget(name: "PlanningTests", dependencies: ["Planning", "CaravanCore", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanCore", "CaravanWire", "ZeroMQ"]),

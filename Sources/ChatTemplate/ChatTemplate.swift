@@ -11,6 +11,10 @@ public struct ChatTemplate: Sendable {
     public let source: String
     let nodes: [Node]
 
+    /// The most bytes a render produces, and the most any one string it builds holds; a template
+    /// that would make more fails with `.render` (templates come from model files: input).
+    public static let maxOutputBytes = 8 << 20
+
     /// Parses `source`; throws `ChatTemplateError.syntax` (with position) when it is malformed or
     /// uses an unknown filter, test or tag.
     public init(_ source: String) throws(ChatTemplateError) {

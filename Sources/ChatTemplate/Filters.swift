@@ -58,7 +58,15 @@ enum Builtins {
             if let attr = arg(1, "attribute") {
                 items = try items.map { v throws(ChatTemplateError) in try renderer.item(v, attr, pos: pos) }
             }
-            return .string(items.map(\.text).joined(separator: separator))
+            var parts: [String] = []
+            var bytes = 0
+            for item in items {
+                let part = item.text
+                bytes += part.utf8.count + separator.utf8.count
+                try RenderLimits.checkString(bytes, pos)
+                parts.append(part)
+            }
+            return .string(parts.joined(separator: separator))
         case "first":
             return try renderer.iterate(input, pos: pos).first ?? .undefined("no first item, sequence was empty")
         case "last":
@@ -79,7 +87,7 @@ enum Builtins {
             let old = try requireString(arg(0, "old") ?? .undefined("replace needs 'old'"), "replace", pos)
             let new = try requireString(arg(1, "new") ?? .undefined("replace needs 'new'"), "replace", pos)
             let count = arg(2, "count")?.integer ?? -1
-            return .string(ScalarString.replace(input.text, old, new, count: count))
+            return .string(try ScalarString.replace(input.text, old, new, count: count, pos: pos))
         case "list":
             return .array(try renderer.iterate(input, pos: pos))
         case "reverse":
@@ -208,11 +216,15 @@ enum Builtins {
             return .array(items.map(\.value))
         case "indent":
             let width = arg(0, "width")
+            let text = input.text
+            var lines = ScalarString.split(text, separator: "\n", maxSplit: -1)
+            // Python: `' ' * width` (none when negative); at most one prefix per line, bounded.
+            let spaces = try RenderLimits.repetitions(width?.integer ?? 4, of: lines.count, limit: RenderLimits.maxBytes, pos)
             let prefix: String = width.flatMap { if case .string(let s) = $0 { return s } else { return nil } }
-                ?? String(repeating: " ", count: width?.integer ?? 4)
+                ?? String(repeating: " ", count: spaces)
+            try RenderLimits.checkString(text.utf8.count + prefix.utf8.count * lines.count, pos)
             let indentFirst = arg(1, "first")?.isTruthy ?? false
             let indentBlank = arg(2, "blank")?.isTruthy ?? false
-            var lines = ScalarString.split(input.text, separator: "\n", maxSplit: -1)
             for i in lines.indices where (i > 0 || indentFirst) && (indentBlank || !lines[i].isEmpty) {
                 lines[i] = prefix + lines[i]
             }

@@ -128,7 +128,7 @@ extension Builtins {
             case "replace":
                 let old = try requireString(arg(0, "old") ?? .undefined("replace() needs 'old'"), "replace()", pos)
                 let new = try requireString(arg(1, "new") ?? .undefined("replace() needs 'new'"), "replace()", pos)
-                return .string(ScalarString.replace(s, old, new, count: arg(2, "count")?.integer ?? -1))
+                return .string(try ScalarString.replace(s, old, new, count: arg(2, "count")?.integer ?? -1, pos: pos))
             case "find":
                 let needle = try requireString(arg(0, "sub") ?? .undefined("find() needs an argument"), "find()", pos)
                 return .int(ScalarString.find(Array(needle.unicodeScalars), in: Array(s.unicodeScalars)) ?? -1)
@@ -144,7 +144,13 @@ extension Builtins {
                     throw .render(message: "join() expects a list", position: pos)
                 }
                 var parts: [String] = []
-                for x in xs { parts.append(try requireString(x, "join()", pos)) }
+                var bytes = 0
+                for x in xs {
+                    let part = try requireString(x, "join()", pos)
+                    bytes += part.utf8.count + s.utf8.count
+                    try RenderLimits.checkString(bytes, pos)
+                    parts.append(part)
+                }
                 return .string(parts.joined(separator: s))
             case "removeprefix", "removesuffix":
                 let affix = try requireString(arg(0, "affix") ?? .undefined("\(name)() needs an argument"), name, pos)
@@ -210,9 +216,9 @@ extension Builtins {
             default: throw .render(message: "range() takes 1 to 3 arguments", position: pos)
             }
             guard step != 0 else { throw .render(message: "range() step must not be zero", position: pos) }
-            let values = Array(stride(from: start, to: stop, by: step))
-            guard values.count <= 100_000 else { throw .render(message: "range() too large", position: pos) }
-            return .array(values.map { .int($0) })
+            // Counted before it is built: `range(2**62)` must not allocate.
+            let count = try RenderLimits.rangeCount(start: start, stop: stop, step: step, pos)
+            return .array((0..<count).map { .int(start &+ $0 &* step) })
         case "strftime_now":
             let format = try requireString(args.first ?? .undefined("strftime_now() needs a format"), "strftime_now()", pos)
             return .string(formatNow(format))
@@ -236,12 +242,19 @@ extension Builtins {
 enum JSON {
     static func encode(_ v: Value, indent: Int?, pos: SourcePosition) throws(ChatTemplateError) -> String {
         var out = ""
-        try write(v, indent: indent, level: 0, into: &out, pos: pos)
+        // Python indents by `' ' * indent`: a negative indent is none. Bounded like any string.
+        let width = try indent.map { i throws(ChatTemplateError) in
+            try RenderLimits.repetitions(i, of: RenderLimits.maxNesting, limit: RenderLimits.maxBytes, pos) }
+        try write(v, indent: width, level: 0, into: &out, pos: pos)
         return out
     }
 
     private static func write(_ v: Value, indent: Int?, level: Int, into out: inout String,
                               pos: SourcePosition) throws(ChatTemplateError) {
+        guard level < RenderLimits.maxNesting else {
+            throw .render(message: "tojson: values nested more than \(RenderLimits.maxNesting) deep", position: pos)
+        }
+        try RenderLimits.checkString(out.utf8.count, pos)
         let itemSeparator = indent == nil ? ", " : ","
         func newline(_ l: Int) {
             if let indent { out += "\n" + String(repeating: " ", count: indent * l) }

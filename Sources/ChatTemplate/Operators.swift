@@ -19,20 +19,36 @@ enum Operators {
     }
 
     static func binary(_ op: BinaryOperator, _ a: Value, _ b: Value, pos: SourcePosition) throws(ChatTemplateError) -> Value {
-        if op == .concat { return .string(a.text + b.text) }
+        // Every string and list an operator builds is checked against the render limits before
+        // it is built (sizes add and multiply: `s + s` in a loop doubles).
+        if op == .concat {
+            let (x, y) = (a.text, b.text)
+            try RenderLimits.checkString(x.utf8.count + y.utf8.count, pos)
+            return .string(x + y)
+        }
         switch (op, a, b) {
-        case (.add, .string(let x), .string(let y)): return .string(x + y)
-        case (.add, .array(let x), .array(let y)): return .array(x + y)
-        case (.add, .tuple(let x), .tuple(let y)): return .tuple(x + y)
+        case (.add, .string(let x), .string(let y)):
+            try RenderLimits.checkString(x.utf8.count + y.utf8.count, pos)
+            return .string(x + y)
+        case (.add, .array(let x), .array(let y)):
+            try RenderLimits.checkList(x.count + y.count, pos)
+            return .array(x + y)
+        case (.add, .tuple(let x), .tuple(let y)):
+            try RenderLimits.checkList(x.count + y.count, pos)
+            return .tuple(x + y)
         case (.modulo, .string(let format), _): return .string(try PercentFormat.format(format, b, pos: pos))
         case (.multiply, .string(let s), _) where b.integer != nil:
-            return .string(String(repeating: s, count: max(0, b.integer ?? 0)))
+            let n = try RenderLimits.repetitions(b.integer ?? 0, of: s.utf8.count, limit: RenderLimits.maxBytes, pos)
+            return .string(String(repeating: s, count: n))
         case (.multiply, _, .string(let s)) where a.integer != nil:
-            return .string(String(repeating: s, count: max(0, a.integer ?? 0)))
+            let n = try RenderLimits.repetitions(a.integer ?? 0, of: s.utf8.count, limit: RenderLimits.maxBytes, pos)
+            return .string(String(repeating: s, count: n))
         case (.multiply, .array(let x), _) where b.integer != nil:
-            return .array(Array(repeatElement(x, count: max(0, b.integer ?? 0)).joined()))
+            let n = try RenderLimits.repetitions(b.integer ?? 0, of: x.count, limit: RenderLimits.maxElements, pos)
+            return .array(Array(repeatElement(x, count: n).joined()))
         case (.multiply, .tuple(let x), _) where b.integer != nil:
-            return .tuple(Array(repeatElement(x, count: max(0, b.integer ?? 0)).joined()))
+            let n = try RenderLimits.repetitions(b.integer ?? 0, of: x.count, limit: RenderLimits.maxElements, pos)
+            return .tuple(Array(repeatElement(x, count: n).joined()))
         default: break
         }
         if let x = a.integer, let y = b.integer {
@@ -54,19 +70,32 @@ enum Operators {
                 return .double(Double(x) / Double(y))
             case .floorDivide:
                 guard y != 0 else { throw .render(message: "integer division or modulo by zero", position: pos) }
+                // Int.min // -1 does not fit.
+                guard !x.dividedReportingOverflow(by: y).overflow else { throw overflow(pos) }
                 let q = x / y
                 return .int((x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q)
             case .modulo:
                 guard y != 0 else { throw .render(message: "integer division or modulo by zero", position: pos) }
+                // Int.min % -1 traps in Swift; Python's answer is 0.
+                guard !x.remainderReportingOverflow(dividingBy: y).overflow else { return .int(0) }
                 let r = x % y
                 return .int((r != 0 && ((r < 0) != (y < 0))) ? r + y : r)
             case .power:
                 if y < 0 { return .double(pow(Double(x), Double(y))) }
-                var result = 1
-                for _ in 0..<y {
-                    let (r, o) = result.multipliedReportingOverflow(by: x)
-                    if o { throw overflow(pos) }
-                    result = r
+                // By squaring: `1 ** (2**62)` must not loop 2^62 times.
+                var (result, base, exponent) = (1, x, y)
+                while exponent > 0 {
+                    if exponent & 1 == 1 {
+                        let (r, o) = result.multipliedReportingOverflow(by: base)
+                        if o { throw overflow(pos) }
+                        result = r
+                    }
+                    exponent >>= 1
+                    if exponent > 0 {
+                        let (b2, o) = base.multipliedReportingOverflow(by: base)
+                        if o { throw overflow(pos) }
+                        base = b2
+                    }
                 }
                 return .int(result)
             case .concat: break
@@ -203,24 +232,29 @@ enum ScalarString {
         return parts
     }
 
-    /// Python `str.replace(old, new, count)`.
-    static func replace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
+    /// Python `str.replace(old, new, count)`; throws when the result would exceed the render
+    /// limit (a long `new` for every character of a long string).
+    static func replace(_ s: String, _ old: String, _ new: String, count: Int, pos: SourcePosition) throws(ChatTemplateError) -> String {
         let a = Array(s.unicodeScalars), o = Array(old.unicodeScalars), n = Array(new.unicodeScalars)
         var out: [Unicode.Scalar] = []
         var i = 0
         var done = 0
+        func grow(_ more: some Collection<Unicode.Scalar>) throws(ChatTemplateError) {
+            try RenderLimits.checkString(out.count + more.count, pos)
+            out += more
+        }
         if o.isEmpty {
             for c in a {
-                if count < 0 || done < count { out += n; done += 1 }
+                if count < 0 || done < count { try grow(n); done += 1 }
                 out.append(c)
             }
-            if count < 0 || done < count { out += n }
+            if count < 0 || done < count { try grow(n) }
             return make(out)
         }
         while i < a.count {
             if count < 0 || done < count, let j = find(o, in: a, from: i) {
                 out += a[i..<j]
-                out += n
+                try grow(n)
                 i = j + o.count
                 done += 1
             } else {

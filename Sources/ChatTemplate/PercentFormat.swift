@@ -39,14 +39,22 @@ enum PercentFormat {
             if f[i] == "(" { throw fail("format mappings ('%(name)s') are not supported") }
             var flags = Set<Unicode.Scalar>()
             while i < f.count, "-+ 0#".unicodeScalars.contains(f[i]) { flags.insert(f[i]); i += 1 }
-            var width = 0
-            while i < f.count, let d = Int(String(f[i])) { width = width * 10 + d; i += 1 }
+            // Widths and precisions pad and cut strings: at most the render limit (and no overflow
+            // from a long run of digits).
+            func number() throws(ChatTemplateError) -> Int {
+                var n = 0
+                while i < f.count, let d = Int(String(f[i])) {
+                    n = n * 10 + d
+                    i += 1
+                    guard n <= RenderLimits.maxBytes else { throw fail("format width or precision is too large") }
+                }
+                return n
+            }
+            let width = try number()
             var precision: Int?
             if i < f.count, f[i] == "." {
                 i += 1
-                var p = 0
-                while i < f.count, let d = Int(String(f[i])) { p = p * 10 + d; i += 1 }
-                precision = p
+                precision = try number()
             }
             guard i < f.count else { throw fail("incomplete format") }
             let type = f[i]
@@ -107,6 +115,7 @@ enum PercentFormat {
             } else {
                 body = sign + body
             }
+            try RenderLimits.checkString(out.utf8.count + body.utf8.count, pos)
             out += body
         }
         if next < values.count && !isMapping {

@@ -8,6 +8,8 @@ final class Renderer {
     /// Innermost scope last. Scope 0 holds the render variables.
     var scopes: [[String: Value]]
     private var macroDepth = 0
+    /// Statements and loop iterations executed so far (bounded by ``RenderLimits/maxSteps``).
+    private var steps = 0
 
     init(variables: [String: Value]) {
         scopes = [variables]
@@ -25,6 +27,30 @@ final class Renderer {
         scopes[scopes.count - 1][name] = value
     }
 
+    /// Counts one statement or loop iteration against the render's budget.
+    private func step(_ pos: SourcePosition?) throws(ChatTemplateError) {
+        steps += 1
+        guard steps <= RenderLimits.maxSteps else {
+            throw .render(message: "the template runs more than \(RenderLimits.maxSteps) statements and loop iterations", position: pos)
+        }
+    }
+
+    /// A value kept by `set` (across loop iterations it may grow): nested at most
+    /// ``RenderLimits/maxNesting`` deep, so printing, serializing and freeing it stay shallow.
+    private func storable(_ value: Value, _ pos: SourcePosition) throws(ChatTemplateError) -> Value {
+        guard !value.nests(deeperThan: RenderLimits.maxNesting) else {
+            throw .render(message: "the value set nests lists, dicts or namespaces more than \(RenderLimits.maxNesting) deep, "
+                          + "holds more than \(RenderLimits.maxVisits) of them, or holds itself", position: pos)
+        }
+        return value
+    }
+
+    /// Appends `text` to `out` within ``RenderLimits/maxBytes``.
+    private func write(_ text: String, into out: inout String) throws(ChatTemplateError) {
+        try RenderLimits.checkString(out.utf8.count + text.utf8.count, nil)
+        out += text
+    }
+
     // MARK: Statements
 
     func run(_ nodes: [Node], into out: inout String) throws(ChatTemplateError) -> Flow {
@@ -36,11 +62,12 @@ final class Renderer {
     }
 
     private func run(_ node: Node, into out: inout String) throws(ChatTemplateError) -> Flow {
+        try step(nil)
         switch node {
         case .text(let s):
-            out += s
+            try write(s, into: &out)
         case .output(let e, _):
-            out += try eval(e).text
+            try write(try eval(e).text, into: &out)
         case .conditional(let branches, let otherwise):
             for branch in branches where try eval(branch.condition).isTruthy {
                 return try run(branch.body, into: &out)
@@ -50,7 +77,7 @@ final class Renderer {
             return try runFor(targets: targets, iterableExpr: iterableExpr, filter: filter, body: body,
                               otherwise: otherwise, pos: pos, into: &out)
         case .set(let target, let expr, let pos):
-            let value = try eval(expr)
+            let value = try storable(try eval(expr), pos)
             switch target {
             case .names(let names) where names.count == 1:
                 assign(names[0], value)
@@ -62,7 +89,15 @@ final class Renderer {
                     throw .render(message: "cannot assign attribute '\(attribute)' on '\(object)': it is not a namespace()",
                                   position: pos)
                 }
+                // Checked with the value in place: `{% set ns.me = ns %}` makes a cycle.
+                let previous = ns.attributes[attribute]
                 ns.attributes[attribute] = value
+                do {
+                    _ = try storable(.namespace(ns), pos)
+                } catch {
+                    ns.attributes[attribute] = previous
+                    throw error
+                }
             }
         case .setBlock(let name, let body):
             var captured = ""
@@ -106,6 +141,7 @@ final class Renderer {
         if let filter {
             var kept: [Value] = []
             for item in items {
+                try step(pos)
                 scopes.append([:])
                 try bind(targets, item, pos: pos)
                 let keep = try eval(filter).isTruthy
@@ -117,6 +153,7 @@ final class Renderer {
         if items.isEmpty { return try run(otherwise, into: &out) }
         let n = items.count
         for (i, item) in items.enumerated() {
+            try step(pos)
             var loop = OrderedDict()
             loop["index"] = .int(i + 1)
             loop["index0"] = .int(i)

@@ -37,6 +37,11 @@ public struct LlamaConfiguration: Sendable, Equatable {
     /// Architectures that run on this implementation (Mistral files use `llama`).
     public static let supportedArchitectures: Set<String> = ["llama"]
 
+    /// The largest width, head count or context length a file may declare (2^24): these numbers
+    /// size allocations (per-layer tables, work buffers, KV caches) before any tensor is read, so
+    /// a hostile file must not be able to ask for 2^40 of them.
+    public static let maxDimension = 1 << 24
+
     /// Reads and validates the configuration of `file`.
     public init(file: GGUFFile) throws(GGUFError) {
         let path = file.path
@@ -46,10 +51,20 @@ public struct LlamaConfiguration: Sendable, Equatable {
         }
         func int(_ key: String) throws(GGUFError) -> Int {
             guard let v = file.int("\(arch).\(key)"), v > 0 else { throw .missingMetadata(path: path, key: "\(arch).\(key)") }
+            try bounded(v, key)
             return v
+        }
+        func bounded(_ v: Int, _ key: String) throws(GGUFError) {
+            guard v <= Self.maxDimension else {
+                throw .corrupt(path: path, what: "\(arch).\(key) is \(v) (at most \(Self.maxDimension))")
+            }
         }
         architecture = arch
         layerCount = try int("block_count")
+        // Every block has its tensors in the file, so the count is at most the tensor count.
+        guard layerCount <= file.tensorInfos.count else {
+            throw .corrupt(path: path, what: "block_count \(layerCount) exceeds the file's \(file.tensorInfos.count) tensors")
+        }
         embeddingLength = try int("embedding_length")
         feedForwardLength = try int("feed_forward_length")
         headCount = try int("attention.head_count")
@@ -60,6 +75,12 @@ public struct LlamaConfiguration: Sendable, Equatable {
         headDimension = file.int("\(arch).attention.key_length") ?? (embeddingLength / headCount)
         guard headDimension > 0, headDimension % 2 == 0 else {
             throw .corrupt(path: path, what: "head dimension \(headDimension) must be even")
+        }
+        try bounded(headDimension, "attention.key_length")
+        // The products the stage multiplies out must fit too.
+        guard headCount.multipliedReportingOverflow(by: headDimension).partialValue <= Self.maxDimension,
+              !headCount.multipliedReportingOverflow(by: headDimension).overflow else {
+            throw .corrupt(path: path, what: "head_count \(headCount) x head dimension \(headDimension) is too large")
         }
         if let v = file.int("\(arch).attention.value_length"), v != headDimension {
             throw .corrupt(path: path, what: "value_length \(v) differs from key_length \(headDimension) (unsupported)")
@@ -77,6 +98,8 @@ public struct LlamaConfiguration: Sendable, Equatable {
         }
         ropeLinearScale = scale
         contextLength = file.int("\(arch).context_length") ?? 2048
+        guard contextLength > 0 else { throw .corrupt(path: path, what: "\(arch).context_length \(contextLength) is not positive") }
+        try bounded(contextLength, "context_length")
         let embedding = try file.requireTensor("token_embd.weight")
         guard embedding.dimensions.count == 2, embedding.dimensions[0] == embeddingLength else {
             throw .badTensorShape(path: path, tensor: embedding.name, expected: [embeddingLength, -1],

@@ -8,21 +8,22 @@ import XCTest
 
 /// `caravan-openai` as a real process in front of the shared test cluster, spoken to over HTTP.
 extension ClusterTests {
-    private struct HTTPResult {
+    struct HTTPResult {
         var status: Int
         var body: String
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
     }
 
-    private func http(_ base: String, _ method: String, _ path: String, body: String? = nil,
-                      bearer: String? = nil) async throws -> HTTPResult {
+    /// One request to the server at `base`: `body` (or the raw `bytes`) sent as `contentType`.
+    func http(_ base: String, _ method: String, _ path: String, body: String? = nil, bytes: Data? = nil,
+              contentType: String = "application/json", bearer: String? = nil) async throws -> HTTPResult {
         var request = URLRequest(url: try XCTUnwrap(URL(string: base + path)))
         request.httpMethod = method
         request.timeoutInterval = 60
         if let bearer { request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization") }
-        if let body {
-            request.httpBody = Data(body.utf8)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        if let data = bytes ?? body.map({ Data($0.utf8) }) {
+            request.httpBody = data
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
         }
         let (data, response) = try await URLSession.shared.data(for: request)
         return HTTPResult(status: (response as? HTTPURLResponse)?.statusCode ?? -1, body: String(decoding: data, as: UTF8.self))
