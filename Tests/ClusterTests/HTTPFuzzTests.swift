@@ -116,7 +116,10 @@ extension ClusterTests {
             let again = try await http(base, "POST", "/v1/completions",
                                        body: #"{"prompt": "The capital of France is", "max_tokens": 6, "temperature": 0}"#)
             XCTAssertEqual(again.status, 200, again.body)
-            XCTAssertEqual(again.json["choices"].map { "\($0)" }, reference.json["choices"].map { "\($0)" }, "by case \(next)")
+            // The completion's text (a dictionary's description has no fixed key order).
+            let text = { (json: [String: Any]) in ((json["choices"] as? [[String: Any]])?.first?["text"] as? String) }
+            XCTAssertNotNil(text(reference.json))
+            XCTAssertEqual(text(again.json), text(reference.json), "by case \(next)")
         }
         // A body past the limit (default 1 MiB) is refused (413, or the connection is closed while
         // the client still sends), without being buffered whole.
