@@ -167,6 +167,7 @@ let package = Package(
         ]),
         .testTarget(name: "PlanningTests", dependencies: ["Planning", "CaravanCore", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanCore", "CaravanWire", "ZeroMQ"]),
+        .testTarget(name: "CaravanTransportTests", dependencies: ["CaravanTransport", "ZeroMQ"]),
         .testTarget(name: "CaravanClientTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
         // An in-process cluster (coordinator and workers over the in-memory transport) for tests.

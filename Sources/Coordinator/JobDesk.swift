@@ -850,14 +850,7 @@ final class JobDesk: Sendable {
     /// A job id no client can guess (`job-` and 128 random bits in hex, from the system's
     /// cryptographic generator): the id is what status, cancel and attach requests name, so
     /// sequential ids let anyone reach every job.
-    static func newJobID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let bits = [UInt64](repeating: 0, count: 2).map { _ in generator.next() }
-        return "job-" + bits.map { word in
-            let digits = String(word, radix: 16)
-            return String(repeating: "0", count: 16 - digits.count) + digits
-        }.joined()
-    }
+    static func newJobID() -> String { JobID.random().rawValue }
 
     static func milliseconds(_ d: Duration) -> Int64 {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
