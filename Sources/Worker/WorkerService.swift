@@ -20,8 +20,8 @@ public final class WorkerService: Service {
     private let layerFetcher = LockedValue<LayerFetcher?>(nil)
     /// The coordinator's model source (from its RegisterAck; empty = none).
     private let modelSource = LockedValue("")
-    /// A pull of layers running beside the control loop (cancelled by the next load or shutdown).
-    private let pullTask = LockedValue<Task<Void, Never>?>(nil)
+    /// The load (or pull and load) of a stage running beside the control loop (cancelled by the next load or shutdown).
+    private let loadTask = LockedValue<Task<Void, Never>?>(nil)
     /// What the layer cache holds (reported in registrations and heartbeats; read again after
     /// every pull).
     private let cachedLayers = LockedValue<[CachedLayers]>([])
@@ -166,7 +166,7 @@ public final class WorkerService: Service {
             }
         }
         logger.info("worker stopping")
-        await cancelPull()
+        await cancelLoad()
         await runtime.shutdown()
         await links.data.close()
         await links.control.close()
@@ -249,7 +249,7 @@ public final class WorkerService: Service {
             dataGate.withLock { $0 }?.admit(assignment)
             // A newer assignment replaces a load or pull still running; the new load starts when
             // the old one has stopped (a pull's cache, the runtime), without holding up this loop.
-            let previous = pullTask.withLock { task in
+            let previous = loadTask.withLock { task in
                 defer { task = nil }
                 return task
             }
@@ -273,7 +273,7 @@ public final class WorkerService: Service {
                 guard !Task.isCancelled else { return }  // replaced by a newer assignment, or stopping
                 await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
             }
-            pullTask.withLock { $0 = task }
+            loadTask.withLock { $0 = task }
         case .reportReady(let epoch, let error):
             // The coordinator asked again for a stage already loaded (loads report themselves).
             var ready = Caravan_V1_AssignmentReady()
@@ -288,8 +288,8 @@ public final class WorkerService: Service {
     }
 
     /// Cancels the load or pull running beside the control loop, if any, and waits for it to end.
-    private func cancelPull() async {
-        let running = pullTask.withLock { task in
+    private func cancelLoad() async {
+        let running = loadTask.withLock { task in
             defer { task = nil }
             return task
         }
