@@ -80,14 +80,7 @@ public final class InProcessCluster: Sendable {
             control: try hub.bind(Self.controlEndpoint, node: node), results: try hub.bind(Self.resultsEndpoint, node: node),
             clients: try hub.bind(Self.clientsEndpoint, node: node), dialer: hub.dialer(node: node),
             controlAddress: Self.controlEndpoint, clientsAddress: Self.clientsEndpoint, resultAddress: Self.resultsEndpoint)
-        let logs = self.logs
-        launch(node) {
-            do {
-                try await service.run(over: links)
-            } catch {
-                logs.record("critical [\(node)] stopped: \(error)")
-            }
-        }
+        launch(node) { try await service.run(over: links) }
         for options in workers { try addWorker(options) }
     }
 
@@ -116,14 +109,7 @@ public final class InProcessCluster: Sendable {
         let links = WorkerLinks(
             control: hub.connect(Self.controlEndpoint, node: node, routingID: Array("w:\(node)".utf8)),
             data: try hub.bind(dataEndpoint, node: node), dialer: hub.dialer(node: node), dataAddress: dataEndpoint)
-        let logs = self.logs
-        launch(node) {
-            do {
-                try await service.run(over: links)
-            } catch {
-                logs.record("critical [\(node)] stopped: \(error)")
-            }
-        }
+        launch(node) { try await service.run(over: links) }
         return node
     }
 
@@ -177,8 +163,17 @@ public final class InProcessCluster: Sendable {
         }
     }
 
-    private func launch(_ node: String, _ body: @escaping @Sendable () async -> Void) {
-        let task = Task { await body() }
+    /// Runs a node's service as a task of its own; a service that stops with an error logs it
+    /// as a daemon would before exiting.
+    private func launch(_ node: String, _ body: @escaping @Sendable () async throws -> Void) {
+        let logs = self.logs
+        let task = Task {
+            do {
+                try await body()
+            } catch {
+                logs.record("critical [\(node)] stopped: \(error)")
+            }
+        }
         tasks.withLock { $0[node] = task }
     }
 }

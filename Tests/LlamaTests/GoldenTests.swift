@@ -75,6 +75,30 @@ final class GoldenTests: XCTestCase {
         XCTAssertLessThan(mean, 0.3, "mean |logit - llama.cpp| over \(errors.count) top-5 logits")
     }
 
+    /// Greedy decoding through the two-stage pipeline `a` then `b`: each step's hidden rows have
+    /// the model's width and the logits equal `logits[step]` (a single stage's) bit for bit.
+    func assertPipeline(_ a: LlamaStage, _ b: LlamaStage, prompt: [Int32], sequence: UInt64, logits: [[Float]],
+                        _ label: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let id = SequenceID(sequence)
+        var entries = prompt.enumerated().map { StageEntry(sequence: id, position: $0.offset, token: $0.element) }
+        entries[entries.count - 1].wantsLogits = true
+        var tokens = prompt
+        for step in logits.indices {
+            guard case let .hidden(h, rows, width) = try a.forward(StageBatch(entries: entries)) else {
+                return XCTFail("\(label): no hidden rows", file: file, line: line)
+            }
+            XCTAssertEqual(rows, entries.count, file: file, line: line)
+            XCTAssertEqual(width, 576, file: file, line: line)
+            guard case let .logits(l, _, vocab) = try b.forward(StageBatch(entries: entries, hidden: h)) else {
+                return XCTFail("\(label): no logits", file: file, line: line)
+            }
+            XCTAssertEqual(Array(l[0..<vocab]), logits[step], "\(label), step \(step)", file: file, line: line)
+            let next = argmax(l[0..<vocab])
+            tokens.append(next)
+            entries = [StageEntry(sequence: id, position: tokens.count - 1, token: next, wantsLogits: true)]
+        }
+    }
+
     func testSplitStagesAreBitIdentical() throws {
         let file = try model()
         let prompt: [Int32] = [504, 3575, 282, 4649, 314]
@@ -85,19 +109,7 @@ final class GoldenTests: XCTestCase {
             let a = try LlamaStage(file: file, layers: LayerRange(0, k), contextLimit: 64)
             let b = try LlamaStage(file: file, layers: LayerRange(k, n), contextLimit: 64)
             XCTAssertTrue(a.isFirst && !a.isLast && b.isLast && !b.isFirst)
-            let id = SequenceID(7)
-            var entries = prompt.enumerated().map { StageEntry(sequence: id, position: $0.offset, token: $0.element) }
-            entries[entries.count - 1].wantsLogits = true
-            var tokens = prompt
-            for step in 0..<3 {
-                guard case let .hidden(h, rows, width) = try a.forward(StageBatch(entries: entries)) else { return XCTFail() }
-                XCTAssertEqual(rows, entries.count); XCTAssertEqual(width, 576)
-                guard case let .logits(l, _, vocab) = try b.forward(StageBatch(entries: entries, hidden: h)) else { return XCTFail() }
-                XCTAssertEqual(Array(l[0..<vocab]), wholeLogits[step], "split at \(k), step \(step)")
-                let next = argmax(l[0..<vocab])
-                tokens.append(next)
-                entries = [StageEntry(sequence: id, position: tokens.count - 1, token: next, wantsLogits: true)]
-            }
+            try assertPipeline(a, b, prompt: prompt, sequence: 7, logits: wholeLogits, "split at \(k)")
         }
     }
 
@@ -121,18 +133,7 @@ final class GoldenTests: XCTestCase {
         XCTAssertEqual(a.weights.embedding?.data, earlierFirst.weights.embedding?.data, "the embedding is kept")
         XCTAssertEqual(b.weights.output?.data, earlierLast.weights.output?.data, "the head is kept")
         XCTAssertEqual(b.weights.layers[n - 1 - 14].down.data, earlierLast.weights.layers[n - 1 - 20].down.data)
-        let id = SequenceID(9)
-        var entries = prompt.enumerated().map { StageEntry(sequence: id, position: $0.offset, token: $0.element) }
-        entries[entries.count - 1].wantsLogits = true
-        var tokens = prompt
-        for step in 0..<3 {
-            guard case let .hidden(h, _, _) = try a.forward(StageBatch(entries: entries)) else { return XCTFail() }
-            guard case let .logits(l, _, vocab) = try b.forward(StageBatch(entries: entries, hidden: h)) else { return XCTFail() }
-            XCTAssertEqual(Array(l[0..<vocab]), wholeLogits[step], "step \(step)")
-            let next = argmax(l[0..<vocab])
-            tokens.append(next)
-            entries = [StageEntry(sequence: id, position: tokens.count - 1, token: next, wantsLogits: true)]
-        }
+        try assertPipeline(a, b, prompt: prompt, sequence: 9, logits: wholeLogits, "kept weights")
     }
 
     func testBatchedSequencesMatchSeparateRuns() throws {
