@@ -101,7 +101,9 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
             throw PipelineError.sendFailed("\(error)")
         }
         let rows = batch.entries.count
-        let deadline = Duration.milliseconds(Int(timing.withLock { $0.seconds(rows: rows) } * 1000))
+        let inFlight = StepDeadline.InFlight(epoch: planEpoch, step: id)
+        let deadline = Duration.milliseconds(Int(timing.withLock { $0.start(inFlight, rows: rows) } * 1000))
+        defer { timing.withLock { $0.end(inFlight) } }
         let sent = ContinuousClock.now
         let outcome: StepOutcome = try await withThrowingTaskGroup(of: StepOutcome?.self) { group in
             group.addTask { try await self.pending.wait(id) }

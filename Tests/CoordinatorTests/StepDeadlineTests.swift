@@ -35,4 +35,27 @@ final class StepDeadlineTests: XCTestCase {
         d.record(rows: 4, seconds: .nan)
         XCTAssertEqual(d.seconds(rows: 4), 4, accuracy: 0.05, "nonsense times are ignored")
     }
+
+    /// Found on a 70B-wide stage capped at 0.4 CPU: a lane's decode step waited in the worker behind
+    /// another lane's 150-row prefill (~25 s), its deadline (8 x its own 0.67 s) ran out, and every
+    /// timeout re-planned and replayed all jobs, so the cluster never finished a job.
+    func testAStepSentBehindOthersGetsTheirTimeToo() {
+        var d = StepDeadline(factor: 8, minimum: 2, maximum: 600)
+        for _ in 0..<20 { d.record(rows: 4, seconds: 0.6) }
+        for _ in 0..<20 { d.record(rows: 150, seconds: 22.5) }  // 0.15 s per row
+        let prefill = StepDeadline.InFlight(epoch: 3, step: 7)
+        XCTAssertEqual(d.start(prefill, rows: 150), 8 * 22.5, accuracy: 0.01)
+        let decode = StepDeadline.InFlight(epoch: 3, step: 8)
+        XCTAssertEqual(d.start(decode, rows: 4), 8 * (0.6 + 22.5), accuracy: 0.01,
+                       "the decode step may wait for the whole prefill sent before it")
+        XCTAssertEqual(d.inFlight.count, 2)
+        d.end(prefill)
+        let next = StepDeadline.InFlight(epoch: 3, step: 9)
+        XCTAssertEqual(d.start(next, rows: 4), 8 * (0.6 + 0.6), accuracy: 0.01, "only the decode step is still ahead")
+        d.end(decode)
+        d.end(next)
+        XCTAssertTrue(d.inFlight.isEmpty)
+        XCTAssertEqual(d.start(StepDeadline.InFlight(epoch: 4, step: 1), rows: 4), 8 * 0.6, accuracy: 0.01)
+        XCTAssertEqual(d.start(StepDeadline.InFlight(epoch: 4, step: 2), rows: 100_000), 600, "still capped by the timeout")
+    }
 }
