@@ -84,7 +84,7 @@ public struct ZeroMQDialer: TransportDialer {
             let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
                 try socket.apply(security)
                 try socket.set(.sendHighWaterMark, 64)
-                try socket.apply(LinkLiveness.cluster)
+                try socket.apply(LinkLiveness.cluster, as: .connecting)
                 try socket.connect(endpoint)
             }
             return ZeroMQTransport(socket, routed: false)

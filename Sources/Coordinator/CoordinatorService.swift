@@ -88,7 +88,7 @@ public final class CoordinatorService: Service {
             try socket.apply(config.security.server)
             if roles { try socket.set(.zapDomain, CoordinatorSocketDomain.control.rawValue) }
             try socket.set(.maxMessageSize, Int64(FrameLimits.control(config.limits)))
-            try socket.apply(LinkLiveness.cluster)
+            try socket.apply(LinkLiveness.cluster, as: .bound)
             // Workers keep one routing identity per process: a re-made connection takes it over.
             try socket.set(.routerHandover, 1)
             try socket.bind(config.controlEndpoint)
@@ -99,7 +99,7 @@ public final class CoordinatorService: Service {
             try socket.set(.receiveHighWaterMark, 256)
             try socket.set(.maxMessageSize, Int64(FrameLimits.results(config.limits, maxRows: config.maxBatchRows,
                                                                        vocabulary: facts.vocabularySize)))
-            try socket.apply(LinkLiveness.cluster)
+            try socket.apply(LinkLiveness.cluster, as: .bound)
             try socket.bind(config.resultsEndpoint ?? Endpoints.anyPort(like: config.controlEndpoint))
         }
         let clients = try AsyncSocket(loop: loop, type: .router) { socket in

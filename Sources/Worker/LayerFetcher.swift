@@ -115,7 +115,7 @@ public final class LayerFetcher: Sendable {
                     try s.set(.linger, 0)
                     try s.set(.maxMessageSize, Int64(FrameLimits.modelChunks(self.codec.limits,
                                                                             maxChunkBytes: Int(clamping: self.settings.blockSize))))
-                    try s.apply(LinkLiveness.cluster)
+                    try s.apply(LinkLiveness.cluster, as: .connecting)
                     try s.connect(source)
                 })
             }

@@ -63,7 +63,7 @@ public final class WorkerService: Service {
             try socket.apply(config.security.client(serverKey: config.coordinatorPublicKey))
             // A connection that stops answering (a cut link, heavy packet loss with TCP backing
             // off) is dropped and re-established instead of stalling for minutes.
-            try socket.apply(LinkLiveness.cluster)
+            try socket.apply(LinkLiveness.cluster, as: .connecting)
             // One identity for the life of this process: when the connection is re-made the
             // coordinator sees the same peer (no re-registration, no lost assignment); a restarted
             // worker is a new peer.
@@ -76,7 +76,7 @@ public final class WorkerService: Service {
             try socket.set(.receiveHighWaterMark, 64)
             // A frame above the protocol's payload limit is dropped while it is read (`FrameLimits`).
             try socket.set(.maxMessageSize, Int64(FrameLimits.data(config.limits)))
-            try socket.apply(LinkLiveness.cluster)
+            try socket.apply(LinkLiveness.cluster, as: .bound)
             try socket.bind(config.dataEndpoint)
         }
         let bound = try await data.withSocket { socket throws(ZMQError) in try socket.lastEndpoint }

@@ -35,14 +35,33 @@ public struct LinkLiveness: Sendable, Equatable {
                                              maxRetransmit: 3000, reconnectMax: 1000)
 }
 
+/// Which end of its connections a socket is: the side that binds or the side that connects.
+public enum LinkEnd: Sendable {
+    /// The socket binds; peers connect to it.
+    case bound
+    /// The socket connects to a peer that binds.
+    case connecting
+}
+
 extension Socket {
-    /// Applies `liveness` (before `connect`/`bind`; bound sockets use the heartbeat and
-    /// retransmission limits, connecting ones all of it).
-    public func apply(_ liveness: LinkLiveness) throws(ZMQError) {
+    /// Applies `liveness` (before `connect`/`bind`).
+    ///
+    /// A connecting socket sends ZMTP PINGs every `heartbeatInterval`, drops the connection when
+    /// nothing came back within `heartbeatTimeout`, and asks the bound side (the PINGs' TTL) to drop
+    /// it too after as long without traffic; its connects and reconnects are bounded. A bound socket
+    /// sends no PINGs of its own: libzmq 4.3.4 aborts the process (`Assertion failed: !_io_error`,
+    /// stream_engine_base.cpp) when the heartbeat timer fires on a connection whose input stopped at
+    /// a full receive queue and whose peer then hung up, so any peer could kill a daemon by flooding
+    /// one of its bound sockets and disconnecting (the long socket fuzz run did, docs/protocol.md).
+    /// It still answers PINGs, drops a connection silent past the peer's TTL, and bounds how long
+    /// sent data may stay unacknowledged.
+    public func apply(_ liveness: LinkLiveness, as end: LinkEnd) throws(ZMQError) {
+        try set(.tcpMaxRetransmitTimeout, liveness.maxRetransmit)
+        guard end == .connecting else { return }
         try set(.heartbeatInterval, liveness.heartbeatInterval)
         try set(.heartbeatTimeout, liveness.heartbeatTimeout)
+        try set(.heartbeatTTL, liveness.heartbeatTimeout)
         try set(.connectTimeout, liveness.connectTimeout)
-        try set(.tcpMaxRetransmitTimeout, liveness.maxRetransmit)
         try set(.reconnectIntervalMax, liveness.reconnectMax)
     }
 }
