@@ -16,8 +16,8 @@ public enum LinkFault: Sendable, Equatable {
 /// faults can be injected the way they happen between machines: messages on a link dropped or
 /// delayed (``setFault(from:to:_:)``), a node killed (``kill(_:)``: its endpoints vanish, its
 /// transports close, messages to it are lost, and the bound sides it was connected to see its
-/// connections close, as the kernel closes a killed process's sockets) or paused (``pause(_:)``: like `SIGSTOP`, it neither
-/// reads nor sends until ``resume(_:)``). A connection carries the identity a CURVE handshake would
+/// connections close, as the kernel closes a killed process's sockets) or paused (``pause(_:)``:
+/// like `SIGSTOP`, it neither reads nor sends until ``resume(_:)``). A connection carries the identity a CURVE handshake would
 /// have proven (the `User-Id` of ZAP), set when it is made. Queues are bounded; a sender waits for
 /// room as on a ZeroMQ socket at its high-water mark.
 public final class InMemoryHub: Sendable {
