@@ -15,14 +15,17 @@ public enum LinkFault: Sendable, Equatable {
 /// Each transport belongs to a *node* (a name such as `"coordinator"` or `"worker-2"`), so that
 /// faults can be injected the way they happen between machines: messages on a link dropped or
 /// delayed (``setFault(from:to:_:)``), a node killed (``kill(_:)``: its endpoints vanish, its
-/// transports close, messages to it are lost) or paused (``pause(_:)``: like `SIGSTOP`, it neither
-/// reads nor sends until ``resume(_:)``). A connection carries the identity a CURVE handshake would
+/// transports close, messages to it are lost, and the bound sides it was connected to see its
+/// connections close, as the kernel closes a killed process's sockets) or paused (``pause(_:)``:
+/// like `SIGSTOP`, it neither reads nor sends until ``resume(_:)``). A connection carries the identity a CURVE handshake would
 /// have proven (the `User-Id` of ZAP), set when it is made. Queues are bounded; a sender waits for
 /// room as on a ZeroMQ socket at its high-water mark.
 public final class InMemoryHub: Sendable {
     struct Binding {
         let node: String
         let inbox: Inbox
+        /// Where the bound side's connection events go.
+        let events: AsyncStream<PeerConnectionEvent>.Continuation
         var connections: [[UInt8]: Connection] = [:]
     }
 
@@ -57,14 +60,18 @@ public final class InMemoryHub: Sendable {
     /// the endpoint is bound already or the node was killed.
     public func bind(_ endpoint: String, node: String) throws(TransportError) -> InMemoryTransport {
         let inbox = Inbox(capacity: capacity)
+        let (events, sink) = AsyncStream.makeStream(of: PeerConnectionEvent.self, bufferingPolicy: .bufferingNewest(4096))
         let error = state.withLock { s -> TransportError? in
             if s.killed.contains(node) { return TransportError(.misuse, "bind \(endpoint): node \(node) was killed") }
             if let b = s.bindings[endpoint], !b.inbox.isClosed { return TransportError(.misuse, "bind \(endpoint): address in use") }
-            s.bindings[endpoint] = Binding(node: node, inbox: inbox)
+            s.bindings[endpoint] = Binding(node: node, inbox: inbox, events: sink)
             return nil
         }
-        if let error { throw error }
-        return InMemoryTransport(hub: self, node: node, side: .bound(endpoint), inbox: inbox)
+        if let error {
+            sink.finish()
+            throw error
+        }
+        return InMemoryTransport(hub: self, node: node, side: .bound(endpoint), inbox: inbox, events: events)
     }
 
     /// Connects `node` to `endpoint`: the one-peer side. `identity` is what the bound side sees as
@@ -82,7 +89,9 @@ public final class InMemoryHub: Sendable {
         let connection = Connection(node: node, identity: identity, inbox: inbox)
         state.withLock { s in
             if s.killed.contains(node) { inbox.close() }
+            guard s.bindings[endpoint] != nil else { return }
             s.bindings[endpoint]?.connections[id] = connection
+            s.bindings[endpoint]?.events.yield(.opened(peer: id))
         }
         return InMemoryTransport(hub: self, node: node, side: .connected(endpoint, routingID: id, connection), inbox: inbox)
     }
@@ -108,12 +117,14 @@ public final class InMemoryHub: Sendable {
             for (endpoint, b) in s.bindings {
                 if b.node == node {
                     closing.append(b.inbox)
+                    b.events.finish()
                     s.bindings[endpoint] = nil
                     continue
                 }
                 for (id, c) in b.connections where c.node == node {
                     closing.append(c.inbox)
                     s.bindings[endpoint]?.connections[id] = nil
+                    b.events.yield(.closed(peer: id, cause: .peerEnded))
                 }
             }
             return closing
@@ -147,7 +158,10 @@ public final class InMemoryHub: Sendable {
             guard let b = s.bindings[endpoint], !s.killed.contains(b.node) else { return nil }
             // A binding made after this connection (a restarted peer) learns it now, as ZeroMQ
             // reconnects by itself.
-            if b.connections[routingID] == nil { s.bindings[endpoint]?.connections[routingID] = connection }
+            if b.connections[routingID] == nil {
+                s.bindings[endpoint]?.connections[routingID] = connection
+                b.events.yield(.opened(peer: routingID))
+            }
             return admit(&s, Link(from: node, to: b.node), inbox: b.inbox)
         }
     }
@@ -178,9 +192,15 @@ public final class InMemoryHub: Sendable {
         state.withLock { s in
             switch side {
             case .bound(let endpoint):
-                if s.bindings[endpoint]?.inbox === inbox { s.bindings[endpoint] = nil }
+                if let b = s.bindings[endpoint], b.inbox === inbox {
+                    b.events.finish()
+                    s.bindings[endpoint] = nil
+                }
             case .connected(let endpoint, let id, _):
-                if s.bindings[endpoint]?.connections[id]?.inbox === inbox { s.bindings[endpoint]?.connections[id] = nil }
+                if let b = s.bindings[endpoint], b.connections[id]?.inbox === inbox {
+                    s.bindings[endpoint]?.connections[id] = nil
+                    b.events.yield(.closed(peer: id, cause: .peerEnded))
+                }
             }
         }
         inbox.close()
@@ -200,12 +220,21 @@ public final class InMemoryTransport: Transport {
     let side: Side
     private let hub: InMemoryHub
     private let inbox: Inbox
+    private let events: AsyncStream<PeerConnectionEvent>?
 
-    init(hub: InMemoryHub, node: String, side: Side, inbox: Inbox) {
+    init(hub: InMemoryHub, node: String, side: Side, inbox: Inbox, events: AsyncStream<PeerConnectionEvent>? = nil) {
         self.hub = hub
         self.node = node
         self.side = side
         self.inbox = inbox
+        self.events = events
+    }
+
+    /// A bound side's connection events: a peer connected (or a binding made after its
+    /// connection learned it with its first message), or its connection closed (its node was
+    /// killed, or it closed the transport). A paused node's connection stays open.
+    public func connectionEvents() -> AsyncStream<PeerConnectionEvent> {
+        events ?? AsyncStream { $0.finish() }
     }
 
     /// The routing id the bound side sees for this connection (nil for a bound side).

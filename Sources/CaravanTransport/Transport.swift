@@ -50,6 +50,26 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     public var endsStream: Bool { kind == .closed || kind == .cancelled }
 }
 
+/// A change in a peer's connection to a many-peer side (see ``Transport/connectionEvents()``).
+public enum PeerConnectionEvent: Sendable, Equatable {
+    /// Why a connection closed, as far as the transport can tell.
+    public enum Cause: Sendable, Equatable {
+        /// The peer's end closed it while the peer was talking: its process exited or was killed
+        /// (the kernel closes its connections at once), or it is making the connection again.
+        case peerEnded
+        /// It closed after the peer had been silent long enough for a liveness check to drop it:
+        /// a frozen process, a dead machine or a cut link, as likely as a crash. Says nothing more
+        /// than the silence itself.
+        case silence
+    }
+
+    /// Messages from `peer` (a routing id) arrive on a new connection: it connected, or connected
+    /// again after a close.
+    case opened(peer: [UInt8])
+    /// The connection `peer`'s messages came on closed.
+    case closed(peer: [UInt8], cause: Cause)
+}
+
 /// What the daemons do with a connection, whatever carries it: send messages to a peer, receive
 /// messages with their sender, close.
 ///
@@ -68,9 +88,18 @@ public protocol Transport: AnyObject, Sendable {
     func receive() async throws(TransportError) -> Delivery
     /// Closes the transport: waiting operations fail with `.closed`. Idempotent.
     func close() async
+    /// The connection events of a many-peer side whose connections are watched, in the order
+    /// they happened; the stream ends when the transport closes. One consumer. A transport that
+    /// does not watch its connections (a one-peer side, most sockets) ends it at once.
+    func connectionEvents() -> AsyncStream<PeerConnectionEvent>
 }
 
 extension Transport {
+    /// No connection events: the stream ends at once.
+    public func connectionEvents() -> AsyncStream<PeerConnectionEvent> {
+        AsyncStream { $0.finish() }
+    }
+
     /// Sends `frames` to the one peer of a one-peer side.
     public func send(_ frames: [Message], timeout: Duration?) async throws(TransportError) {
         try await send(frames, to: nil, timeout: timeout)

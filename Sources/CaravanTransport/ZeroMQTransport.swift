@@ -14,10 +14,47 @@ public final class ZeroMQTransport: Transport {
     /// Whether the socket is a ROUTER (routing ids in front of every message).
     public let routed: Bool
 
+    private let events: AsyncStream<PeerConnectionEvent>?
+
     /// Wraps `socket`; `routed` is true for a ROUTER.
     public init(_ socket: AsyncSocket, routed: Bool) {
         self.socket = socket
         self.routed = routed
+        events = nil
+    }
+
+    private init(watched socket: AsyncSocket, events: AsyncStream<PeerConnectionEvent>) {
+        self.socket = socket
+        routed = true
+        self.events = events
+    }
+
+    /// A ROUTER on `loop` with `liveness` whose peers' connections are watched
+    /// (``ConnectionWatch``): ``connectionEvents()`` reports them, a close counting as the peer's
+    /// own (``PeerConnectionEvent/Cause/peerEnded``) when it came sooner after the peer's last
+    /// message than `liveness` would drop a connection. `configure` sets the other options and
+    /// binds, on the calling thread.
+    public static func watchedRouter(loop: EventLoop, liveness: LinkLiveness,
+                                     configure: (Socket) throws -> Void) throws -> ZeroMQTransport {
+        // Bounded: a consumer that stops reading loses the oldest events, never the daemon's memory.
+        let (events, sink) = AsyncStream.makeStream(of: PeerConnectionEvent.self, bufferingPolicy: .bufferingNewest(4096))
+        let watch = ConnectionWatch(onChange: { change in
+            switch change {
+            case .opened(let peer):
+                sink.yield(.opened(peer: peer))
+            case let .closed(peer, silentFor):
+                sink.yield(.closed(peer: peer, cause: liveness.closedByPeer(silentFor: silentFor) ? .peerEnded : .silence))
+            }
+        }, onClose: { sink.finish() })
+        let socket = try AsyncSocket(loop: loop, type: .router, watch: watch) { socket in
+            try socket.apply(liveness, as: .bound)
+            try configure(socket)
+        }
+        return ZeroMQTransport(watched: socket, events: events)
+    }
+
+    public func connectionEvents() -> AsyncStream<PeerConnectionEvent> {
+        events ?? AsyncStream { $0.finish() }
     }
 
     public func send(_ frames: [Message], to peer: [UInt8]?, timeout: Duration?) async throws(TransportError) {

@@ -377,14 +377,7 @@ final class ControlPlane: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.heartbeatInterval)
             if Task.isCancelled { break }
-            let t = now
-            let (directives, lost) = membership.withLock { m in
-                let before = m.members.count
-                let directives = m.tick(now: t)
-                return (directives, max(0, before - m.members.count))
-            }
-            if lost > 0 { CoordinatorMetrics.fault(.workerLost, count: lost) }
-            await execute(directives)
+            await expire()
             beat += 1
             let (peers, epoch) = membership.withLock { ($0.members.map(\.peer), $0.epoch) }
             var h = Caravan_V1_Heartbeat()
@@ -395,6 +388,67 @@ final class ControlPlane: Sendable {
             for peer in peers { await send(.heartbeat(h), to: peer) }
             await desk.sweep()
             await checkBalance()
+        }
+    }
+
+    /// Declares lost the workers silent past the heartbeat timeout and those whose connection
+    /// closed longer than the grace ago (``Membership/expire(now:)``), and re-plans when one was
+    /// in the plan.
+    func expire() async {
+        let t = now
+        let expiry = membership.withLock { $0.expire(now: t) }
+        for loss in expiry.losses {
+            switch loss.cause {
+            case .heartbeatTimeout:
+                CoordinatorMetrics.fault(.workerLost)
+                logger.warning("\(loss.member.workerID) lost: no heartbeat for \(loss.silentMs) ms", metadata: [
+                    "worker": "\(loss.member.workerID)", "reason": "\(loss.reason)",
+                ])
+            case .connectionClosed:
+                CoordinatorMetrics.fault(.connectionClosed)
+                logger.warning("\(loss.member.workerID)'s connection closed; lost after \(loss.closedMs ?? 0)ms", metadata: [
+                    "worker": "\(loss.member.workerID)", "silent_ms": "\(loss.silentMs)",
+                    "reason": "its end closed the connection (the process ended) and it did not connect again",
+                ])
+            }
+        }
+        await execute(expiry.directives)
+    }
+
+    /// Follows the control link's connection events until the link closes. A worker whose
+    /// connection its own end closed (its process exited or was killed) is lost once it has not
+    /// connected again within ``CoordinatorConfiguration/effectiveConnectionGrace`` (a worker that
+    /// only re-makes its connection is back within it), without waiting for the heartbeat
+    /// timeout. A connection dropped after silence (a frozen worker, a cut link) changes nothing:
+    /// the heartbeat timeout decides.
+    func watchConnections() async {
+        guard let grace = configuration.effectiveConnectionGrace else { return }
+        await withDiscardingTaskGroup { group in
+            for await event in control.connectionEvents() {
+                let t = now
+                switch event {
+                case .opened(let bytes):
+                    if let back = membership.withLock({ $0.connectionOpened(peer: PeerID(bytes), now: t) }) {
+                        logger.info("worker connected again", metadata: ["worker": "\(back.workerID)", "closed_ms": "\(back.closedMs)"])
+                    }
+                case .closed(let bytes, .peerEnded):
+                    guard let workerID = membership.withLock({ $0.connectionClosed(peer: PeerID(bytes), now: t) }) else { continue }
+                    logger.notice("worker's connection closed by its end", metadata: [
+                        "worker": "\(workerID)", "grace_ms": "\(JobDesk.milliseconds(grace))",
+                    ])
+                    group.addTask {
+                        try? await Task.sleep(for: grace)
+                        if !Task.isCancelled { await self.expire() }
+                    }
+                case .closed(let bytes, .silence):
+                    let member = membership.withLock { m in m.members.first { $0.peer == PeerID(bytes) } }
+                    if let member {
+                        logger.notice("worker's connection dropped after silence; the heartbeat timeout decides", metadata: [
+                            "worker": "\(member.workerID)", "silent_ms": "\(t > member.lastSeen ? t - member.lastSeen : 0)",
+                        ])
+                    }
+                }
+            }
         }
     }
 

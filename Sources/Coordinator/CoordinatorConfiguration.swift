@@ -28,6 +28,20 @@ public struct CoordinatorConfiguration: Sendable {
     public var heartbeatInterval: Duration
     /// Silence after which a worker is lost.
     public var heartbeatTimeout: Duration
+    /// How long a worker whose control connection was closed by its own end (its process exited
+    /// or was killed: the kernel closes the connection at once) may take to connect again before
+    /// it is lost, without waiting for the heartbeat timeout. nil: one heartbeat interval plus
+    /// 150 ms, since a worker that only re-makes its connection is back within ZeroMQ's reconnect
+    /// interval (100 ms) and is recognised by its next heartbeat. A frozen process, a dead machine
+    /// or a cut link close nothing and stay on the heartbeat timeout.
+    public var connectionGrace: Duration?
+    /// Whether a closed connection loses a worker at all (false: only the heartbeat timeout does).
+    public var losesClosedConnections = true
+
+    /// The connection grace in force (nil when closed connections lose no worker).
+    public var effectiveConnectionGrace: Duration? {
+        losesClosedConnections ? (connectionGrace ?? heartbeatInterval + .milliseconds(150)) : nil
+    }
     /// Deadline for one pipeline step.
     public var stepDeadline: Duration
     /// Wire limits for received frames.

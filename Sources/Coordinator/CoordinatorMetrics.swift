@@ -50,6 +50,9 @@ enum CoordinatorMetrics {
     enum Fault: String {
         /// A worker was silent past the heartbeat timeout.
         case workerLost = "worker_lost"
+        /// A worker's control connection was closed by its end (its process ended) and it did not
+        /// connect again within the grace.
+        case connectionClosed = "connection_closed"
         /// A pipeline step failed or timed out.
         case stepFailed = "step_failed"
         /// A worker could not load its assignment.
@@ -70,7 +73,7 @@ enum CoordinatorMetrics {
         for purpose in [PlanPurpose.initial, .recovery, .growth, .rebalance] {
             Counter(label: "caravan_plans_total", dimensions: [("purpose", purpose.rawValue)]).increment(by: 0)
         }
-        for kind in [Fault.workerLost, .stepFailed, .loadFailed] {
+        for kind in [Fault.workerLost, .connectionClosed, .stepFailed, .loadFailed] {
             Counter(label: "caravan_faults_total", dimensions: [("kind", kind.rawValue)]).increment(by: 0)
         }
         for c in [tokensGenerated, promptTokens, jobsSubmitted, bytesToFirstStage, bytesFromLastStage, modelBytesServed, planFailures] {

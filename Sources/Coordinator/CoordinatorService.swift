@@ -84,11 +84,12 @@ public final class CoordinatorService: Service {
         }
         // Every socket refuses frames above its largest legitimate one while reading them
         // (`FrameLimits`, docs/protocol.md): a peer cannot make the coordinator buffer more.
-        let control = try AsyncSocket(loop: loop, type: .router) { socket in
+        // Its connections are watched: a worker whose process ends is noticed by its connection
+        // closing, without waiting for the heartbeat timeout.
+        let control = try ZeroMQTransport.watchedRouter(loop: loop, liveness: LinkLiveness.cluster) { socket in
             try socket.apply(config.security.server)
             if roles { try socket.set(.zapDomain, CoordinatorSocketDomain.control.rawValue) }
             try socket.set(.maxMessageSize, Int64(FrameLimits.control(config.limits)))
-            try socket.apply(LinkLiveness.cluster, as: .bound)
             // Workers keep one routing identity per process: a re-made connection takes it over.
             try socket.set(.routerHandover, 1)
             try socket.bind(config.controlEndpoint)
@@ -109,12 +110,12 @@ public final class CoordinatorService: Service {
             try socket.bind(config.clientsEndpoint)
         }
         let resultAddress = Endpoints.advertisable(try await results.withSocket { s throws(ZMQError) in try s.lastEndpoint })
-        let controlAddress = try await control.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        let controlAddress = try await control.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
         let clientsAddress = try await clients.withSocket { s throws(ZMQError) in try s.lastEndpoint }
         let security = config.security
         let logger = self.logger
         try await run(over: CoordinatorLinks(
-            control: ZeroMQTransport(control, routed: true), results: ZeroMQTransport(results, routed: true),
+            control: control, results: ZeroMQTransport(results, routed: true),
             clients: ZeroMQTransport(clients, routed: true),
             dialer: ZeroMQDialer(loop: loop, security: { security.client(serverKey: $0) }),
             controlAddress: controlAddress, clientsAddress: clientsAddress, resultAddress: resultAddress,
@@ -213,7 +214,8 @@ public final class CoordinatorService: Service {
             expectedWorkers: config.expectedWorkers, modelSHA256: fingerprint.sha256,
             heartbeatTimeout: UInt64(JobDesk.milliseconds(config.heartbeatTimeout)),
             suspectAfter: UInt64(2 * JobDesk.milliseconds(config.heartbeatInterval)),
-            joinSettle: UInt64(JobDesk.milliseconds(config.joinSettle)), lastEpoch: lastEpoch))
+            joinSettle: UInt64(JobDesk.milliseconds(config.joinSettle)),
+            connectionGrace: config.effectiveConnectionGrace.map { UInt64(max(0, JobDesk.milliseconds($0))) }, lastEpoch: lastEpoch))
         let modelServer = try await links.modelSource? { key in
             membership.withLock { m in m.members.contains { $0.dataPublicKey == key } }
         }
@@ -279,6 +281,7 @@ public final class CoordinatorService: Service {
                 group.addTask { await desk.runOutbox() }
                 if let modelServer { group.addTask { await modelServer.run() } }
                 group.addTask { await plane.tickLoop() }
+                group.addTask { await plane.watchConnections() }
                 if config.recordsMetrics {
                     group.addTask {
                         while !Task.isCancelled {

@@ -69,6 +69,9 @@ public struct Member: Sendable, Equatable {
     public var holdings = LayerHoldings()
     /// The pull of layers it reported in its last heartbeat (nil = none running).
     public var pull: PullProgress?
+    /// When its control connection was closed by its own end (its process ended) and it has not
+    /// connected again since (nil = connected), milliseconds.
+    public var connectionClosedAt: UInt64?
 
     /// A member as registered.
     public init(workerID: String, peer: PeerID, dataAddress: String, dataPublicKey: String = "", memoryBytes: UInt64,
@@ -203,8 +206,12 @@ public struct Membership: Sendable {
     public private(set) var phase: Phase = .gathering
     /// Plans made (and times no plan was possible), oldest first; the last ``keptHistory`` are kept.
     public private(set) var planHistory: [PlanRecord] = []
-    /// Workers lost by missing heartbeats, most recent last; the last ``keptHistory`` are kept.
+    /// Workers lost (by missing heartbeats or a closed connection), most recent last; the last
+    /// ``keptHistory`` are kept.
     public private(set) var lostMembers: [Member] = []
+    /// How long a worker whose control connection its own end closed may take to connect again
+    /// before it is lost, milliseconds (nil = closures are left to the heartbeat timeout).
+    public let connectionGrace: UInt64?
     /// How many plan records and lost workers are kept.
     public static let keptHistory = 32
     /// The latest `now` seen (the time recorded with plans).
@@ -223,10 +230,11 @@ public struct Membership: Sendable {
     /// A membership waiting for `expectedWorkers` workers that hold the model `modelSHA256`;
     /// epochs continue after `lastEpoch` (persisted across restarts).
     public init(expectedWorkers: Int, modelSHA256: String, heartbeatTimeout: UInt64, suspectAfter: UInt64? = nil,
-                joinSettle: UInt64 = 0, lastEpoch: UInt64 = 0) {
+                joinSettle: UInt64 = 0, connectionGrace: UInt64? = 250, lastEpoch: UInt64 = 0) {
         self.expectedWorkers = max(1, expectedWorkers)
         self.modelSHA256 = modelSHA256
         self.heartbeatTimeout = heartbeatTimeout
+        self.connectionGrace = connectionGrace
         self.suspectAfter = suspectAfter ?? heartbeatTimeout / 3
         self.joinSettle = joinSettle
         self.lastEpoch = lastEpoch
@@ -416,11 +424,12 @@ public struct Membership: Sendable {
         return waitFor("\(pendingReason): \(reason)", now: now)
     }
 
-    /// Whether a re-plan should leave `member` out: it is silent now for longer than half the
-    /// heartbeat timeout (and the suspect time), or its link delayed or lost heartbeats within the
-    /// join-settle time. A gap the worker made itself (it sent late: no CPU for a while) does not
+    /// Whether a re-plan should leave `member` out: its control connection closed (it is likely
+    /// gone, not lost yet), it is silent now for longer than half the heartbeat timeout (and the
+    /// suspect time), or its link delayed or lost heartbeats within the join-settle time. A gap the worker made itself (it sent late: no CPU for a while) does not
     /// count (``HeartbeatGap``); a worker just a little late (starved for a moment) stays in.
     private func isUnsteady(_ member: Member, now: UInt64) -> Bool {
+        if member.connectionClosedAt != nil { return true }
         if now > member.lastSeen, now - member.lastSeen > max(suspectAfter, heartbeatTimeout / 2) { return true }
         guard joinSettle > 0, let gap = member.lastLinkGapAt else { return false }
         return now >= gap && now - gap < joinSettle
@@ -521,15 +530,88 @@ public struct Membership: Sendable {
     /// re-plans over the others. A worker that joined a serving plan and has been heard steadily
     /// for the join-settle time re-plans with it.
     public mutating func tick(now: UInt64) -> [Directive] {
+        expire(now: now).directives
+    }
+
+    /// A worker declared lost, and why.
+    public struct Loss: Sendable, Equatable {
+        /// Why.
+        public enum Cause: Sendable, Equatable {
+            /// Silent for longer than the heartbeat timeout.
+            case heartbeatTimeout
+            /// Its control connection was closed by its own end and it did not connect again
+            /// within the grace.
+            case connectionClosed
+        }
+
+        /// The worker as it was last known.
+        public var member: Member
+        /// Why it was lost.
+        public var cause: Cause
+        /// Time since its last message, milliseconds.
+        public var silentMs: UInt64
+        /// Time since its connection closed (``Cause/connectionClosed`` only), milliseconds.
+        public var closedMs: UInt64?
+
+        /// Why, for logs and re-plan reasons.
+        public var reason: String {
+            switch cause {
+            case .heartbeatTimeout: "no heartbeat for \(silentMs) ms"
+            case .connectionClosed: "its connection closed \(closedMs ?? 0) ms ago and it did not connect again"
+            }
+        }
+    }
+
+    /// What ``expire(now:)`` found: the workers lost and what the service must do.
+    public struct Expiry: Sendable, Equatable {
+        /// Workers lost now.
+        public var losses: [Loss]
+        /// Directives (a re-plan when a worker of the plan was lost).
+        public var directives: [Directive]
+    }
+
+    /// ``tick(now:)`` with the workers it declared lost: a worker is lost once silent for longer
+    /// than the heartbeat timeout, or once its control connection has been closed by its own end
+    /// for the connection grace without a new one (``connectionClosed(peer:now:)``). Both take the
+    /// same path: removed, remembered in ``lostMembers``, and a re-plan when it was in the plan.
+    public mutating func expire(now: UInt64) -> Expiry {
         clock = max(clock, now)
-        let lost = members.filter { now > $0.lastSeen && now - $0.lastSeen > heartbeatTimeout }
-        guard !lost.isEmpty else { return settledJoin(now: now) }
-        members.removeAll { m in lost.contains { $0.peer == m.peer } }
-        lostMembers = Array((lostMembers + lost).suffix(Self.keptHistory))
+        let losses = members.compactMap { m -> Loss? in
+            let silent = now > m.lastSeen ? now - m.lastSeen : 0
+            if let grace = connectionGrace, let closed = m.connectionClosedAt, now >= closed, now - closed >= grace {
+                return Loss(member: m, cause: .connectionClosed, silentMs: silent, closedMs: now - closed)
+            }
+            return silent > heartbeatTimeout ? Loss(member: m, cause: .heartbeatTimeout, silentMs: silent) : nil
+        }
+        guard !losses.isEmpty else { return Expiry(losses: [], directives: settledJoin(now: now)) }
+        members.removeAll { m in losses.contains { $0.member.peer == m.peer } }
+        lostMembers = Array((lostMembers + losses.map(\.member)).suffix(Self.keptHistory))
         let inPlan = planPeers
-        guard let gone = lost.first(where: { inPlan.contains($0.peer) }) else { return settledJoin(now: now) }
-        let silence = now - gone.lastSeen
-        return replan("worker \(gone.workerID) lost (no heartbeat for \(silence) ms)", now: now)
+        guard let gone = losses.first(where: { inPlan.contains($0.member.peer) }) else {
+            return Expiry(losses: losses, directives: settledJoin(now: now))
+        }
+        return Expiry(losses: losses, directives: replan("worker \(gone.member.workerID) lost (\(gone.reason))", now: now))
+    }
+
+    /// The control connection of `peer` was closed by its own end (``PeerConnectionEvent``'s
+    /// `peerEnded`: its process exited or was killed, or it is making the connection again).
+    /// Unless it connects again within ``connectionGrace`` it is lost (``expire(now:)``); a
+    /// re-plan meanwhile leaves it out. Returns its worker id, nil when `peer` is no worker or
+    /// closures are left to the heartbeat timeout.
+    public mutating func connectionClosed(peer: PeerID, now: UInt64) -> String? {
+        clock = max(clock, now)
+        guard connectionGrace != nil, let i = members.firstIndex(where: { $0.peer == peer }) else { return nil }
+        if members[i].connectionClosedAt == nil { members[i].connectionClosedAt = now }
+        return members[i].workerID
+    }
+
+    /// `peer`'s messages arrive on a new connection: a closure noted before is forgotten.
+    /// Returns its worker id and how long it had been closed when it had been, else nil.
+    public mutating func connectionOpened(peer: PeerID, now: UInt64) -> (workerID: String, closedMs: UInt64)? {
+        clock = max(clock, now)
+        guard let i = members.firstIndex(where: { $0.peer == peer }), let closed = members[i].connectionClosedAt else { return nil }
+        members[i].connectionClosedAt = nil
+        return (members[i].workerID, now > closed ? now - closed : 0)
     }
 
     /// Workers that joined while serving wait until they have been heard steadily for

@@ -18,13 +18,19 @@ public final class AsyncSocket: Sendable {
 
     /// Hands `socket` (already configured, bound or connected) over to `loop`; the caller must not
     /// use `socket` afterwards.
-    public init(loop: EventLoop, socket: Socket) throws(ZMQError) {
+    public convenience init(loop: EventLoop, socket: Socket) throws(ZMQError) {
+        try self.init(loop: loop, socket: socket, watch: nil)
+    }
+
+    /// Hands `socket` and the loop side of its connection watch (if any) over to `loop`.
+    init(loop: EventLoop, socket: Socket, watch: WatchState?) throws(ZMQError) {
         self.loop = loop
         let id = loop.shared.makeID()
         self.id = id
-        let accepted = loop.shared.submit { core in core.entries[id] = LoopCore.Entry(socket: socket) }
+        let accepted = loop.shared.submit { core in core.entries[id] = LoopCore.Entry(socket: socket, watch: watch) }
         if !accepted {
             socket.close()
+            watch?.close()
             throw LoopCore.closedError("AsyncSocket.init")
         }
     }

@@ -126,7 +126,12 @@ final class LoopCore: @unchecked Sendable {
         var backlog: [[Message]] = []
         /// After a send fails with EAGAIN although POLLOUT was reported, retry no earlier than this.
         var stalledUntil: Deadline?
-        init(socket: Socket) { self.socket = socket }
+        /// The connection watch of a ROUTER (``ConnectionWatch``), read before each receive.
+        let watch: WatchState?
+        init(socket: Socket, watch: WatchState? = nil) {
+            self.socket = socket
+            self.watch = watch
+        }
     }
 
     let shared: LoopShared
@@ -162,6 +167,8 @@ final class LoopCore: @unchecked Sendable {
                 for r in entry.receives { consider(r.deadline) }
                 for s in entry.sends { consider(s.deadline) }
                 if !events.isEmpty { poller.add(entry.socket, events: events) }
+                // A watch's monitor is read whenever it has events, messages awaited or not.
+                if let watch = entry.watch { poller.add(watch.monitor, events: .pollIn) }
             }
             var timeout = -1
             if let nearest {
@@ -187,6 +194,7 @@ final class LoopCore: @unchecked Sendable {
             }
             let after = clock.now
             for entry in entries.values {
+                entry.watch?.drain(now: after)
                 service(entry, now: after)
                 expire(entry, now: after)
             }
@@ -203,7 +211,11 @@ final class LoopCore: @unchecked Sendable {
     private func service(_ entry: Entry, now: Deadline) {
         while !entry.receives.isEmpty {
             do {
+                // The watch learns of connections accepted and closed before this message was
+                // queued, so the message is put down to the connection it came on.
+                entry.watch?.drain(now: clock.now)
                 let frames = try entry.socket.receive(dontWait: true)
+                entry.watch?.observe(frames, now: clock.now)
                 deliver(frames, to: entry)
             } catch {
                 if !error.isTimeout {
@@ -264,6 +276,7 @@ final class LoopCore: @unchecked Sendable {
         for r in entry.receives { r.waiter.finish(.failure(error ?? Self.closedError("receive"))) }
         for s in entry.sends { s.waiter.finish(.failure(error ?? Self.closedError("send"))) }
         entry.socket.close()
+        entry.watch?.close()
     }
 
     private func closeAll(with error: ZMQError?) {

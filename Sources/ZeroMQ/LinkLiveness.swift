@@ -29,6 +29,24 @@ public struct LinkLiveness: Sendable, Equatable {
         self.reconnectMax = reconnectMax
     }
 
+    /// The least silence after which these settings close a connection themselves: ZMTP
+    /// heartbeats need `heartbeatTimeout` without traffic, the retransmission limit `maxRetransmit`
+    /// of unacknowledged data (in a cut link the peer is silent as long). A connection that closes
+    /// sooner after its peer's last message was closed by the peer's end: its process exited or
+    /// was killed (the kernel sends FIN or RST at once), or it made the connection again.
+    public var shortestOwnDrop: Duration {
+        // libzmq times heartbeats out after the interval when no timeout is set.
+        let heartbeats = heartbeatInterval > 0 ? (heartbeatTimeout > 0 ? heartbeatTimeout : heartbeatInterval) : .max
+        return .milliseconds(max(0, min(heartbeats, maxRetransmit > 0 ? maxRetransmit : .max)))
+    }
+
+    /// Whether a connection that closed `silentFor` after its peer's last message was closed by
+    /// the peer's end rather than by these settings: the silence is under half of
+    /// ``shortestOwnDrop`` (the other half is a margin for timers and for messages read late).
+    public func closedByPeer(silentFor: Duration) -> Bool {
+        silentFor < shortestOwnDrop / 2
+    }
+
     /// What Caravan's cluster sockets use: a dead link is noticed within about 2 s, and a healed
     /// one is used again within about 1 s.
     public static let cluster = LinkLiveness(heartbeatInterval: 500, heartbeatTimeout: 2000, connectTimeout: 1000,

@@ -126,6 +126,15 @@ public final class Message: @unchecked Sendable {
         return id
     }
 
+    /// The file descriptor of the connection a received frame came on (`zmq_msg_get(ZMQ_SRCFD)`;
+    /// deprecated in libzmq but present in 4.3), nil for frames made locally or that came on no
+    /// TCP/IPC connection (a ROUTER's routing-id frame may have none: read a frame after it). A descriptor names a connection only while it is open: the kernel gives
+    /// the number to the next connection after a close (see ``ConnectionTable``).
+    public var sourceFileDescriptor: Int32? {
+        let fd = zmq_msg_get(msg, ZMQ_SRCFD)
+        return fd >= 0 ? fd : nil
+    }
+
     /// Makes a fresh `zmq_msg_t` sharing this frame's content, for `zmq_msg_send` to consume.
     func makeSendCopy() -> UnsafeMutablePointer<zmq_msg_t> {
         let copy = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)

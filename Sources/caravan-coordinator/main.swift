@@ -74,6 +74,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("heartbeat-timeout"), help: "Seconds of silence after which a worker is lost (and workers register again).")
     var heartbeatTimeout = 2.0
 
+    @Option(name: .customLong("connection-grace"), help: "Seconds a worker whose control connection its own end closed (the process exited or was killed) may take to connect again before it is lost, without waiting for --heartbeat-timeout (default: --heartbeat-interval + 0.15); a frozen worker or a cut link stays on the heartbeat timeout.")
+    var connectionGrace: Double?
+
     @Option(name: .customLong("queue-timeout"), help: "Seconds a job may wait for a pipeline (start-up, re-plan, too few workers) before it fails.")
     var queueTimeout = 300.0
 
@@ -125,11 +128,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard heartbeatInterval > 0, heartbeatTimeout > heartbeatInterval, drainTimeout >= 0 else {
             throw ValidationError("need 0 < --heartbeat-interval < --heartbeat-timeout and --drain-timeout >= 0")
         }
-        guard queueTimeout > 0, rebalanceInterval >= 0, joinSettle >= 0, slowFactor > 0, slowFactor < 1 else {
-            throw ValidationError("need --queue-timeout > 0, --rebalance-interval >= 0, --join-settle >= 0 and 0 < --slow-factor < 1")
+        guard queueTimeout > 0, rebalanceInterval >= 0, joinSettle >= 0, (connectionGrace ?? 0) >= 0, slowFactor > 0, slowFactor < 1 else {
+            throw ValidationError("need --queue-timeout > 0, --rebalance-interval >= 0, --join-settle >= 0, --connection-grace >= 0 and 0 < --slow-factor < 1")
         }
         // Seconds become milliseconds with Int(_:): finite and at most a million seconds.
-        let seconds = [stepTimeout, heartbeatInterval, heartbeatTimeout, queueTimeout, rebalanceInterval, joinSettle, drainTimeout]
+        let seconds = [stepTimeout, heartbeatInterval, heartbeatTimeout, queueTimeout, rebalanceInterval, joinSettle, drainTimeout,
+                       connectionGrace ?? 0]
         guard seconds.allSatisfy({ $0.isFinite && $0 <= 1_000_000 }) else {
             throw ValidationError("durations must be finite numbers of seconds, at most 1000000")
         }
@@ -184,6 +188,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.rebalance.minimumInterval = .milliseconds(Int(rebalanceInterval * 1000))
         configuration.rebalance.slowFactor = slowFactor
         configuration.joinSettle = .milliseconds(Int(joinSettle * 1000))
+        configuration.connectionGrace = connectionGrace.map { .milliseconds(Int($0 * 1000)) }
         var alongside: [any Service] = []
         if let metrics, let address = HostPort(metrics) {
             configuration.recordsMetrics = true

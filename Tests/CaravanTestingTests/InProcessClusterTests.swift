@@ -93,6 +93,39 @@ final class InProcessClusterTests: XCTestCase {
         XCTAssertLessThan(recovery, .seconds(2))
     }
 
+    /// A killed worker's connection closes at once: the coordinator loses it after the connection
+    /// grace, long before its heartbeat timeout or a step's deadline (10 s each here, so that
+    /// either would fail the bound), and every job keeps its output.
+    func testAKilledWorkerIsNoticedByItsClosedConnectionLongBeforeTheHeartbeatTimeout() async throws {
+        let cluster = InProcessCluster(modelPath: try Self.model.get(), workers: 3) { c in
+            c.heartbeatTimeout = .seconds(10)
+            c.stepDeadline = .seconds(10)
+            c.connectionGrace = .milliseconds(100)
+        }
+        defer { cluster.stop() }
+        try cluster.start(workers: 3)
+        let status = try await cluster.waitUntilServing()
+        let middle = try XCTUnwrap(status.workers.first { $0.layerEnd > $0.layerStart && $0.stageIndex == 1 }).workerID
+        let client = cluster.client()
+        let reference = Self.untagged(try await client.run(Self.jobs("ref")), "ref")
+
+        var killedAt: ContinuousClock.Instant?
+        let faulty = Self.untagged(try await client.run(Self.jobs("kill")) { _, results in
+            guard killedAt == nil, results.values.reduce(0, { $0 + $1.tokens.count }) >= 8 else { return }
+            killedAt = .now
+            cluster.kill(middle)
+        }, "kill")
+        let recovery = ContinuousClock.now - (killedAt ?? .now)
+        XCTAssertNotNil(killedAt, "the middle stage was killed during generation")
+        assertSameOutput(faulty, reference, after: 8, cluster)
+        XCTAssertTrue(cluster.logs.contains("\(middle)'s connection closed; lost after"), cluster.logs.text.suffix(3000).description)
+        let replans = cluster.logs.text.split(separator: "\n").filter { $0.contains("re-planning:") }
+        XCTAssertEqual(replans.count, 1, "\(replans)")
+        XCTAssertTrue(replans.first?.contains("worker \(middle) lost (its connection closed") ?? false, "\(replans)")
+        print("killed \(middle) with a 10 s heartbeat timeout: the jobs ended \(recovery) later")
+        XCTAssertLessThan(recovery, .seconds(3), "noticed by the closed connection, not after 10 s")
+    }
+
     /// A worker whose steps take twenty times longer than the other's (its step clock dilated)
     /// loses layers to the other in a re-plan for balance, and every job keeps its output. (The
     /// successor of the process-level test that throttled a worker with SIGSTOP/SIGCONT, which

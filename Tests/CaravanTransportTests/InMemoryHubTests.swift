@@ -105,4 +105,35 @@ final class InMemoryHubTests: XCTestCase {
         let got = try await read.value
         XCTAssertEqual(text(got), ["beat"], "the message waited for the pause to end")
     }
+
+    /// The bound side's connection events, as a ZeroMQ ROUTER's watch reports them: a peer opens
+    /// when it connects, a killed node's connection closes by its end at once (as the kernel
+    /// closes a killed process's sockets), a paused node's stays open, and a closed bound side
+    /// ends the stream.
+    func testTheBoundSideSeesConnectionsOpenAndAKilledNodesClose() async throws {
+        let hub = InMemoryHub()
+        let server = try hub.bind("inproc://control", node: "coordinator")
+        var events = server.connectionEvents().makeAsyncIterator()
+        _ = hub.connect("inproc://control", node: "w1", routingID: Array("w:1".utf8))
+        let b = hub.connect("inproc://control", node: "w2", routingID: Array("w:2".utf8))
+        let first = await events.next()
+        let second = await events.next()
+        XCTAssertEqual(first, .opened(peer: Array("w:1".utf8)))
+        XCTAssertEqual(second, .opened(peer: Array("w:2".utf8)))
+        hub.pause("w2")
+        hub.kill("w1")
+        let third = await events.next()
+        XCTAssertEqual(third, .closed(peer: Array("w:1".utf8), cause: .peerEnded), "w1 killed; w2 only paused")
+        hub.resume("w2")
+        await b.close()
+        let fourth = await events.next()
+        XCTAssertEqual(fourth, .closed(peer: Array("w:2".utf8), cause: .peerEnded))
+        await server.close()
+        let end = await events.next()
+        XCTAssertNil(end, "closing the bound side ends its events")
+        // A connected side has no connection events.
+        var none = b.connectionEvents().makeAsyncIterator()
+        let nothing = await none.next()
+        XCTAssertNil(nothing)
+    }
 }
