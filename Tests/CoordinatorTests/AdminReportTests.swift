@@ -44,12 +44,8 @@ final class AdminReportTests: XCTestCase {
 
     func testStatusShowsLayerRangesHealthMemoryAndHistory() throws {
         let m = servingMembership()
-        var running = Caravan_V1_JobStatus()
-        running.jobID = "job-2"
-        running.state = .generating
-        var done = Caravan_V1_JobStatus()
-        done.jobID = "job-1"
-        done.state = .finished
+        let running = JobStatus(job: JobID("job-2")!, state: .generating)
+        let done = JobStatus(job: JobID("job-1")!, state: .finished)
         let s = AdminReports.clusterStatus(snapshot(m, now: 2300, jobs: [AdminJob(status: done), AdminJob(status: running, tokensPerSecond: 12.5)]),
                                            includeFinishedJobs: false)
         XCTAssertTrue(s.serving)
