@@ -170,6 +170,10 @@ let package = Package(
         .testTarget(name: "CaravanTransportTests", dependencies: ["CaravanTransport", "ZeroMQ"]),
         .testTarget(name: "CaravanClientTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
+        // The executables' own logic (`@testable import` of an executable target).
+        .testTarget(name: "caravanctlTests", dependencies: [
+            "caravanctl", "CaravanCore", "CaravanWire", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         // An in-process cluster (coordinator and workers over the in-memory transport) for tests.
         .target(name: "CaravanTesting", dependencies: [
             "Coordinator", "Worker", "CaravanTransport", "CaravanWire", "ClusterSupport", "ZeroMQ", "TestSupport",

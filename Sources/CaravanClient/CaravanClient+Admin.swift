@@ -66,25 +66,35 @@ extension CaravanClient {
         return DrainAnswer(accepted: r.ok, message: r.message)
     }
 
-    // MARK: Admin reports (wire messages)
+    // MARK: Admin reports
 
-    /// Asks for the cluster's status (workers, jobs, plan history). The report is the wire
-    /// message, which `AdminTables` renders and `caravanctl status --json` prints.
+    /// Asks for the cluster's status (workers, jobs the caller may see, plan history).
     public func clusterStatus(includeFinishedJobs: Bool = false,
-                              timeout: Duration = .seconds(10)) async throws(ClientError) -> Caravan_V1_ClusterStatus {
+                              timeout: Duration = .seconds(10)) async throws(ClientError) -> ClusterReport {
         var m = Caravan_V1_ClusterStatusRequest()
         m.includeFinishedJobs = includeFinishedJobs
-        return try expect(try await request(.clusterStatusRequest(m), timeout: timeout)) {
+        let wire = try expect(try await request(.clusterStatusRequest(m), timeout: timeout)) {
             if case .clusterStatus(let s) = $0 { s } else { nil }
+        }
+        do {
+            return try ClusterReport(wire: wire)
+        } catch {
+            throw .badReply("cluster status: \(error)")
         }
     }
 
-    /// Asks what the coordinator's planner would do (changes nothing). The request and report are
-    /// the wire messages, which `AdminTables` renders.
-    public func planPreview(_ m: Caravan_V1_PlanPreviewRequest,
-                            timeout: Duration = .seconds(10)) async throws(ClientError) -> Caravan_V1_PlanPreview {
-        try expect(try await request(.planPreviewRequest(m), timeout: timeout)) {
-            if case .planPreview(let p) = $0 { p } else { nil }
+    /// Asks what the coordinator's planner would do (changes nothing); throws
+    /// ``ClientError/invalidRequest(_:)`` when a limit does not fit the wire.
+    public func planPreview(_ preview: PlanPreviewRequest,
+                            timeout: Duration = .seconds(10)) async throws(ClientError) -> PlanPreview {
+        let m: Caravan_V1_PlanPreviewRequest
+        do {
+            m = try Caravan_V1_PlanPreviewRequest(preview)
+        } catch {
+            throw .invalidRequest(error.description)
         }
+        return PlanPreview(wire: try expect(try await request(.planPreviewRequest(m), timeout: timeout)) {
+            if case .planPreview(let p) = $0 { p } else { nil }
+        })
     }
 }

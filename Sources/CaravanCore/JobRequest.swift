@@ -58,4 +58,14 @@ public struct JobRequest: Sendable, Equatable {
         self.maxTokens = maxTokens
         self.seed = seed
     }
+
+    /// The parameters a generation of this request runs with: its chain, at most ``maxTokens``
+    /// tokens (nil: `contextLimit`), drawing with ``seed`` (nil: `drawnSeed`, which the coordinator
+    /// draws once and keeps, so that a replay draws the same numbers).
+    public func parameters(contextLimit: Int, drawnSeed: UInt64) -> SamplingParameters {
+        var p = sampling
+        p.seed = seed ?? drawnSeed
+        p.maxTokens = maxTokens ?? contextLimit
+        return p
+    }
 }

@@ -24,12 +24,12 @@ extension ActivationStep {
     /// The header for this step (validated like a received one). The tensor's bytes are not part of
     /// it: they travel as the next frame.
     public func wireHeader(limits: WireLimits) throws(WireError) -> Caravan_V1_ActivationHeader {
-        try Self.validate(jobID: jobID, planEpoch: planEpoch, rows: rows, tensorShape: tensor?.shape, limits: limits)
+        try Self.validate(label: pipelineLabel, planEpoch: planEpoch, rows: rows, tensorShape: tensor?.shape, limits: limits)
         if let tensor, tensor.byteCount > limits.maxPayloadBytes {
             throw .payloadTooLarge(bytes: UInt64(tensor.byteCount), limit: limits.maxPayloadBytes)
         }
         var header = Caravan_V1_ActivationHeader()
-        header.jobID = jobID
+        header.jobID = pipelineLabel
         header.planEpoch = planEpoch
         header.stepID = stepID
         header.sequences = rows.map(\.wire)
@@ -47,15 +47,15 @@ extension ActivationStep {
         case (false, nil): tensor = nil
         }
         let rows = header.sequences.map(SequenceRow.init(wire:))
-        try Self.validate(jobID: header.jobID, planEpoch: header.planEpoch, rows: rows,
+        try Self.validate(label: header.jobID, planEpoch: header.planEpoch, rows: rows,
                           tensorShape: tensor?.shape, limits: limits)
-        self.init(jobID: header.jobID, planEpoch: header.planEpoch, stepID: header.stepID, rows: rows, tensor: tensor)
+        self.init(pipelineLabel: header.jobID, planEpoch: header.planEpoch, stepID: header.stepID, rows: rows, tensor: tensor)
     }
 
     /// The rules both directions share.
-    static func validate(jobID: String, planEpoch: UInt64, rows: [SequenceRow], tensorShape: [Int]?,
+    static func validate(label: String, planEpoch: UInt64, rows: [SequenceRow], tensorShape: [Int]?,
                          limits: WireLimits) throws(WireError) {
-        guard !jobID.isEmpty else { throw .missingField("activation.job_id") }
+        guard !label.isEmpty else { throw .missingField("activation.job_id") }
         guard planEpoch > 0 else { throw .missingField("activation.plan_epoch") }
         guard !rows.isEmpty else { throw .missingField("activation.sequences") }
         guard rows.count <= limits.maxRows else {
@@ -77,9 +77,9 @@ extension ActivationStep {
 extension StepOutcome {
     /// The wire message.
     public func wire() throws(WireError) -> Caravan_V1_StepResult {
-        try Self.validate(jobID: jobID, planEpoch: planEpoch, logitsShape: logits?.shape, logitsRows: logitsRows.count)
+        try Self.validate(label: pipelineLabel, planEpoch: planEpoch, logitsShape: logits?.shape, logitsRows: logitsRows.count)
         var result = Caravan_V1_StepResult()
-        result.jobID = jobID
+        result.jobID = pipelineLabel
         result.planEpoch = planEpoch
         result.stepID = stepID
         result.tokens = tokens.map { token in
@@ -114,20 +114,20 @@ extension StepOutcome {
             logits = try ActivationTensor(wire: wire.logits, payload: payload, limits: limits)
         case (false, nil): logits = nil
         }
-        try Self.validate(jobID: wire.jobID, planEpoch: wire.planEpoch, logitsShape: logits?.shape,
+        try Self.validate(label: wire.jobID, planEpoch: wire.planEpoch, logitsShape: logits?.shape,
                           logitsRows: wire.logitsRows.count)
         let tokens = wire.tokens.map { t in
             SampledToken(sequenceID: t.sequenceID, position: t.position, tokenID: t.tokenID,
                          logprob: t.hasLogprob ? t.logprob : nil,
                          topLogprobs: t.topLogprobs.map { (tokenID: $0.tokenID, logprob: $0.logprob) })
         }
-        self.init(jobID: wire.jobID, planEpoch: wire.planEpoch, stepID: wire.stepID, tokens: tokens,
+        self.init(pipelineLabel: wire.jobID, planEpoch: wire.planEpoch, stepID: wire.stepID, tokens: tokens,
                   error: wire.error.isEmpty ? nil : wire.error,
                   logits: logits, logitsRows: wire.logitsRows.map(SequenceRow.init(wire:)))
     }
 
-    static func validate(jobID: String, planEpoch: UInt64, logitsShape: [Int]?, logitsRows: Int) throws(WireError) {
-        guard !jobID.isEmpty else { throw .missingField("step_result.job_id") }
+    static func validate(label: String, planEpoch: UInt64, logitsShape: [Int]?, logitsRows: Int) throws(WireError) {
+        guard !label.isEmpty else { throw .missingField("step_result.job_id") }
         guard planEpoch > 0 else { throw .missingField("step_result.plan_epoch") }
         guard let shape = logitsShape else {
             guard logitsRows == 0 else {

@@ -27,9 +27,9 @@ public struct SequenceRow: Sendable, Equatable {
 /// first-stage input (token ids only), their activations.
 public struct ActivationStep: Sendable {
     /// A label of the pipeline that sent the step, for logs (the coordinator writes `epoch-N`;
-    /// non-empty). Not a job, whatever the name says: a step carries rows of many jobs, one
-    /// sequence each (the wire field `job_id` predates batching).
-    public var jobID: String
+    /// non-empty). A step carries rows of many jobs, one sequence each; on the wire this is still
+    /// the field `job_id` (number 1), a name that predates batching.
+    public var pipelineLabel: String
     /// The plan epoch the sender runs (positive).
     public var planEpoch: UInt64
     /// Step number within the plan epoch (its lanes share the numbering).
@@ -40,8 +40,8 @@ public struct ActivationStep: Sendable {
     public var tensor: ActivationTensor?
 
     /// Creates a step (validated when encoded).
-    public init(jobID: String, planEpoch: UInt64, stepID: UInt64, rows: [SequenceRow], tensor: ActivationTensor?) {
-        self.jobID = jobID
+    public init(pipelineLabel: String, planEpoch: UInt64, stepID: UInt64, rows: [SequenceRow], tensor: ActivationTensor?) {
+        self.pipelineLabel = pipelineLabel
         self.planEpoch = planEpoch
         self.stepID = stepID
         self.rows = rows
@@ -83,8 +83,8 @@ public struct SampledToken: Sendable, Equatable {
 /// tokens when the last stage samples, or the logits of the rows that asked for them when the
 /// coordinator samples, or an error.
 public struct StepOutcome: Sendable, Equatable {
-    /// The label of the step (see ``ActivationStep/jobID``: not a job).
-    public var jobID: String
+    /// The label of the step's pipeline (``ActivationStep/pipelineLabel``; the wire field `job_id`).
+    public var pipelineLabel: String
     /// The plan epoch the step ran under.
     public var planEpoch: UInt64
     /// The step id.
@@ -99,9 +99,9 @@ public struct StepOutcome: Sendable, Equatable {
     public var logitsRows: [SequenceRow]
 
     /// Creates an outcome.
-    public init(jobID: String, planEpoch: UInt64, stepID: UInt64, tokens: [SampledToken], error: String? = nil,
+    public init(pipelineLabel: String, planEpoch: UInt64, stepID: UInt64, tokens: [SampledToken], error: String? = nil,
                 logits: ActivationTensor? = nil, logitsRows: [SequenceRow] = []) {
-        self.jobID = jobID
+        self.pipelineLabel = pipelineLabel
         self.planEpoch = planEpoch
         self.stepID = stepID
         self.tokens = tokens
@@ -112,7 +112,7 @@ public struct StepOutcome: Sendable, Equatable {
 
     /// Equal when every field is, logits compared by dtype, shape and bytes.
     public static func == (a: StepOutcome, b: StepOutcome) -> Bool {
-        guard a.jobID == b.jobID, a.planEpoch == b.planEpoch, a.stepID == b.stepID, a.tokens == b.tokens,
+        guard a.pipelineLabel == b.pipelineLabel, a.planEpoch == b.planEpoch, a.stepID == b.stepID, a.tokens == b.tokens,
               a.error == b.error, a.logitsRows == b.logitsRows else { return false }
         switch (a.logits, b.logits) {
         case (nil, nil): return true

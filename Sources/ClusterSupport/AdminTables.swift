@@ -1,4 +1,4 @@
-import CaravanWire
+import CaravanCore
 import Foundation
 import Planning
 
@@ -38,9 +38,9 @@ public enum AdminTables {
         return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
     }
 
-    private static func layers(_ start: UInt32, _ end: UInt32) -> String { end > start ? "[\(start), \(end))" : "-" }
+    private static func layers(_ range: LayerRange?) -> String { range?.description ?? "-" }
 
-    private static func state(_ s: Caravan_V1_WorkerState) -> String {
+    private static func state(_ s: WorkerReport.State) -> String {
         switch s {
         case .idle: "idle"
         case .loading: "loading"
@@ -48,21 +48,21 @@ public enum AdminTables {
         case .draining: "draining"
         case .lost: "lost"
         case .failed: "failed"
-        default: "?"
+        case .unknown: "?"
         }
     }
 
-    private static func health(_ h: Caravan_V1_WorkerHealth) -> String {
+    private static func health(_ h: WorkerReport.Health) -> String {
         switch h {
         case .healthy: "healthy"
         case .suspect: "SUSPECT"
         case .lost: "LOST"
         case .draining: "draining"
-        default: "?"
+        case .unknown: "?"
         }
     }
 
-    private static func jobState(_ s: Caravan_V1_JobState) -> String {
+    private static func jobState(_ s: JobState) -> String {
         switch s {
         case .queued: "queued"
         case .prefill: "prefill"
@@ -70,7 +70,6 @@ public enum AdminTables {
         case .finished: "finished"
         case .cancelled: "cancelled"
         case .failed: "failed"
-        default: "?"
         }
     }
 
@@ -82,7 +81,7 @@ public enum AdminTables {
     }
 
     /// The whole `caravanctl status` report: cluster line, workers, jobs, plan history.
-    public static func status(_ s: Caravan_V1_ClusterStatus) -> String {
+    public static func status(_ s: ClusterReport) -> String {
         var out: [String] = []
         let model = s.model.name.isEmpty ? "" : "  model \(s.model.name) (\(s.model.layerCount) layers)"
         let security = s.curveEnabled ? "CURVE" : "plain"
@@ -98,7 +97,7 @@ public enum AdminTables {
         let rows = s.workers.map { w -> [String] in
             let step = w.recentStepMs > 0 ? String(format: "%.1f", w.recentStepMs) : "-"
             let rate = w.tokensPerSecond > 0 ? String(format: "%.0f", w.tokensPerSecond) : "-"
-            return [w.workerID, w.dataAddress, state(w.state), health(w.health), layers(w.layerStart, w.layerEnd),
+            return [w.workerID, w.dataAddress, state(w.state), health(w.health), layers(w.layers),
                     bytes(w.memoryUsedBytes), bytes(w.memoryFreeBytes), step, rate, "\(w.stepsRun)",
                     age(ms: w.lastHeartbeatAgeMs) + " ago"]
         }
@@ -108,8 +107,8 @@ public enum AdminTables {
             out.append(table(["WORKER", "ADDRESS", "STATE", "HEALTH", "LAYERS", "MEM USED", "MEM FREE", "STEP MS",
                               "ROWS/S", "STEPS", "LAST HEARD"], rows))
         }
-        for w in s.workers where w.hasPull {
-            out.append("  " + pulling(w.workerID, w.pull))
+        for w in s.workers {
+            if let pull = w.pull { out.append("  " + pulling(w.workerID, pull)) }
         }
         for w in s.lostWorkers {
             out.append("lost: \(w.workerID) (\(w.dataAddress)), last heard \(clock(w.lastHeartbeatUnixMs))")
@@ -122,9 +121,9 @@ public enum AdminTables {
         if !s.jobs.isEmpty {
             out.append(table(["JOB", "STATE", "PROMPT", "GENERATED", "EPOCH", "SUBMITTED", "WAITING / ERROR"], s.jobs.map { j in
                 let age = s.nowUnixMs > j.submittedUnixMs ? Self.age(ms: s.nowUnixMs - j.submittedUnixMs) + " ago" : "now"
-                var note = j.hasError ? j.error.message : j.waitingReason
+                var note = j.failure?.message ?? j.waitingReason
                 if j.queuePosition > 0 { note = "queue position \(j.queuePosition)" + (note.isEmpty ? "" : ": \(note)") }
-                return [j.jobID, jobState(j.state), "\(j.promptTokens)", "\(j.completionTokens)", "\(j.planEpoch)", age, note]
+                return [j.job.rawValue, jobState(j.state), "\(j.promptTokens)", "\(j.completionTokens)", "\(j.planEpoch)", age, note]
             }))
         }
         out.append("")
@@ -133,15 +132,15 @@ public enum AdminTables {
             out.append("  (no plan yet)")
         } else {
             out.append(table(["EPOCH", "AT", "SERVED", "REASON", "STAGES"], s.planHistory.map { c in
-                ["\(c.planEpoch)", clock(c.unixMs), c.served ? "yes" : "no", c.reason,
-                 c.stages.map { "\($0.workerID)\(layers($0.layerStart, $0.layerEnd))" }.joined(separator: " ")]
+                ["\(c.epoch)", clock(c.unixMs), c.served ? "yes" : "no", c.reason,
+                 c.stages.map { "\($0.workerID)\($0.layers)" }.joined(separator: " ")]
             }))
         }
         return out.joined(separator: "\n")
     }
 
     /// Who may connect as a client, and the asking key's roles (nil for older coordinators).
-    static func access(_ s: Caravan_V1_ClusterStatus) -> String? {
+    static func access(_ s: ClusterReport) -> String? {
         let clients: String
         switch s.clientAccess {
         case "": return nil
@@ -153,20 +152,22 @@ public enum AdminTables {
     }
 
     /// One worker's pull of layers: "w2 pulling layers [2, 4): 1.2 GiB of 3.9 GiB (31 %), 480 MB/s, 6 s left".
-    public static func pulling(_ worker: String, _ p: Caravan_V1_PullProgress) -> String {
+    public static func pulling(_ worker: String, _ p: PullProgress) -> String {
         let percent = p.totalBytes > 0 ? Double(min(p.doneBytes, p.totalBytes)) / Double(p.totalBytes) * 100 : 0
         let rate = p.bytesPerSecond.isFinite && p.bytesPerSecond > 0 ? String(format: "%.0f MB/s", p.bytesPerSecond / 1e6) : "rate unknown"
-        let eta = p.etaMs > 0 ? age(ms: p.etaMs) + " left" : "time left unknown"
-        return "\(worker) pulling layers \(layers(p.layerStart, p.layerEnd)): \(bytes(p.doneBytes)) of \(bytes(p.totalBytes)) "
+        // Whole milliseconds, as the wire carries it.
+        let etaMs = p.etaSeconds.map { $0.isFinite && $0 > 0 ? UInt64(min($0 * 1000, 1e15)) : 0 } ?? 0
+        let eta = etaMs > 0 ? age(ms: etaMs) + " left" : "time left unknown"
+        return "\(worker) pulling layers \(p.layers): \(bytes(p.doneBytes)) of \(bytes(p.totalBytes)) "
             + String(format: "(%.0f %%)", percent) + ", \(rate), \(eta)"
     }
 
     /// A plan preview: one row per stage, memory against what the worker offers, estimates.
-    public static func preview(_ p: Caravan_V1_PlanPreview) -> String {
+    public static func preview(_ p: PlanPreview) -> String {
         guard p.feasible else { return "no plan for \(p.modelName.isEmpty ? "the model" : p.modelName): \(p.reason)" }
         var out = ["plan for \(p.modelName) (context \(p.maxContextTokens) x \(p.maxBatchSequences) sequences):"]
         out.append(table(["STAGE", "WORKER", "LAYERS", "COUNT", "MEMORY", "OFFERED", "STEP MS"], p.stages.enumerated().map { i, st in
-            [String(i), st.workerID, layers(st.layerStart, st.layerEnd), "\(st.layerEnd - st.layerStart)",
+            [String(i), st.workerID, st.layers.description, "\(st.layers.count)",
              bytes(st.estimatedMemoryBytes), bytes(st.workerMemoryBytes),
              st.estimatedStepMs > 0 ? String(format: "%.1f", st.estimatedStepMs) : "-"]
         }))

@@ -23,18 +23,7 @@ extension ModelFacts {
     }
 
     /// The wire form, named `name`.
-    public func shape(name: String) -> Caravan_V1_ModelShape {
-        var s = Caravan_V1_ModelShape()
-        s.name = name
-        s.layerBytes = layerBytes.map { UInt64($0) }
-        s.embeddingBytes = UInt64(embeddingBytes)
-        s.outputBytes = UInt64(outputBytes)
-        s.kvBytesPerTokenPerLayer = UInt64(kvBytesPerTokenPerLayer)
-        s.embeddingLength = UInt32(clamping: embeddingLength)
-        s.vocabularySize = UInt32(clamping: vocabularySize)
-        s.layerMultiplyAdds = UInt64(clamping: layerMultiplyAdds)
-        return s
-    }
+    public func shape(name: String) -> Caravan_V1_ModelShape { Caravan_V1_ModelShape(modelShape(name: name)) }
 }
 
 extension PaperPrediction {

@@ -76,8 +76,8 @@ extension StageBatch {
 
 extension ActivationStep {
     /// First-stage input for `batch` (token ids only, no tensor).
-    public init(tokens batch: StageBatch, jobID: String, planEpoch: UInt64, stepID: UInt64) {
-        self.init(jobID: jobID, planEpoch: planEpoch, stepID: stepID,
+    public init(tokens batch: StageBatch, pipelineLabel: String, planEpoch: UInt64, stepID: UInt64) {
+        self.init(pipelineLabel: pipelineLabel, planEpoch: planEpoch, stepID: stepID,
                   rows: batch.entries.map(SequenceRow.init(entry:)), tensor: nil)
     }
 
@@ -88,7 +88,7 @@ extension ActivationStep {
         let plainRows = self.rows.map {
             SequenceRow(sequenceID: $0.sequenceID, position: $0.position, tokenID: nil, sample: $0.sample, sampling: $0.sampling)
         }
-        return ActivationStep(jobID: jobID, planEpoch: planEpoch, stepID: stepID, rows: plainRows, tensor: tensor)
+        return ActivationStep(pipelineLabel: pipelineLabel, planEpoch: planEpoch, stepID: stepID, rows: plainRows, tensor: tensor)
     }
 
     /// The result of the last stage: logits of the rows that wanted them, in `dtype` (their rows
@@ -96,13 +96,13 @@ extension ActivationStep {
     public func outcome(logits values: [Float], entryIndices: [Int], vocabulary: Int,
                         dtype: TensorDType) throws(WireError) -> StepOutcome {
         guard !entryIndices.isEmpty else {
-            return StepOutcome(jobID: jobID, planEpoch: planEpoch, stepID: stepID, tokens: [])
+            return StepOutcome(pipelineLabel: pipelineLabel, planEpoch: planEpoch, stepID: stepID, tokens: [])
         }
         let tensor = try ActivationTensor(values: values, shape: [entryIndices.count, vocabulary], dtype: dtype)
         let logitsRows = entryIndices.map { i in
             SequenceRow(sequenceID: rows[i].sequenceID, position: rows[i].position, sample: rows[i].sample)
         }
-        return StepOutcome(jobID: jobID, planEpoch: planEpoch, stepID: stepID, tokens: [], logits: tensor,
+        return StepOutcome(pipelineLabel: pipelineLabel, planEpoch: planEpoch, stepID: stepID, tokens: [], logits: tensor,
                            logitsRows: logitsRows)
     }
 
@@ -115,12 +115,12 @@ extension ActivationStep {
                          tokenID: UInt32(bitPattern: result.token), logprob: result.logprobs?.logprob,
                          topLogprobs: result.logprobs?.top.map { (tokenID: UInt32(bitPattern: $0.id), logprob: $0.logprob) } ?? [])
         }
-        return StepOutcome(jobID: jobID, planEpoch: planEpoch, stepID: stepID, tokens: tokens)
+        return StepOutcome(pipelineLabel: pipelineLabel, planEpoch: planEpoch, stepID: stepID, tokens: tokens)
     }
 
     /// A failed step's result.
     public func failure(_ message: String) -> StepOutcome {
-        StepOutcome(jobID: jobID, planEpoch: planEpoch, stepID: stepID, tokens: [], error: message)
+        StepOutcome(pipelineLabel: pipelineLabel, planEpoch: planEpoch, stepID: stepID, tokens: [], error: message)
     }
 }
 

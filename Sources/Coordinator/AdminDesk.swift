@@ -94,7 +94,8 @@ public enum AdminReports {
             w.health = .lost
             return w
         }
-        out.jobs = listed(s.jobs.map(\.status).filter { includeFinishedJobs || !ended($0.state) }, most: maxJobs)
+        out.jobs = listed(s.jobs.map(\.status).filter { includeFinishedJobs || !$0.state.isEnded }, most: maxJobs)
+            .map { Caravan_V1_JobStatus($0) }
         out.tokensPerSecond = s.jobs.reduce(0) { $0 + $1.tokensPerSecond }
         out.serving = s.unavailableReason == nil
         if let reason = s.unavailableReason {
@@ -230,14 +231,10 @@ public enum AdminReports {
 
     /// `jobs` (in submission order) cut to `most`: unfinished jobs first (the newest of them),
     /// then the newest ended ones; submission order kept.
-    private static func listed(_ jobs: [Caravan_V1_JobStatus], most: Int) -> [Caravan_V1_JobStatus] {
+    private static func listed(_ jobs: [JobStatus], most: Int) -> [JobStatus] {
         guard jobs.count > most else { return jobs }
-        let unfinished = jobs.indices.filter { !ended(jobs[$0].state) }.suffix(max(0, most))
-        let finished = jobs.indices.filter { ended(jobs[$0].state) }.suffix(max(0, most - unfinished.count))
+        let unfinished = jobs.indices.filter { !jobs[$0].state.isEnded }.suffix(max(0, most))
+        let finished = jobs.indices.filter { jobs[$0].state.isEnded }.suffix(max(0, most - unfinished.count))
         return (Array(unfinished) + Array(finished)).sorted().map { jobs[$0] }
-    }
-
-    private static func ended(_ state: Caravan_V1_JobState) -> Bool {
-        state == .finished || state == .failed || state == .cancelled
     }
 }

@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -5,15 +6,15 @@ import Planning
 
 /// A job as the admin desk reports it.
 public struct AdminJob: Sendable, Equatable {
-    /// Its wire status (id, state, token counts, epoch, error).
-    public var status: Caravan_V1_JobStatus
+    /// Its status (id, state, token counts, epoch, error, queue position).
+    public var status: JobStatus
     /// Its current decode rate, tokens per second (0 when not generating).
     public var tokensPerSecond: Double
     /// The key of the client that submitted it ("" in plain mode).
     public var owner: String
 
     /// Creates a job entry.
-    public init(status: Caravan_V1_JobStatus, tokensPerSecond: Double = 0, owner: String = "") {
+    public init(status: JobStatus, tokensPerSecond: Double = 0, owner: String = "") {
         self.status = status
         self.tokensPerSecond = tokensPerSecond
         self.owner = owner
@@ -112,8 +113,8 @@ struct LiveClusterStatus: ClusterStatusSource {
         let (records, unavailable, queued) = desk.adminSnapshot()
         let instant = ContinuousClock.now
         let jobs = records.map { r -> AdminJob in
-            var s = JobDesk.wireStatus(r)
-            s.queuePosition = UInt32(clamping: queued[r.jobID] ?? 0)
+            var s = r.status
+            s.queuePosition = queued[r.jobID] ?? 0
             let completion = r.tokenIDs.count
             var rate = 0.0
             if s.state == .generating, let first = r.firstToken, completion > 1 {
@@ -121,7 +122,7 @@ struct LiveClusterStatus: ClusterStatusSource {
                 if seconds > 0 { rate = Double(completion - 1) / seconds }
             }
             return AdminJob(status: s, tokensPerSecond: rate, owner: r.owner)
-        }.sorted { ($0.status.submittedUnixMs, $0.status.jobID) < ($1.status.submittedUnixMs, $1.status.jobID) }
+        }.sorted { ($0.status.submittedUnixMs, $0.status.job) < ($1.status.submittedUnixMs, $1.status.job) }
         var security = false
         if case .curve = configuration.security { security = true }
         return ClusterSnapshot(

@@ -199,11 +199,11 @@ public final class CoordinatorService: Service {
         } catch {
             throw CoordinatorStartError(description: "\(error)")
         }
-        let desk = JobDesk(clients: clients, codec: codec, tokenizer: tokenizer, template: template,
-                           contextLimit: contextLimit, logger: logger, journal: journal,
-                           policy: JobDeskPolicy(queueTimeout: config.queueTimeout, maxUnfinishedJobs: config.maxUnfinishedJobs,
-                                                 maxJobsPerClient: config.maxJobsPerClient, batchSequences: config.batchSequences),
-                           access: access)
+        let policy = JobDeskPolicy(queueTimeout: config.queueTimeout, maxUnfinishedJobs: config.maxUnfinishedJobs,
+                                   maxJobsPerClient: config.maxJobsPerClient, batchSequences: config.batchSequences)
+        let outbox = ClientOutbox(limit: policy.maxOutbox, logger: logger)
+        let desk = JobDesk(tokenizer: tokenizer, template: template, contextLimit: contextLimit, logger: logger, journal: journal,
+                           policy: policy, outbox: outbox)
         let lastEpoch: UInt64
         do {
             lastEpoch = try desk.restore()
@@ -227,21 +227,14 @@ public final class CoordinatorService: Service {
                                  template: assignmentTemplate, configuration: planeConfiguration, logger: logger, desk: desk,
                                  serve: serveSignal)
         desk.pipelineFault.withLock { $0 = { epoch, reason in await plane.pipelineFault(epoch: epoch, reason: reason) } }
-        desk.drainHandler.withLock {
-            $0 = { m in
-                let (ok, message) = await plane.drain(m.workerID)
-                var r = Caravan_V1_AdminResult()
-                r.ok = ok
-                r.message = message
-                return r
-            }
-        }
         let status = LiveClusterStatus(
             membership: membership, desk: desk, clock: { plane.elapsedMs }, configuration: config,
             model: LiveClusterStatus.identity(fingerprint, layerCount: facts.layerCount),
             planningBasis: PlanningBasis(facts: facts, modelName: fingerprint.name, contextTokens: contextLimit,
                                          batchSequences: config.batchSequences))
-        desk.admin.withLock { $0 = AdminDesk(source: status, clientAccess: AccessList.clientAccess(access)) }
+        let endpoint = ClientEndpoint(link: clients, codec: codec, desk: desk, outbox: outbox, access: access,
+                                      admin: AdminDesk(source: status, clientAccess: AccessList.clientAccess(access)),
+                                      drain: { worker in await plane.drain(worker) }, logger: logger)
         CoordinatorMetrics.declare()
 
         // Graceful shutdown drains: new jobs are refused, running ones may finish (up to
@@ -273,12 +266,12 @@ public final class CoordinatorService: Service {
                 }
                 group.addTask {
                     do {
-                        for try await message in clients.deliveries() { await desk.handle(message) }
+                        for try await message in clients.deliveries() { await endpoint.handle(message) }
                     } catch {
                         self.logger.error("client socket failed", metadata: ["reason": "\(error)"])
                     }
                 }
-                group.addTask { await desk.runOutbox() }
+                group.addTask { await endpoint.runOutbox() }
                 if let modelServer { group.addTask { await modelServer.run() } }
                 group.addTask { await plane.tickLoop() }
                 group.addTask { await plane.watchConnections() }
@@ -300,7 +293,7 @@ public final class CoordinatorService: Service {
         }
         serveSignal.finish()
         desk.serving?.engine.failAll(CancellationError())
-        desk.finish()
+        outbox.finish()
         logger.info("coordinator stopping")
         await modelServer?.close()
         await clients.close()

@@ -1,44 +1,91 @@
+import CaravanCore
 import Foundation
 
-/// One record of the coordinator's job journal.
-public enum JournalEntry: Codable, Sendable, Equatable {
+/// One record of the coordinator's job journal. Typed: the file's JSON form (one line per entry,
+/// the form every earlier coordinator wrote) is read and written in `JournalEntry+File.swift`.
+public enum JournalEntry: Sendable, Equatable {
     /// A job was accepted.
     case submitted(JournalSubmission)
     /// A job generated a token (`text` is what was streamed with it).
-    case token(job: String, id: Int32, text: String)
-    /// A job ended: `state` is "finished", "cancelled" or "failed"; `text` the final streamed text.
-    case ended(job: String, state: String, reason: String, text: String)
+    case token(job: JobID, id: Int32, text: String)
+    /// A job ended.
+    case ended(job: JobID, outcome: JobOutcome)
     /// A plan epoch was used (epochs stay unique across coordinator restarts).
     case epoch(UInt64)
+
+    /// The job the entry is about (nil for an epoch).
+    public var job: JobID? {
+        switch self {
+        case .submitted(let s): s.job
+        case .token(let job, _, _), .ended(let job, _): job
+        case .epoch: nil
+        }
+    }
+}
+
+/// How a job ended, as the journal keeps it.
+public enum JobOutcome: Sendable, Equatable {
+    /// It finished (or was cancelled: reason ``JobFinishReason/cancelled``) with `text` as its
+    /// last streamed text.
+    case finished(JobFinishReason, text: String)
+    /// It failed with `message`.
+    case failed(message: String)
+
+    /// The job's final state.
+    public var state: JobState {
+        switch self {
+        case .finished(.cancelled, _): .cancelled
+        case .finished: .finished
+        case .failed: .failed
+        }
+    }
 }
 
 /// What the journal keeps of an accepted job: enough to rebuild its generation session.
-public struct JournalSubmission: Codable, Sendable, Equatable {
+public struct JournalSubmission: Sendable, Equatable {
     /// The job id.
-    public var job: String
-    /// The sequence id its caches use.
-    public var sequence: UInt64
+    public var job: JobID
+    /// The sequence its caches use.
+    public var sequence: SequenceID
     /// The client's request id (echoed in events).
     public var clientRequestID: String
     /// The prompt's token ids.
     public var prompt: [Int32]
-    /// The sampling parameters as protobuf JSON (`Caravan_V1_SamplingParameters`), seed resolved.
-    public var sampling: String
+    /// The sampling chain, penalties, stop strings and log-probabilities (its `maxTokens` and
+    /// `seed` are not read: ``maxTokens`` and ``seed`` say them).
+    public var sampling: SamplingParameters
+    /// Most tokens to generate; nil = up to the context limit of the coordinator that runs it.
+    public var maxTokens: Int?
+    /// The seed of its random draws (resolved at admission: a restored job draws the same numbers).
+    public var seed: UInt64
     /// Submission time, Unix milliseconds.
     public var submittedMs: UInt64
     /// The submitting client's CURVE key (nil in plain mode, and in journals written before roles).
     public var owner: String?
 
     /// Creates a submission record.
-    public init(job: String, sequence: UInt64, clientRequestID: String, prompt: [Int32], sampling: String,
+    public init(job: JobID, sequence: SequenceID, clientRequestID: String, prompt: [Int32],
+                sampling: SamplingParameters = SamplingParameters(), maxTokens: Int? = nil, seed: UInt64 = 0,
                 submittedMs: UInt64, owner: String? = nil) {
-        self.owner = owner
         self.job = job
         self.sequence = sequence
         self.clientRequestID = clientRequestID
         self.prompt = prompt
-        self.sampling = sampling
+        var chain = sampling
+        let defaults = SamplingParameters()
+        chain.maxTokens = defaults.maxTokens
+        chain.seed = defaults.seed
+        self.sampling = chain
+        self.maxTokens = maxTokens
+        self.seed = seed
         self.submittedMs = submittedMs
+        self.owner = owner
+    }
+
+    /// The parameters the job's session runs with: `maxTokens` nil means up to `contextLimit`.
+    public func parameters(contextLimit: Int) -> SamplingParameters {
+        JobRequest(input: .tokens(prompt), sampling: sampling, maxTokens: maxTokens, seed: seed)
+            .parameters(contextLimit: contextLimit, drawnSeed: seed)
     }
 }
 
@@ -71,17 +118,17 @@ public enum JournalCompaction {
     /// The entries to keep of `entries`.
     public static func compact(_ entries: [JournalEntry], keepEnded: Int) -> [JournalEntry] {
         var epoch: UInt64 = 0
-        var order: [String] = []
-        var submissions: [String: JournalSubmission] = [:]
-        var tokens: [String: [JournalEntry]] = [:]
-        var ends: [String: JournalEntry] = [:]
+        var order: [JobID] = []
+        var submissions: [JobID: JournalSubmission] = [:]
+        var tokens: [JobID: [JournalEntry]] = [:]
+        var ends: [JobID: JournalEntry] = [:]
         for e in entries {
             switch e {
             case .submitted(let s):
                 if submissions[s.job] == nil { order.append(s.job) }
                 submissions[s.job] = s
             case .token(let job, _, _): tokens[job, default: []].append(e)
-            case .ended(let job, _, _, _): ends[job] = e
+            case .ended(let job, _): ends[job] = e
             case .epoch(let n): epoch = max(epoch, n)
             }
         }

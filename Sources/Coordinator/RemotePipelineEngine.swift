@@ -89,7 +89,7 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
             defer { value += 1 }
             return value
         }
-        let step = ActivationStep(tokens: batch, jobID: label, planEpoch: planEpoch, stepID: id)
+        let step = ActivationStep(tokens: batch, pipelineLabel: label, planEpoch: planEpoch, stepID: id)
         let frames = try codec.encode(step)
         pending.expect(id)
         let frameBytes = frames.reduce(0) { $0 + $1.count }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaravanCore
 import CaravanWire
 import ClusterSupport
 import Foundation
@@ -115,13 +116,10 @@ struct Plan: AsyncParsableCommand {
 
     func run() async throws {
         if !workers.isEmpty { return try onPaper() }
-        var request = Caravan_V1_PlanPreviewRequest()
-        if let (name, facts) = try model() { request.shape = facts.shape(name: name) }
-        request.excludeWorkerIds = exclude
-        request.maxContextTokens = UInt32(ctx ?? 0)
-        request.maxBatchSequences = UInt32(batchSequences ?? 0)
-        let preview = try await connection.client().planPreview(request)
-        print(json ? try preview.jsonString(options: jsonOptions) : AdminTables.preview(preview))
+        let shape = try model().map { $0.1.modelShape(name: $0.0) }
+        let preview = try await connection.client().planPreview(
+            PlanPreviewRequest(shape: shape, excludedWorkers: exclude, maxContextTokens: ctx, maxBatchSequences: batchSequences))
+        print(json ? try Caravan_V1_PlanPreview(preview).jsonString(options: jsonOptions) : AdminTables.preview(preview))
         if !preview.feasible { throw ExitCode(2) }
     }
 

@@ -47,7 +47,7 @@ struct Status: AsyncParsableCommand {
         }
         guard watch else {
             let s = try await client.clusterStatus(includeFinishedJobs: includeFinished)
-            return print(json ? try s.jsonString(options: jsonOptions) : AdminTables.status(s))
+            return print(json ? try Caravan_V1_ClusterStatus(s).jsonString(options: jsonOptions) : AdminTables.status(s))
         }
         var screen = StatusScreen(terminal: isatty(STDOUT_FILENO) == 1)
         var frames = 0

@@ -143,4 +143,30 @@ final class ClientTests: XCTestCase {
         XCTAssertEqual(drained, DrainAnswer(accepted: true, message: "w2 3000"))
         await coordinator.stop()
     }
+
+    /// `clusterStatus` and `planPreview` speak CaravanCore's values, whatever the wire carries.
+    func testAdminReportsAreTyped() async throws {
+        let coordinator = try await ScriptedCoordinator { body in
+            switch body {
+            case .clusterStatusRequest(let r):
+                var report = ConversionTests.report
+                if !r.includeFinishedJobs { report.jobs = [] }
+                return [.clusterStatus(Caravan_V1_ClusterStatus(report))]
+            case .planPreviewRequest(let r):
+                return [.planPreview(Caravan_V1_PlanPreview(PlanPreview(feasible: false, reason: "ctx \(r.maxContextTokens)")))]
+            default:
+                return []
+            }
+        }
+        let client = try CaravanClient(endpoint: coordinator.endpoint, serverKey: nil)
+        let all = try await client.clusterStatus(includeFinishedJobs: true)
+        XCTAssertEqual(all, ConversionTests.report)
+        let running = try await client.clusterStatus()
+        XCTAssertEqual(running.jobs, [])
+        let served = try await client.servedModel()
+        XCTAssertEqual(served, ServedModel(name: "m.gguf", waitingReason: "re-planning"))
+        let preview = try await client.planPreview(PlanPreviewRequest(maxContextTokens: 64))
+        XCTAssertEqual(preview, PlanPreview(feasible: false, reason: "ctx 64"))
+        await coordinator.stop()
+    }
 }

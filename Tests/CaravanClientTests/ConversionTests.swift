@@ -131,4 +131,50 @@ final class ConversionTests: XCTestCase {
         bad.jobID = "../job-7"
         XCTAssertThrowsError(try JobStatus(wire: bad))
     }
+
+    static let report = ClusterReport(
+        planEpoch: 3, model: ModelIdentity(name: "m.gguf", sha256: String(repeating: "a", count: 64), sizeBytes: 9, layerCount: 12),
+        curveEnabled: true,
+        workers: [
+            WorkerReport(workerID: "w1", dataAddress: "tcp://a:1", state: .ready, health: .suspect, layers: LayerRange(0, 6),
+                         stageIndex: 0, offeredMemoryBytes: 1 << 30, measuredGflops: 2.5, memoryUsedBytes: 5, memoryFreeBytes: 7,
+                         lastHeartbeatAgeMs: 300, lastHeartbeatUnixMs: 1_700_000_000_000, heartbeatRttMs: 0.5, stepsRun: 40,
+                         recentStepMs: 8, recentRowsPerStep: 2, tokensPerSecond: 250,
+                         pull: PullProgress(layers: LayerRange(0, 6)!, totalBytes: 10, doneBytes: 4, bytesPerSecond: 2, etaSeconds: 3)),
+            WorkerReport(workerID: "w2", state: .draining, health: .draining),
+        ],
+        lostWorkers: [WorkerReport(workerID: "w3", state: .lost, health: .lost, lastHeartbeatUnixMs: 5)],
+        expectedWorkers: 2, jobs: [JobStatus(job: JobID("job-7")!, state: .queued, waitingReason: "no room", queuePosition: 1)],
+        admissionQueued: 1, tokensPerSecond: 12.5, serving: false, waitingReason: "re-planning",
+        planHistory: [PlanChange(epoch: 3, unixMs: 1_700_000_000_001, reason: "initial plan",
+                                 stages: [StageReport(workerID: "w1", layers: LayerRange(0, 12)!, estimatedMemoryBytes: 99)], served: true)],
+        nowUnixMs: 1_700_000_000_500, clientAccess: "lists", callerRoles: "admin")
+
+    /// The admin reports survive the wire (and come back as what `caravanctl --json` prints); an
+    /// unknown worker state reads as unknown, a report with a bad job is refused.
+    func testAdminReportsRoundTrip() throws {
+        let bytes = try Caravan_V1_ClusterStatus(Self.report).serializedData()
+        XCTAssertEqual(try ClusterReport(wire: try Caravan_V1_ClusterStatus(serializedBytes: bytes)), Self.report)
+        var odd = Caravan_V1_ClusterStatus(Self.report)
+        odd.workers[0].state = .UNRECOGNIZED(42)
+        odd.workers[0].health = .unspecified
+        let read = try ClusterReport(wire: odd)
+        XCTAssertEqual([read.workers[0].state], [.unknown])
+        XCTAssertEqual([read.workers[0].health], [.unknown])
+        odd.jobs[0].jobID = "not a job"
+        XCTAssertThrowsError(try ClusterReport(wire: odd))
+
+        let preview = PlanPreview(feasible: true, stages: [StageReport(workerID: "w1", layers: LayerRange(0, 4)!, estimatedMemoryBytes: 1,
+                                                                       estimatedStepMs: 2.5, workerMemoryBytes: 3)],
+                                  estimatedTokensPerSecond: 40, modelName: "m", maxContextTokens: 256, maxBatchSequences: 4)
+        XCTAssertEqual(PlanPreview(wire: Caravan_V1_PlanPreview(preview)), preview)
+        let shape = ModelShape(name: "s", layerBytes: [1, 2], embeddingBytes: 3, outputBytes: 4, kvBytesPerTokenPerLayer: 5,
+                               embeddingLength: 6, vocabularySize: 7, layerMultiplyAdds: 8)
+        let request = try Caravan_V1_PlanPreviewRequest(PlanPreviewRequest(shape: shape, excludedWorkers: ["w2"], maxContextTokens: 512))
+        XCTAssertEqual(ModelShape(wire: request.shape), shape)
+        XCTAssertEqual([request.maxContextTokens, request.maxBatchSequences], [512, 0], "unset: the coordinator's")
+        XCTAssertEqual(request.excludeWorkerIds, ["w2"])
+        XCTAssertThrowsError(try Caravan_V1_PlanPreviewRequest(PlanPreviewRequest(maxBatchSequences: 0)))
+        XCTAssertThrowsError(try Caravan_V1_PlanPreviewRequest(PlanPreviewRequest(maxContextTokens: Int(UInt32.max) + 1)))
+    }
 }

@@ -39,7 +39,8 @@ public enum SingleProcessReference {
             guard case .promptTokens(let ids)? = job.input else { throw ReferenceError(description: "\(job.clientRequestID) has no prompt tokens") }
             let session = try GenerationSession(
                 sequence: SequenceID(UInt64(i + 1)), prompt: ids.ids.map { Int32($0) },
-                parameters: SamplingParameters(wire: job.sampling, contextLimit: contextLimit), tokenizer: tokenizer,
+                parameters: try JobRequest(wire: job).parameters(contextLimit: contextLimit, drawnSeed: .random(in: 0 ... .max)),
+                tokenizer: tokenizer,
                 contextLimit: contextLimit)
             sessions.append((job.clientRequestID, session))
             scheduler.add(session)

@@ -33,7 +33,7 @@ final class RoundTripTests: XCTestCase {
                 return XCTFail("not an activation")
             }
             XCTAssertEqual(requestID, 9)
-            XCTAssertEqual(decoded.jobID, "job-7")
+            XCTAssertEqual(decoded.pipelineLabel, "job-7")
             XCTAssertEqual(decoded.planEpoch, 3)
             XCTAssertEqual(decoded.stepID, 11)
             XCTAssertEqual(decoded.rows, step.rows)
@@ -53,7 +53,7 @@ final class RoundTripTests: XCTestCase {
     }
 
     func testTokenOnlyStepHasNoPayloadFrame() throws {
-        let step = ActivationStep(jobID: "job-8", planEpoch: 1, stepID: 0, rows: [
+        let step = ActivationStep(pipelineLabel: "job-8", planEpoch: 1, stepID: 0, rows: [
             SequenceRow(sequenceID: 4, position: 0, tokenID: 1),
             SequenceRow(sequenceID: 4, position: 1, tokenID: 9690, sample: true),
         ], tensor: nil)
@@ -65,7 +65,7 @@ final class RoundTripTests: XCTestCase {
     }
 
     func testStepResultRoundTrips() throws {
-        let outcome = StepOutcome(jobID: "job-7", planEpoch: 3, stepID: 11, tokens: [
+        let outcome = StepOutcome(pipelineLabel: "job-7", planEpoch: 3, stepID: 11, tokens: [
             SampledToken(sequenceID: 2, position: 10, tokenID: 28, logprob: -0.5,
                          topLogprobs: [(tokenID: 28, logprob: -0.5), (tokenID: 30, logprob: -1.5)]),
             SampledToken(sequenceID: 3, position: 4, tokenID: 0),
@@ -80,7 +80,7 @@ final class RoundTripTests: XCTestCase {
     func testStepResultWithLogitsRoundTripsAsTwoFrames() throws {
         let logits = try ActivationTensor(values: [0.25, -3, 7.5, 1, 2, 3], shape: [2, 3], dtype: .f32)
         let rows = [SequenceRow(sequenceID: 2, position: 10, sample: true), SequenceRow(sequenceID: 3, position: 4, sample: true)]
-        let outcome = StepOutcome(jobID: "job-7", planEpoch: 3, stepID: 12, tokens: [], logits: logits, logitsRows: rows)
+        let outcome = StepOutcome(pipelineLabel: "job-7", planEpoch: 3, stepID: 12, tokens: [], logits: logits, logitsRows: rows)
         let frames = try codec.encode(outcome)
         XCTAssertEqual(frames.count, 2)
         guard case .stepResult(let decoded, _) = try codec.decode(frames) else { return XCTFail() }
@@ -93,7 +93,7 @@ final class RoundTripTests: XCTestCase {
         var wrongRows = outcome
         wrongRows.logitsRows.append(SequenceRow(sequenceID: 9, position: 0))
         XCTAssertThrowsError(try codec.encode(wrongRows))
-        var rowsWithoutLogits = StepOutcome(jobID: "job-7", planEpoch: 3, stepID: 12, tokens: [])
+        var rowsWithoutLogits = StepOutcome(pipelineLabel: "job-7", planEpoch: 3, stepID: 12, tokens: [])
         rowsWithoutLogits.logitsRows = rows
         XCTAssertThrowsError(try codec.encode(rowsWithoutLogits))
     }
@@ -114,7 +114,7 @@ final class RoundTripTests: XCTestCase {
                 raw.storeBytes(of: Float16(Float(i % 97) / 8).bitPattern, toByteOffset: i * 2, as: UInt16.self)
             }
         }
-        let step = ActivationStep(jobID: "job-net", planEpoch: 2, stepID: 1,
+        let step = ActivationStep(pipelineLabel: "job-net", planEpoch: 2, stepID: 1,
                                   rows: (0..<rows).map { SequenceRow(sequenceID: 1, position: UInt32($0)) },
                                   tensor: tensor)
         try dealer.send(try codec.encode(step))

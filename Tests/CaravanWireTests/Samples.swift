@@ -246,7 +246,7 @@ enum Samples {
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {
         let values: [Float] = [0.5, -1.25, 3, 0, 1024, -0.001, 7.75, 42]
         let tensor = try ActivationTensor(values: values, shape: [2, 4], dtype: dtype)
-        return ActivationStep(jobID: "job-7", planEpoch: 3, stepID: 11, rows: [
+        return ActivationStep(pipelineLabel: "job-7", planEpoch: 3, stepID: 11, rows: [
             SequenceRow(sequenceID: 1, position: 5),
             SequenceRow(sequenceID: 2, position: 9, sample: true),
         ], tensor: tensor)

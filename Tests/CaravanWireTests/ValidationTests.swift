@@ -98,7 +98,7 @@ final class ValidationTests: XCTestCase {
                        .missingField("envelope.body"))
 
         // A tensor-less step must carry a token in every row.
-        let tokens = ActivationStep(jobID: "j", planEpoch: 1, stepID: 0, rows: [
+        let tokens = ActivationStep(pipelineLabel: "j", planEpoch: 1, stepID: 0, rows: [
             SequenceRow(sequenceID: 1, position: 0, tokenID: 5), SequenceRow(sequenceID: 1, position: 1),
         ], tensor: nil)
         XCTAssertThrowsError(try codec.encode(tokens)) { error in

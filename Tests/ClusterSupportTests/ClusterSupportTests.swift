@@ -60,7 +60,7 @@ final class ClusterSupportTests: XCTestCase {
             StageEntry(sequence: SequenceID(1), position: 1, token: 6, wantsLogits: true),
             StageEntry(sequence: SequenceID(2), position: 3, token: 7, wantsLogits: true),
         ])
-        let step = ActivationStep(tokens: batch, jobID: "j", planEpoch: 1, stepID: 9)
+        let step = ActivationStep(tokens: batch, pipelineLabel: "j", planEpoch: 1, stepID: 9)
         XCTAssertNil(step.tensor)
         let back = try StageBatch(step: step, embedsTokens: true, hiddenWidth: 4)
         XCTAssertEqual(back.entries, batch.entries)

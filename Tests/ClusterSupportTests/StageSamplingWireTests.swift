@@ -34,7 +34,7 @@ final class StageSamplingWireTests: XCTestCase {
 
     func testRequestsTravelThroughEveryStage() throws {
         let b = batch(request)
-        let step = try received(ActivationStep(tokens: b, jobID: "j", planEpoch: 1, stepID: 1))
+        let step = try received(ActivationStep(tokens: b, pipelineLabel: "j", planEpoch: 1, stepID: 1))
         XCTAssertEqual(try StageBatch(step: step, embedsTokens: true, hiddenWidth: 2).entries, b.entries)
         let next = try received(try step.forwarding(hidden: [1, 2, 3, 4], rows: 2, width: 2, dtype: .f32))
         XCTAssertEqual(try StageBatch(step: next, embedsTokens: false, hiddenWidth: 2).entries.map(\.sampling), [nil, request])
@@ -48,7 +48,7 @@ final class StageSamplingWireTests: XCTestCase {
             var wire = request.wire
             edit(&wire)
             let row = SequenceRow(sequenceID: 1, position: 0, tokenID: 5, sample: sample, sampling: wire)
-            let step = try received(ActivationStep(jobID: "j", planEpoch: 1, stepID: 1, rows: [row], tensor: nil))
+            let step = try received(ActivationStep(pipelineLabel: "j", planEpoch: 1, stepID: 1, rows: [row], tensor: nil))
             do {
                 _ = try StageBatch(step: step, embedsTokens: true, hiddenWidth: 2)
                 return nil
@@ -81,7 +81,7 @@ final class StageSamplingWireTests: XCTestCase {
 
     func testSampledResultsMapOntoTheRowsAndAreChecked() throws {
         let b = batch(request)
-        let step = ActivationStep(tokens: b, jobID: "j", planEpoch: 1, stepID: 1)
+        let step = ActivationStep(tokens: b, pipelineLabel: "j", planEpoch: 1, stepID: 1)
         let row = SampledRow(token: 2, logprobs: SampledLogprobs(logprob: -0.5, top: [.init(id: 2, logprob: -0.5), .init(id: 0, logprob: -1.5)]))
         let codec = WireCodec()
         func back(_ outcome: StepOutcome) throws -> StepOutcome {
@@ -161,7 +161,7 @@ final class StageSamplingWireTests: XCTestCase {
     func testADecodeStepResultShrinksFromTheLogitsRowToAFewBytes() throws {
         let vocabulary = 49_152  // SmolLM2
         let b = batch(request)
-        let step = ActivationStep(tokens: b, jobID: "job-0123456789", planEpoch: 3, stepID: 123_456)
+        let step = ActivationStep(tokens: b, pipelineLabel: "job-0123456789", planEpoch: 3, stepID: 123_456)
         let codec = WireCodec()
         func size(_ outcome: StepOutcome) throws -> Int { try codec.encode(outcome).reduce(0) { $0 + $1.count } }
         let logits = try size(step.outcome(logits: [Float](repeating: 0.5, count: vocabulary), entryIndices: [1],

@@ -344,17 +344,17 @@ final class ClusterTests: XCTestCase {
         hello.role = .worker
         hello.nodeID = "intruder"
         let valid = try codec.encode(.hello(hello))[0].bytes
-        let step = ActivationStep(jobID: "garbage", planEpoch: 1, stepID: 1 << 60,
+        let step = ActivationStep(pipelineLabel: "garbage", planEpoch: 1, stepID: 1 << 60,
                                   rows: [SequenceRow(sequenceID: 1 << 40, position: 0, tokenID: 1, sample: true)], tensor: nil)
         let activation = try codec.encode(step)[0].bytes
         let tensor = try ActivationTensor(values: [Float](repeating: 0.5, count: 4), shape: [1, 4], dtype: .f32)
-        let withTensor = try codec.encode(ActivationStep(jobID: "garbage", planEpoch: 1, stepID: 1 << 61,
+        let withTensor = try codec.encode(ActivationStep(pipelineLabel: "garbage", planEpoch: 1, stepID: 1 << 61,
                                                          rows: [SequenceRow(sequenceID: 1 << 41, position: 0)], tensor: tensor))
         var badCRC = withTensor[1].bytes
         badCRC[0] ^= 0xFF
-        let wrongEpoch = try codec.encode(ActivationStep(jobID: "garbage", planEpoch: 99, stepID: 1 << 62,
+        let wrongEpoch = try codec.encode(ActivationStep(pipelineLabel: "garbage", planEpoch: 99, stepID: 1 << 62,
                                                          rows: [SequenceRow(sequenceID: 1 << 42, position: 0, tokenID: 1)], tensor: nil))[0].bytes
-        let outcome = try codec.encode(StepOutcome(jobID: "garbage", planEpoch: 1, stepID: 1 << 59, tokens: [],
+        let outcome = try codec.encode(StepOutcome(pipelineLabel: "garbage", planEpoch: 1, stepID: 1 << 59, tokens: [],
                                                    logits: tensor, logitsRows: [SequenceRow(sequenceID: 5, position: 0, sample: true)]))
         let garbage: [[[UInt8]]] = [
             [[0xde, 0xad, 0xbe, 0xef]],

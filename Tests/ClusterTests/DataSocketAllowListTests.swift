@@ -22,7 +22,7 @@ extension ClusterTests {
         let coordinatorKeys = try cluster.coordinatorKeyPair()
 
         func send(step id: UInt64, toWorker i: Int, as keys: CurveKeyPair) async throws {
-            let step = ActivationStep(jobID: "allow-list", planEpoch: 9_999, stepID: id,
+            let step = ActivationStep(pipelineLabel: "allow-list", planEpoch: 9_999, stepID: id,
                                       rows: [SequenceRow(sequenceID: 1 << 43, position: 0, tokenID: 1)], tensor: nil)
             let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
                 try socket.apply(.curveClient(keys: keys, serverPublicKey: cluster.workerDataKeys[i]))

@@ -83,7 +83,7 @@ final class RoleTests: XCTestCase {
         let resultsEndpoint = try cluster.waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         let ack = try await exchange(cluster.controlEndpoint, keys: alice, try codec.encode(Self.register("alice-worker", key: alice.publicKey)))
         XCTAssertNil(ack, "a client key got an answer on the control socket")
-        let outcome = StepOutcome(jobID: "forged", planEpoch: 1, stepID: 1, tokens: [], error: "forged")
+        let outcome = StepOutcome(pipelineLabel: "forged", planEpoch: 1, stepID: 1, tokens: [], error: "forged")
         _ = try await exchange(resultsEndpoint, keys: alice, try codec.encode(outcome), wait: .milliseconds(500))
         var info = Caravan_V1_ModelInfoRequest()
         info.sha256 = String(repeating: "0", count: 64)
@@ -212,7 +212,7 @@ final class RoleTests: XCTestCase {
         }
         let codec = WireCodec()
         for step in UInt64(0)..<3000 {
-            let forged = StepOutcome(jobID: "forged", planEpoch: epoch, stepID: step, tokens: [], error: "forged by an intruder")
+            let forged = StepOutcome(pipelineLabel: "forged", planEpoch: epoch, stepID: step, tokens: [], error: "forged by an intruder")
             try await socket.send(try codec.encode(forged), timeout: .seconds(2))
         }
         let r = try await alice.collect(["victim"], timeout: .seconds(90))

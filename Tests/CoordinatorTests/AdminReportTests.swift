@@ -44,12 +44,8 @@ final class AdminReportTests: XCTestCase {
 
     func testStatusShowsLayerRangesHealthMemoryAndHistory() throws {
         let m = servingMembership()
-        var running = Caravan_V1_JobStatus()
-        running.jobID = "job-2"
-        running.state = .generating
-        var done = Caravan_V1_JobStatus()
-        done.jobID = "job-1"
-        done.state = .finished
+        let running = JobStatus(job: JobID("job-2")!, state: .generating)
+        let done = JobStatus(job: JobID("job-1")!, state: .finished)
         let s = AdminReports.clusterStatus(snapshot(m, now: 2300, jobs: [AdminJob(status: done), AdminJob(status: running, tokensPerSecond: 12.5)]),
                                            includeFinishedJobs: false)
         XCTAssertTrue(s.serving)
@@ -73,7 +69,7 @@ final class AdminReportTests: XCTestCase {
         XCTAssertEqual(s.planHistory[0].unixMs, 1_700_000_001_000)
         XCTAssertEqual(s.planHistory[0].stages.map(\.workerID), ["w1", "w2", "w3"])
 
-        let text = AdminTables.status(s)
+        let text = AdminTables.status(try ClusterReport(wire: s))
         XCTAssertTrue(text.contains("cluster: SERVING  plan epoch 1"), text)
         let w3 = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("w3") })
         XCTAssertTrue(w3.contains("[8, 12)") && w3.contains("SUSPECT") && w3.contains("1.3s ago"), String(w3))
@@ -81,7 +77,7 @@ final class AdminReportTests: XCTestCase {
         XCTAssertTrue(text.contains("initial plan"), text)
     }
 
-    func testALostWorkerIsListedAndTheReplanCarriesItsReason() {
+    func testALostWorkerIsListedAndTheReplanCarriesItsReason() throws {
         var m = servingMembership()
         m.touch(peer(1), now: 5500)
         m.touch(peer(2), now: 5500)
@@ -102,7 +98,7 @@ final class AdminReportTests: XCTestCase {
         XCTAssertEqual(s.planHistory.map(\.planEpoch), [1, 2])
         XCTAssertEqual(s.planHistory[1].reason, "worker w3 lost (no heartbeat for 4600 ms)")
         XCTAssertFalse(s.planHistory[1].served)
-        let text = AdminTables.status(s)
+        let text = AdminTables.status(try ClusterReport(wire: s))
         XCTAssertTrue(text.contains("cluster: WAITING (re-planning: worker w3 lost)"), text)
         XCTAssertTrue(text.contains("lost: w3"), text)
     }
@@ -129,8 +125,8 @@ final class AdminReportTests: XCTestCase {
         let huge = AdminReports.planPreview(request, basis: basis, snapshot: snapshot(m, now: 2300))
         XCTAssertFalse(huge.feasible)
         XCTAssertTrue(huge.reason.contains("cannot hold the model"), huge.reason)
-        XCTAssertTrue(AdminTables.preview(huge).hasPrefix("no plan for huge:"), AdminTables.preview(huge))
-        XCTAssertTrue(AdminTables.preview(p).contains("w1      [0, 7)"), AdminTables.preview(p))
+        XCTAssertTrue(AdminTables.preview(PlanPreview(wire: huge)).hasPrefix("no plan for huge:"), AdminTables.preview(PlanPreview(wire: huge)))
+        XCTAssertTrue(AdminTables.preview(PlanPreview(wire: p)).contains("w1      [0, 7)"), AdminTables.preview(PlanPreview(wire: p)))
     }
 
     func testTableAlignsColumnsAndFormatsSizesAndAges() {

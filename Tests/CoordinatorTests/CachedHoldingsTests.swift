@@ -71,7 +71,7 @@ final class CachedHoldingsTests: XCTestCase {
     }
 
     /// `caravanctl status` shows a line per pulling worker with bytes, rate and time left.
-    func testStatusShowsAPullLine() {
+    func testStatusShowsAPullLine() throws {
         var s = Caravan_V1_ClusterStatus()
         var w = Caravan_V1_WorkerStatus()
         w.workerID = "w2"
@@ -80,7 +80,7 @@ final class CachedHoldingsTests: XCTestCase {
         var idle = Caravan_V1_WorkerStatus()
         idle.workerID = "w1"
         s.workers = [idle, w]
-        let text = AdminTables.status(s)
+        let text = AdminTables.status(try ClusterReport(wire: s))
         let lines = text.split(separator: "\n").filter { $0.contains("pulling layers") }
         XCTAssertEqual(lines.count, 1, text)
         let line = String(lines.first ?? "")

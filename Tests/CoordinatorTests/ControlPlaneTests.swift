@@ -27,9 +27,9 @@ final class ControlPlaneTests: XCTestCase {
         let hub = InMemoryHub()
         let control = try hub.bind("mem://coordinator/control", node: "coordinator")
         let logger = Logger(label: "plane") { _ in SwiftLogNoOpLogHandler() }
-        let desk = JobDesk(clients: try hub.bind("mem://coordinator/clients", node: "coordinator"), codec: codec,
-                           tokenizer: try Tokenizer(gguf: file), template: nil, contextLimit: 256, logger: logger,
-                           journal: InMemoryJobJournal(), policy: JobDeskPolicy(queueTimeout: .seconds(30)))
+        let desk = JobDesk(tokenizer: try Tokenizer(gguf: file), template: nil, contextLimit: 256, logger: logger,
+                           journal: InMemoryJobJournal(), policy: JobDeskPolicy(queueTimeout: .seconds(30)),
+                           outbox: ClientOutbox(limit: 100, logger: logger))
         let config = CoordinatorConfiguration(modelPath: path, controlEndpoint: "mem://coordinator/control",
                                               clientsEndpoint: "mem://coordinator/clients", expectedWorkers: 1,
                                               activationDType: .f32, contextTokens: 256)

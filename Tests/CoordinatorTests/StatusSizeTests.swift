@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import Coordinator
 import XCTest
@@ -7,12 +8,8 @@ import XCTest
 final class StatusSizeTests: XCTestCase {
     func testAStatusListsAtMostTheLimitUnfinishedJobsFirst() throws {
         let jobs = (0..<5000).map { i -> AdminJob in
-            var s = Caravan_V1_JobStatus()
-            s.jobID = "job-\(i)"
-            s.state = i % 10 == 0 ? .generating : .finished
-            s.submittedUnixMs = UInt64(1_700_000_000_000 + i)
-            s.waitingReason = String(repeating: "w", count: 200)
-            return AdminJob(status: s)
+            AdminJob(status: JobStatus(job: JobID("job-\(i)")!, state: i % 10 == 0 ? .generating : .finished,
+                                       submittedUnixMs: UInt64(1_700_000_000_000 + i), waitingReason: String(repeating: "w", count: 200)))
         }
         let snapshot = ClusterSnapshot(nowMs: 0, nowUnixMs: 1_800_000_000_000, members: [], phase: .gathering,
                                        expectedWorkers: 1, jobs: jobs, unavailableReason: nil, heartbeatIntervalMs: 250,

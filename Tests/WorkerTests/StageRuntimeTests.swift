@@ -53,7 +53,7 @@ final class StageRuntimeTests: XCTestCase {
         _ = try await runtime.load(try assignment(layers, next: "mem://next/data"), path: try Self.model.get())
         XCTAssertEqual(hub.delivered(from: "worker", to: "next"), 0)
         let batch = tokens([72, 105, 33, 10])
-        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: batch, jobID: "epoch-1", planEpoch: 1, stepID: 7)))
+        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: batch, pipelineLabel: "epoch-1", planEpoch: 1, stepID: 7)))
         let message = try await next.receive(within: .seconds(5))
         guard case .activation(let step, _) = try codec.decode(message.frames) else { return XCTFail("not an activation") }
         XCTAssertEqual(step.stepID, 7)
@@ -75,7 +75,7 @@ final class StageRuntimeTests: XCTestCase {
         let layers = LayerRange(0, TinyModel().layers)!
         _ = try await runtime.load(try assignment(layers, next: "mem://coordinator/results"), path: try Self.model.get())
         let batch = tokens([99, 97, 114])
-        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: batch, jobID: "epoch-1", planEpoch: 1, stepID: 3)))
+        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: batch, pipelineLabel: "epoch-1", planEpoch: 1, stepID: 3)))
         let message = try await results.receive(within: .seconds(5))
         guard case .stepResult(let outcome, _) = try codec.decode(message.frames) else { return XCTFail("not a step result") }
         XCTAssertNil(outcome.error)
@@ -91,14 +91,14 @@ final class StageRuntimeTests: XCTestCase {
         let results = try hub.bind("mem://coordinator/results", node: "coordinator")
         let runtime = runtime(hub)
         // Before any assignment: dropped.
-        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: tokens([1]), jobID: "e", planEpoch: 1, stepID: 1)))
+        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: tokens([1]), pipelineLabel: "e", planEpoch: 1, stepID: 1)))
         _ = try await runtime.load(try assignment(LayerRange(0, TinyModel().layers)!, next: "mem://coordinator/results", epoch: 4),
                                    path: try Self.model.get())
         // Not a message: dropped, nothing sent.
         await runtime.handle(frames: [Message([0xFF, 0x00, 0x13])])
         XCTAssertEqual(hub.delivered(from: "worker", to: "coordinator"), 0)
         // Another epoch: reported as the step's failure.
-        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: tokens([1]), jobID: "e", planEpoch: 3, stepID: 2)))
+        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: tokens([1]), pipelineLabel: "e", planEpoch: 3, stepID: 2)))
         let failure = try await results.receive(within: .seconds(5))
         guard case .stepResult(let outcome, _) = try codec.decode(failure.frames) else { return XCTFail("not a step result") }
         XCTAssertEqual(outcome.stepID, 2)
@@ -106,14 +106,14 @@ final class StageRuntimeTests: XCTestCase {
         // A position beyond the context: the forward fails and is reported.
         var far = tokens([1])
         far.entries[0].position = 1000
-        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: far, jobID: "e", planEpoch: 4, stepID: 3)))
+        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: far, pipelineLabel: "e", planEpoch: 4, stepID: 3)))
         guard case .stepResult(let tooFar, _) = try codec.decode(try await results.receive(within: .seconds(5)).frames) else {
             return XCTFail("not a step result")
         }
         XCTAssertEqual(tooFar.stepID, 3)
         XCTAssertNotNil(tooFar.error)
         // And a good step still runs.
-        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: tokens([1, 2]), jobID: "e", planEpoch: 4, stepID: 4)))
+        await runtime.handle(frames: try codec.encode(ActivationStep(tokens: tokens([1, 2]), pipelineLabel: "e", planEpoch: 4, stepID: 4)))
         guard case .stepResult(let good, _) = try codec.decode(try await results.receive(within: .seconds(5)).frames) else {
             return XCTFail("not a step result")
         }

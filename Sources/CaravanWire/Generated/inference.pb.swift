@@ -162,8 +162,8 @@ public nonisolated struct Caravan_V1_ActivationHeader: Sendable {
 
   /// A label of the pipeline that sent the step, for logs (the coordinator writes "epoch-N"). Not a
   /// job: a step carries rows of many jobs, one sequence each (see `sequences`). The name predates
-  /// batching and is kept because the field's users (ActivationStep.jobID) span the worker and the
-  /// coordinator; non-empty.
+  /// batching; the field keeps it so that every peer reads it (in Swift it is
+  /// ActivationStep.pipelineLabel); non-empty.
   public var jobID: String = String()
 
   /// The plan epoch the sender runs; a stage drops steps of another epoch.

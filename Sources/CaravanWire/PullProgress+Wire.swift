@@ -1,5 +1,4 @@
 import CaravanCore
-import CaravanWire
 
 // A worker's pull progress and layer cache contents on the wire (control.proto). What a peer sent
 // is checked here: out-of-range values are dropped or clamped, never trusted.
