@@ -58,9 +58,10 @@ public struct AccessListError: Error, CustomStringConvertible, Sendable, Equatab
 /// be in several files. Keys in the legacy `allRoles` file (`--authorized-keys`) have every role.
 /// With `openClients`, a key in no file is a client.
 ///
-/// The files are read again when they change (checked when a peer connects): a new worker or client key is admitted without a restart. Removing a key refuses
-/// its new connections; its messages on connections already open are checked against the list
-/// as last read.
+/// The files are read again when they change (checked when a peer connects, with every message
+/// received, and every heartbeat interval): a new worker or client key is admitted without a
+/// restart, and a removed key's next message is refused, on connections already open too (the
+/// coordinator drops a removed worker from its membership).
 public final class AccessList: Sendable {
     /// The allow-list files (nil: none given).
     public struct Files: Sendable, Equatable {
@@ -91,6 +92,8 @@ public final class AccessList: Sendable {
         var roles: [String: PeerRoles] = [:]
         /// Modification time, size and inode of each file when last read.
         var stamps: [String: [Int]] = [:]
+        /// Why the last re-read failed, until ``takeReloadError()`` takes it.
+        var unreported: AccessListError?
     }
 
     /// The files read.
@@ -143,14 +146,37 @@ public final class AccessList: Sendable {
     }
 
     /// Re-reads the files when one changed since the last read (by modification time, size and
-    /// inode: a few `stat` calls, made when a peer connects).
+    /// inode: a few `stat` calls). A file that cannot be read or holds a bad line keeps the
+    /// previous lists and throws, once per change (it is read again when it changes again).
     public func reloadIfChanged() throws(AccessListError) {
         let current = Dictionary(files.entries.map { ($0.0, Self.stamp($0.0)) }, uniquingKeysWith: { a, _ in a })
         guard current != table.withLock({ $0.stamps }) else { return }
-        let (roles, stamps) = try Self.read(files)
+        do {
+            let (roles, stamps) = try Self.read(files)
+            table.withLock { t in
+                t.roles = roles
+                t.stamps = stamps
+            }
+        } catch {
+            table.withLock { t in
+                t.stamps = current
+                t.unreported = error
+            }
+            throw error
+        }
+    }
+
+    /// Re-reads changed files (``reloadIfChanged()``) before a message is checked; a failure is
+    /// kept for ``takeReloadError()``.
+    public func refresh() {
+        try? reloadIfChanged()
+    }
+
+    /// Why the lists could not be re-read since the last call, if they could not (for the log).
+    public func takeReloadError() -> AccessListError? {
         table.withLock { t in
-            t.roles = roles
-            t.stamps = stamps
+            defer { t.unreported = nil }
+            return t.unreported
         }
     }
 
@@ -245,9 +271,11 @@ extension AccessList {
         caller(identity: frames.dropFirst().first?.userID ?? frames.first?.userID, access: access)
     }
 
-    /// The caller of a message whose link proved `identity` (a ``CaravanTransport/Delivery``'s).
+    /// The caller of a message whose link proved `identity` (a ``CaravanTransport/Delivery``'s),
+    /// by the lists as they are now (changed files are re-read first).
     static func caller(identity: String?, access: AccessList?) -> Caller {
         guard let access else { return .plain }
+        access.refresh()
         guard let key = identity else { return Caller(key: "", roles: []) }
         return Caller(key: key, roles: access.roles(of: key))
     }

@@ -378,6 +378,7 @@ final class ControlPlane: Sendable {
             try? await Task.sleep(for: configuration.heartbeatInterval)
             if Task.isCancelled { break }
             await expire()
+            await dropRevokedWorkers(now: now)
             beat += 1
             let (peers, epoch) = membership.withLock { ($0.members.map(\.peer), $0.epoch) }
             var h = Caravan_V1_Heartbeat()
@@ -450,6 +451,26 @@ final class ControlPlane: Sendable {
                 }
             }
         }
+    }
+
+    /// Re-reads changed allow-lists and drops the workers whose key is no longer a worker's: their
+    /// open connections stay up, but they are lost to the plan (their messages are refused).
+    private func dropRevokedWorkers(now t: UInt64) async {
+        guard let access = configuration.access else { return }
+        access.refresh()
+        if let error = access.takeReloadError() {
+            logger.error("cannot re-read an allow-list; keeping the previous lists", metadata: ["reason": "\(error)"])
+        }
+        let (directives, removed) = membership.withLock { m in
+            m.revoke(where: { !access.roles(of: $0.dataPublicKey).contains(.worker) }, now: t)
+        }
+        guard !removed.isEmpty else { return }
+        for member in removed {
+            logger.warning("worker removed: its key is no longer in the worker allow-list", metadata: [
+                "worker": "\(member.workerID)", "key": "\(member.dataPublicKey)"])
+        }
+        CoordinatorMetrics.fault(.workerLost, count: removed.count)
+        await execute(directives)
     }
 
     private func send(_ body: Caravan_V1_Envelope.OneOf_Body, to peer: PeerID) async {

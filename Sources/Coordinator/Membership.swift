@@ -614,6 +614,19 @@ public struct Membership: Sendable {
         return (members[i].workerID, now > closed ? now - closed : 0)
     }
 
+    /// Workers whose key lost the worker role (removed from the allow-list): dropped like lost
+    /// workers; losing one of the plan re-plans over the others.
+    public mutating func revoke(where revoked: (Member) -> Bool, now: UInt64) -> (directives: [Directive], removed: [Member]) {
+        clock = max(clock, now)
+        let gone = members.filter(revoked)
+        guard !gone.isEmpty else { return ([], []) }
+        members.removeAll(where: revoked)
+        lostMembers = Array((lostMembers + gone).suffix(Self.keptHistory))
+        let inPlan = planPeers
+        guard let first = gone.first(where: { inPlan.contains($0.peer) }) else { return ([], gone) }
+        return (replan("worker \(first.workerID)'s key was removed from the worker allow-list", now: now), gone)
+    }
+
     /// Workers that joined while serving wait until they have been heard steadily for
     /// ``joinSettle``; then one re-plan takes them all in.
     private mutating func settledJoin(now: UInt64) -> [Directive] {

@@ -20,7 +20,7 @@ final class KVCache {
         /// Makes room for `positions` positions, keeping the contents.
         func reserve(_ positions: Int, layers: Int, kvDim: Int, limit: Int) {
             guard positions > capacity else { return }
-            let newCapacity = min(limit, max(positions, max(64, capacity * 2)))
+            let newCapacity = Self.capacity(growing: capacity, toHold: positions, limit: limit)
             func grow(_ old: [UnsafeMutablePointer<UInt16>]) -> [UnsafeMutablePointer<UInt16>] {
                 (0..<layers).map { l in
                     let raw = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * kvDim * 2, alignment: 64)
@@ -35,6 +35,14 @@ final class KVCache {
             keys = grow(keys)
             values = grow(values)
             capacity = newCapacity
+        }
+
+        /// The capacity a cache of `capacity` positions grows to when it must hold `positions`:
+        /// doubled, at least 64 and `positions`, at most `limit`. (The coordinator's admission
+        /// reserves room by the same rule.)
+        static func capacity(growing capacity: Int, toHold positions: Int, limit: Int) -> Int {
+            guard positions > capacity else { return capacity }
+            return min(limit, max(positions, max(64, capacity * 2)))
         }
 
         /// Bytes allocated.
@@ -72,6 +80,9 @@ final class KVCache {
         guard let s = sequences[id] else { return }
         s.length = min(s.length, max(0, length))
     }
+
+    /// Positions allocated for all sequences (each position holds keys and values of every layer).
+    var allocatedPositions: Int { sequences.values.reduce(0) { $0 + $1.capacity } }
 
     /// Bytes allocated for all sequences.
     var byteCount: Int { sequences.values.reduce(0) { $0 + $1.byteCount(kvDim: kvDimension) } }

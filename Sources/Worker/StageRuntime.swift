@@ -17,7 +17,9 @@ public struct StageLoadError: Error, CustomStringConvertible, Sendable {
 /// coordinator's result endpoint (made by a ``TransportDialer``: ZeroMQ in the daemon, in memory in
 /// tests). Steps are executed one at a time in arrival order (the stage is
 /// not thread-safe); a bad step is logged and dropped, a failed forward is reported as a
-/// `StepResult` error, and nothing a peer sends stops the runtime.
+/// `StepResult` error, and nothing a peer sends stops the runtime. Whoever sends it, a step runs
+/// only within the assignment's limits (``StepLimits``: rows per step, KV room), so the stage's
+/// memory stays within what the plan sized.
 public actor StageRuntime {
     private struct Installed {
         let assignment: StageAssignment
@@ -41,14 +43,23 @@ public actor StageRuntime {
     public nonisolated let statistics = LockedValue(StepStatistics())
     /// Steps executed since the stage was loaded (for logs and tests).
     public var stepsRun: Int { statistics.withLock { $0.steps } }
+    /// Bytes the stage's KV caches hold now (0 with no stage).
+    public var kvCacheBytes: Int { installed?.stage.cacheBytes ?? 0 }
+    /// Steps refused for the assignment's limits, logged at most once per sender per interval.
+    private var refusals = RefusalLog()
+    /// How long a step that finds no KV room waits for room to be released: a job's
+    /// `ReleaseSequences` comes on the control link and may arrive just after the step that
+    /// reuses its room, which the coordinator sends on the data link once the job ended.
+    private let releaseGrace: Duration
 
     /// A runtime connecting to its next hop and the result endpoint through `dialer`; the
     /// coordinator proves itself with `coordinatorPublicKey` (CURVE; "" in plain mode). Step
     /// times (reported in heartbeats, read by the coordinator's balance checks) are measured on
-    /// `clock`.
+    /// `clock`. A step short of KV room waits up to `releaseGrace` for releases.
     public init(dialer: any TransportDialer, codec: WireCodec, threads: Int,
                 coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger,
-                clock: any Clock<Duration> = ContinuousClock()) {
+                clock: any Clock<Duration> = ContinuousClock(), releaseGrace: Duration = .milliseconds(500)) {
+        self.releaseGrace = releaseGrace
         self.dialer = dialer
         self.clock = clock
         self.codec = codec
@@ -127,8 +138,9 @@ public actor StageRuntime {
         WorkerMetrics.kvCacheBytes.record(installed.stage.cacheBytes)
     }
 
-    /// Handles one received data message (frames after the routing id).
-    public func handle(frames: [Message]) async {
+    /// Handles one received data message (frames after the routing id) from `sender` (the key
+    /// its link proved, for logs; nil when unknown).
+    public func handle(frames: [Message], from sender: String? = nil) async {
         WorkerMetrics.bytesReceived.increment(by: frames.reduce(0) { $0 + $1.count })
         let step: ActivationStep
         do {
@@ -156,6 +168,21 @@ public actor StageRuntime {
                                    hiddenWidth: installed.stage.configuration.embeddingLength)
         } catch {
             await report(step.failure("stage \(assignment.stageIndex): \(error)"), to: installed)
+            return
+        }
+        if let refusal = await refusal(batch, installed: installed) {
+            guard self.installed?.assignment == assignment else {
+                logger.warning("data socket: dropped step \(step.stepID): the stage was replaced while it waited for KV room")
+                return
+            }
+            let peer = sender ?? "unknown"
+            if let unlogged = refusals.record(address: "step limits", key: peer, now: .now) {
+                logger.warning("data socket: refused a step beyond the plan's limits", metadata: [
+                    "step": "\(step.stepID)", "sender": "\(peer)", "reason": "\(refusal)",
+                    "refused_since_last_logged": "\(unlogged)",
+                ])
+            }
+            await report(step.failure("stage \(assignment.stageIndex): \(refusal)"), to: installed, log: false)
             return
         }
         var output: StageOutput
@@ -200,9 +227,23 @@ public actor StageRuntime {
         }
     }
 
-    private func report(_ outcome: StepOutcome, to installed: Installed) async {
+    /// Why `batch` may not run under the installed assignment (``StepLimits``), or nil. A step
+    /// short of KV room waits up to `releaseGrace` for releases (the actor serves them
+    /// meanwhile) and is refused if room does not come, or if the stage is replaced meanwhile.
+    private func refusal(_ batch: StageBatch, installed: Installed) async -> StepRefusal? {
+        let limits = StepLimits(assignment: installed.assignment, contextLimit: installed.stage.contextLimit)
+        let deadline = ContinuousClock.now + releaseGrace
+        while true {
+            guard self.installed?.assignment == installed.assignment else { return .stageReplaced }
+            guard let refusal = limits.refusal(batch, on: installed.stage) else { return nil }
+            guard case .noKVRoom = refusal, ContinuousClock.now < deadline else { return refusal }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    private func report(_ outcome: StepOutcome, to installed: Installed, log: Bool = true) async {
         WorkerMetrics.stepFailures.increment()
-        logger.warning("step failed", metadata: ["step": "\(outcome.stepID)", "reason": "\(outcome.error ?? "")"])
+        if log { logger.warning("step failed", metadata: ["step": "\(outcome.stepID)", "reason": "\(outcome.error ?? "")"]) }
         do {
             try await installed.results.send(try codec.encode(outcome), timeout: sendTimeout)
         } catch {

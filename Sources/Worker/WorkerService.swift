@@ -148,7 +148,7 @@ public final class WorkerService: Service {
                 group.addTask {
                     do {
                         for try await message in links.data.deliveries() {
-                            await runtime.handle(frames: message.frames)
+                            await runtime.handle(frames: message.frames, from: message.identity)
                         }
                     } catch {
                         self.logger.error("data socket failed", metadata: ["reason": "\(error)"])

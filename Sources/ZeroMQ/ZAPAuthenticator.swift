@@ -32,7 +32,8 @@ public struct ZAPDecision: Sendable, Equatable {
 /// thread.
 ///
 /// CURVE clients are admitted (200) when their public key is in the allow-list, which can change at
-/// run time; others are refused (400) and never deliver a message. With a ``Resolver`` instead,
+/// run time, with their Z85 public key as the connection's ZAP User-Id; others are refused (400)
+/// and never deliver a message. With a ``Resolver`` instead,
 /// the decision depends on the socket's ZAP domain too, and the resolver's answer becomes the
 /// connection's ZAP User-Id, which every frame received on it carries (``Message/userID``). NULL-mechanism peers (plain mode)
 /// are admitted when `allowNull` is true; libzmq asks about them only for sockets with a ZAP domain.
@@ -146,7 +147,9 @@ public final class ZAPAuthenticator: Sendable {
                 guard let z85 = Z85.encode(key) else { return .failure(ZAPRefusal("unreadable client key")) }
                 return resolver(domain, z85)
             }
-            return allowed.withLock { $0.contains(key) } ? .success("") : .failure(ZAPRefusal("unknown client public key"))
+            // An admitted key is the connection's User-Id (Z85), so that receivers can name the sender.
+            return allowed.withLock { $0.contains(key) } ? .success(Z85.encode(key) ?? "")
+                : .failure(ZAPRefusal("unknown client public key"))
         }
     }
 
