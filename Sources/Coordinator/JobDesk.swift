@@ -58,6 +58,9 @@ struct JobRecord: Sendable {
     var waitingReason = ""
     /// Times the job moved to a new pipeline after having started.
     var replays = 0
+    /// Positions of its sequence every stage computed (as far as the desk saw results): what a
+    /// re-plan lets the stages keep (``StageAssignment/continuing``).
+    var committed = 0
     /// Pipeline failures since the job last generated a token.
     var failuresWithoutProgress = 0
     /// Since when the job has made no progress while pipelines failed or were replaced (nil while
@@ -239,6 +242,16 @@ final class JobDesk: Sendable {
 
     /// Jobs not ended yet (running or waiting).
     var activeJobs: Int { state.withLock { $0.bySequence.count } }
+
+    /// The sequences of unfinished jobs whose positions every stage computed, with that count
+    /// (for a re-plan's assignments: what the stages may keep), at most `limit` of them (the
+    /// longest first).
+    func continuingSequences(limit: Int) -> [SequenceID: Int] {
+        state.withLock { s in
+            let running = s.bySequence.compactMap { id, job in s.jobs[job].flatMap { $0.committed > 0 ? (id, $0.committed) : nil } }
+            return Dictionary(uniqueKeysWithValues: running.sorted { $0.1 > $1.1 }.prefix(limit).map { $0 })
+        }
+    }
 
     /// Every remembered job, when jobs cannot run now why, and the jobs waiting for KV room with
     /// their positions (for `caravanctl status`).
@@ -580,6 +593,9 @@ final class JobDesk: Sendable {
                 }
                 s.jobs[jobID]?.tokenIDs.append(id)
                 s.jobs[jobID]?.texts.append(text)
+                if let record = s.jobs[jobID], let processed = record.session?.processed {
+                    s.jobs[jobID]?.committed = max(record.committed, processed)
+                }
                 s.jobs[jobID]?.state = .generating
                 s.jobs[jobID]?.failuresWithoutProgress = 0
                 s.jobs[jobID]?.stalledSince = nil
@@ -615,6 +631,7 @@ final class JobDesk: Sendable {
             guard var record = s.jobs[jobID], !record.isEnded else { return .wait }
             record.lane = nil
             record.parked = session
+            record.committed = max(record.committed, session.processed)
             record.waitingSince = .now
             record.waitingReason = reason
             record.failuresWithoutProgress += 1
