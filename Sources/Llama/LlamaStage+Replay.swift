@@ -207,6 +207,9 @@ extension LlamaStage {
             let e = entries[start]
             kept.store(e.sequence, position: e.position, count: end - start, values: x + start * d, protected: protected,
                        preserving: resumes[e.sequence] ?? 0)
+            // A sequence still being replayed whose kept rows did not fit any more goes on without
+            // them: its positions from the cache's length on are computed in every layer.
+            if let m = resumes[e.sequence], kept.length(of: e.sequence) < m { resumes[e.sequence] = nil }
             start = end
         }
     }
