@@ -34,6 +34,7 @@ extension ActivationStep {
         header.stepID = stepID
         header.sequences = rows.map(\.wire)
         if let tensor { header.tensor = tensor.wireHeader() }
+        header.replayedLayerPositions = replayedLayerPositions
         return header
     }
 
@@ -50,6 +51,7 @@ extension ActivationStep {
         try Self.validate(label: header.jobID, planEpoch: header.planEpoch, rows: rows,
                           tensorShape: tensor?.shape, limits: limits)
         self.init(pipelineLabel: header.jobID, planEpoch: header.planEpoch, stepID: header.stepID, rows: rows, tensor: tensor)
+        replayedLayerPositions = header.replayedLayerPositions
     }
 
     /// The rules both directions share.
@@ -101,6 +103,7 @@ extension StepOutcome {
             result.logits = logits.wireHeader()
             result.logitsRows = logitsRows.map(\.wire)
         }
+        result.replayedLayerPositions = replayedLayerPositions
         return result
     }
 
@@ -124,6 +127,7 @@ extension StepOutcome {
         self.init(pipelineLabel: wire.jobID, planEpoch: wire.planEpoch, stepID: wire.stepID, tokens: tokens,
                   error: wire.error.isEmpty ? nil : wire.error,
                   logits: logits, logitsRows: wire.logitsRows.map(SequenceRow.init(wire:)))
+        replayedLayerPositions = wire.replayedLayerPositions
     }
 
     static func validate(label: String, planEpoch: UInt64, logitsShape: [Int]?, logitsRows: Int) throws(WireError) {

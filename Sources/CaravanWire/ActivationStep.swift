@@ -38,6 +38,9 @@ public struct ActivationStep: Sendable {
     public var rows: [SequenceRow]
     /// `[rows.count, hidden]` activations; nil for first-stage input, where every row has a token.
     public var tensor: ActivationTensor?
+    /// Layer-positions the stages before the receiver recomputed for replayed rows (after a
+    /// re-plan); each stage adds its own.
+    public var replayedLayerPositions: UInt64 = 0
 
     /// Creates a step (validated when encoded).
     public init(pipelineLabel: String, planEpoch: UInt64, stepID: UInt64, rows: [SequenceRow], tensor: ActivationTensor?) {
@@ -97,6 +100,8 @@ public struct StepOutcome: Sendable, Equatable {
     public var logits: ActivationTensor?
     /// The rows the logits belong to (the step's rows that had `sample` set), in row order.
     public var logitsRows: [SequenceRow]
+    /// Layer-positions every stage together recomputed for the step's replayed rows.
+    public var replayedLayerPositions: UInt64 = 0
 
     /// Creates an outcome.
     public init(pipelineLabel: String, planEpoch: UInt64, stepID: UInt64, tokens: [SampledToken], error: String? = nil,
@@ -113,7 +118,8 @@ public struct StepOutcome: Sendable, Equatable {
     /// Equal when every field is, logits compared by dtype, shape and bytes.
     public static func == (a: StepOutcome, b: StepOutcome) -> Bool {
         guard a.pipelineLabel == b.pipelineLabel, a.planEpoch == b.planEpoch, a.stepID == b.stepID, a.tokens == b.tokens,
-              a.error == b.error, a.logitsRows == b.logitsRows else { return false }
+              a.error == b.error, a.logitsRows == b.logitsRows,
+              a.replayedLayerPositions == b.replayedLayerPositions else { return false }
         switch (a.logits, b.logits) {
         case (nil, nil): return true
         case let (x?, y?):

@@ -73,6 +73,14 @@ enum MessageRules {
             for (i, key) in m.dataClientKeys.enumerated() {
                 try curveKey(key, "stage_assignment.data_client_keys[\(i)]")
             }
+            guard m.continuing.count <= maxContinuingSequences else {
+                throw .invalidField("stage_assignment.continuing",
+                                    reason: "\(m.continuing.count) sequences (at most \(maxContinuingSequences))")
+            }
+            if m.maxContextTokens > 0, let bad = m.continuing.first(where: { $0.committedPositions > m.maxContextTokens }) {
+                throw .invalidField("stage_assignment.continuing",
+                                    reason: "sequence \(bad.sequenceID): \(bad.committedPositions) committed positions exceed the context of \(m.maxContextTokens)")
+            }
         case .assignmentReady(let m):
             guard m.planEpoch > 0 else { throw .missingField("assignment_ready.plan_epoch") }
             try nonEmpty(m.workerID, "assignment_ready.worker_id")
@@ -127,6 +135,8 @@ enum MessageRules {
 
     /// Most client keys one stage assignment may list (a pipeline's stages admit a few each).
     static let maxDataClientKeys = 64
+    /// Most continuing sequences one assignment names (a few bytes each, well within a control frame).
+    static let maxContinuingSequences = 8192
     /// Longest worker id, bytes (it names the worker in logs, status tables and plans).
     static let maxWorkerIDBytes = 128
     /// Longest endpoint address, bytes.

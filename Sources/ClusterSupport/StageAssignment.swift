@@ -39,6 +39,13 @@ public struct StageAssignment: Sendable, Equatable {
     public var maxBatchSequences: Int
     /// Most rows in one step.
     public var maxBatchTokens: Int
+    /// After a re-plan: the sequences that go on under this plan, each with the positions every
+    /// stage of the previous plan computed (committed). The stage keeps what it can reuse of them
+    /// and forgets every other sequence. Empty on a first plan.
+    public var continuing: [SequenceID: Int] = [:]
+
+    /// Most continuing sequences one assignment carries (the wire rule).
+    public static let maxContinuing = 8192
 
     /// Creates an assignment.
     public init(planEpoch: UInt64, modelName: String, modelSHA256: String, modelSize: UInt64, modelLayerCount: Int,
@@ -91,6 +98,12 @@ extension StageAssignment {
         m.maxContextTokens = UInt32(clamping: maxContextTokens)
         m.maxBatchSequences = UInt32(clamping: maxBatchSequences)
         m.maxBatchTokens = UInt32(clamping: maxBatchTokens)
+        m.continuing = continuing.sorted { $0.key < $1.key }.prefix(Self.maxContinuing).map { id, committed in
+            var c = Caravan_V1_ContinuingSequence()
+            c.sequenceID = id.rawValue
+            c.committedPositions = UInt32(clamping: committed)
+            return c
+        }
         return m
     }
 
@@ -113,5 +126,8 @@ extension StageAssignment {
                   maxBatchSequences: Int(m.maxBatchSequences), maxBatchTokens: Int(m.maxBatchTokens))
         nextHopPublicKey = m.nextHopPublicKey
         dataClientKeys = m.dataClientKeys
+        // A sequence named twice keeps the smaller count (never more than every stage computed).
+        continuing = Dictionary(m.continuing.map { (SequenceID($0.sequenceID), Int($0.committedPositions)) },
+                                uniquingKeysWith: { a, b in min(a, b) })
     }
 }

@@ -34,6 +34,9 @@ final class ControlPlane: Sendable {
     /// Each stage's work in the plan a re-plan for balance replaces (taken before the re-plan ends
     /// that plan's serving phase): the measured speeds of the plan to come are read against it.
     private let layersBeforeRebalance = LockedValue<[String: Double]>([:])
+    /// The sequences the assignments of a plan epoch name as continuing (taken once per epoch,
+    /// when its first assignment is sent, so that every stage and a resent assignment agree).
+    private let continuing = LockedValue<(epoch: UInt64, sequences: [SequenceID: Int])>((0, [:]))
 
     init(control: any Transport, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
          template: AssignmentTemplate, configuration: CoordinatorConfiguration, logger: Logger, desk: JobDesk,
@@ -210,14 +213,17 @@ final class ControlPlane: Sendable {
                     queue += membership.withLock { $0.planFailed(error.description, now: t) }
                 }
             case let .assign(peer, assignment):
-                await send(.stageAssignment(assignment.wire), to: peer)
+                var a = assignment
+                a.continuing = continuingSequences(epoch: assignment.planEpoch)
+                await send(.stageAssignment(a.wire), to: peer)
             case let .serve(epoch, stages, peers):
                 let members = membership.withLock { $0.members }
-                let order = ServeOrder(epoch: epoch, stages: zip(stages, peers).map { stage, peer in
+                var order = ServeOrder(epoch: epoch, stages: zip(stages, peers).map { stage, peer in
                     let member = members.first { $0.peer == peer }
                     return ServeOrder.Stage(workerID: member?.workerID ?? "\(peer)", layers: stage.layers,
                                             address: member?.dataAddress ?? "", publicKey: member?.dataPublicKey ?? "")
                 })
+                order.continuing = continuingSequences(epoch: epoch)
                 serve.yield(order)
             case .replan(let reason):
                 logger.warning("re-planning: \(reason)")
@@ -232,6 +238,24 @@ final class ControlPlane: Sendable {
                 m.exit = true
                 await send(.drain(m), to: peer)
             }
+        }
+    }
+
+    /// The sequences that continue under the plan of `epoch` with their committed positions
+    /// (taken from the job desk at the epoch's first assignment; the jobs' steps on the old
+    /// pipeline have been failed by then, so none advances past the count afterwards).
+    private func continuingSequences(epoch: UInt64) -> [SequenceID: Int] {
+        if let known = continuing.withLock({ $0.epoch == epoch ? $0.sequences : nil }) { return known }
+        let sequences = desk.continuingSequences(limit: StageAssignment.maxContinuing)
+        return continuing.withLock { c in
+            if c.epoch != epoch { c = (epoch, sequences) }
+            if !sequences.isEmpty {
+                logger.info("sequences continue under the new plan", metadata: [
+                    "epoch": "\(epoch)", "sequences": "\(c.sequences.count)",
+                    "committed_positions": "\(c.sequences.values.reduce(0, +))",
+                ])
+            }
+            return c.sequences
         }
     }
 

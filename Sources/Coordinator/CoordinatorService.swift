@@ -30,6 +30,9 @@ public final class CoordinatorService: Service {
     private let logger: Logger
     /// Step times across the pipelines of this coordinator (for step deadlines).
     private let stepTiming: LockedValue<StepDeadline>
+    private let replays = LockedValue(ReplayTotals())
+    /// Work redone by replays after re-plans so far (for logs and tests).
+    public var replayTotals: ReplayTotals { replays.withLock { $0 } }
 
     /// A coordinator with `configuration`, logging to `logger`.
     public init(configuration: CoordinatorConfiguration, logger: Logger) {
@@ -287,7 +290,8 @@ public final class CoordinatorService: Service {
                     // Runs the lanes of the pipeline once it is ready.
                     for await serve in servings {
                         await self.serve(serve, dialer: links.dialer, codec: codec, desk: desk, plane: plane,
-                                         vocabulary: facts.vocabularySize, contextLimit: contextLimit)
+                                         vocabulary: facts.vocabularySize, contextLimit: contextLimit,
+                                         layerCount: facts.layerCount)
                     }
                 }
         }
@@ -330,7 +334,7 @@ public final class CoordinatorService: Service {
     }
 
     private func serve(_ serve: ServeOrder, dialer: any TransportDialer, codec: WireCodec, desk: JobDesk, plane: ControlPlane,
-                       vocabulary: Int, contextLimit: Int) async {
+                       vocabulary: Int, contextLimit: Int, layerCount: Int) async {
         let first: any Transport
         do {
             first = try dialer.dial(serve.stages[0].address, serverKey: serve.stages[0].publicKey)
@@ -342,6 +346,8 @@ public final class CoordinatorService: Service {
         let engine = RemotePipelineEngine(
             firstStage: first, planEpoch: serve.epoch, vocabularySize: vocabulary, contextLimit: contextLimit,
             codec: codec, deadline: configuration.stepDeadline, timing: stepTiming, label: "epoch-\(serve.epoch)",
+            replay: serve.continuing.isEmpty ? nil : ReplayLedger(epoch: serve.epoch, continuing: serve.continuing,
+                                                                  layerCount: layerCount, logger: logger, totals: replays),
             releaser: { ids in await plane.release(ids, epoch: serve.epoch) })
         // By default one lane per stage (at least two): each stage works on one lane's rows while
         // the others are elsewhere in the pipeline. Since the last stage samples, a lane's trip
@@ -381,4 +387,6 @@ struct ServeOrder: Sendable {
     }
     let epoch: UInt64
     let stages: [Stage]
+    /// The sequences that continue from the previous plan, with their committed positions.
+    var continuing: [SequenceID: Int] = [:]
 }

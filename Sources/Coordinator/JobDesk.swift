@@ -123,6 +123,13 @@ final class JobDesk: Sendable {
     /// Jobs not ended yet (running or waiting).
     var activeJobs: Int { state.withLock { $0.table.bySequence.count } }
 
+    /// The sequences of unfinished jobs whose positions every stage computed, with that count
+    /// (for a re-plan's assignments: what the stages may keep), at most `limit` of them (the
+    /// longest first).
+    func continuingSequences(limit: Int) -> [SequenceID: Int] {
+        state.withLock { $0.table.continuingSequences(limit: limit) }
+    }
+
     /// Every remembered job, when jobs cannot run now why, and the jobs waiting for KV room with
     /// their positions (for `caravanctl status`).
     func adminSnapshot() -> (jobs: [JobRecord], unavailable: String?, queued: [JobID: Int]) {

@@ -41,6 +41,9 @@ struct JobRecord: Sendable {
     var waitingReason = ""
     /// Times the job moved to a new pipeline after having started.
     var replays = 0
+    /// Positions of its sequence every stage computed (as far as the desk saw results): what a
+    /// re-plan lets the stages keep (``StageAssignment/continuing``).
+    var committed = 0
     /// Pipeline failures since the job last generated a token.
     var failuresWithoutProgress = 0
     /// Since when the job has made no progress while pipelines failed or were replaced (nil while

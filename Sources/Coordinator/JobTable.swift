@@ -46,6 +46,13 @@ struct JobTable: Sendable {
     /// The unfinished job running `sequence`.
     func job(of sequence: SequenceID) -> JobID? { bySequence[sequence] }
 
+    /// The sequences of unfinished jobs whose positions every stage computed, with that count
+    /// (what a re-plan lets the stages keep), at most `limit` of them, the longest first.
+    func continuingSequences(limit: Int) -> [SequenceID: Int] {
+        let running = bySequence.compactMap { id, job in jobs[job].flatMap { $0.committed > 0 ? (id, $0.committed) : nil } }
+        return Dictionary(uniqueKeysWithValues: running.sorted { $0.1 > $1.1 }.prefix(limit).map { $0 })
+    }
+
     /// Jobs waiting for a pipeline.
     var parkedCount: Int { jobs.values.count { $0.parked != nil } }
 
@@ -174,6 +181,7 @@ struct JobTable: Sendable {
         }
         r.tokenIDs.append(token)
         r.texts.append(text)
+        if let processed = r.session?.processed { r.committed = max(r.committed, processed) }
         r.state = .generating
         r.failuresWithoutProgress = 0
         r.stalledSince = nil
@@ -218,6 +226,7 @@ struct JobTable: Sendable {
         guard var r = jobs[id], !r.isEnded else { return .wait }
         r.lane = nil
         r.parked = session
+        r.committed = max(r.committed, session.processed)
         r.waitingSince = now
         r.waitingReason = reason
         r.failuresWithoutProgress += 1

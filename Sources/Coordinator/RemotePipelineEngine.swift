@@ -52,12 +52,15 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
     private let nextStep = LockedValue<UInt64>(1)
     private let timing: LockedValue<StepDeadline>
     private let label: String
+    /// The replay of the sequences that continue from the previous plan (nil: none).
+    private let replay: ReplayLedger?
 
     /// An engine sending steps of `planEpoch` through `firstStage` (a one-peer transport connected
     /// to the first worker's data endpoint); `releaser` sends `ReleaseSequences` to every worker.
     public init(firstStage: any Transport, planEpoch: UInt64, vocabularySize: Int, contextLimit: Int, codec: WireCodec,
                 deadline: Duration = .seconds(30), timing: LockedValue<StepDeadline>? = nil, label: String = "pipeline",
-                releaser: @escaping @Sendable ([UInt64]) async -> Void) {
+                replay: ReplayLedger? = nil, releaser: @escaping @Sendable ([UInt64]) async -> Void) {
+        self.replay = replay
         self.firstStage = firstStage
         self.planEpoch = planEpoch
         self.vocabularySize = vocabularySize
@@ -122,6 +125,7 @@ public final class RemotePipelineEngine: ForwardEngine, Sendable {
         let took = Self.seconds(ContinuousClock.now - sent)
         CoordinatorMetrics.pipelineStep.recordSeconds(took)
         timing.withLock { $0.record(rows: rows, seconds: took) }
+        replay?.record(step: id, batch: batch, recomputed: outcome.replayedLayerPositions)
         do {
             return try StageOutput(outcome: outcome, batch: batch, vocabulary: vocabularySize)
         } catch {

@@ -17,8 +17,11 @@ final class KVCache {
             values.forEach { $0.deallocate() }
         }
 
-        /// Makes room for `positions` positions, keeping the contents.
-        func reserve(_ positions: Int, layers: Int, kvDim: Int, limit: Int) {
+        /// Makes room for `positions` positions, keeping the first `preserving` positions of every
+        /// layer (by default the filled ones; more where some layers hold more, see
+        /// `LlamaStage.resumes`).
+        func reserve(_ positions: Int, layers: Int, kvDim: Int, limit: Int, preserving: Int? = nil) {
+            let kept = min(capacity, max(length, preserving ?? length))
             guard positions > capacity else { return }
             let newCapacity = Self.capacity(growing: capacity, toHold: positions, limit: limit)
             func grow(_ old: [UnsafeMutablePointer<UInt16>]) -> [UnsafeMutablePointer<UInt16>] {
@@ -26,7 +29,7 @@ final class KVCache {
                     let raw = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * kvDim * 2, alignment: 64)
                     let p = raw.bindMemory(to: UInt16.self, capacity: newCapacity * kvDim)
                     if l < old.count {
-                        p.update(from: old[l], count: length * kvDim)
+                        p.update(from: old[l], count: kept * kvDim)
                         old[l].deallocate()
                     }
                     return p
@@ -47,6 +50,28 @@ final class KVCache {
 
         /// Bytes allocated.
         func byteCount(kvDim: Int) -> Int { 2 * keys.count * capacity * kvDim * 2 }
+
+        /// Hands every layer's keys and values to the caller, who frees them; the sequence is
+        /// left empty (it frees nothing).
+        func relinquish() -> (keys: [UnsafeMutablePointer<UInt16>], values: [UnsafeMutablePointer<UInt16>], capacity: Int) {
+            defer {
+                keys = []
+                values = []
+                capacity = 0
+                length = 0
+            }
+            return (keys, values, capacity)
+        }
+
+        /// Takes `keys` and `values` (one buffer of `capacity * kvDim` halfs per local layer,
+        /// owned from now on) as its layers.
+        func install(keys: [UnsafeMutablePointer<UInt16>], values: [UnsafeMutablePointer<UInt16>], capacity: Int, length: Int) {
+            precondition(self.keys.isEmpty && keys.count == values.count, "install into an empty sequence")
+            self.keys = keys
+            self.values = values
+            self.capacity = capacity
+            self.length = length
+        }
     }
 
     let layerCount: Int
@@ -83,6 +108,42 @@ final class KVCache {
 
     /// Positions allocated for all sequences (each position holds keys and values of every layer).
     var allocatedPositions: Int { sequences.values.reduce(0) { $0 + $1.capacity } }
+
+    /// Moves the keys and values of `old`'s sequence `id` into a new sequence `id` of this cache:
+    /// `layerMap[newLocal]` names the old local layer whose buffers it takes (nil: a fresh, empty
+    /// layer). The new sequence holds `length` positions (at most what `old` held). The caches
+    /// must have the same KV width and context limit; `old` loses the sequence.
+    func adopt(_ id: SequenceID, from old: KVCache, layerMap: [Int?], length: Int) {
+        precondition(old.kvDimension == kvDimension && old.contextLimit == contextLimit, "caches of one shape")
+        precondition(layerMap.count == layerCount, "one entry per layer")
+        guard let source = old.sequences.removeValue(forKey: id) else { return }
+        let kept = min(length, source.length)
+        let (oldKeys, oldValues, capacity) = source.relinquish()
+        var taken = Set<Int>()
+        func fresh() -> UnsafeMutablePointer<UInt16> {
+            UnsafeMutableRawPointer.allocate(byteCount: max(1, capacity * kvDimension * 2), alignment: 64)
+                .bindMemory(to: UInt16.self, capacity: max(1, capacity * kvDimension))
+        }
+        var keys: [UnsafeMutablePointer<UInt16>] = []
+        var values: [UnsafeMutablePointer<UInt16>] = []
+        for entry in layerMap {
+            if let from = entry, from < oldKeys.count, !taken.contains(from) {
+                taken.insert(from)
+                keys.append(oldKeys[from])
+                values.append(oldValues[from])
+            } else {
+                keys.append(fresh())
+                values.append(fresh())
+            }
+        }
+        for l in oldKeys.indices where !taken.contains(l) {
+            oldKeys[l].deallocate()
+            oldValues[l].deallocate()
+        }
+        let s = Sequence()
+        s.install(keys: keys, values: values, capacity: capacity, length: kept)
+        sequences[id] = s
+    }
 
     /// Bytes allocated for all sequences.
     var byteCount: Int { sequences.values.reduce(0) { $0 + $1.byteCount(kvDim: kvDimension) } }

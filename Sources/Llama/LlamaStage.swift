@@ -21,7 +21,21 @@ public final class LlamaStage: @unchecked Sendable {
     let cache: KVCache
     let rope: RotaryEmbedding
     let runner: any ParallelRunner
-    private let scratch: StageScratch
+    let scratch: StageScratch
+    /// The outputs this stage sent on, per sequence (not kept by a last stage): what a re-plan
+    /// needs to recompute only the layers that were lost (see ``continueSequences(_:from:)``).
+    let kept: KeptOutputs
+    /// Sequences continuing from a previous plan: positions `[0, length)` of layers
+    /// ``keptLayers`` are in the cache; the stage's other layers hold only the cache's length.
+    var resumes: [SequenceID: Int] = [:]
+    /// Local layers whose KV the resumed sequences kept.
+    var keptLayers: Range<Int> = 0..<0
+    /// Per sequence, the positions the coordinator counted as committed before a re-plan: rows
+    /// below it are a replay, and the layers computed for them are counted.
+    var replayWindows: [SequenceID: Int] = [:]
+    /// Layer-positions recomputed for replayed rows since the stage was made (a layer run for one
+    /// row of a sequence below its committed length after a re-plan).
+    public private(set) var replayedLayerPositions = 0
 
     /// Whether this stage embeds tokens.
     public var isFirst: Bool { layers.start == 0 }
@@ -62,16 +76,28 @@ public final class LlamaStage: @unchecked Sendable {
                                     frequencyFactors: weights.ropeFrequencyFactors)
         self.runner = runner
         self.scratch = StageScratch(config: config, threads: runner.width, contextLimit: self.contextLimit)
+        self.kept = KeptOutputs(width: config.embeddingLength, contextLimit: self.contextLimit,
+                                limit: self.contextLimit * Self.defaultKeptSequences)
     }
 
     // MARK: Sequences
 
     /// Number of cached positions of `sequence`.
     public func cachedLength(of sequence: SequenceID) -> Int { cache.length(of: sequence) }
-    /// Frees the cache of `sequence`.
-    public func removeSequence(_ sequence: SequenceID) { cache.remove(sequence) }
-    /// Keeps positions `[0, length)` of `sequence` (for reuse of a common prefix or rollback).
-    public func truncateSequence(_ sequence: SequenceID, to length: Int) { cache.truncate(sequence, to: length) }
+    /// Frees the cache of `sequence` and the outputs kept for it.
+    public func removeSequence(_ sequence: SequenceID) {
+        cache.remove(sequence)
+        kept.remove(sequence)
+        resumes[sequence] = nil
+        replayWindows[sequence] = nil
+    }
+    /// Keeps positions `[0, length)` of `sequence` (for reuse of a common prefix or rollback): in
+    /// its KV cache (every layer, kept ones included) and in its kept outputs.
+    public func truncateSequence(_ sequence: SequenceID, to length: Int) {
+        cache.truncate(sequence, to: length)
+        kept.truncate(sequence, to: length)
+        if let m = resumes[sequence] { resumes[sequence] = min(m, max(0, length)) }
+    }
     /// Sequences with a cache.
     public var sequences: [SequenceID] { Array(cache.sequences.keys) }
 
@@ -97,7 +123,8 @@ public final class LlamaStage: @unchecked Sendable {
         for (id, first) in firstPosition {
             let s = cache.sequence(id)
             s.length = min(s.length, first)
-            s.reserve(lastPosition[id]! + 1, layers: cache.layerCount, kvDim: c.kvDimension, limit: contextLimit)
+            s.reserve(lastPosition[id]! + 1, layers: cache.layerCount, kvDim: c.kvDimension, limit: contextLimit,
+                      preserving: resumes[id])
         }
         for e in batch.entries { seqs.append(cache.sequence(e.sequence)) }
 
@@ -109,23 +136,27 @@ public final class LlamaStage: @unchecked Sendable {
             batch.hidden!.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: n * d) }
         }
 
-        // Layer by layer; inside a layer, rows in tiles of `rowTile` in batch order (a row's
-        // attention reads the keys of earlier rows of its sequence, written by earlier tiles), so
-        // the work buffers hold one tile, not the whole batch. Results do not depend on the tiling
-        // (the kernels are batch-invariant).
-        var tiles: [Range<Int>] = []
-        var lo = 0
-        while lo < n {
-            tiles.append(lo..<min(n, lo + Self.rowTile))
-            lo += Self.rowTile
+        // Rows of sequences continuing from a previous plan, below what they kept: layers
+        // `keptLayers` are skipped for them (their keys and values are cached, and the hidden
+        // state after those layers is the output kept then). A row that wants logits is computed
+        // whole, and so is every later row of its sequence.
+        var keptUntil: [SequenceID: Int] = [:]
+        for id in firstPosition.keys { if let m = resumes[id] { keptUntil[id] = m } }
+        for e in batch.entries where e.wantsLogits {
+            if let m = keptUntil[e.sequence], e.position < m { keptUntil[e.sequence] = e.position }
         }
-        let runs = tiles.map { attentionRuns(batch.entries, rows: $0) }
-        for (local, lw) in weights.layers.enumerated() {
-            for (t, rows) in tiles.enumerated() {
-                runBlock(lw, local: local, entries: batch.entries, sequences: seqs, rows: rows, runs: runs[t])
-            }
+        let all = 0..<weights.layers.count
+        if batch.entries.contains(where: { e in keptUntil[e.sequence].map { e.position < $0 } ?? false }) {
+            runResumed(entries: batch.entries, sequences: seqs, keptUntil: keptUntil)
+        } else {
+            runLayers(all, entries: batch.entries, sequences: seqs)
         }
-        for (id, last) in lastPosition { cache.sequence(id).length = last + 1 }
+        for (id, last) in lastPosition {
+            cache.sequence(id).length = last + 1
+            if let m = resumes[id], last + 1 >= m { resumes[id] = nil }  // every layer is complete now
+            if let w = replayWindows[id], last + 1 >= w { replayWindows[id] = nil }
+        }
+        if !isLast { keepOutputs(batch.entries, x: x, sequences: Set(firstPosition.keys)) }
 
         guard isLast, let outNorm = weights.outputNorm, let output = weights.output else {
             return .hidden(values: Array(UnsafeBufferPointer(start: x, count: n * d)), rows: n, width: d)
@@ -134,7 +165,7 @@ public final class LlamaStage: @unchecked Sendable {
         let xn = scratch.xn.pointer
         let vocab = output.rows
         var logits = [Float](repeating: 0, count: wanted.count * vocab)
-        lo = 0
+        var lo = 0
         while lo < wanted.count {  // in tiles of rows too
             let hi = min(wanted.count, lo + Self.rowTile)
             for j in lo..<hi {
@@ -149,6 +180,32 @@ public final class LlamaStage: @unchecked Sendable {
             lo = hi
         }
         return .logits(values: logits, entryIndices: wanted, vocabulary: vocab)
+    }
+
+    /// Runs layers `locals` over every row of `entries` (hidden states in `scratch.x`, row `i` at
+    /// `i * width`), counting the replayed rows. Layer by layer; inside a layer, rows in tiles of
+    /// `rowTile` in batch order (a row's attention reads the keys of earlier rows of its sequence,
+    /// written by earlier tiles), so the work buffers hold one tile, not the whole batch. Results
+    /// do not depend on the tiling (the kernels are batch-invariant).
+    func runLayers(_ locals: Range<Int>, entries: [StageEntry], sequences: [KVCache.Sequence]) {
+        let n = entries.count
+        guard !locals.isEmpty, n > 0 else { return }
+        var tiles: [Range<Int>] = []
+        var lo = 0
+        while lo < n {
+            tiles.append(lo..<min(n, lo + Self.rowTile))
+            lo += Self.rowTile
+        }
+        let runs = tiles.map { attentionRuns(entries, rows: $0) }
+        for local in locals {
+            for (t, rows) in tiles.enumerated() {
+                runBlock(weights.layers[local], local: local, entries: entries, sequences: sequences, rows: rows, runs: runs[t])
+            }
+        }
+        if !replayWindows.isEmpty {
+            let replayed = entries.reduce(0) { sum, e in sum + (e.position < (replayWindows[e.sequence] ?? 0) ? 1 : 0) }
+            replayedLayerPositions += replayed * locals.count
+        }
     }
 
     /// Cuts `rows` of a batch into runs of at most ``attentionRows`` consecutive rows of one
@@ -322,6 +379,10 @@ public final class LlamaStage: @unchecked Sendable {
             next[e.sequence] = e.position + 1
         }
     }
+
+    /// Sequences whose outputs a stage keeps by default (``keptOutputLimit`` is this many
+    /// full contexts).
+    static let defaultKeptSequences = 8
 
     /// The most rows one forward step takes.
     public static let maxBatchRows = 4096

@@ -70,16 +70,18 @@ public actor StageRuntime {
     }
 
     /// Loads the layers of `assignment` from `path` (a file whose SHA-256 matched) and connects to
-    /// the next hop, replacing the stage running before. Returns the bytes the stage uses.
+    /// the next hop, replacing the stage running before. Of the old stage's sequences, those the
+    /// assignment names as continuing keep the KV of the layers both stages run and the outputs
+    /// sent on (see ``LlamaStage/continueSequences(_:from:)``); the others are forgotten. Returns
+    /// the bytes the stage uses: weights and the most its kept outputs take.
     public func load(_ assignment: StageAssignment, path: String) async throws(StageLoadError) -> Int {
         let stage: LlamaStage
         let runner = pool ?? ComputeThreadPool(threads: threads)
         pool = runner
         if let old = installed, old.assignment.modelSHA256 == assignment.modelSHA256, old.assignment.layers == assignment.layers,
            old.assignment.maxContextTokens == assignment.maxContextTokens {
-            // Same layers in a new plan: keep the weights, forget every sequence of the old plan.
+            // Same layers in a new plan: keep the weights (and what continuing sequences kept).
             stage = old.stage
-            for sequence in stage.sequences { stage.removeSequence(sequence) }
         } else {
             do {
                 let file = try GGUFFile(path: path)
@@ -117,6 +119,11 @@ public actor StageRuntime {
             await old.next.close()
             await old.results.close()
         }
+        stage.outputPrecision = assignment.activationDType == .f16 ? .f16 : .f32
+        stage.keptOutputLimit = assignment.maxContextTokens * assignment.maxBatchSequences
+        let previous = installed.flatMap { $0.assignment.modelSHA256 == assignment.modelSHA256 ? $0.stage : nil }
+        let continued = stage.continueSequences(assignment.continuing, from: previous)
+        logContinued(continued, assignment: assignment)
         installed = Installed(assignment: assignment, stage: stage, next: next, results: results)
         statistics.withLock { $0 = StepStatistics() }
         WorkerMetrics.weightBytes.record(stage.weightBytes)
@@ -126,9 +133,24 @@ public actor StageRuntime {
         logger.info("stage loaded", metadata: [
             "epoch": "\(assignment.planEpoch)", "layers": "\(assignment.layers)",
             "stage": "\(assignment.stageIndex + 1)/\(assignment.stageCount)", "next": "\(assignment.nextHop)",
-            "weight_bytes": "\(stage.weightBytes)",
+            "weight_bytes": "\(stage.weightBytes)", "kept_output_budget_bytes": "\(stage.keptOutputBudgetBytes)",
         ])
-        return stage.weightBytes
+        return stage.weightBytes + stage.keptOutputBudgetBytes
+    }
+
+    /// Logs what the stage kept of each continuing sequence, and what it will recompute.
+    private func logContinued(_ continued: [ContinuedSequence], assignment: StageAssignment) {
+        guard !continued.isEmpty else { return }
+        let recompute = continued.reduce(0) { $0 + $1.recompute }
+        let full = continued.reduce(0) { $0 + $1.committed * assignment.layers.count }
+        logger.info("continuing sequences", metadata: [
+            "epoch": "\(assignment.planEpoch)", "layers": "\(assignment.layers)", "sequences": "\(continued.count)",
+            "kept": "\(continued.count { $0.keptLayers != nil })", "recompute_layer_positions": "\(recompute)",
+            "full_layer_positions": "\(full)",
+        ])
+        for c in continued where c.fallback != nil || c.cutPositions > 0 {
+            logger.info("continuing sequence: \(c)", metadata: ["epoch": "\(assignment.planEpoch)"])
+        }
     }
 
     /// Frees the KV caches of `sequences`.
@@ -187,6 +209,7 @@ public actor StageRuntime {
         }
         var output: StageOutput
         let elapsedSinceStart = Self.stopwatch(clock)
+        let replayedBefore = installed.stage.replayedLayerPositions
         do {
             output = try installed.stage.forward(batch)
         } catch {
@@ -203,7 +226,14 @@ public actor StageRuntime {
         }
         let elapsed = elapsedSinceStart()
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        statistics.withLock { $0.record(milliseconds: ms, rows: batch.entries.count) }
+        let replayed = UInt64(installed.stage.replayedLayerPositions - replayedBefore)
+        statistics.withLock {
+            $0.record(milliseconds: ms, rows: batch.entries.count)
+            $0.replayedLayerPositions += replayed
+        }
+        if replayed > 0 { WorkerMetrics.replayedLayerPositions.increment(by: Int(replayed)) }
+        // Carried on with the step: the last stage reports the pipeline's sum to the coordinator.
+        let replayedSoFar = step.replayedLayerPositions > UInt64.max - replayed ? UInt64.max : step.replayedLayerPositions + replayed
         WorkerMetrics.stepTime.record(duration: elapsed)
         WorkerMetrics.steps.increment()
         WorkerMetrics.rows.increment(by: batch.entries.count)
@@ -212,11 +242,17 @@ public actor StageRuntime {
             let frames: [Message]
             switch output {
             case let .hidden(values, rows, width):
-                frames = try codec.encode(try step.forwarding(hidden: values, rows: rows, width: width, dtype: assignment.activationDType))
+                var next = try step.forwarding(hidden: values, rows: rows, width: width, dtype: assignment.activationDType)
+                next.replayedLayerPositions = replayedSoFar
+                frames = try codec.encode(next)
             case let .logits(values, entryIndices, vocabulary):
-                frames = try codec.encode(try step.outcome(logits: values, entryIndices: entryIndices, vocabulary: vocabulary, dtype: .f32))
+                var result = try step.outcome(logits: values, entryIndices: entryIndices, vocabulary: vocabulary, dtype: .f32)
+                result.replayedLayerPositions = replayedSoFar
+                frames = try codec.encode(result)
             case let .sampled(rows, entryIndices):
-                frames = try codec.encode(step.outcome(sampled: rows, entryIndices: entryIndices))
+                var result = step.outcome(sampled: rows, entryIndices: entryIndices)
+                result.replayedLayerPositions = replayedSoFar
+                frames = try codec.encode(result)
             }
             try await installed.next.send(frames, timeout: sendTimeout)
             let sent = frames.reduce(0) { $0 + $1.count }
@@ -323,6 +359,8 @@ public struct StepStatistics: Sendable, Equatable {
     public private(set) var recentMilliseconds = 0.0
     /// Moving average of rows per step.
     public private(set) var recentRows = 0.0
+    /// Layer-positions recomputed for replayed rows (after re-plans) since the stage was loaded.
+    public var replayedLayerPositions: UInt64 = 0
 
     /// No steps yet.
     public init() {}

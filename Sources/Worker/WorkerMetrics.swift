@@ -20,6 +20,8 @@ enum WorkerMetrics {
     static let layerBytesPulled = Counter(label: "caravan_layer_bytes_pulled_total")
     /// Layer bytes a pull found in the local cache already.
     static let layerBytesReused = Counter(label: "caravan_layer_bytes_reused_total")
+    /// Layer-positions recomputed for replayed rows after re-plans (layers x positions).
+    static let replayedLayerPositions = Counter(label: "caravan_stage_replayed_layer_positions_total")
     /// Stage loads, by result (`ok`, `failed`).
     static func loaded(ok: Bool) {
         Counter(label: "caravan_stage_loads_total", dimensions: [("result", ok ? "ok" : "failed")]).increment()

@@ -37,6 +37,7 @@ public final class InProcessCluster: Sendable {
     /// The model file.
     public let modelPath: String
     private let tasks = LockedValue<[String: Task<Void, Never>]>([:])
+    private let coordinator = LockedValue<CoordinatorService?>(nil)
     private let nextWorker = LockedValue(0)
 
     /// The coordinator's node name on the hub.
@@ -75,6 +76,7 @@ public final class InProcessCluster: Sendable {
     /// ``waitUntilServing(after:timeout:)``).
     public func start(workers: [WorkerOptions]) throws {
         let service = CoordinatorService(configuration: coordinatorConfiguration, logger: logs.logger(Self.coordinatorNode))
+        coordinator.withLock { $0 = service }
         let node = Self.coordinatorNode
         let links = CoordinatorLinks(
             control: try hub.bind(Self.controlEndpoint, node: node), results: try hub.bind(Self.resultsEndpoint, node: node),
@@ -112,6 +114,9 @@ public final class InProcessCluster: Sendable {
         launch(node) { try await service.run(over: links) }
         return node
     }
+
+    /// Work the coordinator's pipelines redid in replays after re-plans so far.
+    public var replayTotals: ReplayTotals { coordinator.withLock { $0 }?.replayTotals ?? ReplayTotals() }
 
     /// Kills a node as a crash would: its endpoints vanish, its links close, its tasks are
     /// cancelled, and what is sent to it is lost.

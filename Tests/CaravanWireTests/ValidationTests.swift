@@ -210,3 +210,39 @@ final class ValidationTests: XCTestCase {
         XCTAssertThrowsError(try ActivationTensor(values: [1, 2, 3], shape: [2, 2]))
     }
 }
+
+/// The fields a re-plan's replay adds (issue 13): counters on steps and results, and the
+/// continuing sequences of an assignment, checked like every other field.
+final class ReplayFieldTests: XCTestCase {
+    let codec = WireCodec()
+
+    func testReplayedLayerPositionsTravelWithStepsAndResults() throws {
+        var step = try Samples.step()
+        step.replayedLayerPositions = 96
+        guard case .activation(let decoded, _) = try codec.decode(try codec.encode(step)) else { return XCTFail() }
+        XCTAssertEqual(decoded.replayedLayerPositions, 96)
+        var outcome = StepOutcome(pipelineLabel: "epoch-2", planEpoch: 2, stepID: 7, tokens: [])
+        outcome.replayedLayerPositions = 20
+        guard case .stepResult(let result, _) = try codec.decode(try codec.encode(outcome)) else { return XCTFail() }
+        XCTAssertEqual(result, outcome)
+        XCTAssertEqual(result.replayedLayerPositions, 20)
+    }
+
+    func testContinuingSequencesAreBoundedAndWithinTheContext() throws {
+        var m = Samples.stageAssignment
+        var c = Caravan_V1_ContinuingSequence()
+        c.sequenceID = 4
+        c.committedPositions = m.maxContextTokens
+        m.continuing = [c]
+        guard case .message(.stageAssignment(let back), _) = try codec.decode(try codec.encode(.stageAssignment(m))) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(back.continuing, [c])
+        var beyond = m
+        beyond.continuing[0].committedPositions = m.maxContextTokens + 1
+        XCTAssertThrowsError(try codec.decode(try codec.encode(.stageAssignment(beyond))))
+        var many = m
+        many.continuing = Array(repeating: c, count: 8193)
+        XCTAssertThrowsError(try codec.decode(try codec.encode(.stageAssignment(many))))
+    }
+}

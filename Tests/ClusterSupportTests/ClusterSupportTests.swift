@@ -98,6 +98,12 @@ final class ClusterSupportTests: XCTestCase {
         XCTAssertTrue(a.producesLogits)
         XCTAssertFalse(a.embedsTokens)
         XCTAssertEqual(try StageAssignment(wire: a.wire), a)
+        a.continuing = [SequenceID(3): 40, SequenceID(9): 7]
+        XCTAssertEqual(try StageAssignment(wire: a.wire), a, "continuing sequences survive the wire")
+        var twice = a.wire
+        twice.continuing.append(twice.continuing[0])
+        twice.continuing[2].committedPositions = 12
+        XCTAssertEqual(try StageAssignment(wire: twice).continuing[SequenceID(3)], 12, "a sequence named twice keeps the smaller count")
         var bad = a.wire
         bad.embedsTokens = true
         XCTAssertThrowsError(try StageAssignment(wire: bad))

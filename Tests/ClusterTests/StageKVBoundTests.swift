@@ -62,7 +62,7 @@ final class StageKVBoundTests: XCTestCase {
             let rows = [first, first + 1].flatMap { s in
                 (0..<length).map { p in SequenceRow(sequenceID: s, position: UInt32(p), tokenID: UInt32(1 + p % 100)) }
             }
-            let step = ActivationStep(jobID: "hostile", planEpoch: epoch, stepID: 9_000_000 + UInt64(i), rows: rows, tensor: nil)
+            let step = ActivationStep(pipelineLabel: "hostile", planEpoch: epoch, stepID: 9_000_000 + UInt64(i), rows: rows, tensor: nil)
             try await peer.send(try codec.encode(step), timeout: .seconds(5))
         }
         // Each refused step waits half a second for releases that never come.

@@ -501,11 +501,40 @@ public nonisolated struct Caravan_V1_StageAssignment: @unchecked Sendable {
     set {_uniqueStorage()._dataClientKeys = newValue}
   }
 
+  /// After a re-plan: the sequences that go on under this plan, each with the positions every
+  /// stage of the previous plan computed (what the coordinator counts as committed). A worker
+  /// keeps, for these, the KV of the layers it ran before and still runs (cut back to the
+  /// committed positions) and the outputs it sent on, so that the replay recomputes only layers
+  /// it did not run; every other sequence is forgotten. Empty on a first plan (and from older
+  /// coordinators: then every sequence is forgotten and replayed in full). At most 8192 entries.
+  public var continuing: [Caravan_V1_ContinuingSequence] {
+    get {_storage._continuing}
+    set {_uniqueStorage()._continuing = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A sequence that continues under a new plan (see StageAssignment.continuing).
+public nonisolated struct Caravan_V1_ContinuingSequence: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The sequence (as in SequenceEntry.sequence_id).
+  public var sequenceID: UInt64 = 0
+
+  /// Positions [0, committed_positions) were computed by every stage of the previous plan; a
+  /// stage cuts back what it computed beyond them (a step that did not complete everywhere).
+  public var committedPositions: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Coordinator -> every worker: forget sequences (free their KV cache). Sent when a job ends or is
@@ -1089,7 +1118,7 @@ nonisolated extension Caravan_V1_Heartbeat: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StageAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}layer_start\0\u{3}layer_end\0\u{3}stage_index\0\u{3}stage_count\0\u{3}embeds_tokens\0\u{3}produces_logits\0\u{3}next_hop_address\0\u{3}next_hop_public_key\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0\u{3}max_batch_tokens\0\u{3}result_address\0\u{3}data_client_keys\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{3}layer_start\0\u{3}layer_end\0\u{3}stage_index\0\u{3}stage_count\0\u{3}embeds_tokens\0\u{3}produces_logits\0\u{3}next_hop_address\0\u{3}next_hop_public_key\0\u{3}activation_dtype\0\u{3}max_context_tokens\0\u{3}max_batch_sequences\0\u{3}max_batch_tokens\0\u{3}result_address\0\u{3}data_client_keys\0\u{1}continuing\0")
 
   fileprivate class _StorageClass {
     var _planEpoch: UInt64 = 0
@@ -1108,6 +1137,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
     var _maxBatchTokens: UInt32 = 0
     var _resultAddress: String = String()
     var _dataClientKeys: [String] = []
+    var _continuing: [Caravan_V1_ContinuingSequence] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1134,6 +1164,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
       _maxBatchTokens = source._maxBatchTokens
       _resultAddress = source._resultAddress
       _dataClientKeys = source._dataClientKeys
+      _continuing = source._continuing
     }
   }
 
@@ -1168,6 +1199,7 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
         case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxBatchTokens) }()
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._resultAddress) }()
         case 16: try { try decoder.decodeRepeatedStringField(value: &_storage._dataClientKeys) }()
+        case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._continuing) }()
         default: break
         }
       }
@@ -1228,6 +1260,9 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
       if !_storage._dataClientKeys.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._dataClientKeys, fieldNumber: 16)
       }
+      if !_storage._continuing.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._continuing, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1253,10 +1288,46 @@ nonisolated extension Caravan_V1_StageAssignment: SwiftProtobuf.Message, SwiftPr
         if _storage._maxBatchTokens != rhs_storage._maxBatchTokens {return false}
         if _storage._resultAddress != rhs_storage._resultAddress {return false}
         if _storage._dataClientKeys != rhs_storage._dataClientKeys {return false}
+        if _storage._continuing != rhs_storage._continuing {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_ContinuingSequence: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContinuingSequence"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_id\0\u{3}committed_positions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sequenceID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.committedPositions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.sequenceID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequenceID, fieldNumber: 1)
+    }
+    if self.committedPositions != 0 {
+      try visitor.visitSingularUInt32Field(value: self.committedPositions, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_ContinuingSequence, rhs: Caravan_V1_ContinuingSequence) -> Bool {
+    if lhs.sequenceID != rhs.sequenceID {return false}
+    if lhs.committedPositions != rhs.committedPositions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

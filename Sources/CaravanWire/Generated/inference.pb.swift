@@ -186,6 +186,10 @@ public nonisolated struct Caravan_V1_ActivationHeader: Sendable {
   /// Clears the value of `tensor`. Subsequent reads from it will return its default value.
   public mutating func clearTensor() {self._tensor = nil}
 
+  /// Layer-positions the stages before the receiver recomputed for this step's replayed rows
+  /// (rows below a sequence's committed positions after a re-plan): each stage adds its own.
+  public var replayedLayerPositions: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -284,6 +288,10 @@ public nonisolated struct Caravan_V1_StepResult: Sendable {
 
   /// One entry per logits row, in row order (the step's rows that had `sample` set).
   public var logitsRows: [Caravan_V1_SequenceEntry] = []
+
+  /// Layer-positions every stage together recomputed for the step's replayed rows (see
+  /// ActivationHeader.replayed_layer_positions); 0 when nothing was replayed.
+  public var replayedLayerPositions: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -482,7 +490,7 @@ nonisolated extension Caravan_V1_TensorHeader: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Caravan_V1_ActivationHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ActivationHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}plan_epoch\0\u{3}step_id\0\u{1}sequences\0\u{1}tensor\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}plan_epoch\0\u{3}step_id\0\u{1}sequences\0\u{1}tensor\0\u{3}replayed_layer_positions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -495,6 +503,7 @@ nonisolated extension Caravan_V1_ActivationHeader: SwiftProtobuf.Message, SwiftP
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.stepID) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.sequences) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._tensor) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.replayedLayerPositions) }()
       default: break
       }
     }
@@ -520,6 +529,9 @@ nonisolated extension Caravan_V1_ActivationHeader: SwiftProtobuf.Message, SwiftP
     try { if let v = self._tensor {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if self.replayedLayerPositions != 0 {
+      try visitor.visitSingularUInt64Field(value: self.replayedLayerPositions, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -529,6 +541,7 @@ nonisolated extension Caravan_V1_ActivationHeader: SwiftProtobuf.Message, SwiftP
     if lhs.stepID != rhs.stepID {return false}
     if lhs.sequences != rhs.sequences {return false}
     if lhs._tensor != rhs._tensor {return false}
+    if lhs.replayedLayerPositions != rhs.replayedLayerPositions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -625,7 +638,7 @@ nonisolated extension Caravan_V1_SampledToken: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StepResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}plan_epoch\0\u{3}step_id\0\u{1}tokens\0\u{1}error\0\u{1}logits\0\u{3}logits_rows\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}plan_epoch\0\u{3}step_id\0\u{1}tokens\0\u{1}error\0\u{1}logits\0\u{3}logits_rows\0\u{3}replayed_layer_positions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -640,6 +653,7 @@ nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobu
       case 5: try { try decoder.decodeSingularStringField(value: &self.error) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._logits) }()
       case 7: try { try decoder.decodeRepeatedMessageField(value: &self.logitsRows) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.replayedLayerPositions) }()
       default: break
       }
     }
@@ -671,6 +685,9 @@ nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobu
     if !self.logitsRows.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.logitsRows, fieldNumber: 7)
     }
+    if self.replayedLayerPositions != 0 {
+      try visitor.visitSingularUInt64Field(value: self.replayedLayerPositions, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -682,6 +699,7 @@ nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobu
     if lhs.error != rhs.error {return false}
     if lhs._logits != rhs._logits {return false}
     if lhs.logitsRows != rhs.logitsRows {return false}
+    if lhs.replayedLayerPositions != rhs.replayedLayerPositions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
