@@ -42,7 +42,7 @@ final class StepLimitsTests: XCTestCase {
                 entries.append(StageEntry(sequence: SequenceID(s), position: p, token: Int32(1 + p % 50), wantsLogits: p == count - 1))
             }
         }
-        return try codec.encode(ActivationStep(tokens: StageBatch(entries: entries), jobID: "epoch-1", planEpoch: 1, stepID: id))
+        return try codec.encode(ActivationStep(tokens: StageBatch(entries: entries), pipelineLabel: "epoch-1", planEpoch: 1, stepID: id))
     }
 
     private func outcome(_ results: any Transport) async throws -> StepOutcome {
