@@ -47,7 +47,8 @@ public final class ZeroMQTransport: Transport {
             }
         }, onClose: { sink.finish() })
         let socket = try AsyncSocket(loop: loop, type: .router, watch: watch) { socket in
-            try socket.apply(liveness, as: .bound)
+            // Its own PINGs make the silence drop that tells a frozen peer from a killed one.
+            try socket.apply(liveness, as: .boundPinging)
             try configure(socket)
         }
         return ZeroMQTransport(watched: socket, events: events)

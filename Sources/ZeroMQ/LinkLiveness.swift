@@ -57,6 +57,12 @@ public struct LinkLiveness: Sendable, Equatable {
 public enum LinkEnd: Sendable {
     /// The socket binds; peers connect to it.
     case bound
+    /// The socket binds and PINGs its peers itself, so that it drops a silent connection on its
+    /// own clock: the coordinator's control socket, whose connection watch tells a frozen worker
+    /// (its connection dropped after this silence) from a killed one (closed at once). It stays
+    /// exposed to the libzmq abort described at ``Socket/apply(_:as:)`` from peers holding a worker
+    /// key.
+    case boundPinging
     /// The socket connects to a peer that binds.
     case connecting
 }
@@ -75,9 +81,10 @@ extension Socket {
     /// sent data may stay unacknowledged.
     public func apply(_ liveness: LinkLiveness, as end: LinkEnd) throws(ZMQError) {
         try set(.tcpMaxRetransmitTimeout, liveness.maxRetransmit)
-        guard end == .connecting else { return }
+        guard end != .bound else { return }
         try set(.heartbeatInterval, liveness.heartbeatInterval)
         try set(.heartbeatTimeout, liveness.heartbeatTimeout)
+        guard end == .connecting else { return }
         try set(.heartbeatTTL, liveness.heartbeatTimeout)
         try set(.connectTimeout, liveness.connectTimeout)
         try set(.reconnectIntervalMax, liveness.reconnectMax)
