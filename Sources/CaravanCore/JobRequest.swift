@@ -50,13 +50,19 @@ public struct JobRequest: Sendable, Equatable {
         self.input = input
         self.clientRequestID = clientRequestID
         self.model = model
+        self.sampling = Self.chain(of: sampling)
+        self.maxTokens = maxTokens
+        self.seed = seed
+    }
+
+    /// `sampling` with `maxTokens` and `seed` reset to their defaults: the sampling chain alone,
+    /// as a request (and a journaled submission) keeps it beside its own token limit and seed.
+    public static func chain(of sampling: SamplingParameters) -> SamplingParameters {
         var chain = sampling
         let defaults = SamplingParameters()
         chain.maxTokens = defaults.maxTokens
         chain.seed = defaults.seed
-        self.sampling = chain
-        self.maxTokens = maxTokens
-        self.seed = seed
+        return chain
     }
 
     /// The parameters a generation of this request runs with: its chain, at most ``maxTokens``

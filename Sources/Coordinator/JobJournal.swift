@@ -71,11 +71,7 @@ public struct JournalSubmission: Sendable, Equatable {
         self.sequence = sequence
         self.clientRequestID = clientRequestID
         self.prompt = prompt
-        var chain = sampling
-        let defaults = SamplingParameters()
-        chain.maxTokens = defaults.maxTokens
-        chain.seed = defaults.seed
-        self.sampling = chain
+        self.sampling = JobRequest.chain(of: sampling)
         self.maxTokens = maxTokens
         self.seed = seed
         self.submittedMs = submittedMs
