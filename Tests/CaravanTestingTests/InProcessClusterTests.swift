@@ -65,6 +65,20 @@ final class InProcessClusterTests: XCTestCase {
         }
     }
 
+    /// Runs the "kill" jobs and kills worker `middle` once they have `tokens` tokens between them:
+    /// their results (untagged) and the time from the kill to their end.
+    func runKilling(_ middle: String, after tokens: Int, on cluster: InProcessCluster, client: InProcessClient,
+                    file: StaticString = #filePath, line: UInt = #line) async throws -> ([String: InProcessClient.Result], Duration) {
+        var killedAt: ContinuousClock.Instant?
+        let faulty = Self.untagged(try await client.run(Self.jobs("kill")) { _, results in
+            guard killedAt == nil, results.values.reduce(0, { $0 + $1.tokens.count }) >= tokens else { return }
+            killedAt = .now
+            cluster.kill(middle)
+        }, "kill")
+        XCTAssertNotNil(killedAt, "the middle stage was killed during generation", file: file, line: line)
+        return (faulty, ContinuousClock.now - (killedAt ?? .now))
+    }
+
     func testKillingTheMiddleStageMidJobKeepsEveryJobsOutput() async throws {
         let cluster = InProcessCluster(modelPath: try Self.model.get(), workers: 3)
         defer { cluster.stop() }
@@ -76,14 +90,7 @@ final class InProcessClusterTests: XCTestCase {
         let single = Self.untagged(try await SingleProcessReference.generate(modelPath: try Self.model.get(), jobs: Self.jobs("ref")), "ref")
         for (id, tokens) in single { XCTAssertEqual(reference[id]?.tokens, tokens, "\(id): the single process's tokens") }
 
-        var killedAt: ContinuousClock.Instant?
-        let faulty = Self.untagged(try await client.run(Self.jobs("kill")) { _, results in
-            guard killedAt == nil, results.values.reduce(0, { $0 + $1.tokens.count }) >= 8 else { return }
-            killedAt = .now
-            cluster.kill(middle)
-        }, "kill")
-        let recovery = ContinuousClock.now - (killedAt ?? .now)
-        XCTAssertNotNil(killedAt, "the middle stage was killed during generation")
+        let (faulty, recovery) = try await runKilling(middle, after: 8, on: cluster, client: client)
         assertSameOutput(faulty, reference, after: 8, cluster)
         let after = try await cluster.waitUntilServing(after: status.planEpoch)
         XCTAssertFalse(after.workers.contains { $0.workerID == middle && $0.layerEnd > $0.layerStart }, "the dead worker has no layers")
@@ -109,14 +116,7 @@ final class InProcessClusterTests: XCTestCase {
         let client = cluster.client()
         let reference = Self.untagged(try await client.run(Self.jobs("ref")), "ref")
 
-        var killedAt: ContinuousClock.Instant?
-        let faulty = Self.untagged(try await client.run(Self.jobs("kill")) { _, results in
-            guard killedAt == nil, results.values.reduce(0, { $0 + $1.tokens.count }) >= 8 else { return }
-            killedAt = .now
-            cluster.kill(middle)
-        }, "kill")
-        let recovery = ContinuousClock.now - (killedAt ?? .now)
-        XCTAssertNotNil(killedAt, "the middle stage was killed during generation")
+        let (faulty, recovery) = try await runKilling(middle, after: 8, on: cluster, client: client)
         assertSameOutput(faulty, reference, after: 8, cluster)
         XCTAssertTrue(cluster.logs.contains("\(middle)'s connection closed; lost after"), cluster.logs.text.suffix(3000).description)
         let replans = cluster.logs.text.split(separator: "\n").filter { $0.contains("re-planning:") }
