@@ -1,6 +1,5 @@
 import CaravanWire
 import Foundation
-import GGUF
 import TestSupport
 import XCTest
 import ZeroMQ
@@ -40,14 +39,8 @@ final class AdmissionTests: XCTestCase {
         let (context, batch) = (256, 2)
         try cluster.start(workers: 1, model: model, extraCoordinatorArguments: [
             "--ctx", "\(context)", "--batch-sequences", "\(batch)", "--join-settle", "0", "--lanes", "1"])
-        let file = try GGUFFile(path: model)
-        let arch = try XCTUnwrap(file.architecture)
-        let layers = try XCTUnwrap(file.int("\(arch).block_count"))
-        let heads = try XCTUnwrap(file.int("\(arch).attention.head_count"))
-        let kvHeads = file.int("\(arch).attention.head_count_kv") ?? heads
-        let width = try XCTUnwrap(file.int("\(arch).embedding_length"))
         // F16 keys and values of every layer, for the positions the plan sized.
-        let kvBound = layers * 2 * kvHeads * (width / heads) * 2 * context * batch
+        let kvBound = try TestModel.kvBytes(path: model, positions: context * batch)
 
         let zmq = try Context()
         let client = try JobClient(context: zmq, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)

@@ -1,6 +1,5 @@
 import CaravanWire
 import Foundation
-import GGUF
 import TestSupport
 import XCTest
 import ZeroMQ
@@ -31,14 +30,8 @@ final class StageKVBoundTests: XCTestCase {
         let (context, batch, length) = (256, 2, 250)
         try cluster.start(workers: 1, model: model, extraCoordinatorArguments: [
             "--ctx", "\(context)", "--batch-sequences", "\(batch)", "--join-settle", "0", "--lanes", "1"])
-        let file = try GGUFFile(path: model)
-        let arch = try XCTUnwrap(file.architecture)
-        let layers = try XCTUnwrap(file.int("\(arch).block_count"))
-        let heads = try XCTUnwrap(file.int("\(arch).attention.head_count"))
-        let kvHeads = file.int("\(arch).attention.head_count_kv") ?? heads
-        let width = try XCTUnwrap(file.int("\(arch).embedding_length"))
         // F16 keys and values of every layer, for the positions the plan sized.
-        let kvBound = layers * 2 * kvHeads * (width / heads) * 2 * context * batch
+        let kvBound = try TestModel.kvBytes(path: model, positions: context * batch)
         _ = try cluster.waitForLog("worker-0.log", "(stage loaded)", timeout: .seconds(10))
         let loaded = try XCTUnwrap(cluster.log("worker-0.log").split(separator: "\n").last { $0.contains("stage loaded") })
         let epoch = try XCTUnwrap(loaded.firstMatch(of: /epoch=([0-9]+)/).flatMap { UInt64($0.1) })

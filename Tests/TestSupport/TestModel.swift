@@ -1,4 +1,5 @@
 import Foundation
+import GGUF
 
 /// Locates the real test model (SmolLM2-135M-Instruct Q4_1) that `Scripts/setup` puts in the cache.
 ///
@@ -29,6 +30,19 @@ public enum TestModel {
         return p
     }
 
+    /// Bytes of F16 keys and values that every layer of the model at `path` holds for
+    /// `positions` positions (what a plan sizes as context x sequences).
+    public static func kvBytes(path: String, positions: Int) throws -> Int {
+        let file = try GGUFFile(path: path)
+        func field(_ key: String) throws -> Int {
+            guard let arch = file.architecture, let value = file.int("\(arch).\(key)") else { throw MissingModelField(key: key) }
+            return value
+        }
+        let heads = try field("attention.head_count")
+        let kvHeads = (try? field("attention.head_count_kv")) ?? heads
+        return try field("block_count") * 2 * kvHeads * (try field("embedding_length") / heads) * 2 * positions
+    }
+
     /// Directory of committed fixtures (`Tests/Fixtures`), found relative to this source file.
     public static var fixturesDirectory: String {
         let here = URL(fileURLWithPath: #filePath)
@@ -43,4 +57,11 @@ public struct MissingTestModel: Error, CustomStringConvertible {
     public var description: String {
         "test model not found at \(path); run Scripts/setup (or Scripts/test) to download it"
     }
+}
+
+/// Thrown when a model file lacks a field a test reads.
+public struct MissingModelField: Error, CustomStringConvertible {
+    /// The key, without the architecture prefix.
+    public let key: String
+    public var description: String { "the model has no \(key)" }
 }
