@@ -36,9 +36,14 @@ final class ClusterProcesses: @unchecked Sendable {
         binaries = try Self.locateBinaries()
     }
 
-    /// The directory holding the built executables: next to the test bundle (`.build/<config>/`).
+    /// The directory holding the built executables: `$CARAVAN_BIN` when set (the long runs use a
+    /// release build's daemons: a debug build's kernels are too slow at the 70B width), else next
+    /// to the test bundle (`.build/<config>/`).
     static func locateBinaries() throws -> URL {
         var candidates: [URL] = []
+        if let dir = ProcessInfo.processInfo.environment["CARAVAN_BIN"], !dir.isEmpty {
+            candidates.append(URL(fileURLWithPath: dir))
+        }
         if let exe = Bundle.main.executableURL { candidates.append(exe.deletingLastPathComponent()) }
         candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
         candidates.append(Bundle.main.bundleURL)
