@@ -55,6 +55,7 @@ final class ChaosRun: XCTestCase {
         }
         print("chaos: fault kinds \(kinds) (\(bed.mode.rawValue))")
 
+        let loadAtStart = Self.loadAverage()
         let started = ContinuousClock.now
         // Worker hosts that are (or will be back) up; fault threads update it.
         let workers = Locked([1, 2, 3])
@@ -217,11 +218,17 @@ final class ChaosRun: XCTestCase {
         let byKind = Dictionary(grouping: faults, by: \.kind).map { "\($0.key) \($0.value.count)" }.sorted().joined(separator: ", ")
         let errors = episodeErrors.withLock { $0 }
         let date = ISO8601DateFormatter().string(from: Date())
+        let model = env["CARAVAN_TEST_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
+        let modelFlag = model.map { " --model \(URL(fileURLWithPath: $0).lastPathComponent)" } ?? ""
+        let daemons = try ClusterProcesses.locateBinaries().path
+        let binFlag = env["CARAVAN_BIN"].flatMap { $0.isEmpty ? nil : " --bin \($0)" } ?? ""
+        let build = daemons.hasSuffix("/release") ? "release build" : (daemons.hasSuffix("/debug") ? "debug build" : "daemons from \(daemons)")
         let report = """
         ### Chaos run, \(date)
 
-        `Scripts/chaos --faults \(faultCount) --seed \(seed) --jobs \(concurrency) --tokens \(maxTokens)\(env["CARAVAN_CHAOS_KINDS"].map { $0.isEmpty ? "" : " --kinds \($0)" } ?? "")` \
-        (\(bed.mode.rawValue) test bed, 3 workers at the start, \(FaultLoad.coordinatorArguments.joined(separator: " ")), debug build)
+        `Scripts/chaos --faults \(faultCount) --seed \(seed) --jobs \(concurrency) --tokens \(maxTokens)\(env["CARAVAN_CHAOS_KINDS"].map { $0.isEmpty ? "" : " --kinds \($0)" } ?? "")\(modelFlag)\(binFlag)` \
+        (\(bed.mode.rawValue) test bed, 3 workers at the start, \(FaultLoad.coordinatorArguments.joined(separator: " ")), \(build); \
+        load average \(loadAtStart) at the start, \(Self.loadAverage()) at the end)
 
         | measure | result |
         |---|---|
@@ -248,5 +255,10 @@ final class ChaosRun: XCTestCase {
         XCTAssertEqual(lost, 0, "jobs lost")
         XCTAssertEqual(completed, equal, "jobs whose stream differs from the fault-free run")
         XCTAssertEqual(faults.count, faultCount)
+    }
+
+    /// The 1-minute load average (`/proc/loadavg`): a run's timings mean little on a busy machine.
+    private static func loadAverage() -> String {
+        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").first.map(String.init) ?? "?"
     }
 }
