@@ -2,7 +2,7 @@ import CaravanCore
 import CaravanTransport
 import CaravanWire
 import ChatTemplate
-import ClusterSupport
+import Fingerprint
 import Foundation
 import GGUF
 import Inference

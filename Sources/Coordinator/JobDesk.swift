@@ -1,6 +1,5 @@
 import CaravanCore
 import ChatTemplate
-import ClusterSupport
 import Foundation
 import Inference
 import Logging

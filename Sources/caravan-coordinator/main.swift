@@ -1,6 +1,7 @@
 import ArgumentParser
 import CaravanWire
-import ClusterSupport
+import CaravanTransport
+import DaemonSetup
 import Coordinator
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import ArgumentParser
-import ClusterSupport
+import CaravanTransport
+import DaemonSetup
 import Foundation
 import Logging
 import MetricsEndpoint

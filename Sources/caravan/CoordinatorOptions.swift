@@ -1,7 +1,8 @@
 import ArgumentParser
 import CaravanClient
 import CaravanCore
-import ClusterSupport
+import CaravanTransport
+import DaemonSetup
 import Foundation
 
 /// Where a Caravan coordinator is, for `generate` and `chat`; without an endpoint they run locally.

@@ -1,4 +1,4 @@
-import ClusterSupport
+import DaemonSetup
 import Foundation
 import XCTest
 

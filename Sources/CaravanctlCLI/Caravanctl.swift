@@ -1,11 +1,11 @@
 import ArgumentParser
 import CaravanClient
 import CaravanCore
-import ClusterSupport
+import CaravanTransport
+import DaemonSetup
 import Foundation
 
 /// `caravanctl`: talks to a Caravan coordinator's client socket.
-@main
 struct Caravanctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caravanctl", abstract: "Operate a Caravan cluster: status, plan previews, drain, keys, jobs.",

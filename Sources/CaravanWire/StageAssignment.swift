@@ -1,5 +1,4 @@
 import CaravanCore
-import CaravanWire
 
 /// What one worker runs in a plan: a layer range of a model, where its output goes, and the limits
 /// its KV cache and batches must hold.

@@ -1,21 +1,22 @@
-import CaravanWire
-import ClusterSupport
+import CaravanCore
 import Planning
 import XCTest
 
-/// The planner's values on the wire: a model shape a client sends, a paper prediction it prints.
-final class PlanningWireTests: XCTestCase {
+/// The planner's values as CaravanCore's admin values: a model shape a client sends, a paper
+/// prediction it prints (their wire forms are `CaravanWire`'s).
+final class ModelShapeTests: XCTestCase {
     private let llama70b = ModelArchitecture.presets["llama3-70b"]!
 
-    func testShapeRoundTripsThroughTheWireAndBadShapesAreRefused() throws {
+    func testShapeRoundTripsAndBadShapesAreRefused() throws {
         let facts = try ModelFacts(architecture: llama70b, quantization: .q4_0)
-        let back = try ModelFacts(shape: facts.shape(name: "x"))
+        let back = try ModelFacts(shape: facts.modelShape(name: "x"))
         XCTAssertEqual(back, facts)
-        XCTAssertThrowsError(try ModelFacts(shape: Caravan_V1_ModelShape()))
-        var zero = facts.shape(name: "x")
+        XCTAssertThrowsError(try ModelFacts(shape: ModelShape(name: "", layerBytes: [], embeddingBytes: 0, outputBytes: 0,
+                                                              kvBytesPerTokenPerLayer: 0, embeddingLength: 0, vocabularySize: 0)))
+        var zero = facts.modelShape(name: "x")
         zero.layerBytes[3] = 0
         XCTAssertThrowsError(try ModelFacts(shape: zero))
-        var huge = facts.shape(name: "x")
+        var huge = facts.modelShape(name: "x")
         huge.outputBytes = 1 << 60
         XCTAssertThrowsError(try ModelFacts(shape: huge))
     }
@@ -32,9 +33,9 @@ final class PlanningWireTests: XCTestCase {
         XCTAssertEqual(preview.maxBatchSequences, 4)
         XCTAssertEqual(preview.estimatedTokensPerSecond, p.tokensPerSecond)
         XCTAssertEqual(preview.stages.map(\.workerID), p.plan.stages.map(\.workerID))
-        XCTAssertEqual(preview.stages.map { Int($0.layerEnd) - Int($0.layerStart) }, p.plan.stages.map(\.layers.count))
+        XCTAssertEqual(preview.stages.map(\.layers.count), p.plan.stages.map(\.layers.count))
         XCTAssertEqual(preview.stages.map(\.estimatedStepMs), p.stageMs)
         XCTAssertEqual(preview.stages.map(\.workerMemoryBytes), [UInt64](repeating: 32 << 30, count: 4))
-        XCTAssertEqual(preview.stages.last?.layerEnd, 80)
+        XCTAssertEqual(preview.stages.last?.layers.end, 80)
     }
 }

@@ -1,7 +1,6 @@
 import ArgumentParser
 import CaravanCore
 import CaravanWire
-import ClusterSupport
 import Foundation
 import GGUF
 import Planning
@@ -147,8 +146,8 @@ struct Plan: AsyncParsableCommand {
             throw ExitCode(2)
         }
         if json {
-            print(try prediction.preview(model: name, workers: machines, contextTokens: context, batchSequences: batch)
-                .jsonString(options: jsonOptions))
+            print(try Caravan_V1_PlanPreview(prediction.preview(model: name, workers: machines, contextTokens: context,
+                                                                batchSequences: batch)).jsonString(options: jsonOptions))
         } else {
             print(AdminTables.prediction(prediction, model: name, facts: facts, workers: machines, cost: cost,
                                          contextTokens: context, batchSequences: batch))

@@ -1,5 +1,3 @@
-import CaravanCore
-
 /// One row of a stage's input: a token (or hidden state) of one sequence at one position.
 public struct StageEntry: Sendable, Equatable {
     /// The sequence the row belongs to.

@@ -1,7 +1,6 @@
 import ArgumentParser
 import CaravanCore
 import CaravanWire
-import ClusterSupport
 import Foundation
 import SwiftProtobuf
 

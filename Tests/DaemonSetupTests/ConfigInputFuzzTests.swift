@@ -1,4 +1,5 @@
-import ClusterSupport
+import CaravanTransport
+import DaemonSetup
 import Foundation
 import TestSupport
 import XCTest

@@ -2,7 +2,7 @@ import CaravanCore
 import CaravanWire
 import SwiftProtobuf
 import XCTest
-@testable import caravanctl
+@testable import CaravanctlCLI
 
 /// `caravanctl`'s own logic: the watch screen's frames, and the JSON it prints of the typed
 /// reports it gets from `CaravanClient` (their wire form, with the .proto field names).

@@ -1,5 +1,5 @@
 import ArgumentParser
-import ClusterSupport
+import DaemonSetup
 import Foundation
 import ZeroMQ
 

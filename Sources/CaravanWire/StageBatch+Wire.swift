@@ -1,6 +1,4 @@
 import CaravanCore
-import CaravanWire
-import Llama
 
 /// Why a validated wire step does not fit the stage or batch it is meant for.
 public enum StepConversionError: Error, Equatable, CustomStringConvertible, Sendable {
