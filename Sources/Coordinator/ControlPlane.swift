@@ -321,6 +321,11 @@ final class ControlPlane: Sendable {
         await execute(directives)
     }
 
+    /// Re-plans for every fault the job desk reports (``JobDesk/pipelineFaults``), until cancelled.
+    func followPipelineFaults() async {
+        for await fault in desk.pipelineFaults { await pipelineFault(epoch: fault.epoch, reason: fault.reason) }
+    }
+
     /// Drains `workerID` (operator request): refused when the others cannot hold the model.
     func drain(_ workerID: String) async -> (ok: Bool, message: String) {
         let others = membership.withLock { m in
