@@ -116,39 +116,43 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        // MARK: Executables
-        .executableTarget(name: "caravan", dependencies: [
+        // MARK: Command lines (flags, their checks, options into configurations); each executable
+        // is a `main.swift` that calls its library's `main()`
+        .target(name: "CaravanCLI", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
             "CaravanClient", "CaravanWire", "CaravanTransport", "DaemonSetup",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-
-        .executableTarget(name: "caravan-openai", dependencies: [
+        .target(name: "OpenAICLI", dependencies: [
             "OpenAIServer", "CaravanTransport", "DaemonSetup", "ZeroMQ", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-
-        .executableTarget(name: "caravan-worker", dependencies: [
+        .target(name: "WorkerCLI", dependencies: [
             "Worker", "ZeroMQ", "CaravanTransport", "DaemonSetup", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        .executableTarget(name: "caravan-coordinator", dependencies: [
-            "Coordinator", "ZeroMQ", "CaravanTransport", "DaemonSetup", "MetricsEndpoint",
+        .target(name: "CoordinatorCLI", dependencies: [
+            "Coordinator", "CaravanWire", "ZeroMQ", "CaravanTransport", "DaemonSetup", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-
         .target(name: "CaravanctlCLI", dependencies: [
             "CaravanClient", "CaravanCore", "CaravanWire", "CaravanTransport", "DaemonSetup", "Planning", "GGUF", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
+
+        // MARK: Executables
+        .executableTarget(name: "caravan", dependencies: ["CaravanCLI"]),
+        .executableTarget(name: "caravan-openai", dependencies: ["OpenAICLI"]),
+        .executableTarget(name: "caravan-worker", dependencies: ["WorkerCLI"]),
+        .executableTarget(name: "caravan-coordinator", dependencies: ["CoordinatorCLI"]),
         .executableTarget(name: "caravanctl", dependencies: ["CaravanctlCLI"]),
 
         // MARK: Tests
@@ -182,6 +186,10 @@ let package = Package(
         .testTarget(name: "CaravanctlCLITests", dependencies: [
             "CaravanctlCLI", "CaravanCore", "CaravanWire", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
+        .testTarget(name: "CaravanCLITests", dependencies: ["CaravanCLI", "CaravanCore"]),
+        .testTarget(name: "OpenAICLITests", dependencies: ["OpenAICLI"]),
+        .testTarget(name: "WorkerCLITests", dependencies: ["WorkerCLI", "DaemonSetup", "Worker"]),
+        .testTarget(name: "CoordinatorCLITests", dependencies: ["CoordinatorCLI", "Coordinator"]),
         // An in-process cluster (coordinator and workers over the in-memory transport) for tests.
         .target(name: "CaravanTesting", dependencies: [
             "Coordinator", "Worker", "CaravanTransport", "CaravanWire", "Fingerprint", "ZeroMQ", "TestSupport",

@@ -1,7 +1,6 @@
 import ArgumentParser
 
 /// `caravan`: run LLaMA-family models locally (and, later, through a Caravan cluster).
-@main
 struct CaravanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caravan",

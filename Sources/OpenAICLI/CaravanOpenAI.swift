@@ -11,7 +11,6 @@ import ZeroMQ
 /// `caravan-openai`: an OpenAI-compatible HTTP API in front of a Caravan coordinator. Its own
 /// executable, so that the engine's `caravan` binary does not carry SwiftNIO and Hummingbird (a
 /// third of its size, and ~3 MiB more resident in every local run).
-@main
 struct CaravanOpenAI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "caravan-openai",
