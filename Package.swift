@@ -96,6 +96,7 @@ let package = Package(
         // MARK: Setting a daemon up (config files, key files, join tokens, logging, the service group)
         .target(name: "DaemonSetup", dependencies: [
             "CaravanTransport", "ZeroMQ",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

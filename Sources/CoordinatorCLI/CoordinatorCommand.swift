@@ -9,7 +9,7 @@ import MetricsEndpoint
 import ServiceLifecycle
 
 /// `caravan-coordinator`: plans a model over workers and serves jobs.
-struct CoordinatorCommand: AsyncParsableCommand {
+struct CoordinatorCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "caravan-coordinator",
         abstract: "Split a model's layers over Caravan workers and serve generation jobs.")
@@ -112,15 +112,6 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(help: "A config file of `key = value` lines named like these options (see Deploy/coordinator.conf); options on the command line override it.")
     var config: String?
-
-    /// Reads `--config FILE` into the command line, then runs.
-    static func main() async {
-        do {
-            await main(try ConfigFile.commandLine(help: helpMessage(columns: 10_000)))
-        } catch {
-            exit(withError: ValidationError("\(error)"))
-        }
-    }
 
     func validate() throws {
         guard ["f16", "f32"].contains(activationDType) else { throw ValidationError("--activation-dtype is f16 or f32") }

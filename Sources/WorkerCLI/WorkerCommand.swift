@@ -9,7 +9,7 @@ import Worker
 import ZeroMQ
 
 /// `caravan-worker`: runs the pipeline stage the coordinator assigns.
-struct WorkerCommand: AsyncParsableCommand {
+struct WorkerCommand: ConfigFileCommand {
     static let configuration = CommandConfiguration(
         commandName: "caravan-worker",
         abstract: "Run layers of a model for a Caravan coordinator.")
@@ -67,15 +67,6 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @Option(help: "A config file of `key = value` lines named like these options (see Deploy/worker.conf); options on the command line override it.")
     var config: String?
-
-    /// Reads `--config FILE` into the command line, then runs.
-    static func main() async {
-        do {
-            await main(try ConfigFile.commandLine(help: helpMessage(columns: 10_000)))
-        } catch {
-            exit(withError: ValidationError("\(error)"))
-        }
-    }
 
     /// Where the coordinator is and how to reach it: from `--join`, or from the separate flags.
     func coordinatorAddress() throws -> (endpoint: String, key: String?) {

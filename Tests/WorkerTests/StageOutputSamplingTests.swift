@@ -1,25 +1,14 @@
 import CaravanCore
 import CaravanWire
-import Sampling
 import Worker
 import XCTest
 
 /// The last stage samples the rows that carry a sampling request.
 final class StageOutputSamplingTests: XCTestCase {
-    private let request: SamplingRequest = {
-        var p = SamplingParameters(temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.2,
-                                   repeatLastN: 4, frequencyPenalty: 0.1, presencePenalty: 0, seed: 12345)
-        p.logprobs = false
-        p.topLogprobs = 2
-        return SamplingRequest(parameters: p, history: [7, 8, 9, 8])
-    }()
-
     func testTheLastStageSamplesOnlyWhenEveryRowAsks() throws {
         let logits: [Float] = [0, 3, 1, 5, 4, 2]  // two rows of a 3-token vocabulary
-        var greedy = request
-        greedy.parameters.temperature = 0
-        greedy.parameters.topLogprobs = 0
-        greedy.history = []
+        // Greedy, with a penalty window of 4 tokens and a mild penalty that an empty history leaves unused.
+        let greedy = SamplingRequest(parameters: SamplingParameters(temperature: 0, repeatPenalty: 1.2, repeatLastN: 4), history: [])
         let both = StageBatch(entries: [
             StageEntry(sequence: SequenceID(1), position: 4, token: 1, wantsLogits: true, sampling: greedy),
             StageEntry(sequence: SequenceID(2), position: 0, token: 1),
