@@ -5,7 +5,8 @@ import PackageDescription
 ///
 /// Dependencies point downward (a module uses only modules on the lines below its own):
 ///   executables: caravan, caravanctl, caravan-coordinator, caravan-worker, caravan-openai
-///   -> CaravanctlCLI (caravanctl's commands and tables)
+///   -> CaravanCLI, CaravanctlCLI, CoordinatorCLI, WorkerCLI, OpenAICLI (each executable's command
+///      line: flags, their checks, options into configurations; the executable is a main.swift)
 ///   -> Coordinator, Worker (daemons), OpenAIServer (HTTP API), MetricsEndpoint (Prometheus),
 ///      DaemonSetup (config files, key files, join tokens, logging, the service group)
 ///   -> CaravanClient, CaravanTransport (the seam the daemons' logic talks through: ZeroMQ
