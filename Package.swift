@@ -100,7 +100,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ],
+                // Optimized: the fuzz tests parse thousands of config files, join tokens and key files.
+                swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Prometheus metrics over HTTP (`--metrics HOST:PORT` on the daemons)
         .target(name: "MetricsEndpoint", dependencies: [
