@@ -5,11 +5,14 @@ import PackageDescription
 ///
 /// Dependencies point downward (a module uses only modules on the lines below its own):
 ///   executables: caravan, caravanctl, caravan-coordinator, caravan-worker, caravan-openai
-///   -> Coordinator, Worker (daemons), OpenAIServer (HTTP API), MetricsEndpoint (Prometheus)
-///   -> ClusterSupport (daemon start-up, config files, keys, wire conversions), CaravanClient,
-///      CaravanTransport (the seam the daemons' logic talks through: ZeroMQ sockets, or an
-///      in-memory hub in one process)
-///   -> Planning (pure), Inference, CaravanWire -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum
+///   -> CaravanCLI, CaravanctlCLI, CoordinatorCLI, WorkerCLI, OpenAICLI (each executable's command
+///      line: flags, their checks, options into configurations; the executable is a main.swift)
+///   -> Coordinator, Worker (daemons), OpenAIServer (HTTP API), MetricsEndpoint (Prometheus),
+///      DaemonSetup (config files, key files, join tokens, logging, the service group)
+///   -> CaravanClient, CaravanTransport (the seam the daemons' logic talks through: ZeroMQ
+///      sockets, or an in-memory hub in one process; how a node secures its sockets)
+///   -> Planning (pure), Inference, CaravanWire (protobuf, tensor frames, steps and assignments)
+///      -> ZeroMQ -> CZeroMQ, CaravanWire -> CChecksum, Fingerprint (SHA-256, model files)
 ///   -> Llama, Tokenizer, ChatTemplate, Sampling
 ///   -> GGUF, CKernels, CaravanCore.
 ///   CaravanTesting (tests only: an in-process cluster over the in-memory transport) ->
@@ -62,7 +65,7 @@ let package = Package(
         // CRC-32C in hardware (payload and model chunk checksums).
         .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "CaravanWire", dependencies: [
-            "CaravanCore", "ZeroMQ", "CChecksum",
+            "CaravanCore", "Sampling", "ZeroMQ", "CChecksum",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
         // Send, receive, close: over ZeroMQ sockets or in memory (tests).
@@ -71,21 +74,18 @@ let package = Package(
         // MARK: Planning (pure: who runs which layers; the on-paper planner)
         .target(name: "Planning", dependencies: ["CaravanCore", "GGUF", "Llama"]),
 
+        // MARK: Model files by content (SHA-256, a file's fingerprint cached beside it)
+        .target(name: "Fingerprint", swiftSettings: [.unsafeFlags(["-O"])]),
+
         // MARK: Cluster daemons
-        .target(name: "ClusterSupport", dependencies: [
-            "CaravanCore", "Llama", "Sampling", "CaravanWire", "ZeroMQ", "Planning",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ],
-                swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Worker", dependencies: [
-            "CaravanCore", "GGUF", "Llama", "CaravanWire", "ZeroMQ", "ClusterSupport", "CaravanTransport",
+            "CaravanCore", "GGUF", "Llama", "Sampling", "CaravanWire", "ZeroMQ", "Fingerprint", "CaravanTransport",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Coordinator", dependencies: [
-            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "ClusterSupport",
+            "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference", "CaravanWire", "ZeroMQ", "Fingerprint",
             "Planning", "CaravanTransport",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
@@ -93,6 +93,16 @@ let package = Package(
         ], swiftSettings: [.unsafeFlags(["-O"])]),
 
         .target(name: "CaravanClient", dependencies: ["CaravanCore", "CaravanWire", "ZeroMQ"]),
+
+        // MARK: Setting a daemon up (config files, key files, join tokens, logging, the service group)
+        .target(name: "DaemonSetup", dependencies: [
+            "CaravanTransport", "ZeroMQ",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ],
+                // Optimized: the fuzz tests parse thousands of config files, join tokens and key files.
+                swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Prometheus metrics over HTTP (`--metrics HOST:PORT` on the daemons)
         .target(name: "MetricsEndpoint", dependencies: [
@@ -110,39 +120,44 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        // MARK: Executables
-        .executableTarget(name: "caravan", dependencies: [
+        // MARK: Command lines (flags, their checks, options into configurations); each executable
+        // is a `main.swift` that calls its library's `main()`
+        .target(name: "CaravanCLI", dependencies: [
             "CaravanCore", "GGUF", "Llama", "Tokenizer", "ChatTemplate", "Sampling", "Inference",
-            "CaravanClient", "CaravanWire", "ClusterSupport",
+            "CaravanClient", "CaravanWire", "CaravanTransport", "DaemonSetup",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-
-        .executableTarget(name: "caravan-openai", dependencies: [
-            "OpenAIServer", "ClusterSupport", "ZeroMQ", "MetricsEndpoint",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
-
-        .executableTarget(name: "caravan-worker", dependencies: [
-            "Worker", "ZeroMQ", "ClusterSupport", "MetricsEndpoint",
+        .target(name: "OpenAICLI", dependencies: [
+            "OpenAIServer", "CaravanTransport", "DaemonSetup", "ZeroMQ", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        .executableTarget(name: "caravan-coordinator", dependencies: [
-            "Coordinator", "ZeroMQ", "ClusterSupport", "MetricsEndpoint",
+        .target(name: "WorkerCLI", dependencies: [
+            "Worker", "ZeroMQ", "CaravanTransport", "DaemonSetup", "MetricsEndpoint",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-
-        .executableTarget(name: "caravanctl", dependencies: [
-            "CaravanClient", "CaravanWire", "ClusterSupport", "Planning", "GGUF", "ZeroMQ",
+        .target(name: "CoordinatorCLI", dependencies: [
+            "Coordinator", "CaravanWire", "ZeroMQ", "CaravanTransport", "DaemonSetup", "MetricsEndpoint",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "CaravanctlCLI", dependencies: [
+            "CaravanClient", "CaravanCore", "CaravanWire", "CaravanTransport", "DaemonSetup", "Planning", "GGUF", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
+
+        // MARK: Executables
+        .executableTarget(name: "caravan", dependencies: ["CaravanCLI"]),
+        .executableTarget(name: "caravan-openai", dependencies: ["OpenAICLI"]),
+        .executableTarget(name: "caravan-worker", dependencies: ["WorkerCLI"]),
+        .executableTarget(name: "caravan-coordinator", dependencies: ["CoordinatorCLI"]),
+        .executableTarget(name: "caravanctl", dependencies: ["CaravanctlCLI"]),
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["GGUF"], path: "Tests/TestSupport"),
@@ -156,13 +171,15 @@ let package = Package(
         .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate", "GGUF", "TestSupport"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
-        .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "TestSupport"]),
-        .testTarget(name: "ClusterSupportTests", dependencies: [
-            "ClusterSupport", "Planning", "CaravanCore", "CaravanWire", "Llama", "Sampling", "ZeroMQ",
+        .testTarget(name: "CaravanWireTests", dependencies: ["CaravanWire", "CaravanCore", "Sampling", "ZeroMQ", "TestSupport"]),
+        .testTarget(name: "FingerprintTests", dependencies: ["Fingerprint"]),
+        .testTarget(name: "DaemonSetupTests", dependencies: ["DaemonSetup", "CaravanTransport", "ZeroMQ", "TestSupport"]),
+        .testTarget(name: "WorkerTests", dependencies: [
+            "Worker", "CaravanTransport", "CaravanTesting", "Fingerprint", "CaravanCore", "CaravanWire", "Sampling", "Llama", "GGUF",
+            "ZeroMQ", "TestSupport",
         ]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "CaravanTransport", "CaravanTesting", "ClusterSupport", "CaravanWire", "Llama", "GGUF", "ZeroMQ", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: [
-            "Coordinator", "Planning", "ClusterSupport", "CaravanWire", "CaravanTransport", "CaravanTesting", "Inference", "Llama", "GGUF",
+            "Coordinator", "Planning", "Fingerprint", "CaravanctlCLI", "CaravanWire", "CaravanTransport", "CaravanTesting", "Inference", "Llama", "GGUF",
             "Tokenizer", "ChatTemplate", "TestSupport",
         ]),
         .testTarget(name: "PlanningTests", dependencies: ["Planning", "CaravanCore", "GGUF", "TestSupport"]),
@@ -170,13 +187,16 @@ let package = Package(
         .testTarget(name: "CaravanTransportTests", dependencies: ["CaravanTransport", "ZeroMQ"]),
         .testTarget(name: "CaravanClientTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
-        // The executables' own logic (`@testable import` of an executable target).
-        .testTarget(name: "caravanctlTests", dependencies: [
-            "caravanctl", "CaravanCore", "CaravanWire", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .testTarget(name: "CaravanctlCLITests", dependencies: [
+            "CaravanctlCLI", "CaravanCore", "CaravanWire", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
+        .testTarget(name: "CaravanCLITests", dependencies: ["CaravanCLI", "CaravanCore"]),
+        .testTarget(name: "OpenAICLITests", dependencies: ["OpenAICLI"]),
+        .testTarget(name: "WorkerCLITests", dependencies: ["WorkerCLI", "DaemonSetup", "Worker"]),
+        .testTarget(name: "CoordinatorCLITests", dependencies: ["CoordinatorCLI", "Coordinator"]),
         // An in-process cluster (coordinator and workers over the in-memory transport) for tests.
         .target(name: "CaravanTesting", dependencies: [
-            "Coordinator", "Worker", "CaravanTransport", "CaravanWire", "ClusterSupport", "ZeroMQ", "TestSupport",
+            "Coordinator", "Worker", "CaravanTransport", "CaravanWire", "Fingerprint", "ZeroMQ", "TestSupport",
             "CaravanCore", "GGUF", "Inference", "Llama", "Tokenizer", "Planning",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/CaravanTesting"),

@@ -8,8 +8,8 @@ public struct SequenceRow: Sendable, Equatable {
     public var tokenID: UInt32?
     /// True when the last stage must sample a token for this row.
     public var sample: Bool
-    /// With `sample`: how the last stage samples the token itself (carried as received; ClusterSupport
-    /// validates it into a `SamplingRequest`). Nil: the last stage returns the row's logits.
+    /// With `sample`: how the last stage samples the token itself (carried as received;
+    /// `StageBatch(step:)` validates it into a `SamplingRequest`). Nil: the last stage returns the row's logits.
     public var sampling: Caravan_V1_SamplingRequest?
 
     /// Creates a row.

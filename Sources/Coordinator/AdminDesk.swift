@@ -1,6 +1,5 @@
 import CaravanCore
 import CaravanWire
-import ClusterSupport
 import Planning
 
 /// Answers operators' requests on the client socket (`ClusterStatusRequest` → `ClusterStatus`,
@@ -132,7 +131,7 @@ public enum AdminReports {
         let facts: ModelFacts
         if request.hasShape {
             do {
-                facts = try ModelFacts(shape: request.shape)
+                facts = try ModelFacts(shape: ModelShape(wire: request.shape))
             } catch {
                 out.reason = error.description
                 return out

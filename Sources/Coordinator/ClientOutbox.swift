@@ -1,6 +1,5 @@
 import CaravanCore
 import CaravanWire
-import ClusterSupport
 import Logging
 
 /// A message for a client, as the coordinator decided it.

@@ -1,6 +1,6 @@
 import CaravanCore
 import CaravanWire
-import ClusterSupport
+import Fingerprint
 import Foundation
 import Planning
 

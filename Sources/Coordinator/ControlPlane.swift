@@ -1,7 +1,6 @@
 import CaravanCore
 import CaravanTransport
 import CaravanWire
-import ClusterSupport
 import Foundation
 import Logging
 import Planning
@@ -320,6 +319,11 @@ final class ControlPlane: Sendable {
             return m.replan("a step of epoch \(epoch) failed: \(reason)", now: now)
         }
         await execute(directives)
+    }
+
+    /// Re-plans for every fault the job desk reports (``JobDesk/pipelineFaults``), until cancelled.
+    func followPipelineFaults() async {
+        for await fault in desk.pipelineFaults { await pipelineFault(epoch: fault.epoch, reason: fault.reason) }
     }
 
     /// Drains `workerID` (operator request): refused when the others cannot hold the model.

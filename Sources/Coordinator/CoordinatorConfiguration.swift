@@ -1,5 +1,5 @@
 import CaravanWire
-import ClusterSupport
+import CaravanTransport
 
 /// How the coordinator daemon runs.
 public struct CoordinatorConfiguration: Sendable {

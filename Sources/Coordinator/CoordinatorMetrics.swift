@@ -1,4 +1,4 @@
-import ClusterSupport
+import CaravanCore
 import CoreMetrics
 import Metrics
 

@@ -2,7 +2,7 @@ import CaravanCore
 import CaravanTransport
 import CaravanWire
 import ChatTemplate
-import ClusterSupport
+import Fingerprint
 import Foundation
 import GGUF
 import Inference
@@ -229,7 +229,6 @@ public final class CoordinatorService: Service {
         let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts,
                                  template: assignmentTemplate, configuration: planeConfiguration, logger: logger, desk: desk,
                                  serve: serveSignal)
-        desk.pipelineFault.withLock { $0 = { epoch, reason in await plane.pipelineFault(epoch: epoch, reason: reason) } }
         let status = LiveClusterStatus(
             membership: membership, desk: desk, clock: { plane.elapsedMs }, configuration: config,
             model: LiveClusterStatus.identity(fingerprint, layerCount: facts.layerCount),
@@ -277,6 +276,7 @@ public final class CoordinatorService: Service {
                 group.addTask { await endpoint.runOutbox() }
                 if let modelServer { group.addTask { await modelServer.run() } }
                 group.addTask { await plane.tickLoop() }
+                group.addTask { await plane.followPipelineFaults() }
                 group.addTask { await plane.watchConnections() }
                 if config.recordsMetrics {
                     group.addTask {

@@ -1,6 +1,5 @@
 import CaravanCore
 import ChatTemplate
-import ClusterSupport
 import Foundation
 import Inference
 import Logging
@@ -55,8 +54,10 @@ final class JobDesk: Sendable {
     private let policy: JobDeskPolicy
     private let outbox: ClientOutbox
     private let state: LockedValue<State>
-    /// Called once per pipeline epoch whose step failed while it still serves (forces a re-plan).
-    let pipelineFault = LockedValue<(@Sendable (UInt64, String) async -> Void)?>(nil)
+    /// One fault per pipeline epoch whose step failed while it still serves (the control plane
+    /// follows them and re-plans).
+    let pipelineFaults: AsyncStream<PipelineFault>
+    private let faultSink: AsyncStream<PipelineFault>.Continuation
 
     /// A desk for a model's `tokenizer` and chat `template`, with sequences of `contextLimit`
     /// positions, sending client events to `outbox`.
@@ -68,6 +69,7 @@ final class JobDesk: Sendable {
         self.journal = journal
         self.policy = policy
         self.outbox = outbox
+        (pipelineFaults, faultSink) = AsyncStream.makeStream(of: PipelineFault.self)
         admission = JobAdmission(tokenizer: tokenizer, template: template, contextLimit: contextLimit, limits: .init(
             maxUnfinishedJobs: policy.maxUnfinishedJobs, maxJobsPerClient: policy.maxJobsPerClient, maxOutbox: policy.maxOutbox))
         state = LockedValue(State(table: JobTable(contextTokens: contextLimit, batchSequences: policy.batchSequences,
@@ -350,8 +352,13 @@ final class JobDesk: Sendable {
         case .dispatch: await dispatch(jobID)
         case .wait: break
         case .fault(let epoch):
-            if let handler = pipelineFault.withLock({ $0 }) { await handler(epoch, reason) }
+            reportPipelineFault(PipelineFault(epoch: epoch, reason: reason))
         }
+    }
+
+    /// Tells the control plane that a step of `fault.epoch` failed while it served.
+    func reportPipelineFault(_ fault: PipelineFault) {
+        faultSink.yield(fault)
     }
 
     /// Fails jobs that waited for a pipeline, or made no progress across failing pipelines, for

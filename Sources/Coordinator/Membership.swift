@@ -1,6 +1,5 @@
 import CaravanCore
 import CaravanWire
-import ClusterSupport
 import Planning
 
 /// A peer's ZeroMQ routing id on a ROUTER socket.

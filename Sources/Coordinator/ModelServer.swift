@@ -1,5 +1,7 @@
 import CaravanWire
-import ClusterSupport
+import CaravanCore
+import CaravanTransport
+import Fingerprint
 import GGUF
 import Logging
 import ZeroMQ

@@ -1,5 +1,5 @@
 import CaravanWire
-import ClusterSupport
+import CaravanCore
 
 /// Steps sent into the pipeline whose results have not arrived yet, keyed by step id. A result
 /// may arrive before its waiter is installed (it is kept until then); results of unknown or

@@ -1,5 +1,5 @@
 import CaravanCore
-import ClusterSupport
+import CaravanWire
 import Llama
 import Logging
 

@@ -1,4 +1,3 @@
-import ClusterSupport
 
 /// The deadline of one pipeline step, from how long recent steps took.
 ///

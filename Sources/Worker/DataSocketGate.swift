@@ -1,4 +1,5 @@
-import ClusterSupport
+import CaravanCore
+import CaravanWire
 import Logging
 import ZeroMQ
 

@@ -1,6 +1,6 @@
 import CaravanCore
 import CaravanWire
-import ClusterSupport
+import CaravanTransport
 import Foundation
 import GGUF
 import Logging

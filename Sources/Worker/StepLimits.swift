@@ -1,4 +1,5 @@
-import ClusterSupport
+import CaravanCore
+import CaravanWire
 import Llama
 
 /// What one step may ask of a stage under its assignment, whoever sent it: at most the plan's rows

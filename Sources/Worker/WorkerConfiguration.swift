@@ -1,5 +1,5 @@
 import CaravanWire
-import ClusterSupport
+import CaravanTransport
 
 /// How a worker daemon runs.
 public struct WorkerConfiguration: Sendable {

@@ -1,7 +1,7 @@
 import CaravanCore
 import CaravanTransport
 import CaravanWire
-import ClusterSupport
+import Fingerprint
 import Foundation
 import Logging
 import ServiceLifecycle

@@ -1,4 +1,4 @@
-import ClusterSupport
+import CaravanWire
 
 /// The worker's side of the control handshake as a pure state machine: it consumes events (the
 /// coordinator's messages, load results) and returns directives for the service to carry out. It

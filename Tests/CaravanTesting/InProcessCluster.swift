@@ -1,6 +1,6 @@
 import CaravanTransport
 import CaravanWire
-import ClusterSupport
+import CaravanCore
 import Coordinator
 import Foundation
 import Worker

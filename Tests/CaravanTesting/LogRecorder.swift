@@ -1,4 +1,4 @@
-import ClusterSupport
+import CaravanCore
 import Foundation
 import Logging
 

@@ -79,14 +79,21 @@ final class InProcessClusterTests: XCTestCase {
         return (faulty, ContinuousClock.now - (killedAt ?? .now))
     }
 
-    func testKillingTheMiddleStageMidJobKeepsEveryJobsOutput() async throws {
-        let cluster = InProcessCluster(modelPath: try Self.model.get(), workers: 3)
-        defer { cluster.stop() }
+    /// Starts `cluster` on three workers and runs the reference jobs on it: the serving status, the
+    /// middle stage's worker, the client and the reference output.
+    func startThreeStages(_ cluster: InProcessCluster) async throws
+        -> (status: Caravan_V1_ClusterStatus, middle: String, client: InProcessClient, reference: [String: InProcessClient.Result]) {
         try cluster.start(workers: 3)
         let status = try await cluster.waitUntilServing()
         let middle = try XCTUnwrap(status.workers.first { $0.layerEnd > $0.layerStart && $0.stageIndex == 1 }).workerID
         let client = cluster.client()
-        let reference = Self.untagged(try await client.run(Self.jobs("ref")), "ref")
+        return (status, middle, client, Self.untagged(try await client.run(Self.jobs("ref")), "ref"))
+    }
+
+    func testKillingTheMiddleStageMidJobKeepsEveryJobsOutput() async throws {
+        let cluster = InProcessCluster(modelPath: try Self.model.get(), workers: 3)
+        defer { cluster.stop() }
+        let (status, middle, client, reference) = try await startThreeStages(cluster)
         let single = Self.untagged(try await SingleProcessReference.generate(modelPath: try Self.model.get(), jobs: Self.jobs("ref")), "ref")
         for (id, tokens) in single { XCTAssertEqual(reference[id]?.tokens, tokens, "\(id): the single process's tokens") }
 
@@ -110,11 +117,7 @@ final class InProcessClusterTests: XCTestCase {
             c.connectionGrace = .milliseconds(100)
         }
         defer { cluster.stop() }
-        try cluster.start(workers: 3)
-        let status = try await cluster.waitUntilServing()
-        let middle = try XCTUnwrap(status.workers.first { $0.layerEnd > $0.layerStart && $0.stageIndex == 1 }).workerID
-        let client = cluster.client()
-        let reference = Self.untagged(try await client.run(Self.jobs("ref")), "ref")
+        let (_, middle, client, reference) = try await startThreeStages(cluster)
 
         let (faulty, recovery) = try await runKilling(middle, after: 8, on: cluster, client: client)
         assertSameOutput(faulty, reference, after: 8, cluster)

@@ -1,6 +1,6 @@
 import CaravanCore
+import CaravanctlCLI
 import CaravanWire
-import ClusterSupport
 import Coordinator
 import Planning
 import XCTest
@@ -120,8 +120,8 @@ final class AdminReportTests: XCTestCase {
         XCTAssertEqual(p.maxContextTokens, 256)
         XCTAssertEqual(m.phase, servingMembership().phase, "a preview is read-only")
 
-        request.shape = ModelFacts(layerCount: 2, layerBytes: [1 << 30, 1 << 30], embeddingBytes: 0, outputBytes: 0,
-                                   kvBytesPerTokenPerLayer: 0).shape(name: "huge")
+        request.shape = Caravan_V1_ModelShape(ModelFacts(layerCount: 2, layerBytes: [1 << 30, 1 << 30], embeddingBytes: 0, outputBytes: 0,
+                                   kvBytesPerTokenPerLayer: 0).modelShape(name: "huge"))
         let huge = AdminReports.planPreview(request, basis: basis, snapshot: snapshot(m, now: 2300))
         XCTAssertFalse(huge.feasible)
         XCTAssertTrue(huge.reason.contains("cannot hold the model"), huge.reason)

@@ -1,6 +1,6 @@
 import CaravanCore
+import CaravanctlCLI
 import CaravanWire
-import ClusterSupport
 import Coordinator
 import Planning
 import XCTest

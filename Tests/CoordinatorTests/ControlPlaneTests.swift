@@ -2,7 +2,7 @@ import CaravanCore
 import CaravanTesting
 import CaravanTransport
 import CaravanWire
-import ClusterSupport
+import Fingerprint
 import Foundation
 import GGUF
 import Logging
@@ -99,5 +99,17 @@ final class ControlPlaneTests: XCTestCase {
         guard case .releaseSequences(let release) = try await next(worker) else { return XCTFail("no release") }
         XCTAssertEqual(release.sequenceIds, [7])
         XCTAssertEqual(hub.delivered(from: "coordinator", to: "stranger"), 0)
+
+        // The job side reports pipeline faults on the desk's stream; the plane follows it: a fault
+        // of an epoch that does not serve changes nothing, one of the serving epoch re-plans.
+        let following = Task { await plane.followPipelineFaults() }
+        defer { following.cancel() }
+        let sentBefore = hub.delivered(from: "coordinator", to: "worker-1")
+        desk.reportPipelineFault(PipelineFault(epoch: assignment.planEpoch + 7, reason: "a stale lane"))
+        desk.reportPipelineFault(PipelineFault(epoch: assignment.planEpoch, reason: "a step failed"))
+        guard case .stageAssignment(let replanned) = try await next(worker) else { return XCTFail("no new assignment") }
+        XCTAssertEqual(replanned.planEpoch, assignment.planEpoch + 1, "one re-plan, for the serving epoch only")
+        XCTAssertFalse(plane.isServing(epoch: assignment.planEpoch))
+        XCTAssertEqual(hub.delivered(from: "coordinator", to: "worker-1"), sentBefore + 1)
     }
 }

@@ -1,5 +1,4 @@
 import CaravanCore
-import ClusterSupport
 import Coordinator
 import Planning
 import XCTest

@@ -1,5 +1,6 @@
 import CaravanWire
-import ClusterSupport
+import CaravanCore
+import Fingerprint
 import Coordinator
 import Foundation
 import GGUF

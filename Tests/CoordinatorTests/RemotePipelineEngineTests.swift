@@ -1,7 +1,6 @@
 import CaravanCore
 import CaravanTransport
 import CaravanWire
-import ClusterSupport
 import Coordinator
 import Llama
 import XCTest

@@ -1,7 +1,6 @@
 import CaravanCore
 import CaravanTesting
 import CaravanWire
-import ClusterSupport
 import Foundation
 import GGUF
 import Inference

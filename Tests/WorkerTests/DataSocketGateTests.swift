@@ -1,5 +1,5 @@
 import CaravanCore
-import ClusterSupport
+import CaravanWire
 import Logging
 @testable import Worker
 import XCTest

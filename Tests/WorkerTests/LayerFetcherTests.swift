@@ -1,6 +1,5 @@
 import CaravanCore
 import CaravanWire
-import ClusterSupport
 import Foundation
 import GGUF
 import Llama

@@ -1,6 +1,5 @@
 import CaravanCore
 import CaravanWire
-import ClusterSupport
 import Worker
 import XCTest
 

@@ -2,7 +2,7 @@ import CaravanCore
 import CaravanTesting
 import CaravanTransport
 import CaravanWire
-import ClusterSupport
+import Fingerprint
 import GGUF
 import Llama
 import Logging

@@ -1,0 +1,5 @@
+/// The `caravanctl` command line (its executable's `main.swift` only calls ``main()``).
+public enum CaravanctlMain {
+    /// Parses this process's arguments and runs the command they name.
+    public static func main() async { await Caravanctl.main() }
+}

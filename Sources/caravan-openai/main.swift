@@ -1,0 +1,3 @@
+import OpenAICLI
+
+await OpenAIMain.main()

@@ -1,0 +1,3 @@
+import CaravanCLI
+
+await CaravanMain.main()

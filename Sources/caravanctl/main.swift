@@ -1,0 +1,3 @@
+import CaravanctlCLI
+
+await CaravanctlMain.main()
