@@ -104,10 +104,9 @@ final class ConfigInputFuzzTests: XCTestCase {
         XCTAssertGreaterThan(loaded, 0)
     }
 
-    /// Writes `bytes` to a new file with mode 0600 in one `open`/`write`: the long run found
-    /// `FileManager.createFile` (a temporary file, a rename, then a chmod) failing without a
-    /// reason about once in 2,500 files, which failed the test although the key loader never saw
-    /// the file.
+    /// Writes `bytes` to a new file with mode 0600 in one `open`/`write`, failing with the errno:
+    /// `FileManager.createFile` returns false without a reason (a long run on a full disk failed
+    /// 401 cases that way and could not say why).
     private static func write(_ bytes: [UInt8], to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
