@@ -382,7 +382,15 @@ public final class WorkerService: Service {
     private func heartbeats(ports: Ports, runtime: StageRuntime, register: Caravan_V1_Register,
                             paths: [String: String]) async {
         var sequence: UInt64 = 0
+        var markedUsed = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
+            // A stage served from the layer cache (and the standby copies there) is in use: mark it
+            // hourly, so that a worker of another model sharing the directory never prunes it.
+            if ContinuousClock.now - markedUsed >= .seconds(3600), let running = session.read({ $0.runningAssignment }),
+               paths[running.modelSHA256] == nil {
+                markedUsed = .now
+                LayerCache.markUsed(directory: configuration.cacheDirectory, sha256: running.modelSHA256)
+            }
             let interval = ports.heartbeatInterval.withLock { $0 }
             try? await Task.sleep(for: interval ?? .milliseconds(200))
             if Task.isCancelled { break }
