@@ -38,6 +38,10 @@ public final class LayerFetcher: Sendable {
         public var maxAttempts = 5
         /// Chunk requests in flight for a standby copy (``Priority/standby(budgetBytes:)``).
         public var standbyWindow = 2
+        /// Most bytes per second a standby copy is pulled at (0 = no limit): receiving, checking
+        /// and writing chunks (decrypting them, with CURVE) takes CPU time from the stage the
+        /// worker serves, and link time from other workers' pulls.
+        public var standbyBytesPerSecond: Double = 64 * 1_048_576
         /// Caches of other models unused for this long are removed when a stage's pull starts
         /// (nil = never). The cache of the model pulled, which holds the stage's layers and its
         /// standby copies, is kept.
@@ -183,7 +187,7 @@ public final class LayerFetcher: Sendable {
         let header = StageByteRanges.blocks(covering: [0..<info.dataOffset], blockSize: blockSize, fileSize: size)
         try await ensure(header, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256, layers: a.layers,
                          sockets: sockets, window: standby ? settings.standbyWindow : settings.window, progress: progress,
-                         totals: &totals, heard: heard)
+                         rate: standby ? settings.standbyBytesPerSecond : 0, totals: &totals, heard: heard)
         try cache.commit()
         // 2. The stage's tensors.
         let file: GGUFFile
@@ -208,7 +212,7 @@ public final class LayerFetcher: Sendable {
         }
         try await ensure(rest, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256, layers: a.layers,
                          sockets: sockets, window: standby ? settings.standbyWindow : settings.window, progress: progress,
-                         totals: &totals, heard: heard)
+                         rate: standby ? settings.standbyBytesPerSecond : 0, totals: &totals, heard: heard)
         try cache.commit()
         let elapsed = Self.seconds(ContinuousClock.now - started)
         let report = Report(path: cache.path, neededBytes: totals.downloaded + totals.reused,
@@ -301,8 +305,8 @@ public final class LayerFetcher: Sendable {
     /// Reuses the cached blocks of `blocks` and pulls the others, spread over `sockets` (block i
     /// on connection i mod n, each with its share of the window).
     private func ensure(_ blocks: [Int], cache: LayerCache, size: UInt64, blockSize: UInt64, sha: String, layers: LayerRange,
-                        sockets: [AsyncSocket], window: Int, progress: LockedValue<PullProgress?>, totals: inout Totals,
-                        heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) {
+                        sockets: [AsyncSocket], window: Int, progress: LockedValue<PullProgress?>, rate: Double,
+                        totals: inout Totals, heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) {
         // Reading back a large cached stage takes a while; the coordinator just answered (ModelInfo).
         let (cached, missing) = cache.check(blocks, checked: heard)
         totals.reused += cached.reduce(0) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }
@@ -321,7 +325,7 @@ public final class LayerFetcher: Sendable {
                     let socket = sockets[lane]
                     group.addTask {
                         try await self.pull(part, socket: socket, shared: shared, size: size, blockSize: blockSize, sha: sha,
-                                            window: window, firstRequestID: firstID, heard: heard)
+                                            window: window, rate: rate / Double(lanes), firstRequestID: firstID, heard: heard)
                     }
                 }
                 var out: [LaneResult] = []
@@ -348,7 +352,9 @@ public final class LayerFetcher: Sendable {
 
     /// Pulls `blocks` over one connection, at most `window` requests in flight.
     private func pull(_ blocks: [Int], socket: AsyncSocket, shared: PullShared, size: UInt64, blockSize: UInt64, sha: String,
-                      window: Int, firstRequestID: UInt64, heard: @Sendable () -> Void) async throws(LayerFetchError) -> LaneResult {
+                      window: Int, rate: Double, firstRequestID: UInt64,
+                      heard: @Sendable () -> Void) async throws(LayerFetchError) -> LaneResult {
+        let started = ContinuousClock.now
         var schedule = ChunkSchedule(blocks: blocks, blockSize: blockSize, fileSize: size, window: window,
                                      maxAttempts: settings.maxAttempts, firstRequestID: firstRequestID)
         var request = Caravan_V1_ModelChunkRequest()
@@ -393,6 +399,12 @@ public final class LayerFetcher: Sendable {
                         }
                         downloaded += UInt64(chunk.count)
                         try shared.completed(UInt64(chunk.count))
+                        if rate > 0 {
+                            // Paced: the next requests leave when the bytes so far are due at `rate`.
+                            let due = started + .milliseconds(Int64(Double(downloaded) / rate * 1000))
+                            let now = ContinuousClock.now
+                            if due > now { try? await Task.sleep(for: due - now) }
+                        }
                     case .reject(let reason):
                         logger.warning("dropped a chunk", metadata: ["reason": "\(reason)"])
                     case .ignore:

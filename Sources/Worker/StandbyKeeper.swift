@@ -32,11 +32,15 @@ final class StandbyKeeper: Sendable {
     private let slices: Int
     /// Pause between slices (longer than a waiting pull's poll of the cache lock).
     private let slicePause: Duration
+    /// Wait before a pull starts: a new plan's first steps (after a loss, the replay of the
+    /// running jobs) go first.
+    private let startDelay: Duration
 
     /// A keeper with `budget` bytes, pulling with `pull`; `pulled` is called after each slice
     /// pulled (the layer cache changed: the worker reports its contents again).
-    init(budget: UInt64, logger: Logger, slices: Int = 8, slicePause: Duration = .milliseconds(250), pull: @escaping Pull,
-         pulled: @escaping @Sendable () -> Void) {
+    init(budget: UInt64, logger: Logger, slices: Int = 8, slicePause: Duration = .milliseconds(250),
+         startDelay: Duration = .seconds(5), pull: @escaping Pull, pulled: @escaping @Sendable () -> Void) {
+        self.startDelay = startDelay
         self.budget = budget
         self.logger = logger
         self.slices = max(1, slices)
@@ -84,6 +88,8 @@ final class StandbyKeeper: Sendable {
             guard s.task == nil, let a = s.assignment, !a.ranges.isEmpty, a.planEpoch == s.servingEpoch, budget > 0 else { return }
             s.task = Task {
                 await previous?.value
+                try? await Task.sleep(for: self.startDelay)
+                guard !Task.isCancelled else { return }
                 await self.keep(a)
             }
         }

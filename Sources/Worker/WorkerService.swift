@@ -180,6 +180,7 @@ public final class WorkerService: Service {
         }
         logger.info("worker stopping")
         await standby.withLock { $0 }?.pause()
+        standby.withLock { $0 = nil }  // its pull closure holds this service
         await cancelLoad()
         await runtime.shutdown()
         await links.data.close()

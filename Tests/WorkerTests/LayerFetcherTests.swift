@@ -285,8 +285,10 @@ final class LayerFetcherTests: XCTestCase {
         defer { server.cancel() }
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-standby-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         defer { try? FileManager.default.removeItem(atPath: cache) }
+        var settings = LayerFetcher.Settings()
+        settings.standbyBytesPerSecond = 32 * 1_048_576
         let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
-                                   cacheDirectory: cache, logger: Logger(label: "fetch-standby"))
+                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-standby"))
         let pull = LayerPull(modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
                              layers: LayerRange(26, 30)!)
         do {
@@ -307,8 +309,12 @@ final class LayerFetcherTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
         withExtendedLifetime(held) {}
         _ = consume held
+        let paced = ContinuousClock.now
         let report = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 30))
-        XCTAssertGreaterThan(report.downloadedBytes, 0)
+        XCTAssertGreaterThan(report.downloadedBytes, 8 << 20)
+        let seconds = Double((ContinuousClock.now - paced).components.attoseconds) / 1e18 + Double((ContinuousClock.now - paced).components.seconds)
+        XCTAssertGreaterThan(seconds, Double(report.downloadedBytes) / settings.standbyBytesPerSecond * 0.8,
+                             "a standby pull keeps to its rate")
         XCTAssertNil(fetcher.progress, "a standby pull is not a stage's pull")
         XCTAssertNil(fetcher.standbyProgress)
         XCTAssertEqual(LayerCache.contents(directory: cache),
