@@ -18,11 +18,17 @@ public enum HostInfo {
 
     /// Bytes free for an unprivileged user on the file system holding `path` (or, while `path`
     /// does not exist yet, its nearest existing parent); nil when none can be read.
-    public static func diskFree(path: String) -> UInt64? {
+    public static func diskFree(path: String) -> UInt64? { diskSpace(path: path)?.free }
+
+    /// Size and bytes free for an unprivileged user of the file system holding `path` (or its
+    /// nearest existing parent); nil when none can be read.
+    public static func diskSpace(path: String) -> (total: UInt64, free: UInt64)? {
         var p = path.isEmpty ? "." : path
         while true {
             var st = statvfs()
-            if statvfs(p, &st) == 0 { return UInt64(st.f_bavail) * UInt64(st.f_frsize) }
+            if statvfs(p, &st) == 0 {
+                return (UInt64(st.f_blocks) * UInt64(st.f_frsize), UInt64(st.f_bavail) * UInt64(st.f_frsize))
+            }
             let parent = (p as NSString).deletingLastPathComponent
             if parent.isEmpty || parent == p { return nil }
             p = parent

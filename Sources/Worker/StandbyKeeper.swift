@@ -35,12 +35,18 @@ final class StandbyKeeper: Sendable {
     /// Wait before a pull starts: a new plan's first steps (after a loss, the replay of the
     /// running jobs) go first.
     private let startDelay: Duration
+    /// The cache's file system: size and bytes free now (nil = unknown). Standby copies stop
+    /// while less than 2 GiB or 2 % of it is free: the rest is for a stage's own pull (and other
+    /// programs), whatever the budget says.
+    private let diskSpace: @Sendable () -> (total: UInt64, free: UInt64)?
 
     /// A keeper with `budget` bytes, pulling with `pull`; `pulled` is called after each slice
     /// pulled (the layer cache changed: the worker reports its contents again).
     init(budget: UInt64, logger: Logger, slices: Int = 8, slicePause: Duration = .milliseconds(250),
-         startDelay: Duration = .seconds(5), pull: @escaping Pull, pulled: @escaping @Sendable () -> Void) {
+         startDelay: Duration = .seconds(5), diskSpace: @escaping @Sendable () -> (total: UInt64, free: UInt64)? = { nil },
+         pull: @escaping Pull, pulled: @escaping @Sendable () -> Void) {
         self.startDelay = startDelay
+        self.diskSpace = diskSpace
         self.budget = budget
         self.logger = logger
         self.slices = max(1, slices)
@@ -105,6 +111,13 @@ final class StandbyKeeper: Sendable {
             var complete = true
             for first in stride(from: range.start, to: range.end, by: step) {
                 let slice = LayerRange(first, min(range.end, first + step))!
+                if let disk = diskSpace(), disk.free < max(2 << 30, disk.total / 50) {
+                    logger.warning("standby copies stopped: the cache's disk is nearly full", metadata: [
+                        "free_bytes": "\(disk.free)", "total_bytes": "\(disk.total)", "layers": "\(slice)",
+                    ])
+                    complete = false
+                    break
+                }
                 // The coordinator counted tensor bytes; the cache holds whole blocks (a few more).
                 guard let report = await pullSlice(a.pull(slice), budget: remaining + (8 << 20)) else {
                     complete = false

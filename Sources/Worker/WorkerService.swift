@@ -136,7 +136,8 @@ public final class WorkerService: Service {
         layerFetcher.withLock { $0 = links.layerFetcher }
         let cacheDirectory = config.cacheDirectory
         standby.withLock {
-            $0 = StandbyKeeper(budget: standbyBudget, logger: logger, pull: { [self] (pull, budget) throws(LayerFetchError) in
+            $0 = StandbyKeeper(budget: standbyBudget, logger: logger, diskSpace: { HostInfo.diskSpace(path: cacheDirectory) },
+                               pull: { [self] (pull, budget) throws(LayerFetchError) in
                 try await self.pullStandby(pull, budget: budget, ports: ports)
             }, pulled: { [self] in
                 let cached = LayerCache.contents(directory: cacheDirectory)
