@@ -88,6 +88,15 @@ public struct WorkerReport: Sendable, Equatable {
     public var tokensPerSecond: Double
     /// The pull of layers it reported last (nil when none runs).
     public var pull: PullProgress?
+    /// Standby copies placed on it: layer ranges of other stages it keeps in its layer cache so
+    /// that it can take them over without a pull (empty = none).
+    public var standbyRanges: [LayerRange] = []
+    /// Bytes of ``standbyRanges``.
+    public var standbyBytes: UInt64 = 0
+    /// Bytes of ``standbyRanges`` its layer cache reports holding (a range counts once whole).
+    public var standbyHeldBytes: UInt64 = 0
+    /// Bytes of its layer cache it may fill with standby copies (0 = none).
+    public var standbyBudgetBytes: UInt64 = 0
 
     /// Creates a worker report.
     public init(workerID: String, dataAddress: String = "", state: State = .idle, health: Health = .healthy,

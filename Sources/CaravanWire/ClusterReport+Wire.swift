@@ -72,6 +72,10 @@ extension WorkerReport {
                   lastHeartbeatUnixMs: w.lastHeartbeatUnixMs, heartbeatRttMs: w.heartbeatRttMs, stepsRun: w.stepsRun,
                   recentStepMs: w.recentStepMs, recentRowsPerStep: w.recentRowsPerStep, tokensPerSecond: w.tokensPerSecond,
                   pull: w.hasPull ? PullProgress(wire: w.pull) : nil)
+        standbyRanges = w.standbyRanges.compactMap { LayerRange(span: $0) }
+        standbyBytes = w.standbyBytes
+        standbyHeldBytes = min(w.standbyHeldBytes, w.standbyBytes)
+        standbyBudgetBytes = w.standbyBudgetBytes
     }
 }
 
@@ -102,6 +106,10 @@ extension Caravan_V1_WorkerStatus {
         recentRowsPerStep = worker.recentRowsPerStep
         tokensPerSecond = worker.tokensPerSecond
         if let p = worker.pull { pull = p.wire }
+        standbyRanges = worker.standbyRanges.map(\.span)
+        standbyBytes = worker.standbyBytes
+        standbyHeldBytes = worker.standbyHeldBytes
+        standbyBudgetBytes = worker.standbyBudgetBytes
     }
 }
 

@@ -90,6 +90,24 @@ enum MessageRules {
         case .releaseSequences(let m):
             guard m.planEpoch > 0 else { throw .missingField("release_sequences.plan_epoch") }
             guard !m.sequenceIds.isEmpty else { throw .missingField("release_sequences.sequence_ids") }
+        case .standbyAssignment(let m):
+            guard m.planEpoch > 0 else { throw .missingField("standby_assignment.plan_epoch") }
+            try model(m.model, "standby_assignment.model", present: m.hasModel)
+            guard m.ranges.count <= maxStandbyRanges else {
+                throw .invalidField("standby_assignment.ranges", reason: "\(m.ranges.count) ranges (at most \(maxStandbyRanges))")
+            }
+            var previousEnd: UInt32 = 0
+            for (i, r) in m.ranges.enumerated() {
+                guard r.layerStart < r.layerEnd, i == 0 || r.layerStart >= previousEnd else {
+                    throw .invalidField("standby_assignment.ranges[\(i)]",
+                                        reason: "[\(r.layerStart), \(r.layerEnd)) is empty or not after the range before it")
+                }
+                if m.model.layerCount > 0, r.layerEnd > m.model.layerCount {
+                    throw .invalidField("standby_assignment.ranges[\(i)]",
+                                        reason: "\(r.layerEnd) exceeds the model's \(m.model.layerCount) layers")
+                }
+                previousEnd = r.layerEnd
+            }
         case .activation, .stepResult, .modelChunk:
             break  // validated with their domain conversions
         case .modelInfoRequest(let m):
@@ -137,6 +155,8 @@ enum MessageRules {
     static let maxDataClientKeys = 64
     /// Most continuing sequences one assignment names (a few bytes each, well within a control frame).
     static let maxContinuingSequences = 8192
+    /// Most ranges one standby assignment lists.
+    static let maxStandbyRanges = 4096
     /// Longest worker id, bytes (it names the worker in logs, status tables and plans).
     static let maxWorkerIDBytes = 128
     /// Longest endpoint address, bytes.

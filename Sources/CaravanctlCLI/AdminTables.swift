@@ -109,6 +109,7 @@ public enum AdminTables {
         }
         for w in s.workers {
             if let pull = w.pull { out.append("  " + pulling(w.workerID, pull)) }
+            if let line = standby(w) { out.append("  " + line) }
         }
         for w in s.lostWorkers {
             out.append("lost: \(w.workerID) (\(w.dataAddress)), last heard \(clock(w.lastHeartbeatUnixMs))")
@@ -149,6 +150,16 @@ public enum AdminTables {
         default: clients = "clients by allow-list"
         }
         return "access: \(clients)" + (s.callerRoles.isEmpty ? "" : "; this key: \(s.callerRoles)")
+    }
+
+    /// One worker's standby copies: "w2 standby copies [0, 2) [4, 6): 1.2 GiB of 1.5 GiB held
+    /// (budget 20.0 GiB)"; nil for a worker with neither copies nor a budget.
+    public static func standby(_ w: WorkerReport) -> String? {
+        guard !w.standbyRanges.isEmpty || w.standbyBudgetBytes > 0 else { return nil }
+        let budget = w.standbyBudgetBytes > 0 ? "budget \(bytes(w.standbyBudgetBytes))" : "no budget"
+        guard !w.standbyRanges.isEmpty else { return "\(w.workerID) standby copies: none (\(budget))" }
+        return "\(w.workerID) standby copies \(w.standbyRanges.map(\.description).joined(separator: " ")): "
+            + "\(bytes(w.standbyHeldBytes)) of \(bytes(w.standbyBytes)) held (\(budget))"
     }
 
     /// One worker's pull of layers: "w2 pulling layers [2, 4): 1.2 GiB of 3.9 GiB (31 %), 480 MB/s, 6 s left".

@@ -213,6 +213,12 @@ public enum AdminReports {
             w.tokensPerSecond = Double(member.recentRowsPerStep) / Double(member.recentStepMs) * 1000
         }
         if let pull = member.pull { w.pull = pull.wire }
+        if let standby = member.standby {
+            w.standbyRanges = standby.ranges.map(\.span)
+            w.standbyBytes = standby.bytes
+            w.standbyHeldBytes = standby.heldBytes(member.holdings, layerCount: Int(s.model.layerCount))
+        }
+        w.standbyBudgetBytes = member.standbyBudgetBytes
         return w
     }
 

@@ -109,7 +109,7 @@ final class ControlPlane: Sendable {
                             memoryBytes: m.capabilities.freeMemoryBytes, speed: m.capabilities.measuredGflops,
                             heldModels: m.capabilities.models.map(\.model.sha256),
                             cachedLayers: CachedLayers.fromWire(m.capabilities.cachedLayers),
-                            runningEpoch: m.runningPlanEpoch, now: t)
+                            standbyBudgetBytes: m.capabilities.standbyBudgetBytes, runningEpoch: m.runningPlanEpoch, now: t)
             }
         case .heartbeat(let m):
             let (next, gap) = membership.withLock { ms -> ([Membership.Directive], HeartbeatGap?) in
@@ -224,6 +224,7 @@ final class ControlPlane: Sendable {
                 })
                 order.continuing = continuingSequences(epoch: epoch)
                 serve.yield(order)
+                await placeStandby(epoch: epoch, stages: stages, peers: peers)
             case .replan(let reason):
                 logger.warning("re-planning: \(reason)")
                 await desk.stopServing(reason)
@@ -237,6 +238,35 @@ final class ControlPlane: Sendable {
                 m.exit = true
                 await send(.drain(m), to: peer)
             }
+        }
+    }
+
+    /// Places standby copies for the plan of `epoch`, which just started serving (``Planner/standby(for:workers:budgets:model:contextTokens:batchSequences:overheadBytes:)``),
+    /// and tells each of its workers that keeps a standby budget which ranges to hold (none: an
+    /// empty list). Workers reporting no budget (older ones too) are sent nothing.
+    private func placeStandby(epoch: UInt64, stages: [StageAssignment], peers: [PeerID]) async {
+        let members = membership.withLock { $0.members }
+        let inPlan = peers.compactMap { p in members.first { $0.peer == p } }
+        guard inPlan.count == peers.count, inPlan.count == stages.count else { return }
+        let plan = PipelinePlan(stages: zip(stages, inPlan).map { stage, member in
+            PlannedStage(workerID: member.workerID, layers: stage.layers, memoryBytes: 0)
+        })
+        let budgets = Dictionary(inPlan.map { ($0.workerID, $0.standbyBudgetBytes) }, uniquingKeysWith: { a, _ in a })
+        let placement = Planner.standby(for: plan, workers: planInput(inPlan), budgets: budgets, model: facts,
+                                        contextTokens: template.maxContextTokens, batchSequences: template.maxBatchSequences)
+        membership.withLock { $0.placedStandby(placement.copies, epoch: epoch) }
+        guard inPlan.contains(where: { $0.standbyBudgetBytes > 0 }) else { return }
+        logger.info("standby copies placed", metadata: [
+            "epoch": "\(epoch)",
+            "copies": "\(inPlan.compactMap { m in placement.copies[m.workerID].map { c in "\(m.workerID)" + c.ranges.map(\.description).joined() } }.joined(separator: " "))",
+            "bytes": "\(placement.copies.values.reduce(0) { $0 + $1.bytes })",
+            "uncovered": "\(placement.uncovered.joined(separator: " "))",
+        ])
+        for (peer, member) in zip(peers, inPlan) where member.standbyBudgetBytes > 0 {
+            let assignment = StandbyAssignment(planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
+                                               modelSize: template.modelSize, modelLayerCount: template.modelLayerCount,
+                                               ranges: placement.copies[member.workerID]?.ranges ?? [])
+            await send(.standbyAssignment(assignment.wire), to: peer)
         }
     }
 

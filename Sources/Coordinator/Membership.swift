@@ -68,6 +68,10 @@ public struct Member: Sendable, Equatable {
     public var holdings = LayerHoldings()
     /// The pull of layers it reported in its last heartbeat (nil = none running).
     public var pull: PullProgress?
+    /// Bytes of its layer cache it may fill with standby copies (from its Register; 0 = none).
+    public var standbyBudgetBytes: UInt64 = 0
+    /// The standby copies placed on it for the serving plan (nil = none).
+    public var standby: StandbyCopies?
     /// When its control connection was closed by its own end (its process ended) and it has not
     /// connected again since (nil = connected), milliseconds.
     public var connectionClosedAt: UInt64?
@@ -264,13 +268,14 @@ public struct Membership: Sendable {
     /// silent: then `runningEpoch` names the epoch it still runs).
     public mutating func register(peer: PeerID, workerID: String, dataAddress: String, dataPublicKey: String = "",
                                   memoryBytes: UInt64, speed: Double, heldModels: [String], cachedLayers: [CachedLayers] = [],
-                                  runningEpoch: UInt64 = 0, now: UInt64) -> [Directive] {
+                                  standbyBudgetBytes: UInt64 = 0, runningEpoch: UInt64 = 0, now: UInt64) -> [Directive] {
         clock = max(clock, now)
         // A worker without the model file is accepted: it pulls its layers from the coordinator.
         var member = Member(workerID: workerID, peer: peer, dataAddress: dataAddress, dataPublicKey: dataPublicKey,
                             memoryBytes: memoryBytes, speed: speed, lastSeen: now)
         member.holdings = knownHoldings[workerID] ?? LayerHoldings()
         member.holdings.wholeFile = heldModels.contains(modelSHA256)
+        member.standbyBudgetBytes = standbyBudgetBytes
         for c in cachedLayers where c.modelSHA256 == modelSHA256 { member.holdings.add(cached: c) }
         let ack = Directive.acknowledge(peer, accepted: true, reason: "")
         // One connection is one worker: a peer registered under another id may not take this one
@@ -295,6 +300,7 @@ public struct Membership: Sendable {
                 member.lastBeat = old.lastBeat
                 member.lastHeartbeatGap = old.lastHeartbeatGap
                 member.lastLinkGapAt = old.lastLinkGapAt
+                member.standby = old.standby
                 let file = member.holdings.wholeFile
                 member.holdings = old.holdings
                 member.holdings.wholeFile = file
@@ -516,6 +522,14 @@ public struct Membership: Sendable {
     /// How long a worker of a plan being loaded may show no sign of it before its assignment is
     /// sent again, milliseconds.
     public static let assignmentResend: UInt64 = 1000
+
+    /// The standby copies placed for the plan of `epoch` (``Planner/standby(for:workers:budgets:model:contextTokens:batchSequences:overheadBytes:)``):
+    /// recorded on each member (for status; a member without copies gets nil). Ignored when
+    /// another plan is current.
+    public mutating func placedStandby(_ copies: [String: StandbyCopies], epoch: UInt64) {
+        guard self.epoch == epoch else { return }
+        for i in members.indices { members[i].standby = copies[members[i].workerID] }
+    }
 
     /// A worker reported the memory its loaded stage uses.
     public mutating func stageMemory(peer: PeerID, bytes: UInt64) {

@@ -17,16 +17,19 @@ public struct WorkerCapabilities: Sendable, Equatable {
     public var models: [ModelFingerprint]
     /// Layers of models held in the layer cache.
     public var cachedLayers: [CachedLayers]
+    /// Bytes of the layer cache it may fill with standby copies (0 = none).
+    public var standbyBudget: UInt64
 
     /// Creates capabilities.
     public init(cores: Int, totalMemory: UInt64, freeMemory: UInt64, speed: Double, models: [ModelFingerprint],
-                cachedLayers: [CachedLayers] = []) {
+                cachedLayers: [CachedLayers] = [], standbyBudget: UInt64 = 0) {
         self.cores = cores
         self.totalMemory = totalMemory
         self.freeMemory = freeMemory
         self.speed = speed
         self.models = models
         self.cachedLayers = cachedLayers
+        self.standbyBudget = standbyBudget
     }
 
     /// The `Register` message for a worker with data endpoint `dataAddress`.
@@ -47,6 +50,7 @@ public struct WorkerCapabilities: Sendable, Equatable {
         }
         caps.activationDtypes = [.f16, .f32]
         caps.cachedLayers = cachedLayers.prefix(CachedLayers.maxModels).map(\.wire)
+        caps.standbyBudgetBytes = standbyBudget
         var r = Caravan_V1_Register()
         r.workerID = workerID
         r.capabilities = caps

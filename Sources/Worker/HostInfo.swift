@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Facts about the machine a daemon runs on.
 public enum HostInfo {
@@ -9,6 +14,25 @@ public enum HostInfo {
     public static func memory() -> (total: UInt64, available: UInt64)? {
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
         return parseMeminfo(text)
+    }
+
+    /// Bytes free for an unprivileged user on the file system holding `path` (or, while `path`
+    /// does not exist yet, its nearest existing parent); nil when none can be read.
+    public static func diskFree(path: String) -> UInt64? { diskSpace(path: path)?.free }
+
+    /// Size and bytes free for an unprivileged user of the file system holding `path` (or its
+    /// nearest existing parent); nil when none can be read.
+    public static func diskSpace(path: String) -> (total: UInt64, free: UInt64)? {
+        var p = path.isEmpty ? "." : path
+        while true {
+            var st = statvfs()
+            if statvfs(p, &st) == 0 {
+                return (UInt64(st.f_blocks) * UInt64(st.f_frsize), UInt64(st.f_bavail) * UInt64(st.f_frsize))
+            }
+            let parent = (p as NSString).deletingLastPathComponent
+            if parent.isEmpty || parent == p { return nil }
+            p = parent
+        }
     }
 
     /// Parses `/proc/meminfo` text: `MemTotal` and `MemAvailable` (falling back to `MemFree`), in kB.

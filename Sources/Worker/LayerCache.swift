@@ -14,6 +14,8 @@ public struct LayerFetchError: Error, CustomStringConvertible, Sendable {
     public let description: String
     /// True when another process (a worker on the same machine) holds the cache of this model.
     public var cacheBusy = false
+    /// True when a standby pull would exceed its budget.
+    public var overBudget = false
     /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 }

@@ -4,10 +4,28 @@ import Glibc
 #endif
 
 extension LayerCache {
+    /// Marks the cache of model `sha256` in `directory` as in use now (its manifest's modification
+    /// time), so that ``prune(directory:keeping:unusedFor:now:)`` run by another worker sharing
+    /// the directory keeps it: a worker serving a stage from its cache, and keeping standby copies
+    /// there, calls this while it does (the cache is locked only while a pull writes to it).
+    /// Returns false when there is no such cache.
+    @discardableResult
+    public static func markUsed(directory: String, sha256: String, now: Date = Date()) -> Bool {
+        let manifest = directory + "/" + sha256 + ".blocks.json"
+        do {
+            try FileManager.default.setAttributes([.modificationDate: now], ofItemAtPath: manifest)
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// Removes the caches of other models in `directory` that nobody has used for `unusedFor`
     /// seconds (judged by the newest modification time of the model's two files): every model
     /// pulled once would otherwise stay on disk forever. A cache held open by a worker (its lock
-    /// is taken) is never removed, nor is the cache of `keeping`. Files that are not caches are
+    /// is taken) is never removed, nor is the cache of `keeping`, nor one a worker serving from
+    /// it marked used within `unusedFor` (``markUsed(directory:sha256:now:)``: its stage's layers
+    /// and its standby copies stay). Files that are not caches are
     /// left alone. Returns the SHA-256 of every model whose cache was removed.
     @discardableResult
     public static func prune(directory: String, keeping: String, unusedFor: TimeInterval,

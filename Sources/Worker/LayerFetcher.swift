@@ -36,8 +36,15 @@ public final class LayerFetcher: Sendable {
         public var requestTimeout: Duration = .seconds(10)
         /// Times one block is requested before the fetch fails.
         public var maxAttempts = 5
-        /// Caches of other models unused for this long are removed when a pull starts (nil =
-        /// never).
+        /// Chunk requests in flight for a standby copy (``Priority/standby(budgetBytes:)``).
+        public var standbyWindow = 2
+        /// Most bytes per second a standby copy is pulled at (0 = no limit): receiving, checking
+        /// and writing chunks (decrypting them, with CURVE) takes CPU time from the stage the
+        /// worker serves, and link time from other workers' pulls.
+        public var standbyBytesPerSecond: Double = 64 * 1_048_576
+        /// Caches of other models unused for this long are removed when a stage's pull starts
+        /// (nil = never). The cache of the model pulled, which holds the stage's layers and its
+        /// standby copies, is kept.
         public var pruneUnusedAfter: TimeInterval? = 14 * 86_400
         /// Default settings.
         public init() {}
@@ -65,9 +72,12 @@ public final class LayerFetcher: Sendable {
     private let settings: Settings
     private let logger: Logger
     private let current = LockedValue<PullProgress?>(nil)
+    private let standbyCurrent = LockedValue<PullProgress?>(nil)
 
-    /// The pull in progress (nil when none runs).
+    /// The pull of a stage's layers in progress (nil when none runs).
     public var progress: PullProgress? { current.withLock { $0 } }
+    /// The pull of a standby copy in progress (nil when none runs).
+    public var standbyProgress: PullProgress? { standbyCurrent.withLock { $0 } }
 
     /// A fetcher connecting on `loop` (as a CURVE client of the coordinator's key, or plain) and
     /// caching in `cacheDirectory`.
@@ -101,15 +111,37 @@ public final class LayerFetcher: Sendable {
         return source
     }
 
+    /// How a pull shares the link with others.
+    public enum Priority: Sendable, Equatable {
+        /// A stage's own layers: every connection, the whole window; waits for the cache while
+        /// another worker on this machine holds it.
+        case stage
+        /// Standby copies, in the background: one connection and ``Settings/standbyWindow``
+        /// chunks in flight (the model source answers in arrival order, so a stage's pull, with
+        /// many more in flight, gets most of its time); fails at once when the cache is busy (the
+        /// caller tries again later) and when the pull's blocks exceed `budgetBytes`. Its
+        /// progress is in ``standbyProgress``, not ``progress``.
+        case standby(budgetBytes: UInt64)
+    }
+
     /// Makes sure the cache holds every byte the stage of `assignment` reads, pulling what is
     /// missing from `source`; returns the cache file to load from. `heard` is called whenever the
     /// coordinator answers (it is alive).
     public func fetch(_ assignment: StageAssignment, source: String,
                       heard: @escaping @Sendable () -> Void = {}) async throws(LayerFetchError) -> Report {
+        try await fetch(assignment.pull, source: source, priority: .stage, heard: heard)
+    }
+
+    /// Makes sure the cache holds every byte a stage running `pull`'s layers reads, pulling what
+    /// is missing from `source` at `priority`. Cancelling the task stops the pull (what was
+    /// written stays cached).
+    public func fetch(_ pull: LayerPull, source: String, priority: Priority,
+                      heard: @escaping @Sendable () -> Void = {}) async throws(LayerFetchError) -> Report {
+        let connections = priority == .stage ? max(1, settings.connections) : 1
         var sockets: [AsyncSocket] = []
         func closeAll() async { for s in sockets { await s.close() } }
         do {
-            for _ in 0..<max(1, settings.connections) {
+            for _ in 0..<connections {
                 sockets.append(try AsyncSocket(loop: loop, type: .dealer) { s in
                     try s.apply(self.security.client(serverKey: self.coordinatorPublicKey))
                     try s.set(.linger, 0)
@@ -123,9 +155,10 @@ public final class LayerFetcher: Sendable {
             await closeAll()
             throw LayerFetchError("cannot connect to the model source \(source): \(error)")
         }
-        defer { current.withLock { $0 = nil } }
+        let published = priority == .stage ? current : standbyCurrent
+        defer { published.withLock { $0 = nil } }
         do {
-            let report = try await fetch(assignment, sockets: sockets, source: source, heard: heard)
+            let report = try await fetch(pull, priority: priority, sockets: sockets, source: source, progress: published, heard: heard)
             await closeAll()
             return report
         } catch {
@@ -134,8 +167,9 @@ public final class LayerFetcher: Sendable {
         }
     }
 
-    private func fetch(_ a: StageAssignment, sockets: [AsyncSocket], source: String,
-                       heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) -> Report {
+    private func fetch(_ a: LayerPull, priority: Priority, sockets: [AsyncSocket], source: String,
+                       progress: LockedValue<PullProgress?>, heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) -> Report {
+        let standby = priority != .stage
         let started = ContinuousClock.now
         let info = try await modelInfo(a.modelSHA256, socket: sockets[0], heard: heard)
         guard info.model.sizeBytes == a.modelSize || a.modelSize == 0 else {
@@ -143,8 +177,8 @@ public final class LayerFetcher: Sendable {
         }
         let size = info.model.sizeBytes
         let blockSize = min(settings.blockSize, UInt64(info.maxChunkBytes))
-        let cache = try await openCache(sha: a.modelSHA256, size: size, blockSize: blockSize, heard: heard)
-        logger.info("pulling layers from the coordinator", metadata: [
+        let cache = try await openCache(sha: a.modelSHA256, size: size, blockSize: blockSize, waiting: !standby, heard: heard)
+        logger.info(standby ? "pulling a standby copy from the coordinator" : "pulling layers from the coordinator", metadata: [
             "source": "\(source)", "model": "\(a.modelName)", "layers": "\(a.layers)", "cache": "\(cache.path)",
             "cached_blocks": "\(cache.recordedBlocks)",
         ])
@@ -152,7 +186,8 @@ public final class LayerFetcher: Sendable {
         // 1. The GGUF header, metadata and tensor index.
         let header = StageByteRanges.blocks(covering: [0..<info.dataOffset], blockSize: blockSize, fileSize: size)
         try await ensure(header, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256, layers: a.layers,
-                         sockets: sockets, totals: &totals, heard: heard)
+                         sockets: sockets, window: standby ? settings.standbyWindow : settings.window, progress: progress,
+                         rate: standby ? settings.standbyBytesPerSecond : 0, totals: &totals, heard: heard)
         try cache.commit()
         // 2. The stage's tensors.
         let file: GGUFFile
@@ -167,13 +202,22 @@ public final class LayerFetcher: Sendable {
         let ranges = StageByteRanges.ranges(file: file, layers: a.layers, layerCount: a.modelLayerCount)
         let blocks = StageByteRanges.blocks(covering: ranges, blockSize: blockSize, fileSize: size)
         let rest = blocks.filter { !header.contains($0) }
+        if case .standby(let budget) = priority {
+            let bytes = rest.reduce(UInt64(0)) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }
+            guard bytes <= budget else {
+                var error = LayerFetchError("a standby copy of layers \(a.layers) takes \(bytes) bytes, over the budget of \(budget)")
+                error.overBudget = true
+                throw error
+            }
+        }
         try await ensure(rest, cache: cache, size: size, blockSize: blockSize, sha: a.modelSHA256, layers: a.layers,
-                         sockets: sockets, totals: &totals, heard: heard)
+                         sockets: sockets, window: standby ? settings.standbyWindow : settings.window, progress: progress,
+                         rate: standby ? settings.standbyBytesPerSecond : 0, totals: &totals, heard: heard)
         try cache.commit()
         let elapsed = Self.seconds(ContinuousClock.now - started)
         let report = Report(path: cache.path, neededBytes: totals.downloaded + totals.reused,
                             downloadedBytes: totals.downloaded, reusedBytes: totals.reused, retries: totals.retries)
-        logger.info("layers pulled", metadata: [
+        logger.info(standby ? "standby copy pulled" : "layers pulled", metadata: [
             "layers": "\(a.layers)", "tensor_bytes": "\(StageByteRanges.byteCount(ranges))",
             "needed_bytes": "\(report.neededBytes)", "downloaded_bytes": "\(report.downloadedBytes)",
             "reused_bytes": "\(report.reusedBytes)", "retries": "\(report.retries)",
@@ -185,9 +229,9 @@ public final class LayerFetcher: Sendable {
 
     /// Opens the cache, waiting while another worker on this machine holds it (it is pulling from
     /// the same coordinator, which is therefore alive: `heard` is called while waiting).
-    private func openCache(sha: String, size: UInt64, blockSize: UInt64,
+    private func openCache(sha: String, size: UInt64, blockSize: UInt64, waiting: Bool,
                            heard: @Sendable () -> Void) async throws(LayerFetchError) -> LayerCache {
-        if let age = settings.pruneUnusedAfter {
+        if waiting, let age = settings.pruneUnusedAfter {
             let removed = LayerCache.prune(directory: cacheDirectory, keeping: sha, unusedFor: age)
             if !removed.isEmpty {
                 logger.info("removed unused layer caches", metadata: ["models": "\(removed.joined(separator: ", "))"])
@@ -197,7 +241,7 @@ public final class LayerFetcher: Sendable {
         while true {
             do {
                 return try LayerCache(directory: cacheDirectory, sha256: sha, size: size, blockSize: blockSize)
-            } catch where error.cacheBusy {
+            } catch where error.cacheBusy && waiting {
                 if !logged {
                     logger.info("waiting for another worker using the layer cache", metadata: ["reason": "\(error)"])
                     logged = true
@@ -261,16 +305,17 @@ public final class LayerFetcher: Sendable {
     /// Reuses the cached blocks of `blocks` and pulls the others, spread over `sockets` (block i
     /// on connection i mod n, each with its share of the window).
     private func ensure(_ blocks: [Int], cache: LayerCache, size: UInt64, blockSize: UInt64, sha: String, layers: LayerRange,
-                        sockets: [AsyncSocket], totals: inout Totals, heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) {
+                        sockets: [AsyncSocket], window: Int, progress: LockedValue<PullProgress?>, rate: Double,
+                        totals: inout Totals, heard: @escaping @Sendable () -> Void) async throws(LayerFetchError) {
         // Reading back a large cached stage takes a while; the coordinator just answered (ModelInfo).
         let (cached, missing) = cache.check(blocks, checked: heard)
         totals.reused += cached.reduce(0) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }
         guard !missing.isEmpty else { return }
         let missingBytes = missing.reduce(UInt64(0)) { $0 + UInt64(StageByteRanges.blockBytes($1, blockSize: blockSize, fileSize: size).count) }
-        let shared = PullShared(cache: cache, totalBytes: missingBytes, layers: layers, progress: current,
+        let shared = PullShared(cache: cache, totalBytes: missingBytes, layers: layers, progress: progress,
                                 logInterval: settings.logInterval, logger: logger)
         let lanes = max(1, min(sockets.count, missing.count))
-        let window = max(1, (settings.window + lanes - 1) / lanes)
+        let window = max(1, (window + lanes - 1) / lanes)
         let firstID = totals.nextRequestID
         let results: [LaneResult]
         do {
@@ -280,7 +325,7 @@ public final class LayerFetcher: Sendable {
                     let socket = sockets[lane]
                     group.addTask {
                         try await self.pull(part, socket: socket, shared: shared, size: size, blockSize: blockSize, sha: sha,
-                                            window: window, firstRequestID: firstID, heard: heard)
+                                            window: window, rate: rate / Double(lanes), firstRequestID: firstID, heard: heard)
                     }
                 }
                 var out: [LaneResult] = []
@@ -307,7 +352,9 @@ public final class LayerFetcher: Sendable {
 
     /// Pulls `blocks` over one connection, at most `window` requests in flight.
     private func pull(_ blocks: [Int], socket: AsyncSocket, shared: PullShared, size: UInt64, blockSize: UInt64, sha: String,
-                      window: Int, firstRequestID: UInt64, heard: @Sendable () -> Void) async throws(LayerFetchError) -> LaneResult {
+                      window: Int, rate: Double, firstRequestID: UInt64,
+                      heard: @Sendable () -> Void) async throws(LayerFetchError) -> LaneResult {
+        let started = ContinuousClock.now
         var schedule = ChunkSchedule(blocks: blocks, blockSize: blockSize, fileSize: size, window: window,
                                      maxAttempts: settings.maxAttempts, firstRequestID: firstRequestID)
         var request = Caravan_V1_ModelChunkRequest()
@@ -315,6 +362,7 @@ public final class LayerFetcher: Sendable {
         var downloaded: UInt64 = 0
         while !schedule.isComplete {
             if let failure = schedule.failure { throw LayerFetchError("pulling layers failed: \(failure)") }
+            if Task.isCancelled { throw LayerFetchError("the pull was cancelled") }
             for r in schedule.nextRequests() {
                 request.offset = r.offset
                 request.length = r.length
@@ -351,6 +399,12 @@ public final class LayerFetcher: Sendable {
                         }
                         downloaded += UInt64(chunk.count)
                         try shared.completed(UInt64(chunk.count))
+                        if rate > 0 {
+                            // Paced: the next requests leave when the bytes so far are due at `rate`.
+                            let due = started + .milliseconds(Int64(Double(downloaded) / rate * 1000))
+                            let now = ContinuousClock.now
+                            if due > now { try? await Task.sleep(for: due - now) }
+                        }
                     case .reject(let reason):
                         logger.warning("dropped a chunk", metadata: ["reason": "\(reason)"])
                     case .ignore:

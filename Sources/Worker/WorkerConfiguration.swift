@@ -36,6 +36,16 @@ public struct WorkerConfiguration: Sendable {
     public var cacheKeepDays: Double? = 14
     /// Connections a pull of layers uses (each with its own libzmq I/O thread for CURVE).
     public var pullConnections = 2
+    /// Bytes of the layer cache this worker may fill with standby copies of other workers'
+    /// layers (0 = none); nil = half the disk space free in ``cacheDirectory`` at start-up.
+    /// Workers with the model file need none (they hold every layer).
+    public var standbyBudget: UInt64?
+
+    /// The standby budget this worker reports: ``standbyBudget``, or half the free disk space of
+    /// the cache directory.
+    public var effectiveStandbyBudget: UInt64 {
+        standbyBudget ?? (HostInfo.diskFree(path: cacheDirectory) ?? 0) / 2
+    }
 
     /// Creates a configuration.
     public init(workerID: String, coordinatorEndpoint: String, dataEndpoint: String,

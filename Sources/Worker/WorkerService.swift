@@ -25,6 +25,8 @@ public final class WorkerService: Service {
     /// What the layer cache holds (reported in registrations and heartbeats; read again after
     /// every pull).
     private let cachedLayers = LockedValue<[CachedLayers]>([])
+    /// Keeps the standby copies the coordinator places here (set when running).
+    private let standby = LockedValue<StandbyKeeper?>(nil)
     /// Which CURVE clients the data socket admits (nil in plain mode; set when running).
     private let dataGate = LockedValue<DataSocketGate?>(nil)
     /// The configuration.
@@ -107,16 +109,18 @@ public final class WorkerService: Service {
         let free = min(config.memoryLimit ?? UInt64.max, memory?.available ?? config.memoryLimit ?? 0)
         let cached = LayerCache.contents(directory: config.cacheDirectory)
         cachedLayers.withLock { $0 = cached }
+        let standbyBudget = config.effectiveStandbyBudget
         let capabilities = WorkerCapabilities(
             cores: config.threads, totalMemory: memory?.total ?? free, freeMemory: free,
             speed: config.speed ?? measureSpeed(threads: config.threads), models: fingerprints.map(\.0),
-            cachedLayers: cached)
+            cachedLayers: cached, standbyBudget: standbyBudget)
         let codec = WireCodec(limits: config.limits)
         let advertised = links.dataAddress
         logger.info("worker started", metadata: [
             "id": "\(config.workerID)", "data": "\(advertised)", "coordinator": "\(config.coordinatorEndpoint)",
             "threads": "\(config.threads)", "memory": "\(free)", "speed": "\(capabilities.speed)",
             "security": "\(config.security == .plain ? "plain" : "curve")", "data_key": "\(config.security.publicKey)",
+            "standby_budget": "\(standbyBudget)",
         ])
         WorkerMetrics.declare()
         let runtime = StageRuntime(dialer: links.dialer, codec: codec, threads: config.threads,
@@ -130,6 +134,16 @@ public final class WorkerService: Service {
         }()
         let paths = Dictionary(fingerprints.map { ($0.0.sha256, $0.1) }, uniquingKeysWith: { a, _ in a })
         layerFetcher.withLock { $0 = links.layerFetcher }
+        let cacheDirectory = config.cacheDirectory
+        standby.withLock {
+            $0 = StandbyKeeper(budget: standbyBudget, logger: logger, diskSpace: { HostInfo.diskSpace(path: cacheDirectory) },
+                               pull: { [self] (pull, budget) throws(LayerFetchError) in
+                try await self.pullStandby(pull, budget: budget, ports: ports)
+            }, pulled: { [self] in
+                let cached = LayerCache.contents(directory: cacheDirectory)
+                self.cachedLayers.withLock { $0 = cached }
+            })
+        }
 
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
@@ -166,6 +180,8 @@ public final class WorkerService: Service {
             }
         }
         logger.info("worker stopping")
+        await standby.withLock { $0 }?.pause()
+        standby.withLock { $0 = nil }  // its pull closure holds this service
         await cancelLoad()
         await runtime.shutdown()
         await links.data.close()
@@ -214,6 +230,17 @@ public final class WorkerService: Service {
             }
         case .releaseSequences(let m):
             await runtime.release(m.sequenceIds, epoch: m.planEpoch)
+        case .standbyAssignment(let m):
+            do {
+                let assignment = try StandbyAssignment(wire: m)
+                if paths[assignment.modelSHA256] != nil {
+                    logger.debug("standby copies not needed: this worker has the model file")
+                } else {
+                    standby.withLock { $0 }?.assign(assignment)
+                }
+            } catch {
+                logger.warning("dropped an invalid standby assignment", metadata: ["reason": "\(error)"])
+            }
         case .heartbeat:
             break
         case .drain(let m):
@@ -259,8 +286,11 @@ public final class WorkerService: Service {
             // newer assignments meanwhile: a pull takes minutes, and even a local load of a wide
             // model takes tens of seconds, long enough for a waiting loop to hear nothing from the
             // coordinator and register again mid-load.
+            let keeper = standby.withLock { $0 }
             let task = Task {
                 await previous?.value
+                // The stage's own load first: a standby pull stops (and lets go of the cache).
+                await keeper?.pause()
                 guard !Task.isCancelled else { return }
                 var error: String?
                 var bytes = 0
@@ -272,6 +302,7 @@ public final class WorkerService: Service {
                 }
                 guard !Task.isCancelled else { return }  // replaced by a newer assignment, or stopping
                 await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
+                if error == nil { keeper?.serving(epoch: assignment.planEpoch) }
             }
             loadTask.withLock { $0 = task }
         case .reportReady(let epoch, let error):
@@ -335,10 +366,33 @@ public final class WorkerService: Service {
         return report.path
     }
 
+    /// Pulls a standby copy (``StandbyKeeper``) from the coordinator's model source at standby
+    /// priority.
+    private func pullStandby(_ pull: LayerPull, budget: UInt64, ports: Ports) async throws(LayerFetchError) -> LayerFetcher.Report {
+        let advertised = modelSource.withLock { $0 }
+        guard let fetcher = layerFetcher.withLock({ $0 }), !advertised.isEmpty else {
+            throw LayerFetchError("the coordinator offers no model source")
+        }
+        let source = LayerFetcher.resolve(source: advertised, coordinatorEndpoint: configuration.coordinatorEndpoint)
+        let report = try await fetcher.fetch(pull, source: source, priority: .standby(budgetBytes: budget),
+                                             heard: { ports.lastHeard.withLock { $0 = .now } })
+        WorkerMetrics.layerBytesPulled.increment(by: report.downloadedBytes)
+        WorkerMetrics.layerBytesReused.increment(by: report.reusedBytes)
+        return report
+    }
+
     private func heartbeats(ports: Ports, runtime: StageRuntime, register: Caravan_V1_Register,
                             paths: [String: String]) async {
         var sequence: UInt64 = 0
+        var markedUsed = ContinuousClock.now - .seconds(3600)
         while !Task.isCancelled {
+            // A stage served from the layer cache (and the standby copies there) is in use: mark it
+            // hourly, so that a worker of another model sharing the directory never prunes it.
+            if ContinuousClock.now - markedUsed >= .seconds(3600), let running = session.read({ $0.runningAssignment }),
+               paths[running.modelSHA256] == nil {
+                markedUsed = .now
+                LayerCache.markUsed(directory: configuration.cacheDirectory, sha256: running.modelSHA256)
+            }
             let interval = ports.heartbeatInterval.withLock { $0 }
             try? await Task.sleep(for: interval ?? .milliseconds(200))
             if Task.isCancelled { break }

@@ -32,6 +32,9 @@ struct WorkerCommand: ConfigFileCommand {
     @Option(name: .customLong("pull-connections"), help: "Connections a pull of layers uses (1-8); with CURVE each is encrypted by its own libzmq I/O thread.")
     var pullConnections = 2
 
+    @Option(name: .customLong("standby-budget-mib"), help: "Layer cache space for standby copies of the layers next to this worker's own, MiB (pulled in the background once its stage serves, so it can take over a lost neighbour's layers without a pull); 0 keeps none (default: half the free disk space of --cache-dir).")
+    var standbyBudgetMiB: UInt64?
+
     @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
     var dataEndpoint = "tcp://127.0.0.1:*"
 
@@ -102,6 +105,7 @@ struct WorkerCommand: ConfigFileCommand {
         }
         if let id, id.isEmpty || id.utf8.count > 128 { throw ValidationError("--id must have 1 to 128 bytes") }
         if let memoryLimitMiB, memoryLimitMiB > 1 << 40 { throw ValidationError("--memory-limit-mib is at most 2^40") }
+        if let standbyBudgetMiB, standbyBudgetMiB > 1 << 40 { throw ValidationError("--standby-budget-mib is at most 2^40") }
     }
 
     func run() async throws {
@@ -134,6 +138,7 @@ struct WorkerCommand: ConfigFileCommand {
         if let cacheDir { config.cacheDirectory = cacheDir }
         config.cacheKeepDays = cacheKeepDays > 0 ? cacheKeepDays : nil
         config.pullConnections = pullConnections
+        config.standbyBudget = standbyBudgetMiB.map { $0 << 20 }
         return config
     }
 }

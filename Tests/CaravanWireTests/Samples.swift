@@ -175,6 +175,15 @@ enum Samples {
         var attach = Caravan_V1_JobAttach()
         attach.jobID = "job-7"
         attach.receivedTokens = 12
+        var standby = Caravan_V1_StandbyAssignment()
+        standby.planEpoch = 3
+        standby.model = model
+        standby.ranges = [(UInt32(0), UInt32(4)), (20, 30)].map { r in
+            var span = Caravan_V1_LayerSpan()
+            span.layerStart = r.0
+            span.layerEnd = r.1
+            return span
+        }
 
         return [
             .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
@@ -183,6 +192,7 @@ enum Samples {
             .jobCancel(cancel), .clusterStatusRequest(clusterRequest), .clusterStatus(cluster),
             .planPreviewRequest(previewRequest), .planPreview(preview), .drainRequest(drainRequest),
             .adminResult(result), .error(error), .releaseSequences(release), .jobAttach(attach),
+            .standbyAssignment(standby),
         ]
     }
 
@@ -233,6 +243,7 @@ enum Samples {
         case .adminResult: "admin_result"
         case .error: "error"
         case .releaseSequences: "release_sequences"
+        case .standbyAssignment: "standby_assignment"
         case .modelInfoRequest: "model_info_request"
         case .modelInfo: "model_info"
         case .modelChunkRequest: "model_chunk_request"
@@ -240,7 +251,7 @@ enum Samples {
         }
     }
 
-    static let allKindCount = 23
+    static let allKindCount = 24
 
     /// A 2 x 4 activation step with a tensor.
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {

@@ -246,3 +246,44 @@ final class ReplayFieldTests: XCTestCase {
         XCTAssertThrowsError(try codec.decode(try codec.encode(.stageAssignment(many))))
     }
 }
+
+/// Standby assignments (issue 13): ranges ascending, disjoint and within the model.
+final class StandbyAssignmentWireTests: XCTestCase {
+    private let codec = WireCodec()
+
+    private func span(_ start: UInt32, _ end: UInt32) -> Caravan_V1_LayerSpan {
+        var s = Caravan_V1_LayerSpan()
+        s.layerStart = start
+        s.layerEnd = end
+        return s
+    }
+
+    private func standby(_ ranges: [(UInt32, UInt32)]) -> Caravan_V1_StandbyAssignment {
+        var m = Caravan_V1_StandbyAssignment()
+        m.planEpoch = 5
+        m.model = Samples.model
+        m.ranges = ranges.map { span($0.0, $0.1) }
+        return m
+    }
+
+    private func decodes(_ m: Caravan_V1_StandbyAssignment) -> Bool {
+        (try? codec.decode(try codec.encode(.standbyAssignment(m)))) != nil
+    }
+
+    func testWellFormedRangesPassAndBadOnesAreRefused() throws {
+        XCTAssertTrue(decodes(standby([(0, 4), (20, 30)])))
+        XCTAssertTrue(decodes(standby([])), "no ranges: keep none")
+        XCTAssertFalse(decodes(standby([(4, 4)])), "empty range")
+        XCTAssertFalse(decodes(standby([(20, 30), (0, 4)])), "not ascending")
+        XCTAssertFalse(decodes(standby([(0, 10), (5, 12)])), "overlapping")
+        XCTAssertFalse(decodes(standby([(20, 31)])), "beyond the model's 30 layers")
+        var noEpoch = standby([(0, 4)])
+        noEpoch.planEpoch = 0
+        XCTAssertFalse(decodes(noEpoch))
+        var noModel = standby([(0, 4)])
+        noModel.clearModel()
+        XCTAssertFalse(decodes(noModel))
+        XCTAssertFalse(decodes(Caravan_V1_StandbyAssignment.with { $0.planEpoch = 5; $0.model = Samples.model
+            $0.ranges = Array(repeating: span(0, 1), count: 4097) }))
+    }
+}

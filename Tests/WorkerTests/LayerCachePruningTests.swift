@@ -37,4 +37,22 @@ final class LayerCachePruningTests: XCTestCase {
 
         XCTAssertEqual(LayerCache.prune(directory: dir + "/missing", keeping: sha("a"), unusedFor: 0), [], "no directory: nothing")
     }
+
+    /// A worker serving from its cache (its stage's layers and standby copies) marks it used: a
+    /// worker of another model sharing the directory does not remove it, however old its blocks.
+    func testACacheMarkedUsedByAServingWorkerIsKept() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prune-used-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for c: Character in ["e", "f"] {
+            let cache = try LayerCache(directory: dir, sha256: sha(c), size: 2_000, blockSize: 1_000)
+            try [UInt8](repeating: 7, count: 1_000).withUnsafeBytes { try cache.write(block: 0, bytes: $0) }
+            try cache.commit()
+            try age(dir + "/" + sha(c) + ".gguf", days: 30)
+            try age(dir + "/" + sha(c) + ".blocks.json", days: 30)
+        }
+        XCTAssertTrue(LayerCache.markUsed(directory: dir, sha256: sha("e")))
+        XCTAssertFalse(LayerCache.markUsed(directory: dir, sha256: sha("9")), "no such cache")
+        XCTAssertEqual(LayerCache.prune(directory: dir, keeping: sha("0"), unusedFor: 14 * 86_400), [sha("f")])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + sha("e") + ".gguf"))
+    }
 }

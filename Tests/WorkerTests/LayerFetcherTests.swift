@@ -265,4 +265,62 @@ final class LayerFetcherTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - cancelled, .seconds(5), outcome)
         XCTAssertNotEqual(outcome, "finished")
     }
+
+    /// A standby pull (issue 13): one connection, its progress apart from a stage's, refused over
+    /// its budget, and it fails at once instead of waiting while the cache is busy; what it
+    /// pulled is reported like any cached layers.
+    func testStandbyPullsKeepToTheirBudgetAndDoNotWaitForABusyCache() async throws {
+        let file = try GGUFFile(path: try TestModel.requirePath())
+        let sha = String(repeating: "8", count: 64)
+        let context = try Context()
+        let loop = try EventLoop(context: context, name: "fetch-standby-test")
+        defer {
+            loop.shutdown()
+            context.terminate()
+        }
+        let source = try FaultySource(loop: loop, file: file, sha: sha, lostBlock: .max, misplacedBlock: .max)
+        let address = try await source.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
+        let server = Task { await source.run() }
+        defer { server.cancel() }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-standby-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        var settings = LayerFetcher.Settings()
+        settings.standbyBytesPerSecond = 32 * 1_048_576
+        let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
+                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-standby"))
+        let pull = LayerPull(modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
+                             layers: LayerRange(26, 30)!)
+        do {
+            _ = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 20))
+            XCTFail("four layers and the output do not fit in 1 MiB")
+        } catch {
+            XCTAssertTrue(error.overBudget, "\(error)")
+        }
+        // Another worker holds the cache: the standby pull gives up at once.
+        let held = try LayerCache(directory: cache, sha256: sha, size: UInt64(file.fileSize), blockSize: 1 << 20)
+        let started = ContinuousClock.now
+        do {
+            _ = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 30))
+            XCTFail("the cache is busy")
+        } catch {
+            XCTAssertTrue(error.cacheBusy, "\(error)")
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
+        withExtendedLifetime(held) {}
+        _ = consume held
+        let paced = ContinuousClock.now
+        let report = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 30))
+        XCTAssertGreaterThan(report.downloadedBytes, 8 << 20)
+        let seconds = Double((ContinuousClock.now - paced).components.attoseconds) / 1e18 + Double((ContinuousClock.now - paced).components.seconds)
+        XCTAssertGreaterThan(seconds, Double(report.downloadedBytes) / settings.standbyBytesPerSecond * 0.8,
+                             "a standby pull keeps to its rate")
+        XCTAssertNil(fetcher.progress, "a standby pull is not a stage's pull")
+        XCTAssertNil(fetcher.standbyProgress)
+        XCTAssertEqual(LayerCache.contents(directory: cache),
+                       [CachedLayers(modelSHA256: sha, layers: [26, 27, 28, 29], embedding: true, output: true)],
+                       "the tied output is the embedding")
+        // A stage of those layers then loads without a pull.
+        let stage = try await fetcher.fetch(pull, source: address, priority: .stage)
+        XCTAssertEqual(stage.downloadedBytes, 0)
+    }
 }

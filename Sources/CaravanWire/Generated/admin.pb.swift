@@ -210,6 +210,28 @@ public nonisolated struct Caravan_V1_WorkerStatus: @unchecked Sendable {
   /// Clears the value of `pull`. Subsequent reads from it will return its default value.
   public mutating func clearPull() {_uniqueStorage()._pull = nil}
 
+  /// The standby copies the coordinator placed on it (`StandbyAssignment.ranges`; empty = none),
+  /// their bytes, the bytes of them its layer cache reports holding, and its standby budget.
+  public var standbyRanges: [Caravan_V1_LayerSpan] {
+    get {_storage._standbyRanges}
+    set {_uniqueStorage()._standbyRanges = newValue}
+  }
+
+  public var standbyBytes: UInt64 {
+    get {_storage._standbyBytes}
+    set {_uniqueStorage()._standbyBytes = newValue}
+  }
+
+  public var standbyHeldBytes: UInt64 {
+    get {_storage._standbyHeldBytes}
+    set {_uniqueStorage()._standbyHeldBytes = newValue}
+  }
+
+  public var standbyBudgetBytes: UInt64 {
+    get {_storage._standbyBudgetBytes}
+    set {_uniqueStorage()._standbyBudgetBytes = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -566,7 +588,7 @@ nonisolated extension Caravan_V1_ClusterStatusRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}state\0\u{3}data_address\0\u{1}capabilities\0\u{3}layer_start\0\u{3}layer_end\0\u{3}last_heartbeat_unix_ms\0\u{3}heartbeat_rtt_ms\0\u{1}health\0\u{3}last_heartbeat_age_ms\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0\u{3}memory_used_bytes\0\u{3}memory_free_bytes\0\u{3}tokens_per_second\0\u{3}stage_index\0\u{1}pull\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}state\0\u{3}data_address\0\u{1}capabilities\0\u{3}layer_start\0\u{3}layer_end\0\u{3}last_heartbeat_unix_ms\0\u{3}heartbeat_rtt_ms\0\u{1}health\0\u{3}last_heartbeat_age_ms\0\u{3}steps_run\0\u{3}recent_step_ms\0\u{3}recent_rows_per_step\0\u{3}memory_used_bytes\0\u{3}memory_free_bytes\0\u{3}tokens_per_second\0\u{3}stage_index\0\u{1}pull\0\u{3}standby_ranges\0\u{3}standby_bytes\0\u{3}standby_held_bytes\0\u{3}standby_budget_bytes\0")
 
   fileprivate class _StorageClass {
     var _workerID: String = String()
@@ -587,6 +609,10 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
     var _tokensPerSecond: Double = 0
     var _stageIndex: UInt32 = 0
     var _pull: Caravan_V1_PullProgress? = nil
+    var _standbyRanges: [Caravan_V1_LayerSpan] = []
+    var _standbyBytes: UInt64 = 0
+    var _standbyHeldBytes: UInt64 = 0
+    var _standbyBudgetBytes: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -615,6 +641,10 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
       _tokensPerSecond = source._tokensPerSecond
       _stageIndex = source._stageIndex
       _pull = source._pull
+      _standbyRanges = source._standbyRanges
+      _standbyBytes = source._standbyBytes
+      _standbyHeldBytes = source._standbyHeldBytes
+      _standbyBudgetBytes = source._standbyBudgetBytes
     }
   }
 
@@ -651,6 +681,10 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
         case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._tokensPerSecond) }()
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._stageIndex) }()
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._pull) }()
+        case 19: try { try decoder.decodeRepeatedMessageField(value: &_storage._standbyRanges) }()
+        case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._standbyBytes) }()
+        case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._standbyHeldBytes) }()
+        case 22: try { try decoder.decodeSingularUInt64Field(value: &_storage._standbyBudgetBytes) }()
         default: break
         }
       }
@@ -717,6 +751,18 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
       try { if let v = _storage._pull {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
       } }()
+      if !_storage._standbyRanges.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._standbyRanges, fieldNumber: 19)
+      }
+      if _storage._standbyBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._standbyBytes, fieldNumber: 20)
+      }
+      if _storage._standbyHeldBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._standbyHeldBytes, fieldNumber: 21)
+      }
+      if _storage._standbyBudgetBytes != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._standbyBudgetBytes, fieldNumber: 22)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -744,6 +790,10 @@ nonisolated extension Caravan_V1_WorkerStatus: SwiftProtobuf.Message, SwiftProto
         if _storage._tokensPerSecond != rhs_storage._tokensPerSecond {return false}
         if _storage._stageIndex != rhs_storage._stageIndex {return false}
         if _storage._pull != rhs_storage._pull {return false}
+        if _storage._standbyRanges != rhs_storage._standbyRanges {return false}
+        if _storage._standbyBytes != rhs_storage._standbyBytes {return false}
+        if _storage._standbyHeldBytes != rhs_storage._standbyHeldBytes {return false}
+        if _storage._standbyBudgetBytes != rhs_storage._standbyBudgetBytes {return false}
         return true
       }
       if !storagesAreEqual {return false}

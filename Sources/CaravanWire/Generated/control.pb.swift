@@ -175,6 +175,11 @@ public nonisolated struct Caravan_V1_WorkerCapabilities: Sendable {
   /// workers that do not report it.
   public var cachedLayers: [Caravan_V1_CachedLayers] = []
 
+  /// Bytes of model layers the worker may keep in its layer cache as standby copies of other
+  /// workers' stages (`--standby-budget-mib`), so that it can take over their layers without a
+  /// pull. 0 = it keeps none (and from workers that do not know standby copies).
+  public var standbyBudgetBytes: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -537,6 +542,56 @@ public nonisolated struct Caravan_V1_ContinuingSequence: Sendable {
   public init() {}
 }
 
+/// Coordinator -> worker: the layer ranges of other stages this worker keeps copies of in its layer
+/// cache (standby copies), pulled in the background after its own stage serves, so that when the
+/// worker of such a range is lost the recovery plan can give the range to this one with no pull.
+/// Sent when a plan starts serving; replaces the ranges of any earlier `StandbyAssignment` (an
+/// empty list: keep none). Older workers do not know this message and ignore it.
+public nonisolated struct Caravan_V1_StandbyAssignment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The plan the ranges were placed for.
+  public var planEpoch: UInt64 = 0
+
+  /// The model (as in StageAssignment.model).
+  public var model: Caravan_V1_ModelIdentity {
+    get {_model ?? Caravan_V1_ModelIdentity()}
+    set {_model = newValue}
+  }
+  /// Returns true if `model` has been explicitly set.
+  public var hasModel: Bool {self._model != nil}
+  /// Clears the value of `model`. Subsequent reads from it will return its default value.
+  public mutating func clearModel() {self._model = nil}
+
+  /// Ranges, ascending and disjoint, each within the model's layers; at most 4096. A range from
+  /// layer 0 includes the token embedding, one ending at the model's last layer the output norm
+  /// and matrix (what a stage running it loads).
+  public var ranges: [Caravan_V1_LayerSpan] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _model: Caravan_V1_ModelIdentity? = nil
+}
+
+/// A layer range [layer_start, layer_end), layer_start < layer_end.
+public nonisolated struct Caravan_V1_LayerSpan: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var layerStart: UInt32 = 0
+
+  public var layerEnd: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Coordinator -> every worker: forget sequences (free their KV cache). Sent when a job ends or is
 /// cancelled, between steps of its lane, so no step of the sequence is in flight.
 public nonisolated struct Caravan_V1_ReleaseSequences: Sendable {
@@ -697,7 +752,7 @@ nonisolated extension Caravan_V1_HeldModel: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerCapabilities"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cores\0\u{3}total_memory_bytes\0\u{3}free_memory_bytes\0\u{3}measured_gflops\0\u{3}measured_memory_bandwidth\0\u{1}models\0\u{3}activation_dtypes\0\u{3}cached_layers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cores\0\u{3}total_memory_bytes\0\u{3}free_memory_bytes\0\u{3}measured_gflops\0\u{3}measured_memory_bandwidth\0\u{1}models\0\u{3}activation_dtypes\0\u{3}cached_layers\0\u{3}standby_budget_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -713,6 +768,7 @@ nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, Swif
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.models) }()
       case 7: try { try decoder.decodeRepeatedEnumField(value: &self.activationDtypes) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.cachedLayers) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.standbyBudgetBytes) }()
       default: break
       }
     }
@@ -743,6 +799,9 @@ nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, Swif
     if !self.cachedLayers.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.cachedLayers, fieldNumber: 8)
     }
+    if self.standbyBudgetBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.standbyBudgetBytes, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -755,6 +814,7 @@ nonisolated extension Caravan_V1_WorkerCapabilities: SwiftProtobuf.Message, Swif
     if lhs.models != rhs.models {return false}
     if lhs.activationDtypes != rhs.activationDtypes {return false}
     if lhs.cachedLayers != rhs.cachedLayers {return false}
+    if lhs.standbyBudgetBytes != rhs.standbyBudgetBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1328,6 +1388,85 @@ nonisolated extension Caravan_V1_ContinuingSequence: SwiftProtobuf.Message, Swif
   public static func ==(lhs: Caravan_V1_ContinuingSequence, rhs: Caravan_V1_ContinuingSequence) -> Bool {
     if lhs.sequenceID != rhs.sequenceID {return false}
     if lhs.committedPositions != rhs.committedPositions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_StandbyAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StandbyAssignment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{1}ranges\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._model) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.ranges) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.planEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.planEpoch, fieldNumber: 1)
+    }
+    try { if let v = self._model {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.ranges.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.ranges, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_StandbyAssignment, rhs: Caravan_V1_StandbyAssignment) -> Bool {
+    if lhs.planEpoch != rhs.planEpoch {return false}
+    if lhs._model != rhs._model {return false}
+    if lhs.ranges != rhs.ranges {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_LayerSpan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LayerSpan"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}layer_start\0\u{3}layer_end\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.layerStart) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.layerEnd) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.layerStart != 0 {
+      try visitor.visitSingularUInt32Field(value: self.layerStart, fieldNumber: 1)
+    }
+    if self.layerEnd != 0 {
+      try visitor.visitSingularUInt32Field(value: self.layerEnd, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_LayerSpan, rhs: Caravan_V1_LayerSpan) -> Bool {
+    if lhs.layerStart != rhs.layerStart {return false}
+    if lhs.layerEnd != rhs.layerEnd {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

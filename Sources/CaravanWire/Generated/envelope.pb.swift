@@ -133,6 +133,14 @@ public nonisolated struct Caravan_V1_Envelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .releaseSequences(newValue)}
   }
 
+  public var standbyAssignment: Caravan_V1_StandbyAssignment {
+    get {
+      if case .standbyAssignment(let v)? = _storage._body {return v}
+      return Caravan_V1_StandbyAssignment()
+    }
+    set {_uniqueStorage()._body = .standbyAssignment(newValue)}
+  }
+
   /// inference.proto (an activation header is followed by its payload frame)
   public var activation: Caravan_V1_ActivationHeader {
     get {
@@ -303,6 +311,7 @@ public nonisolated struct Caravan_V1_Envelope: @unchecked Sendable {
     case assignmentReady(Caravan_V1_AssignmentReady)
     case drain(Caravan_V1_Drain)
     case releaseSequences(Caravan_V1_ReleaseSequences)
+    case standbyAssignment(Caravan_V1_StandbyAssignment)
     /// inference.proto (an activation header is followed by its payload frame)
     case activation(Caravan_V1_ActivationHeader)
     case stepResult(Caravan_V1_StepResult)
@@ -376,7 +385,7 @@ nonisolated extension Caravan_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{2}\u{3}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0\u{4}\u{a}model_info_request\0\u{3}model_info\0\u{3}model_chunk_request\0\u{3}model_chunk\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{3}standby_assignment\0\u{2}\u{2}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0\u{4}\u{a}model_info_request\0\u{3}model_info\0\u{3}model_chunk_request\0\u{3}model_chunk\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -517,6 +526,19 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
           if let v = v {
             if hadOneofValue {try decoder.handleConflictingOneOf()}
             _storage._body = .releaseSequences(v)
+          }
+        }()
+        case 18: try {
+          var v: Caravan_V1_StandbyAssignment?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .standbyAssignment(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .standbyAssignment(v)
           }
         }()
         case 20: try {
@@ -816,6 +838,10 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
       case .releaseSequences?: try {
         guard case .releaseSequences(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      case .standbyAssignment?: try {
+        guard case .standbyAssignment(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
       }()
       case .activation?: try {
         guard case .activation(let v)? = _storage._body else { preconditionFailure() }

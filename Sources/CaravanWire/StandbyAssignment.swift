@@ -1,0 +1,101 @@
+import CaravanCore
+
+/// The layer ranges of other stages a worker keeps copies of in its layer cache (standby copies),
+/// pulled in the background once its own stage serves, so that the recovery plan after the loss
+/// of their worker can give them to this one with no pull. Replaces any earlier one; no ranges =
+/// keep none.
+public struct StandbyAssignment: Sendable, Equatable {
+    /// The plan the ranges were placed for.
+    public var planEpoch: UInt64
+    /// File name of the model (for logs).
+    public var modelName: String
+    /// SHA-256 of the model file.
+    public var modelSHA256: String
+    /// Model size in bytes.
+    public var modelSize: UInt64
+    /// Transformer blocks in the model.
+    public var modelLayerCount: Int
+    /// The ranges, ascending and disjoint. A range from layer 0 includes the token embedding, one
+    /// ending at the last layer the output norm and matrix.
+    public var ranges: [LayerRange]
+
+    /// Creates an assignment.
+    public init(planEpoch: UInt64, modelName: String, modelSHA256: String, modelSize: UInt64, modelLayerCount: Int,
+                ranges: [LayerRange]) {
+        self.planEpoch = planEpoch
+        self.modelName = modelName
+        self.modelSHA256 = modelSHA256
+        self.modelSize = modelSize
+        self.modelLayerCount = modelLayerCount
+        self.ranges = ranges
+    }
+
+    /// The pull of range `range` of this model (what a stage running it would load).
+    public func pull(_ range: LayerRange) -> LayerPull {
+        LayerPull(modelName: modelName, modelSHA256: modelSHA256, modelSize: modelSize, modelLayerCount: modelLayerCount,
+                  layers: range)
+    }
+}
+
+/// What a pull of layers fetches: the bytes a stage running `layers` of a model loads (its
+/// blocks, the embedding for a range from layer 0, the output for one ending at the last layer).
+public struct LayerPull: Sendable, Equatable {
+    /// File name of the model (for logs).
+    public var modelName: String
+    /// SHA-256 of the model file.
+    public var modelSHA256: String
+    /// Model size in bytes (0 = unknown: the model source's is taken).
+    public var modelSize: UInt64
+    /// Transformer blocks in the model.
+    public var modelLayerCount: Int
+    /// The layers.
+    public var layers: LayerRange
+
+    /// Creates a pull.
+    public init(modelName: String, modelSHA256: String, modelSize: UInt64, modelLayerCount: Int, layers: LayerRange) {
+        self.modelName = modelName
+        self.modelSHA256 = modelSHA256
+        self.modelSize = modelSize
+        self.modelLayerCount = modelLayerCount
+        self.layers = layers
+    }
+}
+
+extension StageAssignment {
+    /// The pull of this stage's layers.
+    public var pull: LayerPull {
+        LayerPull(modelName: modelName, modelSHA256: modelSHA256, modelSize: modelSize, modelLayerCount: modelLayerCount,
+                  layers: layers)
+    }
+}
+
+extension StandbyAssignment {
+    /// The wire message.
+    public var wire: Caravan_V1_StandbyAssignment {
+        var m = Caravan_V1_StandbyAssignment()
+        m.planEpoch = planEpoch
+        var model = Caravan_V1_ModelIdentity()
+        model.name = modelName
+        model.sha256 = modelSHA256
+        model.sizeBytes = modelSize
+        model.layerCount = UInt32(clamping: modelLayerCount)
+        m.model = model
+        m.ranges = ranges.map(\.span)
+        return m
+    }
+
+    /// The assignment in a received message (already checked by ``WireCodec``: ranges ascending,
+    /// disjoint, within the model).
+    public init(wire m: Caravan_V1_StandbyAssignment) throws(WireError) {
+        guard m.model.layerCount > 0 else { throw .missingField("standby_assignment.model.layer_count") }
+        var ranges: [LayerRange] = []
+        for (i, span) in m.ranges.enumerated() {
+            guard let r = LayerRange(span: span), r.end <= Int(m.model.layerCount) else {
+                throw .invalidField("standby_assignment.ranges[\(i)]", reason: "[\(span.layerStart), \(span.layerEnd)) is not a range of the model")
+            }
+            ranges.append(r)
+        }
+        self.init(planEpoch: m.planEpoch, modelName: m.model.name, modelSHA256: m.model.sha256, modelSize: m.model.sizeBytes,
+                  modelLayerCount: Int(m.model.layerCount), ranges: ranges)
+    }
+}

@@ -1,0 +1,115 @@
+import CaravanClient
+import CaravanCore
+import CaravanWire
+import Foundation
+import TestSupport
+import XCTest
+import ZeroMQ
+
+/// Standby copies (issue 13) on real processes: three workers pulling their layers keep copies of
+/// their neighbours' layers; after kill -9 of the middle worker mid-job, the survivors take its
+/// layers from their layer caches (nothing pulled over the network) and every job ends with the
+/// tokens of the fault-free run.
+final class StandbyClusterTests: XCTestCase {
+
+    private static func jobs(tag: String) throws -> [Caravan_V1_JobSubmit] {
+        let p = try EngineReference.load().greedy.map(\.prompt_ids)
+        return [
+            JobClient.submit(prompt: p[0], sampling: .seeded(0, seed: 1, tokens: 40), id: "\(tag)-greedy"),
+            JobClient.submit(prompt: p[1], sampling: .seeded(0.9, seed: 77, tokens: 40), id: "\(tag)-seeded"),
+        ]
+    }
+
+    /// Every `downloaded_bytes` of a "layers pulled" line of `log`.
+    private static func stagePulls(_ log: Substring) -> [Int] {
+        log.split(separator: "\n").filter { $0.contains("layers pulled") }.compactMap { line in
+            line.firstMatch(of: /\sdownloaded_bytes=([0-9]+)/).flatMap { Int($0.1) }
+        }
+    }
+
+    func testAfterKillingTheMiddleWorkerItsLayersComeFromStandbyCopiesWithoutAPull() async throws {
+        let model = try TestModel.requirePath()
+        let caches = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-standby-caches-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: caches) }
+        let cluster = try ClusterProcesses()
+        defer {
+            cluster.stop()
+            try? FileManager.default.removeItem(at: cluster.directory)
+        }
+        try cluster.start(workers: 3, model: model, extraCoordinatorArguments: [
+            "--activation-dtype", "f32", "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1.5",
+        ], extraWorkerArguments: { i in
+            ["--cache-dir", caches.appendingPathComponent("w\(i)").path, "--standby-budget-mib", "1024"]
+        }, withoutModel: [0, 1, 2], oneByOne: true)
+
+        let client = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        func strip(_ r: [String: JobClient.Result], _ tag: String) -> [String: JobClient.Result] {
+            Dictionary(uniqueKeysWithValues: r.map { (String($0.key.dropFirst(tag.count + 1)), $0.value) })
+        }
+        // The fault-free run, while the standby copies are pulled in the background.
+        let reference = strip(try await client.run(try Self.jobs(tag: "ref"), timeout: .seconds(120)), "ref")
+
+        // Wait until the coordinator hears that every copy is held.
+        let admin = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey, keys: try cluster.adminKeys())
+        var report = try await admin.clusterStatus()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let workers = report.workers
+            if workers.count == 3, workers.allSatisfy({ !$0.standbyRanges.isEmpty && $0.standbyHeldBytes == $0.standbyBytes }) { break }
+            try await Task.sleep(for: .milliseconds(200))
+            report = try await admin.clusterStatus()
+        }
+        let standby = Dictionary(uniqueKeysWithValues: report.workers.map { ($0.workerID, $0) })
+        for id in ["worker-0", "worker-1", "worker-2"] {
+            let w = try XCTUnwrap(standby[id], "\(id) in the status")
+            XCTAssertFalse(w.standbyRanges.isEmpty, "\(id) keeps standby copies: \(report.workers)")
+            XCTAssertGreaterThan(w.standbyBytes, 0)
+            XCTAssertEqual(w.standbyHeldBytes, w.standbyBytes, "\(id) holds its copies")
+            XCTAssertEqual(w.standbyBudgetBytes, 1024 << 20)
+        }
+        let layers = try XCTUnwrap(standby["worker-1"]?.layers)
+        XCTAssertTrue(standby["worker-0"]!.standbyRanges.contains { $0.start == layers.start }
+            || standby["worker-2"]!.standbyRanges.contains { $0.end == layers.end },
+            "the middle stage's neighbours hold its layers: \(report.workers.map { "\($0.workerID) \($0.standbyRanges)" })")
+        // `caravanctl status` shows them.
+        let status = try CLIRun.run(cluster.binaries.appendingPathComponent("caravanctl"), [
+            "status", "--clients", cluster.clientsEndpoint, "--coordinator-key=\(cluster.coordinatorKey)", "--key-file", cluster.adminKeyFile,
+        ], in: cluster.directory, timeout: 30)
+        XCTAssertEqual(status.status, 0, status.stderr)
+        let table = status.stdout
+        XCTAssertTrue(table.contains("worker-1 standby copies ["), table)
+        XCTAssertTrue(table.contains("held (budget 1.0 GiB)"), table)
+
+        let survivorLogs = ["worker-0.log", "worker-2.log"]
+        var logLengths: [String: Int] = [:]
+        let middle = cluster.workers[1].processIdentifier
+        var killed = false
+        let faulty = strip(try await client.run(try Self.jobs(tag: "kill"), timeout: .seconds(120)) { _, results in
+            guard !killed, results.values.reduce(0, { $0 + $1.tokens.count }) >= 12 else { return }
+            killed = true
+            for name in survivorLogs { logLengths[name] = cluster.log(name).count }
+            kill(middle, SIGKILL)
+        }, "kill")
+        XCTAssertTrue(killed)
+        for (id, expected) in reference {
+            XCTAssertNil(expected.error, "reference \(id)")
+            XCTAssertNil(faulty[id]?.error, "job \(id) failed: \(faulty[id]?.error ?? "")")
+            XCTAssertEqual(faulty[id]?.tokens, expected.tokens, "job \(id) lost, doubled or changed tokens")
+            XCTAssertEqual(faulty[id]?.text, expected.text, "job \(id) text differs")
+        }
+
+        let coordinator = cluster.log("coordinator.log")
+        if ProcessInfo.processInfo.environment["CARAVAN_TEST_PRINT_LOGS"] != nil { print(coordinator) }
+        let plans = coordinator.split(separator: "\n").filter { $0.hasSuffix("] plan") }
+        XCTAssertEqual(plans.count, 2, "\(plans)")
+        XCTAssertTrue(plans.last?.contains("purpose=recovery") ?? false, "\(plans)")
+        XCTAssertTrue(plans.last?.contains("pull_bytes=0") ?? false, "the recovery plan moves no byte: \(plans)")
+        // Both survivors loaded their new stages from their layer caches: 0 bytes downloaded.
+        for name in survivorLogs {
+            let after = cluster.log(name).dropFirst(logLengths[name] ?? 0)
+            let pulls = Self.stagePulls(after)
+            XCTAssertFalse(pulls.isEmpty, "\(name) loaded a stage after the kill: \(after.suffix(3000))")
+            XCTAssertEqual(pulls.filter { $0 != 0 }, [], "\(name) pulled nothing over the network: \(after.suffix(3000))")
+        }
+    }
+}
