@@ -51,6 +51,10 @@ final class JobDesk: Sendable {
     private let tokenizer: Tokenizer
     private let contextLimit: Int
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
+    /// Lines per job a client causes (accepted, attached), within a larger budget.
+    private let perJob: LogLimiter
     private let journal: any JobJournal
     private let policy: JobDeskPolicy
     private let outbox: ClientOutbox
@@ -65,6 +69,10 @@ final class JobDesk: Sendable {
         self.tokenizer = tokenizer
         self.contextLimit = contextLimit
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
+        // One line per job is the point of these; the budget only stops a client that submits
+        // (or attaches) and cancels in a loop from flooding the log.
+        self.perJob = LogLimiter(logger: logger, budget: LogBudget(burst: 100, categoryBurst: 1000))
         self.journal = journal
         self.policy = policy
         self.outbox = outbox
@@ -208,7 +216,7 @@ final class JobDesk: Sendable {
             s.table.accept(jobID, clientRequestID: request.clientRequestID, session: admitted.session,
                            promptTokens: admitted.prompt.count, submittedMs: submittedMs, owner: caller.key, peer: peer, now: .now)
         }
-        logger.info("job accepted", metadata: ["job": "\(jobID)", "prompt_tokens": "\(admitted.prompt.count)"])
+        perJob.info("job accepted", key: caller.key, metadata: ["job": "\(jobID)", "prompt_tokens": "\(admitted.prompt.count)"])
         CoordinatorMetrics.jobsSubmitted.increment()
         await dispatch(jobID)
         return .accepted(jobID)
@@ -260,7 +268,8 @@ final class JobDesk: Sendable {
         case .pending:
             return .cancelling
         case .notYours:
-            logger.warning("a client asked to cancel a job it does not own", metadata: ["job": "\(jobID)", "key": "\(caller.key)"])
+            limited.warning("a client asked to cancel a job it does not own", key: caller.key,
+                            metadata: ["job": "\(jobID)", "key": "\(caller.key)"])
             return .notFound
         case .nothing:
             return status(of: jobID, caller: caller).map { .status($0) } ?? .notFound
@@ -284,7 +293,7 @@ final class JobDesk: Sendable {
     /// when the caller may not see such a job.
     func attach(_ jobID: JobID, receivedTokens: Int, peer: PeerID, caller: Caller) -> Bool {
         let found = withState { $0.table.attach(jobID, peer: peer, receivedTokens: receivedTokens, mayTouch: caller.mayTouch(jobOwnedBy:)) }
-        if found { logger.info("client attached", metadata: ["job": "\(jobID)", "received_tokens": "\(receivedTokens)"]) }
+        if found { perJob.info("client attached", key: caller.key, metadata: ["job": "\(jobID)", "received_tokens": "\(receivedTokens)"]) }
         return found
     }
 

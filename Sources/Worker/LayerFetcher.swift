@@ -64,6 +64,8 @@ public final class LayerFetcher: Sendable {
     private let cacheDirectory: String
     private let settings: Settings
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
     private let current = LockedValue<PullProgress?>(nil)
 
     /// The pull in progress (nil when none runs).
@@ -80,6 +82,7 @@ public final class LayerFetcher: Sendable {
         self.cacheDirectory = cacheDirectory
         self.settings = settings
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
     }
 
     /// The default layer cache directory: `$XDG_CACHE_HOME/caravan/layers` or `~/.cache/caravan/layers`.
@@ -330,8 +333,8 @@ public final class LayerFetcher: Sendable {
                 frames = try await socket.receive(timeout: settings.requestTimeout)
             } catch {
                 guard error.isTimeout else { throw LayerFetchError("the model source socket failed: \(error)") }
-                logger.warning("no chunk from the coordinator in \(settings.requestTimeout): asking again",
-                               metadata: ["in_flight": "\(schedule.inFlightCount)"])
+                limited.warning("no chunk from the coordinator in time: asking again",
+                                metadata: ["in_flight": "\(schedule.inFlightCount)", "timeout": "\(settings.requestTimeout)"])
                 schedule.timedOut()
                 continue
             }
@@ -352,20 +355,20 @@ public final class LayerFetcher: Sendable {
                         downloaded += UInt64(chunk.count)
                         try shared.completed(UInt64(chunk.count))
                     case .reject(let reason):
-                        logger.warning("dropped a chunk", metadata: ["reason": "\(reason)"])
+                        limited.warning("dropped a chunk", metadata: ["reason": "\(reason)"])
                     case .ignore:
                         break
                     }
                 case .message(.error(let e), let rid):
-                    logger.warning("the coordinator refused a chunk", metadata: ["code": "\(e.code)", "reason": "\(e.message)"])
+                    limited.warning("the coordinator refused a chunk", metadata: ["code": "\(e.code)", "reason": "\(e.message)"])
                     schedule.failed(id: rid, reason: "\(e.code): \(e.message)")
                 default:
-                    logger.warning("model source: ignored an unexpected message")
+                    limited.warning("model source: ignored an unexpected message")
                 }
             } catch let error as LayerFetchError {
                 throw error
             } catch {
-                logger.warning("model source: dropped a bad chunk", metadata: ["reason": "\(error)"])
+                limited.warning("model source: dropped a bad chunk", metadata: ["reason": "\(error)"])
                 if let rid = ModelChunkData.requestID(of: frames) { schedule.failed(id: rid, reason: "\(error)") }
             }
         }
