@@ -350,6 +350,8 @@ struct JobTable: Sendable {
         guard let r = jobs[id] else { return .nothing }
         guard mayTouch(r.owner) else { return .notYours }
         guard !r.isEnded else { return .nothing }
+        // Asked before: the cancel is under way (a client repeating it queues nothing more).
+        guard !r.cancelRequested else { return .pending }
         jobs[id]?.cancelRequested = true
         if let session = claimParked(id) { return .parked(session) }
         guard let (lane, sequence) = runningLane(of: id) else { return .pending }

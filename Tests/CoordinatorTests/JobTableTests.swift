@@ -139,6 +139,7 @@ final class JobTableTests: XCTestCase {
         let session = try XCTUnwrap(table.moveToLane(id, epoch: 1, lane: 0))
         XCTAssertFalse(table.mustLeaveLane(id))
         guard case .lane(0, session.sequence) = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("on its lane") }
+        guard case .pending = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("asked again: under way") }
         XCTAssertTrue(table.mustLeaveLane(id), "a session that reaches its lane after the cancel leaves it")
         _ = table.serve(epoch: 2)
         XCTAssertEqual(table.handBack(id, session: session, reason: "re-plan", now: t0), .cancel)
