@@ -69,7 +69,7 @@ let package = Package(
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], swiftSettings: [.unsafeFlags(["-O"])]),
         // Send, receive, close: over ZeroMQ sockets or in memory (tests).
-        .target(name: "CaravanTransport", dependencies: ["ZeroMQ"]),
+        .target(name: "CaravanTransport", dependencies: ["ZeroMQ", "CaravanCore", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: Planning (pure: who runs which layers; the on-paper planner)
         .target(name: "Planning", dependencies: ["CaravanCore", "GGUF", "Llama"]),
@@ -184,7 +184,9 @@ let package = Package(
         ]),
         .testTarget(name: "PlanningTests", dependencies: ["Planning", "CaravanCore", "GGUF", "TestSupport"]),
         .testTarget(name: "OpenAIServerTests", dependencies: ["OpenAIServer", "CaravanCore", "CaravanWire", "ZeroMQ"]),
-        .testTarget(name: "CaravanTransportTests", dependencies: ["CaravanTransport", "ZeroMQ"]),
+        .testTarget(name: "CaravanTransportTests", dependencies: [
+            "CaravanTransport", "CaravanCore", "ZeroMQ", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "CaravanClientTests", dependencies: ["CaravanClient", "CaravanCore", "CaravanWire", "ZeroMQ"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint"]),
         .testTarget(name: "CaravanctlCLITests", dependencies: [

@@ -24,6 +24,8 @@ final class ClientEndpoint: Sendable {
     /// Drains a worker (nil: "the coordinator is starting").
     private let drain: Drain?
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
 
     /// An endpoint on `link` in front of `desk`, sending what `outbox` holds.
     init(link: any Transport, codec: WireCodec, desk: JobDesk, outbox: ClientOutbox, access: AccessList?,
@@ -36,6 +38,7 @@ final class ClientEndpoint: Sendable {
         self.admin = admin
         self.drain = drain
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
     }
 
     // MARK: Sending
@@ -57,7 +60,7 @@ final class ClientEndpoint: Sendable {
                 }
                 try await link.send(frames, to: peer.bytes, timeout: .seconds(5))
             } catch {
-                logger.warning("could not send to a client", metadata: ["reason": "\(error)"])
+                limited.warning("could not send to a client", key: "\(peer)", metadata: ["reason": "\(error)"])
             }
         }
     }
@@ -96,12 +99,12 @@ final class ClientEndpoint: Sendable {
         let requestID: UInt64
         do {
             guard case .message(let b, let r) = try codec.decode(message.frames) else {
-                logger.warning("client socket: dropped an unexpected data message")
+                limited.warning("client socket: dropped an unexpected data message", key: message.identity ?? "\(peer)")
                 return
             }
             (body, requestID) = (b, r)
         } catch {
-            logger.warning("client socket: dropped a bad frame", metadata: ["reason": "\(error)"])
+            limited.warning("client socket: dropped a bad frame", key: message.identity ?? "\(peer)", metadata: ["reason": "\(error)"])
             reply(.error(code: "invalid_message", message: "\(error)"), to: peer, requestID: 0)
             return
         }
@@ -109,8 +112,8 @@ final class ClientEndpoint: Sendable {
         // client touches its own jobs only (another's are "not found"), admins everything.
         let caller = AccessList.caller(identity: message.identity, access: access)
         guard !caller.roles.intersection([.client, .admin]).isEmpty else {
-            logger.warning("client socket: refused a message from a key that is neither client nor admin",
-                           metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
+            limited.warning("client socket: refused a message from a key that is neither client nor admin", key: caller.key,
+                            metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
             reply(.message(AdminDesk.forbidden("this key is not a client's (authorized_clients) or an admin's (authorized_admins)")),
                   to: peer, requestID: requestID)
             return
@@ -137,7 +140,8 @@ final class ClientEndpoint: Sendable {
         case .clusterStatusRequest, .planPreviewRequest:
             reply(.message(admin?.answer(body, caller: caller) ?? AdminDesk.notReady), to: peer, requestID: requestID)
         case .drainRequest where !caller.roles.contains(.admin):
-            logger.warning("client socket: refused a drain request from a key that is not an admin's", metadata: ["key": "\(caller.key)"])
+            limited.warning("client socket: refused a drain request from a key that is not an admin's", key: caller.key,
+                            metadata: ["key": "\(caller.key)"])
             reply(.message(AdminDesk.forbidden("draining a worker is for admin keys only (authorized_admins)")), to: peer, requestID: requestID)
         case .drainRequest(let m):
             guard let drain else { return reply(.message(AdminDesk.notReady), to: peer, requestID: requestID) }

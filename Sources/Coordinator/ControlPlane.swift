@@ -18,6 +18,8 @@ final class ControlPlane: Sendable {
     private let template: AssignmentTemplate
     private let configuration: CoordinatorConfiguration
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
     private let desk: JobDesk
     private let serve: AsyncStream<ServeOrder>.Continuation
     private let clock = ContinuousClock()
@@ -47,6 +49,7 @@ final class ControlPlane: Sendable {
         self.template = template
         self.configuration = configuration
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
         self.desk = desk
         self.serve = serve
         self.origin = clock.now
@@ -66,12 +69,12 @@ final class ControlPlane: Sendable {
         let body: Caravan_V1_Envelope.OneOf_Body
         do {
             guard case .message(let b, _) = try codec.decode(message.frames) else {
-                logger.warning("control socket: dropped a data message")
+                limited.warning("control socket: dropped a data message", key: message.identity ?? "\(peer)")
                 return
             }
             body = b
         } catch {
-            logger.warning("control socket: dropped a bad frame", metadata: ["reason": "\(error)"])
+            limited.warning("control socket: dropped a bad frame", key: message.identity ?? "\(peer)", metadata: ["reason": "\(error)"])
             return
         }
         let t = now
@@ -80,8 +83,8 @@ final class ControlPlane: Sendable {
         // may have changed since the connection was made.
         let caller = AccessList.caller(identity: message.identity, access: configuration.access)
         guard caller.roles.contains(.worker) else {
-            logger.warning("control socket: dropped a message from a key that is not a worker's",
-                           metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
+            limited.warning("control socket: dropped a message from a key that is not a worker's", key: caller.key,
+                            metadata: ["key": "\(caller.key)", "roles": "\(caller.roles)"])
             return
         }
         switch body {
@@ -92,7 +95,7 @@ final class ControlPlane: Sendable {
                 "worker \(m.workerID) announced the data key \(m.dataPublicKey) but connected with \(caller.key)")]
         case .hello(let m):
             membership.withLock { $0.touch(peer, now: t) }
-            logger.info("hello", metadata: ["node": "\(m.nodeID)", "role": "\(m.role)"])
+            limited.info("hello", key: "\(peer)", metadata: ["node": "\(m.nodeID)", "role": "\(m.role)"])
             var hello = Caravan_V1_Hello()
             hello.protocolVersion = WireProtocol.version
             hello.role = .coordinator
@@ -100,7 +103,7 @@ final class ControlPlane: Sendable {
             hello.softwareVersion = "caravan-coordinator 0.1"
             await send(.hello(hello), to: peer)
         case .register(let m):
-            logger.info("register", metadata: [
+            limited.info("register", key: "\(peer)", metadata: [
                 "worker": "\(m.workerID)", "data": "\(m.dataAddress)", "memory": "\(m.capabilities.freeMemoryBytes)",
                 "speed": "\(m.capabilities.measuredGflops)", "running_epoch": "\(m.runningPlanEpoch)",
             ])
@@ -124,16 +127,16 @@ final class ControlPlane: Sendable {
             directives = next
             if let gap {
                 // Who made a gap decides whether the next re-plan may leave the worker out.
-                logger.notice("heartbeat gap", metadata: [
+                limited.notice("heartbeat gap", key: "\(peer)", metadata: [
                     "worker": "\(m.senderID)", "gap_ms": "\(gap.milliseconds)", "delay_ms": "\(gap.delayMs)",
                     "made_by": "\(gap.kind.rawValue)",
                 ])
             }
             if directives.contains(where: { if case .assign = $0 { true } else { false } }) {
-                logger.notice("sending an assignment again", metadata: ["epoch": "\(membership.withLock { $0.epoch })"])
+                limited.notice("sending an assignment again", key: "\(peer)", metadata: ["epoch": "\(membership.withLock { $0.epoch })"])
             }
         case .assignmentReady(let m):
-            logger.info("assignment ready", metadata: [
+            limited.info("assignment ready", key: "\(peer)", metadata: [
                 "worker": "\(m.workerID)", "epoch": "\(m.planEpoch)", "ready": "\(m.ready)", "error": "\(m.error)",
                 "load_ms": "\(m.loadMs)",
             ])
@@ -156,7 +159,7 @@ final class ControlPlane: Sendable {
                                    now: t)
             }
         default:
-            logger.warning("control socket: ignored an unexpected message kind")
+            limited.warning("control socket: ignored an unexpected message kind", key: "\(peer)")
         }
         await execute(directives)
     }
@@ -174,7 +177,7 @@ final class ControlPlane: Sendable {
                 ack.heartbeatIntervalMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatInterval))
                 ack.heartbeatTimeoutMs = UInt32(clamping: JobDesk.milliseconds(configuration.heartbeatTimeout))
                 ack.planEpoch = membership.withLock { $0.epoch }
-                if !accepted { logger.warning("refused a worker", metadata: ["reason": "\(reason)"]) }
+                if !accepted { limited.warning("refused a worker", key: "\(peer)", metadata: ["reason": "\(reason)"]) }
                 await send(.registerAck(ack), to: peer)
             case .plan(let workers):
                 let t = now
@@ -488,11 +491,12 @@ final class ControlPlane: Sendable {
                 switch event {
                 case .opened(let bytes):
                     if let back = membership.withLock({ $0.connectionOpened(peer: PeerID(bytes), now: t) }) {
-                        logger.info("worker connected again", metadata: ["worker": "\(back.workerID)", "closed_ms": "\(back.closedMs)"])
+                        limited.info("worker connected again", key: back.workerID,
+                                     metadata: ["worker": "\(back.workerID)", "closed_ms": "\(back.closedMs)"])
                     }
                 case .closed(let bytes, .peerEnded):
                     guard let workerID = membership.withLock({ $0.connectionClosed(peer: PeerID(bytes), now: t) }) else { continue }
-                    logger.notice("worker's connection closed by its end", metadata: [
+                    limited.notice("worker's connection closed by its end", key: workerID, metadata: [
                         "worker": "\(workerID)", "grace_ms": "\(JobDesk.milliseconds(grace))",
                     ])
                     group.addTask {
@@ -502,7 +506,7 @@ final class ControlPlane: Sendable {
                 case .closed(let bytes, .silence):
                     let member = membership.withLock { m in m.members.first { $0.peer == PeerID(bytes) } }
                     if let member {
-                        logger.notice("worker's connection dropped after silence; the heartbeat timeout decides", metadata: [
+                        limited.notice("worker's connection dropped after silence; the heartbeat timeout decides", key: member.workerID, metadata: [
                             "worker": "\(member.workerID)", "silent_ms": "\(t > member.lastSeen ? t - member.lastSeen : 0)",
                         ])
                     }
@@ -535,7 +539,7 @@ final class ControlPlane: Sendable {
         do {
             try await control.send(try codec.encode(body), to: peer.bytes, timeout: .seconds(2))
         } catch {
-            logger.warning("could not send a control message", metadata: ["reason": "\(error)"])
+            limited.warning("could not send a control message", metadata: ["reason": "\(error)"])
         }
     }
 }

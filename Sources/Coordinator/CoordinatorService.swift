@@ -28,6 +28,8 @@ public final class CoordinatorService: Service {
     /// The configuration.
     public let configuration: CoordinatorConfiguration
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
     /// Step times across the pipelines of this coordinator (for step deadlines).
     private let stepTiming: LockedValue<StepDeadline>
     private let replays = LockedValue(ReplayTotals())
@@ -38,6 +40,7 @@ public final class CoordinatorService: Service {
     public init(configuration: CoordinatorConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
         self.stepTiming = LockedValue(StepDeadline(maximum: RemotePipelineEngine.seconds(configuration.stepDeadline)))
     }
 
@@ -65,13 +68,15 @@ public final class CoordinatorService: Service {
         }
         if let access {
             let logger = self.logger
+            let limited = LogLimiter(logger: logger)
             zap = try ZAPAuthenticator(context: context, allowNull: false, resolver: { domain, key in
                 access.resolve(domain: domain, key: key) { error in
                     logger.error("cannot read an allow-list again; keeping the previous one", metadata: ["reason": "\(error)"])
                 }
             }) { decision in
                 if !decision.allowed {
-                    logger.warning("refused a connection", metadata: [
+                    // A refused libzmq client retries its handshake every reconnect interval.
+                    limited.warning("refused a connection", key: "\(decision.address) \(decision.clientKey ?? "")", metadata: [
                         "address": "\(decision.address)", "socket": "\(decision.domain)", "key": "\(decision.clientKey ?? "")",
                         "reason": "\(decision.reason)",
                     ])
@@ -312,24 +317,24 @@ public final class CoordinatorService: Service {
             let caller = AccessList.caller(identity: message.identity, access: access)
             guard let serving = desk.serving, caller.roles.contains(.worker), !caller.key.isEmpty,
                   caller.key == serving.lastStageKey else {
-                logger.warning("result socket: dropped a result from a worker that does not run the last stage",
-                               metadata: ["key": "\(caller.key)"])
+                limited.warning("result socket: dropped a result from a worker that does not run the last stage",
+                                key: caller.key, metadata: ["key": "\(caller.key)"])
                 return
             }
         }
         do {
             guard case .stepResult(let outcome, _) = try codec.decode(message.frames) else {
-                logger.warning("result socket: dropped a message that is not a step result")
+                limited.warning("result socket: dropped a message that is not a step result", key: message.identity ?? "")
                 return
             }
             CoordinatorMetrics.bytesFromLastStage.increment(by: message.frames.reduce(0) { $0 + $1.count })
             guard let engine = desk.serving?.engine, engine.deliver(outcome) else {
-                logger.warning("result socket: dropped a result for no pending step",
+                limited.warning("result socket: dropped a result for no pending step", key: message.identity ?? "",
                                metadata: ["step": "\(outcome.stepID)", "epoch": "\(outcome.planEpoch)"])
                 return
             }
         } catch {
-            logger.warning("result socket: dropped a bad frame", metadata: ["reason": "\(error)"])
+            limited.warning("result socket: dropped a bad frame", key: message.identity ?? "", metadata: ["reason": "\(error)"])
         }
     }
 

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTransport
 import ChatTemplate
 import Foundation
 import Inference
@@ -50,6 +51,10 @@ final class JobDesk: Sendable {
     private let tokenizer: Tokenizer
     private let contextLimit: Int
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
+    /// Lines per job a client causes (accepted, attached), within a larger budget.
+    private let perJob: LogLimiter
     private let journal: any JobJournal
     private let policy: JobDeskPolicy
     private let outbox: ClientOutbox
@@ -66,6 +71,10 @@ final class JobDesk: Sendable {
         self.tokenizer = tokenizer
         self.contextLimit = contextLimit
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
+        // One line per job is the point of these; the budget only stops a client that submits
+        // (or attaches) and cancels in a loop from flooding the log.
+        self.perJob = LogLimiter(logger: logger, budget: LogBudget(burst: 100, categoryBurst: 1000))
         self.journal = journal
         self.policy = policy
         self.outbox = outbox
@@ -210,7 +219,7 @@ final class JobDesk: Sendable {
             s.table.accept(jobID, clientRequestID: request.clientRequestID, session: admitted.session,
                            promptTokens: admitted.prompt.count, submittedMs: submittedMs, owner: caller.key, peer: peer, now: .now)
         }
-        logger.info("job accepted", metadata: ["job": "\(jobID)", "prompt_tokens": "\(admitted.prompt.count)"])
+        perJob.info("job accepted", key: caller.key, metadata: ["job": "\(jobID)", "prompt_tokens": "\(admitted.prompt.count)"])
         CoordinatorMetrics.jobsSubmitted.increment()
         await dispatch(jobID)
         return .accepted(jobID)
@@ -231,40 +240,39 @@ final class JobDesk: Sendable {
         case status(JobStatus)
     }
 
-    /// Cancels a job for a caller that may touch it, wherever it is: on a lane, or parked.
+    /// Cancels a job for a caller that may touch it, wherever it is: on a lane, parked, or on its
+    /// way between the two. The request is recorded in the job under the lock first (``JobTable/
+    /// cancelTarget(_:mayTouch:)``), so that whoever holds the session next ends the job: a lane
+    /// (cancelled here), the desk when a lane hands the session back (``handBack(_:session:reason:)``)
+    /// or when it has just put it on a lane (``dispatch(_:)``). A parked session is claimed under
+    /// the same lock: no dispatch can put it on a lane any more.
     func cancel(_ jobID: JobID, caller: Caller) async -> CancelAnswer {
-        enum Where { case lane(Lane, SequenceID), parked(GenerationSession), nothing, notYours }
-        // A parked session is taken out of the job under the lock: a concurrent dispatch (a new
-        // pipeline, a hand back) can no longer put it on a lane while it is being cancelled.
+        enum Where { case lane(Lane, SequenceID), parked(GenerationSession), pending, nothing, notYours }
         let target = withState { s -> Where in
             switch s.table.cancelTarget(jobID, mayTouch: caller.mayTouch(jobOwnedBy:)) {
             case .parked(let session): return .parked(session)
             case let .lane(i, sequence):
-                guard let pipeline = s.serving, i < pipeline.lanes.count else { return .nothing }
+                guard let pipeline = s.serving, i < pipeline.lanes.count else { return .pending }
                 return .lane(pipeline.lanes[i], sequence)
+            case .pending: return .pending
             case .nothing: return .nothing
             case .notYours: return .notYours
             }
         }
         switch target {
         case let .lane(lane, sequence):
-            if await lane.cancel(sequence) { return .cancelling }
-            // Handed back meanwhile: it is parked now (or already dispatched again, then cancel
-            // it where it runs now).
-            if let session = withState({ $0.table.claimParked(jobID) }) {
-                await cancelParked(jobID, session)
-            } else if let (lane, sequence) = state.withLock({ s -> (Lane, SequenceID)? in
-                guard let (i, sequence) = s.table.runningLane(of: jobID), let p = s.serving, i < p.lanes.count else { return nil }
-                return (p.lanes[i], sequence)
-            }) {
-                _ = await lane.cancel(sequence)
-            }
+            // False when the lane let go of it meanwhile: then it finished, or its hand back (or
+            // the dispatch that moves it on) sees the recorded cancel.
+            await lane.cancel(sequence)
             return .cancelling
         case .parked(let session):
             await cancelParked(jobID, session)
             return .cancelling
+        case .pending:
+            return .cancelling
         case .notYours:
-            logger.warning("a client asked to cancel a job it does not own", metadata: ["job": "\(jobID)", "key": "\(caller.key)"])
+            limited.warning("a client asked to cancel a job it does not own", key: caller.key,
+                            metadata: ["job": "\(jobID)", "key": "\(caller.key)"])
             return .notFound
         case .nothing:
             return status(of: jobID, caller: caller).map { .status($0) } ?? .notFound
@@ -288,7 +296,7 @@ final class JobDesk: Sendable {
     /// when the caller may not see such a job.
     func attach(_ jobID: JobID, receivedTokens: Int, peer: PeerID, caller: Caller) -> Bool {
         let found = withState { $0.table.attach(jobID, peer: peer, receivedTokens: receivedTokens, mayTouch: caller.mayTouch(jobOwnedBy:)) }
-        if found { logger.info("client attached", metadata: ["job": "\(jobID)", "received_tokens": "\(receivedTokens)"]) }
+        if found { perJob.info("client attached", key: caller.key, metadata: ["job": "\(jobID)", "received_tokens": "\(receivedTokens)"]) }
         return found
     }
 
@@ -316,18 +324,34 @@ final class JobDesk: Sendable {
         guard let session = withState({ $0.table.moveToLane(jobID, epoch: pipeline.epoch, lane: best) }) else { return }
         session.rewind()
         await pipeline.lanes[best].submit(session)
+        // Cancelled or ended (timed out) while the session was on its way to the lane: whoever did
+        // it found no lane holding it yet, so take it off here (the lane's cancelled finish then
+        // ends the job, or frees the room of the ended one).
+        if state.withLock({ $0.table.mustLeaveLane(jobID) }) { await pipeline.lanes[best].cancel(session.sequence) }
     }
 
     /// Receives a lane's event for `sequence`.
     func laneEvent(_ sequence: SequenceID, _ event: LaneEvent) async {
+        switch event {
+        case .generation(.finished), .handedBack:
+            // The lane let go of the sequence: an ended job that still held its room frees it. A
+            // lane that hands a session back has not released it on the stages (its step failed
+            // or it stopped): if that pipeline still serves, the desk does.
+            if let released = withState({ $0.table.laneReleased(sequence) }) {
+                if case .handedBack = event, let p = serving, p.epoch == released.epoch { await p.engine.release(sequence) }
+                for next in released.admitted { await dispatch(next) }
+            }
+        case .generation(.token): break
+        }
         guard let jobID = state.withLock({ $0.table.job(of: sequence) }) else { return }
         switch event {
         case .generation(.token(let id, let text)):
-            journal.append(.token(job: jobID, id: id, text: text))
-            // The lane awaits this call before its next step, so the session is not changing.
+            // The lane awaits this call before its next step, so the session is not changing. A
+            // job that ended meanwhile (timed out) records and sends nothing more.
             let timing = withState { s in
                 s.table.recordToken(jobID, token: id, text: text, now: .now) { String(decoding: tokenizer.piece($0), as: UTF8.self) }
             }
+            if timing != nil { journal.append(.token(job: jobID, id: id, text: text)) }
             switch timing {
             case .next(let latency)?: CoordinatorMetrics.tokenLatency.record(duration: latency)
             case let .first(latency, promptTokens)?:
@@ -350,6 +374,7 @@ final class JobDesk: Sendable {
                                                              "generated": "\(session.generatedCount)"])
         switch next {
         case .dispatch: await dispatch(jobID)
+        case .cancel: await cancelParked(jobID, session)
         case .wait: break
         case .fault(let epoch):
             reportPipelineFault(PipelineFault(epoch: epoch, reason: reason))
@@ -380,16 +405,19 @@ final class JobDesk: Sendable {
         }
         for (e, lane) in expired where !state.withLock({ $0.table.isWaitingForRoom(e.job) }) {
             logger.warning("job waited too long for a pipeline", metadata: ["job": "\(e.job)", "reason": "\(e.reason)"])
+            // A job on a lane keeps its KV room until the lane has released its sequence on the
+            // stages (its cancelled finish, or its hand back, frees it): the room never goes to
+            // another job while the stages may still hold this one.
             await end(e.job, with: .failed(JobFailure(
-                .unavailable, "no pipeline could run the job within \(Self.seconds(limit)) s: \(e.reason)")))
+                .unavailable, "no pipeline could run the job within \(Self.seconds(limit)) s: \(e.reason)")), whileOnLane: true)
             if let lane { await lane.cancel(e.sequence) }
         }
     }
 
     /// Ends a job with `event` (``JobTable/end(_:with:)``), starts the jobs its KV room admits,
     /// and records the end (metrics, journal).
-    private func end(_ jobID: JobID, with event: JobEvent) async {
-        let (ended, admitted) = withState { $0.table.end(jobID, with: event) }
+    private func end(_ jobID: JobID, with event: JobEvent, whileOnLane: Bool = false) async {
+        let (ended, admitted) = withState { $0.table.end(jobID, with: event, whileOnLane: whileOnLane) }
         for next in admitted { await dispatch(next) }
         guard ended, let outcome = JobOutcome(ending: event) else { return }
         CoordinatorMetrics.jobEnded(outcome.state == .cancelled ? "cancelled" : outcome.state == .failed ? "failed" : "finished")

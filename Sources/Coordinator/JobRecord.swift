@@ -51,6 +51,9 @@ struct JobRecord: Sendable {
     var stalledSince: ContinuousClock.Instant?
     /// The final event (finished or failed) once the job ended.
     var endEvent: JobEvent?
+    /// A client asked to cancel it: whoever holds its session next (a lane, the desk after a hand
+    /// back or a dispatch) ends it as cancelled instead of running it on.
+    var cancelRequested = false
 
     var isEnded: Bool { endEvent != nil }
 

@@ -27,6 +27,11 @@ struct JobTable: Sendable {
     private(set) var admission: KVAdmission
     /// Ended jobs kept for status and attach.
     let keptEndedJobs: Int
+    /// Ended jobs whose session was still on a lane (or on its way to or from one) when they
+    /// ended, by sequence: they keep their KV room until the lane lets go of the sequence (its
+    /// cancelled finish or its hand back), so the room never goes to another job while the stages
+    /// may still hold the sequence.
+    private(set) var lingering: [SequenceID: (job: JobID, epoch: UInt64)] = [:]
     private var faultReportedEpoch: UInt64 = 0
     private var nextSequence: UInt64 = 0
     private var outbox: [JobEventMessage] = []
@@ -144,7 +149,7 @@ struct JobTable: Sendable {
     /// when it ran before (on another pipeline, or after progress), and a queued job goes to
     /// prefill. Nil when that pipeline no longer serves or the job is not parked.
     mutating func moveToLane(_ id: JobID, epoch: UInt64, lane: Int) -> GenerationSession? {
-        guard servingEpoch == epoch, var r = jobs[id], let session = r.parked else { return nil }
+        guard servingEpoch == epoch, var r = jobs[id], !r.isEnded, !r.cancelRequested, let session = r.parked else { return nil }
         if r.epoch != 0, session.processed > 0 || r.epoch != epoch { r.replays += 1 }
         r.parked = nil
         r.waitingSince = nil
@@ -172,7 +177,7 @@ struct JobTable: Sendable {
     /// session recorded them (`pieceText` names the alternatives). Nil for an unknown job.
     mutating func recordToken(_ id: JobID, token: Int32, text: String, now: ContinuousClock.Instant,
                               pieceText: (Int32) -> String) -> TokenTiming? {
-        guard var r = jobs[id] else { return nil }
+        guard var r = jobs[id], !r.isEnded else { return nil }
         var event = JobToken(id: token, text: text)
         if let session = r.session, r.tokenIDs.count < session.logprobs.count, !session.logprobs[r.tokenIDs.count].logprob.isNaN {
             let lp = session.logprobs[r.tokenIDs.count]
@@ -218,12 +223,20 @@ struct JobTable: Sendable {
         case fault(epoch: UInt64)
         /// Wait for the next pipeline.
         case wait
+        /// Its client asked to cancel it while the session was on its way back: end it as
+        /// cancelled (the session is not parked, nothing can dispatch it again).
+        case cancel
     }
 
-    /// A lane handed the job's session back (`reason`): it is parked again.
+    /// A lane handed the job's session back (`reason`): it is parked again, unless a cancel was
+    /// asked for meanwhile (then the caller ends it) or it ended (then the session is dropped).
     mutating func handBack(_ id: JobID, session: GenerationSession, reason: String,
                            now: ContinuousClock.Instant) -> AfterHandBack {
         guard var r = jobs[id], !r.isEnded else { return .wait }
+        if r.cancelRequested {
+            jobs[id]?.lane = nil
+            return .cancel
+        }
         r.lane = nil
         r.parked = session
         r.committed = max(r.committed, session.processed)
@@ -245,9 +258,19 @@ struct JobTable: Sendable {
     /// it for the client; frees its KV room. Returns whether it ended now (false when unknown or
     /// ended already) and the waiting jobs that may start in the freed room. The oldest ended
     /// jobs beyond ``keptEndedJobs`` are forgotten.
-    mutating func end(_ id: JobID, with event: JobEvent) -> (ended: Bool, admitted: [JobID]) {
+    ///
+    /// With `whileOnLane` (the job ends from outside its lane, e.g. it timed out) a job whose
+    /// session a lane holds, or is on its way to or from one, keeps its room until that lane lets
+    /// go of the sequence (``laneReleased(_:)``); the caller then cancels it on the lane.
+    mutating func end(_ id: JobID, with event: JobEvent, whileOnLane: Bool = false) -> (ended: Bool, admitted: [JobID]) {
         guard var r = jobs[id], !r.isEnded, let outcome = JobOutcome(ending: event) else { return (false, []) }
-        let admitted = admission.release(id.rawValue).compactMap { JobID($0) }
+        let admitted: [JobID]
+        if whileOnLane, r.lane != nil {
+            lingering[r.sequence] = (id, r.epoch)
+            admitted = []
+        } else {
+            admitted = admission.release(id.rawValue).compactMap { JobID($0) }
+        }
         r.state = outcome.state
         r.endEvent = event
         r.parked = nil
@@ -264,6 +287,22 @@ struct JobTable: Sendable {
             ended.removeFirst(excess.count)
         }
         return (true, admitted)
+    }
+
+    /// A lane let go of `sequence` (finished or cancelled it, releasing it on the stages, or
+    /// handed it back): the room of an ended job that still held it is freed. Returns the epoch
+    /// of the pipeline the job ran on and the waiting jobs that may start in the room; nil when
+    /// no ended job lingered on that sequence.
+    mutating func laneReleased(_ sequence: SequenceID) -> (epoch: UInt64, admitted: [JobID])? {
+        guard let (id, epoch) = lingering.removeValue(forKey: sequence) else { return nil }
+        return (epoch, admission.release(id.rawValue).compactMap { JobID($0) })
+    }
+
+    /// Whether a session just handed to a lane must be taken off it again: its job ended or a
+    /// cancel was asked for while the session was on its way there.
+    func mustLeaveLane(_ id: JobID) -> Bool {
+        guard let r = jobs[id] else { return true }
+        return r.isEnded || r.cancelRequested
     }
 
     /// A job that waited (parked, or stalled across failing pipelines) beyond the queue timeout.
@@ -295,20 +334,27 @@ struct JobTable: Sendable {
         case lane(Int, SequenceID)
         /// Parked: its session, now claimed (no dispatch can take it meanwhile).
         case parked(GenerationSession)
-        /// Unknown, ended, or on no lane of the serving pipeline.
+        /// Its session is on its way between a lane and the desk (handed back, or being put on
+        /// a lane): the cancel is recorded, and whoever takes the session next ends the job.
+        case pending
+        /// Unknown or ended.
         case nothing
         /// Another key's job.
         case notYours
     }
 
-    /// Finds a job to cancel for a caller that `mayTouch` jobs of an owner; a parked session is
-    /// taken out of the job at once.
+    /// Cancels a job for a caller that `mayTouch` jobs of an owner: the request is recorded in
+    /// the job (so that a hand back or a dispatch racing with it ends the job instead of running
+    /// it on), and a parked session is taken out of the job at once.
     mutating func cancelTarget(_ id: JobID, mayTouch: (String) -> Bool) -> CancelTarget {
         guard let r = jobs[id] else { return .nothing }
         guard mayTouch(r.owner) else { return .notYours }
         guard !r.isEnded else { return .nothing }
+        // Asked before: the cancel is under way (a client repeating it queues nothing more).
+        guard !r.cancelRequested else { return .pending }
+        jobs[id]?.cancelRequested = true
         if let session = claimParked(id) { return .parked(session) }
-        guard let (lane, sequence) = runningLane(of: id) else { return .nothing }
+        guard let (lane, sequence) = runningLane(of: id) else { return .pending }
         return .lane(lane, sequence)
     }
 

@@ -56,7 +56,7 @@ public actor Lane {
     @discardableResult
     public func cancel(_ sequence: SequenceID) -> Bool {
         guard active.contains(sequence) else { return false }
-        cancels.append(sequence)
+        if !cancels.contains(sequence) { cancels.append(sequence) }
         signal.yield()
         return true
     }

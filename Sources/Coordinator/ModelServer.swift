@@ -29,6 +29,8 @@ public final class ModelServer: Sendable {
     private let layerCount: Int
     private let codec: WireCodec
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
     /// The address workers are told (RegisterAck.model_source_address).
     public let address: String
     private let served = LockedValue<(chunks: Int, bytes: UInt64)>((0, 0))
@@ -60,6 +62,7 @@ public final class ModelServer: Sendable {
         self.layerCount = layerCount
         self.codec = codec
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
         logger.info("model source", metadata: ["model_source": "\(address)", "max_chunk_bytes": "\(Self.maxChunkBytes)"])
     }
 
@@ -103,13 +106,13 @@ public final class ModelServer: Sendable {
         let requestID: UInt64
         do {
             guard case .message(let b, let id) = try codec.decode(Array(frames.dropFirst())) else {
-                logger.warning("model source: dropped a message that is not a request")
+                limited.warning("model source: dropped a message that is not a request", key: Self.key(of: frames))
                 return
             }
             body = b
             requestID = id
         } catch {
-            logger.warning("model source: dropped a bad frame", metadata: ["reason": "\(error)"])
+            limited.warning("model source: dropped a bad frame", key: Self.key(of: frames), metadata: ["reason": "\(error)"])
             await reply([peer] + ((try? codec.encode(.error(.with { $0.code = "invalid_message"; $0.message = "\(error)" }))) ?? []))
             return
         }
@@ -135,7 +138,7 @@ public final class ModelServer: Sendable {
             info.model.layerCount = UInt32(clamping: layerCount)
             info.dataOffset = UInt64(file.dataOffset)
             info.maxChunkBytes = UInt32(Self.maxChunkBytes)
-            logger.info("a worker is pulling model bytes", metadata: ["peer": "\(PeerID(peer.bytes))"])
+            limited.info("a worker is pulling model bytes", key: Self.key(of: frames), metadata: ["peer": "\(PeerID(peer.bytes))"])
             await reply([peer] + ((try? codec.encode(.modelInfo(info), requestID: requestID)) ?? []))
         case .modelChunkRequest(let m):
             switch Self.check(m, sha256: fingerprint.sha256, fileSize: UInt64(file.fileSize)) {
@@ -159,14 +162,20 @@ public final class ModelServer: Sendable {
                 }
             }
         default:
-            logger.warning("model source: ignored an unexpected message kind")
+            limited.warning("model source: ignored an unexpected message kind", key: Self.key(of: frames))
             await reply([peer] + ((try? codec.encode(.error(.with { $0.code = "invalid_message"; $0.message = "not a model request" }),
                                                      requestID: requestID)) ?? []))
         }
     }
 
+    /// Who sent `frames`, for the log budget: the proven key when there is one, else the routing id.
+    private static func key(of frames: [Message]) -> String {
+        frames.dropFirst().first?.userID ?? frames.first.map { "\(PeerID($0.bytes))" } ?? ""
+    }
+
     private func refuse(_ refusal: ChunkRequestRefusal, to peer: Message, requestID: UInt64) async {
-        logger.warning("model source: refused a request", metadata: ["code": "\(refusal.code)", "reason": "\(refusal.description)"])
+        limited.warning("model source: refused a request", key: "\(PeerID(peer.bytes))",
+                        metadata: ["code": "\(refusal.code)", "reason": "\(refusal.description)"])
         var e = Caravan_V1_ErrorReply()
         e.code = refusal.code
         e.message = refusal.description
@@ -178,7 +187,7 @@ public final class ModelServer: Sendable {
         do {
             try await socket.send(frames, timeout: .seconds(5))
         } catch {
-            logger.warning("model source: could not answer", metadata: ["reason": "\(error)"])
+            limited.warning("model source: could not answer", metadata: ["reason": "\(error)"])
         }
     }
 }

@@ -84,6 +84,15 @@ public final class ClusterGateway: Sendable {
         pool.withLock { $0.open -= 1 }
     }
 
+    /// Gives up on a job whose stream failed (the coordinator timed out or the link broke): the
+    /// job the coordinator accepted (`job`, nil when none or it ended) is cancelled there, best
+    /// effort, since nobody can read its output any more and it would otherwise go on holding KV
+    /// room and this server's job count; then the connection is dropped.
+    private func abandon(_ client: CaravanClient, _ job: JobID?) async {
+        if let job { try? await client.cancel(job: job) }
+        drop(client)
+    }
+
     /// Takes a job slot, or refuses with 429 when `maxConcurrentJobs` jobs run.
     private func admit() throws(OpenAIError) {
         let admitted = pool.withLock { p -> Bool in
@@ -192,10 +201,10 @@ public final class ClusterGateway: Sendable {
                 }
                 giveBack(client)
             } catch let error as ClientError {
-                drop(client)
+                await abandon(client, state.withLock { $0.ended ? nil : $0.jobID })
                 failure = Self.map(error)
             } catch {
-                drop(client)
+                await abandon(client, state.withLock { $0.ended ? nil : $0.jobID })
                 failure = .internalError("\(error)")
             }
             release()

@@ -1,4 +1,5 @@
 import CaravanCore
+import CaravanTransport
 import CaravanWire
 import Logging
 import ZeroMQ
@@ -11,7 +12,7 @@ import ZeroMQ
 /// assignment's `dataClientKeys` (the previous stage's worker). ZAP decides when a connection is
 /// made: a connection admitted earlier stays up until either side closes it (every stage makes
 /// new connections when it loads a new assignment). Refused connections are logged with address,
-/// key and reason, at most once per ``RefusalLog/interval`` for the same address and key.
+/// key and reason, within a ``LogBudget`` of one line per 10 s for the same address and key.
 /// Only for CURVE: in plain mode there is no gate.
 final class DataSocketGate: Sendable {
     private let authenticator: ZAPAuthenticator
@@ -23,18 +24,15 @@ final class DataSocketGate: Sendable {
     init(context: Context, coordinatorPublicKey: String, logger: Logger) throws(ZMQError) {
         self.coordinatorPublicKey = coordinatorPublicKey
         self.logger = logger
-        let refusals = LockedValue(RefusalLog())
+        // A refused libzmq client retries its handshake every reconnect interval (0.1 s).
+        let limited = LogLimiter(logger: logger, budget: LogBudget(burst: 1))
         authenticator = try ZAPAuthenticator(context: context, allowedClientKeys: [coordinatorPublicKey],
                                              allowNull: false) { decision in
             guard !decision.allowed else { return }
             let key = decision.clientKey ?? ""
-            let earlier = refusals.withLock { $0.record(address: decision.address, key: key, now: .now) }
-            guard let earlier else { return }
-            var metadata: Logger.Metadata = [
+            limited.warning("data socket: refused a connection", key: "\(decision.address) \(key)", metadata: [
                 "address": "\(decision.address)", "key": "\(key)", "reason": "\(decision.reason)",
-            ]
-            if earlier > 0 { metadata["refused_since_last_logged"] = "\(earlier)" }
-            logger.warning("data socket: refused a connection", metadata: metadata)
+            ])
         }
     }
 
@@ -58,32 +56,4 @@ final class DataSocketGate: Sendable {
 
     /// Stops the ZAP handler (before the context terminates).
     func stop() { authenticator.stop() }
-}
-
-/// Which refusals are logged: the first of an address and key, then at most one per `interval`
-/// (a refused libzmq client retries its handshake every reconnect interval, 0.1 s by default).
-struct RefusalLog: Sendable {
-    /// Least time between two log lines for the same address and key.
-    static let interval: Duration = .seconds(10)
-    /// Most address/key pairs remembered (the oldest are forgotten first).
-    static let capacity = 256
-
-    private var last: [String: (at: ContinuousClock.Instant, suppressed: Int)] = [:]
-
-    /// Records a refusal; returns nil when it is not to be logged, else how many refusals of the
-    /// same address and key went unlogged since the last line.
-    mutating func record(address: String, key: String, now: ContinuousClock.Instant) -> Int? {
-        let id = address + " " + key
-        if let seen = last[id], now - seen.at < Self.interval {
-            last[id] = (seen.at, seen.suppressed + 1)
-            return nil
-        }
-        let suppressed = last[id]?.suppressed ?? 0
-        if last[id] == nil, last.count >= Self.capacity,
-           let oldest = last.min(by: { $0.value.at < $1.value.at })?.key {
-            last[oldest] = nil
-        }
-        last[id] = (now, 0)
-        return suppressed
-    }
 }

@@ -71,6 +71,8 @@ public final class LayerFetcher: Sendable {
     private let cacheDirectory: String
     private let settings: Settings
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
     private let current = LockedValue<PullProgress?>(nil)
     private let standbyCurrent = LockedValue<PullProgress?>(nil)
 
@@ -90,6 +92,7 @@ public final class LayerFetcher: Sendable {
         self.cacheDirectory = cacheDirectory
         self.settings = settings
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
     }
 
     /// The default layer cache directory: `$XDG_CACHE_HOME/caravan/layers` or `~/.cache/caravan/layers`.
@@ -176,7 +179,7 @@ public final class LayerFetcher: Sendable {
             throw LayerFetchError("the model source's \(a.modelSHA256) has \(info.model.sizeBytes) bytes, the assignment says \(a.modelSize)")
         }
         let size = info.model.sizeBytes
-        let blockSize = min(settings.blockSize, UInt64(info.maxChunkBytes))
+        let blockSize = try Self.blockSize(info, preferred: settings.blockSize)
         let cache = try await openCache(sha: a.modelSHA256, size: size, blockSize: blockSize, waiting: !standby, heard: heard)
         logger.info(standby ? "pulling a standby copy from the coordinator" : "pulling layers from the coordinator", metadata: [
             "source": "\(source)", "model": "\(a.modelName)", "layers": "\(a.layers)", "cache": "\(cache.path)",
@@ -227,6 +230,35 @@ public final class LayerFetcher: Sendable {
         return report
     }
 
+    /// Most blocks a model file may be cut into: 2^20 (1 TiB at 1 MiB blocks), so that a model
+    /// source's numbers cannot make the fetcher list, schedule or track more than that.
+    public static let maxBlocks: UInt64 = 1 << 20
+
+    /// The block size to pull `info`'s file with (`preferred`, capped by the source's largest
+    /// chunk), after checking what the model source said: a non-empty file, the tensor data
+    /// starting inside it, chunks of at least 64 KiB (or `preferred` when smaller), and at most
+    /// ``maxBlocks`` blocks. (A zero chunk size trapped the worker; a tiny one or a huge file made
+    /// it list, request and track blocks without bound.)
+    static func blockSize(_ info: Caravan_V1_ModelInfo, preferred: UInt64) throws(LayerFetchError) -> UInt64 {
+        let size = info.model.sizeBytes
+        guard size > 0 else { throw LayerFetchError("the model source describes an empty model file") }
+        guard info.dataOffset > 0, info.dataOffset <= size else {
+            throw LayerFetchError("the model source puts the tensor data at \(info.dataOffset) of a \(size)-byte file")
+        }
+        // The source must send chunks of at least 64 KiB (or the block size asked for, when smaller).
+        let smallest = min(max(1, preferred), 64 << 10)
+        guard UInt64(info.maxChunkBytes) >= smallest else {
+            throw LayerFetchError("the model source sends chunks of at most \(info.maxChunkBytes) bytes; at least \(smallest) are needed")
+        }
+        let blockSize = min(max(1, preferred), UInt64(info.maxChunkBytes))
+        let blocks = size / blockSize + (size % blockSize == 0 ? 0 : 1)
+        guard blocks <= maxBlocks else {
+            throw LayerFetchError("the model source's \(size)-byte file in chunks of at most \(info.maxChunkBytes) bytes is "
+                + "\(blocks) blocks; at most \(maxBlocks) are pulled")
+        }
+        return blockSize
+    }
+
     /// Opens the cache, waiting while another worker on this machine holds it (it is pulling from
     /// the same coordinator, which is therefore alive: `heard` is called while waiting).
     private func openCache(sha: String, size: UInt64, blockSize: UInt64, waiting: Bool,
@@ -270,6 +302,9 @@ public final class LayerFetcher: Sendable {
                            heard: @Sendable () -> Void) async throws(LayerFetchError) -> Caravan_V1_ModelInfo {
         var request = Caravan_V1_ModelInfoRequest()
         request.sha256 = sha
+        // Why the last reply that did not decode was refused (a model info with a chunk size of 0,
+        // data outside the file...), for the error when no good answer comes.
+        var invalid: String?
         for attempt in 1...settings.maxAttempts {
             let id = UInt64(attempt)
             do {
@@ -287,11 +322,18 @@ public final class LayerFetcher: Sendable {
                     throw LayerFetchError("the model source socket failed: \(error)")
                 }
                 heard()
-                switch try? codec.decode(frames) {
-                case .message(.modelInfo(let m), let rid)? where rid == id:
+                let decoded: Inbound
+                do {
+                    decoded = try codec.decode(frames)
+                } catch {
+                    invalid = "\(error)"
+                    continue
+                }
+                switch decoded {
+                case .message(.modelInfo(let m), let rid) where rid == id:
                     guard m.model.sha256 == sha else { throw LayerFetchError("the model source describes \(m.model.sha256), not \(sha)") }
                     return m
-                case .message(.error(let e), let rid)? where rid == id:
+                case .message(.error(let e), let rid) where rid == id:
                     throw LayerFetchError("the coordinator cannot serve the model \(sha): \(e.code): \(e.message)")
                 default:
                     continue  // a late or unrelated reply
@@ -299,6 +341,7 @@ public final class LayerFetcher: Sendable {
             }
             logger.warning("no model info from the coordinator yet", metadata: ["attempt": "\(attempt)"])
         }
+        if let invalid { throw LayerFetchError("the model source answered with an invalid message: \(invalid)") }
         throw LayerFetchError("the model source did not answer \(settings.maxAttempts) model info requests")
     }
 
@@ -360,10 +403,16 @@ public final class LayerFetcher: Sendable {
         var request = Caravan_V1_ModelChunkRequest()
         request.sha256 = sha
         var downloaded: UInt64 = 0
+        // Requests in flight count as lost `requestTimeout` after the last reply that answered one
+        // of them: replies that answer none (late, unrelated, junk) do not keep them waiting.
+        var lastAnswer = ContinuousClock.now
         while !schedule.isComplete {
             if let failure = schedule.failure { throw LayerFetchError("pulling layers failed: \(failure)") }
             if Task.isCancelled { throw LayerFetchError("the pull was cancelled") }
-            for r in schedule.nextRequests() {
+            let idle = schedule.inFlightCount == 0
+            let requests = schedule.nextRequests()
+            if idle, !requests.isEmpty { lastAnswer = ContinuousClock.now }
+            for r in requests {
                 request.offset = r.offset
                 request.length = r.length
                 do {
@@ -374,16 +423,21 @@ public final class LayerFetcher: Sendable {
             }
             if schedule.inFlightCount == 0 { continue }
             let frames: [Message]
-            do {
-                frames = try await socket.receive(timeout: settings.requestTimeout)
+            do throws(ZMQError) {
+                let left = lastAnswer + settings.requestTimeout - ContinuousClock.now
+                guard left > .zero else { throw ZMQError(code: EAGAIN, operation: "receive", detail: "no answer in time") }
+                frames = try await socket.receive(timeout: left)
             } catch {
                 guard error.isTimeout else { throw LayerFetchError("the model source socket failed: \(error)") }
-                logger.warning("no chunk from the coordinator in \(settings.requestTimeout): asking again",
-                               metadata: ["in_flight": "\(schedule.inFlightCount)"])
+                lastAnswer = ContinuousClock.now
+                limited.warning("no chunk from the coordinator in time: asking again",
+                                metadata: ["in_flight": "\(schedule.inFlightCount)", "timeout": "\(settings.requestTimeout)"])
                 schedule.timedOut()
                 continue
             }
             heard()
+            let answered = (schedule.completed, schedule.retries)
+            defer { if (schedule.completed, schedule.retries) != answered { lastAnswer = ContinuousClock.now } }
             do {
                 switch try codec.decode(frames) {
                 case .modelChunk(let chunk, let rid):
@@ -406,20 +460,20 @@ public final class LayerFetcher: Sendable {
                             if due > now { try? await Task.sleep(for: due - now) }
                         }
                     case .reject(let reason):
-                        logger.warning("dropped a chunk", metadata: ["reason": "\(reason)"])
+                        limited.warning("dropped a chunk", metadata: ["reason": "\(reason)"])
                     case .ignore:
                         break
                     }
                 case .message(.error(let e), let rid):
-                    logger.warning("the coordinator refused a chunk", metadata: ["code": "\(e.code)", "reason": "\(e.message)"])
+                    limited.warning("the coordinator refused a chunk", metadata: ["code": "\(e.code)", "reason": "\(e.message)"])
                     schedule.failed(id: rid, reason: "\(e.code): \(e.message)")
                 default:
-                    logger.warning("model source: ignored an unexpected message")
+                    limited.warning("model source: ignored an unexpected message")
                 }
             } catch let error as LayerFetchError {
                 throw error
             } catch {
-                logger.warning("model source: dropped a bad chunk", metadata: ["reason": "\(error)"])
+                limited.warning("model source: dropped a bad chunk", metadata: ["reason": "\(error)"])
                 if let rid = ModelChunkData.requestID(of: frames) { schedule.failed(id: rid, reason: "\(error)") }
             }
         }

@@ -33,6 +33,8 @@ public actor StageRuntime {
     private let coordinatorPublicKey: String
     private let sendTimeout: Duration
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
     /// Times steps (ContinuousClock in the daemon; tests may dilate it).
     private let clock: any Clock<Duration>
     private var installed: Installed?
@@ -44,8 +46,6 @@ public actor StageRuntime {
     public var stepsRun: Int { statistics.withLock { $0.steps } }
     /// Bytes the stage's KV caches hold now (0 with no stage).
     public var kvCacheBytes: Int { installed?.stage.cacheBytes ?? 0 }
-    /// Steps refused for the assignment's limits, logged at most once per sender per interval.
-    private var refusals = RefusalLog()
     /// How long a step that finds no KV room waits for room to be released: a job's
     /// `ReleaseSequences` comes on the control link and may arrive just after the step that
     /// reuses its room, which the coordinator sends on the data link once the job ended.
@@ -66,6 +66,7 @@ public actor StageRuntime {
         self.coordinatorPublicKey = coordinatorPublicKey
         self.sendTimeout = sendTimeout
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
     }
 
     /// Loads the layers of `assignment` from `path` (a file whose SHA-256 matched) and connects to
@@ -166,16 +167,16 @@ public actor StageRuntime {
         let step: ActivationStep
         do {
             guard case .activation(let s, _) = try codec.decode(frames) else {
-                logger.warning("data socket: dropped a message that is not an activation")
+                limited.warning("data socket: dropped a message that is not an activation", key: sender ?? "")
                 return
             }
             step = s
         } catch {
-            logger.warning("data socket: dropped a bad frame", metadata: ["reason": "\(error)", "frames": "\(frames.count)"])
+            limited.warning("data socket: dropped a bad frame", key: sender ?? "", metadata: ["reason": "\(error)", "frames": "\(frames.count)"])
             return
         }
         guard let installed else {
-            logger.warning("data socket: dropped step \(step.stepID): no stage loaded")
+            limited.warning("data socket: dropped a step: no stage loaded", key: sender ?? "", metadata: ["step": "\(step.stepID)"])
             return
         }
         let assignment = installed.assignment
@@ -193,16 +194,14 @@ public actor StageRuntime {
         }
         if let refusal = await refusal(batch, installed: installed) {
             guard self.installed?.assignment == assignment else {
-                logger.warning("data socket: dropped step \(step.stepID): the stage was replaced while it waited for KV room")
+                limited.warning("data socket: dropped a step: the stage was replaced while it waited for KV room", key: sender ?? "",
+                                metadata: ["step": "\(step.stepID)"])
                 return
             }
             let peer = sender ?? "unknown"
-            if let unlogged = refusals.record(address: "step limits", key: peer, now: .now) {
-                logger.warning("data socket: refused a step beyond the plan's limits", metadata: [
-                    "step": "\(step.stepID)", "sender": "\(peer)", "reason": "\(refusal)",
-                    "refused_since_last_logged": "\(unlogged)",
-                ])
-            }
+            limited.warning("data socket: refused a step beyond the plan's limits", key: peer, metadata: [
+                "step": "\(step.stepID)", "sender": "\(peer)", "reason": "\(refusal)",
+            ])
             await report(step.failure("stage \(assignment.stageIndex): \(refusal)"), to: installed, log: false)
             return
         }
@@ -257,7 +256,7 @@ public actor StageRuntime {
             let sent = frames.reduce(0) { $0 + $1.count }
             if case .hidden = output { WorkerMetrics.bytesToNextStage.increment(by: sent) } else { WorkerMetrics.bytesToCoordinator.increment(by: sent) }
         } catch {
-            logger.error("could not send the output of step \(step.stepID)", metadata: ["reason": "\(error)"])
+            limited.error("could not send the output of a step", metadata: ["step": "\(step.stepID)", "reason": "\(error)"])
             await report(step.failure("stage \(assignment.stageIndex): could not send its output: \(error)"), to: installed)
         }
     }
@@ -278,11 +277,11 @@ public actor StageRuntime {
 
     private func report(_ outcome: StepOutcome, to installed: Installed, log: Bool = true) async {
         WorkerMetrics.stepFailures.increment()
-        if log { logger.warning("step failed", metadata: ["step": "\(outcome.stepID)", "reason": "\(outcome.error ?? "")"]) }
+        if log { limited.warning("step failed", metadata: ["step": "\(outcome.stepID)", "reason": "\(outcome.error ?? "")"]) }
         do {
             try await installed.results.send(try codec.encode(outcome), timeout: sendTimeout)
         } catch {
-            logger.error("could not report a failed step", metadata: ["reason": "\(error)"])
+            limited.error("could not report a failed step", metadata: ["reason": "\(error)"])
         }
     }
 

@@ -32,6 +32,8 @@ public final class WorkerService: Service {
     /// The configuration.
     public let configuration: WorkerConfiguration
     private let logger: Logger
+    /// Lines a peer can cause, within a budget (``LogLimiter``).
+    private let limited: LogLimiter
     private let session = SessionBox()
     /// Times the stage's steps (see ``StageRuntime``).
     private let stepClock: any Clock<Duration>
@@ -40,6 +42,7 @@ public final class WorkerService: Service {
     public init(configuration: WorkerConfiguration, logger: Logger, stepClock: any Clock<Duration> = ContinuousClock()) {
         self.configuration = configuration
         self.logger = logger
+        self.limited = LogLimiter(logger: logger)
         self.stepClock = stepClock
     }
 
@@ -202,12 +205,12 @@ public final class WorkerService: Service {
         let body: Caravan_V1_Envelope.OneOf_Body
         do {
             guard case .message(let b, _) = try ports.codec.decode(frames) else {
-                logger.warning("control socket: dropped an unexpected data message")
+                limited.warning("control socket: dropped an unexpected data message")
                 return
             }
             body = b
         } catch {
-            logger.warning("control socket: dropped a bad frame", metadata: ["reason": "\(error)"])
+            limited.warning("control socket: dropped a bad frame", metadata: ["reason": "\(error)"])
             return
         }
         ports.lastHeard.withLock { $0 = .now }
@@ -226,7 +229,7 @@ public final class WorkerService: Service {
                 let assignment = try StageAssignment(wire: m)
                 directives = session.apply { $0.assigned(assignment) }
             } catch {
-                logger.warning("dropped an invalid assignment", metadata: ["reason": "\(error)"])
+                limited.warning("dropped an invalid assignment", metadata: ["reason": "\(error)"])
             }
         case .releaseSequences(let m):
             await runtime.release(m.sequenceIds, epoch: m.planEpoch)
@@ -247,7 +250,7 @@ public final class WorkerService: Service {
             logger.info("drain requested", metadata: ["reason": "\(m.reason)", "exit": "\(m.exit)"])
             if m.exit { drained.yield() }
         default:
-            logger.warning("control socket: ignored an unexpected message kind")
+            limited.warning("control socket: ignored an unexpected message kind")
         }
         for directive in directives {
             await execute(directive, ports: ports, runtime: runtime, register: register, paths: paths, group: nil)

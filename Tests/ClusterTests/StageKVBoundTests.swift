@@ -58,11 +58,15 @@ final class StageKVBoundTests: XCTestCase {
             let step = ActivationStep(pipelineLabel: "hostile", planEpoch: epoch, stepID: 9_000_000 + UInt64(i), rows: rows, tensor: nil)
             try await peer.send(try codec.encode(step), timeout: .seconds(5))
         }
+        // Then a step of another epoch: the worker handles one connection's steps in order, so
+        // when it reports this one ("step failed", a line of its own) it has answered the ten.
+        let marker = ActivationStep(pipelineLabel: "hostile", planEpoch: epoch + 1_000, stepID: 9_000_010,
+                                    rows: [SequenceRow(sequenceID: 1 << 41, position: 0, tokenID: 1)], tensor: nil)
+        try await peer.send(try codec.encode(marker), timeout: .seconds(5))
         // Each refused step waits half a second for releases that never come.
-        let lastStep = "step=9000009"
         let deadline = ContinuousClock.now + .seconds(30)
         var peak = baseline
-        while !cluster.log("coordinator.log").contains(lastStep), ContinuousClock.now < deadline {
+        while !cluster.log("worker-0.log").contains("step=9000010"), ContinuousClock.now < deadline {
             peak = max(peak, Self.rss(worker))
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -70,14 +74,17 @@ final class StageKVBoundTests: XCTestCase {
         await peer.close()
         let log = cluster.log("worker-0.log")
         let refusals = log.split(separator: "\n").filter { $0.contains("refused a step beyond the plan's limits") }
-        XCTAssertEqual(refusals.count, 1, "refusals are logged once per sender per interval:\n\(log.suffix(3000))")
+        XCTAssertTrue(log.contains("step=9000010"), "the worker answered every step:\n\(log.suffix(3000))")
+        // Logged within the log budget (a few per sender per 10 s), not once per step.
+        XCTAssertTrue((1...5).contains(refusals.count), "\(refusals.count) refusals logged:\n\(log.suffix(3000))")
         XCTAssertTrue(refusals.first?.contains("no KV room") ?? false, "\(refusals)")
         XCTAssertTrue(refusals.first?.contains("the plan sized \(context * batch) (context \(context) x \(batch) sequences)") ?? false,
                       "\(refusals)")
         XCTAssertTrue(refusals.first?.contains("sender=\(keys.publicKey)") ?? false, "\(refusals)")
-        // The refusals reached the coordinator as the steps' results (dropped there: it sent no such step).
+        // The refusals reached the coordinator as the steps' results (dropped there: it sent no such
+        // step), logged within its log budget.
         let results = cluster.log("coordinator.log").split(separator: "\n").filter { $0.contains("step=90000") }
-        XCTAssertEqual(results.count, 10, "every step answered")
+        XCTAssertTrue((1...5).contains(results.count), "\(results.count) dropped results logged")
         // The plan's KV plus room for the work buffers of a 500-row step and allocator slack
         // (without the bound: ~10x the plan's KV).
         let growth = peak - baseline

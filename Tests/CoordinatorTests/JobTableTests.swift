@@ -114,16 +114,74 @@ final class JobTableTests: XCTestCase {
         _ = table.serve(epoch: 1)
         XCTAssertEqual(table.requestRoom(id), .start)
         let session = try XCTUnwrap(table.moveToLane(id, epoch: 1, lane: 0))
-        guard case .lane(0, session.sequence) = table.cancelTarget(id, mayTouch: { $0 == "alice" }) else { return XCTFail("on its lane") }
+        XCTAssertEqual(table.handBack(id, session: session, reason: "step failed", now: t0), .fault(epoch: 1))
         guard case .notYours = table.cancelTarget(id, mayTouch: { $0 == "bob" }) else { return XCTFail("another key's job") }
         _ = table.serve(epoch: 2)
-        XCTAssertEqual(table.handBack(id, session: session, reason: "re-plan", now: t0), .dispatch)
-        guard case .parked(let claimed) = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("parked") }
+        guard case .parked(let claimed) = table.cancelTarget(id, mayTouch: { $0 == "alice" }) else { return XCTFail("parked") }
         XCTAssertTrue(claimed === session)
         XCTAssertNil(table.moveToLane(id, epoch: 2, lane: 0), "the claimed session cannot be dispatched")
         XCTAssertNil(table.claimParked(id), "claimed once")
         XCTAssertTrue(table.end(id, with: .finished(JobFinish(reason: .cancelled))).ended)
         guard case .nothing = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("ended: nothing to cancel") }
+    }
+
+    /// A cancel asked for while the job is on a lane is kept in the job: when the lane hands the
+    /// session back instead of cancelling it (its step failed, or it was stopping), the job is not
+    /// parked for the next pipeline but ended; a cancel while the session is on its way between a
+    /// lane and the desk is recorded the same way, and a session that reached a lane after it
+    /// must leave it again. (Before, the hand back parked the job and the next pipeline ran it to
+    /// its end: a cancelled job came back to life.)
+    func testACancelWhileOnALaneOrOnItsWayEndsTheJobAtItsHandBack() throws {
+        var table = JobTable(contextTokens: 256, batchSequences: 8, keptEndedJobs: 10)
+        let id = try accepted(&table)
+        _ = table.serve(epoch: 1)
+        XCTAssertEqual(table.requestRoom(id), .start)
+        let session = try XCTUnwrap(table.moveToLane(id, epoch: 1, lane: 0))
+        XCTAssertFalse(table.mustLeaveLane(id))
+        guard case .lane(0, session.sequence) = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("on its lane") }
+        guard case .pending = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("asked again: under way") }
+        XCTAssertTrue(table.mustLeaveLane(id), "a session that reaches its lane after the cancel leaves it")
+        _ = table.serve(epoch: 2)
+        XCTAssertEqual(table.handBack(id, session: session, reason: "re-plan", now: t0), .cancel)
+        XCTAssertEqual(table.serve(epoch: 3), [], "nothing to replay")
+        XCTAssertNil(table.moveToLane(id, epoch: 3, lane: 0))
+        // Cancelled while its hand back is on its way (the lane no longer has it, the desk not yet).
+        let other = try accepted(&table)
+        XCTAssertEqual(table.requestRoom(other), .start)
+        let otherSession = try XCTUnwrap(table.moveToLane(other, epoch: 3, lane: 1))
+        table.stopServing("re-plan")
+        guard case .pending = table.cancelTarget(other, mayTouch: { _ in true }) else { return XCTFail("on its way back") }
+        XCTAssertEqual(table.handBack(other, session: otherSession, reason: "re-plan", now: t0), .cancel)
+        XCTAssertEqual(table.serve(epoch: 4), [])
+    }
+
+    /// A job that ends from outside its lane (it timed out) while the lane holds its session keeps
+    /// its KV room until the lane lets go of the sequence; the next job starts only then. Tokens
+    /// the lane still reports for it are not recorded or sent.
+    func testAJobEndedWhileOnALaneKeepsItsRoomUntilTheLaneLetsGo() throws {
+        var table = JobTable(contextTokens: 64, batchSequences: 1, keptEndedJobs: 10)
+        let first = try accepted(&table)
+        let second = try accepted(&table)
+        _ = table.serve(epoch: 1)
+        XCTAssertEqual(table.requestRoom(first), .start)
+        XCTAssertEqual(table.requestRoom(second), .queued(position: 1))
+        let session = try XCTUnwrap(table.moveToLane(first, epoch: 1, lane: 0))
+        _ = table.takeEvents()
+        let ended = table.end(first, with: .failed(JobFailure(.unavailable, "timed out")), whileOnLane: true)
+        XCTAssertEqual(ended.ended, true)
+        XCTAssertEqual(ended.admitted, [], "the lane still holds the sequence")
+        XCTAssertTrue(table.mustLeaveLane(first))
+        XCTAssertNil(table.recordToken(first, token: 1, text: "x", now: t0) { _ in "" }, "no token after the end")
+        XCTAssertEqual(table.takeEvents().map(\.event), [.failed(JobFailure(.unavailable, "timed out"))])
+        XCTAssertNil(table.laneReleased(SequenceID(99)), "another sequence frees nothing")
+        let released = try XCTUnwrap(table.laneReleased(session.sequence))
+        XCTAssertEqual(released.admitted, [second], "the lane let go: the room goes on")
+        XCTAssertEqual(released.epoch, 1)
+        XCTAssertNil(table.laneReleased(session.sequence), "once")
+        XCTAssertEqual(table.admission.reserved[second.rawValue], 64)
+        // A parked job that times out frees its room at once.
+        XCTAssertTrue(table.end(second, with: .failed(JobFailure(.unavailable, "timed out")), whileOnLane: true).ended)
+        XCTAssertEqual(table.admission.inUse, 0)
     }
 
     func testUnknownIDsChangeNothing() throws {

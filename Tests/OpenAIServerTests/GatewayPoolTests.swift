@@ -22,6 +22,12 @@ final class GatewayPoolTests: XCTestCase {
         let socket: AsyncSocket
         let endpoint: String
         let peers = Peers()
+        /// Job ids it was asked to cancel.
+        final class Cancels: Sendable {
+            let ids = Mutex<[String]>([])
+        }
+
+        let cancels = Cancels()
         let task: Task<Void, Never>
 
         init(delay: Duration) async throws {
@@ -29,10 +35,10 @@ final class GatewayPoolTests: XCTestCase {
             let socket = try AsyncSocket(loop: loop, type: .router) { s in try s.bind("tcp://127.0.0.1:*") }
             self.socket = socket
             endpoint = try await socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
-            task = Self.serve(socket, peers: peers, delay: delay)
+            task = Self.serve(socket, peers: peers, cancels: cancels, delay: delay)
         }
 
-        private static func serve(_ socket: AsyncSocket, peers: Peers, delay: Duration) -> Task<Void, Never> {
+        private static func serve(_ socket: AsyncSocket, peers: Peers, cancels: Cancels, delay: Duration) -> Task<Void, Never> {
             Task {
                 let codec = WireCodec()
                 await withDiscardingTaskGroup { group in
@@ -41,7 +47,9 @@ final class GatewayPoolTests: XCTestCase {
                             guard frames.count >= 2 else { continue }
                             let peer = frames[0].bytes
                             peers.ids.withLock { _ = $0.insert(peer) }
-                            guard case .message(.jobSubmit(let job), _)? = try? codec.decode(Array(frames.dropFirst())) else { continue }
+                            let decoded = try? codec.decode(Array(frames.dropFirst()))
+                            if case .message(.jobCancel(let c), _)? = decoded { cancels.ids.withLock { $0.append(c.jobID) } }
+                            guard case .message(.jobSubmit(let job), _)? = decoded else { continue }
                             group.addTask {
                                 func event(_ e: Caravan_V1_JobEvent.OneOf_Event) async {
                                     var ev = Caravan_V1_JobEvent()
@@ -107,6 +115,25 @@ final class GatewayPoolTests: XCTestCase {
         XCTAssertEqual(gateway.usage.running, 0)
         XCTAssertLessThanOrEqual(gateway.usage.connections, 3)
         XCTAssertLessThanOrEqual(coordinator.peers.ids.withLock { $0.count }, 3, "a connection per request")
+        await coordinator.stop()
+    }
+
+    /// A job whose events stop coming (the gateway's wait for the next one times out) is
+    /// cancelled on the coordinator: the HTTP client got its error, and nobody could read the
+    /// job's output, so it must not go on holding the coordinator's room and this server's job
+    /// count. (Before, the gateway dropped the connection and the job ran on.)
+    func testAJobTheGatewayGivesUpOnIsCancelledOnTheCoordinator() async throws {
+        let coordinator = try await FakeCoordinator(delay: .seconds(30))
+        let gateway = try ClusterGateway(endpoint: coordinator.endpoint, serverKey: nil, keys: nil, modelName: "m",
+                                         timeout: .milliseconds(300), maxConcurrentJobs: 3)
+        let outcome = await Self.outcome(gateway, "stuck")
+        XCTAssertEqual(outcome?.status, 503, "\(String(describing: outcome))")
+        let deadline = ContinuousClock.now + .seconds(5)
+        while coordinator.cancels.ids.withLock({ $0.isEmpty }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        XCTAssertEqual(coordinator.cancels.ids.withLock { $0 }, ["job-stuck"])
+        XCTAssertEqual(gateway.usage.running, 0)
         await coordinator.stop()
     }
 }

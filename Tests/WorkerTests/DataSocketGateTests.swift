@@ -31,23 +31,4 @@ final class DataSocketGateTests: XCTestCase {
         gate.stop()
         context.terminate()
     }
-
-    func testRefusalsOfOneAddressAndKeyAreLoggedAtMostOncePerInterval() {
-        var log = RefusalLog()
-        let t0 = ContinuousClock.now
-        XCTAssertEqual(log.record(address: "10.0.0.9", key: "K", now: t0), 0)
-        XCTAssertNil(log.record(address: "10.0.0.9", key: "K", now: t0 + .milliseconds(100)))
-        XCTAssertNil(log.record(address: "10.0.0.9", key: "K", now: t0 + .seconds(9)))
-        XCTAssertEqual(log.record(address: "10.0.0.9", key: "L", now: t0 + .seconds(9)), 0, "another key is logged")
-        XCTAssertEqual(log.record(address: "10.0.0.8", key: "K", now: t0 + .seconds(9)), 0, "another address is logged")
-        XCTAssertEqual(log.record(address: "10.0.0.9", key: "K", now: t0 + .seconds(10)), 2, "two went unlogged")
-        XCTAssertNil(log.record(address: "10.0.0.9", key: "K", now: t0 + .seconds(11)))
-
-        // Bounded: the oldest pair is forgotten (and logged again at once).
-        var many = RefusalLog()
-        for i in 0..<RefusalLog.capacity { _ = many.record(address: "a\(i)", key: "K", now: t0 + .milliseconds(i)) }
-        XCTAssertNil(many.record(address: "a1", key: "K", now: t0 + .seconds(1)))
-        XCTAssertEqual(many.record(address: "new", key: "K", now: t0 + .seconds(1)), 0)
-        XCTAssertEqual(many.record(address: "a0", key: "K", now: t0 + .seconds(1)), 0, "the oldest was forgotten")
-    }
 }

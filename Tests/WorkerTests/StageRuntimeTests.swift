@@ -123,4 +123,33 @@ final class StageRuntimeTests: XCTestCase {
         XCTAssertEqual(steps, 1)
         await runtime.shutdown()
     }
+
+    /// A data peer that sends thousands of bad frames, non-activation messages and steps of
+    /// another epoch (each answered with a failure) makes the worker write a bounded number of log
+    /// lines; the runtime still answers every step. (Before, each wrote a line.)
+    func testAFloodOfBadStepsWritesABoundedNumberOfLogLines() async throws {
+        let hub = InMemoryHub(capacity: 10_000)
+        let results = try hub.bind("mem://coordinator/results", node: "coordinator")
+        let recorder = LogRecorder()
+        let runtime = StageRuntime(dialer: hub.dialer(node: "worker"), codec: codec, threads: 1, sendTimeout: .seconds(2),
+                                   logger: recorder.logger("worker"))
+        _ = try await runtime.load(try assignment(LayerRange(0, TinyModel().layers)!, next: "mem://coordinator/results", epoch: 4),
+                                   path: try Self.model.get())
+        let before = recorder.text.split(separator: "\n").count
+        let flood = 2_000
+        let notAStep = try codec.encode(.jobCancel(.with { $0.jobID = "job-1" }))
+        for i in 0..<flood {
+            await runtime.handle(frames: [Message([0xFF, 0x00, UInt8(i & 0xFF)])], from: "hostile")
+            await runtime.handle(frames: notAStep, from: "hostile")
+            await runtime.handle(frames: try codec.encode(ActivationStep(tokens: tokens([1]), pipelineLabel: "e", planEpoch: 3,
+                                                                         stepID: UInt64(i))), from: "hostile")
+        }
+        var answered = 0
+        while answered < flood, (try? await results.receive(within: .seconds(5))) != nil { answered += 1 }
+        XCTAssertEqual(answered, flood, "every step of another epoch is answered")
+        let written = recorder.text.split(separator: "\n").count - before
+        XCTAssertLessThanOrEqual(written, 3 * 20, "\(3 * flood) bad messages: \(written) lines\n\(recorder.text.prefix(2000))")
+        XCTAssertTrue(recorder.contains("data socket: dropped a bad frame"))
+        await runtime.shutdown()
+    }
 }
