@@ -1,3 +1,4 @@
+import CaravanCore
 import CaravanWire
 import Foundation
 import TestSupport
@@ -49,16 +50,20 @@ final class RecoveryTests: XCTestCase {
         let second = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey,
                                    keys: ownerKeys)
         var before = JobClient.Result()
-        do {
-            _ = try await second.run([job], timeout: .seconds(20)) { event, results in
-                if jobID.isEmpty { jobID = event.jobID }
-                guard let r = results[job.clientRequestID], r.tokens.count >= 10, before.tokens.isEmpty else { return }
-                before = r
+        // Stops reading at the kill (waiting out a silent stream cost the suite 20 s).
+        var killed = false
+        try await second.send([job])
+        try await second.receiveEvents(until: { killed }, timeout: .seconds(20), operation: "10 tokens before the crash",
+                                       detail: { "\(before.tokens.count) tokens" }) { event in
+            if jobID.isEmpty { jobID = event.jobID }
+            guard event.clientRequestID == job.clientRequestID,
+                  case .success(.token(let t)) = Swift.Result(catching: { () throws(WireError) in try JobEvent(wire: event) }) else { return }
+            before.tokens.append(t.id)
+            before.text += t.text
+            if before.tokens.count >= 10 {
                 cluster.killCoordinator()
+                killed = true
             }
-            XCTFail("the stream should stop with the coordinator")
-        } catch {
-            // The stream went silent: expected.
         }
         XCTAssertFalse(jobID.isEmpty)
         XCTAssertGreaterThanOrEqual(before.tokens.count, 10)
