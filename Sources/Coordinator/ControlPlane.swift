@@ -114,6 +114,7 @@ final class ControlPlane: Sendable {
                             cachedLayers: CachedLayers.fromWire(m.capabilities.cachedLayers),
                             standbyBudgetBytes: m.capabilities.standbyBudgetBytes, runningEpoch: m.runningPlanEpoch, now: t)
             }
+            await resendStandby(to: peer)
         case .heartbeat(let m):
             let (next, gap) = membership.withLock { ms -> ([Membership.Directive], HeartbeatGap?) in
                 let d = ms.heartbeat(peer: peer, stepsRun: m.stepsRun, recentStepMs: m.recentStepMs,
@@ -271,6 +272,21 @@ final class ControlPlane: Sendable {
                                                ranges: placement.copies[member.workerID]?.ranges ?? [])
             await send(.standbyAssignment(assignment.wire), to: peer)
         }
+    }
+
+    /// Sends `peer` its standby assignment again when it registers again while its plan serves
+    /// (it kept its stage, but a message on the connection it lost may be gone; a worker given
+    /// the same assignment again changes nothing).
+    private func resendStandby(to peer: PeerID) async {
+        let found = membership.withLock { ms -> (UInt64, [LayerRange])? in
+            guard let m = ms.members.first(where: { $0.peer == peer }), m.standbyBudgetBytes > 0, let copies = m.standby,
+                  m.readyEpoch == ms.epoch else { return nil }
+            return (ms.epoch, copies.ranges)
+        }
+        guard let (epoch, ranges) = found else { return }
+        let assignment = StandbyAssignment(planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
+                                           modelSize: template.modelSize, modelLayerCount: template.modelLayerCount, ranges: ranges)
+        await send(.standbyAssignment(assignment.wire), to: peer)
     }
 
     /// The sequences that continue under the plan of `epoch` with their committed positions

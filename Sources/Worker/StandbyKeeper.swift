@@ -56,8 +56,14 @@ final class StandbyKeeper: Sendable {
     }
 
     /// The coordinator's standby assignment: replaces the previous one; pulled once the stage of
-    /// its epoch serves.
+    /// its epoch serves. The same assignment again (the coordinator sends it again when the
+    /// worker registers again, in case the first was lost) changes nothing: a pull that runs
+    /// goes on, and copies held are not read back again.
     func assign(_ assignment: StandbyAssignment) {
+        guard state.withLock({ $0.assignment != assignment }) else {
+            logger.debug("standby copies assigned again (no change)", metadata: ["epoch": "\(assignment.planEpoch)"])
+            return
+        }
         logger.info("standby copies assigned", metadata: [
             "epoch": "\(assignment.planEpoch)", "ranges": "\(assignment.ranges.map(\.description).joined(separator: " "))",
             "budget": "\(budget)",
