@@ -167,160 +167,148 @@ final class LayerFetcherTests: XCTestCase {
     /// A pull reports its progress while it runs (for heartbeats) and logs it with the rate and
     /// the time left; afterwards no progress is reported.
     func testPullReportsProgressWhileItRuns() async throws {
-        let file = try GGUFFile(path: try TestModel.requirePath())
         let sha = String(repeating: "7", count: 64)
-        let context = try Context()
-        let loop = try EventLoop(context: context, name: "fetch-progress-test")
-        defer {
-            loop.shutdown()
-            context.terminate()
+        try await withHealthySource("fetch-progress-test", sha: sha) { file, loop, address, cache in
+            var settings = LayerFetcher.Settings()
+            settings.requestTimeout = .seconds(5)
+            settings.logInterval = .zero
+            let log = CapturedLog()
+            let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
+                                       cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-progress") { _ in log })
+            let layers = LayerRange(0, 30)!
+            let assignment = StageAssignment(
+                planEpoch: 1, modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
+                layers: layers, stageIndex: 0, stageCount: 1, nextHop: "tcp://127.0.0.1:1", resultAddress: "tcp://127.0.0.1:1",
+                activationDType: .f32, maxContextTokens: 16, maxBatchSequences: 1, maxBatchTokens: 16)
+            XCTAssertNil(fetcher.progress)
+            let finished = LockedValue(false)
+            let pull = Task {
+                defer { finished.withLock { $0 = true } }
+                return try await fetcher.fetch(assignment, source: address)
+            }
+            var seen: [PullProgress] = []
+            while !finished.withLock({ $0 }) {
+                if let p = fetcher.progress { seen.append(p) }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            let report = try await pull.value
+            XCTAssertNil(fetcher.progress, "no pull runs any more")
+            // The header first, then the tensors: the second phase's total is the larger.
+            let total = seen.map(\.totalBytes).max() ?? 0
+            let tensors = seen.filter { $0.totalBytes == total }
+            XCTAssertGreaterThan(total, 10 << 20, "the progress of the tensor blocks was seen")
+            XCTAssertLessThanOrEqual(total, report.downloadedBytes)
+            XCTAssertTrue(tensors.contains { $0.doneBytes > 0 && $0.doneBytes < total }, "progress part way was seen")
+            for p in seen {
+                XCTAssertEqual(p.layers, layers)
+                XCTAssertLessThanOrEqual(p.doneBytes, p.totalBytes)
+            }
+            XCTAssertTrue(zip(tensors, tensors.dropFirst()).allSatisfy { $0.doneBytes <= $1.doneBytes }, "progress only grows")
+            let lines = log.entries("pulling layers")
+            XCTAssertFalse(lines.isEmpty, "progress lines are logged")
+            for key in ["done_mib", "total_mib", "mib_per_s", "eta_s", "layers"] {
+                XCTAssertNotNil(lines.last?[key], "\(key) is logged")
+            }
+            XCTAssertTrue(lines.contains { ($0["mib_per_s"].map { "\($0)" } ?? "0.0") != "0.0" }, "a rate is measured")
         }
-        let source = try FaultySource(loop: loop, file: file, sha: sha, lostBlock: .max, misplacedBlock: .max)
-        let address = try await source.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
-        let server = Task { await source.run() }
-        defer { server.cancel() }
-        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-progress-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        defer { try? FileManager.default.removeItem(atPath: cache) }
-        var settings = LayerFetcher.Settings()
-        settings.requestTimeout = .seconds(5)
-        settings.logInterval = .zero
-        let log = CapturedLog()
-        let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
-                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-progress") { _ in log })
-        let layers = LayerRange(0, 30)!
-        let assignment = StageAssignment(
-            planEpoch: 1, modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
-            layers: layers, stageIndex: 0, stageCount: 1, nextHop: "tcp://127.0.0.1:1", resultAddress: "tcp://127.0.0.1:1",
-            activationDType: .f32, maxContextTokens: 16, maxBatchSequences: 1, maxBatchTokens: 16)
-        XCTAssertNil(fetcher.progress)
-        let finished = LockedValue(false)
-        let pull = Task {
-            defer { finished.withLock { $0 = true } }
-            return try await fetcher.fetch(assignment, source: address)
-        }
-        var seen: [PullProgress] = []
-        while !finished.withLock({ $0 }) {
-            if let p = fetcher.progress { seen.append(p) }
-            try await Task.sleep(for: .milliseconds(1))
-        }
-        let report = try await pull.value
-        XCTAssertNil(fetcher.progress, "no pull runs any more")
-        // The header first, then the tensors: the second phase's total is the larger.
-        let total = seen.map(\.totalBytes).max() ?? 0
-        let tensors = seen.filter { $0.totalBytes == total }
-        XCTAssertGreaterThan(total, 10 << 20, "the progress of the tensor blocks was seen")
-        XCTAssertLessThanOrEqual(total, report.downloadedBytes)
-        XCTAssertTrue(tensors.contains { $0.doneBytes > 0 && $0.doneBytes < total }, "progress part way was seen")
-        for p in seen {
-            XCTAssertEqual(p.layers, layers)
-            XCTAssertLessThanOrEqual(p.doneBytes, p.totalBytes)
-        }
-        XCTAssertTrue(zip(tensors, tensors.dropFirst()).allSatisfy { $0.doneBytes <= $1.doneBytes }, "progress only grows")
-        let lines = log.entries("pulling layers")
-        XCTAssertFalse(lines.isEmpty, "progress lines are logged")
-        for key in ["done_mib", "total_mib", "mib_per_s", "eta_s", "layers"] {
-            XCTAssertNotNil(lines.last?[key], "\(key) is logged")
-        }
-        XCTAssertTrue(lines.contains { ($0["mib_per_s"].map { "\($0)" } ?? "0.0") != "0.0" }, "a rate is measured")
     }
 
     /// A pull waiting for chunks ends at once when its task is cancelled (a newer assignment or
     /// shutdown replaces it), not after the request timeout.
     func testCancellingAPullEndsItPromptly() async throws {
-        let file = try GGUFFile(path: try TestModel.requirePath())
         let sha = String(repeating: "6", count: 64)
-        let context = try Context()
-        let loop = try EventLoop(context: context, name: "fetch-cancel-test")
-        defer {
-            loop.shutdown()
-            context.terminate()
-        }
-        let source = try FaultySource(loop: loop, file: file, sha: sha, lostBlock: .max, misplacedBlock: .max)
-        source.answersChunks = false
-        let address = try await source.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
-        let server = Task { await source.run() }
-        defer { server.cancel() }
-        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-cancel-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        defer { try? FileManager.default.removeItem(atPath: cache) }
-        var settings = LayerFetcher.Settings()
-        settings.requestTimeout = .seconds(30)
-        let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
-                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-cancel-test"))
-        let assignment = StageAssignment(
-            planEpoch: 1, modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
-            layers: LayerRange(0, 30)!, stageIndex: 0, stageCount: 1, nextHop: "tcp://127.0.0.1:1", resultAddress: "tcp://127.0.0.1:1",
-            activationDType: .f32, maxContextTokens: 16, maxBatchSequences: 1, maxBatchTokens: 16)
-        let pull = Task { () -> String in
-            do {
-                _ = try await fetcher.fetch(assignment, source: address)
-                return "finished"
-            } catch {
-                return "\(error)"
+        try await withHealthySource("fetch-cancel-test", sha: sha, configure: { $0.answersChunks = false }) { file, loop, address, cache in
+            var settings = LayerFetcher.Settings()
+            settings.requestTimeout = .seconds(30)
+            let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
+                                       cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-cancel-test"))
+            let assignment = StageAssignment(
+                planEpoch: 1, modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
+                layers: LayerRange(0, 30)!, stageIndex: 0, stageCount: 1, nextHop: "tcp://127.0.0.1:1", resultAddress: "tcp://127.0.0.1:1",
+                activationDType: .f32, maxContextTokens: 16, maxBatchSequences: 1, maxBatchTokens: 16)
+            let pull = Task { () -> String in
+                do {
+                    _ = try await fetcher.fetch(assignment, source: address)
+                    return "finished"
+                } catch {
+                    return "\(error)"
+                }
             }
+            try await Task.sleep(for: .milliseconds(300))
+            let cancelled = ContinuousClock.now
+            pull.cancel()
+            let outcome = await pull.value
+            XCTAssertLessThan(ContinuousClock.now - cancelled, .seconds(5), outcome)
+            XCTAssertNotEqual(outcome, "finished")
         }
-        try await Task.sleep(for: .milliseconds(300))
-        let cancelled = ContinuousClock.now
-        pull.cancel()
-        let outcome = await pull.value
-        XCTAssertLessThan(ContinuousClock.now - cancelled, .seconds(5), outcome)
-        XCTAssertNotEqual(outcome, "finished")
     }
 
     /// A standby pull (issue 13): one connection, its progress apart from a stage's, refused over
     /// its budget, and it fails at once instead of waiting while the cache is busy; what it
     /// pulled is reported like any cached layers.
     func testStandbyPullsKeepToTheirBudgetAndDoNotWaitForABusyCache() async throws {
-        let file = try GGUFFile(path: try TestModel.requirePath())
         let sha = String(repeating: "8", count: 64)
+        try await withHealthySource("fetch-standby-test", sha: sha) { file, loop, address, cache in
+            var settings = LayerFetcher.Settings()
+            settings.standbyBytesPerSecond = 32 * 1_048_576
+            let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
+                                       cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-standby"))
+            let pull = LayerPull(modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
+                                 layers: LayerRange(26, 30)!)
+            do throws(LayerFetchError) {
+                _ = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 20))
+                XCTFail("four layers and the output do not fit in 1 MiB")
+            } catch {
+                XCTAssertTrue(error.overBudget, "\(error)")
+            }
+            // Another worker holds the cache: the standby pull gives up at once.
+            let held = try LayerCache(directory: cache, sha256: sha, size: UInt64(file.fileSize), blockSize: 1 << 20)
+            let started = ContinuousClock.now
+            do throws(LayerFetchError) {
+                _ = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 30))
+                XCTFail("the cache is busy")
+            } catch {
+                XCTAssertTrue(error.cacheBusy, "\(error)")
+            }
+            XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
+            withExtendedLifetime(held) {}
+            _ = consume held
+            let paced = ContinuousClock.now
+            let report = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 30))
+            XCTAssertGreaterThan(report.downloadedBytes, 8 << 20)
+            let seconds = Double((ContinuousClock.now - paced).components.attoseconds) / 1e18 + Double((ContinuousClock.now - paced).components.seconds)
+            XCTAssertGreaterThan(seconds, Double(report.downloadedBytes) / settings.standbyBytesPerSecond * 0.8,
+                                 "a standby pull keeps to its rate")
+            XCTAssertNil(fetcher.progress, "a standby pull is not a stage's pull")
+            XCTAssertNil(fetcher.standbyProgress)
+            XCTAssertEqual(LayerCache.contents(directory: cache),
+                           [CachedLayers(modelSHA256: sha, layers: [26, 27, 28, 29], embedding: true, output: true)],
+                           "the tied output is the embedding")
+            // A stage of those layers then loads without a pull.
+            let stage = try await fetcher.fetch(pull, source: address, priority: .stage)
+            XCTAssertEqual(stage.downloadedBytes, 0)
+        }
+    }
+
+    /// Runs `body` with the test model, a model source serving it under `sha` on its own loop
+    /// (no fault; `configure` may set one), its address and an empty cache directory, and tears
+    /// them down afterwards.
+    private func withHealthySource(_ name: String, sha: String, configure: (FaultySource) -> Void = { _ in },
+                                   _ body: (GGUFFile, EventLoop, String, String) async throws -> Void) async throws {
+        let file = try GGUFFile(path: try TestModel.requirePath())
         let context = try Context()
-        let loop = try EventLoop(context: context, name: "fetch-standby-test")
+        let loop = try EventLoop(context: context, name: name)
         defer {
             loop.shutdown()
             context.terminate()
         }
         let source = try FaultySource(loop: loop, file: file, sha: sha, lostBlock: .max, misplacedBlock: .max)
+        configure(source)
         let address = try await source.socket.withSocket { s throws(ZMQError) in try s.lastEndpoint }
         let server = Task { await source.run() }
         defer { server.cancel() }
-        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("fetch-standby-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         defer { try? FileManager.default.removeItem(atPath: cache) }
-        var settings = LayerFetcher.Settings()
-        settings.standbyBytesPerSecond = 32 * 1_048_576
-        let fetcher = LayerFetcher(loop: loop, codec: WireCodec(), security: .plain, coordinatorPublicKey: "",
-                                   cacheDirectory: cache, settings: settings, logger: Logger(label: "fetch-standby"))
-        let pull = LayerPull(modelName: "m.gguf", modelSHA256: sha, modelSize: UInt64(file.fileSize), modelLayerCount: 30,
-                             layers: LayerRange(26, 30)!)
-        do {
-            _ = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 20))
-            XCTFail("four layers and the output do not fit in 1 MiB")
-        } catch {
-            XCTAssertTrue(error.overBudget, "\(error)")
-        }
-        // Another worker holds the cache: the standby pull gives up at once.
-        let held = try LayerCache(directory: cache, sha256: sha, size: UInt64(file.fileSize), blockSize: 1 << 20)
-        let started = ContinuousClock.now
-        do {
-            _ = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 30))
-            XCTFail("the cache is busy")
-        } catch {
-            XCTAssertTrue(error.cacheBusy, "\(error)")
-        }
-        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
-        withExtendedLifetime(held) {}
-        _ = consume held
-        let paced = ContinuousClock.now
-        let report = try await fetcher.fetch(pull, source: address, priority: .standby(budgetBytes: 1 << 30))
-        XCTAssertGreaterThan(report.downloadedBytes, 8 << 20)
-        let seconds = Double((ContinuousClock.now - paced).components.attoseconds) / 1e18 + Double((ContinuousClock.now - paced).components.seconds)
-        XCTAssertGreaterThan(seconds, Double(report.downloadedBytes) / settings.standbyBytesPerSecond * 0.8,
-                             "a standby pull keeps to its rate")
-        XCTAssertNil(fetcher.progress, "a standby pull is not a stage's pull")
-        XCTAssertNil(fetcher.standbyProgress)
-        XCTAssertEqual(LayerCache.contents(directory: cache),
-                       [CachedLayers(modelSHA256: sha, layers: [26, 27, 28, 29], embedding: true, output: true)],
-                       "the tied output is the embedding")
-        // A stage of those layers then loads without a pull.
-        let stage = try await fetcher.fetch(pull, source: address, priority: .stage)
-        XCTAssertEqual(stage.downloadedBytes, 0)
+        try await body(file, loop, address, cache)
     }
 }
