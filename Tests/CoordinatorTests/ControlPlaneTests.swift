@@ -21,27 +21,10 @@ final class ControlPlaneTests: XCTestCase {
 
     func testAWorkerRegistersIsAssignedTheModelAndItsReadinessStartsServing() async throws {
         let path = try Self.model.get()
-        let file = try GGUFFile(path: path)
-        let facts = try ModelFacts(file: file)
-        let fingerprint = try ModelFingerprint.of(path: path)
-        let hub = InMemoryHub()
-        let control = try hub.bind("mem://coordinator/control", node: "coordinator")
         let logger = Logger(label: "plane") { _ in SwiftLogNoOpLogHandler() }
-        let desk = JobDesk(tokenizer: try Tokenizer(gguf: file), template: nil, contextLimit: 256, logger: logger,
-                           journal: InMemoryJobJournal(), policy: JobDeskPolicy(queueTimeout: .seconds(30)),
-                           outbox: ClientOutbox(limit: 100, logger: logger))
-        let config = CoordinatorConfiguration(modelPath: path, controlEndpoint: "mem://coordinator/control",
-                                              clientsEndpoint: "mem://coordinator/clients", expectedWorkers: 1,
-                                              activationDType: .f32, contextTokens: 256)
-        let membership = LockedValue(Membership(expectedWorkers: 1, modelSHA256: fingerprint.sha256, heartbeatTimeout: 2000,
-                                                suspectAfter: 500, joinSettle: 0, lastEpoch: 0))
-        let template = AssignmentTemplate(
-            modelName: fingerprint.name, modelSHA256: fingerprint.sha256, modelSize: fingerprint.size,
-            modelLayerCount: facts.layerCount, resultAddress: "mem://coordinator/results", activationDType: .f32,
-            maxContextTokens: 256, maxBatchSequences: 8, maxBatchTokens: 128)
-        let (servings, serve) = AsyncStream.makeStream(of: ServeOrder.self)
-        let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts, template: template,
-                                 configuration: config, logger: logger, desk: desk, serve: serve)
+        let bench = try ControlPlaneBench(modelPath: path, codec: codec, logger: logger, deskLogger: logger)
+        let (hub, control, facts, fingerprint, desk, plane) = (bench.hub, bench.control, bench.facts, bench.fingerprint, bench.desk, bench.plane)
+        let servings = bench.servings
 
         let worker = hub.connect("mem://coordinator/control", node: "worker-1", routingID: Array("w:worker-1".utf8))
         let stranger = hub.connect("mem://coordinator/control", node: "stranger")

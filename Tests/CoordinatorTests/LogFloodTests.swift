@@ -57,29 +57,10 @@ final class LogFloodTests: XCTestCase {
 
     func testAControlSocketFloodWritesABoundedNumberOfLines() async throws {
         let path = try Self.model.get()
-        let file = try GGUFFile(path: path)
-        let facts = try ModelFacts(file: file)
-        let fingerprint = try ModelFingerprint.of(path: path)
         let recorder = LogRecorder()
-        let logger = recorder.logger("coordinator")
-        let hub = InMemoryHub(capacity: 10_000)
-        let control = try hub.bind("mem://coordinator/control", node: "coordinator")
-        let quiet = Logger(label: "desk") { _ in SwiftLogNoOpLogHandler() }
-        let desk = JobDesk(tokenizer: try Tokenizer(gguf: file), template: nil, contextLimit: 256, logger: quiet,
-                           journal: InMemoryJobJournal(), policy: JobDeskPolicy(queueTimeout: .seconds(30)),
-                           outbox: ClientOutbox(limit: 100, logger: quiet))
-        let config = CoordinatorConfiguration(modelPath: path, controlEndpoint: "mem://coordinator/control",
-                                              clientsEndpoint: "mem://coordinator/clients", expectedWorkers: 1,
-                                              activationDType: .f32, contextTokens: 256)
-        let membership = LockedValue(Membership(expectedWorkers: 1, modelSHA256: fingerprint.sha256, heartbeatTimeout: 2000,
-                                                suspectAfter: 500, joinSettle: 0, lastEpoch: 0))
-        let template = AssignmentTemplate(
-            modelName: fingerprint.name, modelSHA256: fingerprint.sha256, modelSize: fingerprint.size,
-            modelLayerCount: facts.layerCount, resultAddress: "mem://coordinator/results", activationDType: .f32,
-            maxContextTokens: 256, maxBatchSequences: 8, maxBatchTokens: 128)
-        let (_, serve) = AsyncStream.makeStream(of: ServeOrder.self)
-        let plane = ControlPlane(control: control, codec: codec, membership: membership, facts: facts, template: template,
-                                 configuration: config, logger: logger, desk: desk, serve: serve)
+        let bench = try ControlPlaneBench(modelPath: path, codec: codec, hubCapacity: 10_000, logger: recorder.logger("coordinator"),
+                                          deskLogger: Logger(label: "desk") { _ in SwiftLogNoOpLogHandler() })
+        let (hub, control, plane) = (bench.hub, bench.control, bench.plane)
         let peer = hub.connect("mem://coordinator/control", node: "peer")
         let step = try codec.encode(ActivationStep(tokens: StageBatch(entries: [StageEntry(sequence: SequenceID(1), position: 0, token: 1)]),
                                                    pipelineLabel: "x", planEpoch: 1, stepID: 1))
