@@ -267,11 +267,15 @@ final class ControlPlane: Sendable {
             "uncovered": "\(placement.uncovered.joined(separator: " "))",
         ])
         for (peer, member) in zip(peers, inPlan) where member.standbyBudgetBytes > 0 {
-            let assignment = StandbyAssignment(planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
-                                               modelSize: template.modelSize, modelLayerCount: template.modelLayerCount,
-                                               ranges: placement.copies[member.workerID]?.ranges ?? [])
-            await send(.standbyAssignment(assignment.wire), to: peer)
+            await sendStandby(epoch: epoch, ranges: placement.copies[member.workerID]?.ranges ?? [], to: peer)
         }
+    }
+
+    /// Tells `peer` to keep standby copies of `ranges` for the plan of `epoch` (none: an empty list).
+    private func sendStandby(epoch: UInt64, ranges: [LayerRange], to peer: PeerID) async {
+        let assignment = StandbyAssignment(planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
+                                           modelSize: template.modelSize, modelLayerCount: template.modelLayerCount, ranges: ranges)
+        await send(.standbyAssignment(assignment.wire), to: peer)
     }
 
     /// Sends `peer` its standby assignment again when it registers again while its plan serves
@@ -284,9 +288,7 @@ final class ControlPlane: Sendable {
             return (ms.epoch, copies.ranges)
         }
         guard let (epoch, ranges) = found else { return }
-        let assignment = StandbyAssignment(planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
-                                           modelSize: template.modelSize, modelLayerCount: template.modelLayerCount, ranges: ranges)
-        await send(.standbyAssignment(assignment.wire), to: peer)
+        await sendStandby(epoch: epoch, ranges: ranges, to: peer)
     }
 
     /// The sequences that continue under the plan of `epoch` with their committed positions
