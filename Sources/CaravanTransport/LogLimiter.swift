@@ -95,37 +95,43 @@ public final class LogLimiter: Sendable {
     /// spent; returns whether it was written.
     @discardableResult
     public func log(_ level: Logger.Level, _ message: StaticString, key: String = "",
-                    metadata: @autoclosure () -> Logger.Metadata = [:]) -> Bool {
+                    metadata: @autoclosure () -> Logger.Metadata = [:],
+                    file: String = #fileID, function: String = #function, line: UInt = #line) -> Bool {
         guard logger.logLevel <= level else { return false }
         let text = message.description
         guard let suppressed = budget.withLock({ $0.admit(text, key: key, now: .now) }) else { return false }
         var fields = metadata()
         if suppressed > 0 { fields["suppressed"] = "\(suppressed)" }
-        logger.log(level: level, "\(text)", metadata: fields)
+        // The caller's place, so that a line names the module that wrote it, not this one.
+        logger.log(level: level, "\(text)", metadata: fields, file: file, function: function, line: line)
         return true
     }
 
     /// ``log(_:_:key:metadata:)`` at warning level.
     @discardableResult
-    public func warning(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:]) -> Bool {
-        log(.warning, message, key: key, metadata: metadata())
+    public func warning(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:],
+                       file: String = #fileID, function: String = #function, line: UInt = #line) -> Bool {
+        log(.warning, message, key: key, metadata: metadata(), file: file, function: function, line: line)
     }
 
     /// ``log(_:_:key:metadata:)`` at notice level.
     @discardableResult
-    public func notice(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:]) -> Bool {
-        log(.notice, message, key: key, metadata: metadata())
+    public func notice(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:],
+                       file: String = #fileID, function: String = #function, line: UInt = #line) -> Bool {
+        log(.notice, message, key: key, metadata: metadata(), file: file, function: function, line: line)
     }
 
     /// ``log(_:_:key:metadata:)`` at info level.
     @discardableResult
-    public func info(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:]) -> Bool {
-        log(.info, message, key: key, metadata: metadata())
+    public func info(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:],
+                       file: String = #fileID, function: String = #function, line: UInt = #line) -> Bool {
+        log(.info, message, key: key, metadata: metadata(), file: file, function: function, line: line)
     }
 
     /// ``log(_:_:key:metadata:)`` at error level.
     @discardableResult
-    public func error(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:]) -> Bool {
-        log(.error, message, key: key, metadata: metadata())
+    public func error(_ message: StaticString, key: String = "", metadata: @autoclosure () -> Logger.Metadata = [:],
+                       file: String = #fileID, function: String = #function, line: UInt = #line) -> Bool {
+        log(.error, message, key: key, metadata: metadata(), file: file, function: function, line: line)
     }
 }

@@ -41,8 +41,20 @@ final class LogBudgetTests: XCTestCase {
         XCTAssertEqual(lines.withLock { $0 }, ["warning dropped a bad frame reason=x"])
     }
 
+    /// A line names the module and place that asked for it, not the limiter's (the coordinator's
+    /// lines read `[CaravanTransport]` when the limiter passed its own place on).
+    func testALineNamesTheCallersModule() {
+        let sources = LockedValue<[String]>([])
+        let logger = Logger(label: "t") { _ in Capture(lines: LockedValue([]), sources: sources) }
+        limiterLine(LogLimiter(logger: logger))
+        XCTAssertEqual(sources.withLock { $0 }, ["CaravanTransportTests"])
+    }
+
+    private func limiterLine(_ limiter: LogLimiter) { limiter.info("job accepted") }
+
     private struct Capture: LogHandler {
         let lines: LockedValue<[String]>
+        var sources = LockedValue<[String]>([])
         var metadata: Logger.Metadata = [:]
         var logLevel: Logger.Level = .info
         subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -54,6 +66,7 @@ final class LogBudgetTests: XCTestCase {
                  function: String, line: UInt) {
             let fields = (metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             lines.withLock { $0.append("\(level) \(message)\(fields.isEmpty ? "" : " " + fields)") }
+            sources.withLock { $0.append(source) }
         }
     }
 }
