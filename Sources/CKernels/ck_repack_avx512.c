@@ -3,7 +3,8 @@
    VNNI (ck_repack_avx512_tiles.h, included once per variant). A tile computes two groups of 8
    rows at once, one group per 256-bit half of each 512-bit vector, so every lane is one row doing
    exactly the scalar kernel's operations: the results are the scalar and AVX2 kernels' bits.
-   Small batches prefetch as the AVX2 kernels do (R16_PREFETCH bytes ahead in each group's stream).
+   Small batches prefetch (r16_prefetch_distance: R16_PREFETCH bytes ahead in each group's stream,
+   or the next tile's blocks when groups are short).
    The dispatch table sends one activation (decode) to the AVX2 tiles instead (mm_r8_one in
    ck_internal.h: two streams at once are slower from DRAM); these kernels still take nb == 1
    correctly, and Scripts/avx512-check checks them with it.
@@ -25,10 +26,20 @@ CK_AVX512_INLINE int64_t r16_block_bytes(const int kind) {
   return kind == 0 ? 144 : kind == 1 ? 176 : 272;
 }
 
-CK_AVX512_INLINE void r16_prefetch(const uint8_t *block, int64_t bytes, const int on) {
-  if (!on) return;
+/* Bytes ahead a small batch prefetches each group's stream (0: none). A tile reads two adjacent
+   groups side by side, so R16_PREFETCH ahead of the first group's position lands in the second
+   group whenever a group is shorter than that (short rows: 576-wide matrices), where the other
+   stream is already reading: half the bytes came from DRAM unannounced and a 2-activation step
+   ran at a third of the one-activation stream's speed. With short groups a tile prefetches the
+   same blocks of the next tile (two groups ahead) instead. */
+CK_AVX512_INLINE int64_t r16_prefetch_distance(int64_t gstride) {
+  return 2 * gstride <= 4 * R16_PREFETCH ? 2 * gstride : R16_PREFETCH;
+}
+
+CK_AVX512_INLINE void r16_prefetch(const uint8_t *block, int64_t bytes, const int64_t distance) {
+  if (!distance) return;
   for (int64_t off = 0; off < bytes; off += 64)
-    _mm_prefetch((const char *)(block + R16_PREFETCH + off), _MM_HINT_T0);
+    _mm_prefetch((const char *)(block + distance + off), _MM_HINT_T0);
 }
 
 /* 32 bytes at a (group a's vector) in the low half, 32 bytes at b in the high half */

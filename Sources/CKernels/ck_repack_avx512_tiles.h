@@ -23,7 +23,7 @@
    multiplies w + 128 as an unsigned byte; the BW variant multiplies |w| by y with w's sign). */
 CK512_IN void CK512_N(r16_tile)(const uint8_t *ga, const uint8_t *gb, const uint8_t *x, size_t xrow,
                                 int64_t nblk, int A, const int32_t *offs, __m512 *res, const int kind,
-                                const int pf) {
+                                const int64_t pf) {
   __m512 acc[R16_ACTS];
   for (int a = 0; a < R16_ACTS; a++) acc[a] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
@@ -35,7 +35,7 @@ CK512_IN void CK512_N(r16_tile)(const uint8_t *ga, const uint8_t *gb, const uint
   for (int64_t i = 0; i < nblk; i++) {
     const uint8_t *oa = ga + i * rb, *ob = gb + i * rb;
     r16_prefetch(oa, rb, pf);
-    r16_prefetch(ob, rb, pf && ob != oa);
+    r16_prefetch(ob, rb, ob != oa ? pf : 0);
     const __m512 d16 = r16_halves(oa, ob);
     __m512i s[R16_ACTS];
 #if !CK512_V
@@ -122,7 +122,7 @@ CK512_IN void CK512_N(r16_tile)(const uint8_t *ga, const uint8_t *gb, const uint
 CK512_IN void CK512_N(r16_groups)(const uint8_t *W, int64_t gstride, int64_t gs, int64_t ge,
                                   const uint8_t *xa, size_t xrow, int64_t nblk, int A,
                                   const int32_t *offs, int64_t r0, int64_t r1, float *out,
-                                  int64_t ostride, const int kind, const int pf) {
+                                  int64_t ostride, const int kind, const int64_t pf) {
   for (int64_t g = gs; g < ge; g += 2) {
     const int two = g + 1 < ge;
     __m512 res[R16_ACTS];
@@ -135,7 +135,7 @@ CK512_IN void CK512_N(r16_groups)(const uint8_t *W, int64_t gstride, int64_t gs,
 CK512_IN void CK512_N(r16_groups_n)(const uint8_t *W, int64_t gstride, int64_t gs, int64_t ge,
                                     const uint8_t *xa, size_t xrow, int64_t nblk, int A,
                                     const int32_t *offs, int64_t r0, int64_t r1, float *out,
-                                    int64_t ostride, const int kind, const int pf) {
+                                    int64_t ostride, const int kind, const int64_t pf) {
   switch (A) {
     case 4: CK512_N(r16_groups)(W, gstride, gs, ge, xa, xrow, nblk, 4, offs, r0, r1, out, ostride, kind, pf); break;
     case 3: CK512_N(r16_groups)(W, gstride, gs, ge, xa, xrow, nblk, 3, offs, r0, r1, out, ostride, kind, pf); break;
@@ -155,7 +155,8 @@ CK512_IN void CK512_N(r16_mm)(const void *w, const void *x, size_t xrow, int64_t
   int32_t offs[R16_ACTS * nblk];
   if (nb <= R16_ACTS) {
     r16_offsets(X, xrow, nblk, (int)nb, mult, offs);
-    CK512_N(r16_groups_n)(W, gstride, g0, g1, X, xrow, nblk, (int)nb, offs, r0, r1, out, ostride, kind, 1);
+    CK512_N(r16_groups_n)(W, gstride, g0, g1, X, xrow, nblk, (int)nb, offs, r0, r1, out, ostride, kind,
+                          r16_prefetch_distance(gstride));
     return;
   }
   for (int64_t gb = g0; gb < g1; gb += R16_ROW_BLOCK) {
@@ -190,7 +191,7 @@ CK512_FN void CK512_N(mm_r16_q8_0)(const void *w, const void *x, size_t xrow, in
    (1 or 2, literal in each copy), each with its own 8 accumulators and the same operations as
    alone: two share the weights' loads and nibble unpacking (18 of the 32 registers). */
 CK512_IN void CK512_N(r16_q4_1_n)(const uint8_t *ga, const uint8_t *gb, const uint8_t *xa, size_t xrow,
-                                  int64_t nblk, const int A, const int pf, __m512 *res) {
+                                  int64_t nblk, const int A, const int64_t pf, __m512 *res) {
   __m512 acc[2][8], macc[2];
   for (int a = 0; a < A; a++) {
     for (int c = 0; c < 8; c++) acc[a][c] = _mm512_setzero_ps();
@@ -203,7 +204,7 @@ CK512_IN void CK512_N(r16_q4_1_n)(const uint8_t *ga, const uint8_t *gb, const ui
   for (int64_t i = 0; i < nblk; i++) {
     const uint8_t *oa = ga + i * 160, *ob = gb + i * 160;
     r16_prefetch(oa, 160, pf);
-    r16_prefetch(ob, 160, pf && ob != oa);
+    r16_prefetch(ob, 160, ob != oa ? pf : 0);
     const __m512 d16 = r16_halves(oa, ob), m16 = r16_halves(oa + 16, ob + 16);
     const ck_block_q8_1 *y[2];
     __m512 scale[2];
@@ -241,16 +242,19 @@ CK512_FN void CK512_N(mm_r16_q4_1)(const void *w, const void *x, size_t xrow, in
                                    int64_t r0, int64_t r1, int64_t nb, float *out, int64_t ostride) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
   const int64_t g0 = r0 / CK_R8, g1 = (r1 + CK_R8 - 1) / CK_R8, gstride = nblk * 160;
+  const int64_t distance = r16_prefetch_distance(gstride);
   for (int64_t gb = g0; gb < g1; gb += R16_ROW_BLOCK) {
     const int64_t ge = gb + R16_ROW_BLOCK < g1 ? gb + R16_ROW_BLOCK : g1;
-    const int pf = nb == 1;  /* one activation: stream the rows once, prefetching */
     for (int64_t b = 0; b < nb; b += 2) {
       const int A = nb - b >= 2 ? 2 : 1;
+      /* the first pass over a row block streams it from memory: prefetch there (later passes
+         find it in L2) */
+      const int64_t pf = b == 0 ? distance : 0;
       for (int64_t g = gb; g < ge; g += 2) {
         const int two = g + 1 < ge;
         const uint8_t *wa = W + g * gstride, *wb = W + (two ? g + 1 : g) * gstride;
         __m512 v[2];
-        if (A == 2) CK512_N(r16_q4_1_n)(wa, wb, X + b * xrow, xrow, nblk, 2, 0, v);
+        if (A == 2) CK512_N(r16_q4_1_n)(wa, wb, X + b * xrow, xrow, nblk, 2, pf, v);
         else CK512_N(r16_q4_1_n)(wa, wb, X + b * xrow, xrow, nblk, 1, pf, v);
         for (int a = 0; a < A; a++) r16_out(v[a], g, two, r0, r1, out + (b + a) * ostride);
       }
