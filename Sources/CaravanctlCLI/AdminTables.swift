@@ -202,7 +202,7 @@ public enum AdminTables {
             return [String(i), st.workerID, String(format: "%.2f", w?.speed ?? 1), st.layers.description, "\(st.layers.count)",
                     bytes(st.memoryBytes), bytes(w?.memoryBytes ?? 0), String(format: "%.1f", p.stageMs[i])]
         }))
-        out.append(String(format: "hops: %@ ms (coordinator -> first, between stages, logits back; %.2f ms fixed + bytes at %.0f MB/s)",
+        out.append(String(format: "hops: %@ ms (coordinator -> first, between stages, sampled token back; %.2f ms fixed + bytes at %.0f MB/s)",
                           p.hopMs.map { String(format: "%.2f", $0) }.joined(separator: " + "), cost.hopMs,
                           cost.linkBytesPerMs / 1000))
         out.append(String(format: "predicted: %.0f ms per token = %.2f tokens/s for one sequence; up to %.2f tokens/s with %d+ sequences pipelined",

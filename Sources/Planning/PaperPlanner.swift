@@ -69,7 +69,7 @@ public struct PaperPrediction: Sendable, Equatable {
     /// Compute time of one token on each stage, ms.
     public var stageMs: [Double]
     /// Transfer time of each hop, ms: coordinator → first stage, stage → stage, last stage →
-    /// coordinator (logits).
+    /// coordinator (the sampled token: the last stage samples, so logits do not travel).
     public var hopMs: [Double]
     /// One sequence alone: the sum of every stage and hop, ms per token.
     public var msPerToken: Double { stageMs.reduce(0, +) + hopMs.reduce(0, +) }
@@ -85,6 +85,10 @@ public struct PaperPrediction: Sendable, Equatable {
 
 /// Plans a model over hypothetical workers and predicts the time per token (no I/O).
 public enum PaperPlanner {
+    /// Bytes of a step's result for one row that the last stage sampled (the token id, its
+    /// position and the step's framing): what the last hop carries, not the vocabulary's logits.
+    public static let sampledTokenResultBytes = 64
+
     /// Places `model` on `workers` with the real ``Planner`` and prices it with `cost`.
     public static func predict(model: ModelFacts, workers: [PaperWorker], cost: TokenCostModel, contextTokens: Int,
                                batchSequences: Int) throws(PlanError) -> PaperPrediction {
@@ -101,7 +105,7 @@ public enum PaperPlanner {
         let activation = model.embeddingLength * cost.activationElementBytes
         var hops = [cost.hopMs(bytes: 16)]  // token ids and positions
         hops += Array(repeating: cost.hopMs(bytes: activation), count: max(0, plan.stages.count - 1))
-        hops.append(cost.hopMs(bytes: model.vocabularySize * 4))  // F32 logits
+        hops.append(cost.hopMs(bytes: Self.sampledTokenResultBytes))
         return PaperPrediction(plan: plan, stageMs: stageMs, hopMs: hops)
     }
 
