@@ -309,21 +309,17 @@ final class ControlPlane: Sendable {
         }
     }
 
-    /// The plan for `purpose`: recovery moves the fewest bytes (survivors keep what they hold), a
-    /// rebalance weighs movement against the gain over the horizon, the others are proportional.
+    /// The plan for `purpose` (see ``PlanPurpose/movement(linkBytesPerSecond:horizonSeconds:)``):
+    /// recovery moves the fewest bytes (survivors keep what they hold), a join or a rebalance
+    /// weighs movement against the gain over the horizon, the first plan is proportional.
     private func makePlan(_ input: [PlanWorker], purpose: PlanPurpose) throws(PlanError) -> PipelinePlan {
-        let link = linkSpeed.withLock { $0 }
-        switch purpose {
-        case .recovery:
-            return try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
-                                    batchSequences: template.maxBatchSequences, movement: .recovery(linkBytesPerSecond: link))
-        case .rebalance:
-            return try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
-                                    batchSequences: template.maxBatchSequences, movement: rebalanceMovement(link))
-        case .initial, .growth:
+        let horizon = slowWatch.withLock { $0.horizonSeconds }
+        guard let movement = purpose.movement(linkBytesPerSecond: linkSpeed.withLock { $0 }, horizonSeconds: horizon) else {
             return try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
                                     batchSequences: template.maxBatchSequences)
         }
+        return try Planner.plan(model: facts, workers: input, contextTokens: template.maxContextTokens,
+                                batchSequences: template.maxBatchSequences, movement: movement)
     }
 
     private func rebalanceMovement(_ link: Double) -> MovementCost {

@@ -97,10 +97,24 @@ public enum PlanPurpose: String, Sendable, Equatable {
     /// A worker was lost, drained, restarted, failed to load, or a step failed: the fewest bytes
     /// moved (survivors keep what they hold), then the fastest pipeline.
     case recovery
-    /// A worker joined: layers in proportion to speed.
+    /// A worker joined: the joined worker takes part, and movement is weighed against the gain
+    /// over the rebalancing horizon (a worker that comes back gets the layers it still holds;
+    /// the others keep theirs where moving them would not pay back).
     case growth
     /// A worker became slow: movement weighed against the gain over the rebalancing horizon.
     case rebalance
+
+    /// How the planner weighs moving layers for this purpose, with the measured link speed and
+    /// the rebalancing horizon: nil for the first plan (nothing serves yet: layers in proportion
+    /// to speed), the fewest bytes for a recovery, bytes against the gain over `horizonSeconds`
+    /// for a join or a rebalance.
+    public func movement(linkBytesPerSecond: Double, horizonSeconds: Double) -> MovementCost? {
+        switch self {
+        case .initial: nil
+        case .recovery: .recovery(linkBytesPerSecond: linkBytesPerSecond)
+        case .growth, .rebalance: MovementCost(linkBytesPerSecond: linkBytesPerSecond, paybackSeconds: horizonSeconds)
+        }
+    }
 }
 
 /// A worker's health as the coordinator sees it.

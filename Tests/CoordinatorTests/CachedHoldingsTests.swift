@@ -70,6 +70,42 @@ final class CachedHoldingsTests: XCTestCase {
         XCTAssertEqual(Planner.pullBytes(plan, workers: blind, model: model), UInt64(14 * mib))
     }
 
+    /// A worker comes back (a restart, a repaired link) still holding the last stage it served,
+    /// [8, 12), while w1 and w2 serve [0, 6) and [6, 12). The plan for the join weighs the bytes
+    /// against the gain: over a slow link the proportional split (w2 pulling layers 4 and 5) does
+    /// not pay back within the horizon, so the joined worker takes the layers it holds and
+    /// nothing moves. Before, a join planned in proportion to speed whatever it moved.
+    func testAJoinPlanGivesTheJoinedWorkerWhatItHoldsWhenMovingWouldNotPayBack() throws {
+        var first = LayerHoldings()
+        first.add(stage: LayerRange(0, 6)!, layerCount: 12)
+        var second = LayerHoldings()
+        second.add(stage: LayerRange(6, 12)!, layerCount: 12)
+        var back = LayerHoldings()
+        back.add(cached: CachedLayers(modelSHA256: sha, layers: Array(8..<12), embedding: false, output: true))
+        let workers = [PlanWorker(id: "w1", memoryBytes: 1 << 30, speed: 1, holdings: first),
+                       PlanWorker(id: "w2", memoryBytes: 1 << 30, speed: 1, holdings: second),
+                       PlanWorker(id: "w3", memoryBytes: 1 << 30, speed: 1, holdings: back)]
+        let proportional = try Planner.plan(model: model, workers: workers, contextTokens: 64, batchSequences: 1)
+        XCTAssertGreaterThan(Planner.pullBytes(proportional, workers: workers, model: model), 0)
+
+        let slowLink = try XCTUnwrap(PlanPurpose.growth.movement(linkBytesPerSecond: 100_000, horizonSeconds: 10))
+        XCTAssertEqual(slowLink.paybackSeconds, 10, "a join weighs movement over the rebalancing horizon")
+        let plan = try Planner.plan(model: model, workers: workers, contextTokens: 64, batchSequences: 1, movement: slowLink)
+        XCTAssertEqual(plan.stages.map(\.workerID), ["w1", "w2", "w3"], "the joined worker takes part")
+        XCTAssertEqual(plan.stages.last?.layers, LayerRange(8, 12), "it gets the layers it holds")
+        XCTAssertEqual(Planner.pullBytes(plan, workers: workers, model: model), 0)
+
+        // Over a fast link the balanced split pays back at once: the join moves layers for it.
+        let fastLink = try XCTUnwrap(PlanPurpose.growth.movement(linkBytesPerSecond: 1e10, horizonSeconds: 10))
+        let balanced = try Planner.plan(model: model, workers: workers, contextTokens: 64, batchSequences: 1, movement: fastLink)
+        XCTAssertGreaterThan(Planner.pullBytes(balanced, workers: workers, model: model), 0)
+        XCTAssertLessThan(Planner.bottleneck(balanced, workers: workers, model: model),
+                          Planner.bottleneck(plan, workers: workers, model: model))
+        // The first plan has nothing serving to weigh against; a recovery moves the fewest bytes.
+        XCTAssertNil(PlanPurpose.initial.movement(linkBytesPerSecond: 1e8, horizonSeconds: 10))
+        XCTAssertEqual(PlanPurpose.recovery.movement(linkBytesPerSecond: 1e8, horizonSeconds: 10)?.paybackSeconds, 0)
+    }
+
     /// `caravanctl status` shows a line per pulling worker with bytes, rate and time left.
     func testStatusShowsAPullLine() throws {
         var s = Caravan_V1_ClusterStatus()
