@@ -31,7 +31,7 @@ public struct LayerFetchError: Error, CustomStringConvertible, Sendable {
 /// a cache directory take turns (the second then reuses what the first pulled). Not thread-safe:
 /// one fetch uses it at a time.
 public final class LayerCache {
-    fileprivate struct Manifest: Codable {
+    struct Manifest: Codable {
         var sha256: String
         var size: UInt64
         var blockSize: UInt64
@@ -152,6 +152,48 @@ public final class LayerCache {
         manifest.blocks[String(index)] = checksum ?? CRC32C.checksum(bytes)
         dirty = true
     }
+
+    /// Blocks recorded as verified, by index.
+    public var heldBlocks: Set<Int> { Set(manifest.blocks.keys.compactMap { Int($0) }) }
+
+    /// Bytes of block `index` (the last block may be short).
+    public func bytes(ofBlock index: Int) -> UInt64 {
+        UInt64(StageByteRanges.blockBytes(index, blockSize: manifest.blockSize, fileSize: manifest.size).count)
+    }
+
+    /// Lets go of `blocks`: they leave the manifest (persisted by the next ``commit()``) and their
+    /// bytes are punched out of the sparse file, so the disk space is freed (where the file
+    /// system cannot punch holes the bytes stay, unlisted, until the cache is pruned). Returns
+    /// the bytes of the blocks that were held.
+    @discardableResult
+    public func release(_ blocks: [Int]) -> UInt64 {
+        var released: UInt64 = 0
+        for b in blocks where manifest.blocks.removeValue(forKey: String(b)) != nil {
+            let range = StageByteRanges.blockBytes(b, blockSize: manifest.blockSize, fileSize: manifest.size)
+            released += UInt64(range.count)
+            dirty = true
+            _ = Self.punchHole(fd, offset: Int64(range.lowerBound), length: Int64(range.count))
+        }
+        return released
+    }
+
+    /// `fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)`, looked up at
+    /// run time (Glibc's Swift module hides it behind `_GNU_SOURCE`); false where it is missing
+    /// or the file system refuses.
+    private static func punchHole(_ fd: Int32, offset: Int64, length: Int64) -> Bool {
+        #if os(Linux)
+        typealias Fallocate = @convention(c) (Int32, Int32, Int64, Int64) -> Int32
+        guard let symbol = fallocateSymbol else { return false }
+        let punchHoleKeepSize: Int32 = 0x02 | 0x01  // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        return unsafeBitCast(symbol, to: Fallocate.self)(fd, punchHoleKeepSize, offset, length) == 0
+        #else
+        return false
+        #endif
+    }
+
+    #if os(Linux)
+    private nonisolated(unsafe) static let fallocateSymbol: UnsafeMutableRawPointer? = dlsym(nil, "fallocate64")
+    #endif
 
     /// Syncs the data, then replaces the manifest (atomically) when it changed.
     public func commit() throws(LayerFetchError) {

@@ -27,6 +27,10 @@ final class StandbyKeeper: Sendable {
     private let budget: UInt64
     private let pull: Pull
     private let pulled: @Sendable () -> Void
+    /// Brings the cache within the budget for an assignment before its pull: copies of earlier
+    /// plans beyond what the budget leaves are released (``LayerCache/trim(directory:sha256:own:standby:layerCount:budget:)``);
+    /// returns the bytes released (nil: the cache was busy).
+    private let trim: @Sendable (StandbyAssignment, _ budget: UInt64) -> UInt64?
     private let logger: Logger
     /// Most slices one range is pulled in.
     private let slices: Int
@@ -44,7 +48,9 @@ final class StandbyKeeper: Sendable {
     /// pulled (the layer cache changed: the worker reports its contents again).
     init(budget: UInt64, logger: Logger, slices: Int = 8, slicePause: Duration = .milliseconds(250),
          startDelay: Duration = .seconds(5), diskSpace: @escaping @Sendable () -> (total: UInt64, free: UInt64)? = { nil },
+         trim: @escaping @Sendable (StandbyAssignment, _ budget: UInt64) -> UInt64? = { _, _ in 0 },
          pull: @escaping Pull, pulled: @escaping @Sendable () -> Void) {
+        self.trim = trim
         self.startDelay = startDelay
         self.diskSpace = diskSpace
         self.budget = budget
@@ -109,6 +115,12 @@ final class StandbyKeeper: Sendable {
 
     private func keep(_ a: StandbyAssignment) async {
         let started = ContinuousClock.now
+        if let released = trim(a, budget), released > 0 {
+            logger.info("standby: released copies of earlier plans beyond the budget", metadata: [
+                "epoch": "\(a.planEpoch)", "released_bytes": "\(released)", "budget": "\(budget)",
+            ])
+            pulled()
+        }
         var remaining = budget
         var downloaded: UInt64 = 0
         var held: [LayerRange] = []

@@ -140,7 +140,11 @@ public final class WorkerService: Service {
         let cacheDirectory = config.cacheDirectory
         standby.withLock {
             $0 = StandbyKeeper(budget: standbyBudget, logger: logger, diskSpace: { HostInfo.diskSpace(path: cacheDirectory) },
-                               pull: { [self] (pull, budget) throws(LayerFetchError) in
+                               trim: { [self] a, budget in
+                let own = self.session.read { $0.runningAssignment }.flatMap { $0.modelSHA256 == a.modelSHA256 ? $0.layers : nil }
+                return LayerCache.trim(directory: cacheDirectory, sha256: a.modelSHA256, own: own, standby: a.ranges,
+                                       layerCount: a.modelLayerCount, budget: budget)
+            }, pull: { [self] (pull, budget) throws(LayerFetchError) in
                 try await self.pullStandby(pull, budget: budget, ports: ports)
             }, pulled: { [self] in
                 let cached = LayerCache.contents(directory: cacheDirectory)

@@ -31,6 +31,26 @@ final class StandbyKeeperTests: XCTestCase {
         XCTAssertEqual(pulls.withLock { $0 }, [LayerRange(2, 4)!, LayerRange(4, 6)!])
     }
 
+    /// Before it pulls an assignment's copies the keeper brings the cache within its budget
+    /// (copies of earlier plans beyond it are released) and reports the cache again when that
+    /// released anything.
+    func testAnAssignmentTrimsTheCacheBeforeItsPull() async throws {
+        let events = LockedValue<[String]>([])
+        let keeper = StandbyKeeper(budget: 5_000, logger: Logger(label: "standby-test"), slices: 1, slicePause: .zero,
+                                   startDelay: .zero, trim: { a, budget in
+                                       events.withLock { $0.append("trim \(a.ranges) within \(budget)") }
+                                       return 123
+                                   }, pull: { p, _ in
+                                       events.withLock { $0.append("pull \(p.layers)") }
+                                       return LayerFetcher.Report(path: "", neededBytes: 1, downloadedBytes: 1, reusedBytes: 0, retries: 0)
+                                   }, pulled: { events.withLock { $0.append("report") } })
+        keeper.assign(StandbyAssignment(planEpoch: 4, modelName: "m.gguf", modelSHA256: String(repeating: "a", count: 64),
+                                        modelSize: 1000, modelLayerCount: 6, ranges: [LayerRange(2, 4)!]))
+        keeper.serving(epoch: 4)
+        try await waitUntil { events.withLock { $0.count } >= 4 }
+        XCTAssertEqual(events.withLock { Array($0.prefix(4)) }, ["trim [[2, 4)] within 5000", "report", "pull [2, 4)", "report"])
+    }
+
     private func waitUntil(_ condition: () -> Bool, file: StaticString = #filePath, line: UInt = #line) async throws {
         let deadline = ContinuousClock.now + .seconds(5)
         while !condition() {
