@@ -139,7 +139,7 @@ public final class WorkerService: Service {
         layerFetcher.withLock { $0 = links.layerFetcher }
         let cacheDirectory = config.cacheDirectory
         standby.withLock {
-            $0 = StandbyKeeper(budget: standbyBudget, logger: logger, diskSpace: { HostInfo.diskSpace(path: cacheDirectory) },
+            $0 = StandbyKeeper(budget: standbyBudget, logger: logger, startDelay: config.standbyStartDelay, diskSpace: { HostInfo.diskSpace(path: cacheDirectory) },
                                pull: { [self] (pull, budget) throws(LayerFetchError) in
                 try await self.pullStandby(pull, budget: budget, ports: ports)
             }, pulled: { [self] in
