@@ -35,8 +35,8 @@ final class RoleTests: XCTestCase {
     }
 
     /// Sends `frames` with `keys` to `endpoint` and returns the first reply within `wait`, or nil.
-    private func exchange(_ endpoint: String, keys: CurveKeyPair, _ frames: [Message], wait: Duration = .seconds(2)) async throws -> [Message]? {
-        let (cluster, context) = try running()
+    private static func exchange(_ endpoint: String, keys: CurveKeyPair, _ frames: [Message], wait: Duration = .seconds(2)) async throws -> [Message]? {
+        let (cluster, context) = try shared.running()
         let loop = try EventLoop(context: context, name: "role-test")
         defer { loop.shutdown() }
         let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
@@ -81,14 +81,18 @@ final class RoleTests: XCTestCase {
         let codec = WireCodec()
         let modelSource = try cluster.waitForLog("coordinator.log", "model_source=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         let resultsEndpoint = try cluster.waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
-        let ack = try await exchange(cluster.controlEndpoint, keys: alice, try codec.encode(Self.register("alice-worker", key: alice.publicKey)))
-        XCTAssertNil(ack, "a client key got an answer on the control socket")
         let outcome = StepOutcome(pipelineLabel: "forged", planEpoch: 1, stepID: 1, tokens: [], error: "forged")
-        _ = try await exchange(resultsEndpoint, keys: alice, try codec.encode(outcome), wait: .milliseconds(500))
         var info = Caravan_V1_ModelInfoRequest()
         info.sha256 = String(repeating: "0", count: 64)
-        let chunk = try await exchange(modelSource, keys: alice, try codec.encode(.modelInfoRequest(info)))
-        XCTAssertNil(chunk, "a client key got an answer from the model source")
+        // The three sockets at once: each waits out its silence in the same 2 s.
+        let (register, forged, infoRequest) = (try codec.encode(Self.register("alice-worker", key: alice.publicKey)),
+                                               try codec.encode(outcome), try codec.encode(.modelInfoRequest(info)))
+        async let ack = Self.exchange(cluster.controlEndpoint, keys: alice, register)
+        async let result = Self.exchange(resultsEndpoint, keys: alice, forged, wait: .milliseconds(500))
+        async let chunk = Self.exchange(modelSource, keys: alice, infoRequest)
+        let (acked, _, chunked) = try await (ack, result, chunk)
+        XCTAssertNil(acked, "a client key got an answer on the control socket")
+        XCTAssertNil(chunked, "a client key got an answer from the model source")
         try await Task.sleep(for: .milliseconds(300))
         for socket in ["control", "results", "model-source"] {
             XCTAssertGreaterThan(refusals(cluster, socket: socket, key: alice.publicKey), 0, "no refusal on \(socket)")
@@ -106,13 +110,15 @@ final class RoleTests: XCTestCase {
         let codec = WireCodec()
         let acceptedBefore = cluster.log("coordinator.log").components(separatedBy: "job accepted").count
         let submit = try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(2), id: "w")))
-        let asWorker = try await exchange(cluster.clientsEndpoint, keys: worker, submit)
-        XCTAssertNil(asWorker, "a worker key was answered on the client socket")
-        let asStranger = try await exchange(cluster.clientsEndpoint, keys: stranger, submit)
-        XCTAssertNil(asStranger, "an unknown key was answered on the client socket")
-        let register = try await exchange(cluster.controlEndpoint, keys: stranger,
-                                          try codec.encode(Self.register("stranger", key: stranger.publicKey)))
-        XCTAssertNil(register, "an unknown key was answered on the control socket")
+        // The three peers at once: each waits out its silence in the same 2 s.
+        let strangerRegister = try codec.encode(Self.register("stranger", key: stranger.publicKey))
+        async let asWorker = Self.exchange(cluster.clientsEndpoint, keys: worker, submit)
+        async let asStranger = Self.exchange(cluster.clientsEndpoint, keys: stranger, submit)
+        async let register = Self.exchange(cluster.controlEndpoint, keys: stranger, strangerRegister)
+        let answers = try await (asWorker, asStranger, register)
+        XCTAssertNil(answers.0, "a worker key was answered on the client socket")
+        XCTAssertNil(answers.1, "an unknown key was answered on the client socket")
+        XCTAssertNil(answers.2, "an unknown key was answered on the control socket")
         try await Task.sleep(for: .milliseconds(300))
         XCTAssertGreaterThan(refusals(cluster, socket: "clients", key: worker.publicKey), 0)
         XCTAssertGreaterThan(refusals(cluster, socket: "clients", key: stranger.publicKey), 0)
