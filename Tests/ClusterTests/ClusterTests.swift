@@ -380,15 +380,21 @@ final class ClusterTests: XCTestCase {
                          (cluster.clientsEndpoint, cluster.coordinatorKey, try CurveKeyPair.generate()),
                          (cluster.resultsEndpoint, cluster.coordinatorKey, try CurveKeyPair.generate())]
             + zip(cluster.workerDataEndpoints, cluster.workerDataKeys).map { ($0, $1, coordinatorKeys) }
-        for (endpoint, key, keys) in endpoints {
-            let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
-                try socket.apply(.curveClient(keys: keys, serverPublicKey: key))
-                try socket.connect(endpoint)
+        // Every socket at once, each from its own peer.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (endpoint, key, keys) in endpoints {
+                group.addTask {
+                    let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
+                        try socket.apply(.curveClient(keys: keys, serverPublicKey: key))
+                        try socket.connect(endpoint)
+                    }
+                    for frames in garbage { try await socket.send(frames, timeout: .seconds(5)) }
+                    // A client socket answers some garbage with an error reply; drain what comes quickly.
+                    while (try? await socket.receive(timeout: .milliseconds(300))) != nil {}
+                    await socket.close()
+                }
             }
-            for frames in garbage { try await socket.send(frames, timeout: .seconds(5)) }
-            // A client socket answers some garbage with an error reply; drain what comes quickly.
-            while (try? await socket.receive(timeout: .milliseconds(300))) != nil {}
-            await socket.close()
+            try await group.waitForAll()
         }
         try await Task.sleep(for: .seconds(1))
         XCTAssertTrue(cluster.allRunning, "a daemon died on bad input")
