@@ -82,7 +82,7 @@ final class ClusterPlanningTests: XCTestCase {
             try? FileManager.default.removeItem(at: cluster.directory)
         }
         try cluster.startInsecure(model: try TestModel.requirePath(), memoryMiB: 40,
-                                  extraCoordinatorArguments: ["--queue-timeout", "4"])
+                                  extraCoordinatorArguments: ["--queue-timeout", "2"])
         let reason = try cluster.waitForLog("coordinator.log", "reason=(.*) \\[Coordinator\\] no plan possible now", timeout: .seconds(60))
         XCTAssertTrue(reason.contains("cannot hold the model"), reason)
         XCTAssertTrue(reason.contains("small 40 MiB"), reason)
@@ -98,7 +98,7 @@ final class ClusterPlanningTests: XCTestCase {
                                        detail: { "no accepted event" }) { e in
             if case .accepted? = e.event, e.clientRequestID == "x" { jobID = e.jobID }
         }
-        try await Task.sleep(for: .seconds(1))
+        try await Task.sleep(for: .milliseconds(500))
         var request = Caravan_V1_JobStatusRequest()
         request.jobID = jobID
         guard case .jobStatus(let status) = try await client.request(.jobStatusRequest(request)) else { return XCTFail("no status") }
@@ -106,7 +106,7 @@ final class ClusterPlanningTests: XCTestCase {
         XCTAssertTrue(status.waitingReason.contains("cannot hold the model"), status.waitingReason)
         let r = try await client.collect(["x"], timeout: .seconds(30))
         let error = try XCTUnwrap(r["x"]?.error, "the job fails at the queue timeout")
-        XCTAssertTrue(error.contains("within 4.0 s") && error.contains("cannot hold the model"), error)
+        XCTAssertTrue(error.contains("within 2.0 s") && error.contains("cannot hold the model"), error)
         XCTAssertTrue(cluster.allRunning, "both daemons keep running")
 
         // A worker with enough memory joins: the cluster plans by itself and serves again.
