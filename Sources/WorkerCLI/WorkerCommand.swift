@@ -41,6 +41,11 @@ struct WorkerCommand: ConfigFileCommand {
         "Seconds a worker waits, once its stage serves, before it pulls its standby copies.", visibility: .hidden))
     var standbyStartDelay = 5.0
 
+    /// Seconds a step short of KV room waits for releases; hidden like the standby delay.
+    @Option(name: .customLong("kv-release-grace"), help: ArgumentHelp(
+        "Seconds a step that finds no KV room waits for the coordinator to release finished sequences.", visibility: .hidden))
+    var kvReleaseGrace = 0.5
+
     @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
     var dataEndpoint = "tcp://127.0.0.1:*"
 
@@ -115,6 +120,9 @@ struct WorkerCommand: ConfigFileCommand {
         guard standbyStartDelay.isFinite, (0...3600).contains(standbyStartDelay) else {
             throw ValidationError("--standby-start-delay must be 0 to 3600 seconds")
         }
+        guard kvReleaseGrace.isFinite, (0...60).contains(kvReleaseGrace) else {
+            throw ValidationError("--kv-release-grace must be 0 to 60 seconds")
+        }
     }
 
     func run() async throws {
@@ -149,6 +157,7 @@ struct WorkerCommand: ConfigFileCommand {
         config.pullConnections = pullConnections
         config.standbyBudget = standbyBudgetMiB.map { $0 << 20 }
         config.standbyStartDelay = .milliseconds(Int(standbyStartDelay * 1000))
+        config.kvReleaseGrace = .milliseconds(Int(kvReleaseGrace * 1000))
         return config
     }
 }

@@ -28,8 +28,10 @@ final class StageKVBoundTests: XCTestCase {
         }
         let model = try TestModel.requirePath()
         let (context, batch, length) = (256, 2, 250)
+        // A refused step waits 0.1 s (not the daemon's 0.5 s) for releases that never come here.
         try cluster.start(workers: 1, model: model, extraCoordinatorArguments: [
-            "--ctx", "\(context)", "--batch-sequences", "\(batch)", "--join-settle", "0", "--lanes", "1"])
+            "--ctx", "\(context)", "--batch-sequences", "\(batch)", "--join-settle", "0", "--lanes", "1"],
+            extraWorkerArguments: { _ in ["--kv-release-grace", "0.1"] })
         // F16 keys and values of every layer, for the positions the plan sized.
         let kvBound = try TestModel.kvBytes(path: model, positions: context * batch)
         _ = try cluster.waitForLog("worker-0.log", "(stage loaded)", timeout: .seconds(10))
@@ -63,7 +65,7 @@ final class StageKVBoundTests: XCTestCase {
         let marker = ActivationStep(pipelineLabel: "hostile", planEpoch: epoch + 1_000, stepID: 9_000_010,
                                     rows: [SequenceRow(sequenceID: 1 << 41, position: 0, tokenID: 1)], tensor: nil)
         try await peer.send(try codec.encode(marker), timeout: .seconds(5))
-        // Each refused step waits half a second for releases that never come.
+        // Each refused step waits its grace for releases that never come.
         let deadline = ContinuousClock.now + .seconds(30)
         var peak = baseline
         while !cluster.log("worker-0.log").contains("step=9000010"), ContinuousClock.now < deadline {
