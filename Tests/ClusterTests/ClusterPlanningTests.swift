@@ -11,10 +11,7 @@ final class ClusterPlanningTests: XCTestCase {
     /// (new epoch) and serves again with the same tokens.
     func testLostWorkerMakesTheCoordinatorReplan() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         let model = try TestModel.requirePath()
         try cluster.start(workers: 2, model: model, extraCoordinatorArguments: ["--activation-dtype", "f32"])
         kill(cluster.workers[1].processIdentifier, SIGKILL)
@@ -36,10 +33,7 @@ final class ClusterPlanningTests: XCTestCase {
     /// With `--authorized-keys`, only listed workers and clients get through.
     func testAuthorizedKeysAdmitOnlyListedPeers() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         let worker = try CurveKeyPair.generate()
         let client = try CurveKeyPair.generate()
         let workerKeyFile = cluster.directory.appendingPathComponent("worker.key").path
@@ -77,10 +71,7 @@ final class ClusterPlanningTests: XCTestCase {
     /// reason) and fail only at the queue timeout; a worker joining later makes service resume.
     func testTooLittleMemoryMakesJobsWaitUntilAWorkerJoins() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         try cluster.startInsecure(model: try TestModel.requirePath(), memoryMiB: 40,
                                   extraCoordinatorArguments: ["--queue-timeout", "2"])
         let reason = try cluster.waitForLog("coordinator.log", "reason=(.*) \\[Coordinator\\] no plan possible now", timeout: .seconds(60))

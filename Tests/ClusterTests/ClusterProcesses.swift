@@ -278,4 +278,10 @@ final class ClusterProcesses: @unchecked Sendable {
         for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
         for p in all { p.waitUntilExit() }
     }
+
+    /// ``stop()``, then removes ``directory`` (logs, keys, state): a test's `defer`.
+    func stopAndRemove() {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
 }

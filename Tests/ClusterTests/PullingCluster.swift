@@ -28,8 +28,7 @@ final class PullingCluster {
             }, withoutModel: [0, 1, 2], oneByOne: true)
             client = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
         } catch {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
+            cluster.stopAndRemove()
             try? FileManager.default.removeItem(at: caches)
             throw error
         }
@@ -37,8 +36,7 @@ final class PullingCluster {
 
     /// Stops every process and removes the cluster's directory and the layer caches.
     func stop() {
-        cluster.stop()
-        try? FileManager.default.removeItem(at: cluster.directory)
+        cluster.stopAndRemove()
         try? FileManager.default.removeItem(at: caches)
     }
 

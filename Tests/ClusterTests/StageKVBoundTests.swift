@@ -12,20 +12,9 @@ import ZeroMQ
 /// and a job afterwards runs. (Before, every step allocated: 20 sequences of 250 positions grew the
 /// worker by ~8x the plan's KV.)
 final class StageKVBoundTests: XCTestCase {
-    /// Resident memory of `pid`, bytes (VmRSS).
-    private static func rss(_ pid: Int32) -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-        return kib * 1024
-    }
-
     func testAPeerOpeningTenTimesThePlansSequencesCannotGrowTheWorkersKV() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         let model = try TestModel.requirePath()
         let (context, batch, length) = (256, 2, 250)
         // A refused step waits 0.1 s (not the daemon's 0.5 s) for releases that never come here.
@@ -48,7 +37,7 @@ final class StageKVBoundTests: XCTestCase {
             try socket.connect(cluster.workerDataEndpoints[0])
         }
         let worker = cluster.workers[0].processIdentifier
-        let baseline = Self.rss(worker)
+        let baseline = residentBytes(pid: worker) ?? 0
         XCTAssertGreaterThan(baseline, 0)
         let codec = WireCodec()
         // 20 sequences (10x the plan's 2) of 250 positions each, two per step.
@@ -69,10 +58,10 @@ final class StageKVBoundTests: XCTestCase {
         let deadline = ContinuousClock.now + .seconds(30)
         var peak = baseline
         while !cluster.log("worker-0.log").contains("step=9000010"), ContinuousClock.now < deadline {
-            peak = max(peak, Self.rss(worker))
+            peak = max(peak, residentBytes(pid: worker) ?? 0)
             try await Task.sleep(for: .milliseconds(50))
         }
-        peak = max(peak, Self.rss(worker))
+        peak = max(peak, residentBytes(pid: worker) ?? 0)
         await peer.close()
         let log = cluster.log("worker-0.log")
         let refusals = log.split(separator: "\n").filter { $0.contains("refused a step beyond the plan's limits") }
