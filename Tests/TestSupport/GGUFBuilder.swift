@@ -111,10 +111,21 @@ public struct GGUFBuilder {
 
 /// Temporary files for tests.
 public enum TempFiles {
+    /// This test process's directory of temporary files.
+    static var directory: URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("caravan-tests-\(ProcessInfo.processInfo.processIdentifier)")
+    }
+
+    /// Removes ``directory`` when the process exits (registered once, by the first write): each
+    /// test process used to leave its models behind in the temporary directory.
+    private static let removedAtExit: Void = {
+        atexit { try? FileManager.default.removeItem(at: TempFiles.directory) }
+    }()
+
     /// Writes `bytes` to a fresh temporary file and returns its path.
     public static func write(_ bytes: [UInt8], name: String) throws -> String {
-        let dir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("caravan-tests-\(ProcessInfo.processInfo.processIdentifier)")
+        _ = removedAtExit
+        let dir = directory
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let url = dir.appendingPathComponent(UUID().uuidString + "-" + name)
         try Data(bytes).write(to: url)
