@@ -15,10 +15,8 @@ final class RoleTests: XCTestCase {
     override class func setUp() {
         super.setUp()
         shared.start { c in
-            alice = try c.makeKey("alice.key", listIn: c.authorizedClients)
-            bob = try c.makeKey("bob.key", listIn: c.authorizedClients)
-            try c.start(workers: 1, model: try TestModel.requirePath(),
-                        extraCoordinatorArguments: ["--authorized-clients", c.authorizedClients.path, "--join-settle", "0"])
+            let keys = try c.startWithClientList(workers: 1, clients: ["alice", "bob"])
+            (alice, bob) = (keys[0], keys[1])
         }
     }
 
@@ -66,13 +64,6 @@ final class RoleTests: XCTestCase {
         return .register(r)
     }
 
-    private static func greedy(_ tokens: UInt32) -> Caravan_V1_SamplingParameters {
-        var s = Caravan_V1_SamplingParameters()
-        s.temperature = 0
-        s.maxTokens = tokens
-        return s
-    }
-
     /// A client key is refused on the worker sockets: it cannot register (control), post step
     /// results (results) or pull model bytes (model source). The refusals are logged per socket.
     func testAClientKeyCannotRegisterPostResultsOrPullTheModel() async throws {
@@ -109,7 +100,7 @@ final class RoleTests: XCTestCase {
         let stranger = try CurveKeyPair.generate()
         let codec = WireCodec()
         let acceptedBefore = cluster.log("coordinator.log").components(separatedBy: "job accepted").count
-        let submit = try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(2), id: "w")))
+        let submit = try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: .greedy(2), id: "w")))
         // The three peers at once: each waits out its silence in the same 2 s.
         let strangerRegister = try codec.encode(Self.register("stranger", key: stranger.publicKey))
         async let asWorker = Self.exchange(cluster.clientsEndpoint, keys: worker, submit)
@@ -162,7 +153,7 @@ final class RoleTests: XCTestCase {
         let alice = try client(try XCTUnwrap(Self.alice))
         let bob = try client(try XCTUnwrap(Self.bob))
         let admin = try client(try cluster.adminKeys())
-        try await alice.send([JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(48), id: "a")])
+        try await alice.send([JobClient.submit(prompt: [1, 2, 3], sampling: .greedy(48), id: "a")])
         var jobID = ""
         try await alice.receiveEvents(until: { !jobID.isEmpty }, timeout: .seconds(20), operation: "accepted",
                                       detail: { "no accepted event" }) { e in
@@ -209,7 +200,7 @@ final class RoleTests: XCTestCase {
         let resultsEndpoint = try cluster.waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         let alice = try client(try XCTUnwrap(Self.alice))
         let france = try EngineReference.load().greedy[0]
-        try await alice.send([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(24), id: "victim")])
+        try await alice.send([JobClient.submit(prompt: france.prompt_ids, sampling: .greedy(24), id: "victim")])
         let loop = try EventLoop(context: context, name: "intruder")
         defer { loop.shutdown() }
         let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
