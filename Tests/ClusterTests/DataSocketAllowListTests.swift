@@ -92,7 +92,7 @@ extension ClusterTests {
         }
 
         let france = try EngineReference.load().greedy[0]
-        let r = try await client.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "after-stranger")])
+        let r = try await client.run([JobClient.submit(prompt: france.prompt_ids, sampling: .greedy(8), id: "after-stranger")])
         XCTAssertNil(r["after-stranger"]?.error)
         XCTAssertEqual(r["after-stranger"]?.tokens, try Self.localGreedy(france.prompt_ids, count: 8))
         XCTAssertTrue(cluster.allRunning)
