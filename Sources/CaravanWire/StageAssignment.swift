@@ -77,12 +77,7 @@ extension StageAssignment {
     public var wire: Caravan_V1_StageAssignment {
         var m = Caravan_V1_StageAssignment()
         m.planEpoch = planEpoch
-        var model = Caravan_V1_ModelIdentity()
-        model.name = modelName
-        model.sha256 = modelSHA256
-        model.sizeBytes = modelSize
-        model.layerCount = UInt32(modelLayerCount)
-        m.model = model
+        m.model = Caravan_V1_ModelIdentity(name: modelName, sha256: modelSHA256, size: modelSize, layerCount: modelLayerCount)
         m.layerStart = UInt32(layers.start)
         m.layerEnd = UInt32(layers.end)
         m.stageIndex = UInt32(stageIndex)

@@ -74,12 +74,7 @@ extension StandbyAssignment {
     public var wire: Caravan_V1_StandbyAssignment {
         var m = Caravan_V1_StandbyAssignment()
         m.planEpoch = planEpoch
-        var model = Caravan_V1_ModelIdentity()
-        model.name = modelName
-        model.sha256 = modelSHA256
-        model.sizeBytes = modelSize
-        model.layerCount = UInt32(clamping: modelLayerCount)
-        m.model = model
+        m.model = Caravan_V1_ModelIdentity(name: modelName, sha256: modelSHA256, size: modelSize, layerCount: modelLayerCount)
         m.ranges = ranges.map(\.span)
         return m
     }

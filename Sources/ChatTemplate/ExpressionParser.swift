@@ -16,29 +16,7 @@ extension Parser {
         return value
     }
 
-    mutating func parseOr() throws(ChatTemplateError) -> Expression {
-        var left = try parseAnd()
-        var levels = 0
-        defer { depth -= levels }
-        while skipName("or") {
-            try enter()
-            levels += 1
-            left = .or(left, try parseAnd())
-        }
-        return left
-    }
-
-    mutating func parseAnd() throws(ChatTemplateError) -> Expression {
-        var left = try parseNot()
-        var levels = 0
-        defer { depth -= levels }
-        while skipName("and") {
-            try enter()
-            levels += 1
-            left = .and(left, try parseNot())
-        }
-        return left
-    }
+    mutating func parseOr() throws(ChatTemplateError) -> Expression { try parseChain(.or) }
 
     mutating func parseNot() throws(ChatTemplateError) -> Expression {
         try enter()
@@ -68,62 +46,69 @@ extension Parser {
         return ops.isEmpty ? left : .compare(left, ops, pos)
     }
 
-    mutating func parseMath1() throws(ChatTemplateError) -> Expression {
-        var left = try parseConcat()
-        var levels = 0
-        defer { depth -= levels }
-        while true {
-            try enter()
-            levels += 1
-            let pos = current.position
-            if skipOp("+") {
-                left = .binary(.add, left, try parseConcat(), pos)
-            } else if skipOp("-") {
-                left = .binary(.subtract, left, try parseConcat(), pos)
-            } else {
-                return left
+    mutating func parseMath1() throws(ChatTemplateError) -> Expression { try parseChain(.sum) }
+
+    /// The binary operator levels, loosest first: each is a left-associative chain of the next
+    /// (`or` of `and`s, `and` of `not`s; `+ -` of `~`s, `~` of `* / // %`s, those of `**`s, `**`
+    /// of unary expressions).
+    enum ChainLevel {
+        case or, and, sum, concat, product, power
+
+        /// Whether each look for the level's operator nests one level deeper (the arithmetic
+        /// levels, the last look included), or only each operator found (`or`, `and`).
+        var entersBeforeLooking: Bool {
+            switch self {
+            case .or, .and: false
+            case .sum, .concat, .product, .power: true
             }
         }
     }
 
-    mutating func parseConcat() throws(ChatTemplateError) -> Expression {
-        var left = try parseMath2()
+    /// `operand (operator operand)*` of `level`, joined from the left.
+    mutating func parseChain(_ level: ChainLevel) throws(ChatTemplateError) -> Expression {
+        var left = try parseOperand(of: level)
         var levels = 0
         defer { depth -= levels }
         while true {
-            try enter()
-            levels += 1
-            let pos = current.position
-            guard skipOp("~") else { return left }
-            left = .binary(.concat, left, try parseMath2(), pos)
+            if level.entersBeforeLooking {
+                try enter()
+                levels += 1
+            }
+            guard let join = takeOperator(of: level, at: current.position) else { return left }
+            if !level.entersBeforeLooking {
+                try enter()
+                levels += 1
+            }
+            left = join(left, try parseOperand(of: level))
         }
     }
 
-    mutating func parseMath2() throws(ChatTemplateError) -> Expression {
-        var left = try parsePow()
-        var levels = 0
-        defer { depth -= levels }
-        while true {
-            try enter()
-            levels += 1
-            let pos = current.position
-            guard case .op(let o) = current.kind, ["*", "/", "//", "%"].contains(o),
-                  let op = BinaryOperator(rawValue: o) else { return left }
+    private mutating func parseOperand(of level: ChainLevel) throws(ChatTemplateError) -> Expression {
+        switch level {
+        case .or: try parseChain(.and)
+        case .and: try parseNot()
+        case .sum: try parseChain(.concat)
+        case .concat: try parseChain(.product)
+        case .product: try parseChain(.power)
+        case .power: try parseUnary()
+        }
+    }
+
+    /// Reads `level`'s operator at the current token and returns how it joins two operands; nil
+    /// (nothing read) when the token is none of them.
+    private mutating func takeOperator(of level: ChainLevel, at pos: SourcePosition) -> ((Expression, Expression) -> Expression)? {
+        switch level {
+        case .or: return skipName("or") ? { .or($0, $1) } : nil
+        case .and: return skipName("and") ? { .and($0, $1) } : nil
+        case .sum:
+            if skipOp("+") { return { .binary(.add, $0, $1, pos) } }
+            return skipOp("-") ? { .binary(.subtract, $0, $1, pos) } : nil
+        case .concat: return skipOp("~") ? { .binary(.concat, $0, $1, pos) } : nil
+        case .product:
+            guard case .op(let o) = current.kind, ["*", "/", "//", "%"].contains(o), let op = BinaryOperator(rawValue: o) else { return nil }
             _ = advance()
-            left = .binary(op, left, try parsePow(), pos)
-        }
-    }
-
-    mutating func parsePow() throws(ChatTemplateError) -> Expression {
-        var left = try parseUnary()
-        var levels = 0
-        defer { depth -= levels }
-        while true {
-            try enter()
-            levels += 1
-            let pos = current.position
-            guard skipOp("**") else { return left }
-            left = .binary(.power, left, try parseUnary(), pos)
+            return { .binary(op, $0, $1, pos) }
+        case .power: return skipOp("**") ? { .binary(.power, $0, $1, pos) } : nil
         }
     }
 

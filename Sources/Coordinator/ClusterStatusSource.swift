@@ -137,11 +137,6 @@ struct LiveClusterStatus: ClusterStatusSource {
 extension LiveClusterStatus {
     /// The wire identity of a model file.
     static func identity(_ fingerprint: ModelFingerprint, layerCount: Int) -> Caravan_V1_ModelIdentity {
-        var m = Caravan_V1_ModelIdentity()
-        m.name = fingerprint.name
-        m.sha256 = fingerprint.sha256
-        m.sizeBytes = fingerprint.size
-        m.layerCount = UInt32(clamping: layerCount)
-        return m
+        Caravan_V1_ModelIdentity(name: fingerprint.name, sha256: fingerprint.sha256, size: fingerprint.size, layerCount: layerCount)
     }
 }

@@ -41,11 +41,7 @@ public struct WorkerCapabilities: Sendable, Equatable {
         caps.measuredGflops = speed
         caps.models = models.map { m in
             var held = Caravan_V1_HeldModel()
-            var identity = Caravan_V1_ModelIdentity()
-            identity.name = m.name
-            identity.sha256 = m.sha256
-            identity.sizeBytes = m.size
-            held.model = identity
+            held.model = Caravan_V1_ModelIdentity(name: m.name, sha256: m.sha256, size: m.size)
             return held
         }
         caps.activationDtypes = [.f16, .f32]

@@ -40,6 +40,12 @@ public struct WorkerConfiguration: Sendable {
     /// layers (0 = none); nil = half the disk space free in ``cacheDirectory`` at start-up.
     /// Workers with the model file need none (they hold every layer).
     public var standbyBudget: UInt64?
+    /// How long the worker waits, once its stage serves, before it pulls its standby copies: a
+    /// new plan's first steps (after a loss, the replay of the running jobs) go first.
+    public var standbyStartDelay: Duration = .seconds(5)
+    /// How long a step that finds no KV room waits for the coordinator's release of a finished
+    /// job's sequences (it comes on the control link and may arrive after the step reusing them).
+    public var kvReleaseGrace: Duration = .milliseconds(500)
 
     /// The standby budget this worker reports: ``standbyBudget``, or half the free disk space of
     /// the cache directory.

@@ -128,7 +128,7 @@ public final class WorkerService: Service {
         WorkerMetrics.declare()
         let runtime = StageRuntime(dialer: links.dialer, codec: codec, threads: config.threads,
                                    coordinatorPublicKey: config.coordinatorPublicKey, sendTimeout: config.sendTimeout,
-                                   logger: logger, clock: stepClock)
+                                   logger: logger, clock: stepClock, releaseGrace: config.kvReleaseGrace)
         let ports = Ports(control: links.control, codec: codec, logger: logger)
         let register = {
             var r = capabilities.register(workerID: config.workerID, dataAddress: advertised)
@@ -139,7 +139,8 @@ public final class WorkerService: Service {
         layerFetcher.withLock { $0 = links.layerFetcher }
         let cacheDirectory = config.cacheDirectory
         standby.withLock {
-            $0 = StandbyKeeper(budget: standbyBudget, logger: logger, diskSpace: { HostInfo.diskSpace(path: cacheDirectory) },
+            $0 = StandbyKeeper(budget: standbyBudget, logger: logger, startDelay: config.standbyStartDelay,
+                               diskSpace: { HostInfo.diskSpace(path: cacheDirectory) },
                                trim: { [self] a, budget in
                 let own = self.session.read { $0.runningAssignment }.flatMap { $0.modelSHA256 == a.modelSHA256 ? $0.layers : nil }
                 return LayerCache.trim(directory: cacheDirectory, sha256: a.modelSHA256, own: own, standby: a.ranges,

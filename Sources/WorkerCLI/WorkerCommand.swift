@@ -35,6 +35,17 @@ struct WorkerCommand: ConfigFileCommand {
     @Option(name: .customLong("standby-budget-mib"), help: "Layer cache space for standby copies of the layers next to this worker's own, MiB (pulled in the background once its stage serves, so it can take over a lost neighbour's layers without a pull); 0 keeps none (default: half the free disk space of --cache-dir).")
     var standbyBudgetMiB: UInt64?
 
+    /// Seconds between the stage serving and the standby pull starting; hidden: an operator has no
+    /// reason to change it, the tests shorten it.
+    @Option(name: .customLong("standby-start-delay"), help: ArgumentHelp(
+        "Seconds a worker waits, once its stage serves, before it pulls its standby copies.", visibility: .hidden))
+    var standbyStartDelay = 5.0
+
+    /// Seconds a step short of KV room waits for releases; hidden like the standby delay.
+    @Option(name: .customLong("kv-release-grace"), help: ArgumentHelp(
+        "Seconds a step that finds no KV room waits for the coordinator to release finished sequences.", visibility: .hidden))
+    var kvReleaseGrace = 0.5
+
     @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
     var dataEndpoint = "tcp://127.0.0.1:*"
 
@@ -106,6 +117,12 @@ struct WorkerCommand: ConfigFileCommand {
         if let id, id.isEmpty || id.utf8.count > 128 { throw ValidationError("--id must have 1 to 128 bytes") }
         if let memoryLimitMiB, memoryLimitMiB > 1 << 40 { throw ValidationError("--memory-limit-mib is at most 2^40") }
         if let standbyBudgetMiB, standbyBudgetMiB > 1 << 40 { throw ValidationError("--standby-budget-mib is at most 2^40") }
+        guard standbyStartDelay.isFinite, (0...3600).contains(standbyStartDelay) else {
+            throw ValidationError("--standby-start-delay must be 0 to 3600 seconds")
+        }
+        guard kvReleaseGrace.isFinite, (0...60).contains(kvReleaseGrace) else {
+            throw ValidationError("--kv-release-grace must be 0 to 60 seconds")
+        }
     }
 
     func run() async throws {
@@ -139,6 +156,8 @@ struct WorkerCommand: ConfigFileCommand {
         config.cacheKeepDays = cacheKeepDays > 0 ? cacheKeepDays : nil
         config.pullConnections = pullConnections
         config.standbyBudget = standbyBudgetMiB.map { $0 << 20 }
+        config.standbyStartDelay = .milliseconds(Int(standbyStartDelay * 1000))
+        config.kvReleaseGrace = .milliseconds(Int(kvReleaseGrace * 1000))
         return config
     }
 }

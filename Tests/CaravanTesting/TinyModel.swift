@@ -41,14 +41,7 @@ public struct TinyModel: Sendable {
         var b = GGUFBuilder()
         b.set("general.architecture", .string("llama"))
         b.set("general.name", .string("caravan-tiny"))
-        b.set("llama.block_count", .u32(UInt32(layers)))
-        b.set("llama.context_length", .u32(UInt32(contextLength)))
-        b.set("llama.embedding_length", .u32(UInt32(d)))
-        b.set("llama.feed_forward_length", .u32(UInt32(feedForward)))
-        b.set("llama.attention.head_count", .u32(UInt32(heads)))
-        b.set("llama.attention.head_count_kv", .u32(UInt32(kvHeads)))
-        b.set("llama.attention.layer_norm_rms_epsilon", .f32(1e-5))
-        b.set("llama.rope.freq_base", .f32(10_000))
+        b.setLlamaShape(layers: layers, context: contextLength, embedding: d, feedForward: feedForward, heads: heads, kvHeads: kvHeads)
         b.set("tokenizer.ggml.model", .string("gpt2"))
         b.set("tokenizer.ggml.pre", .string("gpt-2"))
         b.set("tokenizer.ggml.tokens", .strings(Self.byteTokens() + ["<|endoftext|>"]))
@@ -63,18 +56,7 @@ public struct TinyModel: Sendable {
         // The end token's row points nowhere: jobs run to their token limit.
         for i in 0..<d { output[Int(Self.endToken) * d + i] = 0 }
         b.addF32("output.weight", dims: [d, vocab], values: output)
-        for l in 0..<layers {
-            let p = "blk.\(l)."
-            b.addF32(p + "attn_norm.weight", dims: [d], values: norm(d))
-            b.addF32(p + "attn_q.weight", dims: [d, d], values: random(d * d, scale: 0.3))
-            b.addF32(p + "attn_k.weight", dims: [d, kvd], values: random(kvd * d, scale: 0.3))
-            b.addF32(p + "attn_v.weight", dims: [d, kvd], values: random(kvd * d, scale: 0.3))
-            b.addF32(p + "attn_output.weight", dims: [d, d], values: random(d * d, scale: 0.3))
-            b.addF32(p + "ffn_norm.weight", dims: [d], values: norm(d))
-            b.addF32(p + "ffn_gate.weight", dims: [d, feedForward], values: random(feedForward * d, scale: 0.3))
-            b.addF32(p + "ffn_up.weight", dims: [d, feedForward], values: random(feedForward * d, scale: 0.3))
-            b.addF32(p + "ffn_down.weight", dims: [feedForward, d], values: random(d * feedForward, scale: 0.3))
-        }
+        b.addLlamaBlocks(layers: layers, embedding: d, kvWidth: kvd, feedForward: feedForward, norm: norm) { random($0, scale: 0.3) }
         return try b.write(name: "caravan-tiny")
     }
 

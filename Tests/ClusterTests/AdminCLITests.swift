@@ -39,11 +39,20 @@ extension ClusterTests {
         // After a job, every worker's heartbeats carry its step count and time.
         let job = try ctl(cluster, ["generate", "--prompt", "Hi", "--max-tokens", "3", "--temperature", "0"])
         XCTAssertEqual(job.status, 0, job.stderr)
-        Thread.sleep(forTimeInterval: 1.5)
-        let json = try ctl(cluster, ["status", "--json", "--finished"])
-        XCTAssertEqual(json.status, 0, json.stderr)
-        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
-        let workers = try XCTUnwrap(object["workers"] as? [[String: Any]])
+        // The next heartbeats (every 0.25 s) bring them: asked until every worker shows them, at most 10 s.
+        var object: [String: Any] = [:]
+        var workers: [[String: Any]] = []
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            let json = try ctl(cluster, ["status", "--json", "--finished"])
+            XCTAssertEqual(json.status, 0, json.stderr)
+            object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            workers = try XCTUnwrap(object["workers"] as? [[String: Any]])
+            if workers.count == 3, workers.allSatisfy({ ($0["steps_run"] as? Int ?? 0) > 0 && ($0["recent_step_ms"] as? Double ?? 0) > 0 }) {
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        } while Date() < deadline
         XCTAssertEqual(Set(workers.compactMap { $0["worker_id"] as? String }), ["worker-0", "worker-1", "worker-2"])
         XCTAssertEqual(workers.compactMap { $0["layer_end"] as? Int }.max(), 30)
         for w in workers {

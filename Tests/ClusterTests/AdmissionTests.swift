@@ -9,20 +9,12 @@ import ZeroMQ
 /// and the worker's resident memory stays within the KV the plan sized (before, every job's cache
 /// was allocated at once: 12 jobs here grew the worker by ~6x the plan's KV).
 final class AdmissionTests: XCTestCase {
-    /// Resident memory of `pid`, bytes (VmRSS).
-    private static func rss(_ pid: Int32) -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-        return kib * 1024
-    }
-
     /// Samples the resident memory of `pid` every 50 ms until cancelled; returns the peak.
     private static func sampleRSS(_ pid: Int32) -> Task<Int, Never> {
         Task {
             var highest = 0
             while !Task.isCancelled {
-                highest = max(highest, rss(pid))
+                highest = max(highest, residentBytes(pid: pid) ?? 0)
                 try? await Task.sleep(for: .milliseconds(50))
             }
             return highest
@@ -31,10 +23,7 @@ final class AdmissionTests: XCTestCase {
 
     func testManyLongJobsQueueForKVRoomWithFlatWorkerMemory() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         let model = try TestModel.requirePath()
         let (context, batch) = (256, 2)
         try cluster.start(workers: 1, model: model, extraCoordinatorArguments: [
@@ -56,7 +45,7 @@ final class AdmissionTests: XCTestCase {
                                          JobClient.submit(prompt: prompt(), sampling: sampling, id: "w1")], timeout: .seconds(120))
         XCTAssertNil(warm["w0"]?.error)
         let worker = cluster.workers[0].processIdentifier
-        let baseline = Self.rss(worker)
+        let baseline = residentBytes(pid: worker) ?? 0
         XCTAssertGreaterThan(baseline, 0)
 
         let jobs = (0..<12).map { JobClient.submit(prompt: prompt(), sampling: sampling, id: "j\($0)") }

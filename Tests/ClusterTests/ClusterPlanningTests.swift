@@ -11,10 +11,7 @@ final class ClusterPlanningTests: XCTestCase {
     /// (new epoch) and serves again with the same tokens.
     func testLostWorkerMakesTheCoordinatorReplan() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         let model = try TestModel.requirePath()
         try cluster.start(workers: 2, model: model, extraCoordinatorArguments: ["--activation-dtype", "f32"])
         kill(cluster.workers[1].processIdentifier, SIGKILL)
@@ -36,10 +33,7 @@ final class ClusterPlanningTests: XCTestCase {
     /// With `--authorized-keys`, only listed workers and clients get through.
     func testAuthorizedKeysAdmitOnlyListedPeers() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         let worker = try CurveKeyPair.generate()
         let client = try CurveKeyPair.generate()
         let workerKeyFile = cluster.directory.appendingPathComponent("worker.key").path
@@ -77,12 +71,9 @@ final class ClusterPlanningTests: XCTestCase {
     /// reason) and fail only at the queue timeout; a worker joining later makes service resume.
     func testTooLittleMemoryMakesJobsWaitUntilAWorkerJoins() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         try cluster.startInsecure(model: try TestModel.requirePath(), memoryMiB: 40,
-                                  extraCoordinatorArguments: ["--queue-timeout", "4"])
+                                  extraCoordinatorArguments: ["--queue-timeout", "2"])
         let reason = try cluster.waitForLog("coordinator.log", "reason=(.*) \\[Coordinator\\] no plan possible now", timeout: .seconds(60))
         XCTAssertTrue(reason.contains("cannot hold the model"), reason)
         XCTAssertTrue(reason.contains("small 40 MiB"), reason)
@@ -98,7 +89,7 @@ final class ClusterPlanningTests: XCTestCase {
                                        detail: { "no accepted event" }) { e in
             if case .accepted? = e.event, e.clientRequestID == "x" { jobID = e.jobID }
         }
-        try await Task.sleep(for: .seconds(1))
+        try await Task.sleep(for: .milliseconds(500))
         var request = Caravan_V1_JobStatusRequest()
         request.jobID = jobID
         guard case .jobStatus(let status) = try await client.request(.jobStatusRequest(request)) else { return XCTFail("no status") }
@@ -106,7 +97,7 @@ final class ClusterPlanningTests: XCTestCase {
         XCTAssertTrue(status.waitingReason.contains("cannot hold the model"), status.waitingReason)
         let r = try await client.collect(["x"], timeout: .seconds(30))
         let error = try XCTUnwrap(r["x"]?.error, "the job fails at the queue timeout")
-        XCTAssertTrue(error.contains("within 4.0 s") && error.contains("cannot hold the model"), error)
+        XCTAssertTrue(error.contains("within 2.0 s") && error.contains("cannot hold the model"), error)
         XCTAssertTrue(cluster.allRunning, "both daemons keep running")
 
         // A worker with enough memory joins: the cluster plans by itself and serves again.

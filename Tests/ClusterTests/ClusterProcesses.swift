@@ -210,6 +210,16 @@ final class ClusterProcesses: @unchecked Sendable {
         _ = try waitForLog("coordinator.log", "(serving)", timeout: .seconds(60))
     }
 
+    /// Starts `workers` workers (the test model, join-settle 0) on a coordinator that admits as
+    /// clients only the keys in `authorized_clients` (no `--open-clients`), listing there first a
+    /// new key `<name>.key` for each of `clients`; returns those keys in order.
+    func startWithClientList(workers: Int, clients: [String]) throws -> [CurveKeyPair] {
+        let keys = try clients.map { try makeKey("\($0).key", listIn: authorizedClients) }
+        try start(workers: workers, model: try TestModel.requirePath(),
+                  extraCoordinatorArguments: ["--authorized-clients", authorizedClients.path, "--join-settle", "0"])
+        return keys
+    }
+
     private var model = ""
     private var extraCoordinatorArguments: [String] = []
     private var workerCount = 0
@@ -277,5 +287,11 @@ final class ClusterProcesses: @unchecked Sendable {
         while all.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         for p in all where p.isRunning { kill(p.processIdentifier, SIGKILL) }
         for p in all { p.waitUntilExit() }
+    }
+
+    /// ``stop()``, then removes ``directory`` (logs, keys, state): a test's `defer`.
+    func stopAndRemove() {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
     }
 }

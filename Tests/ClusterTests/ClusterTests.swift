@@ -35,13 +35,6 @@ final class ClusterTests: XCTestCase {
         return (cluster, try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey))
     }
 
-    static func greedy(_ n: Int) -> Caravan_V1_SamplingParameters {
-        var s = Caravan_V1_SamplingParameters()
-        s.temperature = 0
-        s.maxTokens = UInt32(n)
-        return s
-    }
-
     /// Greedy jobs give llama.cpp's tokens (up to the first step whose top-2 margin is within
     /// numerical noise), several prompts at once.
     func testGreedyTokensMatchReference() async throws {
@@ -49,7 +42,7 @@ final class ClusterTests: XCTestCase {
         let reference = try EngineReference.load()
         var jobs: [Caravan_V1_JobSubmit] = []
         for (i, g) in reference.greedy.enumerated() {
-            jobs.append(JobClient.submit(prompt: g.prompt_ids, sampling: Self.greedy(g.greedy_ids.count), id: "ref\(i)"))
+            jobs.append(JobClient.submit(prompt: g.prompt_ids, sampling: .greedy(g.greedy_ids.count), id: "ref\(i)"))
         }
         let started = ContinuousClock.now
         let results = try await client.run(jobs)
@@ -57,7 +50,7 @@ final class ClusterTests: XCTestCase {
         let generated = results.values.reduce(0) { $0 + $1.tokens.count }
         print("cluster: \(jobs.count) concurrent greedy jobs, \(generated) tokens in \(elapsed) (3 stages, F32 activations, CURVE)")
         let soloStart = ContinuousClock.now
-        let solo = try await client.run([JobClient.submit(prompt: reference.greedy[0].prompt_ids, sampling: Self.greedy(24), id: "solo")])
+        let solo = try await client.run([JobClient.submit(prompt: reference.greedy[0].prompt_ids, sampling: .greedy(24), id: "solo")])
         print("cluster: one job, \(solo["solo"]?.tokens.count ?? 0) tokens in \(ContinuousClock.now - soloStart)")
         for (i, g) in reference.greedy.enumerated() {
             let r = try XCTUnwrap(results["ref\(i)"])
@@ -162,11 +155,11 @@ final class ClusterTests: XCTestCase {
         }
         let p = reference.greedy.map(\.prompt_ids)
         let jobs = [
-            JobClient.submit(prompt: p[0], sampling: Self.greedy(10), id: "greedy"),
+            JobClient.submit(prompt: p[0], sampling: .greedy(10), id: "greedy"),
             JobClient.submit(prompt: p[1], sampling: sampling(0.8, seed: 7, topK: 40, topP: 0.95), id: "topk"),
             JobClient.submit(prompt: p[2], sampling: sampling(1.0, seed: 123, minP: 0.1, penalty: 1.1), id: "minp"),
             JobClient.submit(prompt: p[0], sampling: sampling(0.7, seed: 99), id: "warm"),
-            JobClient.submit(prompt: p[1], sampling: Self.greedy(10), id: "greedy-2"),
+            JobClient.submit(prompt: p[1], sampling: .greedy(10), id: "greedy-2"),
             JobClient.submit(prompt: p[2], sampling: sampling(1.3, seed: 5, topK: 5), id: "hot"),
             JobClient.submit(prompt: p[1], sampling: sampling(0.5, seed: 2024, topP: 0.5, penalty: 1.3), id: "penalty"),
             JobClient.submit(prompt: p[2], sampling: sampling(0.9, seed: 77, topK: 100, minP: 0.05), id: "wide"),
@@ -195,14 +188,14 @@ final class ClusterTests: XCTestCase {
         var text = Caravan_V1_JobSubmit()
         text.clientRequestID = "text"
         text.input = .prompt(france.prompt)
-        text.sampling = Self.greedy(6)
+        text.sampling = .greedy(6)
         var chat = Caravan_V1_JobSubmit()
         chat.clientRequestID = "chat"
         var message = Caravan_V1_ChatMessage()
         message.role = "user"
         message.content = "What is 2+2?"
         chat.input = .chat(Caravan_V1_ChatConversation.with { $0.messages = [message] })
-        chat.sampling = Self.greedy(24)
+        chat.sampling = .greedy(24)
         let r = try await client.run([text, chat])
         XCTAssertEqual(r["text"]?.tokens, try Self.localGreedy(france.prompt_ids, count: 6))
         XCTAssertEqual(r["text"]?.text.hasPrefix(" Paris"), true, r["text"]?.text ?? "")
@@ -217,7 +210,7 @@ final class ClusterTests: XCTestCase {
         }
         XCTAssertEqual(e.code, "not_found")
         try await client.socket.send(try client.codec.encode(.jobSubmit(JobClient.submit(prompt: france.prompt_ids,
-                                                                                          sampling: Self.greedy(200), id: "long"))))
+                                                                                          sampling: .greedy(200), id: "long"))))
         var jobID = ""
         var sawCancel = false
         let deadline = ContinuousClock.now + .seconds(60)
@@ -254,7 +247,7 @@ final class ClusterTests: XCTestCase {
         let (cluster, client) = try running()
         let france = try EngineReference.load().greedy[0]
         try await client.socket.send(try client.codec.encode(.jobSubmit(JobClient.submit(prompt: france.prompt_ids,
-                                                                                          sampling: Self.greedy(24), id: "drain"))))
+                                                                                          sampling: .greedy(24), id: "drain"))))
         var tokens: [Int32] = []
         var finished: Caravan_V1_JobFinished?
         var terminated = false
@@ -283,7 +276,7 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(cluster.workers.allSatisfy(\.isRunning))
         XCTAssertTrue(cluster.log("worker-0.log").contains("registering again"))
         let again = try JobClient(context: try XCTUnwrap(Self.shared.context), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
-        let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "again")])
+        let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: .greedy(8), id: "again")])
         XCTAssertEqual(r["again"]?.tokens, try Self.localGreedy(france.prompt_ids, count: 8))
     }
 
@@ -380,27 +373,33 @@ final class ClusterTests: XCTestCase {
                          (cluster.clientsEndpoint, cluster.coordinatorKey, try CurveKeyPair.generate()),
                          (cluster.resultsEndpoint, cluster.coordinatorKey, try CurveKeyPair.generate())]
             + zip(cluster.workerDataEndpoints, cluster.workerDataKeys).map { ($0, $1, coordinatorKeys) }
-        for (endpoint, key, keys) in endpoints {
-            let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
-                try socket.apply(.curveClient(keys: keys, serverPublicKey: key))
-                try socket.connect(endpoint)
+        // Every socket at once, each from its own peer.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (endpoint, key, keys) in endpoints {
+                group.addTask {
+                    let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
+                        try socket.apply(.curveClient(keys: keys, serverPublicKey: key))
+                        try socket.connect(endpoint)
+                    }
+                    for frames in garbage { try await socket.send(frames, timeout: .seconds(5)) }
+                    // A client socket answers some garbage with an error reply; drain what comes quickly.
+                    while (try? await socket.receive(timeout: .milliseconds(300))) != nil {}
+                    await socket.close()
+                }
             }
-            for frames in garbage { try await socket.send(frames, timeout: .seconds(5)) }
-            // A client socket answers some garbage with an error reply; drain what comes quickly.
-            while (try? await socket.receive(timeout: .milliseconds(300))) != nil {}
-            await socket.close()
+            try await group.waitForAll()
         }
         try await Task.sleep(for: .seconds(1))
         XCTAssertTrue(cluster.allRunning, "a daemon died on bad input")
 
         let france = try EngineReference.load().greedy[0]
-        let r = try await client.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "after")])
+        let r = try await client.run([JobClient.submit(prompt: france.prompt_ids, sampling: .greedy(8), id: "after")])
         XCTAssertEqual(r["after"]?.tokens, try Self.localGreedy(france.prompt_ids, count: 8))
         XCTAssertTrue(cluster.allRunning)
         XCTAssertTrue(cluster.log("worker-0.log").contains("dropped a bad frame"), "worker logs the drop")
         // A plain-text client gets nothing from the CURVE coordinator.
         let plain = try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: nil)
-        try await plain.socket.send(try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2], sampling: Self.greedy(1), id: "plain"))),
+        try await plain.socket.send(try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2], sampling: .greedy(1), id: "plain"))),
                                     timeout: .seconds(1))
         let answer = try? await plain.socket.receive(timeout: .milliseconds(500))
         XCTAssertNil(answer, "a client without CURVE must not be served")

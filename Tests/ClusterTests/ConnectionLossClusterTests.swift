@@ -27,10 +27,7 @@ final class ConnectionLossClusterTests: XCTestCase {
 
     func testAStoppedWorkerStaysOnTheHeartbeatPathAndAKilledOneIsLostWithinASecond() async throws {
         let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         try cluster.start(workers: 3, model: try TestModel.requirePath(), extraCoordinatorArguments: [
             "--activation-dtype", "f32", "--heartbeat-interval", "0.25", "--heartbeat-timeout", "10",
         ], oneByOne: true)

@@ -21,7 +21,7 @@ extension ClusterTests {
         let stranger = try CurveKeyPair.generate()
         let coordinatorKeys = try cluster.coordinatorKeyPair()
 
-        func send(step id: UInt64, toWorker i: Int, as keys: CurveKeyPair) async throws {
+        @Sendable func send(step id: UInt64, toWorker i: Int, as keys: CurveKeyPair) async throws {
             let step = ActivationStep(pipelineLabel: "allow-list", planEpoch: 9_999, stepID: id,
                                       rows: [SequenceRow(sequenceID: 1 << 43, position: 0, tokenID: 1)], tensor: nil)
             let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
@@ -39,20 +39,28 @@ extension ClusterTests {
             cluster.log(log).split(separator: "\n").filter { line in parts.allSatisfy { line.contains($0) } }
         }
 
-        for i in cluster.workerDataEndpoints.indices {
-            let log = "worker-\(i).log"
-            let strangerStep = UInt64(7_700_001 + i)
-            let coordinatorStep = UInt64(8_800_001 + i)
-            try await send(step: strangerStep, toWorker: i, as: stranger)
-            try await send(step: coordinatorStep, toWorker: i, as: coordinatorKeys)
-            let deadline = ContinuousClock.now + .seconds(10)
-            while lines(log, containing: ["step=\(coordinatorStep)", "step failed"]).isEmpty, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(100))
+        let workers = cluster.workerDataEndpoints.indices
+        let strangerStep: @Sendable (Int) -> UInt64 = { UInt64(7_700_001 + $0) }
+        let coordinatorStep: @Sendable (Int) -> UInt64 = { UInt64(8_800_001 + $0) }
+        // Every worker at once: a stranger's step and the coordinator's, each over its own connection.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in workers {
+                group.addTask { try await send(step: strangerStep(i), toWorker: i, as: stranger) }
+                group.addTask { try await send(step: coordinatorStep(i), toWorker: i, as: coordinatorKeys) }
             }
-            XCTAssertFalse(lines(log, containing: ["step=\(coordinatorStep)", "step failed"]).isEmpty,
+            try await group.waitForAll()
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while workers.contains(where: { lines("worker-\($0).log", containing: ["step=\(coordinatorStep($0))", "step failed"]).isEmpty }),
+              ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        for i in workers {
+            let log = "worker-\(i).log"
+            XCTAssertFalse(lines(log, containing: ["step=\(coordinatorStep(i))", "step failed"]).isEmpty,
                            "worker \(i): the coordinator's step must arrive")
-            try await Task.sleep(for: .milliseconds(300))
-            XCTAssertTrue(lines(log, containing: ["step=\(strangerStep)"]).isEmpty, "worker \(i): a stranger's step got through")
+            XCTAssertTrue(lines(log, containing: ["step=\(strangerStep(i))"]).isEmpty, "worker \(i): a stranger's step got through")
             let refusals = lines(log, containing: ["data socket: refused a connection", "key=\(stranger.publicKey)"])
             XCTAssertEqual(refusals.count, 1, "worker \(i) logs the refusal once:\n\(cluster.log(log).suffix(2000))")
             XCTAssertTrue(refusals.first?.contains("address=127.0.0.1") ?? false, "\(refusals)")
@@ -84,7 +92,7 @@ extension ClusterTests {
         }
 
         let france = try EngineReference.load().greedy[0]
-        let r = try await client.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "after-stranger")])
+        let r = try await client.run([JobClient.submit(prompt: france.prompt_ids, sampling: .greedy(8), id: "after-stranger")])
         XCTAssertNil(r["after-stranger"]?.error)
         XCTAssertEqual(r["after-stranger"]?.tokens, try Self.localGreedy(france.prompt_ids, count: 8))
         XCTAssertTrue(cluster.allRunning)

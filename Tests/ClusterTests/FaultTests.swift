@@ -26,9 +26,9 @@ final class FaultTests: XCTestCase {
         super.tearDown()
     }
 
-    private func makeBed(workers: Int = 3) throws -> Testbed {
+    private func makeBed(workers: Int = 3, coordinatorArguments: [String] = []) throws -> Testbed {
         try Testbed(name: "cvft", subnet: "10.79.0", workers: workers,
-                    coordinatorArguments: FaultLoad.coordinatorArguments, workerArguments: FaultLoad.workerArguments)
+                    coordinatorArguments: FaultLoad.coordinatorArguments + coordinatorArguments, workerArguments: FaultLoad.workerArguments)
     }
 
     private func client(_ bed: Testbed) throws -> JobClient {
@@ -137,7 +137,9 @@ final class FaultTests: XCTestCase {
     }
 
     func testAddWorkerDuringFourJobs() async throws {
-        let bed = try makeBed(workers: 2)
+        // A join-settle time of 1 s (not 5 s): the added worker gets layers while the jobs run
+        // (with 5 s they had ended before the re-plan), and the test waits less for it.
+        let bed = try makeBed(workers: 2, coordinatorArguments: ["--join-settle", "1"])
         defer { bed.down() }
         let client = try client(bed)
         let reference = try await FaultLoad.references(on: client, maxTokens: Self.longTokens)

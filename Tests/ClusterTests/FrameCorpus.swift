@@ -5,7 +5,7 @@ import ZeroMQ
 
 /// Valid frames of every message a daemon socket reads, and their hostile variants: the seeds and
 /// mutations of the socket fuzzer (``SocketFuzzTests``). Every case is a function of its seed.
-struct FrameCorpus {
+struct FrameCorpus: Sendable {
     /// What the seeds need to know about the running cluster.
     var planEpoch: UInt64
     var modelSHA256: String

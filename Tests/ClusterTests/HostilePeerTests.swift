@@ -161,14 +161,11 @@ final class HostilePeerTests: XCTestCase {
         let modelSource = try cluster.waitForLog("coordinator.log", "model_source=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         // Clients and model source answer an undecodable frame with an ErrorReply: an oversized one
         // must get no answer at all.
-        for (endpoint, size) in [(cluster.clientsEndpoint, FrameLimits.clients(limits) + 1),
-                                 (modelSource, FrameLimits.modelSource(limits) + 1)] {
-            let socket = try dealer(loop, endpoint, serverKey: cluster.coordinatorKey)
-            try await socket.send([Message([UInt8](repeating: 0xA5, count: size))], timeout: .seconds(5))
-            let reply = try? await socket.receive(timeout: .seconds(2))
-            XCTAssertNil(reply, "\(endpoint): a \(size)-byte frame reached the decoder")
-            await socket.close()
-        }
+        let clients = try dealer(loop, cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
+        let source = try dealer(loop, modelSource, serverKey: cluster.coordinatorKey)
+        let clientsSize = FrameLimits.clients(limits) + 1, sourceSize = FrameLimits.modelSource(limits) + 1
+        try await clients.send([Message([UInt8](repeating: 0xA5, count: clientsSize))], timeout: .seconds(5))
+        try await source.send([Message([UInt8](repeating: 0xA5, count: sourceSize))], timeout: .seconds(5))
         // The control socket logs what its decoder drops: an oversized frame never gets there.
         let drops = cluster.log("coordinator.log").components(separatedBy: "control socket: dropped a bad frame").count
         let control = try dealer(loop, cluster.controlEndpoint, serverKey: cluster.coordinatorKey)
@@ -176,9 +173,13 @@ final class HostilePeerTests: XCTestCase {
         // A small bad frame on the same socket still reaches the decoder (the check is the size).
         let small = try dealer(loop, cluster.controlEndpoint, serverKey: cluster.coordinatorKey)
         try await small.send([Message([0xde, 0xad])], timeout: .seconds(5))
-        try await Task.sleep(for: .seconds(1))
-        await control.close()
-        await small.close()
+        // Both silences are waited out at once; the control socket reads its frames meanwhile.
+        async let clientsReply = try? clients.receive(timeout: .seconds(2))
+        async let sourceReply = try? source.receive(timeout: .seconds(2))
+        let replies = await (clientsReply, sourceReply)
+        XCTAssertNil(replies.0, "clients: a \(clientsSize)-byte frame reached the decoder")
+        XCTAssertNil(replies.1, "model source: a \(sourceSize)-byte frame reached the decoder")
+        for socket in [clients, source, control, small] { await socket.close() }
         let after = cluster.log("coordinator.log").components(separatedBy: "control socket: dropped a bad frame").count
         XCTAssertEqual(after - drops, 1, "only the small bad frame reached the decoder")
         try await assertServes(cluster, context: context)

@@ -8,13 +8,6 @@ import ZeroMQ
 /// the cluster's greedy output equals the single-node engine's, and a second start reuses the
 /// cached blocks instead of downloading them again.
 final class LayerPullClusterTests: XCTestCase {
-    private static func greedy(_ n: Int) -> Caravan_V1_SamplingParameters {
-        var s = Caravan_V1_SamplingParameters()
-        s.temperature = 0
-        s.maxTokens = UInt32(n)
-        return s
-    }
-
     private func pulled(_ cluster: ClusterProcesses, worker i: Int) throws -> (downloaded: Int, reused: Int, needed: Int) {
         let log = "worker-\(i).log"
         if let line = cluster.log(log).split(separator: "\n").first(where: { $0.contains("layers pulled") }) { print("worker \(i): \(line)") }
@@ -65,7 +58,7 @@ final class LayerPullClusterTests: XCTestCase {
         XCTAssertFalse(first.log("coordinator.log").contains("re-planning"), "no worker looked lost while pulling")
         let client = try JobClient(context: context, endpoint: first.clientsEndpoint, serverKey: first.coordinatorKey)
         let jobs = reference.greedy.prefix(3).enumerated().map { i, g in
-            JobClient.submit(prompt: g.prompt_ids, sampling: Self.greedy(16), id: "pull\(i)")
+            JobClient.submit(prompt: g.prompt_ids, sampling: .greedy(16), id: "pull\(i)")
         }
         let results = try await client.run(jobs)
         for (i, g) in reference.greedy.prefix(3).enumerated() {
@@ -91,7 +84,7 @@ final class LayerPullClusterTests: XCTestCase {
         }
         let again = try JobClient(context: context, endpoint: second.clientsEndpoint, serverKey: second.coordinatorKey)
         let france = reference.greedy[0]
-        let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(8), id: "cached")])
+        let r = try await again.run([JobClient.submit(prompt: france.prompt_ids, sampling: .greedy(8), id: "cached")])
         XCTAssertEqual(r["cached"]?.tokens, try ClusterTests.localGreedy(france.prompt_ids, count: 8))
     }
 

@@ -32,7 +32,7 @@ extension ClusterTests {
         for (i, prompt) in prompts.enumerated() {
             let tokens = tokenizer.encode(prompt)
             ids.append(tokens)
-            jobs.append(JobClient.submit(prompt: tokens, sampling: Self.greedy(count), id: "held-out-\(i)"))
+            jobs.append(JobClient.submit(prompt: tokens, sampling: .greedy(count), id: "held-out-\(i)"))
         }
         let results = try await client.run(jobs)
         for (i, prompt) in prompts.enumerated() {
@@ -123,7 +123,7 @@ extension ClusterTests {
         let before = try MetricsScrape.scrape(urls, in: cluster.directory)
 
         let prompt: [Int32] = try EngineReference.load().greedy[0].prompt_ids
-        let results = try await client.run([JobClient.submit(prompt: prompt, sampling: Self.greedy(12), id: "metrics")])
+        let results = try await client.run([JobClient.submit(prompt: prompt, sampling: .greedy(12), id: "metrics")])
         let job = try XCTUnwrap(results["metrics"])
         XCTAssertNil(job.error)
         XCTAssertEqual(job.tokens.count, 12)

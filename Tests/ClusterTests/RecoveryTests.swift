@@ -34,10 +34,7 @@ final class RecoveryTests: XCTestCase {
     /// and a client re-attaching by job id gets exactly the rest of the stream.
     func testACoordinatorRestartContinuesJobsAndClientsReattach() async throws {
         let cluster = try cluster(workers: 2)
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
+        defer { cluster.stopAndRemove() }
         let client = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
         let job = try Self.jobs(tokens: 48, tag: "restart")[2]
         let reference = try await client.run([job], timeout: .seconds(120))[job.clientRequestID]!

@@ -15,11 +15,7 @@ final class RevocationTests: XCTestCase {
 
     override class func setUp() {
         super.setUp()
-        shared.start { c in
-            carol = try c.makeKey("carol.key", listIn: c.authorizedClients)
-            try c.start(workers: 2, model: try TestModel.requirePath(),
-                        extraCoordinatorArguments: ["--authorized-clients", c.authorizedClients.path, "--join-settle", "0"])
-        }
+        shared.start { c in carol = try c.startWithClientList(workers: 2, clients: ["carol"])[0] }
     }
 
     override class func tearDown() {
@@ -35,25 +31,18 @@ final class RevocationTests: XCTestCase {
         try kept.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
     }
 
-    private static func greedy(_ n: UInt32) -> Caravan_V1_SamplingParameters {
-        var s = Caravan_V1_SamplingParameters()
-        s.temperature = 0
-        s.maxTokens = n
-        return s
-    }
-
     func testARemovedClientKeysNextSubmitOnTheSameConnectionIsRefused() async throws {
         let (cluster, context) = try Self.shared.running()
         let carol = try XCTUnwrap(Self.carol)
         let client = try JobClient(context: context, endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey, keys: carol)
-        let before = try await client.run([JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(3), id: "listed")])
+        let before = try await client.run([JobClient.submit(prompt: [1, 2, 3], sampling: .greedy(3), id: "listed")])
         XCTAssertNil(before["listed"]?.error)
         XCTAssertEqual(before["listed"]?.tokens.count, 3)
 
         func acceptedJobs() -> Int { cluster.log("coordinator.log").split(separator: "\n").filter { $0.contains("job accepted") }.count }
         let acceptedBefore = acceptedJobs()
         try remove(carol.publicKey, from: cluster.authorizedClients)
-        let reply = try? await client.request(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(3), id: "removed")))
+        let reply = try? await client.request(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: .greedy(3), id: "removed")))
         guard case .error(let refused)? = reply else {
             return XCTFail("the removed client's submit was not refused: \(String(describing: reply))")
         }
@@ -85,7 +74,7 @@ final class RevocationTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(200))
         }
         XCTAssertEqual(workers, ["worker-0"], "the removed worker is still a member")
-        let r = try await admin.run([JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(3), id: "after-revoke")],
+        let r = try await admin.run([JobClient.submit(prompt: [1, 2, 3], sampling: .greedy(3), id: "after-revoke")],
                                     timeout: .seconds(60))
         XCTAssertNil(r["after-revoke"]?.error)
         XCTAssertEqual(r["after-revoke"]?.tokens.count, 3)

@@ -15,10 +15,8 @@ final class RoleTests: XCTestCase {
     override class func setUp() {
         super.setUp()
         shared.start { c in
-            alice = try c.makeKey("alice.key", listIn: c.authorizedClients)
-            bob = try c.makeKey("bob.key", listIn: c.authorizedClients)
-            try c.start(workers: 1, model: try TestModel.requirePath(),
-                        extraCoordinatorArguments: ["--authorized-clients", c.authorizedClients.path, "--join-settle", "0"])
+            let keys = try c.startWithClientList(workers: 1, clients: ["alice", "bob"])
+            (alice, bob) = (keys[0], keys[1])
         }
     }
 
@@ -35,8 +33,8 @@ final class RoleTests: XCTestCase {
     }
 
     /// Sends `frames` with `keys` to `endpoint` and returns the first reply within `wait`, or nil.
-    private func exchange(_ endpoint: String, keys: CurveKeyPair, _ frames: [Message], wait: Duration = .seconds(2)) async throws -> [Message]? {
-        let (cluster, context) = try running()
+    private static func exchange(_ endpoint: String, keys: CurveKeyPair, _ frames: [Message], wait: Duration = .seconds(2)) async throws -> [Message]? {
+        let (cluster, context) = try shared.running()
         let loop = try EventLoop(context: context, name: "role-test")
         defer { loop.shutdown() }
         let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in
@@ -66,13 +64,6 @@ final class RoleTests: XCTestCase {
         return .register(r)
     }
 
-    private static func greedy(_ tokens: UInt32) -> Caravan_V1_SamplingParameters {
-        var s = Caravan_V1_SamplingParameters()
-        s.temperature = 0
-        s.maxTokens = tokens
-        return s
-    }
-
     /// A client key is refused on the worker sockets: it cannot register (control), post step
     /// results (results) or pull model bytes (model source). The refusals are logged per socket.
     func testAClientKeyCannotRegisterPostResultsOrPullTheModel() async throws {
@@ -81,14 +72,18 @@ final class RoleTests: XCTestCase {
         let codec = WireCodec()
         let modelSource = try cluster.waitForLog("coordinator.log", "model_source=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         let resultsEndpoint = try cluster.waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
-        let ack = try await exchange(cluster.controlEndpoint, keys: alice, try codec.encode(Self.register("alice-worker", key: alice.publicKey)))
-        XCTAssertNil(ack, "a client key got an answer on the control socket")
         let outcome = StepOutcome(pipelineLabel: "forged", planEpoch: 1, stepID: 1, tokens: [], error: "forged")
-        _ = try await exchange(resultsEndpoint, keys: alice, try codec.encode(outcome), wait: .milliseconds(500))
         var info = Caravan_V1_ModelInfoRequest()
         info.sha256 = String(repeating: "0", count: 64)
-        let chunk = try await exchange(modelSource, keys: alice, try codec.encode(.modelInfoRequest(info)))
-        XCTAssertNil(chunk, "a client key got an answer from the model source")
+        // The three sockets at once: each waits out its silence in the same 2 s.
+        let (register, forged, infoRequest) = (try codec.encode(Self.register("alice-worker", key: alice.publicKey)),
+                                               try codec.encode(outcome), try codec.encode(.modelInfoRequest(info)))
+        async let ack = Self.exchange(cluster.controlEndpoint, keys: alice, register)
+        async let result = Self.exchange(resultsEndpoint, keys: alice, forged, wait: .milliseconds(500))
+        async let chunk = Self.exchange(modelSource, keys: alice, infoRequest)
+        let (acked, _, chunked) = try await (ack, result, chunk)
+        XCTAssertNil(acked, "a client key got an answer on the control socket")
+        XCTAssertNil(chunked, "a client key got an answer from the model source")
         try await Task.sleep(for: .milliseconds(300))
         for socket in ["control", "results", "model-source"] {
             XCTAssertGreaterThan(refusals(cluster, socket: socket, key: alice.publicKey), 0, "no refusal on \(socket)")
@@ -105,14 +100,16 @@ final class RoleTests: XCTestCase {
         let stranger = try CurveKeyPair.generate()
         let codec = WireCodec()
         let acceptedBefore = cluster.log("coordinator.log").components(separatedBy: "job accepted").count
-        let submit = try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(2), id: "w")))
-        let asWorker = try await exchange(cluster.clientsEndpoint, keys: worker, submit)
-        XCTAssertNil(asWorker, "a worker key was answered on the client socket")
-        let asStranger = try await exchange(cluster.clientsEndpoint, keys: stranger, submit)
-        XCTAssertNil(asStranger, "an unknown key was answered on the client socket")
-        let register = try await exchange(cluster.controlEndpoint, keys: stranger,
-                                          try codec.encode(Self.register("stranger", key: stranger.publicKey)))
-        XCTAssertNil(register, "an unknown key was answered on the control socket")
+        let submit = try codec.encode(.jobSubmit(JobClient.submit(prompt: [1, 2, 3], sampling: .greedy(2), id: "w")))
+        // The three peers at once: each waits out its silence in the same 2 s.
+        let strangerRegister = try codec.encode(Self.register("stranger", key: stranger.publicKey))
+        async let asWorker = Self.exchange(cluster.clientsEndpoint, keys: worker, submit)
+        async let asStranger = Self.exchange(cluster.clientsEndpoint, keys: stranger, submit)
+        async let register = Self.exchange(cluster.controlEndpoint, keys: stranger, strangerRegister)
+        let answers = try await (asWorker, asStranger, register)
+        XCTAssertNil(answers.0, "a worker key was answered on the client socket")
+        XCTAssertNil(answers.1, "an unknown key was answered on the client socket")
+        XCTAssertNil(answers.2, "an unknown key was answered on the control socket")
         try await Task.sleep(for: .milliseconds(300))
         XCTAssertGreaterThan(refusals(cluster, socket: "clients", key: worker.publicKey), 0)
         XCTAssertGreaterThan(refusals(cluster, socket: "clients", key: stranger.publicKey), 0)
@@ -156,7 +153,7 @@ final class RoleTests: XCTestCase {
         let alice = try client(try XCTUnwrap(Self.alice))
         let bob = try client(try XCTUnwrap(Self.bob))
         let admin = try client(try cluster.adminKeys())
-        try await alice.send([JobClient.submit(prompt: [1, 2, 3], sampling: Self.greedy(48), id: "a")])
+        try await alice.send([JobClient.submit(prompt: [1, 2, 3], sampling: .greedy(48), id: "a")])
         var jobID = ""
         try await alice.receiveEvents(until: { !jobID.isEmpty }, timeout: .seconds(20), operation: "accepted",
                                       detail: { "no accepted event" }) { e in
@@ -203,7 +200,7 @@ final class RoleTests: XCTestCase {
         let resultsEndpoint = try cluster.waitForLog("coordinator.log", "results=(tcp://[0-9.]+:[0-9]+)", timeout: .seconds(5))
         let alice = try client(try XCTUnwrap(Self.alice))
         let france = try EngineReference.load().greedy[0]
-        try await alice.send([JobClient.submit(prompt: france.prompt_ids, sampling: Self.greedy(24), id: "victim")])
+        try await alice.send([JobClient.submit(prompt: france.prompt_ids, sampling: .greedy(24), id: "victim")])
         let loop = try EventLoop(context: context, name: "intruder")
         defer { loop.shutdown() }
         let socket = try AsyncSocket(loop: loop, type: .dealer) { socket in

@@ -25,8 +25,7 @@ final class SharedCluster: @unchecked Sendable {
 
     /// Stops every process and removes the cluster's directory.
     func stop() {
-        cluster?.stop()
-        if let c = cluster { try? FileManager.default.removeItem(at: c.directory) }
+        cluster?.stopAndRemove()
         cluster = nil
         context = nil
     }

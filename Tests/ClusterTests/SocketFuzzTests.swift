@@ -30,12 +30,39 @@ final class SocketFuzzTests: XCTestCase {
     }
 
     /// A socket under fuzz: where it is, which key speaks to it, its seeds.
-    private struct Target {
+    private struct Target: Sendable {
         var name: String
         var endpoint: String
         var serverKey: String
         var keys: CurveKeyPair
-        var seeds: (inout SplitMix) -> [[[UInt8]]]
+        var seeds: @Sendable (inout SplitMix) -> [[[UInt8]]]
+
+        /// Sends the mutated frames of `cases` over a new connection (what the daemon sent back,
+        /// unread, goes with it), lets the daemon read them, closes; returns how many sends
+        /// timed out.
+        func send(_ cases: Range<Int>, of run: FuzzRun, context: Context) async throws -> Int {
+            let loop = try EventLoop(context: context, name: "fuzz-\(name)")
+            defer { loop.shutdown() }
+            let socket = try AsyncSocket(loop: loop, type: .dealer) { s in
+                try s.apply(.curveClient(keys: keys, serverPublicKey: serverKey))
+                try s.set(.sendHighWaterMark, 10_000)
+                try s.connect(endpoint)
+            }
+            var failures = 0
+            for i in cases {
+                var rng = SplitMix(seed: run.seed(ofCase: i) ^ UInt64(name.utf8.count))
+                let frames = FrameCorpus.mutate(rng.pick(seeds(&rng)), &rng)
+                do {
+                    try await socket.send(frames.map { Message($0) }, timeout: .seconds(5))
+                } catch {
+                    failures += 1
+                }
+            }
+            // Let the daemon read the batch before the connection goes.
+            try await Task.sleep(for: .milliseconds(200))
+            await socket.close()
+            return failures
+        }
     }
 
     /// Frames per socket between two health checks: the check (200 ms per socket for the daemon to
@@ -94,30 +121,16 @@ final class SocketFuzzTests: XCTestCase {
         var done = 0
         while done < run.iterations {
             let count = min(Self.batch(run), run.iterations - done)
-            for target in targets {
-                let loop = try EventLoop(context: context, name: "fuzz-\(target.name)")
-                defer { loop.shutdown() }
-                // A new connection per batch: what the daemons sent back (unread) goes with it.
-                let socket = try AsyncSocket(loop: loop, type: .dealer) { s in
-                    try s.apply(.curveClient(keys: target.keys, serverPublicKey: target.serverKey))
-                    try s.set(.sendHighWaterMark, 10_000)
-                    try s.connect(target.endpoint)
+            // Every socket's batch at once (each over its own connection, as from five peers).
+            let cases = done..<done + count
+            let failures = try await withThrowingTaskGroup(of: Int.self) { group in
+                for target in targets {
+                    group.addTask { try await target.send(cases, of: run, context: context) }
                 }
-                for i in done..<done + count {
-                    var rng = SplitMix(seed: run.seed(ofCase: i) ^ UInt64(target.name.utf8.count))
-                    let seeds = target.seeds(&rng)
-                    let frames = FrameCorpus.mutate(rng.pick(seeds), &rng)
-                    do {
-                        try await socket.send(frames.map { Message($0) }, timeout: .seconds(5))
-                        sent += 1
-                    } catch {
-                        sendFailures += 1
-                    }
-                }
-                // Let the daemon read the batch before the connection goes.
-                try await Task.sleep(for: .milliseconds(200))
-                await socket.close()
+                return try await group.reduce(0, +)
             }
+            sent += count * targets.count - failures
+            sendFailures += failures
             done += count
             try await cancelEveryJob(admin)
             try await assertServes(cluster, admin: admin, france.prompt_ids, expected, after: "cases \(done - count)..<\(done) (seed \(run.seed))")

@@ -28,26 +28,13 @@ final class StandbyClusterTests: XCTestCase {
     }
 
     func testAfterKillingTheMiddleWorkerItsLayersComeFromStandbyCopiesWithoutAPull() async throws {
-        let model = try TestModel.requirePath()
-        let caches = FileManager.default.temporaryDirectory.appendingPathComponent("caravan-standby-caches-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        defer { try? FileManager.default.removeItem(at: caches) }
-        let cluster = try ClusterProcesses()
-        defer {
-            cluster.stop()
-            try? FileManager.default.removeItem(at: cluster.directory)
-        }
-        try cluster.start(workers: 3, model: model, extraCoordinatorArguments: [
-            "--activation-dtype", "f32", "--heartbeat-interval", "0.2", "--heartbeat-timeout", "1.5",
-        ], extraWorkerArguments: { i in
-            ["--cache-dir", caches.appendingPathComponent("w\(i)").path, "--standby-budget-mib", "1024"]
-        }, withoutModel: [0, 1, 2], oneByOne: true)
-
-        let client = try JobClient(context: try Context(), endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey)
-        func strip(_ r: [String: JobClient.Result], _ tag: String) -> [String: JobClient.Result] {
-            Dictionary(uniqueKeysWithValues: r.map { (String($0.key.dropFirst(tag.count + 1)), $0.value) })
-        }
+        // The standby pull starts 0.5 s after a stage serves (not the daemon's 5 s): the reference
+        // run below still goes first, and the copies are held sooner.
+        let pulling = try PullingCluster(workerArguments: ["--standby-budget-mib", "1024", "--standby-start-delay", "0.5"])
+        defer { pulling.stop() }
+        let cluster = pulling.cluster
         // The fault-free run, while the standby copies are pulled in the background.
-        let reference = strip(try await client.run(try Self.jobs(tag: "ref"), timeout: .seconds(120)), "ref")
+        let reference = try await pulling.run(Self.jobs, tag: "ref")
 
         // Wait until the coordinator hears that every copy is held.
         let admin = try CaravanClient(endpoint: cluster.clientsEndpoint, serverKey: cluster.coordinatorKey, keys: try cluster.adminKeys())
@@ -83,24 +70,13 @@ final class StandbyClusterTests: XCTestCase {
         let survivorLogs = ["worker-0.log", "worker-2.log"]
         var logLengths: [String: Int] = [:]
         let middle = cluster.workers[1].processIdentifier
-        var killed = false
-        let faulty = strip(try await client.run(try Self.jobs(tag: "kill"), timeout: .seconds(120)) { _, results in
-            guard !killed, results.values.reduce(0, { $0 + $1.tokens.count }) >= 12 else { return }
-            killed = true
+        let faulty = try await pulling.run(Self.jobs, tag: "kill") {
             for name in survivorLogs { logLengths[name] = cluster.log(name).count }
             kill(middle, SIGKILL)
-        }, "kill")
-        XCTAssertTrue(killed)
-        for (id, expected) in reference {
-            XCTAssertNil(expected.error, "reference \(id)")
-            XCTAssertNil(faulty[id]?.error, "job \(id) failed: \(faulty[id]?.error ?? "")")
-            XCTAssertEqual(faulty[id]?.tokens, expected.tokens, "job \(id) lost, doubled or changed tokens")
-            XCTAssertEqual(faulty[id]?.text, expected.text, "job \(id) text differs")
         }
+        PullingCluster.assertSame(faulty, as: reference)
 
-        let coordinator = cluster.log("coordinator.log")
-        if ProcessInfo.processInfo.environment["CARAVAN_TEST_PRINT_LOGS"] != nil { print(coordinator) }
-        let plans = coordinator.split(separator: "\n").filter { $0.hasSuffix("] plan") }
+        let plans = PullingCluster.planLines(pulling.coordinatorLog())
         XCTAssertEqual(plans.count, 2, "\(plans)")
         XCTAssertTrue(plans.last?.contains("purpose=recovery") ?? false, "\(plans)")
         XCTAssertTrue(plans.last?.contains("pull_bytes=0") ?? false, "the recovery plan moves no byte: \(plans)")

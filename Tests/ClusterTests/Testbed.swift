@@ -95,39 +95,12 @@ final class Testbed: @unchecked Sendable {
     /// throws with its error output when it fails.
     @discardableResult
     func run(_ arguments: [String], timeout: TimeInterval = 30) throws -> String {
-        let p = Process()
-        p.executableURL = Self.script
-        p.arguments = arguments
-        p.environment = environment
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("testbed-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let out = tmp.appendingPathExtension("out"), err = tmp.appendingPathExtension("err")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
+        let r = try CLIRun.run(Self.script, arguments, in: FileManager.default.temporaryDirectory, timeout: timeout,
+                               environment: environment)
+        guard !r.timedOut, r.status == 0 else {
+            throw Failure(description: "testbed \(arguments.joined(separator: " ")) \(r.timedOut ? "timed out after \(timeout) s" : "failed (\(r.status))"): \(r.stderr)\(r.stdout)")
         }
-        p.standardOutput = try FileHandle(forWritingTo: out)
-        p.standardError = try FileHandle(forWritingTo: err)
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        let timedOut = p.isRunning
-        if timedOut {
-            Glibc.kill(p.processIdentifier, SIGKILL)
-            // Bounded: never hang on a child whose end Foundation does not notice.
-            let grace = Date().addingTimeInterval(5)
-            while p.isRunning, Date() < grace { Thread.sleep(forTimeInterval: 0.05) }
-            throw Failure(description: "testbed \(arguments.joined(separator: " ")) timed out after \(timeout) s")
-        }
-        p.waitUntilExit()
-        let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-        let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
-        guard !timedOut, p.terminationStatus == 0 else {
-            throw Failure(description: "testbed \(arguments.joined(separator: " ")) \(timedOut ? "timed out after \(timeout) s" : "failed (\(p.terminationStatus))"): \(stderr)\(stdout)")
-        }
-        return stdout
+        return r.stdout
     }
 
     /// kill -9 host `i`'s daemon (0 = the coordinator).

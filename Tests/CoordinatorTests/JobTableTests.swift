@@ -28,6 +28,29 @@ final class JobTableTests: XCTestCase {
         return id
     }
 
+    /// A serving table with one job of `owner`, running on lane 0: the table, the job, its session.
+    private func oneOnALane(owner: String = "", file: StaticString = #filePath, line: UInt = #line) throws
+        -> (JobTable, JobID, GenerationSession) {
+        var table = JobTable(contextTokens: 256, batchSequences: 8, keptEndedJobs: 10)
+        let id = try accepted(&table, owner: owner)
+        _ = table.serve(epoch: 1)
+        XCTAssertEqual(table.requestRoom(id), .start, file: file, line: line)
+        let session = try XCTUnwrap(table.moveToLane(id, epoch: 1, lane: 0), file: file, line: line)
+        return (table, id, session)
+    }
+
+    /// A serving table with KV room for one job: the first of two accepted jobs has it, the second
+    /// waits first in line.
+    private func oneStartedOneWaiting(file: StaticString = #filePath, line: UInt = #line) throws -> (JobTable, JobID, JobID) {
+        var table = JobTable(contextTokens: 64, batchSequences: 1, keptEndedJobs: 10)
+        let first = try accepted(&table)
+        let second = try accepted(&table)
+        _ = table.serve(epoch: 1)
+        XCTAssertEqual(table.requestRoom(first), .start, file: file, line: line)
+        XCTAssertEqual(table.requestRoom(second), .queued(position: 1), file: file, line: line)
+        return (table, first, second)
+    }
+
     private func state(_ table: JobTable, _ id: JobID) -> JobState? { table.status(of: id, mayTouch: { _ in true })?.state }
 
     func testAJobGoesFromQueuedThroughPrefillAndGeneratingToFinished() throws {
@@ -79,11 +102,8 @@ final class JobTableTests: XCTestCase {
     /// A job handed back by the pipeline it runs on reports a fault once; it is replayed (and
     /// counted) on the next pipeline only.
     func testHandBacksReportAFaultOnceAndReplaysAreCounted() throws {
-        var table = JobTable(contextTokens: 256, batchSequences: 8, keptEndedJobs: 10)
-        let id = try accepted(&table)
-        _ = table.serve(epoch: 1)
-        XCTAssertEqual(table.requestRoom(id), .start)
-        let session = try XCTUnwrap(table.moveToLane(id, epoch: 1, lane: 0))
+        let (start, id, session) = try oneOnALane()
+        var table = start
         XCTAssertEqual(table.handBack(id, session: session, reason: "step failed", now: t0), .fault(epoch: 1))
         XCTAssertEqual(state(table, id), .queued, "a parked job reports queued")
         XCTAssertEqual(table.status(of: id, mayTouch: { _ in true })?.waitingReason, "step failed")
@@ -109,11 +129,8 @@ final class JobTableTests: XCTestCase {
     /// Cancelling a job while it is between pipelines claims its session: a dispatch racing with
     /// the cancel can no longer put it on a lane.
     func testCancelDuringReDispatchClaimsTheParkedSession() throws {
-        var table = JobTable(contextTokens: 256, batchSequences: 8, keptEndedJobs: 10)
-        let id = try accepted(&table, owner: "alice")
-        _ = table.serve(epoch: 1)
-        XCTAssertEqual(table.requestRoom(id), .start)
-        let session = try XCTUnwrap(table.moveToLane(id, epoch: 1, lane: 0))
+        let (start, id, session) = try oneOnALane(owner: "alice")
+        var table = start
         XCTAssertEqual(table.handBack(id, session: session, reason: "step failed", now: t0), .fault(epoch: 1))
         guard case .notYours = table.cancelTarget(id, mayTouch: { $0 == "bob" }) else { return XCTFail("another key's job") }
         _ = table.serve(epoch: 2)
@@ -132,11 +149,8 @@ final class JobTableTests: XCTestCase {
     /// must leave it again. (Before, the hand back parked the job and the next pipeline ran it to
     /// its end: a cancelled job came back to life.)
     func testACancelWhileOnALaneOrOnItsWayEndsTheJobAtItsHandBack() throws {
-        var table = JobTable(contextTokens: 256, batchSequences: 8, keptEndedJobs: 10)
-        let id = try accepted(&table)
-        _ = table.serve(epoch: 1)
-        XCTAssertEqual(table.requestRoom(id), .start)
-        let session = try XCTUnwrap(table.moveToLane(id, epoch: 1, lane: 0))
+        let (start, id, session) = try oneOnALane()
+        var table = start
         XCTAssertFalse(table.mustLeaveLane(id))
         guard case .lane(0, session.sequence) = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("on its lane") }
         guard case .pending = table.cancelTarget(id, mayTouch: { _ in true }) else { return XCTFail("asked again: under way") }
@@ -159,12 +173,8 @@ final class JobTableTests: XCTestCase {
     /// its KV room until the lane lets go of the sequence; the next job starts only then. Tokens
     /// the lane still reports for it are not recorded or sent.
     func testAJobEndedWhileOnALaneKeepsItsRoomUntilTheLaneLetsGo() throws {
-        var table = JobTable(contextTokens: 64, batchSequences: 1, keptEndedJobs: 10)
-        let first = try accepted(&table)
-        let second = try accepted(&table)
-        _ = table.serve(epoch: 1)
-        XCTAssertEqual(table.requestRoom(first), .start)
-        XCTAssertEqual(table.requestRoom(second), .queued(position: 1))
+        let (start, first, second) = try oneStartedOneWaiting()
+        var table = start
         let session = try XCTUnwrap(table.moveToLane(first, epoch: 1, lane: 0))
         _ = table.takeEvents()
         let ended = table.end(first, with: .failed(JobFailure(.unavailable, "timed out")), whileOnLane: true)
@@ -223,12 +233,8 @@ final class JobTableTests: XCTestCase {
 
     /// Jobs wait in arrival order for KV room and start as it is freed; while waiting they say so.
     func testJobsWaitForKVRoomAndStartWhenAnotherEnds() throws {
-        var table = JobTable(contextTokens: 64, batchSequences: 1, keptEndedJobs: 10)
-        let first = try accepted(&table)
-        let second = try accepted(&table)
-        _ = table.serve(epoch: 1)
-        XCTAssertEqual(table.requestRoom(first), .start)
-        XCTAssertEqual(table.requestRoom(second), .queued(position: 1))
+        let (start, first, second) = try oneStartedOneWaiting()
+        var table = start
         XCTAssertTrue(table.isWaitingForRoom(second))
         XCTAssertEqual(table.roomQueue, [second: 1])
         XCTAssertEqual(table.status(of: second, mayTouch: { _ in true })?.queuePosition, 1)

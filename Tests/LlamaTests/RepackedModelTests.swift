@@ -48,14 +48,7 @@ final class RepackedModelTests: XCTestCase {
         let hd = d / heads, kvd = kvHeads * hd
         var b = GGUFBuilder()
         b.set("general.architecture", .string("llama"))
-        b.set("llama.block_count", .u32(UInt32(layers)))
-        b.set("llama.context_length", .u32(64))
-        b.set("llama.embedding_length", .u32(UInt32(d)))
-        b.set("llama.feed_forward_length", .u32(UInt32(ffn)))
-        b.set("llama.attention.head_count", .u32(UInt32(heads)))
-        b.set("llama.attention.head_count_kv", .u32(UInt32(kvHeads)))
-        b.set("llama.attention.layer_norm_rms_epsilon", .f32(1e-5))
-        b.set("llama.rope.freq_base", .f32(10_000))
+        b.setLlamaShape(layers: layers, context: 64, embedding: d, feedForward: ffn, heads: heads, kvHeads: kvHeads)
         func matrix(_ name: String, cols: Int, rows: Int, scale: Float = 0.3) {
             b.addTensor(name, type: UInt32(type), dims: [cols, rows], data: quantize(type, random(cols * rows, scale)))
         }

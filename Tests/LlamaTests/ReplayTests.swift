@@ -20,29 +20,11 @@ final class ReplayTests: XCTestCase {
         let d = 32, kvd = 16, ffn = 48, vocab = 40
         var b = GGUFBuilder()
         b.set("general.architecture", .string("llama"))
-        b.set("llama.block_count", .u32(UInt32(layers)))
-        b.set("llama.context_length", .u32(128))
-        b.set("llama.embedding_length", .u32(UInt32(d)))
-        b.set("llama.feed_forward_length", .u32(UInt32(ffn)))
-        b.set("llama.attention.head_count", .u32(4))
-        b.set("llama.attention.head_count_kv", .u32(2))
-        b.set("llama.attention.layer_norm_rms_epsilon", .f32(1e-5))
-        b.set("llama.rope.freq_base", .f32(10_000))
+        b.setLlamaShape(layers: layers, context: 128, embedding: d, feedForward: ffn, heads: 4, kvHeads: 2)
         b.addF32("token_embd.weight", dims: [d, vocab], values: random(vocab * d, scale: 1))
         b.addF32("output_norm.weight", dims: [d], values: norm(d))
         b.addF32("output.weight", dims: [d, vocab], values: random(vocab * d))
-        for l in 0..<layers {
-            let p = "blk.\(l)."
-            b.addF32(p + "attn_norm.weight", dims: [d], values: norm(d))
-            b.addF32(p + "attn_q.weight", dims: [d, d], values: random(d * d))
-            b.addF32(p + "attn_k.weight", dims: [d, kvd], values: random(kvd * d))
-            b.addF32(p + "attn_v.weight", dims: [d, kvd], values: random(kvd * d))
-            b.addF32(p + "attn_output.weight", dims: [d, d], values: random(d * d))
-            b.addF32(p + "ffn_norm.weight", dims: [d], values: norm(d))
-            b.addF32(p + "ffn_gate.weight", dims: [d, ffn], values: random(ffn * d))
-            b.addF32(p + "ffn_up.weight", dims: [d, ffn], values: random(ffn * d))
-            b.addF32(p + "ffn_down.weight", dims: [ffn, d], values: random(d * ffn))
-        }
+        b.addLlamaBlocks(layers: layers, embedding: d, kvWidth: kvd, feedForward: ffn, norm: norm) { random($0) }
         return try b.write(name: "replay")
     }
 

@@ -31,6 +31,38 @@ public struct GGUFBuilder {
         addTensor(name, type: 0, dims: dims, data: bytes)
     }
 
+    /// The `llama.*` shape keys of a test model: block count, context, widths, heads, RMS epsilon
+    /// 1e-5 and RoPE base 10000 (after `general.architecture`).
+    public mutating func setLlamaShape(layers: Int, context: Int, embedding: Int, feedForward: Int, heads: Int, kvHeads: Int) {
+        set("llama.block_count", .u32(UInt32(layers)))
+        set("llama.context_length", .u32(UInt32(context)))
+        set("llama.embedding_length", .u32(UInt32(embedding)))
+        set("llama.feed_forward_length", .u32(UInt32(feedForward)))
+        set("llama.attention.head_count", .u32(UInt32(heads)))
+        set("llama.attention.head_count_kv", .u32(UInt32(kvHeads)))
+        set("llama.attention.layer_norm_rms_epsilon", .f32(1e-5))
+        set("llama.rope.freq_base", .f32(10_000))
+    }
+
+    /// The nine F32 tensors of each of `layers` LLaMA blocks of width `d` (keys and values `kvd`
+    /// wide, feed-forward `ffn`): the two norms' values from `norm`, the seven matrices' from
+    /// `weight`, each asked for with its element count, in the order the tensors are written.
+    public mutating func addLlamaBlocks(layers: Int, embedding d: Int, kvWidth kvd: Int, feedForward ffn: Int,
+                                        norm: (Int) -> [Float], weight: (Int) -> [Float]) {
+        for l in 0..<layers {
+            let p = "blk.\(l)."
+            addF32(p + "attn_norm.weight", dims: [d], values: norm(d))
+            addF32(p + "attn_q.weight", dims: [d, d], values: weight(d * d))
+            addF32(p + "attn_k.weight", dims: [d, kvd], values: weight(kvd * d))
+            addF32(p + "attn_v.weight", dims: [d, kvd], values: weight(kvd * d))
+            addF32(p + "attn_output.weight", dims: [d, d], values: weight(d * d))
+            addF32(p + "ffn_norm.weight", dims: [d], values: norm(d))
+            addF32(p + "ffn_gate.weight", dims: [d, ffn], values: weight(ffn * d))
+            addF32(p + "ffn_up.weight", dims: [d, ffn], values: weight(ffn * d))
+            addF32(p + "ffn_down.weight", dims: [ffn, d], values: weight(d * ffn))
+        }
+    }
+
     /// The file's bytes.
     public func build() -> [UInt8] {
         var out = [UInt8]()
@@ -79,10 +111,21 @@ public struct GGUFBuilder {
 
 /// Temporary files for tests.
 public enum TempFiles {
+    /// This test process's directory of temporary files.
+    static var directory: URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("caravan-tests-\(ProcessInfo.processInfo.processIdentifier)")
+    }
+
+    /// Removes ``directory`` when the process exits (registered once, by the first write): each
+    /// test process used to leave its models behind in the temporary directory.
+    private static let removedAtExit: Void = {
+        atexit { try? FileManager.default.removeItem(at: TempFiles.directory) }
+    }()
+
     /// Writes `bytes` to a fresh temporary file and returns its path.
     public static func write(_ bytes: [UInt8], name: String) throws -> String {
-        let dir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("caravan-tests-\(ProcessInfo.processInfo.processIdentifier)")
+        _ = removedAtExit
+        let dir = directory
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let url = dir.appendingPathComponent(UUID().uuidString + "-" + name)
         try Data(bytes).write(to: url)

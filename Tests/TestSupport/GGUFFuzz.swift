@@ -141,14 +141,7 @@ public enum GGUFFuzz {
         var b = GGUFBuilder()
         b.set("general.architecture", .string("llama"))
         b.set("general.name", .string("fuzz-seed"))
-        b.set("llama.block_count", .u32(UInt32(layers)))
-        b.set("llama.context_length", .u32(64))
-        b.set("llama.embedding_length", .u32(UInt32(d)))
-        b.set("llama.feed_forward_length", .u32(UInt32(ffn)))
-        b.set("llama.attention.head_count", .u32(2))
-        b.set("llama.attention.head_count_kv", .u32(1))
-        b.set("llama.attention.layer_norm_rms_epsilon", .f32(1e-5))
-        b.set("llama.rope.freq_base", .f32(10000))
+        b.setLlamaShape(layers: layers, context: 64, embedding: d, feedForward: ffn, heads: 2, kvHeads: 1)
         b.set("tokenizer.ggml.model", .string("gpt2"))
         b.set("tokenizer.ggml.pre", .string("smollm"))
         b.set("tokenizer.ggml.tokens", .strings(tokens))
@@ -160,18 +153,7 @@ public enum GGUFFuzz {
         b.set("tokenizer.chat_template", .string("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"))
         b.addF32("token_embd.weight", dims: [d, vocab], values: random(d * vocab))
         b.addF32("output_norm.weight", dims: [d], values: random(d))
-        for l in 0..<layers {
-            let p = "blk.\(l)."
-            b.addF32(p + "attn_norm.weight", dims: [d], values: random(d))
-            b.addF32(p + "attn_q.weight", dims: [d, d], values: random(d * d))
-            b.addF32(p + "attn_k.weight", dims: [d, kvd], values: random(d * kvd))
-            b.addF32(p + "attn_v.weight", dims: [d, kvd], values: random(d * kvd))
-            b.addF32(p + "attn_output.weight", dims: [d, d], values: random(d * d))
-            b.addF32(p + "ffn_norm.weight", dims: [d], values: random(d))
-            b.addF32(p + "ffn_gate.weight", dims: [d, ffn], values: random(d * ffn))
-            b.addF32(p + "ffn_up.weight", dims: [d, ffn], values: random(d * ffn))
-            b.addF32(p + "ffn_down.weight", dims: [ffn, d], values: random(ffn * d))
-        }
+        b.addLlamaBlocks(layers: layers, embedding: d, kvWidth: kvd, feedForward: ffn, norm: random, weight: random)
         return b.build()
     }
 }

@@ -19,7 +19,8 @@ final class StepLimitsTests: XCTestCase {
     /// The plan of these tests: 64 positions x 4 sequences of KV room, 64 rows per step.
     let (context, sequences, rows) = (64, 4, 64)
 
-    private func setUp(_ hub: InMemoryHub) async throws -> (StageRuntime, any Transport) {
+    /// A runtime with the whole test model loaded; a step short of room waits `grace` for releases.
+    private func setUp(_ hub: InMemoryHub, grace: Duration = .milliseconds(150)) async throws -> (StageRuntime, any Transport) {
         let results = try hub.bind("mem://coordinator/results", node: "coordinator")
         let fingerprint = try ModelFingerprint.of(path: try Self.model.get())
         let assignment = StageAssignment(
@@ -29,7 +30,7 @@ final class StepLimitsTests: XCTestCase {
             maxContextTokens: context, maxBatchSequences: sequences, maxBatchTokens: rows)
         let runtime = StageRuntime(dialer: hub.dialer(node: "worker"), codec: codec, threads: 1, sendTimeout: .seconds(2),
                                    logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
-                                   releaseGrace: .milliseconds(150))
+                                   releaseGrace: grace)
         _ = try await runtime.load(assignment, path: try Self.model.get())
         return (runtime, results)
     }
@@ -60,7 +61,8 @@ final class StepLimitsTests: XCTestCase {
 
     func testStepsOpeningTenTimesThePlansSequencesAreRefusedAndAllocateNothing() async throws {
         let hub = InMemoryHub()
-        let (runtime, results) = try await setUp(hub)
+        // No release comes here: each refused step waits out its grace, kept short.
+        let (runtime, results) = try await setUp(hub, grace: .milliseconds(30))
         let budget = try budgetBytes()
         // 40 sequences (10x the plan's 4), each with 60 positions (nearly the context), two per step.
         var refused: [String] = []
