@@ -22,6 +22,11 @@ struct MirrorLinks {
 }
 
 extension StageRuntime {
+    /// Bytes of KV rows mirrored here now (0 with no mirror).
+    public var mirroredBytes: Int { mirrorStore?.byteCount ?? 0 }
+    /// The most bytes the mirror here may hold (0 with no mirror).
+    public var mirrorBudgetBytes: Int { mirrorStore.map { $0.limit * $0.kvDimension * 2 * 2 } ?? 0 }
+
     /// Most payload bytes of one `KVRows` message (a prefill is cut into several).
     static let mirrorMessageBytes = 1 << 20
     /// How long a mirror send may wait for queue room: a holder that does not take rows must
