@@ -282,7 +282,8 @@ final class ControlPlane: Sendable {
             "bytes": "\(placement.copies.values.reduce(0) { $0 + $1.bytes })",
             "uncovered": "\(placement.uncovered.joined(separator: " "))",
         ])
-        let mirrors = Self.mirrors(placement, stages: stages, members: inPlan)
+        let mirrors = Self.mirrors(placement, stages: stages.map(\.layers),
+                                   workers: inPlan.map { ($0.workerID, $0.dataAddress, $0.dataPublicKey) })
         placedMirrors.withLock { $0 = (epoch, mirrors) }
         // Holders first: their mirrors exist before the owners' first rows arrive.
         for (peer, member) in zip(peers, inPlan) where member.standbyBudgetBytes > 0 && mirrors[member.workerID] == nil {
@@ -295,16 +296,17 @@ final class ControlPlane: Sendable {
     }
 
     /// Per owner (worker id), where it streams the KV rows of its layers: to each worker keeping
-    /// a standby copy of some of them (``StandbyAssignment/mirrors``).
-    static func mirrors(_ placement: StandbyPlacement, stages: [StageAssignment], members: [Member]) -> [String: [KVMirrorTarget]] {
+    /// a standby copy of some of them (``StandbyAssignment/mirrors``). `stages` and `workers`
+    /// (id, data address, data key) are the plan's, in order.
+    static func mirrors(_ placement: StandbyPlacement, stages: [LayerRange],
+                        workers: [(id: String, address: String, key: String)]) -> [String: [KVMirrorTarget]] {
         var mirrors: [String: [KVMirrorTarget]] = [:]
-        for (stage, owner) in zip(stages, members) {
-            for holder in members where holder.workerID != owner.workerID {
-                for r in placement.copies[holder.workerID]?.ranges ?? [] {
-                    guard let layers = LayerRange(max(r.start, stage.layers.start), min(r.end, stage.layers.end)) else { continue }
-                    mirrors[owner.workerID, default: []].append(KVMirrorTarget(
-                        layers: layers, holderAddress: holder.dataAddress, holderPublicKey: holder.dataPublicKey,
-                        holderID: holder.workerID))
+        for (stage, owner) in zip(stages, workers) {
+            for holder in workers where holder.id != owner.id {
+                for r in placement.copies[holder.id]?.ranges ?? [] {
+                    guard let layers = LayerRange(max(r.start, stage.start), min(r.end, stage.end)) else { continue }
+                    mirrors[owner.id, default: []].append(KVMirrorTarget(
+                        layers: layers, holderAddress: holder.address, holderPublicKey: holder.key, holderID: holder.id))
                 }
             }
         }
