@@ -89,17 +89,6 @@ extension WireCodec {
             throw .invalidField("kv_rows.count", reason: "the payload does not hold \(rows.count) positions of \(rows.layers)")
         }
         guard bytes <= limits.maxPayloadBytes else { throw .payloadTooLarge(bytes: UInt64(bytes), limit: limits.maxPayloadBytes) }
-        var envelope = Caravan_V1_Envelope()
-        envelope.protocolVersion = WireProtocol.version
-        envelope.requestID = requestID
-        envelope.body = .kvRows(rows.wireHeader)
-        let header: [UInt8]
-        do {
-            header = try envelope.serializedBytes()
-        } catch {
-            throw .encodingFailed(String(describing: error))
-        }
-        guard header.count <= limits.maxHeaderBytes else { throw .headerTooLarge(bytes: header.count, limit: limits.maxHeaderBytes) }
-        return [ZeroMQ.Message(header), rows.payload]
+        return [ZeroMQ.Message(try envelopeBytes(.kvRows(rows.wireHeader), requestID: requestID)), rows.payload]
     }
 }

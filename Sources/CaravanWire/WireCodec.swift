@@ -66,7 +66,8 @@ public struct WireCodec: Sendable {
         return [header, logits.storage.message()]
     }
 
-    private func envelopeBytes(_ body: Caravan_V1_Envelope.OneOf_Body, requestID: UInt64) throws(WireError) -> [UInt8] {
+    /// The envelope frame carrying `body`, within the header limit.
+    func envelopeBytes(_ body: Caravan_V1_Envelope.OneOf_Body, requestID: UInt64) throws(WireError) -> [UInt8] {
         var envelope = Caravan_V1_Envelope()
         envelope.protocolVersion = WireProtocol.version
         envelope.requestID = requestID
