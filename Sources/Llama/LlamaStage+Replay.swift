@@ -37,7 +37,7 @@ public struct ContinuedSequence: Sendable, Equatable, CustomStringConvertible {
         if let mirroredLayers { s += ", mirrored layers \(mirroredLayers)" }
         s += ", holds every layer for \(heldPositions)"
         if cutPositions > 0 { s += ", cut \(cutPositions) uncommitted" }
-        s += ", recomputes \(recompute) layer-positions"
+        s += heldPositions >= committed ? ", resumes with nothing to recompute" : ", a replay from 0 recomputes \(recompute) layer-positions"
         if let fallback { s += " (full recompute: \(fallback))" }
         return s
     }
