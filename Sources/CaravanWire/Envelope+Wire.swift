@@ -85,6 +85,9 @@ enum MessageRules {
             guard m.planEpoch > 0 else { throw .missingField("assignment_ready.plan_epoch") }
             try nonEmpty(m.workerID, "assignment_ready.worker_id")
             if !m.ready { try nonEmpty(m.error, "assignment_ready.error") }
+            guard m.held.count <= maxContinuingSequences else {
+                throw .invalidField("assignment_ready.held", reason: "\(m.held.count) sequences (at most \(maxContinuingSequences))")
+            }
         case .drain:
             break
         case .releaseSequences(let m):
@@ -108,7 +111,21 @@ enum MessageRules {
                 }
                 previousEnd = r.layerEnd
             }
-        case .activation, .stepResult, .modelChunk:
+            guard m.mirrors.count <= maxMirrors else {
+                throw .invalidField("standby_assignment.mirrors", reason: "\(m.mirrors.count) mirrors (at most \(maxMirrors))")
+            }
+            for (i, mirror) in m.mirrors.enumerated() {
+                let name = "standby_assignment.mirrors[\(i)]"
+                guard mirror.layers.layerStart < mirror.layers.layerEnd,
+                      m.model.layerCount == 0 || mirror.layers.layerEnd <= m.model.layerCount else {
+                    throw .invalidField(name + ".layers", reason: "[\(mirror.layers.layerStart), \(mirror.layers.layerEnd)) is not a range of the model")
+                }
+                try nonEmpty(mirror.holderAddress, name + ".holder_address")
+                try short(mirror.holderAddress, name + ".holder_address", maxBytes: maxAddressBytes)
+                try short(mirror.holderID, name + ".holder_id", maxBytes: maxWorkerIDBytes)
+                if !mirror.holderPublicKey.isEmpty { try curveKey(mirror.holderPublicKey, name + ".holder_public_key") }
+            }
+        case .activation, .stepResult, .modelChunk, .kvRows:
             break  // validated with their domain conversions
         case .modelInfoRequest(let m):
             try sha256(m.sha256, "model_info_request.sha256")
@@ -157,6 +174,8 @@ enum MessageRules {
     static let maxContinuingSequences = 8192
     /// Most ranges one standby assignment lists.
     static let maxStandbyRanges = 4096
+    /// Most mirrors one standby assignment lists (a stage has two neighbours).
+    static let maxMirrors = 64
     /// Longest worker id, bytes (it names the worker in logs, status tables and plans).
     static let maxWorkerIDBytes = 128
     /// Longest endpoint address, bytes.

@@ -65,18 +65,7 @@ extension WireCodec {
         guard chunk.count <= limits.maxPayloadBytes, chunk.count <= Int(UInt32.max) else {
             throw .payloadTooLarge(bytes: UInt64(chunk.count), limit: limits.maxPayloadBytes)
         }
-        var envelope = Caravan_V1_Envelope()
-        envelope.protocolVersion = WireProtocol.version
-        envelope.requestID = requestID
-        envelope.body = .modelChunk(chunk.wireHeader)
-        let bytes: [UInt8]
-        do {
-            bytes = try envelope.serializedBytes()
-        } catch {
-            throw .encodingFailed(String(describing: error))
-        }
-        guard bytes.count <= limits.maxHeaderBytes else { throw .headerTooLarge(bytes: bytes.count, limit: limits.maxHeaderBytes) }
-        return [ZeroMQ.Message(bytes), chunk.payload]
+        return [ZeroMQ.Message(try envelopeBytes(.modelChunk(chunk.wireHeader), requestID: requestID)), chunk.payload]
     }
 }
 

@@ -18,6 +18,9 @@ public struct StandbyAssignment: Sendable, Equatable {
     /// The ranges, ascending and disjoint. A range from layer 0 includes the token embedding, one
     /// ending at the last layer the output norm and matrix.
     public var ranges: [LayerRange]
+    /// The worker as the owner of a stage: where it streams the KV rows of the layers other
+    /// workers keep standby copies of (empty: it mirrors nothing).
+    public var mirrors: [KVMirrorTarget] = []
 
     /// Creates an assignment.
     public init(planEpoch: UInt64, modelName: String, modelSHA256: String, modelSize: UInt64, modelLayerCount: Int,
@@ -76,6 +79,7 @@ extension StandbyAssignment {
         m.planEpoch = planEpoch
         m.model = Caravan_V1_ModelIdentity(name: modelName, sha256: modelSHA256, size: modelSize, layerCount: modelLayerCount)
         m.ranges = ranges.map(\.span)
+        m.mirrors = mirrors.map(\.wire)
         return m
     }
 
@@ -92,5 +96,42 @@ extension StandbyAssignment {
         }
         self.init(planEpoch: m.planEpoch, modelName: m.model.name, modelSHA256: m.model.sha256, modelSize: m.model.sizeBytes,
                   modelLayerCount: Int(m.model.layerCount), ranges: ranges)
+        mirrors = try m.mirrors.enumerated().map { (i, t) throws(WireError) in
+            guard let r = LayerRange(span: t.layers), r.end <= Int(m.model.layerCount) else {
+                throw .invalidField("standby_assignment.mirrors[\(i)].layers", reason: "not a range of the model")
+            }
+            return KVMirrorTarget(layers: r, holderAddress: t.holderAddress, holderPublicKey: t.holderPublicKey, holderID: t.holderID)
+        }
+    }
+}
+
+/// Where the owner of some layers streams their KV rows: the worker keeping a standby copy of
+/// them (``StandbyAssignment/mirrors``).
+public struct KVMirrorTarget: Sendable, Equatable {
+    /// The layers mirrored there.
+    public var layers: LayerRange
+    /// The holder's data endpoint.
+    public var holderAddress: String
+    /// The holder's CURVE public key (empty in plain mode).
+    public var holderPublicKey: String
+    /// The holder's worker id, for logs.
+    public var holderID: String
+
+    /// A target.
+    public init(layers: LayerRange, holderAddress: String, holderPublicKey: String, holderID: String) {
+        self.layers = layers
+        self.holderAddress = holderAddress
+        self.holderPublicKey = holderPublicKey
+        self.holderID = holderID
+    }
+
+    /// The wire message.
+    public var wire: Caravan_V1_KVMirror {
+        var m = Caravan_V1_KVMirror()
+        m.layers = layers.span
+        m.holderAddress = holderAddress
+        m.holderPublicKey = holderPublicKey
+        m.holderID = holderID
+        return m
     }
 }

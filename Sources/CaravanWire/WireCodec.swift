@@ -12,6 +12,9 @@ public enum Inbound: Sendable {
     case message(Caravan_V1_Envelope.OneOf_Body, requestID: UInt64)
     /// Bytes of a model file (header + payload) from the coordinator's model source.
     case modelChunk(ModelChunkData, requestID: UInt64)
+    /// Keys and values mirrored from a stage to the worker keeping a standby copy of its layers
+    /// (header + payload).
+    case kvRows(KVRowsData, requestID: UInt64)
 }
 
 /// Turns messages into ZeroMQ frames and back. The only place where frames are decoded: every
@@ -38,6 +41,7 @@ public struct WireCodec: Sendable {
         case .activation: throw .invalidField("body", reason: "encode activations with encode(ActivationStep)")
         case .stepResult(let r): return try encode(StepOutcome(wire: r), requestID: requestID)
         case .modelChunk: throw .invalidField("body", reason: "encode model chunks with encode(ModelChunkData)")
+        case .kvRows: throw .invalidField("body", reason: "encode KV rows with encode(KVRowsData)")
         default: break
         }
         try MessageRules.validate(body)
@@ -62,7 +66,8 @@ public struct WireCodec: Sendable {
         return [header, logits.storage.message()]
     }
 
-    private func envelopeBytes(_ body: Caravan_V1_Envelope.OneOf_Body, requestID: UInt64) throws(WireError) -> [UInt8] {
+    /// The envelope frame carrying `body`, within the header limit.
+    func envelopeBytes(_ body: Caravan_V1_Envelope.OneOf_Body, requestID: UInt64) throws(WireError) -> [UInt8] {
         var envelope = Caravan_V1_Envelope()
         envelope.protocolVersion = WireProtocol.version
         envelope.requestID = requestID
@@ -115,6 +120,8 @@ public struct WireCodec: Sendable {
             return .stepResult(try StepOutcome(wire: result, payload: payload, limits: limits), requestID: envelope.requestID)
         case .modelChunk(let chunk):
             return .modelChunk(try ModelChunkData(wire: chunk, payload: payload, limits: limits), requestID: envelope.requestID)
+        case .kvRows(let rows):
+            return .kvRows(try KVRowsData(wire: rows, payload: payload, limits: limits), requestID: envelope.requestID)
         default:
             guard payload == nil else { throw .unexpectedPayload }
             try MessageRules.validate(body)

@@ -38,6 +38,10 @@ final class ControlPlane: Sendable {
     /// The sequences the assignments of a plan epoch name as continuing (taken once per epoch,
     /// when its first assignment is sent, so that every stage and a resent assignment agree).
     private let continuing = LockedValue<(epoch: UInt64, sequences: [SequenceID: Int])>((0, [:]))
+    /// What the stages of the plan being loaded hold of the continuing sequences.
+    private let resumePoints = LockedValue(ResumePoints())
+    /// Where each worker of the serving plan mirrors the KV rows of its layers (by worker id).
+    private let placedMirrors = LockedValue<(epoch: UInt64, byWorker: [String: [KVMirrorTarget]])>((0, [:]))
 
     init(control: any Transport, codec: WireCodec, membership: LockedValue<Membership>, facts: ModelFacts,
          template: AssignmentTemplate, configuration: CoordinatorConfiguration, logger: Logger, desk: JobDesk,
@@ -142,6 +146,10 @@ final class ControlPlane: Sendable {
                 "load_ms": "\(m.loadMs)",
             ])
             if m.ready { membership.withLock { $0.stageMemory(peer: peer, bytes: m.memoryBytes) } }
+            if m.ready {
+                let held = Dictionary(m.held.map { (SequenceID($0.sequenceID), Int($0.positions)) }, uniquingKeysWith: min)
+                resumePoints.withLock { $0.record(held, peer: peer, epoch: m.planEpoch) }
+            }
             if !m.ready { CoordinatorMetrics.fault(.loadFailed) }
             if m.ready, m.loadMs > 0, let pulled = expectedPulls.withLock({ $0.removeValue(forKey: m.workerID) }), pulled >= 4 << 20 {
                 // A lower bound of the link's speed (the load time includes building the stage).
@@ -227,6 +235,14 @@ final class ControlPlane: Sendable {
                                             address: member?.dataAddress ?? "", publicKey: member?.dataPublicKey ?? "")
                 })
                 order.continuing = continuingSequences(epoch: epoch)
+                order.resume = resumePoints.withLock { $0.resume(order.continuing, epoch: epoch, peers: peers) }
+                if !order.resume.isEmpty {
+                    logger.info("sequences resume where every stage holds them", metadata: [
+                        "epoch": "\(epoch)", "sequences": "\(order.resume.count)",
+                        "held_positions": "\(order.resume.values.reduce(0, +))",
+                        "committed_positions": "\(order.continuing.values.reduce(0, +))",
+                    ])
+                }
                 serve.yield(order)
                 await placeStandby(epoch: epoch, stages: stages, peers: peers)
             case .replan(let reason):
@@ -266,15 +282,43 @@ final class ControlPlane: Sendable {
             "bytes": "\(placement.copies.values.reduce(0) { $0 + $1.bytes })",
             "uncovered": "\(placement.uncovered.joined(separator: " "))",
         ])
-        for (peer, member) in zip(peers, inPlan) where member.standbyBudgetBytes > 0 {
+        let mirrors = Self.mirrors(placement, stages: stages.map(\.layers),
+                                   workers: inPlan.map { ($0.workerID, $0.dataAddress, $0.dataPublicKey) })
+        placedMirrors.withLock { $0 = (epoch, mirrors) }
+        // Holders first: their mirrors exist before the owners' first rows arrive.
+        for (peer, member) in zip(peers, inPlan) where member.standbyBudgetBytes > 0 && mirrors[member.workerID] == nil {
             await sendStandby(epoch: epoch, ranges: placement.copies[member.workerID]?.ranges ?? [], to: peer)
+        }
+        for (peer, member) in zip(peers, inPlan) where mirrors[member.workerID] != nil {
+            await sendStandby(epoch: epoch, ranges: placement.copies[member.workerID]?.ranges ?? [],
+                              mirrors: mirrors[member.workerID] ?? [], to: peer)
         }
     }
 
-    /// Tells `peer` to keep standby copies of `ranges` for the plan of `epoch` (none: an empty list).
-    private func sendStandby(epoch: UInt64, ranges: [LayerRange], to peer: PeerID) async {
-        let assignment = StandbyAssignment(planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
+    /// Per owner (worker id), where it streams the KV rows of its layers: to each worker keeping
+    /// a standby copy of some of them (``StandbyAssignment/mirrors``). `stages` and `workers`
+    /// (id, data address, data key) are the plan's, in order.
+    static func mirrors(_ placement: StandbyPlacement, stages: [LayerRange],
+                        workers: [(id: String, address: String, key: String)]) -> [String: [KVMirrorTarget]] {
+        var mirrors: [String: [KVMirrorTarget]] = [:]
+        for (stage, owner) in zip(stages, workers) {
+            for holder in workers where holder.id != owner.id {
+                for r in placement.copies[holder.id]?.ranges ?? [] {
+                    guard let layers = LayerRange(max(r.start, stage.start), min(r.end, stage.end)) else { continue }
+                    mirrors[owner.id, default: []].append(KVMirrorTarget(
+                        layers: layers, holderAddress: holder.address, holderPublicKey: holder.key, holderID: holder.id))
+                }
+            }
+        }
+        return mirrors
+    }
+
+    /// Tells `peer` to keep standby copies of `ranges` for the plan of `epoch` (none: an empty
+    /// list), and where to mirror the KV rows of its own layers.
+    private func sendStandby(epoch: UInt64, ranges: [LayerRange], mirrors: [KVMirrorTarget] = [], to peer: PeerID) async {
+        var assignment = StandbyAssignment(planEpoch: epoch, modelName: template.modelName, modelSHA256: template.modelSHA256,
                                            modelSize: template.modelSize, modelLayerCount: template.modelLayerCount, ranges: ranges)
+        assignment.mirrors = mirrors
         await send(.standbyAssignment(assignment.wire), to: peer)
     }
 
@@ -282,13 +326,14 @@ final class ControlPlane: Sendable {
     /// (it kept its stage, but a message on the connection it lost may be gone; a worker given
     /// the same assignment again changes nothing).
     private func resendStandby(to peer: PeerID) async {
-        let found = membership.withLock { ms -> (UInt64, [LayerRange])? in
-            guard let m = ms.members.first(where: { $0.peer == peer }), m.standbyBudgetBytes > 0, let copies = m.standby,
-                  m.readyEpoch == ms.epoch else { return nil }
-            return (ms.epoch, copies.ranges)
+        let found = membership.withLock { ms -> (UInt64, String, [LayerRange])? in
+            guard let m = ms.members.first(where: { $0.peer == peer }), m.readyEpoch == ms.epoch else { return nil }
+            return (ms.epoch, m.workerID, m.standbyBudgetBytes > 0 ? m.standby?.ranges ?? [] : [])
         }
-        guard let (epoch, ranges) = found else { return }
-        await sendStandby(epoch: epoch, ranges: ranges, to: peer)
+        guard let (epoch, workerID, ranges) = found else { return }
+        let mirrors = placedMirrors.withLock { $0.epoch == epoch ? $0.byWorker[workerID] ?? [] : [] }
+        guard !ranges.isEmpty || !mirrors.isEmpty else { return }
+        await sendStandby(epoch: epoch, ranges: ranges, mirrors: mirrors, to: peer)
     }
 
     /// The sequences that continue under the plan of `epoch` with their committed positions

@@ -352,7 +352,8 @@ public final class CoordinatorService: Service {
             firstStage: first, planEpoch: serve.epoch, vocabularySize: vocabulary, contextLimit: contextLimit,
             codec: codec, deadline: configuration.stepDeadline, timing: stepTiming, label: "epoch-\(serve.epoch)",
             replay: serve.continuing.isEmpty ? nil : ReplayLedger(epoch: serve.epoch, continuing: serve.continuing,
-                                                                  layerCount: layerCount, logger: logger, totals: replays),
+                                                                  resume: serve.resume, layerCount: layerCount,
+                                                                  logger: logger, totals: replays),
             releaser: { ids in await plane.release(ids, epoch: serve.epoch) })
         // By default one lane per stage (at least two): each stage works on one lane's rows while
         // the others are elsewhere in the pipeline. Since the last stage samples, a lane's trip
@@ -368,7 +369,7 @@ public final class CoordinatorService: Service {
             "lanes": "\(lanes.count)",
         ])
         let pipeline = ServingPipeline(epoch: serve.epoch, engine: engine, lanes: lanes,
-                                       lastStageKey: serve.stages.last?.publicKey ?? "")
+                                       lastStageKey: serve.stages.last?.publicKey ?? "", resume: LockedValue(serve.resume))
         guard await desk.startServing(pipeline, stillCurrent: { plane.isServing(epoch: serve.epoch) }) else {
             logger.info("plan replaced before it served", metadata: ["epoch": "\(serve.epoch)"])
             await first.close()
@@ -394,4 +395,7 @@ struct ServeOrder: Sendable {
     let stages: [Stage]
     /// The sequences that continue from the previous plan, with their committed positions.
     var continuing: [SequenceID: Int] = [:]
+    /// Of those, the ones every stage holds in all its layers up to a position: they resume there
+    /// (``ResumePoints``).
+    var resume: [SequenceID: Int] = [:]
 }

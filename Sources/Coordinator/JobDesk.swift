@@ -14,6 +14,9 @@ struct ServingPipeline: Sendable {
     let lanes: [Lane]
     /// The CURVE key of the worker running the last stage: results are taken from it only.
     var lastStageKey = ""
+    /// Sequences that continue from the previous plan at the position every stage holds
+    /// (``ResumePoints``), each taken by its first dispatch.
+    var resume = LockedValue<[SequenceID: Int]>([:])
 }
 
 /// Timings and limits of the job desk.
@@ -322,7 +325,8 @@ final class JobDesk: Sendable {
             if load < bestLoad { (best, bestLoad) = (i, load) }
         }
         guard let session = withState({ $0.table.moveToLane(jobID, epoch: pipeline.epoch, lane: best) }) else { return }
-        session.rewind()
+        // From where every stage holds it (first dispatch after a re-plan), else from position 0.
+        session.rewind(to: pipeline.resume.withLock { $0.removeValue(forKey: session.sequence) } ?? 0)
         await pipeline.lanes[best].submit(session)
         // Cancelled or ended (timed out) while the session was on its way to the lane: whoever did
         // it found no lane holding it yet, so take it off here (the lane's cancelled finish then

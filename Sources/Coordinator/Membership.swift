@@ -418,10 +418,13 @@ public struct Membership: Sendable {
                 activationDType: template.activationDType, maxContextTokens: template.maxContextTokens,
                 maxBatchSequences: template.maxBatchSequences, maxBatchTokens: template.maxBatchTokens)
             assignment.nextHopPublicKey = nextKey
-            // The stage's data socket admits the coordinator (it feeds stage 0) and the worker of
-            // the stage before it, with the key that worker's data socket uses (empty in plain mode).
+            // The stage's data socket admits the coordinator (it feeds stage 0), the worker of the
+            // stage before it (its steps) and the one of the stage after it (the KV rows it mirrors
+            // here when this worker keeps a standby copy of its layers), with the keys their data
+            // sockets use (empty in plain mode).
             let previousKey = i > 0 ? workers[i - 1].dataPublicKey : ""
-            assignment.dataClientKeys = [template.resultPublicKey, previousKey].filter { !$0.isEmpty }
+            let followingKey = i + 1 < workers.count ? workers[i + 1].dataPublicKey : ""
+            assignment.dataClientKeys = [template.resultPublicKey, previousKey, followingKey].filter { !$0.isEmpty }
             assignments.append(assignment)
         }
         phase = .assigning(epoch: epoch, stages: assignments, peers: peers)

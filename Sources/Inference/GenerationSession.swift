@@ -128,6 +128,14 @@ public final class GenerationSession: @unchecked Sendable {
         processed = 0
     }
 
+    /// As ``rewind()``, but the engine still holds positions `[0, position)` (every stage kept or
+    /// adopted their keys and values): the next entries start there. Always leaves at least the
+    /// newest token to feed (it asks for the logits of the next), and never goes past what was
+    /// processed.
+    public func rewind(to position: Int) {
+        processed = max(0, min(position, processed, tokens.count - 1))
+    }
+
     /// Rebuilds the state of a session that had already generated `generated` (after a
     /// coordinator restart): the tokens pass through the stop matcher and the streaming
     /// detokenizer again, their text discarded (it was delivered before), and the engine will

@@ -17,9 +17,15 @@ public struct ContinuedSequence: Sendable, Equatable, CustomStringConvertible {
     /// Why less than every committed position of the kept layers was kept (nil when nothing is
     /// missing): the stage falls back to recomputing those.
     public let fallback: String?
-    /// Layer-positions the stage recomputes when the committed positions are replayed: its
-    /// layers times the committed positions, less the kept ones.
+    /// Layer-positions the stage recomputes when the committed positions are replayed from
+    /// position 0: its layers times the committed positions, less the kept ones.
     public let recompute: Int
+    /// The layers (model numbering) whose keys and values came from rows their owner mirrored to
+    /// this worker; nil when none did.
+    public var mirroredLayers: LayerRange? = nil
+    /// Positions every layer of the stage holds (kept and mirrored), at most ``committed``: the
+    /// sequence can resume there with nothing recomputed on this stage.
+    public var heldPositions = 0
 
     public var description: String {
         var s = "\(sequence): "
@@ -28,8 +34,10 @@ public struct ContinuedSequence: Sendable, Equatable, CustomStringConvertible {
         } else {
             s += "nothing kept of \(committed) positions"
         }
+        if let mirroredLayers { s += ", mirrored layers \(mirroredLayers)" }
+        s += ", holds every layer for \(heldPositions)"
         if cutPositions > 0 { s += ", cut \(cutPositions) uncommitted" }
-        s += ", recomputes \(recompute) layer-positions"
+        s += heldPositions >= committed ? ", resumes with nothing to recompute" : ", a replay from 0 recomputes \(recompute) layer-positions"
         if let fallback { s += " (full recompute: \(fallback))" }
         return s
     }
@@ -78,8 +86,15 @@ extension LlamaStage {
     /// kept state does not fit (another model or context, no layer in common, outputs of another
     /// layer than this stage needs, an unknown sequence) the stage recomputes its whole range for
     /// the sequence; the result says which.
+    ///
+    /// The layers this stage takes over beyond the kept ones are filled from `mirror` (the rows
+    /// their owner streamed to this worker, of the old plan) where it holds them: then every
+    /// layer holds the positions both hold (``ContinuedSequence/heldPositions``), and the sequence
+    /// can resume there instead of being replayed (rows from an earlier position recompute what
+    /// they reach, as before).
     @discardableResult
-    public func continueSequences(_ committed: [SequenceID: Int], from old: LlamaStage?) -> [ContinuedSequence] {
+    public func continueSequences(_ committed: [SequenceID: Int], from old: LlamaStage?,
+                                  mirror: KVMirror? = nil) -> [ContinuedSequence] {
         let committed = committed.filter { $0.value > 0 }.mapValues { min($0, contextLimit) }
         let order = committed.keys.sorted()
         resumes = [:]
@@ -127,6 +142,8 @@ extension LlamaStage {
             return g >= lo && g < hi ? g - old.layers.start : nil
         }
         let whole = lo == layers.start && hi == layers.end
+        // Local layers the old stage did not run (what a mirror may fill).
+        let newLocals = layerMap.indices.filter { layerMap[$0] == nil }
         for id in order {
             let c = committed[id]!
             // Positions every old layer holds (a sequence still resuming there counts only those).
@@ -135,7 +152,10 @@ extension LlamaStage {
                 results.append(nothing(id, "the old stage held no positions of it"))
                 continue
             }
-            var m = min(held, c)
+            // Keys and values of the kept layers, and positions whose outputs are kept too (a
+            // replay below them skips the kept layers).
+            let kv = min(held, c)
+            var m = kv
             if needsOutputs {
                 if old !== self {
                     old.kept.move(id, to: kept, length: m, protected: Set(resumes.keys))
@@ -144,7 +164,9 @@ extension LlamaStage {
                 }
                 m = min(m, kept.length(of: id))
             }
-            guard m > 0 else {
+            // The layers taken over beyond the kept ones, filled from the mirror where it holds them.
+            let mirrored = whole || old === self ? 0 : min(kv, self.mirrored(id, locals: newLocals, in: mirror))
+            guard m > 0 || mirrored > 0 else {
                 if old === self { removeSequence(id) } else { old.removeSequence(id) }
                 replayWindows[id] = c
                 results.append(nothing(id, "no outputs kept for it", cut: max(0, held - c)))
@@ -154,14 +176,20 @@ extension LlamaStage {
                 cache.truncate(id, to: m)
                 kept.truncate(id, to: m)
             } else {
-                cache.adopt(id, from: old.cache, layerMap: layerMap, length: m)
+                cache.adopt(id, from: old.cache, layerMap: layerMap, length: max(m, mirrored))
             }
-            // Layers this stage did not run before hold nothing yet.
-            cache.sequence(id).length = whole ? m : 0
-            resumes[id] = m
-            results.append(ContinuedSequence(
+            if mirrored > 0, let mirror { fill(id, locals: newLocals, from: mirror, count: mirrored) }
+            // Layers this stage did not run before hold nothing yet, or what the mirror held.
+            let every = whole ? m : mirrored
+            cache.sequence(id).length = every
+            if m > 0 { resumes[id] = m }
+            var result = ContinuedSequence(
                 sequence: id, committed: c, keptLayers: keptRange, keptPositions: m, cutPositions: max(0, held - c),
-                fallback: m < c ? "kept \(m) of \(c) committed positions" : nil, recompute: count * c - keptRange.count * m))
+                fallback: max(m, every) < c ? "kept \(max(m, every)) of \(c) committed positions" : nil,
+                recompute: count * c - keptRange.count * m)
+            result.heldPositions = every
+            if mirrored > 0 { result.mirroredLayers = LayerRange(layers.start + newLocals.first!, layers.start + newLocals.last! + 1) }
+            results.append(result)
         }
         keptLayers = (lo - layers.start)..<(hi - layers.start)
         if old !== self { for id in old.sequences { old.removeSequence(id) } }

@@ -20,24 +20,32 @@ public struct StageLoadError: Error, CustomStringConvertible, Sendable {
 /// only within the assignment's limits (``StepLimits``: rows per step, KV room), so the stage's
 /// memory stays within what the plan sized.
 public actor StageRuntime {
-    private struct Installed {
+    struct Installed {
         let assignment: StageAssignment
         let stage: LlamaStage
         let next: NextHop
         let results: any Transport
     }
 
-    private let dialer: any TransportDialer
-    private let codec: WireCodec
+    let dialer: any TransportDialer
+    let codec: WireCodec
     private let threads: Int
     private let coordinatorPublicKey: String
     private let sendTimeout: Duration
-    private let logger: Logger
+    let logger: Logger
     /// Lines a peer can cause, within a budget (``LogLimiter``).
-    private let limited: LogLimiter
+    let limited: LogLimiter
     /// Times steps (ContinuousClock in the daemon; tests may dilate it).
     private let clock: any Clock<Duration>
-    private var installed: Installed?
+    var installed: Installed?
+    /// As a holder: KV rows of the layers this worker keeps standby copies of, as their owner
+    /// streamed them (for the plan it runs).
+    var mirrorStore: KVMirror?
+    /// As an owner: the holders it streams KV rows to.
+    var mirrorLinks: MirrorLinks?
+    /// For the sequences the last assignment named as continuing: the positions the stage holds
+    /// in every layer (reported in `AssignmentReady.held`).
+    public private(set) var held: (epoch: UInt64, positions: [SequenceID: Int]) = (0, [:])
     private var pool: ComputeThreadPool?
     /// Step statistics since the stage was loaded, readable without waiting for a running step
     /// (heartbeats must never wait for compute).
@@ -122,7 +130,13 @@ public actor StageRuntime {
         stage.outputPrecision = assignment.activationDType == .f16 ? .f16 : .f32
         stage.keptOutputLimit = assignment.maxContextTokens * assignment.maxBatchSequences
         let previous = installed.flatMap { $0.assignment.modelSHA256 == assignment.modelSHA256 ? $0.stage : nil }
-        let continued = stage.continueSequences(assignment.continuing, from: previous)
+        // Rows mirrored here under the plan being replaced fill the layers taken over; then they
+        // (and the holders of that plan) are done with.
+        let mirror = mirrorStore.flatMap { m in installed.map { $0.assignment.planEpoch == m.epoch } ?? false ? m : nil }
+        let continued = stage.continueSequences(assignment.continuing, from: previous, mirror: mirror)
+        mirrorStore = nil
+        await closeMirrorLinks()
+        held = (assignment.planEpoch, Dictionary(continued.map { ($0.sequence, $0.heldPositions) }, uniquingKeysWith: min))
         logContinued(continued, assignment: assignment)
         installed = Installed(assignment: assignment, stage: stage, next: next, results: results)
         statistics.withLock { $0 = StepStatistics() }
@@ -146,18 +160,20 @@ public actor StageRuntime {
         logger.info("continuing sequences", metadata: [
             "epoch": "\(assignment.planEpoch)", "layers": "\(assignment.layers)", "sequences": "\(continued.count)",
             "kept": "\(continued.count { $0.keptLayers != nil })", "recompute_layer_positions": "\(recompute)",
-            "full_layer_positions": "\(full)",
+            "full_layer_positions": "\(full)", "mirrored": "\(continued.count { $0.mirroredLayers != nil })",
+            "held_positions": "\(continued.reduce(0) { $0 + $1.heldPositions })",
         ])
-        for c in continued where c.fallback != nil || c.cutPositions > 0 {
+        for c in continued where c.fallback != nil || c.cutPositions > 0 || c.mirroredLayers != nil {
             logger.info("continuing sequence: \(c)", metadata: ["epoch": "\(assignment.planEpoch)"])
         }
     }
 
-    /// Frees the KV caches of `sequences`.
-    public func release(_ sequences: [UInt64], epoch: UInt64) {
+    /// Frees the KV caches of `sequences`, and tells the holders of mirrored rows to drop them.
+    public func release(_ sequences: [UInt64], epoch: UInt64) async {
         guard let installed, installed.assignment.planEpoch == epoch else { return }
         for id in sequences { installed.stage.removeSequence(SequenceID(id)) }
         WorkerMetrics.kvCacheBytes.record(installed.stage.cacheBytes)
+        await releaseMirrored(sequences, epoch: epoch)
     }
 
     /// Handles one received data message (frames after the routing id) from `sender` (the key
@@ -166,11 +182,19 @@ public actor StageRuntime {
         WorkerMetrics.bytesReceived.increment(by: frames.reduce(0) { $0 + $1.count })
         let step: ActivationStep
         do {
-            guard case .activation(let s, _) = try codec.decode(frames) else {
+            switch try codec.decode(frames) {
+            case .activation(let s, _):
+                step = s
+            case .kvRows(let rows, _):
+                keepMirrored(rows, from: sender)
+                return
+            case .message(.releaseSequences(let m), _):
+                releaseMirror(m.sequenceIds, epoch: m.planEpoch)
+                return
+            default:
                 limited.warning("data socket: dropped a message that is not an activation", key: sender ?? "")
                 return
             }
-            step = s
         } catch {
             limited.warning("data socket: dropped a bad frame", key: sender ?? "", metadata: ["reason": "\(error)", "frames": "\(frames.count)"])
             return
@@ -258,7 +282,10 @@ public actor StageRuntime {
         } catch {
             limited.error("could not send the output of a step", metadata: ["step": "\(step.stepID)", "reason": "\(error)"])
             await report(step.failure("stage \(assignment.stageIndex): could not send its output: \(error)"), to: installed)
+            return
         }
+        // After the output left: the rows this step appended, to the holders of mirrored layers.
+        await mirrorStep(batch, stage: installed.stage, epoch: assignment.planEpoch)
     }
 
     /// Why `batch` may not run under the installed assignment (``StepLimits``), or nil. A step
@@ -293,6 +320,7 @@ public actor StageRuntime {
 
     /// Closes the transports.
     public func shutdown() async {
+        await closeMirrorLinks()
         if let installed {
             await installed.next.close()
             await installed.results.close()

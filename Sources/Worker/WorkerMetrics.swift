@@ -22,6 +22,10 @@ enum WorkerMetrics {
     static let layerBytesReused = Counter(label: "caravan_layer_bytes_reused_total")
     /// Layer-positions recomputed for replayed rows after re-plans (layers x positions).
     static let replayedLayerPositions = Counter(label: "caravan_stage_replayed_layer_positions_total")
+    /// Bytes of KV rows streamed to the holders of standby copies of this stage's layers.
+    static let mirrorBytesSent = Counter(label: "caravan_kv_mirror_bytes_sent_total")
+    /// Bytes of KV rows mirrored here from other stages (of the plan running).
+    static let mirrorBytes = Gauge(label: "caravan_kv_mirror_bytes")
     /// Stage loads, by result (`ok`, `failed`).
     static func loaded(ok: Bool) {
         Counter(label: "caravan_stage_loads_total", dimensions: [("result", ok ? "ok" : "failed")]).increment()

@@ -241,6 +241,8 @@ public final class WorkerService: Service {
         case .standbyAssignment(let m):
             do {
                 let assignment = try StandbyAssignment(wire: m)
+                // KV rows mirrored to and from this worker, whether or not it holds the file.
+                await runtime.mirror(assignment)
                 if paths[assignment.modelSHA256] != nil {
                     logger.debug("standby copies not needed: this worker has the model file")
                 } else {
@@ -309,7 +311,7 @@ public final class WorkerService: Service {
                     error = "\(e)"
                 }
                 guard !Task.isCancelled else { return }  // replaced by a newer assignment, or stopping
-                await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports)
+                await self.loaded(assignment, bytes: bytes, error: error, started: started, ports: ports, runtime: runtime)
                 if error == nil { keeper?.serving(epoch: assignment.planEpoch) }
             }
             loadTask.withLock { $0 = task }
@@ -320,6 +322,7 @@ public final class WorkerService: Service {
             ready.workerID = configuration.workerID
             ready.ready = error == nil
             ready.error = error ?? ""
+            if error == nil { ready.held = await Self.held(runtime, epoch: epoch) }
             await ports.send(.assignmentReady(ready))
         case .stop(let reason):
             logger.critical("\(reason)")
@@ -338,7 +341,7 @@ public final class WorkerService: Service {
 
     /// Reports a finished load (of the epoch being loaded) with `AssignmentReady`.
     private func loaded(_ assignment: StageAssignment, bytes: Int, error: String?, started: ContinuousClock.Instant,
-                        ports: Ports) async {
+                        ports: Ports, runtime: StageRuntime) async {
         let next = session.apply { $0.loaded(epoch: assignment.planEpoch, error: error) }
         WorkerMetrics.loaded(ok: error == nil)
         WorkerMetrics.loadTime.record(duration: ContinuousClock.now - started)
@@ -352,8 +355,22 @@ public final class WorkerService: Service {
                 ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).components.seconds * 1000
                     + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
                 ready.memoryBytes = UInt64(bytes)
+                if error == nil { ready.held = await Self.held(runtime, epoch: epoch) }
                 await ports.send(.assignmentReady(ready))
             }
+        }
+    }
+
+    /// What the stage of `epoch` holds in every layer of the sequences that continued into it
+    /// (`AssignmentReady.held`; empty for another epoch).
+    private static func held(_ runtime: StageRuntime, epoch: UInt64) async -> [Caravan_V1_HeldSequence] {
+        let held = await runtime.held
+        guard held.epoch == epoch else { return [] }
+        return held.positions.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { id, positions in
+            var h = Caravan_V1_HeldSequence()
+            h.sequenceID = id.rawValue
+            h.positions = UInt32(clamping: positions)
+            return h
         }
     }
 

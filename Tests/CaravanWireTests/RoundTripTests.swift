@@ -1,3 +1,4 @@
+import CaravanCore
 import XCTest
 import CaravanWire
 import ZeroMQ
@@ -19,8 +20,40 @@ final class RoundTripTests: XCTestCase {
         }
         kinds.insert(Samples.kind(.activation(Caravan_V1_ActivationHeader())))  // covered below
         kinds.insert(Samples.kind(.stepResult(Caravan_V1_StepResult())))        // covered below
+        kinds.insert(Samples.kind(.kvRows(Caravan_V1_KVRows())))                // covered below
         kinds.insert(Samples.kind(.modelChunk(Caravan_V1_ModelChunk())))        // WorkerTests.LayerPullTests
         XCTAssertEqual(kinds.count, Samples.allKindCount + Samples.modelKindCount, "some message kind has no round-trip sample")
+    }
+
+    func testKVRowsRoundTripAndAreCheckedOnReceipt() throws {
+        let halfs: [UInt16] = (0..<(2 * 2 * 3 * 4)).map { UInt16($0 * 257) }
+        let payload = halfs.withUnsafeBytes { Message(Array($0)) }
+        let rows = KVRowsData(planEpoch: 4, sequence: SequenceID(9), position: 5, count: 3, layers: LayerRange(2, 4)!,
+                              kvDimension: 4, payload: payload)
+        let frames = try codec.encode(rows, requestID: 3)
+        XCTAssertEqual(frames.count, 2)
+        guard case .kvRows(let decoded, 3) = try codec.decode(frames) else { return XCTFail("not KV rows") }
+        XCTAssertEqual(decoded.planEpoch, 4)
+        XCTAssertEqual(decoded.sequence, SequenceID(9))
+        XCTAssertEqual(decoded.position, 5)
+        XCTAssertEqual(decoded.count, 3)
+        XCTAssertEqual(decoded.layers, LayerRange(2, 4))
+        XCTAssertEqual(decoded.payload.bytes, payload.bytes)
+        // A payload of another size, a flipped bit, no payload: refused.
+        XCTAssertThrowsError(try codec.decode([frames[0], Message(Array(payload.bytes.dropLast(2)))]))
+        var flipped = payload.bytes
+        flipped[7] ^= 1
+        XCTAssertThrowsError(try codec.decode([frames[0], Message(flipped)])) { error in
+            guard case WireError.checksumMismatch = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try codec.decode([frames[0]]))
+        // Rows that do not fit the payload limit are refused before the payload is looked at.
+        var big = rows.wireHeader
+        big.count = UInt32.max
+        var envelope = Caravan_V1_Envelope()
+        envelope.protocolVersion = WireProtocol.version
+        envelope.body = .kvRows(big)
+        XCTAssertThrowsError(try codec.decode([Message(try envelope.serializedBytes()), payload]))
     }
 
     func testActivationRoundTripsInBothDTypes() throws {

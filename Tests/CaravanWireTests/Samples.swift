@@ -92,6 +92,10 @@ enum Samples {
         ready.ready = true
         ready.loadMs = 850
         ready.memoryBytes = 300 << 20
+        var held = Caravan_V1_HeldSequence()
+        held.sequenceID = 12
+        held.positions = 400
+        ready.held = [held]
 
         var drain = Caravan_V1_Drain()
         drain.planEpoch = 3
@@ -184,6 +188,12 @@ enum Samples {
             span.layerEnd = r.1
             return span
         }
+        var mirror = Caravan_V1_KVMirror()
+        mirror.layers.layerStart = 8
+        mirror.layers.layerEnd = 10
+        mirror.holderAddress = "tcp://10.0.0.6:7001"
+        mirror.holderID = "worker-b"
+        standby.mirrors = [mirror]
 
         return [
             .hello(hello), .register(register), .registerAck(ack), .heartbeat(heartbeat),
@@ -248,10 +258,11 @@ enum Samples {
         case .modelInfo: "model_info"
         case .modelChunkRequest: "model_chunk_request"
         case .modelChunk: "model_chunk"
+        case .kvRows: "kv_rows"
         }
     }
 
-    static let allKindCount = 24
+    static let allKindCount = 25
 
     /// A 2 x 4 activation step with a tensor.
     static func step(dtype: TensorDType = .f16) throws -> ActivationStep {

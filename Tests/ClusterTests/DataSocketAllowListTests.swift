@@ -70,8 +70,9 @@ extension ClusterTests {
         }
         XCTAssertTrue(cluster.allRunning)
 
-        // What each worker admits: the coordinator, and from the second stage on the worker of the
-        // stage before it (the last assignment each logged).
+        // What each worker admits: the coordinator, from the second stage on the worker of the
+        // stage before it (its steps), and up to the second-to-last stage the worker of the stage
+        // after it (the KV rows it mirrors there) (the last assignment each logged).
         var stageOf: [Int: Int] = [:]
         var admitted: [Int: Substring] = [:]
         for i in cluster.workerDataEndpoints.indices {
@@ -83,12 +84,9 @@ extension ClusterTests {
         }
         for (i, stage) in stageOf {
             let keys = try XCTUnwrap(admitted[i]?.firstMatch(of: /keys=(.*) \[Worker\]/)?.1).split(separator: " ").map(String.init)
-            if stage == 1 {
-                XCTAssertEqual(keys, [cluster.coordinatorKey], "stage 1 admits only the coordinator")
-            } else {
-                let previous = try XCTUnwrap(stageOf.first { $0.value == stage - 1 }?.key)
-                XCTAssertEqual(Set(keys), [cluster.coordinatorKey, cluster.workerDataKeys[previous]], "stage \(stage)")
-            }
+            let neighbours = [stage - 1, stage + 1].compactMap { s in stageOf.first { $0.value == s }?.key }
+            XCTAssertEqual(Set(keys), Set([cluster.coordinatorKey] + neighbours.map { cluster.workerDataKeys[$0] }), "stage \(stage)")
+            XCTAssertEqual(keys.count, 1 + neighbours.count, "stage \(stage) admits no one else")
         }
 
         let france = try EngineReference.load().greedy[0]

@@ -9,7 +9,8 @@ import ZeroMQ
 /// Standby copies (issue 13) on real processes: three workers pulling their layers keep copies of
 /// their neighbours' layers; after kill -9 of the middle worker mid-job, the survivors take its
 /// layers from their layer caches (nothing pulled over the network) and every job ends with the
-/// tokens of the fault-free run.
+/// tokens of the fault-free run; the KV rows the middle stage had mirrored to them let the jobs
+/// resume where they stopped instead of replaying from position 0.
 final class StandbyClusterTests: XCTestCase {
 
     private static func jobs(tag: String) throws -> [Caravan_V1_JobSubmit] {
@@ -80,6 +81,17 @@ final class StandbyClusterTests: XCTestCase {
         XCTAssertEqual(plans.count, 2, "\(plans)")
         XCTAssertTrue(plans.last?.contains("purpose=recovery") ?? false, "\(plans)")
         XCTAssertTrue(plans.last?.contains("pull_bytes=0") ?? false, "the recovery plan moves no byte: \(plans)")
+        // Mirrored KV: the lost stage had streamed the keys and values of its layers to the
+        // survivors keeping their copies, so every stage of the new plan held the committed
+        // positions and the jobs resumed there. At most the tail one step had not mirrored yet
+        // (a position per job, in the lost layers) is recomputed.
+        XCTAssertTrue(coordinator.contains("sequences resume where every stage holds them"), String(coordinator.suffix(6000)))
+        let replays = coordinator.split(separator: "\n").filter { $0.contains("replay: ") }
+        let recomputed = replays.compactMap { $0.firstMatch(of: /replay: ([0-9]+) layer-positions recomputed/).flatMap { Int($0.1) } }
+        let resumed = replays.compactMap { $0.firstMatch(of: /resumed_after=([0-9]+)/).flatMap { Int($0.1) } }
+        XCTAssertFalse(recomputed.isEmpty, "\(replays)")
+        XCTAssertGreaterThan(resumed.reduce(0, +), 0, "\(replays)")
+        XCTAssertLessThanOrEqual(recomputed.reduce(0, +), 2 * layers.count, "only an uncommitted tail: \(replays)")
         // Both survivors loaded their new stages from their layer caches: 0 bytes downloaded.
         for name in survivorLogs {
             let after = cluster.log(name).dropFirst(logLengths[name] ?? 0)

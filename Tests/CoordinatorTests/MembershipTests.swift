@@ -66,7 +66,9 @@ final class MembershipTests: XCTestCase {
             guard case .assign(_, let a) = d else { return nil }
             return a.dataClientKeys
         }
-        XCTAssertEqual(sets, [["coordinator-key"], ["coordinator-key", "key-w1"], ["coordinator-key", "key-w2"]])
+        // Each stage admits the coordinator, the stage before it (its steps) and the stage after it
+        // (the KV rows it mirrors to this worker).
+        XCTAssertEqual(sets, [["coordinator-key", "key-w2"], ["coordinator-key", "key-w1", "key-w3"], ["coordinator-key", "key-w2"]])
         for n: UInt8 in 1...3 { _ = m.assignmentReady(peer: peer(n), epoch: 1, error: nil, now: 10) }
 
         // w2 is lost: w3 now follows w1 and admits w1's key instead of w2's.

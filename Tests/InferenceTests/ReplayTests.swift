@@ -61,6 +61,45 @@ final class ReplayTests: XCTestCase {
         }
     }
 
+    func testASessionResumedWhereTheEngineHoldsItContinuesAsTheUninterruptedRun() async throws {
+        let (file, tok) = try load()
+        let prompt = tok.encode("Once upon a time, in a quiet village,", addSpecial: true, parseSpecial: true)
+        let parameters = SamplingParameters(temperature: 0.9, topK: 40, seed: 77, maxTokens: 16)
+        let reference = BatchScheduler(engine: try engine(file))
+        reference.add(try GenerationSession(sequence: SequenceID(1), prompt: prompt, parameters: parameters,
+                                            tokenizer: tok, contextLimit: 256))
+        let expected = try await runAll(reference)[SequenceID(1)]!
+
+        // A re-plan after 6 tokens whose stages all held the sequence (mirrored KV): the session
+        // moves to a new lane over an engine that kept its cache, and resumes where it held it
+        // (here 3 positions short of what was processed: the tail is fed again).
+        let kept = try engine(file)
+        var got: (ids: [Int32], text: String) = ([], "")
+        let first = BatchScheduler(engine: kept)
+        let session = try GenerationSession(sequence: SequenceID(1), prompt: prompt, parameters: parameters,
+                                            tokenizer: tok, contextLimit: 256)
+        first.add(session)
+        while session.generatedCount < 6, first.hasWork { collect(try await first.step(), into: &got) }
+        _ = first.evacuate()
+        let processed = session.processed
+        session.rewind(to: processed - 3)
+        XCTAssertEqual(session.pendingEntries(limit: 512).map(\.position), Array((processed - 3)..<session.tokens.count))
+        let second = BatchScheduler(engine: kept)
+        second.add(session)
+        while second.hasWork { collect(try await second.step(), into: &got) }
+        XCTAssertEqual(got.ids, expected.ids, "no token lost, doubled or changed")
+        XCTAssertEqual(got.text, expected.text)
+
+        // Never past what was processed, and always the newest token left to feed.
+        let fresh = try GenerationSession(sequence: SequenceID(2), prompt: prompt, parameters: parameters, tokenizer: tok,
+                                          contextLimit: 256)
+        fresh.markProcessed(prompt.count)
+        fresh.rewind(to: 1000)
+        XCTAssertEqual(fresh.pendingEntries(limit: 512).map(\.position), [prompt.count - 1])
+        fresh.rewind(to: 2)
+        XCTAssertEqual(fresh.processed, 2)
+    }
+
     func testARestoredSessionContinuesWithoutRepeatingText() async throws {
         let (file, tok) = try load()
         let prompt = tok.encode("The three primary colors are", addSpecial: true, parseSpecial: true)

@@ -570,11 +570,52 @@ public nonisolated struct Caravan_V1_StandbyAssignment: Sendable {
   /// and matrix (what a stage running it loads).
   public var ranges: [Caravan_V1_LayerSpan] = []
 
+  /// The worker as the owner of a stage: the layers of its stage that other workers keep standby
+  /// copies of, and where it streams the KV rows it appends for them (`KVRows` on the holder's
+  /// data socket, after each step; `ReleaseSequences` there when it forgets sequences), so that
+  /// a holder taking the layers over after a loss adopts their keys and values instead of
+  /// recomputing them. Only for the plan of `plan_epoch`; at most 64. Empty from older
+  /// coordinators (nothing is mirrored).
+  public var mirrors: [Caravan_V1_KVMirror] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _model: Caravan_V1_ModelIdentity? = nil
+}
+
+/// Where the owner of some layers streams their KV rows (see StandbyAssignment.mirrors).
+public nonisolated struct Caravan_V1_KVMirror: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The layers mirrored there (within the owner's stage).
+  public var layers: Caravan_V1_LayerSpan {
+    get {_layers ?? Caravan_V1_LayerSpan()}
+    set {_layers = newValue}
+  }
+  /// Returns true if `layers` has been explicitly set.
+  public var hasLayers: Bool {self._layers != nil}
+  /// Clears the value of `layers`. Subsequent reads from it will return its default value.
+  public mutating func clearLayers() {self._layers = nil}
+
+  /// The holder's data endpoint (its Register.data_address) and CURVE public key (empty in
+  /// plain mode). The holder is a neighbour in the pipeline: its stage assignment admits the
+  /// keys of the stages before and after it.
+  public var holderAddress: String = String()
+
+  public var holderPublicKey: String = String()
+
+  /// The holder's worker id, for logs.
+  public var holderID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _layers: Caravan_V1_LayerSpan? = nil
 }
 
 /// A layer range [layer_start, layer_end), layer_start < layer_end.
@@ -633,6 +674,28 @@ public nonisolated struct Caravan_V1_AssignmentReady: Sendable {
 
   /// Memory the stage uses (weights + KV cache + buffers), bytes.
   public var memoryBytes: UInt64 = 0
+
+  /// For the sequences of StageAssignment.continuing: the positions this stage holds in every
+  /// one of its layers (kept from its previous stage, or adopted from KV rows mirrored to it), cut
+  /// back to the committed ones. The coordinator resumes a sequence at the smallest count every
+  /// stage holds instead of replaying it from position 0. A sequence not named holds 0 (and so
+  /// do all from older workers). At most 8192 entries.
+  public var held: [Caravan_V1_HeldSequence] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A sequence a stage holds in every layer up to `positions` (see AssignmentReady.held).
+public nonisolated struct Caravan_V1_HeldSequence: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sequenceID: UInt64 = 0
+
+  public var positions: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1395,7 +1458,7 @@ nonisolated extension Caravan_V1_ContinuingSequence: SwiftProtobuf.Message, Swif
 
 nonisolated extension Caravan_V1_StandbyAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StandbyAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{1}ranges\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{1}model\0\u{1}ranges\0\u{1}mirrors\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1406,6 +1469,7 @@ nonisolated extension Caravan_V1_StandbyAssignment: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._model) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.ranges) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.mirrors) }()
       default: break
       }
     }
@@ -1425,6 +1489,9 @@ nonisolated extension Caravan_V1_StandbyAssignment: SwiftProtobuf.Message, Swift
     if !self.ranges.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.ranges, fieldNumber: 3)
     }
+    if !self.mirrors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mirrors, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1432,6 +1499,56 @@ nonisolated extension Caravan_V1_StandbyAssignment: SwiftProtobuf.Message, Swift
     if lhs.planEpoch != rhs.planEpoch {return false}
     if lhs._model != rhs._model {return false}
     if lhs.ranges != rhs.ranges {return false}
+    if lhs.mirrors != rhs.mirrors {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_KVMirror: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KVMirror"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}layers\0\u{3}holder_address\0\u{3}holder_public_key\0\u{3}holder_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._layers) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.holderAddress) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.holderPublicKey) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.holderID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._layers {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.holderAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.holderAddress, fieldNumber: 2)
+    }
+    if !self.holderPublicKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.holderPublicKey, fieldNumber: 3)
+    }
+    if !self.holderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holderID, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_KVMirror, rhs: Caravan_V1_KVMirror) -> Bool {
+    if lhs._layers != rhs._layers {return false}
+    if lhs.holderAddress != rhs.holderAddress {return false}
+    if lhs.holderPublicKey != rhs.holderPublicKey {return false}
+    if lhs.holderID != rhs.holderID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1509,7 +1626,7 @@ nonisolated extension Caravan_V1_ReleaseSequences: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Caravan_V1_AssignmentReady: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AssignmentReady"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{3}worker_id\0\u{1}ready\0\u{1}error\0\u{3}load_ms\0\u{3}memory_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{3}worker_id\0\u{1}ready\0\u{1}error\0\u{3}load_ms\0\u{3}memory_bytes\0\u{1}held\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1523,6 +1640,7 @@ nonisolated extension Caravan_V1_AssignmentReady: SwiftProtobuf.Message, SwiftPr
       case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.loadMs) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.memoryBytes) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.held) }()
       default: break
       }
     }
@@ -1547,6 +1665,9 @@ nonisolated extension Caravan_V1_AssignmentReady: SwiftProtobuf.Message, SwiftPr
     if self.memoryBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.memoryBytes, fieldNumber: 6)
     }
+    if !self.held.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.held, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1557,6 +1678,42 @@ nonisolated extension Caravan_V1_AssignmentReady: SwiftProtobuf.Message, SwiftPr
     if lhs.error != rhs.error {return false}
     if lhs.loadMs != rhs.loadMs {return false}
     if lhs.memoryBytes != rhs.memoryBytes {return false}
+    if lhs.held != rhs.held {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_HeldSequence: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HeldSequence"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sequence_id\0\u{1}positions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sequenceID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.positions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.sequenceID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequenceID, fieldNumber: 1)
+    }
+    if self.positions != 0 {
+      try visitor.visitSingularUInt32Field(value: self.positions, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_HeldSequence, rhs: Caravan_V1_HeldSequence) -> Bool {
+    if lhs.sequenceID != rhs.sequenceID {return false}
+    if lhs.positions != rhs.positions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

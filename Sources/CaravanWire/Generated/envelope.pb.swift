@@ -158,6 +158,14 @@ public nonisolated struct Caravan_V1_Envelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .stepResult(newValue)}
   }
 
+  public var kvRows: Caravan_V1_KVRows {
+    get {
+      if case .kvRows(let v)? = _storage._body {return v}
+      return Caravan_V1_KVRows()
+    }
+    set {_uniqueStorage()._body = .kvRows(newValue)}
+  }
+
   /// jobs.proto
   public var jobSubmit: Caravan_V1_JobSubmit {
     get {
@@ -315,6 +323,7 @@ public nonisolated struct Caravan_V1_Envelope: @unchecked Sendable {
     /// inference.proto (an activation header is followed by its payload frame)
     case activation(Caravan_V1_ActivationHeader)
     case stepResult(Caravan_V1_StepResult)
+    case kvRows(Caravan_V1_KVRows)
     /// jobs.proto
     case jobSubmit(Caravan_V1_JobSubmit)
     case jobEvent(Caravan_V1_JobEvent)
@@ -385,7 +394,7 @@ nonisolated extension Caravan_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{3}standby_assignment\0\u{2}\u{2}activation\0\u{3}step_result\0\u{4}\u{9}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0\u{4}\u{a}model_info_request\0\u{3}model_info\0\u{3}model_chunk_request\0\u{3}model_chunk\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{2}\u{8}hello\0\u{1}register\0\u{3}register_ack\0\u{1}heartbeat\0\u{3}stage_assignment\0\u{3}assignment_ready\0\u{1}drain\0\u{3}release_sequences\0\u{3}standby_assignment\0\u{2}\u{2}activation\0\u{3}step_result\0\u{3}kv_rows\0\u{4}\u{8}job_submit\0\u{3}job_event\0\u{3}job_status_request\0\u{3}job_status\0\u{3}job_cancel\0\u{3}job_attach\0\u{4}\u{5}cluster_status_request\0\u{3}cluster_status\0\u{3}plan_preview_request\0\u{3}plan_preview\0\u{3}drain_request\0\u{3}admin_result\0\u{2}\u{5}error\0\u{4}\u{a}model_info_request\0\u{3}model_info\0\u{3}model_chunk_request\0\u{3}model_chunk\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -565,6 +574,19 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
           if let v = v {
             if hadOneofValue {try decoder.handleConflictingOneOf()}
             _storage._body = .stepResult(v)
+          }
+        }()
+        case 22: try {
+          var v: Caravan_V1_KVRows?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .kvRows(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .kvRows(v)
           }
         }()
         case 30: try {
@@ -850,6 +872,10 @@ nonisolated extension Caravan_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
       case .stepResult?: try {
         guard case .stepResult(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .kvRows?: try {
+        guard case .kvRows(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
       }()
       case .jobSubmit?: try {
         guard case .jobSubmit(let v)? = _storage._body else { preconditionFailure() }

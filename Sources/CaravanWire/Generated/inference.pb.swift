@@ -300,6 +300,45 @@ public nonisolated struct Caravan_V1_StepResult: Sendable {
   fileprivate var _logits: Caravan_V1_TensorHeader? = nil
 }
 
+/// Stage owner -> the worker keeping a standby copy of some of its layers (its data socket): the
+/// keys and values the owner appended for those layers (StandbyAssignment.mirrors), one sequence,
+/// positions [position, position + count), as the owner's F16 cache holds them. The holder keeps
+/// them in memory, within the plan's context x sequences x its mirrored layers, for the plan of
+/// `plan_epoch` only; rows at a position below what it holds replace the rows from there on.
+/// Followed by a payload frame of `[layer_end - layer_start][2 (keys, values)][count][kv_dimension]`
+/// F16 values, little-endian.
+public nonisolated struct Caravan_V1_KVRows: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The plan the owner runs.
+  public var planEpoch: UInt64 = 0
+
+  /// The sequence (as in SequenceEntry.sequence_id).
+  public var sequenceID: UInt64 = 0
+
+  /// First position and number of positions (count > 0).
+  public var position: UInt32 = 0
+
+  public var count: UInt32 = 0
+
+  /// The layers, [layer_start, layer_end), layer_start < layer_end.
+  public var layerStart: UInt32 = 0
+
+  public var layerEnd: UInt32 = 0
+
+  /// Halfs per key (and per value) row: KV heads x head dimension.
+  public var kvDimension: UInt32 = 0
+
+  /// CRC-32C (Castagnoli) of the payload frame.
+  public var crc32C: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "caravan.v1"
@@ -700,6 +739,71 @@ nonisolated extension Caravan_V1_StepResult: SwiftProtobuf.Message, SwiftProtobu
     if lhs._logits != rhs._logits {return false}
     if lhs.logitsRows != rhs.logitsRows {return false}
     if lhs.replayedLayerPositions != rhs.replayedLayerPositions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Caravan_V1_KVRows: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KVRows"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}plan_epoch\0\u{3}sequence_id\0\u{1}position\0\u{1}count\0\u{3}layer_start\0\u{3}layer_end\0\u{3}kv_dimension\0\u{1}crc32c\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.planEpoch) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.sequenceID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.position) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.layerStart) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.layerEnd) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.kvDimension) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.crc32C) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.planEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.planEpoch, fieldNumber: 1)
+    }
+    if self.sequenceID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequenceID, fieldNumber: 2)
+    }
+    if self.position != 0 {
+      try visitor.visitSingularUInt32Field(value: self.position, fieldNumber: 3)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 4)
+    }
+    if self.layerStart != 0 {
+      try visitor.visitSingularUInt32Field(value: self.layerStart, fieldNumber: 5)
+    }
+    if self.layerEnd != 0 {
+      try visitor.visitSingularUInt32Field(value: self.layerEnd, fieldNumber: 6)
+    }
+    if self.kvDimension != 0 {
+      try visitor.visitSingularUInt32Field(value: self.kvDimension, fieldNumber: 7)
+    }
+    if self.crc32C != 0 {
+      try visitor.visitSingularUInt32Field(value: self.crc32C, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Caravan_V1_KVRows, rhs: Caravan_V1_KVRows) -> Bool {
+    if lhs.planEpoch != rhs.planEpoch {return false}
+    if lhs.sequenceID != rhs.sequenceID {return false}
+    if lhs.position != rhs.position {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs.layerStart != rhs.layerStart {return false}
+    if lhs.layerEnd != rhs.layerEnd {return false}
+    if lhs.kvDimension != rhs.kvDimension {return false}
+    if lhs.crc32C != rhs.crc32C {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

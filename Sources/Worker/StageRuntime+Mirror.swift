@@ -1,0 +1,168 @@
+import CaravanCore
+import CaravanTransport
+import CaravanWire
+import Llama
+import ZeroMQ
+
+/// The KV rows a stage streams to the workers keeping standby copies of its layers (as the
+/// owner), and the rows it keeps of its neighbours' layers (as a holder), see ``KVMirror``.
+struct MirrorLinks {
+    /// One holder: the layers mirrored there (within the stage) and the transport to it.
+    struct Target {
+        let target: KVMirrorTarget
+        let layers: LayerRange
+        let hop: NextHop
+        /// Set after a failed send: the holder lost rows, so it gets no more this epoch (later
+        /// rows would leave a gap it refuses anyway).
+        var broken = false
+    }
+    /// The plan the targets were placed for.
+    let epoch: UInt64
+    var targets: [Target]
+}
+
+extension StageRuntime {
+    /// Bytes of KV rows mirrored here now (0 with no mirror).
+    public var mirroredBytes: Int { mirrorStore?.byteCount ?? 0 }
+    /// The most bytes the mirror here may hold (0 with no mirror).
+    public var mirrorBudgetBytes: Int { mirrorStore.map { $0.limit * $0.kvDimension * 2 * 2 } ?? 0 }
+
+    /// Most payload bytes of one `KVRows` message (a prefill is cut into several).
+    static let mirrorMessageBytes = 1 << 20
+    /// How long a mirror send may wait for queue room: a holder that does not take rows must
+    /// never hold up the pipeline.
+    static let mirrorSendTimeout: Duration = .milliseconds(100)
+
+    /// Takes the mirror part of a standby assignment for the plan this worker runs: as a holder,
+    /// keeps KV rows of its standby ranges from now on (a new, empty ``KVMirror`` unless the same
+    /// one is sent again); as an owner, streams the rows of `assignment.mirrors` to their holders,
+    /// starting with every position its stage holds. An assignment of another plan is ignored.
+    public func mirror(_ assignment: StandbyAssignment) async {
+        guard let installed, installed.assignment.planEpoch == assignment.planEpoch else {
+            logger.debug("mirror: ignored a standby assignment of another plan", metadata: ["epoch": "\(assignment.planEpoch)"])
+            return
+        }
+        let stage = installed.stage
+        if assignment.ranges.isEmpty {
+            mirrorStore = nil
+        } else if mirrorStore?.epoch != assignment.planEpoch || mirrorStore?.ranges != assignment.ranges {
+            mirrorStore = KVMirror(epoch: assignment.planEpoch, ranges: assignment.ranges, kvDimension: stage.kvDimension,
+                                   contextLimit: installed.assignment.maxContextTokens,
+                                   sequences: installed.assignment.maxBatchSequences)
+        }
+        let wanted = assignment.mirrors.compactMap { t -> (KVMirrorTarget, LayerRange)? in
+            let lo = max(t.layers.start, stage.layers.start), hi = min(t.layers.end, stage.layers.end)
+            return LayerRange(lo, hi).map { (t, $0) }
+        }
+        if let current = mirrorLinks, current.epoch == assignment.planEpoch,
+           current.targets.map(\.target) == wanted.map(\.0) { return }
+        await closeMirrorLinks()
+        mirrorLinks = MirrorLinks(epoch: assignment.planEpoch, targets: wanted.map { t, layers in
+            MirrorLinks.Target(target: t, layers: layers,
+                               hop: NextHop(dialer: dialer, endpoint: t.holderAddress, serverKey: t.holderPublicKey, connected: nil))
+        })
+        guard !wanted.isEmpty else { return }
+        logger.info("mirroring KV rows", metadata: [
+            "epoch": "\(assignment.planEpoch)",
+            "to": "\(wanted.map { "\($0.0.holderID)\($0.1)" }.joined(separator: " "))",
+            "holds": "\(assignment.ranges.map(\.description).joined())",
+        ])
+        // What the stage holds already (jobs that started before the placement, sequences that
+        // continued from the previous plan).
+        for id in stage.sequences.sorted() {
+            await sendMirrorRows(id, from: 0, to: stage.cachedLength(of: id), stage: stage, epoch: assignment.planEpoch)
+        }
+    }
+
+    /// Sends the rows of `batch`'s sequences the step just appended to every holder.
+    func mirrorStep(_ batch: StageBatch, stage: LlamaStage, epoch: UInt64) async {
+        guard let links = mirrorLinks, links.epoch == epoch, links.targets.contains(where: { !$0.broken }) else { return }
+        var first: [SequenceID: Int] = [:]
+        var end: [SequenceID: Int] = [:]
+        for e in batch.entries {
+            if first[e.sequence] == nil { first[e.sequence] = e.position }
+            end[e.sequence] = e.position + 1
+        }
+        for (id, from) in first.sorted(by: { $0.key < $1.key }) {
+            await sendMirrorRows(id, from: from, to: end[id]!, stage: stage, epoch: epoch)
+        }
+    }
+
+    /// Sends positions `[from, to)` of `sequence` to every holder, in messages of at most
+    /// ``mirrorMessageBytes``.
+    private func sendMirrorRows(_ sequence: SequenceID, from: Int, to: Int, stage: LlamaStage, epoch: UInt64) async {
+        guard to > from, let links = mirrorLinks, links.epoch == epoch else { return }
+        for (i, t) in links.targets.enumerated() where !t.broken {
+            let rowBytes = t.layers.count * 2 * stage.kvDimension * 2
+            let step = max(1, Self.mirrorMessageBytes / rowBytes)
+            var position = from
+            while position < to {
+                let count = min(step, to - position)
+                var copied = false
+                let payload = Message(count: rowBytes * count) { out in
+                    copied = stage.copyKVRows(of: sequence, layers: t.layers, position: position, count: count, into: out)
+                }
+                guard copied else { break }
+                let rows = KVRowsData(planEpoch: epoch, sequence: sequence, position: position, count: count, layers: t.layers,
+                                      kvDimension: stage.kvDimension, payload: payload)
+                do {
+                    try await t.hop.send(try codec.encode(rows), timeout: Self.mirrorSendTimeout)
+                    WorkerMetrics.mirrorBytesSent.increment(by: payload.count)
+                } catch {
+                    limited.warning("mirror: could not send KV rows; no more to this holder in this plan", key: t.target.holderID,
+                                    metadata: ["holder": "\(t.target.holderID)", "reason": "\(error)"])
+                    if mirrorLinks?.epoch == epoch, i < mirrorLinks!.targets.count { mirrorLinks!.targets[i].broken = true }
+                    break
+                }
+                position += count
+            }
+        }
+    }
+
+    /// Tells every holder to drop `sequences` (the stage released them).
+    func releaseMirrored(_ sequences: [UInt64], epoch: UInt64) async {
+        guard let links = mirrorLinks, links.epoch == epoch, !sequences.isEmpty else { return }
+        var m = Caravan_V1_ReleaseSequences()
+        m.planEpoch = epoch
+        m.sequenceIds = sequences
+        guard let frames = try? codec.encode(.releaseSequences(m)) else { return }
+        for t in links.targets where !t.broken {
+            try? await t.hop.send(frames, timeout: Self.mirrorSendTimeout)
+        }
+    }
+
+    /// Keeps received KV rows in the mirror (refused, and logged within a budget, when they do
+    /// not fit it: another plan, layers not held here, beyond its bound).
+    func keepMirrored(_ rows: KVRowsData, from sender: String?) {
+        guard let store = mirrorStore else {
+            limited.warning("mirror: dropped KV rows: this worker keeps no mirror", key: sender ?? "",
+                            metadata: ["epoch": "\(rows.planEpoch)", "layers": "\(rows.layers)"])
+            return
+        }
+        do {
+            try rows.payload.withUnsafeBytes { bytes throws(KVMirrorRefusal) in
+                try store.accept(epoch: rows.planEpoch, sequence: rows.sequence, position: rows.position, count: rows.count,
+                                 layers: rows.layers, kvDimension: rows.kvDimension, payload: bytes)
+            }
+            WorkerMetrics.mirrorBytes.record(store.byteCount)
+        } catch {
+            limited.warning("mirror: refused KV rows", key: sender ?? "", metadata: [
+                "sequence": "\(rows.sequence)", "epoch": "\(rows.planEpoch)", "layers": "\(rows.layers)", "reason": "\(error)",
+            ])
+        }
+    }
+
+    /// Drops mirrored rows of `sequences` the owner released.
+    func releaseMirror(_ sequences: [UInt64], epoch: UInt64) {
+        guard let store = mirrorStore, store.epoch == epoch else { return }
+        store.release(sequences.map(SequenceID.init))
+        WorkerMetrics.mirrorBytes.record(store.byteCount)
+    }
+
+    /// Closes the transports to the holders.
+    func closeMirrorLinks() async {
+        guard let links = mirrorLinks else { return }
+        mirrorLinks = nil
+        for t in links.targets { await t.hop.close() }
+    }
+}
