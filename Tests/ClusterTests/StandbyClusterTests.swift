@@ -77,7 +77,8 @@ final class StandbyClusterTests: XCTestCase {
         }
         PullingCluster.assertSame(faulty, as: reference)
 
-        let plans = PullingCluster.planLines(pulling.coordinatorLog())
+        let coordinator = pulling.coordinatorLog()
+        let plans = PullingCluster.planLines(coordinator)
         XCTAssertEqual(plans.count, 2, "\(plans)")
         XCTAssertTrue(plans.last?.contains("purpose=recovery") ?? false, "\(plans)")
         XCTAssertTrue(plans.last?.contains("pull_bytes=0") ?? false, "the recovery plan moves no byte: \(plans)")
