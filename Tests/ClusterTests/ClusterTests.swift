@@ -253,7 +253,15 @@ final class ClusterTests: XCTestCase {
         var terminated = false
         let deadline = ContinuousClock.now + .seconds(60)
         while finished == nil, ContinuousClock.now < deadline {
-            let frames = try await client.socket.receive(timeout: .seconds(30))
+            let frames: [Message]
+            do {
+                frames = try await client.socket.receive(timeout: .seconds(30))
+            } catch {
+                // Seen once in a loaded CI run (no event for 30 s): say where the daemons were.
+                let logs = ["coordinator.log", "worker-0.log", "worker-1.log", "worker-2.log"]
+                    .map { "--- \($0)\n\(cluster.log($0).suffix(2500))" }.joined(separator: "\n")
+                return XCTFail("no event of the drain job for 30 s (\(tokens.count) tokens so far): \(error)\n\(logs)")
+            }
             guard case .message(.jobEvent(let ev), _) = try client.codec.decode(frames), ev.clientRequestID == "drain" else { continue }
             switch ev.event {
             case .token(let t)?:
