@@ -5,21 +5,15 @@ import XCTest
 
 /// After a fault, the replay recomputes only what was lost (issue 13): survivors keep the KV of
 /// the layers they ran and the outputs they sent on, and only the new owners of the lost layers
-/// recompute, with the output of a fault-free run. (The mirrored resume, where nothing is
-/// recomputed, needs standby copies placed: StandbyClusterTests, KVMirrorRuntimeTests.)
+/// recompute, with the output of a fault-free run.
 final class ReplayClusterTests: XCTestCase {
     static let model = Result { try TinyModel().write() }
     static let prompts: [[Int32]] = ["Once upon a time,", "The capital of France is"].map { Array($0.utf8).map(Int32.init) }
 
-    /// Without standby budgets nothing is mirrored: the new owners recompute the lost layers.
     func testKillingTheMiddleStageReplaysOnlyItsLayers() async throws {
-        try await killTheMiddleStage(mirrored: false)
-    }
-
-    private func killTheMiddleStage(mirrored: Bool) async throws {
         let cluster = InProcessCluster(modelPath: try Self.model.get(), workers: 3)
         defer { cluster.stop() }
-        try cluster.start(workers: Array(repeating: .init(standbyBudget: mirrored ? 1 << 30 : 0), count: 3))
+        try cluster.start(workers: 3)
         let status = try await cluster.waitUntilServing()
         let stages = status.workers.filter { $0.layerEnd > $0.layerStart }.sorted { $0.stageIndex < $1.stageIndex }
         XCTAssertEqual(stages.count, 3)
@@ -51,22 +45,15 @@ final class ReplayClusterTests: XCTestCase {
                           "\(old.workerID) keeps [\(old.layerStart), \(old.layerEnd)), runs [\(new.layerStart), \(new.layerEnd))")
         }
 
-        let totals = cluster.replayTotals
-        XCTAssertTrue(cluster.logs.contains("layer-positions recomputed (full replay would be"))
-        print("killed the middle stage (mirrored: \(mirrored)): replay recomputed \(totals.recomputed) layer-positions (full replay: \(totals.full))")
-        guard !mirrored else {
-            // Every stage held every committed position: resumed there, nothing recomputed.
-            XCTAssertEqual(totals.recomputed, 0, cluster.logs.text.suffix(3000).description)
-            XCTAssertGreaterThan(totals.full, 0)
-            XCTAssertTrue(cluster.logs.contains("sequences resume where every stage holds them"), cluster.logs.text.suffix(3000).description)
-            return
-        }
         // The replay recomputed the lost layers for every committed position, nothing else.
+        let totals = cluster.replayTotals
         let lost = UInt64(middle.layerEnd - middle.layerStart)
         XCTAssertGreaterThan(totals.positions, 0, "the jobs were replayed\n\(cluster.logs.text.suffix(3000))")
         XCTAssertEqual(totals.recomputed, lost * totals.positions)
         XCTAssertEqual(totals.full, UInt64(TinyModel().layers) * totals.positions)
         XCTAssertLessThan(totals.recomputed, totals.full)
+        XCTAssertTrue(cluster.logs.contains("layer-positions recomputed (full replay would be"))
+        print("killed the middle stage: replay recomputed \(totals.recomputed) layer-positions (full replay: \(totals.full))")
     }
 
     func testANewWorkerTakingAWholeRangeGivesTheSameOutput() async throws {
