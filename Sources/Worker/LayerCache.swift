@@ -37,6 +37,11 @@ public final class LayerCache {
         var blockSize: UInt64
         /// Block index (decimal) -> CRC-32C of its bytes.
         var blocks: [String: UInt32]
+
+        /// The manifest at `path`, nil when there is none or it does not parse.
+        static func read(_ path: String) -> Manifest? {
+            FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(Manifest.self, from: $0) }
+        }
     }
 
     /// The sparse model file.
@@ -77,9 +82,7 @@ public final class LayerCache {
         // Read under the lock: another worker may have just finished writing it.
         let fresh = Manifest(sha256: sha256, size: size, blockSize: blockSize, blocks: [:])
         var loaded = fresh
-        if let data = FileManager.default.contents(atPath: manifestPath),
-           let m = try? JSONDecoder().decode(Manifest.self, from: data),
-           m.sha256 == sha256, m.size == size, m.blockSize == blockSize {
+        if let m = Manifest.read(manifestPath), m.sha256 == sha256, m.size == size, m.blockSize == blockSize {
             loaded = m
         }
         var st = stat()
@@ -223,9 +226,7 @@ extension LayerCache {
             let sha = String(name.dropLast(".blocks.json".count))
             let manifestPath = directory + "/" + name
             let path = directory + "/" + sha + ".gguf"
-            guard let data = FileManager.default.contents(atPath: manifestPath),
-                  let m = try? JSONDecoder().decode(Manifest.self, from: data), m.sha256 == sha, m.blockSize > 0,
-                  m.blocks["0"] != nil else { continue }
+            guard let m = Manifest.read(manifestPath), m.sha256 == sha, m.blockSize > 0, m.blocks["0"] != nil else { continue }
             let present = Set(m.blocks.keys.compactMap { Int($0) })
             guard let file = try? GGUFFile(path: path), UInt64(file.fileSize) == m.size else { continue }
             let base = UInt64(file.dataOffset)

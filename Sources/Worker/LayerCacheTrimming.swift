@@ -13,9 +13,7 @@ extension LayerCache {
     /// (the caller tries again at its next assignment).
     public static func trim(directory: String, sha256: String, own: LayerRange?, standby: [LayerRange], layerCount: Int,
                             budget: UInt64) -> UInt64? {
-        let manifestPath = directory + "/" + sha256 + ".blocks.json"
-        guard let data = FileManager.default.contents(atPath: manifestPath),
-              let m = try? JSONDecoder().decode(Manifest.self, from: data), m.sha256 == sha256, m.blockSize > 0 else { return 0 }
+        guard let m = Manifest.read(directory + "/" + sha256 + ".blocks.json"), m.sha256 == sha256, m.blockSize > 0 else { return 0 }
         let cache: LayerCache
         do {
             cache = try LayerCache(directory: directory, sha256: sha256, size: m.size, blockSize: m.blockSize)
