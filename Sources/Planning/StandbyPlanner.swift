@@ -81,9 +81,10 @@ extension Planner {
     /// of all its copies at most `budgets[id]`; 0 or absent = none), the one that pulls the fewest
     /// bytes the neighbours do not already hold, then the fastest pipeline (the lowest bottleneck
     /// in layer-times over the survivors' speeds). Each neighbour then keeps a copy of its part.
-    /// Workers with the whole model file hold every layer already: they need no copies and no
-    /// budget. Stages are taken in pipeline order, each seeing the copies placed before it. A
-    /// pure function.
+    /// Workers with the whole model file hold every layer already: they pull nothing and need no
+    /// budget, but their parts are placed all the same (held from the start), so that the stage
+    /// whose layers they would take over mirrors its KV rows to them. Stages are taken in
+    /// pipeline order, each seeing the copies placed before it. A pure function.
     ///
     /// Once every copy is held, each stage's split pulls nothing, so the recovery plan after any
     /// single loss pulls nothing either (it moves the fewest bytes first).
@@ -160,8 +161,8 @@ extension Planner {
                 uncovered.append(stages[k].workerID)
                 continue
             }
-            if let l = left, !worker(l).holdings.wholeFile { kept[l].formUnion(lost.start..<chosen.split) }
-            if let r = right, !worker(r).holdings.wholeFile { kept[r].formUnion(chosen.split..<lost.end) }
+            if let l = left { kept[l].formUnion(lost.start..<chosen.split) }
+            if let r = right { kept[r].formUnion(chosen.split..<lost.end) }
         }
 
         var copies: [String: StandbyCopies] = [:]

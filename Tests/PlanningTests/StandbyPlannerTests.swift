@@ -81,11 +81,21 @@ final class StandbyPlannerTests: XCTestCase {
         XCTAssertEqual(placement.uncovered, ["a", "b", "c"])
     }
 
-    func testWorkersWithTheFileNeedNoCopiesNorBudget() {
+    /// Workers with the file pull nothing and need no budget, but each still gets its part of
+    /// its neighbours' layers (held already), so that those stages mirror their KV rows to it.
+    func testWorkersWithTheFileNeedNoBudgetAndHoldTheirPartsAlready() throws {
         let workers = [worker("a", held: 0..<10, file: true), worker("b", held: 10..<20, file: true), worker("c", held: 20..<30, file: true)]
         let placement = Planner.standby(for: plan(workers), workers: workers, budgets: [:], model: model, contextTokens: 64,
                                         batchSequences: 1)
-        XCTAssertEqual(placement, StandbyPlacement(copies: [:], uncovered: []))
+        XCTAssertEqual(placement.uncovered, [])
+        let a = try XCTUnwrap(placement.copies["a"]), b = try XCTUnwrap(placement.copies["b"]), c = try XCTUnwrap(placement.copies["c"])
+        XCTAssertEqual(b.ranges, [LayerRange(0, 10)!, LayerRange(20, 30)!], "the middle worker takes over either end")
+        XCTAssertEqual(a.ranges.first?.start, 10)
+        XCTAssertEqual(c.ranges.last?.end, 20)
+        XCTAssertEqual(a.ranges.last?.end, c.ranges.first?.start, "the middle stage is split between its neighbours")
+        for copies in [a, b, c] {
+            XCTAssertEqual(copies.heldBytes(LayerHoldings(wholeFile: true), layerCount: 30), copies.bytes, "held from the start")
+        }
     }
 
     func testOneStageHasNoSurvivorToCoverIt() {
