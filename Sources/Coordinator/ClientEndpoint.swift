@@ -46,7 +46,7 @@ final class ClientEndpoint: Sendable {
     /// Sends what is queued for clients, until the outbox is finished.
     func runOutbox() async {
         for await (peer, reply, requestID) in outbox.messages {
-            outbox.taken()
+            defer { outbox.sent() }
             do {
                 let frames: [Message]
                 do {

@@ -34,7 +34,7 @@ final class ClientOutbox: Sendable {
         (stream, input) = AsyncStream.makeStream()
     }
 
-    /// Messages waiting to be sent.
+    /// Messages not yet handed to the client socket (queued, or being sent now).
     var queued: Int { depth.withLock { $0.queued } }
 
     /// Queues `reply` for `peer` (answering request `requestID`, 0 for none); drops it (counted,
@@ -54,7 +54,8 @@ final class ClientOutbox: Sendable {
             }
             return
         }
-        input.yield((peer, reply, requestID))
+        // After ``finish()`` nothing is sent any more: the message does not count as queued.
+        if case .terminated = input.yield((peer, reply, requestID)) { depth.withLock { $0.queued -= 1 } }
     }
 
     /// Queues a job's events.
@@ -62,12 +63,27 @@ final class ClientOutbox: Sendable {
         for e in events { enqueue(e.peer, .event(e)) }
     }
 
-    /// The queued messages, in order, until ``finish()``; the reader calls ``taken()`` for each.
+    /// The queued messages, in order, until ``finish()``; the reader calls ``sent()`` for each
+    /// once it has handed it to the socket (or given up on it).
     var messages: AsyncStream<(PeerID, ClientReply, UInt64)> { stream }
 
     /// One message left the outbox.
-    func taken() { depth.withLock { $0.queued -= 1 } }
+    func sent() { depth.withLock { $0.queued -= 1 } }
 
     /// Ends the stream once everything queued is taken.
     func finish() { input.finish() }
+
+    /// Takes no more messages and waits until the reader has sent everything queued, or `limit`
+    /// has passed; returns whether everything was sent. A stopping coordinator calls it after its
+    /// jobs ended: their last events (`finished`) are queued, and closing the client socket
+    /// before they are sent would leave their clients waiting for an end that never comes.
+    func flush(within limit: Duration) async -> Bool {
+        finish()
+        let deadline = ContinuousClock.now + limit
+        while queued > 0 {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
 }

@@ -115,6 +115,9 @@ public final class CoordinatorService: Service {
             try socket.apply(config.security.server)
             if roles { try socket.set(.zapDomain, CoordinatorSocketDomain.clients.rawValue) }
             try socket.set(.maxMessageSize, Int64(FrameLimits.clients(config.limits)))
+            // Replies handed to the socket just before a drained coordinator closes it (a job's
+            // `finished`) still reach their clients: closing waits for them, at most 2 s.
+            try socket.set(.linger, 2000)
             try socket.bind(config.clientsEndpoint)
         }
         let resultAddress = Endpoints.advertisable(try await results.withSocket { s throws(ZMQError) in try s.lastEndpoint })
@@ -252,7 +255,10 @@ public final class CoordinatorService: Service {
                     desk.stopAdmitting("the coordinator is shutting down")
                     let deadline = ContinuousClock.now + config.drainTimeout
                     while desk.activeJobs > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-                    self.logger.info("drained", metadata: ["unfinished_jobs": "\(desk.activeJobs)"])
+                    // The jobs' last events are queued, maybe not yet sent: cancelling the outbox
+                    // now would lose a `finished` its client waits for.
+                    let flushed = await outbox.flush(within: .seconds(5))
+                    self.logger.info("drained", metadata: ["unfinished_jobs": "\(desk.activeJobs)", "replies_unsent": "\(flushed ? 0 : outbox.queued)"])
                     throw CancellationError()
                 }
                 group.addTask {

@@ -39,7 +39,7 @@ final class JobDeskRaceTests: XCTestCase {
         let collected = Collected()
         let reader = Task {
             for await (_, reply, _) in outbox.messages {
-                outbox.taken()
+                outbox.sent()
                 if case .event(let m) = reply { collected.append(m) }
             }
         }

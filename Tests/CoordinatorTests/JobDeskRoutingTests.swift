@@ -22,11 +22,13 @@ final class JobDeskRoutingTests: XCTestCase {
         let desk: JobDesk
         let endpoint: ClientEndpoint
         let link: any Transport
+        let replies: ClientOutbox
         let outbox: Task<Void, Never>
     }
 
-    /// A desk on the bound client endpoint of a new hub, with `access` (nil: plain mode).
-    private func setUp(access: AccessList?) throws -> Setup {
+    /// A desk on the bound client endpoint of a new hub, with `access` (nil: plain mode); the
+    /// endpoint sends its outbox's replies once `reading` is done waiting.
+    private func setUp(access: AccessList?, reading: @escaping @Sendable () async -> Void = {}) throws -> Setup {
         let hub = InMemoryHub()
         let link = try hub.bind("mem://coordinator/clients", node: "coordinator")
         let tokenizer = try Tokenizer(gguf: try GGUFFile(path: try Self.model.get()))
@@ -35,7 +37,10 @@ final class JobDeskRoutingTests: XCTestCase {
         let desk = JobDesk(tokenizer: tokenizer, template: nil, contextLimit: 256, logger: logger, journal: InMemoryJobJournal(),
                            policy: JobDeskPolicy(queueTimeout: .seconds(30)), outbox: outbox)
         let endpoint = ClientEndpoint(link: link, codec: codec, desk: desk, outbox: outbox, access: access, logger: logger)
-        return Setup(hub: hub, desk: desk, endpoint: endpoint, link: link, outbox: Task { await endpoint.runOutbox() })
+        return Setup(hub: hub, desk: desk, endpoint: endpoint, link: link, replies: outbox, outbox: Task {
+            await reading()
+            await endpoint.runOutbox()
+        })
     }
 
     /// Sends `body` from `client`, lets the desk handle what arrived, returns the client's reply.
@@ -172,5 +177,35 @@ final class JobDeskRoutingTests: XCTestCase {
             XCTAssertEqual(e.code, "unavailable")
         }
         XCTAssertEqual(setup.desk.activeJobs, 0)
+    }
+
+    /// A stopping coordinator flushes its outbox before it closes the client socket: the flush
+    /// waits for a reader that is late, the replies queued before it arrive, and replies queued
+    /// after it are not counted as waiting. Before the flush a drained job's `finished`, queued
+    /// but not yet sent when the drain saw no job left, was lost with the cancelled outbox.
+    func testAFlushWaitsUntilEveryQueuedReplyIsSent() async throws {
+        let late = AsyncStream<Void>.makeStream()
+        let setup = try setUp(access: nil, reading: { for await _ in late.stream { return } })
+        defer { setup.outbox.cancel() }
+        let a = setup.hub.connect("mem://coordinator/clients", node: "client-a")
+        for id in ["a-1", "a-2", "a-3"] {
+            try await a.send(try codec.encode(submit(id), requestID: 1), timeout: .seconds(1))
+            await setup.endpoint.handle(try await setup.link.receive(within: .seconds(5)))
+        }
+        XCTAssertEqual(setup.replies.queued, 3, "three accepted events wait for the reader")
+        let tooSoon = await setup.replies.flush(within: .milliseconds(100))
+        XCTAssertFalse(tooSoon, "nobody sent them yet")
+        late.continuation.yield()
+        let flushed = await setup.replies.flush(within: .seconds(5))
+        XCTAssertTrue(flushed)
+        XCTAssertEqual(setup.replies.queued, 0)
+        var ids: [String] = []
+        for _ in 0..<3 {
+            guard case .jobEvent(let e) = try reply(try await a.receive(within: .seconds(5))).0, case .accepted? = e.event else { return XCTFail("not an accepted event") }
+            ids.append(e.clientRequestID)
+        }
+        XCTAssertEqual(ids, ["a-1", "a-2", "a-3"])
+        setup.replies.enqueue(PeerID(Array("client-a".utf8)), .error(code: "internal", message: "after the flush"))
+        XCTAssertEqual(setup.replies.queued, 0, "a finished outbox takes nothing more")
     }
 }
