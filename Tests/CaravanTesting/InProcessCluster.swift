@@ -21,10 +21,14 @@ public final class InProcessCluster: Sendable {
         /// Its step times as measured and reported to the coordinator are multiplied by this (1:
         /// real): a worker with 8 looks eight times slower than it is.
         public var stepTimeScale = 1
+        /// The standby budget it reports (nil: the daemon's default; 0: it keeps no standby
+        /// copies and no KV rows are mirrored to it).
+        public var standbyBudget: UInt64?
         /// Options with the defaults.
-        public init(speed: Double = 1.0, stepTimeScale: Int = 1) {
+        public init(speed: Double = 1.0, stepTimeScale: Int = 1, standbyBudget: UInt64? = nil) {
             self.speed = speed
             self.stepTimeScale = stepTimeScale
+            self.standbyBudget = standbyBudget
         }
     }
 
@@ -104,6 +108,7 @@ public final class InProcessCluster: Sendable {
             workerID: node, coordinatorEndpoint: Self.controlEndpoint, dataEndpoint: dataEndpoint,
             advertisedDataEndpoint: dataEndpoint, modelPaths: [modelPath], threads: 1, memoryLimit: 1 << 30,
             speed: options.speed, sendTimeout: .seconds(2))
+        config.standbyBudget = options.standbyBudget
         config.cacheDirectory = FileManager.default.temporaryDirectory
             .appendingPathComponent("caravan-in-process-\(ProcessInfo.processInfo.processIdentifier)-no-cache").path
         let service = WorkerService(configuration: config, logger: logs.logger(node),

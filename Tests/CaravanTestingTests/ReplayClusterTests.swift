@@ -5,15 +5,28 @@ import XCTest
 
 /// After a fault, the replay recomputes only what was lost (issue 13): survivors keep the KV of
 /// the layers they ran and the outputs they sent on, and only the new owners of the lost layers
-/// recompute, with the output of a fault-free run.
+/// recompute, with the output of a fault-free run; with the lost stage's KV rows mirrored to
+/// them (workers with standby budgets), nothing is recomputed at all.
 final class ReplayClusterTests: XCTestCase {
     static let model = Result { try TinyModel().write() }
     static let prompts: [[Int32]] = ["Once upon a time,", "The capital of France is"].map { Array($0.utf8).map(Int32.init) }
 
+    /// Without standby budgets nothing is mirrored: the new owners recompute the lost layers.
     func testKillingTheMiddleStageReplaysOnlyItsLayers() async throws {
+        try await killTheMiddleStage(mirrored: false)
+    }
+
+    /// With them (the workers have the file: their parts of the neighbours' layers are held from
+    /// the start), the survivors adopt the lost stage's mirrored KV rows and the jobs resume
+    /// where they stopped, recomputing nothing.
+    func testKillingTheMiddleStageWithMirroredKVRecomputesNothing() async throws {
+        try await killTheMiddleStage(mirrored: true)
+    }
+
+    private func killTheMiddleStage(mirrored: Bool) async throws {
         let cluster = InProcessCluster(modelPath: try Self.model.get(), workers: 3)
         defer { cluster.stop() }
-        try cluster.start(workers: 3)
+        try cluster.start(workers: Array(repeating: .init(standbyBudget: mirrored ? 1 << 30 : 0), count: 3))
         let status = try await cluster.waitUntilServing()
         let stages = status.workers.filter { $0.layerEnd > $0.layerStart }.sorted { $0.stageIndex < $1.stageIndex }
         XCTAssertEqual(stages.count, 3)
@@ -45,15 +58,22 @@ final class ReplayClusterTests: XCTestCase {
                           "\(old.workerID) keeps [\(old.layerStart), \(old.layerEnd)), runs [\(new.layerStart), \(new.layerEnd))")
         }
 
-        // The replay recomputed the lost layers for every committed position, nothing else.
         let totals = cluster.replayTotals
+        XCTAssertTrue(cluster.logs.contains("layer-positions recomputed (full replay would be"))
+        print("killed the middle stage (mirrored: \(mirrored)): replay recomputed \(totals.recomputed) layer-positions (full replay: \(totals.full))")
+        guard !mirrored else {
+            // Every stage held every committed position: resumed there, nothing recomputed.
+            XCTAssertEqual(totals.recomputed, 0, cluster.logs.text.suffix(3000).description)
+            XCTAssertGreaterThan(totals.full, 0)
+            XCTAssertTrue(cluster.logs.contains("sequences resume where every stage holds them"), cluster.logs.text.suffix(3000).description)
+            return
+        }
+        // The replay recomputed the lost layers for every committed position, nothing else.
         let lost = UInt64(middle.layerEnd - middle.layerStart)
         XCTAssertGreaterThan(totals.positions, 0, "the jobs were replayed\n\(cluster.logs.text.suffix(3000))")
         XCTAssertEqual(totals.recomputed, lost * totals.positions)
         XCTAssertEqual(totals.full, UInt64(TinyModel().layers) * totals.positions)
         XCTAssertLessThan(totals.recomputed, totals.full)
-        XCTAssertTrue(cluster.logs.contains("layer-positions recomputed (full replay would be"))
-        print("killed the middle stage: replay recomputed \(totals.recomputed) layer-positions (full replay: \(totals.full))")
     }
 
     func testANewWorkerTakingAWholeRangeGivesTheSameOutput() async throws {
