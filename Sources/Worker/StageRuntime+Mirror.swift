@@ -12,9 +12,22 @@ struct MirrorLinks {
         let target: KVMirrorTarget
         let layers: LayerRange
         let hop: NextHop
-        /// Set after a failed send: the holder lost rows, so it gets no more this epoch (later
-        /// rows would leave a gap it refuses anyway).
-        var broken = false
+        /// Set after a failed send: the holder may lack rows (later ones would leave a gap it
+        /// refuses), so nothing goes to it until then, when it gets every row the stage holds
+        /// again (replacing what it has). A holder that stalled for a moment is mirrored to again
+        /// instead of staying cold for the rest of the plan.
+        var retryAt: ContinuousClock.Instant?
+        /// The wait before the next retry: doubled after each failed one, up to
+        /// ``StageRuntime/mirrorRetryLimit``.
+        var retryDelay: Duration = .zero
+        /// Sequences released while the link was broken: the holder drops them when it is
+        /// mirrored to again. Nil once more than ``StageRuntime/mirrorReleasesKept`` were: the
+        /// holder is then given up on for this plan (its mirror would fill with rows nobody
+        /// releases).
+        var releasedMeanwhile: Set<UInt64>? = []
+
+        /// Whether rows go to this holder now.
+        var isLive: Bool { retryAt == nil && releasedMeanwhile != nil }
     }
     /// The plan the targets were placed for.
     let epoch: UInt64
@@ -32,6 +45,11 @@ extension StageRuntime {
     /// How long a mirror send may wait for queue room: a holder that does not take rows must
     /// never hold up the pipeline.
     static let mirrorSendTimeout: Duration = .milliseconds(100)
+    /// The longest wait between retries of a holder that stopped taking rows (each retry may
+    /// hold a step up by ``mirrorSendTimeout``).
+    static let mirrorRetryLimit: Duration = .seconds(30)
+    /// Releases remembered for a broken link (see ``MirrorLinks/Target/releasedMeanwhile``).
+    static let mirrorReleasesKept = 4096
 
     /// Takes the mirror part of a standby assignment for the plan this worker runs: as a holder,
     /// keeps KV rows of its standby ranges from now on (a new, empty ``KVMirror`` unless the same
@@ -74,60 +92,138 @@ extension StageRuntime {
         }
     }
 
-    /// Sends the rows of `batch`'s sequences the step just appended to every holder.
+    /// Sends the rows of `batch`'s sequences the step just appended to every holder; a holder
+    /// whose link broke gets everything the stage holds once its retry time has come.
     func mirrorStep(_ batch: StageBatch, stage: LlamaStage, epoch: UInt64) async {
-        guard let links = mirrorLinks, links.epoch == epoch, links.targets.contains(where: { !$0.broken }) else { return }
+        guard let links = mirrorLinks, links.epoch == epoch else { return }
         var first: [SequenceID: Int] = [:]
         var end: [SequenceID: Int] = [:]
         for e in batch.entries {
             if first[e.sequence] == nil { first[e.sequence] = e.position }
             end[e.sequence] = e.position + 1
         }
-        for (id, from) in first.sorted(by: { $0.key < $1.key }) {
-            await sendMirrorRows(id, from: from, to: end[id]!, stage: stage, epoch: epoch)
-        }
-    }
-
-    /// Sends positions `[from, to)` of `sequence` to every holder, in messages of at most
-    /// ``mirrorMessageBytes``.
-    private func sendMirrorRows(_ sequence: SequenceID, from: Int, to: Int, stage: LlamaStage, epoch: UInt64) async {
-        guard to > from, let links = mirrorLinks, links.epoch == epoch else { return }
-        for (i, t) in links.targets.enumerated() where !t.broken {
-            let rowBytes = t.layers.count * 2 * stage.kvDimension * 2
-            let step = max(1, Self.mirrorMessageBytes / rowBytes)
-            var position = from
-            while position < to {
-                let count = min(step, to - position)
-                var copied = false
-                let payload = Message(count: rowBytes * count) { out in
-                    copied = stage.copyKVRows(of: sequence, layers: t.layers, position: position, count: count, into: out)
+        let now = ContinuousClock.now
+        for (i, t) in links.targets.enumerated() {
+            if t.isLive {
+                for (id, from) in first.sorted(by: { $0.key < $1.key }) {
+                    guard await sendMirrorRows(id, from: from, to: end[id]!, toTarget: i, stage: stage, epoch: epoch) else { break }
                 }
-                guard copied else { break }
-                let rows = KVRowsData(planEpoch: epoch, sequence: sequence, position: position, count: count, layers: t.layers,
-                                      kvDimension: stage.kvDimension, payload: payload)
-                do {
-                    try await t.hop.send(try codec.encode(rows), timeout: Self.mirrorSendTimeout)
-                    WorkerMetrics.mirrorBytesSent.increment(by: payload.count)
-                } catch {
-                    limited.warning("mirror: could not send KV rows; no more to this holder in this plan", key: t.target.holderID,
-                                    metadata: ["holder": "\(t.target.holderID)", "reason": "\(error)"])
-                    if mirrorLinks?.epoch == epoch, i < mirrorLinks!.targets.count { mirrorLinks!.targets[i].broken = true }
-                    break
-                }
-                position += count
+            } else if let retryAt = t.retryAt, t.releasedMeanwhile != nil, now >= retryAt {
+                await resendMirror(toTarget: i, stage: stage, epoch: epoch)
             }
         }
     }
 
-    /// Tells every holder to drop `sequences` (the stage released them).
+    /// Sends a holder whose link broke every row the stage holds, after the releases it missed;
+    /// the link is live again when all of it went.
+    private func resendMirror(toTarget i: Int, stage: LlamaStage, epoch: UInt64) async {
+        guard let t = mirrorLinks?.targets[i], let missed = t.releasedMeanwhile else { return }
+        if !missed.isEmpty {
+            var m = Caravan_V1_ReleaseSequences()
+            m.planEpoch = epoch
+            m.sequenceIds = missed.sorted()
+            do {
+                try await t.hop.send(try codec.encode(.releaseSequences(m)), timeout: Self.mirrorSendTimeout)
+            } catch {
+                return brokeMirror(i, epoch: epoch, reason: "\(error)")
+            }
+        }
+        for id in stage.sequences.sorted() {
+            guard await sendMirrorRows(id, from: 0, to: stage.cachedLength(of: id), toTarget: i, stage: stage, epoch: epoch) else { return }
+        }
+        guard mirrorLinks?.epoch == epoch else { return }
+        mirrorLinks!.targets[i].retryAt = nil
+        mirrorLinks!.targets[i].retryDelay = .zero
+        mirrorLinks!.targets[i].releasedMeanwhile = []
+        logger.info("mirror: the holder takes rows again; sent it every row held", metadata: [
+            "holder": "\(t.target.holderID)", "sequences": "\(stage.sequences.count)",
+        ])
+    }
+
+    /// Sends positions `[from, to)` of `sequence` to every live holder.
+    private func sendMirrorRows(_ sequence: SequenceID, from: Int, to: Int, stage: LlamaStage, epoch: UInt64) async {
+        guard let links = mirrorLinks, links.epoch == epoch else { return }
+        for (i, t) in links.targets.enumerated() where t.isLive {
+            _ = await sendMirrorRows(sequence, from: from, to: to, toTarget: i, stage: stage, epoch: epoch)
+        }
+    }
+
+    /// Sends positions `[from, to)` of `sequence` to holder `i`, in messages of at most
+    /// ``mirrorMessageBytes``; returns false when a send failed (the link is then broken).
+    private func sendMirrorRows(_ sequence: SequenceID, from: Int, to: Int, toTarget i: Int, stage: LlamaStage,
+                                epoch: UInt64) async -> Bool {
+        guard to > from, let links = mirrorLinks, links.epoch == epoch, i < links.targets.count else { return true }
+        let t = links.targets[i]
+        let rowBytes = t.layers.count * 2 * stage.kvDimension * 2
+        let step = max(1, Self.mirrorMessageBytes / rowBytes)
+        var position = from
+        while position < to {
+            let count = min(step, to - position)
+            var copied = false
+            let payload = Message(count: rowBytes * count) { out in
+                copied = stage.copyKVRows(of: sequence, layers: t.layers, position: position, count: count, into: out)
+            }
+            guard copied else { break }
+            let rows = KVRowsData(planEpoch: epoch, sequence: sequence, position: position, count: count, layers: t.layers,
+                                  kvDimension: stage.kvDimension, payload: payload)
+            do {
+                try await t.hop.send(try codec.encode(rows), timeout: Self.mirrorSendTimeout)
+                WorkerMetrics.mirrorBytesSent.increment(by: payload.count)
+            } catch {
+                brokeMirror(i, epoch: epoch, reason: "\(error)")
+                return false
+            }
+            position += count
+        }
+        return true
+    }
+
+    /// Marks holder `i`'s link broken after a failed send: retried after a doubling wait.
+    private func brokeMirror(_ i: Int, epoch: UInt64, reason: String) {
+        guard mirrorLinks?.epoch == epoch, i < mirrorLinks!.targets.count else { return }
+        var t = mirrorLinks!.targets[i]
+        t.retryDelay = t.retryDelay == .zero ? mirrorRetry : min(t.retryDelay * 2, Self.mirrorRetryLimit)
+        t.retryAt = ContinuousClock.now + t.retryDelay
+        mirrorLinks!.targets[i] = t
+        limited.warning("mirror: could not send KV rows; retrying this holder later", key: t.target.holderID, metadata: [
+            "holder": "\(t.target.holderID)", "retry_in_ms": "\(t.retryDelay.components.seconds * 1000 + t.retryDelay.components.attoseconds / 1_000_000_000_000_000)",
+            "reason": "\(reason)",
+        ])
+    }
+
+    /// Tells every holder to drop `sequences` (the stage released them); a holder whose link is
+    /// broken is told when it is mirrored to again.
     func releaseMirrored(_ sequences: [UInt64], epoch: UInt64) async {
         guard let links = mirrorLinks, links.epoch == epoch, !sequences.isEmpty else { return }
         var m = Caravan_V1_ReleaseSequences()
         m.planEpoch = epoch
         m.sequenceIds = sequences
         guard let frames = try? codec.encode(.releaseSequences(m)) else { return }
-        for t in links.targets where !t.broken {
-            try? await t.hop.send(frames, timeout: Self.mirrorSendTimeout)
+        for (i, t) in links.targets.enumerated() {
+            if t.isLive {
+                do {
+                    try await t.hop.send(frames, timeout: Self.mirrorSendTimeout)
+                } catch {
+                    brokeMirror(i, epoch: epoch, reason: "\(error)")
+                    remember(released: sequences, target: i, epoch: epoch)
+                }
+            } else {
+                remember(released: sequences, target: i, epoch: epoch)
+            }
+        }
+    }
+
+    /// Keeps `sequences` for holder `i` to drop when it is mirrored to again (within a bound).
+    private func remember(released sequences: [UInt64], target i: Int, epoch: UInt64) {
+        guard mirrorLinks?.epoch == epoch, i < mirrorLinks!.targets.count,
+              var missed = mirrorLinks!.targets[i].releasedMeanwhile else { return }
+        missed.formUnion(sequences)
+        if missed.count > Self.mirrorReleasesKept {
+            mirrorLinks!.targets[i].releasedMeanwhile = nil
+            logger.warning("mirror: a holder missed too many releases; no more rows to it in this plan",
+                           metadata: ["holder": "\(mirrorLinks!.targets[i].target.holderID)"])
+        } else {
+            mirrorLinks!.targets[i].releasedMeanwhile = missed
         }
     }
 

@@ -58,15 +58,20 @@ public actor StageRuntime {
     /// `ReleaseSequences` comes on the control link and may arrive just after the step that
     /// reuses its room, which the coordinator sends on the data link once the job ended.
     private let releaseGrace: Duration
+    /// The first wait before a holder that stopped taking mirrored rows is tried again.
+    let mirrorRetry: Duration
 
     /// A runtime connecting to its next hop and the result endpoint through `dialer`; the
     /// coordinator proves itself with `coordinatorPublicKey` (CURVE; "" in plain mode). Step
     /// times (reported in heartbeats, read by the coordinator's balance checks) are measured on
-    /// `clock`. A step short of KV room waits up to `releaseGrace` for releases.
+    /// `clock`. A step short of KV room waits up to `releaseGrace` for releases. A holder that
+    /// stops taking mirrored KV rows is tried again after `mirrorRetry`, then after doubling waits.
     public init(dialer: any TransportDialer, codec: WireCodec, threads: Int,
                 coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger,
-                clock: any Clock<Duration> = ContinuousClock(), releaseGrace: Duration = .milliseconds(500)) {
+                clock: any Clock<Duration> = ContinuousClock(), releaseGrace: Duration = .milliseconds(500),
+                mirrorRetry: Duration = .seconds(1)) {
         self.releaseGrace = releaseGrace
+        self.mirrorRetry = mirrorRetry
         self.dialer = dialer
         self.clock = clock
         self.codec = codec

@@ -33,9 +33,9 @@ final class KVMirrorRuntimeTests: XCTestCase {
         return s
     }
 
-    private func runtime(_ hub: InMemoryHub, node: String) -> StageRuntime {
+    private func runtime(_ hub: InMemoryHub, node: String, mirrorRetry: Duration = .seconds(1)) -> StageRuntime {
         StageRuntime(dialer: hub.dialer(node: node), codec: codec, threads: 1, sendTimeout: .seconds(2),
-                     logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+                     logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, mirrorRetry: mirrorRetry)
     }
 
     private func tokens(_ count: Int, from start: Int = 0, sequence: UInt64 = 1) -> StageBatch {
@@ -149,6 +149,61 @@ final class KVMirrorRuntimeTests: XCTestCase {
         await holder.handle(frames: try rows(30, at: 0, count: 4), from: "owner")
         held = await holder.mirroredBytes
         XCTAssertEqual(held, budget / 2 + 4 * 2 * kvd * 2 * 2)
+        await holder.shutdown()
+    }
+
+    /// A holder that stops taking rows for a moment (its queue full) breaks the link, and the
+    /// owner does not wait on it; once the retry time has come, the owner sends it the releases
+    /// it missed and every row the stage holds, and the holder's next stage holds every committed
+    /// position again. Before, the link stayed broken for the rest of the plan and a loss then
+    /// recomputed the lost layers.
+    func testAHolderThatStalledIsMirroredToAgain() async throws {
+        let hub = InMemoryHub(capacity: 3)
+        let results = try hub.bind("mem://coordinator/results", node: "coordinator")
+        let data = try hub.bind("mem://holder/data", node: "holder-inbox")
+        let mirrorInbox = try hub.bind("mem://holder/mirror", node: "holder-mirror")
+        let owner = runtime(hub, node: "owner", mirrorRetry: .milliseconds(200)), holder = runtime(hub, node: "holder")
+        let path = try Self.model.get()
+        let ownerPlan = try assignment(LayerRange(0, 3)!, epoch: 1, next: "mem://holder/data")
+        let holderPlan = try assignment(LayerRange(3, 6)!, epoch: 1, next: "mem://coordinator/results")
+        _ = try await owner.load(ownerPlan, path: path)
+        _ = try await holder.load(holderPlan, path: path)
+        await holder.mirror(standby(holderPlan, ranges: [LayerRange(2, 3)!]))
+        let target = KVMirrorTarget(layers: LayerRange(2, 3)!, holderAddress: "mem://holder/mirror", holderPublicKey: "", holderID: "holder")
+        await owner.mirror(standby(ownerPlan, ranges: [], mirrors: [target]))
+        var stepID: UInt64 = 0
+        func step(_ batch: StageBatch) async throws {
+            stepID += 1
+            await owner.handle(frames: try codec.encode(ActivationStep(tokens: batch, pipelineLabel: "epoch-1", planEpoch: 1, stepID: stepID)))
+            try await deliver(data, to: holder, expecting: 1)  // the holder runs its own layers
+            _ = try await results.receive(within: .seconds(5))
+        }
+        try await step(tokens(5, sequence: 1))
+        try await step(tokens(3, sequence: 2))
+        try await step(tokens(1, from: 5, sequence: 1))  // the holder's queue is full now
+        let stalled = ContinuousClock.now
+        try await step(tokens(1, from: 6, sequence: 1))  // its rows cannot go: the link breaks
+        XCTAssertLessThan(ContinuousClock.now - stalled, .seconds(1), "the step did not wait on the holder")
+        await owner.release([2], epoch: 1)
+        try await deliver(mirrorInbox, to: holder, expecting: 3)
+        let before = await holder.mirroredBytes
+        let kvd = TinyModel().kvHeads * (TinyModel().embedding / TinyModel().heads)
+        XCTAssertEqual(before, (6 + 3) * kvd * 2 * 2, "what came before the link broke")
+
+        try await Task.sleep(for: .milliseconds(300))
+        try await step(tokens(1, from: 7, sequence: 1))  // the retry: the missed release, then every row
+        try await deliver(mirrorInbox, to: holder, expecting: 2)
+        let after = await holder.mirroredBytes
+        XCTAssertEqual(after, 8 * kvd * 2 * 2, "sequence 1's 8 positions; sequence 2 released")
+        try await step(tokens(1, from: 8, sequence: 1))  // live again: just the new row
+        try await deliver(mirrorInbox, to: holder, expecting: 1)
+
+        var grown = try assignment(LayerRange(2, 6)!, epoch: 2, next: "mem://coordinator/results")
+        grown.continuing = [SequenceID(1): 9]
+        _ = try await holder.load(grown, path: path)
+        let held = await holder.held
+        XCTAssertEqual(held.positions, [SequenceID(1): 9], "the holder's new stage holds every committed position")
+        await owner.shutdown()
         await holder.shutdown()
     }
 }
