@@ -27,6 +27,15 @@ public struct LayerFetchError: Error, CustomStringConvertible, Sendable {
 /// crash it lists only blocks that are on disk; blocks are checked against their CRC again before
 /// they are reused.
 ///
+/// Blocks are written around the page cache (`O_DIRECT`, from a reused page-aligned buffer) where
+/// the file system allows it: through the page cache every block needs fresh pages, and on a VM
+/// whose freed memory goes back to the host (virtio-balloon free page reporting) each fresh page
+/// costs a host fault on first touch, so the copy into the cache took the CPU the pull's
+/// decryption needs (a whole model is more than the memory such a VM keeps unreported). The bytes
+/// are still read back through the page cache when the stage loads. Durability is unchanged:
+/// ``commit()`` syncs the file (the device's write cache and the file's extents) before the
+/// manifest lists a block.
+///
 /// An open cache holds an exclusive lock (`flock`) on its file, so workers on one machine sharing
 /// a cache directory take turns (the second then reuses what the first pulled). Not thread-safe:
 /// one fetch uses it at a time.
@@ -48,10 +57,37 @@ public final class LayerCache {
     public let path: String
     private let manifestPath: String
     private let fd: Int32
+    /// The same file opened with `O_DIRECT` for writing blocks; -1 where the file system refuses
+    /// it (or refused a direct write), and then blocks go through `fd` and the page cache.
+    private var directFD: Int32 = -1
+    /// Page-aligned memory of one block (rounded up to ``directAlignment``) that a direct write
+    /// copies the block into: received chunks sit at any address, `O_DIRECT` needs aligned memory.
+    /// Allocated at the first direct write and reused, so its pages stay backed.
+    private var staging: UnsafeMutableRawPointer?
     private var manifest: Manifest
     private var dirty = false
     /// Blocks recorded as verified.
     public var recordedBlocks: Int { manifest.blocks.count }
+    /// True while blocks are written around the page cache (`O_DIRECT`); false where the file
+    /// system does not support it (blocks then go through the page cache).
+    public var writesDirectly: Bool { directFD >= 0 }
+
+    /// Alignment of a direct write's memory, file offset and length: the page size covers every
+    /// device's logical block size. Blocks not on it (the file's short last block, block sizes
+    /// that are not a multiple of it) are written through the page cache.
+    static let directAlignment = 4096
+
+    /// `O_DIRECT`, which Glibc's Swift module hides behind `_GNU_SOURCE`; its value differs by
+    /// architecture. Nil where it is not known here (blocks then go through the page cache).
+    private static var directFlag: Int32? {
+        #if os(Linux) && (arch(x86_64) || arch(i386))
+        return 0o40000
+        #elseif os(Linux) && (arch(arm64) || arch(arm))
+        return 0o200000
+        #else
+        return nil
+        #endif
+    }
 
     /// The default cache directory: `$XDG_CACHE_HOME/caravan/layers` or `~/.cache/caravan/layers`.
     public static var defaultDirectory: String {
@@ -99,9 +135,16 @@ public final class LayerCache {
         }
         self.fd = fd
         self.manifest = loaded
+        if let flag = Self.directFlag {
+            directFD = open(path, O_WRONLY | O_CLOEXEC | flag)  // -1 (EINVAL) where the file system cannot
+        }
     }
 
-    deinit { close(fd) }
+    deinit {
+        if directFD >= 0 { close(directFD) }
+        free(staging)
+        close(fd)
+    }
 
     /// Splits `blocks` into those on disk with a matching CRC-32C and those to fetch. A block
     /// whose bytes no longer match is dropped from the manifest. `checked` is called after each
@@ -146,14 +189,49 @@ public final class LayerCache {
         guard bytes.count == range.count, let base = bytes.baseAddress else {
             throw LayerFetchError("block \(index) has \(bytes.count) bytes, expected \(range.count)")
         }
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, base + done, bytes.count - done, off_t(range.lowerBound) + off_t(done))
-            guard n > 0 else { throw LayerFetchError("cannot write \(path): \(String(cString: strerror(errno)))") }
-            done += n
+        if !writeDirectly(bytes, at: range.lowerBound) {
+            if let failure = Self.writeAll(fd, UnsafeRawPointer(base), count: bytes.count, at: range.lowerBound) {
+                throw LayerFetchError("cannot write \(path): \(String(cString: strerror(failure)))")
+            }
         }
         manifest.blocks[String(index)] = checksum ?? CRC32C.checksum(bytes)
         dirty = true
+    }
+
+    /// Writes `bytes` at `offset` with `O_DIRECT` through the staging buffer; false when it was
+    /// not written that way (no direct descriptor, not aligned, or the file system refused: then
+    /// the cache stops trying and the caller writes it through the page cache).
+    private func writeDirectly(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) -> Bool {
+        let align = Self.directAlignment
+        guard directFD >= 0, let base = bytes.baseAddress, bytes.count > 0,
+              offset % UInt64(align) == 0, bytes.count % align == 0 else { return false }
+        if staging == nil {
+            let capacity = (Int(manifest.blockSize) + align - 1) / align * align
+            var memory: UnsafeMutableRawPointer?
+            guard posix_memalign(&memory, align, capacity) == 0, let memory else { return false }
+            staging = memory
+        }
+        guard let staging, bytes.count <= Int(manifest.blockSize) else { return false }
+        staging.copyMemory(from: base, byteCount: bytes.count)
+        guard Self.writeAll(directFD, UnsafeRawPointer(staging), count: bytes.count, at: offset) == nil else {
+            // Whatever the reason (EINVAL from a file system that opens but cannot do direct
+            // writes, an I/O error), the page cache path writes the block again and reports its error.
+            close(directFD)
+            directFD = -1
+            return false
+        }
+        return true
+    }
+
+    /// Writes all `count` bytes at `offset`; the `errno` of a failed write, nil when all landed.
+    private static func writeAll(_ fd: Int32, _ base: UnsafeRawPointer, count: Int, at offset: UInt64) -> Int32? {
+        var done = 0
+        while done < count {
+            let n = pwrite(fd, base + done, count - done, off_t(offset) + off_t(done))
+            guard n > 0 else { return n < 0 ? errno : EIO }
+            done += n
+        }
+        return nil
     }
 
     /// Blocks recorded as verified, by index.

@@ -183,7 +183,7 @@ public final class LayerFetcher: Sendable {
         let cache = try await openCache(sha: a.modelSHA256, size: size, blockSize: blockSize, waiting: !standby, heard: heard)
         logger.info(standby ? "pulling a standby copy from the coordinator" : "pulling layers from the coordinator", metadata: [
             "source": "\(source)", "model": "\(a.modelName)", "layers": "\(a.layers)", "cache": "\(cache.path)",
-            "cached_blocks": "\(cache.recordedBlocks)",
+            "cached_blocks": "\(cache.recordedBlocks)", "direct_writes": "\(cache.writesDirectly)",
         ])
         var totals = Totals(started: started)
         // 1. The GGUF header, metadata and tensor index.
