@@ -68,9 +68,14 @@ public final class LayerCache {
     private var dirty = false
     /// Blocks recorded as verified.
     public var recordedBlocks: Int { manifest.blocks.count }
+    /// Whether blocks go around the page cache where the file system allows it (the default).
+    /// Standby copies are written through it instead: they come slowly in the background, and a
+    /// recovery that loads them must find them in memory, not on the disk.
+    public var prefersDirectWrites = true
     /// True while blocks are written around the page cache (`O_DIRECT`); false where the file
-    /// system does not support it (blocks then go through the page cache).
-    public var writesDirectly: Bool { directFD >= 0 }
+    /// system does not support it or ``prefersDirectWrites`` is off (blocks then go through the
+    /// page cache).
+    public var writesDirectly: Bool { directFD >= 0 && prefersDirectWrites }
 
     /// Alignment of a direct write's memory, file offset and length: the page size covers every
     /// device's logical block size. Blocks not on it (the file's short last block, block sizes
@@ -203,7 +208,7 @@ public final class LayerCache {
     /// the cache stops trying and the caller writes it through the page cache).
     private func writeDirectly(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) -> Bool {
         let align = Self.directAlignment
-        guard directFD >= 0, let base = bytes.baseAddress, bytes.count > 0,
+        guard writesDirectly, let base = bytes.baseAddress, bytes.count > 0,
               offset % UInt64(align) == 0, bytes.count % align == 0 else { return false }
         if staging == nil {
             let capacity = (Int(manifest.blockSize) + align - 1) / align * align

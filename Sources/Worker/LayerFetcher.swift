@@ -181,6 +181,7 @@ public final class LayerFetcher: Sendable {
         let size = info.model.sizeBytes
         let blockSize = try Self.blockSize(info, preferred: settings.blockSize)
         let cache = try await openCache(sha: a.modelSHA256, size: size, blockSize: blockSize, waiting: !standby, heard: heard)
+        cache.prefersDirectWrites = !standby
         logger.info(standby ? "pulling a standby copy from the coordinator" : "pulling layers from the coordinator", metadata: [
             "source": "\(source)", "model": "\(a.modelName)", "layers": "\(a.layers)", "cache": "\(cache.path)",
             "cached_blocks": "\(cache.recordedBlocks)", "direct_writes": "\(cache.writesDirectly)",

@@ -57,6 +57,29 @@ final class LayerCacheDirectWriteTests: XCTestCase {
         XCTAssertEqual(again.check([0, 1, 2, 3]).cached, [1, 3])
     }
 
+    /// Standby copies go through the page cache: a recovery loads them, and must find them there.
+    func testStandbyCopiesAreWrittenThroughThePageCache() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("layer-cache-buffered-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sha = String(repeating: "e", count: 64)
+        let block = 64 << 10
+        let cache = try LayerCache(directory: dir, sha256: sha, size: UInt64(2 * block), blockSize: UInt64(block))
+        cache.prefersDirectWrites = false
+        XCTAssertFalse(cache.writesDirectly)
+        let bytes = (0..<block).map { UInt8(truncatingIfNeeded: $0 &* 5) }
+        try bytes.withUnsafeBytes { try cache.write(block: 1, bytes: $0) }
+        try cache.commit()
+        let fd = open(dir + "/" + sha + ".gguf", O_RDONLY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        let mapped = try XCTUnwrap(mmap(nil, 2 * block, PROT_READ, MAP_SHARED, fd, 0))
+        XCTAssertNotEqual(mapped, MAP_FAILED)
+        defer { munmap(mapped, 2 * block) }
+        var resident = [UInt8](repeating: 0, count: block / Int(sysconf(Int32(_SC_PAGESIZE))))
+        XCTAssertEqual(mincore(mapped + block, block, &resident), 0)
+        XCTAssertEqual(resident.filter { $0 & 1 != 0 }.count, resident.count, "the block's pages are in the page cache")
+    }
+
     /// The type of the file system `path` is on: that of the longest mount point above it.
     private func fileSystemType(of path: String) throws -> String {
         let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
