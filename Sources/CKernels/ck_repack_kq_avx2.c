@@ -126,7 +126,7 @@ CK_AVX2_INLINE void kq_tile(const uint8_t *gw, const uint8_t *x, size_t xrow, in
 }
 
 /* Decode and small batches: every group once, prefetched. Larger batches: row blocks of
-   KQ_ROW_BLOCK groups (L2-resident) while the activations pass in tiles. */
+   KQ_ROW_BLOCK groups (L2-resident) while the activations pass in tiles, the first prefetched. */
 CK_AVX2_INLINE void kq_mm(const void *w, const void *x, size_t xrow, int64_t nblk, int64_t r0, int64_t r1,
                           int64_t nb, float *out, int64_t ostride, const int five) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
@@ -137,10 +137,11 @@ CK_AVX2_INLINE void kq_mm(const void *w, const void *x, size_t xrow, int64_t nbl
     for (int64_t a0 = 0; a0 < nb; a0 += KQ_ACTS) {
       const int A = nb - a0 < KQ_ACTS ? (int)(nb - a0) : KQ_ACTS;
       const uint8_t *xa = X + (size_t)a0 * xrow;
+      const int pf = nb <= KQ_ACTS || a0 == 0;  /* a row block's first tile streams it from memory */
       for (int64_t g = gb; g < ge; g++) {
         __m256 res[KQ_ACTS];
-        if (A == 2) kq_tile(W + g * gstride, xa, xrow, nblk, 2, five, res, nb <= KQ_ACTS);
-        else kq_tile(W + g * gstride, xa, xrow, nblk, 1, five, res, nb <= KQ_ACTS);
+        if (A == 2) kq_tile(W + g * gstride, xa, xrow, nblk, 2, five, res, pf);
+        else kq_tile(W + g * gstride, xa, xrow, nblk, 1, five, res, pf);
         for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
       }
     }

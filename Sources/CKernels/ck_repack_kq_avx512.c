@@ -238,12 +238,18 @@ CK_AVX512_VNNI_INLINE __m512 kqz_block_end(__m512 acc, __m512i isum, __m512i mn_
 }
 
 CK_AVX512_VNNI_INLINE void kqz_tile(const uint8_t *ga, const uint8_t *gb, const uint8_t *x, size_t xrow, int64_t nblk,
-                                    const int A, const int five, __m512 *res) {
+                                    const int A, const int five, __m512 *res, const int pf) {
   __m512 acc[KQV_ACTS];
   for (int a = 0; a < A; a++) acc[a] = _mm512_setzero_ps();
   const int64_t rb = five ? 1408 : 1152;
   for (int64_t i = 0; i < nblk; i++) {
     const uint8_t *oa = ga + i * rb, *ob = gb + i * rb;
+    if (pf) {
+      for (int off = 0; off < rb; off += 64) {
+        _mm_prefetch((const char *)(oa + KQV_PREFETCH + off), _MM_HINT_T1);
+        _mm_prefetch((const char *)(ob + KQV_PREFETCH + off), _MM_HINT_T1);
+      }
+    }
     __m512i sc_lo, sc_hi, mn_lo, mn_hi;
     kqz_scales(oa, ob, &sc_lo, &sc_hi, &mn_lo, &mn_hi);
     __m512i isum[KQV_ACTS];
@@ -492,8 +498,8 @@ CK_AVX512_VNNI_INLINE int kqu_block(const uint8_t *W, int64_t gstride, const uin
 
 /* kind: 0 Q4_K, 1 Q5_K, 2 Q6_K (a constant in every inlined copy). Decode and small batches:
    every group once, prefetched; larger batches: row blocks of KQV_ROW_BLOCK groups, unpacked in
-   pairs (kqu_block) from KQU_MIN_ACTS activations, else the activations pass in tiles, Q4_K and
-   Q5_K groups in pairs (kqz_tile); an odd group left goes alone. */
+   pairs (kqu_block) from KQU_MIN_ACTS activations, else the activations pass in tiles (the first
+   prefetched), Q4_K and Q5_K groups in pairs (kqz_tile); an odd group left goes alone. */
 CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int64_t nblk, int64_t r0, int64_t r1,
                                   int64_t nb, float *out, int64_t ostride, const int kind) {
   const uint8_t *W = (const uint8_t *)w, *X = (const uint8_t *)x;
@@ -510,16 +516,19 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
     for (int64_t a0 = 0; a0 < nb && gs < ge; a0 += KQV_ACTS) {
       const int A = nb - a0 < KQV_ACTS ? (int)(nb - a0) : KQV_ACTS;
       const uint8_t *xa = X + (size_t)a0 * xrow;
+      /* a row block's first tile streams its groups from memory (the later ones find them in
+         L2): it prefetches as decode does, or 5-23 activations cost more than two passes of 4 */
+      const int pft = pf || a0 == 0;
       int64_t g = gs;
       if (!pf && kind != 2) {  /* prefill: pairs of groups in 512-bit tiles */
         for (; g + 1 < ge; g += 2) {
           __m512 rz[KQV_ACTS];
           const uint8_t *wa = W + g * gstride, *wb = W + (g + 1) * gstride;
           switch (A) {
-            case 4: kqz_tile(wa, wb, xa, xrow, nblk, 4, five, rz); break;
-            case 3: kqz_tile(wa, wb, xa, xrow, nblk, 3, five, rz); break;
-            case 2: kqz_tile(wa, wb, xa, xrow, nblk, 2, five, rz); break;
-            default: kqz_tile(wa, wb, xa, xrow, nblk, 1, five, rz); break;
+            case 4: kqz_tile(wa, wb, xa, xrow, nblk, 4, five, rz, pf); break;
+            case 3: kqz_tile(wa, wb, xa, xrow, nblk, 3, five, rz, pf); break;
+            case 2: kqz_tile(wa, wb, xa, xrow, nblk, 2, five, rz, pf); break;
+            default: kqz_tile(wa, wb, xa, xrow, nblk, 1, five, rz, pf); break;
           }
           for (int a = 0; a < A; a++) {
             r8_out(_mm512_castps512_ps256(rz[a]), g, r0, r1, out + (a0 + a) * ostride);
@@ -532,17 +541,17 @@ CK_AVX512_VNNI_INLINE void kqv_mm(const void *w, const void *x, size_t xrow, int
         const uint8_t *wg = W + g * gstride;
         if (kind == 2) {
           switch (A) {
-            case 4: kqv6_tile(wg, xa, xrow, nblk, 4, res, pf); break;
-            case 3: kqv6_tile(wg, xa, xrow, nblk, 3, res, pf); break;
-            case 2: kqv6_tile(wg, xa, xrow, nblk, 2, res, pf); break;
-            default: kqv6_tile(wg, xa, xrow, nblk, 1, res, pf); break;
+            case 4: kqv6_tile(wg, xa, xrow, nblk, 4, res, pft); break;
+            case 3: kqv6_tile(wg, xa, xrow, nblk, 3, res, pft); break;
+            case 2: kqv6_tile(wg, xa, xrow, nblk, 2, res, pft); break;
+            default: kqv6_tile(wg, xa, xrow, nblk, 1, res, pft); break;
           }
         } else {
           switch (A) {
-            case 4: kqv_tile(wg, xa, xrow, nblk, 4, five, res, pf); break;
-            case 3: kqv_tile(wg, xa, xrow, nblk, 3, five, res, pf); break;
-            case 2: kqv_tile(wg, xa, xrow, nblk, 2, five, res, pf); break;
-            default: kqv_tile(wg, xa, xrow, nblk, 1, five, res, pf); break;
+            case 4: kqv_tile(wg, xa, xrow, nblk, 4, five, res, pft); break;
+            case 3: kqv_tile(wg, xa, xrow, nblk, 3, five, res, pft); break;
+            case 2: kqv_tile(wg, xa, xrow, nblk, 2, five, res, pft); break;
+            default: kqv_tile(wg, xa, xrow, nblk, 1, five, res, pft); break;
           }
         }
         for (int a = 0; a < A; a++) r8_out(res[a], g, r0, r1, out + (a0 + a) * ostride);
