@@ -25,6 +25,8 @@ struct MirrorLinks {
         /// holder is then given up on for this plan (its mirror would fill with rows nobody
         /// releases).
         var releasedMeanwhile: Set<UInt64>? = []
+        /// Per sequence, the positions sent to this holder: `[0, sent)`.
+        var sent: [SequenceID: Int] = [:]
 
         /// Whether rows go to this holder now.
         var isLive: Bool { retryAt == nil && releasedMeanwhile != nil }
@@ -32,6 +34,8 @@ struct MirrorLinks {
     /// The plan the targets were placed for.
     let epoch: UInt64
     var targets: [Target]
+    /// When the rows held were last sent.
+    var lastFlush = ContinuousClock.now
 }
 
 extension StageRuntime {
@@ -87,31 +91,48 @@ extension StageRuntime {
         ])
         // What the stage holds already (jobs that started before the placement, sequences that
         // continued from the previous plan).
-        for id in stage.sequences.sorted() {
-            await sendMirrorRows(id, from: 0, to: stage.cachedLength(of: id), stage: stage, epoch: assignment.planEpoch)
-        }
+        for i in wanted.indices { await flushMirror(toTarget: i, stage: stage, epoch: assignment.planEpoch) }
     }
 
-    /// Sends the rows of `batch`'s sequences the step just appended to every holder; a holder
-    /// whose link broke gets everything the stage holds once its retry time has come.
+    /// Notes the rows `batch` wrote and, once ``mirrorFlushInterval`` has passed since the last
+    /// time, sends every holder the rows it lacks; a holder whose link broke gets everything the
+    /// stage holds once its retry time has come. Sending after every step cost a small model's
+    /// stages a fifth of their throughput (a message per sequence, step and holder); a loss
+    /// recomputes at most the rows of the last interval, as with a mirror that started late.
     func mirrorStep(_ batch: StageBatch, stage: LlamaStage, epoch: UInt64) async {
         guard let links = mirrorLinks, links.epoch == epoch else { return }
+        // A step that rewrote positions a holder has (a replay) sends them again.
         var first: [SequenceID: Int] = [:]
-        var end: [SequenceID: Int] = [:]
-        for e in batch.entries {
-            if first[e.sequence] == nil { first[e.sequence] = e.position }
-            end[e.sequence] = e.position + 1
+        for e in batch.entries { first[e.sequence] = min(first[e.sequence] ?? e.position, e.position) }
+        for i in links.targets.indices {
+            for (id, from) in first {
+                if let sent = mirrorLinks!.targets[i].sent[id], sent > from { mirrorLinks!.targets[i].sent[id] = from }
+            }
         }
         let now = ContinuousClock.now
+        guard now - links.lastFlush >= mirrorFlushInterval else { return }
+        mirrorLinks!.lastFlush = now
         for (i, t) in links.targets.enumerated() {
             if t.isLive {
-                for (id, from) in first.sorted(by: { $0.key < $1.key }) {
-                    guard await sendMirrorRows(id, from: from, to: end[id]!, toTarget: i, stage: stage, epoch: epoch) else { break }
-                }
+                await flushMirror(toTarget: i, stage: stage, epoch: epoch)
             } else if let retryAt = t.retryAt, t.releasedMeanwhile != nil, now >= retryAt {
                 await resendMirror(toTarget: i, stage: stage, epoch: epoch)
             }
         }
+    }
+
+    /// Sends holder `i` the rows of every sequence of the stage beyond what it was sent; false
+    /// when a send failed (the link is then broken).
+    @discardableResult
+    private func flushMirror(toTarget i: Int, stage: LlamaStage, epoch: UInt64) async -> Bool {
+        for id in stage.sequences.sorted() {
+            guard let links = mirrorLinks, links.epoch == epoch, i < links.targets.count else { return false }
+            let from = links.targets[i].sent[id] ?? 0, to = stage.cachedLength(of: id)
+            guard to > from else { continue }
+            guard await sendMirrorRows(id, from: from, to: to, toTarget: i, stage: stage, epoch: epoch) else { return false }
+            if mirrorLinks?.epoch == epoch { mirrorLinks!.targets[i].sent[id] = to }
+        }
+        return true
     }
 
     /// Sends a holder whose link broke every row the stage holds, after the releases it missed;
@@ -128,24 +149,15 @@ extension StageRuntime {
                 return brokeMirror(i, epoch: epoch, reason: "\(error)")
             }
         }
-        for id in stage.sequences.sorted() {
-            guard await sendMirrorRows(id, from: 0, to: stage.cachedLength(of: id), toTarget: i, stage: stage, epoch: epoch) else { return }
-        }
         guard mirrorLinks?.epoch == epoch else { return }
+        mirrorLinks!.targets[i].sent = [:]
+        guard await flushMirror(toTarget: i, stage: stage, epoch: epoch), mirrorLinks?.epoch == epoch else { return }
         mirrorLinks!.targets[i].retryAt = nil
         mirrorLinks!.targets[i].retryDelay = .zero
         mirrorLinks!.targets[i].releasedMeanwhile = []
         logger.info("mirror: the holder takes rows again; sent it every row held", metadata: [
             "holder": "\(t.target.holderID)", "sequences": "\(stage.sequences.count)",
         ])
-    }
-
-    /// Sends positions `[from, to)` of `sequence` to every live holder.
-    private func sendMirrorRows(_ sequence: SequenceID, from: Int, to: Int, stage: LlamaStage, epoch: UInt64) async {
-        guard let links = mirrorLinks, links.epoch == epoch else { return }
-        for (i, t) in links.targets.enumerated() where t.isLive {
-            _ = await sendMirrorRows(sequence, from: from, to: to, toTarget: i, stage: stage, epoch: epoch)
-        }
     }
 
     /// Sends positions `[from, to)` of `sequence` to holder `i`, in messages of at most
@@ -199,6 +211,9 @@ extension StageRuntime {
         m.planEpoch = epoch
         m.sequenceIds = sequences
         guard let frames = try? codec.encode(.releaseSequences(m)) else { return }
+        for i in links.targets.indices {
+            for id in sequences { mirrorLinks!.targets[i].sent[SequenceID(id)] = nil }
+        }
         for (i, t) in links.targets.enumerated() {
             if t.isLive {
                 do {

@@ -60,18 +60,23 @@ public actor StageRuntime {
     private let releaseGrace: Duration
     /// The first wait before a holder that stopped taking mirrored rows is tried again.
     let mirrorRetry: Duration
+    /// How often the rows steps appended go to the holders of mirrored layers (see
+    /// ``mirrorStep(_:stage:epoch:)``).
+    let mirrorFlushInterval: Duration
 
     /// A runtime connecting to its next hop and the result endpoint through `dialer`; the
     /// coordinator proves itself with `coordinatorPublicKey` (CURVE; "" in plain mode). Step
     /// times (reported in heartbeats, read by the coordinator's balance checks) are measured on
     /// `clock`. A step short of KV room waits up to `releaseGrace` for releases. A holder that
-    /// stops taking mirrored KV rows is tried again after `mirrorRetry`, then after doubling waits.
+    /// stops taking mirrored KV rows is tried again after `mirrorRetry`, then after doubling waits;
+    /// mirrored rows go out at most every `mirrorFlushInterval`.
     public init(dialer: any TransportDialer, codec: WireCodec, threads: Int,
                 coordinatorPublicKey: String = "", sendTimeout: Duration, logger: Logger,
                 clock: any Clock<Duration> = ContinuousClock(), releaseGrace: Duration = .milliseconds(500),
-                mirrorRetry: Duration = .seconds(1)) {
+                mirrorRetry: Duration = .seconds(1), mirrorFlushInterval: Duration = .milliseconds(100)) {
         self.releaseGrace = releaseGrace
         self.mirrorRetry = mirrorRetry
+        self.mirrorFlushInterval = mirrorFlushInterval
         self.dialer = dialer
         self.clock = clock
         self.codec = codec

@@ -46,6 +46,10 @@ public struct WorkerConfiguration: Sendable {
     /// How long a step that finds no KV room waits for the coordinator's release of a finished
     /// job's sequences (it comes on the control link and may arrive after the step reusing them).
     public var kvReleaseGrace: Duration = .milliseconds(500)
+    /// How often a stage sends the KV rows its steps appended to the holders of mirrored layers:
+    /// per step costs a small model's stages much of their throughput, and a loss recomputes at
+    /// most the rows of one interval.
+    public var mirrorFlushInterval: Duration = .milliseconds(100)
 
     /// The standby budget this worker reports: ``standbyBudget``, or half the free disk space of
     /// the cache directory.

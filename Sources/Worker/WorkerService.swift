@@ -128,7 +128,8 @@ public final class WorkerService: Service {
         WorkerMetrics.declare()
         let runtime = StageRuntime(dialer: links.dialer, codec: codec, threads: config.threads,
                                    coordinatorPublicKey: config.coordinatorPublicKey, sendTimeout: config.sendTimeout,
-                                   logger: logger, clock: stepClock, releaseGrace: config.kvReleaseGrace)
+                                   logger: logger, clock: stepClock, releaseGrace: config.kvReleaseGrace,
+                                   mirrorFlushInterval: config.mirrorFlushInterval)
         let ports = Ports(control: links.control, codec: codec, logger: logger)
         let register = {
             var r = capabilities.register(workerID: config.workerID, dataAddress: advertised)

@@ -46,6 +46,12 @@ struct WorkerCommand: ConfigFileCommand {
         "Seconds a step that finds no KV room waits for the coordinator to release finished sequences.", visibility: .hidden))
     var kvReleaseGrace = 0.5
 
+    /// Seconds between sends of mirrored KV rows; hidden like the standby delay (tests send after
+    /// every step to count exact replays).
+    @Option(name: .customLong("mirror-flush-interval"), help: ArgumentHelp(
+        "Seconds between sends of the KV rows a stage mirrors to its standby holders.", visibility: .hidden))
+    var mirrorFlushInterval = 0.1
+
     @Option(name: .customLong("data-endpoint"), help: "Where the activation socket binds (port * = any free port).")
     var dataEndpoint = "tcp://127.0.0.1:*"
 
@@ -123,6 +129,9 @@ struct WorkerCommand: ConfigFileCommand {
         guard kvReleaseGrace.isFinite, (0...60).contains(kvReleaseGrace) else {
             throw ValidationError("--kv-release-grace must be 0 to 60 seconds")
         }
+        guard mirrorFlushInterval.isFinite, (0...10).contains(mirrorFlushInterval) else {
+            throw ValidationError("--mirror-flush-interval must be 0 to 10 seconds")
+        }
     }
 
     func run() async throws {
@@ -158,6 +167,7 @@ struct WorkerCommand: ConfigFileCommand {
         config.standbyBudget = standbyBudgetMiB.map { $0 << 20 }
         config.standbyStartDelay = .milliseconds(Int(standbyStartDelay * 1000))
         config.kvReleaseGrace = .milliseconds(Int(kvReleaseGrace * 1000))
+        config.mirrorFlushInterval = .milliseconds(Int(mirrorFlushInterval * 1000))
         return config
     }
 }

@@ -109,6 +109,7 @@ public final class InProcessCluster: Sendable {
             advertisedDataEndpoint: dataEndpoint, modelPaths: [modelPath], threads: 1, memoryLimit: 1 << 30,
             speed: options.speed, sendTimeout: .seconds(2))
         config.standbyBudget = options.standbyBudget
+        config.mirrorFlushInterval = .zero  // every step's rows at once: replays are counted exactly
         config.cacheDirectory = FileManager.default.temporaryDirectory
             .appendingPathComponent("caravan-in-process-\(ProcessInfo.processInfo.processIdentifier)-no-cache").path
         let service = WorkerService(configuration: config, logger: logs.logger(node),

@@ -31,7 +31,8 @@ final class StandbyClusterTests: XCTestCase {
     func testAfterKillingTheMiddleWorkerItsLayersComeFromStandbyCopiesWithoutAPull() async throws {
         // The standby pull starts 0.5 s after a stage serves (not the daemon's 5 s): the reference
         // run below still goes first, and the copies are held sooner.
-        let pulling = try PullingCluster(workerArguments: ["--standby-budget-mib", "1024", "--standby-start-delay", "0.5"])
+        let pulling = try PullingCluster(workerArguments: ["--standby-budget-mib", "1024", "--standby-start-delay", "0.5",
+                                                                    "--mirror-flush-interval", "0"])
         defer { pulling.stop() }
         let cluster = pulling.cluster
         // The fault-free run, while the standby copies are pulled in the background.

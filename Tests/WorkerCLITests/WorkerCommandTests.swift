@@ -26,7 +26,8 @@ final class WorkerCommandTests: XCTestCase {
     func testBadFlagsAreRefused() {
         for bad in [["--pull-connections", "9"], ["--cache-keep-days", "-1"], ["--speed", "2e9"], ["--id", ""],
                     ["--memory-limit-mib", "2199023255553"], ["--metrics", "nowhere"], ["--log-level", "loud"],
-                    ["--standby-start-delay", "-1"], ["--standby-start-delay", "nan"], ["--kv-release-grace", "61"]] {
+                    ["--standby-start-delay", "-1"], ["--standby-start-delay", "nan"], ["--kv-release-grace", "61"],
+                    ["--mirror-flush-interval", "11"]] {
             XCTAssertThrowsError(try WorkerCommand.parse(["--coordinator", "tcp://h:1", "--insecure"] + bad), "\(bad)")
         }
     }
@@ -35,7 +36,7 @@ final class WorkerCommandTests: XCTestCase {
         let command = try WorkerCommand.parse([
             "--coordinator", "tcp://h:1", "--insecure", "--model", "a.gguf", "--model", "b.gguf", "--cache-dir", "/c",
             "--cache-keep-days", "0", "--pull-connections", "3", "--memory-limit-mib", "2", "--advertise", "tcp://w:9",
-            "--standby-start-delay", "0.25", "--kv-release-grace", "0.05",
+            "--standby-start-delay", "0.25", "--kv-release-grace", "0.05", "--mirror-flush-interval", "0",
         ])
         let c = command.configuration(workerID: "w1", coordinator: "tcp://h:1", coordinatorKey: nil, security: .plain)
         XCTAssertEqual(c.workerID, "w1")
@@ -49,9 +50,11 @@ final class WorkerCommandTests: XCTestCase {
         XCTAssertEqual(c.coordinatorPublicKey, "")
         XCTAssertEqual(c.standbyStartDelay, .milliseconds(250))
         XCTAssertEqual(c.kvReleaseGrace, .milliseconds(50))
+        XCTAssertEqual(c.mirrorFlushInterval, .zero)
         let defaults = try WorkerCommand.parse(["--coordinator", "tcp://h:1", "--insecure"])
             .configuration(workerID: "w1", coordinator: "tcp://h:1", coordinatorKey: nil, security: .plain)
         XCTAssertEqual(defaults.standbyStartDelay, .seconds(5), "the standby pull waits 5 s unless told otherwise")
         XCTAssertEqual(defaults.kvReleaseGrace, .milliseconds(500))
+        XCTAssertEqual(defaults.mirrorFlushInterval, .milliseconds(100))
     }
 }

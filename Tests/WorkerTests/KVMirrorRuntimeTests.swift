@@ -33,9 +33,11 @@ final class KVMirrorRuntimeTests: XCTestCase {
         return s
     }
 
-    private func runtime(_ hub: InMemoryHub, node: String, mirrorRetry: Duration = .seconds(1)) -> StageRuntime {
+    private func runtime(_ hub: InMemoryHub, node: String, mirrorRetry: Duration = .seconds(1),
+                         flushInterval: Duration = .zero) -> StageRuntime {
         StageRuntime(dialer: hub.dialer(node: node), codec: codec, threads: 1, sendTimeout: .seconds(2),
-                     logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, mirrorRetry: mirrorRetry)
+                     logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, mirrorRetry: mirrorRetry,
+                     mirrorFlushInterval: flushInterval)
     }
 
     private func tokens(_ count: Int, from start: Int = 0, sequence: UInt64 = 1) -> StageBatch {
@@ -203,6 +205,54 @@ final class KVMirrorRuntimeTests: XCTestCase {
         _ = try await holder.load(grown, path: path)
         let held = await holder.held
         XCTAssertEqual(held.positions, [SequenceID(1): 9], "the holder's new stage holds every committed position")
+        await owner.shutdown()
+        await holder.shutdown()
+    }
+
+    /// Rows go out at most every flush interval: steps in between send nothing, the next one after
+    /// it sends each sequence's rows since the last send in one message, and the holder's mirror
+    /// then holds every position.
+    func testRowsGoOutOncePerIntervalWithEverythingSinceTheLast() async throws {
+        let hub = InMemoryHub()
+        let results = try hub.bind("mem://coordinator/results", node: "coordinator")
+        let data = try hub.bind("mem://holder/data", node: "holder-inbox")
+        let mirrorInbox = try hub.bind("mem://holder/mirror", node: "holder-mirror")
+        let owner = runtime(hub, node: "owner", flushInterval: .milliseconds(300)), holder = runtime(hub, node: "holder")
+        let path = try Self.model.get()
+        let ownerPlan = try assignment(LayerRange(0, 3)!, epoch: 1, next: "mem://holder/data")
+        let holderPlan = try assignment(LayerRange(3, 6)!, epoch: 1, next: "mem://coordinator/results")
+        _ = try await owner.load(ownerPlan, path: path)
+        _ = try await holder.load(holderPlan, path: path)
+        await holder.mirror(standby(holderPlan, ranges: [LayerRange(2, 3)!]))
+        let target = KVMirrorTarget(layers: LayerRange(2, 3)!, holderAddress: "mem://holder/mirror", holderPublicKey: "", holderID: "holder")
+        await owner.mirror(standby(ownerPlan, ranges: [], mirrors: [target]))
+        var stepID: UInt64 = 0
+        func step(_ batch: StageBatch) async throws {
+            stepID += 1
+            await owner.handle(frames: try codec.encode(ActivationStep(tokens: batch, pipelineLabel: "epoch-1", planEpoch: 1, stepID: stepID)))
+            try await deliver(data, to: holder, expecting: 1)
+            _ = try await results.receive(within: .seconds(5))
+        }
+        let started = ContinuousClock.now
+        try await step(tokens(5, sequence: 1))
+        try await step(tokens(3, sequence: 2))
+        try await step(tokens(1, from: 5, sequence: 1))
+        try await step(tokens(1, from: 3, sequence: 2))
+        try XCTSkipIf(ContinuousClock.now - started >= .milliseconds(300), "the steps took longer than the interval")
+        let early = try? await mirrorInbox.receive(within: .milliseconds(50))
+        XCTAssertNil(early, "nothing is sent within the interval")
+        try await Task.sleep(for: .milliseconds(300))
+        try await step(tokens(2, from: 6, sequence: 1))
+        try await deliver(mirrorInbox, to: holder, expecting: 2)  // one message per sequence
+        let kvd = TinyModel().kvHeads * (TinyModel().embedding / TinyModel().heads)
+        let mirrored = await holder.mirroredBytes
+        XCTAssertEqual(mirrored, (8 + 4) * kvd * 2 * 2, "sequence 1's 8 positions, sequence 2's 4")
+
+        var grown = try assignment(LayerRange(2, 6)!, epoch: 2, next: "mem://coordinator/results")
+        grown.continuing = [SequenceID(1): 8, SequenceID(2): 4]
+        _ = try await holder.load(grown, path: path)
+        let held = await holder.held
+        XCTAssertEqual(held.positions, [SequenceID(1): 8, SequenceID(2): 4])
         await owner.shutdown()
         await holder.shutdown()
     }
