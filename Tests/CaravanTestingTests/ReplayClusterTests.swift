@@ -18,8 +18,8 @@ final class ReplayClusterTests: XCTestCase {
 
     /// With them (the workers have the file: their parts of the neighbours' layers are held from
     /// the start), the survivors adopt the lost stage's mirrored KV rows and the jobs resume
-    /// where they stopped, recomputing nothing.
-    func testKillingTheMiddleStageWithMirroredKVRecomputesNothing() async throws {
+    /// where they stopped, recomputing at most the step the lost stage had not mirrored yet.
+    func testKillingTheMiddleStageWithMirroredKVResumesWhereItStopped() async throws {
         try await killTheMiddleStage(mirrored: true)
     }
 
@@ -61,15 +61,17 @@ final class ReplayClusterTests: XCTestCase {
         let totals = cluster.replayTotals
         XCTAssertTrue(cluster.logs.contains("layer-positions recomputed (full replay would be"))
         print("killed the middle stage (mirrored: \(mirrored)): replay recomputed \(totals.recomputed) layer-positions (full replay: \(totals.full))")
+        let lost = UInt64(middle.layerEnd - middle.layerStart)
         guard !mirrored else {
-            // Every stage held every committed position: resumed there, nothing recomputed.
-            XCTAssertEqual(totals.recomputed, 0, cluster.logs.text.suffix(3000).description)
+            // Every stage held the committed positions, but for a step the lost stage computed and
+            // had not mirrored yet when it died (its rows go out after its output): resumed there,
+            // at most that one position per job recomputed, in the lost layers.
+            XCTAssertLessThanOrEqual(totals.recomputed, UInt64(jobs.count) * lost, cluster.logs.text.suffix(3000).description)
             XCTAssertGreaterThan(totals.full, 0)
             XCTAssertTrue(cluster.logs.contains("sequences resume where every stage holds them"), cluster.logs.text.suffix(3000).description)
             return
         }
         // The replay recomputed the lost layers for every committed position, nothing else.
-        let lost = UInt64(middle.layerEnd - middle.layerStart)
         XCTAssertGreaterThan(totals.positions, 0, "the jobs were replayed\n\(cluster.logs.text.suffix(3000))")
         XCTAssertEqual(totals.recomputed, lost * totals.positions)
         XCTAssertEqual(totals.full, UInt64(TinyModel().layers) * totals.positions)
