@@ -55,27 +55,14 @@ final class KVMirrorRuntimeTests: XCTestCase {
     }
 
     func testTheOwnerStreamsItsRowsAndTheHoldersNextStageHoldsThem() async throws {
-        let hub = InMemoryHub()
-        let results = try hub.bind("mem://coordinator/results", node: "coordinator")
-        let inbox = try hub.bind("mem://holder/data", node: "holder-inbox")
-        let owner = runtime(hub, node: "owner"), holder = runtime(hub, node: "holder")
-        let path = try Self.model.get()
         // The owner runs [0, 3) and sends its steps to the holder, which runs [3, 6) and keeps a
         // standby copy of layer 2.
-        let ownerPlan = try assignment(LayerRange(0, 3)!, epoch: 1, next: "mem://holder/data")
-        let holderPlan = try assignment(LayerRange(3, 6)!, epoch: 1, next: "mem://coordinator/results")
-        _ = try await owner.load(ownerPlan, path: path)
-        _ = try await holder.load(holderPlan, path: path)
-        await holder.mirror(standby(holderPlan, ranges: [LayerRange(2, 3)!]))
-        let target = KVMirrorTarget(layers: LayerRange(2, 3)!, holderAddress: "mem://holder/data", holderPublicKey: "", holderID: "holder")
-        await owner.mirror(standby(ownerPlan, ranges: [], mirrors: [target]))
-
+        let pair = try await mirroringPair(InMemoryHub(), owner: { self.runtime($0, node: "owner") })
+        let (owner, holder, results, path) = (pair.owner, pair.holder, pair.results, pair.path)
         // A prefill of 5 positions, then one decode step: each an activation and a KVRows message.
-        await owner.handle(frames: try codec.encode(ActivationStep(tokens: tokens(5), pipelineLabel: "epoch-1", planEpoch: 1, stepID: 1)))
-        await owner.handle(frames: try codec.encode(ActivationStep(tokens: tokens(1, from: 5), pipelineLabel: "epoch-1", planEpoch: 1, stepID: 2)))
-        try await deliver(inbox, to: holder, expecting: 4)
-        _ = try await results.receive(within: .seconds(5))
-        _ = try await results.receive(within: .seconds(5))
+        try await pair.step(tokens(5))
+        try await pair.step(tokens(1, from: 5))
+        try await deliver(pair.mirrorInbox, to: holder, expecting: 2)
         let kvd = TinyModel().kvHeads * (TinyModel().embedding / TinyModel().heads)
         let mirrored = await holder.mirroredBytes
         XCTAssertEqual(mirrored, 6 * 1 * kvd * 2 * 2, "6 positions of one layer, keys and values in F16")
@@ -154,17 +141,23 @@ final class KVMirrorRuntimeTests: XCTestCase {
         await holder.shutdown()
     }
 
-    /// A holder that stops taking rows for a moment (its queue full) breaks the link, and the
-    /// owner does not wait on it; once the retry time has come, the owner sends it the releases
-    /// it missed and every row the stage holds, and the holder's next stage holds every committed
-    /// position again. Before, the link stayed broken for the rest of the plan and a loss then
-    /// recomputed the lost layers.
-    func testAHolderThatStalledIsMirroredToAgain() async throws {
-        let hub = InMemoryHub(capacity: 3)
+    /// An owner running layers [0, 3) that mirrors layer 2 to a holder running [3, 6), on `hub`:
+    /// the holder's mirrored rows arrive in `mirrorInbox` (handed over with ``deliver``), `step`
+    /// runs a batch through both stages.
+    private struct MirroringPair {
+        let owner: StageRuntime, holder: StageRuntime
+        let mirrorInbox: InMemoryTransport
+        /// Where the holder's stage sends its results.
+        let results: InMemoryTransport
+        let path: String
+        let step: (StageBatch) async throws -> Void
+    }
+
+    private func mirroringPair(_ hub: InMemoryHub, owner makeOwner: (InMemoryHub) -> StageRuntime) async throws -> MirroringPair {
         let results = try hub.bind("mem://coordinator/results", node: "coordinator")
         let data = try hub.bind("mem://holder/data", node: "holder-inbox")
         let mirrorInbox = try hub.bind("mem://holder/mirror", node: "holder-mirror")
-        let owner = runtime(hub, node: "owner", mirrorRetry: .milliseconds(200)), holder = runtime(hub, node: "holder")
+        let owner = makeOwner(hub), holder = runtime(hub, node: "holder")
         let path = try Self.model.get()
         let ownerPlan = try assignment(LayerRange(0, 3)!, epoch: 1, next: "mem://holder/data")
         let holderPlan = try assignment(LayerRange(3, 6)!, epoch: 1, next: "mem://coordinator/results")
@@ -173,13 +166,28 @@ final class KVMirrorRuntimeTests: XCTestCase {
         await holder.mirror(standby(holderPlan, ranges: [LayerRange(2, 3)!]))
         let target = KVMirrorTarget(layers: LayerRange(2, 3)!, holderAddress: "mem://holder/mirror", holderPublicKey: "", holderID: "holder")
         await owner.mirror(standby(ownerPlan, ranges: [], mirrors: [target]))
-        var stepID: UInt64 = 0
-        func step(_ batch: StageBatch) async throws {
-            stepID += 1
-            await owner.handle(frames: try codec.encode(ActivationStep(tokens: batch, pipelineLabel: "epoch-1", planEpoch: 1, stepID: stepID)))
-            try await deliver(data, to: holder, expecting: 1)  // the holder runs its own layers
+        let steps = LockedValue<UInt64>(0)
+        let codec = self.codec
+        return MirroringPair(owner: owner, holder: holder, mirrorInbox: mirrorInbox, results: results, path: path) { batch in
+            let id = steps.withLock { n in
+                n += 1
+                return n
+            }
+            await owner.handle(frames: try codec.encode(ActivationStep(tokens: batch, pipelineLabel: "epoch-1", planEpoch: 1, stepID: id)))
+            try await self.deliver(data, to: holder, expecting: 1)  // the holder runs its own layers
             _ = try await results.receive(within: .seconds(5))
         }
+    }
+
+    /// A holder that stops taking rows for a moment (its queue full) breaks the link, and the
+    /// owner does not wait on it; once the retry time has come, the owner sends it the releases
+    /// it missed and every row the stage holds, and the holder's next stage holds every committed
+    /// position again. Before, the link stayed broken for the rest of the plan and a loss then
+    /// recomputed the lost layers.
+    func testAHolderThatStalledIsMirroredToAgain() async throws {
+        let pair = try await mirroringPair(InMemoryHub(capacity: 3), owner: { self.runtime($0, node: "owner", mirrorRetry: .milliseconds(200)) })
+        let (owner, holder, mirrorInbox, path) = (pair.owner, pair.holder, pair.mirrorInbox, pair.path)
+        let step = pair.step
         try await step(tokens(5, sequence: 1))
         try await step(tokens(3, sequence: 2))
         try await step(tokens(1, from: 5, sequence: 1))  // the holder's queue is full now
@@ -213,26 +221,9 @@ final class KVMirrorRuntimeTests: XCTestCase {
     /// it sends each sequence's rows since the last send in one message, and the holder's mirror
     /// then holds every position.
     func testRowsGoOutOncePerIntervalWithEverythingSinceTheLast() async throws {
-        let hub = InMemoryHub()
-        let results = try hub.bind("mem://coordinator/results", node: "coordinator")
-        let data = try hub.bind("mem://holder/data", node: "holder-inbox")
-        let mirrorInbox = try hub.bind("mem://holder/mirror", node: "holder-mirror")
-        let owner = runtime(hub, node: "owner", flushInterval: .milliseconds(300)), holder = runtime(hub, node: "holder")
-        let path = try Self.model.get()
-        let ownerPlan = try assignment(LayerRange(0, 3)!, epoch: 1, next: "mem://holder/data")
-        let holderPlan = try assignment(LayerRange(3, 6)!, epoch: 1, next: "mem://coordinator/results")
-        _ = try await owner.load(ownerPlan, path: path)
-        _ = try await holder.load(holderPlan, path: path)
-        await holder.mirror(standby(holderPlan, ranges: [LayerRange(2, 3)!]))
-        let target = KVMirrorTarget(layers: LayerRange(2, 3)!, holderAddress: "mem://holder/mirror", holderPublicKey: "", holderID: "holder")
-        await owner.mirror(standby(ownerPlan, ranges: [], mirrors: [target]))
-        var stepID: UInt64 = 0
-        func step(_ batch: StageBatch) async throws {
-            stepID += 1
-            await owner.handle(frames: try codec.encode(ActivationStep(tokens: batch, pipelineLabel: "epoch-1", planEpoch: 1, stepID: stepID)))
-            try await deliver(data, to: holder, expecting: 1)
-            _ = try await results.receive(within: .seconds(5))
-        }
+        let pair = try await mirroringPair(InMemoryHub(), owner: { self.runtime($0, node: "owner", flushInterval: .milliseconds(300)) })
+        let (owner, holder, mirrorInbox, path) = (pair.owner, pair.holder, pair.mirrorInbox, pair.path)
+        let step = pair.step
         let started = ContinuousClock.now
         try await step(tokens(5, sequence: 1))
         try await step(tokens(3, sequence: 2))
