@@ -58,7 +58,7 @@ extension CaravanClient {
         m.workerID = worker
         m.reason = reason
         if let deadline {
-            m.deadlineMs = UInt32(clamping: deadline.components.seconds * 1000 + deadline.components.attoseconds / 1_000_000_000_000_000)
+            m.deadlineMs = UInt32(clamping: deadline.wholeMilliseconds)
         }
         let r = try expect(try await request(.drainRequest(m), timeout: timeout)) {
             if case .adminResult(let r) = $0 { r } else { nil }

@@ -139,16 +139,12 @@ extension Caravan_V1_JobEvent {
             f.text = finish.text
             f.promptTokens = UInt32(clamping: finish.promptTokens)
             f.completionTokens = UInt32(clamping: finish.completionTokens)
-            f.timeToFirstTokenMs = UInt32(clamping: Self.milliseconds(finish.timeToFirstToken))
-            f.totalMs = UInt32(clamping: Self.milliseconds(finish.total))
+            f.timeToFirstTokenMs = UInt32(clamping: finish.timeToFirstToken.wholeMilliseconds)
+            f.totalMs = UInt32(clamping: finish.total.wholeMilliseconds)
             self.event = .finished(f)
         case .failed(let failure):
             self.event = .error(failure.wire)
         }
-    }
-
-    private static func milliseconds(_ d: Duration) -> Int64 {
-        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 }
 

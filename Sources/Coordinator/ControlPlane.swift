@@ -484,10 +484,8 @@ final class ControlPlane: Sendable {
     /// Asks every stage of `epoch` to drop `sequences`.
     func release(_ sequences: [UInt64], epoch: UInt64) async {
         guard case let .serving(current, _, peers) = membership.withLock({ $0.phase }), current == epoch else { return }
-        var m = Caravan_V1_ReleaseSequences()
-        m.planEpoch = epoch
-        m.sequenceIds = sequences
-        for peer in peers { await send(.releaseSequences(m), to: peer) }
+        let release = Caravan_V1_ReleaseSequences(epoch: epoch, sequences: sequences)
+        for peer in peers { await send(.releaseSequences(release), to: peer) }
     }
 
     /// Declares silent workers lost, heartbeats workers, fails jobs that waited too long and

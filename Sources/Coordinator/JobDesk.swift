@@ -428,9 +428,7 @@ final class JobDesk: Sendable {
         journal.append(.ended(job: jobID, outcome: outcome))
     }
 
-    static func milliseconds(_ d: Duration) -> Int64 {
-        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
-    }
+    static func milliseconds(_ d: Duration) -> Int64 { d.wholeMilliseconds }
 
     static func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18

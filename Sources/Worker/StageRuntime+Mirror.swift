@@ -140,11 +140,9 @@ extension StageRuntime {
     private func resendMirror(toTarget i: Int, stage: LlamaStage, epoch: UInt64) async {
         guard let t = mirrorLinks?.targets[i], let missed = t.releasedMeanwhile else { return }
         if !missed.isEmpty {
-            var m = Caravan_V1_ReleaseSequences()
-            m.planEpoch = epoch
-            m.sequenceIds = missed.sorted()
             do {
-                try await t.hop.send(try codec.encode(.releaseSequences(m)), timeout: Self.mirrorSendTimeout)
+                let release = Caravan_V1_ReleaseSequences(epoch: epoch, sequences: missed.sorted())
+                try await t.hop.send(try codec.encode(.releaseSequences(release)), timeout: Self.mirrorSendTimeout)
             } catch {
                 return brokeMirror(i, epoch: epoch, reason: "\(error)")
             }
@@ -198,7 +196,7 @@ extension StageRuntime {
         t.retryAt = ContinuousClock.now + t.retryDelay
         mirrorLinks!.targets[i] = t
         limited.warning("mirror: could not send KV rows; retrying this holder later", key: t.target.holderID, metadata: [
-            "holder": "\(t.target.holderID)", "retry_in_ms": "\(t.retryDelay.components.seconds * 1000 + t.retryDelay.components.attoseconds / 1_000_000_000_000_000)",
+            "holder": "\(t.target.holderID)", "retry_in_ms": "\(t.retryDelay.wholeMilliseconds)",
             "reason": "\(reason)",
         ])
     }
@@ -207,10 +205,7 @@ extension StageRuntime {
     /// broken is told when it is mirrored to again.
     func releaseMirrored(_ sequences: [UInt64], epoch: UInt64) async {
         guard let links = mirrorLinks, links.epoch == epoch, !sequences.isEmpty else { return }
-        var m = Caravan_V1_ReleaseSequences()
-        m.planEpoch = epoch
-        m.sequenceIds = sequences
-        guard let frames = try? codec.encode(.releaseSequences(m)) else { return }
+        guard let frames = try? codec.encode(.releaseSequences(Caravan_V1_ReleaseSequences(epoch: epoch, sequences: sequences))) else { return }
         for i in links.targets.indices {
             for id in sequences { mirrorLinks!.targets[i].sent[SequenceID(id)] = nil }
         }

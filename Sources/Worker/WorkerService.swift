@@ -353,8 +353,7 @@ public final class WorkerService: Service {
                 ready.workerID = configuration.workerID
                 ready.ready = error == nil
                 ready.error = error ?? ""
-                ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).components.seconds * 1000
-                    + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
+                ready.loadMs = UInt32(clamping: (ContinuousClock.now - started).wholeMilliseconds)
                 ready.memoryBytes = UInt64(bytes)
                 if error == nil { ready.held = await Self.held(runtime, epoch: epoch) }
                 await ports.send(.assignmentReady(ready))
